@@ -1,0 +1,148 @@
+"""Plain data shared by every layer: subjects, requests, decisions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    """What a decision says about a request."""
+
+    AUTO_APPROVE = "auto_approve"
+    REQUIRE_APPROVAL = "require_approval"
+    DENY = "deny"
+
+
+class UserType(StrEnum):
+    MEMBER = "member"
+    GUEST = "guest"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The person access is decided for, as the rules see them."""
+
+    id: str
+    email: str | None = None
+    type: UserType = UserType.MEMBER
+    groups: frozenset[str] = frozenset()
+    manager: str | None = None
+    organization: str | None = None
+    packages: frozenset[str] = frozenset()
+    department: str | None = None
+    job_title: str | None = None
+    employee_type: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def domain(self) -> str | None:
+        """The email domain, lower-cased; None without a usable email."""
+        if not self.email or "@" not in self.email:
+            return None
+        domain = self.email.rsplit("@", 1)[1].strip().lower()
+        return domain or None
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """What the requester asks for besides the package."""
+
+    duration: str | None = None  # ISO-8601 duration as written by the requester
+    justification: str | None = None
+
+    @property
+    def has_justification(self) -> bool:
+        return bool(self.justification and self.justification.strip())
+
+
+@dataclass(frozen=True)
+class ApprovalStage:
+    """One stage of approval as the deciding rule asks for it."""
+
+    approvers: tuple[str, ...]
+    timeout: timedelta
+    escalate_to: tuple[str, ...] = ()
+    # Approver references resolved with what the decision knows (manager id, package owners);
+    # group and sponsor references are expanded later through the directory.
+    resolved: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResolvedLifetime:
+    """When granted access ends, and why it ends then."""
+
+    expires_at: datetime | None
+    explanation: str
+    clamped: bool = False
+    extendable: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to "may this subject have this package now?" with its explanation."""
+
+    outcome: Outcome
+    package: str
+    rule: str | None
+    matched: tuple[str, ...]
+    reason: str
+    version: str
+    now: datetime
+    lifetime: ResolvedLifetime | None = None
+    stages: tuple[ApprovalStage, ...] = ()
+    justification_required: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view, stable for machines (CLI --json, API)."""
+        lifetime = None
+        if self.lifetime is not None:
+            lifetime = {
+                "expires_at": _iso(self.lifetime.expires_at),
+                "explanation": self.lifetime.explanation,
+                "clamped": self.lifetime.clamped,
+                "extendable": self.lifetime.extendable,
+            }
+        return {
+            "decision": self.outcome.value,
+            "package": self.package,
+            "rule": self.rule,
+            "matched": list(self.matched),
+            "reason": self.reason,
+            "version": self.version,
+            "now": _iso(self.now),
+            "lifetime": lifetime,
+            "approval": {
+                "justification_required": self.justification_required,
+                "stages": [
+                    {
+                        "approvers": list(stage.approvers),
+                        "resolved": list(stage.resolved),
+                        "timeout": _iso_duration(stage.timeout),
+                        "escalate_to": list(stage.escalate_to),
+                    }
+                    for stage in self.stages
+                ],
+            },
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _iso_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = "P" + (f"{days}D" if days else "")
+    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
+    time += f"{seconds}S" if seconds else ""
+    if time:
+        text += "T" + time
+    return text if text != "P" else "PT0S"

@@ -1,0 +1,122 @@
+"""Compile a Bundle's conditions into durable_rules JSON rulesets, one per package.
+
+durable_rules has no `not`, so negation is pushed down to the comparisons (De Morgan). Its
+comparisons coerce types ("1" equals 1, true equals 1) and a `$neq` never matches a missing key,
+so every compared value is text with a "v:" prefix, ordering uses separate numeric keys, and
+missing keys are spelled out with `$nex`. See docs/engine.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from policyd.rules.condition import All, AnyOf, Cmp, Condition, Kind, Not, Window, field_kind, walk
+from policyd.rules.model import Bundle
+
+MARKER = "pd"  # present in every fact, so "always" can be written as a condition
+TEXT_PREFIX = "v:"
+TRUE = TEXT_PREFIX + "true"
+FALSE = TEXT_PREFIX + "false"
+ORDER = {"lt": ("$lt", "$gte"), "le": ("$lte", "$gt"), "gt": ("$gt", "$lte"), "ge": ("$gte", "$lt")}
+
+
+def fact_key(name: str) -> str:
+    """The flat fact key for a field (durable_rules reads dots as nesting)."""
+    return name.replace(".", "__")
+
+
+def number_key(name: str) -> str:
+    return fact_key(name) + "__n"
+
+
+def text_value(text: str) -> str:
+    return TEXT_PREFIX + text
+
+
+@dataclass(frozen=True)
+class CompiledBundle:
+    """The durable_rules definitions of one bundle version and how to read their results."""
+
+    version: str
+    rulesets: dict[str, dict[str, Any]]  # ruleset name -> durable_rules JSON
+    ruleset_of: dict[str, str]  # package id -> ruleset name
+    rule_of: dict[str, tuple[str, str]]  # action name -> (package id, rule id)
+    windows: dict[Window, str] = field(default_factory=dict)  # cron window -> fact key
+
+
+def compile_bundle(bundle: Bundle) -> CompiledBundle:
+    """Translate every package's rules; the result is plain JSON-ready data."""
+    windows: dict[Window, str] = {}
+    for package in bundle.packages.values():
+        for rule in package.rules:
+            for node in walk(rule.when):
+                if isinstance(node, Cmp) and node.op == "within" and node.value not in windows:
+                    windows[node.value] = f"now__w{len(windows)}"
+    compiler = _Compiler(windows)
+    rulesets: dict[str, dict[str, Any]] = {}
+    ruleset_of: dict[str, str] = {}
+    rule_of: dict[str, tuple[str, str]] = {}
+    for index, package in enumerate(bundle.packages.values()):
+        name = f"{package.id}@{bundle.version.id}"
+        ruleset_of[package.id] = name
+        definition = {}
+        for number, rule in enumerate(package.rules):
+            action = f"p{index}r{number}"
+            rule_of[action] = (package.id, rule.id)
+            definition[action] = {"all": [{"m": compiler.expr(rule.when, False)}], "run": action}
+        rulesets[name] = definition
+    return CompiledBundle(bundle.version.id, rulesets, ruleset_of, rule_of, windows)
+
+
+class _Compiler:
+    def __init__(self, windows: dict[Window, str]):
+        self.windows = windows
+
+    def expr(self, node: Condition, negate: bool) -> dict[str, Any]:
+        if isinstance(node, Not):
+            return self.expr(node.item, not negate)
+        if isinstance(node, All | AnyOf):
+            conjunction = isinstance(node, All) != negate
+            parts = [self.expr(item, negate) for item in node.items]
+            if not parts:
+                # all() holds, any() does not; negation flips both.
+                return {"$ex" if conjunction else "$nex": {MARKER: 1}}
+            return _join("$and" if conjunction else "$or", parts)
+        return self.compare(node, negate)
+
+    def compare(self, cmp: Cmp, negate: bool) -> dict[str, Any]:
+        kind = field_kind(cmp.field)
+        op, value = cmp.op, cmp.value
+        key = fact_key(cmp.field)
+        if op == "within":
+            return {self.windows[value]: FALSE if negate else TRUE}
+        if op == "exists":
+            present = value != negate
+            target = number_key(cmp.field) if kind is Kind.DURATION else key
+            return {"$ex" if present else "$nex": {target: 1}}
+        if op in ORDER:
+            target = number_key(cmp.field)
+            positive, negative = ORDER[op]
+            if not negate:
+                return {positive: {target: value}}
+            return {"$or": [{negative: {target: value}}, {"$nex": {target: 1}}]}
+        if kind is Kind.LIST:
+            values = value if isinstance(value, tuple) else (value,)
+            holds = op in ("contains", "contains_any")
+            if holds != negate:
+                return _join("$or", [{"$iany": {key: {"$i": text_value(v)}}} for v in values])
+            # Lists always carry a sentinel item, so $iall is never vacuously false.
+            return _join(
+                "$and", [{"$iall": {key: {"$neq": {"$i": text_value(v)}}}} for v in values]
+            )
+        values = value if isinstance(value, tuple) else (value,)
+        holds = op in ("eq", "in")
+        if holds != negate:
+            return _join("$or", [{key: text_value(v)} for v in values])
+        differs = _join("$and", [{"$neq": {key: text_value(v)}} for v in values])
+        return {"$or": [differs, {"$nex": {key: 1}}]}
+
+
+def _join(operator: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    return parts[0] if len(parts) == 1 else {operator: parts}

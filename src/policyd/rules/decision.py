@@ -1,0 +1,136 @@
+"""Turn the engine's matched rules into a Decision: deny wins, then priority, then file order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from policyd.domain import (
+    ApprovalStage,
+    Decision,
+    Outcome,
+    RequestOptions,
+    Subject,
+)
+from policyd.rules.condition import parse_duration
+from policyd.rules.engine import Engine
+from policyd.rules.facts import build_fact
+from policyd.rules.lifetime import resolve_lifetime
+from policyd.rules.model import AccessPackage, Bundle, Rule
+
+NO_RULE_MATCHED = "no rule matched"
+
+
+class InvalidInputError(ValueError):
+    """A decision input is malformed; `field` names it."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+def choose(rules: Iterable[Rule], matched: Iterable[str]) -> Rule | None:
+    """The deciding rule among `matched` ids, `rules` being in file order.
+
+    Any matched deny wins over every approval; within the winning group the highest
+    priority decides and, at equal priority, the rule written first.
+    """
+    ids = set(matched)
+    hits = [rule for rule in rules if rule.id in ids]
+    denies = [rule for rule in hits if rule.outcome is Outcome.DENY]
+    pool = denies or hits
+    if not pool:
+        return None
+    best = max(rule.priority for rule in pool)
+    return next(rule for rule in pool if rule.priority == best)
+
+
+def check_inputs(request: RequestOptions, now: datetime) -> None:
+    """Reject inputs the rules cannot be evaluated on.
+
+    Raises:
+        InvalidInputError: naming the field.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise InvalidInputError("now", "must carry a time zone (UTC), e.g. 2026-01-05T09:00:00Z")
+    if request.duration is not None:
+        try:
+            parse_duration(request.duration)
+        except ValueError as err:
+            raise InvalidInputError("request.duration", str(err)) from None
+
+
+def decide(
+    bundle: Bundle,
+    engine: Engine,
+    package_id: str,
+    subject: Subject,
+    request: RequestOptions,
+    now: datetime,
+) -> Decision:
+    """Decide one request against `bundle`, whose compiled form `engine` holds.
+
+    Raises:
+        UnknownPackageError: the bundle has no such package.
+        InvalidInputError: a malformed input.
+        EngineClosedError: the engine was swapped out meanwhile.
+    """
+    package = bundle.package(package_id)
+    check_inputs(request, now)
+    fact = build_fact(engine.compiled, subject, request, now)
+    matched_ids = engine.match(package_id, fact)
+    matched = tuple(rule.id for rule in package.rules if rule.id in matched_ids)
+    rule = choose(package.rules, matched_ids)
+    if rule is None:
+        return Decision(
+            outcome=Outcome.DENY,
+            package=package.id,
+            rule=None,
+            matched=(),
+            reason=NO_RULE_MATCHED,
+            version=bundle.version.id,
+            now=now,
+        )
+    lifetime = None
+    if rule.outcome is not Outcome.DENY:
+        policy = rule.lifetime or package.lifetime
+        lifetime = resolve_lifetime(policy, now, request.duration) if policy else None
+    approval = rule.approval if rule.outcome is Outcome.REQUIRE_APPROVAL else None
+    return Decision(
+        outcome=rule.outcome,
+        package=package.id,
+        rule=rule.id,
+        matched=matched,
+        reason=rule.reason or f"rule {rule.id!r} decided {rule.outcome}",
+        version=bundle.version.id,
+        now=now,
+        lifetime=lifetime,
+        stages=tuple(_stages(approval, package, subject)) if approval else (),
+        justification_required=bool(approval and approval.require_justification),
+    )
+
+
+def _stages(approval, package: AccessPackage, subject: Subject):
+    for stage in approval.stages:
+        yield ApprovalStage(
+            approvers=stage.approvers,
+            timeout=stage.timeout,
+            escalate_to=stage.escalate_to,
+            resolved=tuple(_resolve(stage.approvers, package, subject)),
+        )
+
+
+def _resolve(references: Iterable[str], package: AccessPackage, subject: Subject):
+    seen = set()
+    for ref in references:
+        if ref == "manager":
+            expanded = [f"user:{subject.manager}"] if subject.manager else []
+        elif ref == "owners":
+            expanded = list(package.owners)
+        else:
+            expanded = [ref]  # user:, group: and sponsors are expanded by the directory
+        for item in expanded:
+            if item not in seen:
+                seen.add(item)
+                yield item

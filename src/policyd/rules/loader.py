@@ -1,0 +1,205 @@
+"""Load a directory of rule files into one validated Bundle, or report every problem."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+from marshmallow import ValidationError
+
+from policyd.domain import Outcome
+from policyd.rules.condition import Cmp, referenced_packages
+from policyd.rules.model import AccessPackage, Bundle, Rule, Version
+from policyd.rules.schema import RuleFileSchema
+from policyd.rules.source import (
+    Document,
+    Problem,
+    ProblemsError,
+    flatten_messages,
+    parse_document,
+)
+from policyd.rules.version import content_hash, git_state
+
+TESTS_DIR = "tests"
+SUFFIXES = (".yaml", ".yml")
+
+
+def rule_files(root: Path) -> list[Path]:
+    """Rule files below `root`: YAML files outside hidden folders and `tests/`."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if path.suffix not in SUFFIXES or not path.is_file():
+            continue
+        if relative.parts[0] == TESTS_DIR or any(p.startswith(".") for p in relative.parts):
+            continue
+        found.append(path)
+    return found
+
+
+def load_bundle(directory: str | Path) -> Bundle:
+    """Read, validate and link every rule file below `directory`.
+
+    Raises:
+        ProblemsError: with every problem in every file; nothing is half-loaded.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise ProblemsError([Problem(str(root), 0, "no such directory")])
+    texts = {}
+    for path in rule_files(root):
+        try:
+            texts[path.relative_to(root).as_posix()] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            raise ProblemsError([Problem(str(path), 0, f"cannot read: {err}")]) from None
+    bundle = load_texts(texts, display_root=str(root))
+    commit, dirty = git_state(root)
+    version = dataclasses.replace(bundle.version, git_commit=commit, git_dirty=dirty)
+    return dataclasses.replace(bundle, version=version)
+
+
+def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
+    """Build a Bundle from rule-file texts keyed by relative path (no file system).
+
+    Raises:
+        ProblemsError: with every problem found.
+    """
+    if not texts:
+        raise ProblemsError([Problem(display_root or ".", 0, "no rule files (*.yaml) found")])
+    problems: list[Problem] = []
+    documents: list[Document] = []
+    packages: list[tuple[AccessPackage, Document]] = []
+    for relative, text in sorted(texts.items()):
+        shown = f"{display_root.rstrip('/')}/{relative}" if display_root else relative
+        try:
+            document = parse_document(text, shown)
+        except ProblemsError as err:
+            problems.extend(err.problems)
+            continue
+        documents.append(document)
+        package = _load_package(document, problems)
+        if package is not None:
+            packages.append((package, document))
+    problems.extend(_link(packages))
+    if problems:
+        raise ProblemsError(problems)
+    by_id = {package.id: package for package, _ in packages}
+    by_id = {pid: _with_incompatibility_rules(package, by_id) for pid, package in by_id.items()}
+    return Bundle(
+        packages=by_id,
+        version=_version(documents),
+        files=dict(texts),
+    )
+
+
+def _load_package(document: Document, problems: list[Problem]) -> AccessPackage | None:
+    if not isinstance(document.data, dict):
+        problems.append(
+            document.problem((), "a rule file is a mapping with apiVersion and package")
+        )
+        return None
+    try:
+        loaded = RuleFileSchema().load(document.data)
+    except ValidationError as err:
+        for path, message in flatten_messages(err.messages):
+            problems.append(document.problem(path, _plain(message)))
+        return None
+    package: AccessPackage = loaded["package"]
+    rules = tuple(
+        dataclasses.replace(rule, line=document.line_of(("package", "rules", index)))
+        for index, rule in enumerate(package.rules)
+    )
+    return dataclasses.replace(package, rules=rules, file=document.file)
+
+
+def _plain(message: str) -> str:
+    if message == "Unknown field.":
+        return "unknown key (check its spelling; see docs/rules.md)"
+    if message == "Missing data for required field.":
+        return "required key is missing"
+    return message
+
+
+def _link(packages: list[tuple[AccessPackage, Document]]) -> list[Problem]:
+    """Checks that need more than one rule or file: unique ids and references."""
+    problems: list[Problem] = []
+    seen: dict[str, AccessPackage] = {}
+    for package, document in packages:
+        if package.id in seen:
+            first = seen[package.id]
+            problems.append(
+                document.problem(
+                    ("package", "id"), f"duplicate package id {package.id!r} (also in {first.file})"
+                )
+            )
+        else:
+            seen[package.id] = package
+    for package, document in packages:
+        rule_ids: set[str] = set()
+        for index, rule in enumerate(package.rules):
+            where = ("package", "rules", index)
+            if rule.id in rule_ids:
+                problems.append(document.problem((*where, "id"), f"duplicate rule id {rule.id!r}"))
+            rule_ids.add(rule.id)
+            for ref in referenced_packages(rule.when):
+                if ref not in seen:
+                    problems.append(document.problem((*where, "when"), f"unknown package {ref!r}"))
+            if _uses_owners(rule) and not package.owners:
+                problems.append(
+                    document.problem(
+                        (*where, "then", "approval"),
+                        "approver 'owners' needs package.owners",
+                    )
+                )
+            if rule.outcome is not Outcome.DENY and rule.lifetime is None and not package.lifetime:
+                problems.append(
+                    document.problem(
+                        (*where, "then"),
+                        f"{rule.outcome} needs a lifetime (in the rule or in package.lifetime)",
+                    )
+                )
+        for index, other in enumerate(package.incompatible_with):
+            where = ("package", "incompatibleWith", index)
+            if other not in seen:
+                problems.append(document.problem(where, f"unknown package {other!r}"))
+            elif other == package.id:
+                problems.append(
+                    document.problem(where, "a package cannot be incompatible with itself")
+                )
+    return problems
+
+
+def _uses_owners(rule: Rule) -> bool:
+    if rule.approval is None:
+        return False
+    return any(
+        "owners" in stage.approvers or "owners" in stage.escalate_to
+        for stage in rule.approval.stages
+    )
+
+
+def _with_incompatibility_rules(
+    package: AccessPackage, packages: Mapping[str, AccessPackage]
+) -> AccessPackage:
+    """Add a deny rule per incompatible package, declared on either side."""
+    others = list(package.incompatible_with)
+    others += [p.id for p in packages.values() if package.id in p.incompatible_with]
+    extra = []
+    for other in dict.fromkeys(others):
+        name = packages[other].display_name
+        extra.append(
+            Rule(
+                id=f"incompatible:{other}",
+                outcome=Outcome.DENY,
+                when=Cmp("subject.packages", "contains", other),
+                reason=f"Holds {name!r} ({other}), which is incompatible with "
+                f"{package.display_name!r}",
+                synthetic=True,
+            )
+        )
+    return dataclasses.replace(package, rules=package.rules + tuple(extra))
+
+
+def _version(documents: list[Document]) -> Version:
+    return Version(content_hash=content_hash(d.data for d in documents))

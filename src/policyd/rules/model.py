@@ -1,0 +1,126 @@
+"""The validated, immutable content of a rule bundle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from policyd.domain import Outcome
+from policyd.rules.condition import ALWAYS, Condition, Window
+
+API_VERSION = "policyd/v1"
+
+
+class RequestedDuration(StrEnum):
+    """What a requester's own choice of duration may do."""
+
+    NONE = "none"  # the requested duration is ignored
+    SHORTER = "shorter"  # may shorten the default, never lengthen it
+    ANY = "any"  # may ask for any duration up to the maximum
+
+
+@dataclass(frozen=True)
+class LifetimePolicy:
+    """How long granted access lasts: exactly one of duration, end_date or until_cron."""
+
+    duration: timedelta | None = None
+    end_date: datetime | None = None
+    until: Window | None = None
+    maximum: timedelta | None = None
+    requested: RequestedDuration = RequestedDuration.SHORTER
+    extendable: bool = False
+
+
+@dataclass(frozen=True)
+class StagePolicy:
+    approvers: tuple[str, ...]
+    timeout: timedelta
+    escalate_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    stages: tuple[StagePolicy, ...]
+    require_justification: bool = False
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    outcome: Outcome
+    when: Condition = ALWAYS
+    priority: int = 0
+    reason: str | None = None
+    description: str | None = None
+    approval: ApprovalPolicy | None = None
+    lifetime: LifetimePolicy | None = None
+    line: int = 0
+    synthetic: bool = False  # made by the loader (incompatible packages), not written in a file
+
+
+@dataclass(frozen=True)
+class Resource:
+    connector: str
+    resource: str
+    role: str = "member"
+
+
+@dataclass(frozen=True)
+class AccessPackage:
+    id: str
+    display_name: str
+    rules: tuple[Rule, ...]
+    resources: tuple[Resource, ...] = ()
+    description: str | None = None
+    catalog: str | None = None
+    owners: tuple[str, ...] = ()
+    incompatible_with: tuple[str, ...] = ()
+    lifetime: LifetimePolicy | None = None
+    file: str = ""
+
+    def rule(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(rule_id)
+
+
+@dataclass(frozen=True)
+class Version:
+    """Where a bundle came from: a content hash and, if any, the git commit."""
+
+    content_hash: str  # sha256 hex over the normalised rule files
+    git_commit: str | None = None
+    git_dirty: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.content_hash[:12]
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Every access package of one publication, validated as a whole."""
+
+    packages: dict[str, AccessPackage]
+    version: Version
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> text
+
+    def package(self, package_id: str) -> AccessPackage:
+        try:
+            return self.packages[package_id]
+        except KeyError:
+            raise UnknownPackageError(package_id) from None
+
+    @property
+    def rule_count(self) -> int:
+        return sum(len(p.rules) for p in self.packages.values())
+
+
+class UnknownPackageError(LookupError):
+    """A decision was asked for a package the active bundle does not define."""
+
+    def __init__(self, package_id: str):
+        self.package_id = package_id
+        super().__init__(f"unknown package {package_id!r}")

@@ -1,0 +1,317 @@
+"""Marshmallow schemas for rule files (format policyd/v1)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
+
+from policyd.domain import Outcome
+from policyd.rules.condition import (
+    ConditionError,
+    parse_condition,
+    parse_duration,
+    parse_window,
+)
+from policyd.rules.model import (
+    API_VERSION,
+    AccessPackage,
+    ApprovalPolicy,
+    LifetimePolicy,
+    RequestedDuration,
+    Resource,
+    Rule,
+    StagePolicy,
+)
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+SLUG_HELP = "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit"
+APPROVER_KINDS = ("manager", "owners", "sponsors", "user:<id>", "group:<id>")
+DEFAULT_STAGE_TIMEOUT = "P14D"
+
+
+class Slug(fields.String):
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not SLUG.match(text):
+            raise ValidationError(f"{text!r} is not a valid id ({SLUG_HELP})")
+        return text
+
+
+class Duration(fields.Field):
+    """An ISO-8601 duration such as P90D or PT8H."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return parse_duration(value)
+        except ValueError as err:
+            raise ValidationError(str(err)) from None
+
+
+class Moment(fields.Field):
+    """A date (midnight UTC) or an ISO-8601 date-time; without an offset it is UTC."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise ValidationError(f"{value!r} is not an ISO-8601 date or date-time") from None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, date):
+            return datetime.combine(value, time(0, 0), tzinfo=UTC)
+        raise ValidationError(f"{value!r} is not an ISO-8601 date or date-time")
+
+
+class CronWindow(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return parse_window(value)
+        except ValueError as err:
+            raise ValidationError(str(err)) from None
+
+
+class ConditionField(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return parse_condition(value)
+        except ConditionError as err:
+            raise ValidationError(_nest(err.problems)) from None
+
+
+def _nest(problems: list[tuple[tuple, str]]) -> dict:
+    """Turn (path, message) pairs into marshmallow's nested error dict."""
+    root: dict[Any, Any] = {}
+    for path, message in problems:
+        node = root
+        for part in path:
+            node = node.setdefault(part, {})
+        node.setdefault("_schema", []).append(message)
+    return root
+
+
+class Reference(fields.String):
+    """A directory principal: `user:<id>` or `group:<id>`, plus named approver kinds."""
+
+    def __init__(self, kinds: tuple[str, ...], **kwargs):
+        self.kinds = kinds
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        kind, _, ident = text.partition(":")
+        if text in self.kinds or (f"{kind}:<id>" in self.kinds and ident.strip()):
+            return text
+        raise ValidationError(
+            f"unknown approver kind {text!r}; use one of: {', '.join(self.kinds)}"
+        )
+
+
+def _references(kinds: tuple[str, ...], **kwargs) -> fields.List:
+    return fields.List(Reference(kinds), validate=validate.Length(min=1), **kwargs)
+
+
+class StageSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    approvers = _references(APPROVER_KINDS, required=True)
+    timeout = Duration(load_default=None)
+    escalate_to = _references(APPROVER_KINDS, data_key="escalateTo", load_default=())
+
+    @post_load
+    def make(self, data, **kwargs):
+        return StagePolicy(
+            approvers=tuple(data["approvers"]),
+            timeout=data["timeout"] or parse_duration(DEFAULT_STAGE_TIMEOUT),
+            escalate_to=tuple(data["escalate_to"]),
+        )
+
+
+class ApprovalSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    stages = fields.List(
+        fields.Nested(StageSchema),
+        required=True,
+        validate=validate.Length(min=1, max=3, error="between 1 and 3 approval stages"),
+    )
+    require_justification = fields.Boolean(data_key="requireJustification", load_default=False)
+
+    @post_load
+    def make(self, data, **kwargs):
+        return ApprovalPolicy(tuple(data["stages"]), data["require_justification"])
+
+
+class LifetimeSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    duration = Duration()
+    end_date = Moment(data_key="endDate")
+    until = fields.Nested(lambda: UntilSchema())
+    maximum = Duration(data_key="max")
+    requested = fields.Enum(
+        RequestedDuration, by_value=True, load_default=RequestedDuration.SHORTER
+    )
+    extendable = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def one_end(self, data, **kwargs):
+        given = [key for key in ("duration", "end_date", "until") if data.get(key) is not None]
+        if len(given) != 1:
+            raise ValidationError(
+                "give exactly one of duration, endDate or until", field_name="_schema"
+            )
+        maximum, duration = data.get("maximum"), data.get("duration")
+        if maximum is not None and duration is not None:
+            origin = datetime(2000, 1, 1)
+            if origin + duration > origin + maximum:
+                raise ValidationError("the duration is longer than max", field_name="max")
+
+    @post_load
+    def make(self, data, **kwargs):
+        return LifetimePolicy(
+            duration=data.get("duration"),
+            end_date=data.get("end_date"),
+            until=data.get("until"),
+            maximum=data.get("maximum"),
+            requested=data["requested"],
+            extendable=data["extendable"],
+        )
+
+
+class UntilSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    cron = fields.String(required=True)
+    timezone = fields.String(load_default="UTC")
+
+    @post_load
+    def make(self, data, **kwargs):
+        try:
+            return parse_window(data)
+        except ValueError as err:
+            raise ValidationError(str(err), field_name="cron") from None
+
+
+class ThenSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    decision = fields.Enum(Outcome, by_value=True, required=True)
+    reason = fields.String()
+    approval = fields.Nested(ApprovalSchema)
+    lifetime = fields.Nested(LifetimeSchema)
+
+    @validates_schema
+    def consistent(self, data, **kwargs):
+        decision = data.get("decision")
+        if decision is Outcome.REQUIRE_APPROVAL and "approval" not in data:
+            raise ValidationError("require_approval needs approval stages", field_name="approval")
+        if decision is not Outcome.REQUIRE_APPROVAL and "approval" in data:
+            raise ValidationError(f"{decision} takes no approval", field_name="approval")
+        if decision is Outcome.DENY and "lifetime" in data:
+            raise ValidationError("deny takes no lifetime", field_name="lifetime")
+
+
+class RuleSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = Slug(required=True)
+    description = fields.String()
+    priority = fields.Integer(strict=True, load_default=0)
+    when = ConditionField()
+    then = fields.Nested(ThenSchema, required=True)
+
+    @post_load
+    def make(self, data, **kwargs):
+        then = data["then"]
+        extra = {"when": data["when"]} if "when" in data else {}
+        return Rule(
+            id=data["id"],
+            outcome=then["decision"],
+            priority=data["priority"],
+            reason=then.get("reason"),
+            description=data.get("description"),
+            approval=then.get("approval"),
+            lifetime=then.get("lifetime"),
+            **extra,
+        )
+
+
+class ResourceSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    connector = fields.String(required=True, validate=validate.Length(min=1))
+    resource = fields.String(required=True, validate=validate.Length(min=1))
+    role = fields.String(load_default="member", validate=validate.Length(min=1))
+
+    @post_load
+    def make(self, data, **kwargs):
+        return Resource(**data)
+
+
+class PackageSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = Slug(required=True)
+    display_name = fields.String(data_key="displayName", required=True)
+    description = fields.String()
+    catalog = fields.String()
+    owners = _references(("user:<id>", "group:<id>"), load_default=())
+    incompatible_with = fields.List(Slug(), data_key="incompatibleWith", load_default=())
+    resources = fields.List(fields.Nested(ResourceSchema), load_default=())
+    lifetime = fields.Nested(LifetimeSchema)
+    rules = fields.List(
+        fields.Nested(RuleSchema),
+        required=True,
+        validate=validate.Length(min=1, error="a package needs at least one rule"),
+    )
+
+    @post_load
+    def make(self, data, **kwargs):
+        return AccessPackage(
+            id=data["id"],
+            display_name=data["display_name"],
+            description=data.get("description"),
+            catalog=data.get("catalog"),
+            owners=tuple(data["owners"]),
+            incompatible_with=tuple(data["incompatible_with"]),
+            resources=tuple(data["resources"]),
+            lifetime=data.get("lifetime"),
+            rules=tuple(data["rules"]),
+        )
+
+
+class RuleFileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    api_version = fields.String(data_key="apiVersion", required=True)
+    package = fields.Nested(PackageSchema, required=True)
+
+    @validates_schema(pass_original=True)
+    def known_version(self, data, original, **kwargs):
+        version = original.get("apiVersion") if isinstance(original, dict) else None
+        if version is not None and version != API_VERSION:
+            raise ValidationError(
+                f"unknown format version {version!r}; this policyd reads {API_VERSION}",
+                field_name="apiVersion",
+            )

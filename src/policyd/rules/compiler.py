@@ -15,6 +15,9 @@ from policyd.rules.condition import All, AnyOf, Cmp, Condition, Kind, Not, Windo
 from policyd.rules.model import Bundle
 
 MARKER = "pd"  # present in every fact, so "always" can be written as a condition
+# Every ruleset gets this always-true rule: a fact that matches nothing leaves durable_rules
+# with a half-built session whose deletion corrupts memory.
+ALWAYS_ACTION = "always"
 TEXT_PREFIX = "v:"
 TRUE = TEXT_PREFIX + "true"
 FALSE = TEXT_PREFIX + "false"
@@ -43,15 +46,20 @@ class CompiledBundle:
     ruleset_of: dict[str, str]  # package id -> ruleset name
     rule_of: dict[str, tuple[str, str]]  # action name -> (package id, rule id)
     windows: dict[Window, str] = field(default_factory=dict)  # cron window -> fact key
+    fields: frozenset[str] = frozenset()  # every field some condition reads
 
 
 def compile_bundle(bundle: Bundle) -> CompiledBundle:
     """Translate every package's rules; the result is plain JSON-ready data."""
     windows: dict[Window, str] = {}
+    fields: set[str] = set()
     for package in bundle.packages.values():
         for rule in package.rules:
             for node in walk(rule.when):
-                if isinstance(node, Cmp) and node.op == "within" and node.value not in windows:
+                if not isinstance(node, Cmp):
+                    continue
+                fields.add(node.field)
+                if node.op == "within" and node.value not in windows:
                     windows[node.value] = f"now__w{len(windows)}"
     compiler = _Compiler(windows)
     rulesets: dict[str, dict[str, Any]] = {}
@@ -64,9 +72,12 @@ def compile_bundle(bundle: Bundle) -> CompiledBundle:
         for number, rule in enumerate(package.rules):
             action = f"p{index}r{number}"
             rule_of[action] = (package.id, rule.id)
-            definition[action] = {"all": [{"m": compiler.expr(rule.when, False)}], "run": action}
+            definition[action] = {"all": [{"m": compiler.expr(rule.when, False)}]}
+        definition[ALWAYS_ACTION] = {"all": [{"m": {"$ex": {MARKER: 1}}}]}
         rulesets[name] = definition
-    return CompiledBundle(bundle.version.id, rulesets, ruleset_of, rule_of, windows)
+    return CompiledBundle(
+        bundle.version.id, rulesets, ruleset_of, rule_of, windows, frozenset(fields)
+    )
 
 
 class _Compiler:

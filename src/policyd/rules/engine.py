@@ -1,28 +1,28 @@
-"""The only code that touches durable_rules: a hardened Host per bundle version.
+"""The only code that touches durable_rules: one C ruleset per package and bundle version.
 
 durable_rules 2.0.28 crashes when its background dispatcher races a caller, when two live
-sessions collide on its 32-bit sid hash, or past 1,024 live sessions (see docs/engine.md).
-So: the dispatcher never starts, every call into the C core holds one process-wide lock, and
-each evaluation asserts its fact into a fresh session that is deleted before the lock is released.
+sessions collide on its 32-bit sid hash, past 1,024 live sessions, and when a session whose fact
+matched nothing is deleted (see docs/engine.md). So this adapter drives the C core directly — no
+`durable.engine.Host`, hence no dispatcher threads at all — with one process-wide lock around
+assert, read and delete; every evaluation uses a fresh session deleted before the lock is
+released; and every ruleset carries an always-true rule, so no fact ever goes unmatched.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
+import json
 import threading
 from typing import Any
 
 import durable_rules_engine
-from durable.engine import Host, MessageNotHandledException
 
-from policyd.rules.compiler import CompiledBundle
+from policyd.rules.compiler import ALWAYS_ACTION, CompiledBundle
 
-log = logging.getLogger(__name__)
-
-# One lock for every Host: the C core keeps process-wide state and never releases the GIL,
-# so a finer lock would buy no parallelism and risk the crashes above.
+# The C core keeps process-wide state and never releases the GIL, so one lock for every
+# ruleset costs no parallelism and rules out the races above.
 _CORE_LOCK = threading.Lock()
+_NOT_HANDLED = 1
 
 
 class EngineClosedError(RuntimeError):
@@ -30,26 +30,7 @@ class EngineClosedError(RuntimeError):
 
 
 class EngineError(RuntimeError):
-    """durable_rules failed in a way that is not a 'no rule matched'."""
-
-
-class _QuietHost(Host):
-    """A Host without the timer threads that re-dispatch rulesets behind our back."""
-
-    def __init__(self, collector: list[str]):
-        self._collector = collector
-        super().__init__()
-
-    def _run(self) -> None:  # the dispatcher is what corrupts memory; never start it
-        return None
-
-    def get_action(self, action_name: str):
-        collector = self._collector
-
-        def record(_closure) -> None:
-            collector.append(action_name)
-
-        return record
+    """durable_rules failed; the engine refuses further work rather than risk a crash."""
 
 
 class Engine:
@@ -57,18 +38,19 @@ class Engine:
 
     def __init__(self, compiled: CompiledBundle):
         self.compiled = compiled
-        self._matched: list[str] = []
         self._sids = itertools.count(1)
         self._closed = False
+        self._broken: str | None = None
+        self._handles: dict[str, int] = {}
         with _CORE_LOCK:
-            self._host = _QuietHost(self._matched)
-            # register_rulesets pops "run" from the definitions it is given: pass copies.
-            self._host.register_rulesets(
-                {
-                    name: {k: dict(v) for k, v in rules.items()}
-                    for name, rules in compiled.rulesets.items()
-                }
-            )
+            try:
+                for name, rules in compiled.rulesets.items():
+                    self._handles[name] = durable_rules_engine.create_ruleset(
+                        name, json.dumps(rules)
+                    )
+            except Exception:
+                self._release()
+                raise
 
     def match(self, package_id: str, fact: dict[str, Any]) -> frozenset[str]:
         """Ids of every rule of `package_id` whose condition holds for `fact`.
@@ -76,37 +58,60 @@ class Engine:
         Raises:
             KeyError: the bundle has no such package.
             EngineClosedError: this version was closed by a swap.
-            EngineError: the engine failed; the session was still cleaned up.
+            EngineError: the engine failed earlier or now.
         """
         ruleset = self.compiled.ruleset_of[package_id]
+        actions: list[str] = []
         with _CORE_LOCK:
             if self._closed:
                 raise EngineClosedError(self.compiled.version)
+            if self._broken:
+                raise EngineError(self._broken)
+            handle = self._handles[ruleset]
             sid = str(next(self._sids))
-            self._matched.clear()
             try:
-                self._host.assert_fact(ruleset, {**fact, "sid": sid})
-            except MessageNotHandledException:
-                pass  # no rule matched: the default deny is decided by the caller
+                code, state = durable_rules_engine.assert_fact(
+                    handle, json.dumps({**fact, "sid": sid})
+                )
             except Exception as err:
-                raise EngineError(f"durable_rules failed: {err}") from err
+                self._broken = f"durable_rules failed: {err}"
+                raise EngineError(self._broken) from err
+            if code == _NOT_HANDLED:
+                # Cannot happen with the always-true rule; deleting such a session corrupts
+                # the heap, so stop using this engine instead.
+                self._broken = f"ruleset {ruleset} left a fact unmatched"
+                raise EngineError(self._broken)
+            try:
+                result = durable_rules_engine.start_action_for_state(handle, state)
+                message = result[1] if result else None
+                while message:
+                    actions.append(_action_name(message))
+                    message = durable_rules_engine.complete_and_start_action(handle, state)
+            except Exception as err:
+                self._broken = f"durable_rules failed: {err}"
+                raise EngineError(self._broken) from err
             finally:
-                self._host.delete_state(ruleset, sid)
-            actions = tuple(self._matched)
-            self._matched.clear()
-        return frozenset(self.compiled.rule_of[action][1] for action in actions)
+                durable_rules_engine.delete_state(handle, sid)
+        rule_of = self.compiled.rule_of
+        return frozenset(rule_of[a][1] for a in actions if a != ALWAYS_ACTION)
 
     def close(self) -> None:
         """Release the C rulesets; later `match` calls raise EngineClosedError."""
         with _CORE_LOCK:
-            if self._closed:
-                return
-            self._closed = True
-            for ruleset in self._host._ruleset_list:
-                durable_rules_engine.delete_ruleset(ruleset._handle)
-            self._host._ruleset_list.clear()
-            self._host._ruleset_directory.clear()
+            if not self._closed:
+                self._closed = True
+                self._release()
+
+    def _release(self) -> None:
+        for handle in self._handles.values():
+            durable_rules_engine.delete_ruleset(handle)
+        self._handles.clear()
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+def _action_name(message: str) -> str:
+    # A message is '{"<action>":{"m":{...fact...}}}'; action names are our own [a-z0-9].
+    return message[2 : message.index('"', 2)]

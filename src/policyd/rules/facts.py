@@ -6,7 +6,9 @@ every comparison a rule makes is left to the engine.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from policyd.domain import RequestOptions, Subject
@@ -19,7 +21,7 @@ from policyd.rules.compiler import (
     number_key,
     text_value,
 )
-from policyd.rules.condition import ATTRIBUTE_KEY, as_number, canon_text, parse_duration
+from policyd.rules.condition import Window, as_number, canon_text, parse_duration
 
 SENTINEL = ""  # never a valid compared value; keeps lists non-empty for $iall
 
@@ -27,37 +29,51 @@ SENTINEL = ""  # never a valid compared value; keeps lists non-empty for $iall
 def build_fact(
     compiled: CompiledBundle, subject: Subject, request: RequestOptions, now: datetime
 ) -> dict[str, Any]:
+    """The fact for one evaluation, holding only the fields the bundle's conditions read."""
+    wanted = compiled.fields
     fact: dict[str, Any] = {MARKER: 1}
-    texts = {
-        "subject.id": subject.id,
-        "subject.email": subject.email.strip().lower() if subject.email else None,
-        "subject.domain": subject.domain,
-        "subject.type": str(subject.type).lower(),
-        "subject.manager": subject.manager,
-        "subject.organization": subject.organization,
-        "subject.department": subject.department,
-        "subject.jobTitle": subject.job_title,
-        "subject.employeeType": subject.employee_type,
-    }
-    for name, value in texts.items():
-        _put_text(fact, name, value)
+    for name, read in _TEXT_FIELDS.items():
+        if name in wanted:
+            _put_text(fact, name, read(subject))
     for key, value in subject.attributes.items():
-        if isinstance(key, str) and ATTRIBUTE_KEY.match(key):
-            name = f"subject.attributes.{key}"
+        name = f"subject.attributes.{key}"
+        if name in wanted:
             _put_text(fact, name, value)
             number = as_number(value)
             if number is not None:
                 fact[number_key(name)] = number
-    fact[fact_key("subject.groups")] = _text_list(subject.groups)
-    fact[fact_key("subject.packages")] = _text_list(subject.packages)
-    seconds = requested_seconds(request, now)
-    if seconds is not None:
-        fact[number_key("request.duration")] = seconds
-    if request.has_justification:
+    if "subject.groups" in wanted:
+        fact[fact_key("subject.groups")] = _text_list(subject.groups)
+    if "subject.packages" in wanted:
+        fact[fact_key("subject.packages")] = _text_list(subject.packages)
+    if "request.duration" in wanted:
+        seconds = requested_seconds(request, now)
+        if seconds is not None:
+            fact[number_key("request.duration")] = seconds
+    if "request.justification" in wanted and request.has_justification:
         fact[fact_key("request.justification")] = TRUE
     for window, key in compiled.windows.items():
-        fact[key] = TRUE if window.contains(now) else FALSE
+        fact[key] = TRUE if _within(window, now.replace(second=0, microsecond=0)) else FALSE
     return fact
+
+
+_TEXT_FIELDS: dict[str, Callable[[Subject], Any]] = {
+    "subject.id": lambda s: s.id,
+    "subject.email": lambda s: s.email.strip().lower() if s.email else None,
+    "subject.domain": lambda s: s.domain,
+    "subject.type": lambda s: str(s.type).lower(),
+    "subject.manager": lambda s: s.manager,
+    "subject.organization": lambda s: s.organization,
+    "subject.department": lambda s: s.department,
+    "subject.jobTitle": lambda s: s.job_title,
+    "subject.employeeType": lambda s: s.employee_type,
+}
+
+
+@lru_cache(maxsize=4096)
+def _within(window: Window, minute: datetime) -> bool:
+    # Cron windows have minute resolution, so one answer serves a whole minute.
+    return window.contains(minute)
 
 
 def requested_seconds(request: RequestOptions, now: datetime) -> float | None:

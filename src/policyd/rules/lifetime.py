@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import isodate
@@ -66,6 +67,7 @@ def resolve_lifetime(
     )
 
 
+@lru_cache(maxsize=256)
 def _text(duration) -> str:
     return isodate.duration_isoformat(duration)
 

@@ -93,13 +93,23 @@ def parse_document(text: str, file: str) -> Document:
     return doc
 
 
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
 def _convert(node: yaml.Node, path: Path, doc: Document, loader, problems: list[Problem]) -> Any:
-    doc.lines.setdefault(path, node.start_mark.line + 1)
+    line = node.start_mark.line + 1
+    doc.lines.setdefault(path, line)
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+        problems.append(Problem(doc.file, line, f"invalid YAML: tag {node.tag} is not allowed"))
+        return None
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) or key is None:
+            try:
+                key = loader.construct_object(key_node, deep=True)
+            except yaml.YAMLError:
+                key = None
+            if not isinstance(key, str | int | float | bool):
                 problems.append(
                     Problem(doc.file, key_node.start_mark.line + 1, "keys must be text")
                 )
@@ -118,7 +128,11 @@ def _convert(node: yaml.Node, path: Path, doc: Document, loader, problems: list[
             _convert(item, (*path, index), doc, loader, problems)
             for index, item in enumerate(node.value)
         ]
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError as err:
+        problems.append(Problem(doc.file, line, f"invalid YAML: {getattr(err, 'problem', err)}"))
+        return None
 
 
 def flatten_messages(messages: Any, path: Path = ()) -> list[tuple[Path, str]]:

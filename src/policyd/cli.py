@@ -1,0 +1,275 @@
+"""`policyd` commands for policy authors: check, test, eval, version."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from marshmallow import ValidationError
+
+from policyd.domain import Decision, RequestOptions, Subject
+from policyd.rules import (
+    InvalidInputError,
+    Policy,
+    ProblemsError,
+    UnknownPackageError,
+    load_bundle,
+)
+from policyd.rules.inputs import RequestSchema, SubjectSchema
+from policyd.rules.model import Bundle
+from policyd.rules.policytest import coverage, load_cases, run_case
+from policyd.rules.source import Problem, flatten_messages, parse_document
+
+DEFAULT_DIR = "policies"
+policies_argument = click.argument(
+    "directory", default=DEFAULT_DIR, type=click.Path(file_okay=False, path_type=Path)
+)
+
+
+@click.group()
+@click.version_option(package_name="policyd")
+def main() -> None:
+    """policyd: access packages decided by versioned rule files."""
+
+
+def _load(directory: Path) -> Bundle:
+    try:
+        return load_bundle(directory)
+    except ProblemsError as err:
+        _fail(err.problems)
+
+
+def _fail(problems: list[Problem]) -> None:
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    files = len({p.file for p in problems})
+    noun = "error" if len(problems) == 1 else "errors"
+    click.echo(f"{len(problems)} {noun} in {files} file{'s' if files != 1 else ''}", err=True)
+    sys.exit(1)
+
+
+@main.command()
+@policies_argument
+def check(directory: Path) -> None:
+    """Validate every rule file and test case; print all errors as file:line."""
+    problems: list[Problem] = []
+    try:
+        bundle = load_bundle(directory)
+    except ProblemsError as err:
+        _fail(err.problems)
+    try:
+        cases = load_cases(directory, bundle)
+    except ProblemsError as err:
+        problems.extend(err.problems)
+    if problems:
+        _fail(problems)
+    click.echo(
+        f"ok: {len(bundle.packages)} packages, {bundle.rule_count} rules, "
+        f"{len(cases)} test cases; version {bundle.version.id}"
+    )
+
+
+@main.command("test")
+@policies_argument
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0, 100),
+    default=0,
+    show_default=True,
+    help="Fail when fewer than this percentage of rules is matched by some case.",
+)
+def test_command(directory: Path, min_coverage: float) -> None:
+    """Run the policy test cases in DIRECTORY/tests through the real engine."""
+    bundle = _load(directory)
+    try:
+        cases = load_cases(directory, bundle)
+    except ProblemsError as err:
+        _fail(err.problems)
+    policy = Policy(bundle)
+    try:
+        results = [run_case(policy, case) for case in cases]
+    finally:
+        policy.close()
+    for result in results:
+        status = "PASS" if result.passed else "FAIL"
+        click.echo(f"{status} {result.case.where} {result.case.name}")
+        for failure in result.failures:
+            click.echo(f"     {failure}")
+    failed = sum(not r.passed for r in results)
+    click.echo(f"policy tests: {len(results) - failed} passed, {failed} failed")
+    report = coverage(bundle, results)
+    covered = len(report.total) - len(report.missing)
+    click.echo(
+        f"coverage: {covered}/{len(report.total)} rules matched by a case ({report.percent:.1f}%)"
+    )
+    for package, rule, where in report.missing:
+        click.echo(f"  not matched: {package}/{rule} ({where})")
+    if failed:
+        sys.exit(1)
+    if report.percent < min_coverage:
+        click.echo(f"coverage {report.percent:.1f}% is below --min-coverage {min_coverage:g}%")
+        sys.exit(1)
+
+
+@main.command("eval")
+@click.argument("package")
+@click.option(
+    "-p",
+    "--policies",
+    "directory",
+    default=DEFAULT_DIR,
+    type=click.Path(file_okay=False, path_type=Path),
+    show_default=True,
+)
+@click.option(
+    "--subject", "subject_file", type=click.File("r"), help="Subject as JSON/YAML; - reads stdin."
+)
+@click.option("--id", "subject_id", help="Subject id (when no --subject file is given).")
+@click.option("--email")
+@click.option("--type", "user_type", type=click.Choice(["member", "guest"]))
+@click.option("--group", "groups", multiple=True, help="Group the subject is in (repeatable).")
+@click.option("--holds", multiple=True, help="Package the subject already holds (repeatable).")
+@click.option("--department")
+@click.option("--job-title")
+@click.option("--employee-type")
+@click.option("--manager")
+@click.option("--organization")
+@click.option("--attr", "attrs", multiple=True, help="Extra attribute KEY=VALUE (repeatable).")
+@click.option("--duration", help="Requested duration, ISO-8601 (e.g. PT4H).")
+@click.option("--justification")
+@click.option("--now", "now_text", help="Evaluate at this ISO-8601 time (default: current time).")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+def eval_command(package: str, directory: Path, subject_file, subject_id, as_json, **flags) -> None:
+    """Show what would happen if a subject requested PACKAGE now."""
+    bundle = _load(directory)
+    subject = _subject(subject_file, subject_id, flags)
+    request = _request(flags)
+    now = _now(flags.pop("now_text"))
+    policy = Policy(bundle)
+    try:
+        decision = policy.decide(package, subject, request, now=now)
+    except UnknownPackageError:
+        known = ", ".join(sorted(bundle.packages))
+        raise click.BadParameter(f"unknown package {package!r}; known: {known}") from None
+    except InvalidInputError as err:
+        raise click.BadParameter(err.message, param_hint=err.field) from None
+    finally:
+        policy.close()
+    if as_json:
+        click.echo(json.dumps(decision.to_dict(), indent=2))
+    else:
+        click.echo(_explain(decision))
+
+
+def _subject(subject_file, subject_id: str | None, flags: dict) -> Subject:
+    if subject_file is not None:
+        name = getattr(subject_file, "name", "<stdin>")
+        try:
+            document = parse_document(subject_file.read(), name)
+            return SubjectSchema().load(document.data if document.data is not None else {})
+        except ProblemsError as err:
+            _fail(err.problems)
+        except ValidationError as err:
+            _fail([document.problem(p, m) for p, m in flatten_messages(err.messages)])
+    if not subject_id:
+        raise click.UsageError("give --subject FILE or at least --id")
+    raw: dict = {"id": subject_id}
+    mapping = {
+        "email": "email",
+        "user_type": "type",
+        "department": "department",
+        "job_title": "jobTitle",
+        "employee_type": "employeeType",
+        "manager": "manager",
+        "organization": "organization",
+    }
+    for flag, key in mapping.items():
+        if flags.get(flag):
+            raw[key] = flags[flag]
+    raw["groups"] = list(flags.get("groups", ()))
+    raw["packages"] = list(flags.get("holds", ()))
+    attributes = {}
+    for item in flags.get("attrs", ()):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--attr")
+        attributes[key] = value
+    raw["attributes"] = attributes
+    try:
+        return SubjectSchema().load(raw)
+    except ValidationError as err:
+        message = "; ".join(
+            f"{'.'.join(map(str, p))}: {m}" for p, m in flatten_messages(err.messages)
+        )
+        raise click.UsageError(message) from None
+
+
+def _request(flags: dict) -> RequestOptions:
+    raw = {k: flags[k] for k in ("duration", "justification") if flags.get(k)}
+    try:
+        return RequestSchema().load(raw)
+    except ValidationError as err:
+        field, messages = next(iter(err.messages.items()))
+        raise click.BadParameter(" ".join(messages), param_hint=f"--{field}") from None
+
+
+def _now(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO-8601 date-time", param_hint="--now"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _explain(decision: Decision) -> str:
+    data = decision.to_dict()
+    lines = [
+        f"decision  {data['decision']}",
+        f"package   {data['package']}",
+        f"rule      {data['rule'] or '-'}  (matched: {', '.join(data['matched']) or 'none'})",
+        f"reason    {data['reason']}",
+        f"version   {data['version']}",
+        f"now       {data['now']}",
+    ]
+    if data["lifetime"]:
+        life = data["lifetime"]
+        lines.append(f"expires   {life['expires_at']}  ({life['explanation']})")
+    for number, stage in enumerate(data["approval"]["stages"], start=1):
+        who = ", ".join(stage["resolved"]) or "(no approver resolved)"
+        escalate = f", then {', '.join(stage['escalate_to'])}" if stage["escalate_to"] else ""
+        lines.append(f"stage {number}   {who} within {stage['timeout']}{escalate}")
+    if data["approval"]["justification_required"]:
+        lines.append("the requester must give a justification")
+    return "\n".join(lines)
+
+
+@main.command()
+@policies_argument
+@click.option("--json", "as_json", is_flag=True)
+def version(directory: Path, as_json: bool) -> None:
+    """Print the content-derived version of the rules (and their git commit)."""
+    bundle = _load(directory)
+    v = bundle.version
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "id": v.id,
+                    "content_hash": v.content_hash,
+                    "git_commit": v.git_commit,
+                    "git_dirty": v.git_dirty,
+                }
+            )
+        )
+        return
+    git = "not in a git work tree"
+    if v.git_commit:
+        git = f"git {v.git_commit}" + (" (uncommitted changes)" if v.git_dirty else "")
+    click.echo(f"{v.id}  sha256:{v.content_hash}  {git}")

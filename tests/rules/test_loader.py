@@ -1,0 +1,216 @@
+"""Loading rule files: every problem is reported as file:line naming the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from policyd.domain import Outcome
+from policyd.rules import ProblemsError, load_bundle, load_texts
+from tests.conftest import POLICIES, rule_file
+
+VALID = """
+apiVersion: policyd/v1
+package:
+  id: pkg
+  displayName: Package
+  lifetime: {duration: P1D}
+  rules:
+    - id: everyone
+      then: {decision: auto_approve}
+"""
+
+
+def problems_of(texts: dict[str, str]) -> list[str]:
+    with pytest.raises(ProblemsError) as caught:
+        load_texts({name: rule_file(text) for name, text in texts.items()})
+    return [str(p) for p in caught.value.problems]
+
+
+def test_example_policies_load():
+    """The shipped example policies are valid."""
+    bundle = load_bundle(POLICIES)
+    assert set(bundle.packages) >= {
+        "sales-support",
+        "merger-collaboration",
+        "scope-a-readers",
+        "quarter-end-close",
+    }
+
+
+def test_typo_bad_duration_and_bad_cron_are_all_reported_with_lines():
+    """One file with three mistakes gives three file:line errors, not just the first."""
+    text = """
+    apiVersion: policyd/v1
+    package:
+      id: broken
+      displayName: Broken
+      rules:
+        - id: a
+          when: {subject.type: member}
+          then:
+            decision: auto_approve
+            lifetme: {duration: P1D}
+        - id: b
+          then:
+            decision: require_approval
+            approval: {stages: [{approvers: [manager], timeout: 3 days}]}
+            lifetime: {until: {cron: "61 * * * *"}}
+    """
+    found = problems_of({"broken.yaml": text})
+    assert found == [
+        "broken.yaml:10: package.rules[0].then.lifetme: unknown key (check its spelling; "
+        "see docs/rules.md)",
+        "broken.yaml:14: package.rules[1].then.approval.stages[0].timeout: '3 days' is not an "
+        "ISO-8601 duration such as P90D or PT8H",
+        "broken.yaml:15: package.rules[1].then.lifetime.until.cron: '61 * * * *' is not a valid "
+        "cron expression",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ("{subject.grups: {contains: x}}", "unknown field 'subject.grups'"),
+        ("{subject.type: {equals: member}}", "unknown operator 'equals' for subject.type"),
+        ("{subject.type: robot}", "subject.type is member or guest"),
+        ("{subject.attributes.level: {gt: high}}", "gt compares numbers"),
+        ("{request.duration: {le: P1M}}", "years and months have no fixed length"),
+        ("{now: {within: 'not cron'}}", "is not a valid cron expression"),
+        ("{now: {within: {cron: '* * * * *', timezone: Mars/Base}}}", "unknown time zone"),
+        ("{any: []}", "`any` takes a non-empty list"),
+        ("{subject.groups: [a, b]}", "give subject.groups an operator"),
+        ("{subject.id: {in: []}}", "in takes a non-empty list"),
+        ("{subject.id: {exists: yes please}}", "exists takes true or false"),
+        ("{subject.packages: {contains: nope}}", "unknown package 'nope'"),
+    ],
+)
+def test_condition_errors_name_the_key(when, message):
+    """Each malformed condition is reported on the `when` line with a specific message."""
+    text = VALID.replace("    - id: everyone\n", f"    - id: everyone\n      when: {when}\n")
+    found = problems_of({"p.yaml": text})
+    assert len(found) == 1
+    assert found[0].startswith("p.yaml:8: package.rules[0].when")
+    assert message in found[0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("apiVersion: policyd/v1", "apiVersion: policyd/v9", "unknown format version"),
+        ("  id: pkg", "  id: Not A Slug", "is not a valid id"),
+        ("decision: auto_approve}", "decision: maybe}", "Must be one of"),
+        ("{duration: P1D}", "{duration: P1D, endDate: 2027-01-01}", "exactly one of duration"),
+        ("{duration: P1D}", "{duration: P2D, max: P1D}", "the duration is longer than max"),
+        ("{duration: P1D}", "{duration: -P1D}", "not an ISO-8601 duration"),
+        ("{duration: P1D}", "{duration: PT0S}", "longer than zero"),
+        ("{duration: P1D}", "{duration: P1D, requested: sometimes}", "Must be one of"),
+        ("  lifetime: {duration: P1D}\n", "", "auto_approve needs a lifetime"),
+        (
+            "{decision: auto_approve}",
+            "{decision: auto_approve, approval: {stages: [{approvers: [manager]}]}}",
+            "auto_approve takes no approval",
+        ),
+        ("{decision: auto_approve}", "{decision: require_approval}", "needs approval stages"),
+        (
+            "{decision: auto_approve}",
+            "{decision: deny, lifetime: {duration: P1D}}",
+            "deny takes no lifetime",
+        ),
+        (
+            "{decision: auto_approve}",
+            "{decision: require_approval, approval: {stages: [{approvers: [boss]}]}}",
+            "unknown approver kind 'boss'",
+        ),
+        (
+            "{decision: auto_approve}",
+            "{decision: require_approval, approval: {stages: [{approvers: [owners]}]}}",
+            "approver 'owners' needs package.owners",
+        ),
+        (
+            "{decision: auto_approve}",
+            "{decision: require_approval, approval: {stages: [{approvers: [manager]},"
+            " {approvers: [manager]}, {approvers: [manager]}, {approvers: [manager]}]}}",
+            "between 1 and 3 approval stages",
+        ),
+        ("  rules:", "  incompatibleWith: [ghost]\n  rules:", "unknown package 'ghost'"),
+        ("  rules:", "  incompatibleWith: [pkg]\n  rules:", "cannot be incompatible with itself"),
+        (
+            "    - id: everyone\n",
+            "    - id: everyone\n      priority: high\n",
+            "Not a valid integer",
+        ),
+    ],
+)
+def test_package_and_outcome_errors(old, new, message):
+    """Schema and reference errors in a package are reported with their message."""
+    assert old in VALID
+    found = problems_of({"p.yaml": VALID.replace(old, new)})
+    assert any(message in line for line in found), found
+    assert all(line.startswith("p.yaml:") for line in found)
+
+
+def test_duplicate_ids_are_errors():
+    """Duplicate rule ids in a package and duplicate package ids across files are errors."""
+    doubled = VALID + "    - id: everyone\n      then: {decision: deny}\n"
+    assert problems_of({"a.yaml": doubled}) == [
+        "a.yaml:9: package.rules[1].id: duplicate rule id 'everyone'"
+    ]
+    found = problems_of({"a.yaml": VALID, "b.yaml": VALID})
+    assert found == ["b.yaml:3: package.id: duplicate package id 'pkg' (also in a.yaml)"]
+
+
+def test_duplicate_yaml_keys_and_syntax_errors_have_lines():
+    """A repeated key and broken YAML are reported with their line."""
+    assert problems_of({"d.yaml": VALID.replace("  id: pkg\n", "  id: pkg\n  id: other\n")}) == [
+        "d.yaml:4: package.id: duplicate key"
+    ]
+    found = problems_of({"s.yaml": "apiVersion: policyd/v1\npackage: [\n"})
+    assert len(found) == 1 and found[0].startswith("s.yaml:3: invalid YAML")
+
+
+def test_errors_in_several_files_are_all_reported():
+    """A bundle with two bad files reports both and loads nothing."""
+    found = problems_of(
+        {"a.yaml": "apiVersion: policyd/v1\n", "b.yaml": "just text\n", "c.yaml": VALID}
+    )
+    assert found == [
+        "a.yaml:1: package: required key is missing",
+        "b.yaml:1: a rule file is a mapping with apiVersion and package",
+    ]
+
+
+def test_empty_bundle_is_an_error(tmp_path):
+    """A directory without rule files is rejected."""
+    with pytest.raises(ProblemsError) as caught:
+        load_bundle(tmp_path)
+    assert "no rule files" in str(caught.value)
+
+
+def test_rule_files_are_never_executed(tmp_path):
+    """YAML tags that would construct Python objects are rejected, not run."""
+    marker = tmp_path / "ran"
+    text = VALID.replace(
+        "displayName: Package",
+        f"displayName: !!python/object/apply:os.system ['touch {marker}']",
+    )
+    found = problems_of({"evil.yaml": text})
+    assert found and "invalid YAML" in found[0]
+    assert not marker.exists()
+
+
+def test_tests_folder_is_not_read_as_rules(tmp_path):
+    """Files under tests/ are policy tests, not rule files."""
+    (tmp_path / "p.yaml").write_text(rule_file(VALID))
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "t.yaml").write_text("not: a rule file\n")
+    assert list(load_bundle(tmp_path).packages) == ["pkg"]
+
+
+def test_incompatibility_becomes_a_deny_rule_in_both_packages():
+    """incompatibleWith adds a deny rule on both sides, naming the other package."""
+    other = VALID.replace("id: pkg", "id: other").replace("Package", "Other")
+    first = VALID.replace("  rules:", "  incompatibleWith: [other]\n  rules:")
+    bundle = load_texts({"a.yaml": rule_file(first), "b.yaml": rule_file(other)})
+    rule = bundle.packages["pkg"].rule("incompatible:other")
+    assert rule.outcome is Outcome.DENY and "'Other' (other)" in rule.reason
+    assert bundle.packages["other"].rule("incompatible:pkg").synthetic

@@ -1,0 +1,176 @@
+"""The policy author's CLI: check, test, eval, version."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from policyd.cli import main
+from tests.conftest import POLICIES, rule_file
+
+
+def test_check_passes_on_the_examples(runner):
+    """`policyd check policies/` exits 0 and summarises the bundle."""
+    result = runner.invoke(main, ["check", str(POLICIES)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ok: 5 packages, 11 rules, 16 test cases; version ")
+
+
+def test_check_reports_every_error_and_fails(runner, tmp_path):
+    """A typo'd key, a bad duration and a bad cron give three file:line errors and exit 1."""
+    (tmp_path / "bad.yaml").write_text(
+        rule_file(
+            """
+            apiVersion: policyd/v1
+            package:
+              id: bad
+              displayName: Bad
+              rules:
+                - id: a
+                  then:
+                    decision: auto_approve
+                    lifetme: {duration: P1D}
+                - id: b
+                  then:
+                    decision: auto_approve
+                    lifetime: {duration: 8 hours}
+                - id: c
+                  when: {now: {within: "every monday"}}
+                  then: {decision: deny}
+            """
+        )
+    )
+    result = runner.invoke(main, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert [line.split(": ")[0] for line in lines[:3]] == [
+        f"{tmp_path}/bad.yaml:9",
+        f"{tmp_path}/bad.yaml:13",
+        f"{tmp_path}/bad.yaml:15",
+    ]
+    assert "lifetme: unknown key" in lines[0]
+    assert "'8 hours' is not an ISO-8601 duration" in lines[1]
+    assert "'every monday' is not a valid cron expression" in lines[2]
+    assert lines[3] == "3 errors in 1 file"
+
+
+def test_check_validates_test_files_too(runner, tmp_path):
+    """A test case naming an unknown package or rule fails `check` with its line."""
+    shutil.copytree(POLICIES, tmp_path / "p")
+    (tmp_path / "p" / "tests" / "bad.yaml").write_text(
+        "apiVersion: policyd/v1\ntests:\n"
+        "  - {name: x, package: nope, now: 2026-01-01, subject: {id: a},\n"
+        "     expect: {decision: deny}}\n"
+        "  - name: y\n    package: scope-a-readers\n    now: 2026-01-01\n    subject: {id: a}\n"
+        "    expect: {decision: deny, rule: ghost}\n"
+    )
+    result = runner.invoke(main, ["check", str(tmp_path / "p")])
+    assert result.exit_code == 1
+    assert "bad.yaml:3: tests[0].package: unknown package 'nope'" in result.output
+    assert "bad.yaml:9: tests[1].expect.rule: package 'scope-a-readers' has no rule 'ghost'" in (
+        result.output
+    )
+
+
+def test_test_command_passes_and_reports_full_coverage(runner):
+    """`policyd test` runs every example case and reports coverage."""
+    result = runner.invoke(main, ["test", str(POLICIES), "--min-coverage", "100"])
+    assert result.exit_code == 0, result.output
+    assert "policy tests: 16 passed, 0 failed" in result.output
+    assert "coverage: 11/11 rules matched by a case (100.0%)" in result.output
+
+
+def test_test_command_fails_on_a_wrong_expectation_and_low_coverage(runner, tmp_path):
+    """A failing case exits 1 with the difference; uncovered rules are listed."""
+    shutil.copytree(POLICIES, tmp_path / "p")
+    tests = tmp_path / "p" / "tests"
+    for path in tests.glob("*.yaml"):
+        if path.name != "scope-a-readers.yaml":
+            path.unlink()
+    result = runner.invoke(main, ["test", str(tmp_path / "p"), "--min-coverage", "50"])
+    assert result.exit_code == 1
+    assert "coverage: 2/11 rules matched by a case (18.2%)" in result.output
+    assert "not matched: sales-support/sales-employees (" in result.output
+    assert "below --min-coverage 50%" in result.output
+    text = (tests / "scope-a-readers.yaml").read_text()
+    (tests / "scope-a-readers.yaml").write_text(
+        text.replace("expiresAt: 2026-01-05T17:00:00Z}", "expiresAt: 2026-01-05T18:00:00Z}", 1)
+    )
+    result = runner.invoke(main, ["test", str(tmp_path / "p")])
+    assert result.exit_code == 1
+    assert "FAIL " in result.output
+    assert "expected expiresAt 2026-01-05T18:00:00+00:00, got 2026-01-05T17:00:00+00:00" in (
+        result.output
+    )
+    assert "policy tests: 3 passed, 1 failed" in result.output
+
+
+def test_eval_eligible_member_is_auto_approved_for_eight_hours(runner):
+    """The JIT example: an eligible member gets auto_approve expiring 8 hours after now."""
+    args = ["eval", "scope-a-readers", "-p", str(POLICIES), "--id", "ada"]
+    args += ["--group", "Group.ScopeA.Readers.Eligible", "--now", "2026-01-05T09:00:00Z", "--json"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    decision = json.loads(result.output)
+    assert decision["decision"] == "auto_approve"
+    assert decision["rule"] == "eligible-members"
+    assert decision["lifetime"]["expires_at"] == "2026-01-05T17:00:00Z"
+    assert len(decision["version"]) == 12
+
+
+def test_eval_anyone_else_needs_the_approver_group(runner):
+    """The JIT example: anyone else needs approval naming the approver group."""
+    args = ["eval", "scope-a-readers", "-p", str(POLICIES), "--id", "bob"]
+    result = runner.invoke(main, [*args, "--now", "2026-01-05T09:00:00Z"])
+    assert result.exit_code == 0, result.output
+    assert "decision  require_approval" in result.output
+    assert "stage 1   group:Group.ScopeA.Approvers within PT4H" in result.output
+
+
+def test_eval_reads_a_subject_file(runner, tmp_path):
+    """--subject takes a JSON file; its errors come back with file:line."""
+    good = tmp_path / "s.json"
+    good.write_text(json.dumps({"id": "ann", "email": "ann@fabrikam.com", "type": "guest"}))
+    args = ["eval", "merger-collaboration", "-p", str(POLICIES), "--json"]
+    result = runner.invoke(main, [*args, "--subject", str(good)])
+    assert json.loads(result.output)["rule"] == "acquired-company"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "id": "ann",\n  "type": "robot"\n}\n')
+    result = runner.invoke(main, [*args, "--subject", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:3: type: Must be one of: member, guest." in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--id", "a", "--duration", "8h"], "'8h' is not an ISO-8601 duration"),
+        (["--id", "a", "--now", "yesterday"], "'yesterday' is not an ISO-8601 date-time"),
+        (["--id", "a", "--attr", "novalue"], "'novalue' is not KEY=VALUE"),
+        ([], "give --subject FILE or at least --id"),
+    ],
+)
+def test_eval_rejects_bad_input_with_a_clear_message(runner, extra, message):
+    """Bad flags exit 2 with a message naming the problem, never a traceback."""
+    result = runner.invoke(main, ["eval", "scope-a-readers", "-p", str(POLICIES), *extra])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_eval_unknown_package_lists_the_known_ones(runner):
+    """An unknown package id is a usage error listing the valid ids."""
+    result = runner.invoke(main, ["eval", "nope", "-p", str(POLICIES), "--id", "a"])
+    assert result.exit_code == 2
+    assert "unknown package 'nope'; known: merger-collaboration" in result.output
+
+
+def test_version_prints_the_content_hash(runner, example_bundle):
+    """`policyd version` prints the id and full hash of the rules."""
+    result = runner.invoke(main, ["version", str(POLICIES), "--json"])
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert data["id"] == example_bundle.version.id
+    assert data["content_hash"].startswith(data["id"]) and len(data["content_hash"]) == 64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,3 +47,17 @@ def rule_file(text: str) -> str:
 def policy_from(*texts: str) -> Policy:
     """A Policy built from rule-file texts (caller closes it)."""
     return Policy(load_texts({f"f{i}.yaml": rule_file(t) for i, t in enumerate(texts)}))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """With POLICYD_NO_SKIP=1 (set by CI) a skipped test counts as a failure."""
+    report = yield
+    if (
+        report.skipped
+        and not hasattr(report, "wasxfail")
+        and os.environ.get("POLICYD_NO_SKIP") == "1"
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but POLICYD_NO_SKIP=1 forbids skips: {report.longrepr}"
+    return report

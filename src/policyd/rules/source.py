@@ -22,7 +22,8 @@ class Problem:
 
     def __str__(self) -> str:
         prefix = f"{self.where}: " if self.where else ""
-        return f"{self.file}:{self.line}: {prefix}{self.message}"
+        place = f"{self.file}:{self.line}" if self.line > 0 else self.file
+        return f"{place}: {prefix}{self.message}"
 
 
 class ProblemsError(Exception):

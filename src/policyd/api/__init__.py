@@ -1,37 +1,136 @@
-"""Flask application factory (the HTTP API grows here; see docs and issue tracker)."""
+"""Flask application factory: assembles the API around the plain-Python services."""
 
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask
+from flask_smorest import Api
 
-from policyd.rules import PolicyRuntime, ProblemsError, load_bundle
+from policyd.api.errors import ApiErrorSchema
+from policyd.rules import PolicyRuntime
+from policyd.store import Database
+
+DEFAULTS: dict[str, Any] = {
+    "POLICYD_DATABASE_URL": "sqlite:///policyd.db",
+    "POLICYD_POLICIES": "policies",
+    "POLICYD_TRUSTED_APPS": "",
+    "POLICYD_SYNC_INTERVAL": 2.0,
+    "POLICYD_OIDC_ISSUER": None,
+    "POLICYD_OIDC_AUDIENCE": None,
+    "POLICYD_OIDC_JWKS_URL": None,
+    "POLICYD_OIDC_JWKS": None,
+}
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    """Assemble the app; configuration comes from POLICYD_* variables or `test_config`."""
+    """Assemble the app from POLICYD_* environment variables, or from `test_config` alone."""
     app = Flask("policyd")
-    app.config.from_mapping(POLICYD_POLICIES=os.environ.get("POLICYD_POLICIES", "policies"))
-    if test_config:
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        app.config.from_mapping({k: v for k, v in os.environ.items() if k in DEFAULTS})
+    else:
         app.config.from_mapping(test_config)
-    runtime = PolicyRuntime()
-    try:
-        runtime.activate(load_bundle(app.config["POLICYD_POLICIES"]))
-    except ProblemsError as err:
-        app.logger.error("policies not loaded:\n%s", err)
-    app.extensions["policyd.runtime"] = runtime
+    app.config.setdefault("POLICYD_CLOCK", lambda: datetime.now(UTC))
+    trusted = app.config["POLICYD_TRUSTED_APPS"]
+    if isinstance(trusted, str):
+        app.config["POLICYD_TRUSTED_APPS"] = [t.strip() for t in trusted.split(",") if t.strip()]
+    app.config.update(
+        API_TITLE="policyd",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    )
+    _init_store(app)
+    _init_policies(app)
+    _init_oidc(app)
 
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok")
+    from policyd.api import (
+        admin,
+        assignments,
+        auth,
+        decisions,
+        directory,
+        errors,
+        health,
+        requests,
+        versions,
+    )
 
-    @app.get("/readyz")
-    def readyz():
-        policy = runtime.active
-        if policy is None:
-            return jsonify(status="unavailable", message="no valid policy version is loaded"), 503
-        return jsonify(status="ready", version=policy.version)
-
+    auth.init_app(app)
+    health.init_app(app)
+    api = PolicydApi(app)
+    errors.init_app(app)  # after Api(), whose own HTTP error handler this replaces
+    api.spec.components.security_scheme(
+        "bearer", {"type": "http", "scheme": "bearer", "description": "API token or OIDC JWT"}
+    )
+    api.spec.options["security"] = [{"bearer": []}]
+    for module in (decisions, requests, assignments, versions, directory, admin):
+        api.register_blueprint(module.blp)
     return app
+
+
+class PolicydApi(Api):
+    ERROR_SCHEMA = ApiErrorSchema  # one error shape for every documented error
+
+
+def _init_store(app: Flask) -> None:
+    from policyd.api import context
+
+    database = Database(app.config["POLICYD_DATABASE_URL"])
+    if app.config.get("POLICYD_AUTO_UPGRADE", database.is_sqlite):
+        database.upgrade()
+    app.extensions["policyd.db"] = database
+    app.teardown_appcontext(context.close_session)
+
+
+def _init_policies(app: Flask) -> None:
+    """Load the active version; on an empty database publish POLICYD_POLICIES first."""
+    from policyd.rules import ProblemsError, load_bundle
+    from policyd.services.actor import SYSTEM
+    from policyd.services.versions import PolicySync, VersionService
+
+    database: Database = app.extensions["policyd.db"]
+    runtime = PolicyRuntime()
+    sync = PolicySync(runtime, database.session, app.config["POLICYD_SYNC_INTERVAL"])
+    app.extensions["policyd.runtime"] = runtime
+    app.extensions["policyd.sync"] = sync
+    with database.session() as session:
+        service = VersionService(session)
+        directory = app.config["POLICYD_POLICIES"]
+        if service.active_id() is None and directory:
+            try:
+                bundle = load_bundle(directory)
+            except ProblemsError as err:
+                app.logger.error("policies in %s not published:\n%s", directory, err)
+            else:
+                service.publish(
+                    SYSTEM,
+                    bundle.files,
+                    message=f"initial publication of {directory}",
+                    git_commit=bundle.version.git_commit,
+                    now=app.config["POLICYD_CLOCK"](),
+                )
+    sync.sync()
+
+
+def _init_oidc(app: Flask) -> None:
+    issuer = app.config["POLICYD_OIDC_ISSUER"]
+    if not issuer:
+        return
+    from policyd.api.oidc import OidcVerifier
+
+    app.extensions["policyd.oidc"] = OidcVerifier(
+        issuer,
+        app.config["POLICYD_OIDC_AUDIENCE"] or "policyd",
+        jwks_url=app.config["POLICYD_OIDC_JWKS_URL"],
+        jwks=app.config["POLICYD_OIDC_JWKS"],
+    )
+
+
+__all__ = ["create_app"]

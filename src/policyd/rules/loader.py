@@ -104,6 +104,7 @@ def _load_package(document: Document, problems: list[Problem]) -> AccessPackage 
     except ValidationError as err:
         for path, message in flatten_messages(err.messages):
             problems.append(document.problem(path, _plain(message)))
+        problems.extend(_duplicate_rule_ids(document))
         return None
     package: AccessPackage = loaded["package"]
     rules = tuple(
@@ -111,6 +112,24 @@ def _load_package(document: Document, problems: list[Problem]) -> AccessPackage 
         for index, rule in enumerate(package.rules)
     )
     return dataclasses.replace(package, rules=rules, file=document.file)
+
+
+def _duplicate_rule_ids(document: Document) -> list[Problem]:
+    """Duplicate rule ids in a file that failed validation, so one run reports them too."""
+    package = document.data.get("package")
+    rules = package.get("rules") if isinstance(package, dict) else None
+    if not isinstance(rules, list):
+        return []
+    seen: set[str] = set()
+    found = []
+    for index, rule in enumerate(rules):
+        rule_id = rule.get("id") if isinstance(rule, dict) else None
+        if isinstance(rule_id, str) and rule_id in seen:
+            where = ("package", "rules", index, "id")
+            found.append(document.problem(where, f"duplicate rule id {rule_id!r}"))
+        elif isinstance(rule_id, str):
+            seen.add(rule_id)
+    return found
 
 
 def _plain(message: str) -> str:

@@ -1,0 +1,71 @@
+"""API tokens and the audit trail."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from policyd.api import context
+from policyd.api.auth import require
+from policyd.api.schemas import AuditOutSchema, AuditQuerySchema, TokenInSchema, TokenOutSchema
+from policyd.services.actor import Role
+from policyd.services.audit import AuditService
+from policyd.services.tokens import TokenService
+
+blp = Blueprint("admin", __name__, url_prefix="/v1", description="Tokens and audit")
+
+
+@blp.route("/tokens")
+class Tokens(MethodView):
+    @blp.response(200, TokenOutSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters):
+        """List API tokens (never their secret)."""
+        require(Role.ADMIN, Role.AUDITOR)
+        items, total = TokenService(context.session()).list(
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size
+        )
+        pagination_parameters.item_count = total
+        return items
+
+    @blp.arguments(TokenInSchema)
+    @blp.response(201, TokenOutSchema)
+    def post(self, data):
+        """Create a token; its secret is in the response once."""
+        actor = require(Role.ADMIN)
+        token, plain = TokenService(context.session()).create(
+            actor,
+            data["principal"],
+            data["role"],
+            now=context.now(),
+            expires_in=data["expires_in"],
+            description=data["description"],
+        )
+        return {
+            **{c: getattr(token, c) for c in TokenOutSchema().fields if c != "token"},
+            "token": plain,
+        }
+
+
+@blp.route("/tokens/<token_id>")
+class TokenById(MethodView):
+    @blp.response(200, TokenOutSchema)
+    def delete(self, token_id):
+        """Revoke a token."""
+        actor = require(Role.ADMIN)
+        return TokenService(context.session()).revoke(actor, token_id, now=context.now())
+
+
+@blp.route("/audit")
+class Audit(MethodView):
+    @blp.arguments(AuditQuerySchema, location="query")
+    @blp.response(200, AuditOutSchema(many=True))
+    @blp.paginate()
+    def get(self, args, pagination_parameters):
+        """The audit trail, oldest first."""
+        require(Role.ADMIN, Role.AUDITOR)
+        items, total = AuditService(context.session()).list(
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size, **args
+        )
+        pagination_parameters.item_count = total
+        return items

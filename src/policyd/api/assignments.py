@@ -1,0 +1,76 @@
+"""Assignments: list, remove, extend."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from policyd.api import context
+from policyd.api.auth import require
+from policyd.api.errors import ApiErrorSchema
+from policyd.api.requests import idempotency_key, options
+from policyd.api.schemas import (
+    AssignmentOutSchema,
+    AssignmentQuerySchema,
+    ExtendInSchema,
+    RequestOutSchema,
+)
+from policyd.services.actor import Role
+from policyd.services.assignments import AssignmentService
+from policyd.services.requests import RequestService
+
+blp = Blueprint("assignments", __name__, url_prefix="/v1/assignments", description="Assignments")
+
+
+def service() -> AssignmentService:
+    return AssignmentService(context.session(), context.runtime())
+
+
+@blp.route("")
+class Assignments(MethodView):
+    @blp.arguments(AssignmentQuerySchema, location="query")
+    @blp.response(200, AssignmentOutSchema(many=True))
+    @blp.paginate()
+    def get(self, args, pagination_parameters):
+        """List assignments (users see their own)."""
+        items, total = service().list(
+            context.actor(),
+            offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size,
+            **args,
+        )
+        pagination_parameters.item_count = total
+        return items
+
+
+@blp.route("/<assignment_id>")
+class AssignmentById(MethodView):
+    @blp.response(200, AssignmentOutSchema)
+    def get(self, assignment_id):
+        """One assignment."""
+        return service().get(context.actor(), assignment_id)
+
+    @blp.response(200, AssignmentOutSchema)
+    @blp.alt_response(409, schema=ApiErrorSchema)
+    def delete(self, assignment_id):
+        """Remove access now (an admin or the holder)."""
+        actor = require(Role.USER, Role.ADMIN)
+        return service().remove(actor, assignment_id, now=context.now())
+
+
+@blp.route("/<assignment_id>/extend")
+class ExtendAssignment(MethodView):
+    @blp.arguments(ExtendInSchema)
+    @blp.response(201, RequestOutSchema)
+    @blp.alt_response(409, schema=ApiErrorSchema)
+    def post(self, data, assignment_id):
+        """Ask for more time; the current rules decide it as a new request."""
+        actor = require(Role.USER, Role.APP, Role.ADMIN)
+        request, created = RequestService(context.session(), context.runtime()).extend(
+            actor,
+            assignment_id,
+            options(data),
+            now=context.now(),
+            idempotency_key=idempotency_key(),
+        )
+        return request, 201 if created else 200

@@ -1,0 +1,40 @@
+"""Per-request access to the session, the caller, the clock and the policy runtime."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app, g
+from sqlalchemy.orm import Session
+
+from policyd.rules import PolicyRuntime
+from policyd.services.actor import Actor
+
+
+def session() -> Session:
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["policyd.db"].session()
+    return g.db_session
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    db_session = g.pop("db_session", None)
+    if db_session is not None:
+        db_session.close()
+
+
+def actor() -> Actor:
+    return g.actor
+
+
+def now() -> datetime:
+    return current_app.config["POLICYD_CLOCK"]()
+
+
+def runtime() -> PolicyRuntime:
+    current_app.extensions["policyd.sync"].maybe_sync()
+    return current_app.extensions["policyd.runtime"]
+
+
+def current_sync():
+    return current_app.extensions["policyd.sync"]

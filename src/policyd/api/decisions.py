@@ -1,0 +1,75 @@
+"""POST /v1/decisions and the decision log."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from policyd.api import context
+from policyd.api.auth import require
+from policyd.api.errors import ApiErrorSchema
+from policyd.api.schemas import (
+    DecisionInSchema,
+    DecisionOutSchema,
+    DecisionQuerySchema,
+    DecisionRecordSchema,
+)
+from policyd.domain import RequestOptions
+from policyd.services.actor import Role
+from policyd.services.decisions import DecisionService
+
+blp = Blueprint("decisions", __name__, url_prefix="/v1/decisions", description="Decisions")
+
+
+def decision_out(record, decision) -> dict:
+    return {"decision_id": record.id, "subject_id": record.subject_id, **decision.to_dict()}
+
+
+@blp.route("")
+class Decisions(MethodView):
+    @blp.arguments(DecisionInSchema)
+    @blp.response(200, DecisionOutSchema)
+    @blp.alt_response(404, schema=ApiErrorSchema)
+    def post(self, data):
+        """Decide whether a subject may have a package now (no side effects but the log)."""
+        actor = require(Role.USER, Role.APP, Role.ADMIN)
+        service = DecisionService(context.session(), context.runtime())
+        subject = data["subject"]
+        record, decision = service.decide(
+            actor,
+            data["package"],
+            subject.id,
+            subject,
+            data["request"] or RequestOptions(),
+            now=context.now(),
+        )
+        return decision_out(record, decision)
+
+    @blp.arguments(DecisionQuerySchema, location="query")
+    @blp.response(200, DecisionRecordSchema(many=True))
+    @blp.paginate()
+    def get(self, args, pagination_parameters):
+        """List logged decisions (users see their own)."""
+        service = DecisionService(context.session(), context.runtime())
+        items, total = service.list(
+            context.actor(),
+            offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size,
+            **args,
+        )
+        pagination_parameters.item_count = total
+        return items
+
+
+@blp.route("/<decision_id>")
+class DecisionById(MethodView):
+    @blp.response(200, DecisionRecordSchema)
+    def get(self, decision_id):
+        """One logged decision with its full input."""
+        record = DecisionService(context.session(), context.runtime()).get(decision_id)
+        actor = context.actor()
+        if actor.role is Role.USER and record.subject_id != actor.principal:
+            from policyd.services.errors import NotFoundError
+
+            raise NotFoundError(f"no decision {decision_id!r}", field="id")
+        return record

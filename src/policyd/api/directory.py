@@ -1,0 +1,129 @@
+"""Directory: users, groups, memberships, connected organisations."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from policyd.api import context
+from policyd.api.auth import require
+from policyd.api.schemas import GroupSchema, MembersSchema, OrganizationSchema, UserSchema
+from policyd.services.actor import Role
+from policyd.services.directory import DirectoryService
+from policyd.services.errors import NotFoundError
+from policyd.store.models import ConnectedOrganization, Group
+
+blp = Blueprint("directory", __name__, url_prefix="/v1", description="Directory")
+READERS = (Role.ADMIN, Role.AUDITOR, Role.APP)
+
+
+def service() -> DirectoryService:
+    return DirectoryService(context.session())
+
+
+def commit(value):
+    context.session().commit()
+    return value
+
+
+@blp.route("/users")
+class Users(MethodView):
+    @blp.response(200, UserSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters):
+        """List users."""
+        require(*READERS)
+        items, total = service().list_users(
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size
+        )
+        pagination_parameters.item_count = total
+        return items
+
+
+@blp.route("/users/<user_id>")
+class UserById(MethodView):
+    @blp.response(200, UserSchema)
+    def get(self, user_id):
+        """One user (users may read themselves)."""
+        actor = context.actor()
+        if actor.role is Role.USER and actor.principal != user_id:
+            require(*READERS)
+        return service().get_user(user_id)
+
+    @blp.arguments(UserSchema)
+    @blp.response(200, UserSchema)
+    def put(self, data, user_id):
+        """Create or replace a user."""
+        actor = require(Role.ADMIN)
+        return commit(service().put_user(actor, user_id, data, now=context.now()))
+
+    @blp.response(204)
+    def delete(self, user_id):
+        """Delete a user and their memberships."""
+        actor = require(Role.ADMIN)
+        service().delete_user(actor, user_id, now=context.now())
+        commit(None)
+
+
+@blp.route("/groups/<group_id>")
+class GroupById(MethodView):
+    @blp.response(200, GroupSchema)
+    def get(self, group_id):
+        """One group."""
+        require(*READERS)
+        group = context.session().get(Group, group_id)
+        if group is None:
+            raise NotFoundError(f"no group {group_id!r}", field="id")
+        return group
+
+    @blp.arguments(GroupSchema)
+    @blp.response(200, GroupSchema)
+    def put(self, data, group_id):
+        """Create or rename a group."""
+        actor = require(Role.ADMIN)
+        return commit(service().put_group(actor, group_id, data["display_name"], now=context.now()))
+
+
+@blp.route("/groups/<group_id>/members")
+class GroupMembers(MethodView):
+    @blp.response(200, MembersSchema)
+    def get(self, group_id):
+        """Member user ids of a group."""
+        require(*READERS)
+        return {"members": service().members(group_id)}
+
+
+@blp.route("/groups/<group_id>/members/<user_id>")
+class GroupMember(MethodView):
+    @blp.response(204)
+    def put(self, group_id, user_id):
+        """Add a member (idempotent)."""
+        actor = require(Role.ADMIN)
+        service().add_member(actor, group_id, user_id, now=context.now())
+        commit(None)
+
+    @blp.response(204)
+    def delete(self, group_id, user_id):
+        """Remove a member (idempotent)."""
+        actor = require(Role.ADMIN)
+        service().remove_member(actor, group_id, user_id, now=context.now())
+        commit(None)
+
+
+@blp.route("/organizations/<org_id>")
+class OrganizationById(MethodView):
+    @blp.response(200, OrganizationSchema)
+    def get(self, org_id):
+        """One connected organisation."""
+        require(*READERS)
+        org = context.session().get(ConnectedOrganization, org_id)
+        if org is None:
+            raise NotFoundError(f"no connected organization {org_id!r}", field="id")
+        return org
+
+    @blp.arguments(OrganizationSchema)
+    @blp.response(200, OrganizationSchema)
+    def put(self, data, org_id):
+        """Create or replace a connected organisation."""
+        actor = require(Role.ADMIN)
+        return commit(service().put_organization(actor, org_id, data, now=context.now()))

@@ -1,0 +1,62 @@
+"""Liveness, readiness and Prometheus metrics (no authentication)."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, g, jsonify, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy import text
+
+
+def init_app(app: Flask) -> None:
+    registry = CollectorRegistry()
+    decisions = Counter(
+        "policyd_decisions_total", "Decisions by outcome", ["outcome"], registry=registry
+    )
+    latency = Histogram(
+        "policyd_request_seconds", "HTTP request latency", ["endpoint", "method"], registry=registry
+    )
+    app.extensions["policyd.metrics"] = {"decisions": decisions, "latency": latency}
+
+    @app.before_request
+    def start_timer():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def observe(response):
+        started = g.pop("started", None)
+        if started is not None and request.endpoint:
+            latency.labels(request.endpoint, request.method).observe(time.perf_counter() - started)
+        if request.endpoint == "decisions.Decisions" and request.method == "POST":
+            outcome = (response.get_json(silent=True) or {}).get("decision") or "error"
+            decisions.labels(outcome).inc()
+        return response
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        from policyd.api import context
+
+        try:
+            context.session().execute(text("SELECT 1"))
+        except Exception as err:
+            return jsonify(status="unavailable", message=f"database unreachable: {err}"), 503
+        context.current_sync().maybe_sync()
+        policy = app.extensions["policyd.runtime"].active
+        if policy is None:
+            return jsonify(status="unavailable", message="no valid policy version is loaded"), 503
+        return jsonify(status="ready", version=policy.version)
+
+    @app.get("/metrics")
+    def metrics():
+        return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}

@@ -1,0 +1,91 @@
+"""Policy versions: publish, list, show, activate (roll back)."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from policyd.api import context
+from policyd.api.auth import require
+from policyd.api.errors import ApiErrorSchema
+from policyd.api.schemas import PublishInSchema, VersionDetailSchema, VersionOutSchema
+from policyd.services.actor import Role
+from policyd.services.versions import VersionService
+
+blp = Blueprint(
+    "versions", __name__, url_prefix="/v1/policy-versions", description="Policy versions"
+)
+
+
+def view(version, active: str | None, files: bool = False) -> dict:
+    data = {
+        name: getattr(version, name)
+        for name in (
+            "id",
+            "content_hash",
+            "git_commit",
+            "author",
+            "message",
+            "created_at",
+            "packages",
+        )
+    }
+    data["active"] = version.id == active
+    if files:
+        data["files"] = version.files
+    return data
+
+
+def after_change() -> None:
+    context.current_sync().sync()
+
+
+@blp.route("")
+class Versions(MethodView):
+    @blp.response(200, VersionOutSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters):
+        """List published versions, newest first."""
+        service = VersionService(context.session())
+        items, total = service.list(
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size
+        )
+        pagination_parameters.item_count = total
+        active = service.active_id()
+        return [view(v, active) for v in items]
+
+    @blp.arguments(PublishInSchema)
+    @blp.response(201, VersionOutSchema)
+    @blp.alt_response(422, schema=ApiErrorSchema, description="file:line errors under errors.files")
+    def post(self, data):
+        """Validate, store and activate a bundle; a bundle with any error is rejected whole."""
+        actor = require(Role.ADMIN)
+        version = VersionService(context.session()).publish(
+            actor,
+            data["files"],
+            message=data["message"],
+            git_commit=data["git_commit"],
+            now=context.now(),
+        )
+        after_change()
+        return view(version, version.id)
+
+
+@blp.route("/<version_id>")
+class VersionById(MethodView):
+    @blp.response(200, VersionDetailSchema)
+    def get(self, version_id):
+        """One version with the text of every file."""
+        service = VersionService(context.session())
+        return view(service.get(version_id), service.active_id(), files=True)
+
+
+@blp.route("/<version_id>/activate")
+class ActivateVersion(MethodView):
+    @blp.response(200, VersionOutSchema)
+    def post(self, version_id):
+        """Make a stored version active again (roll back or forward)."""
+        actor = require(Role.ADMIN)
+        version = VersionService(context.session()).activate(actor, version_id, now=context.now())
+        after_change()
+        return view(version, version.id)

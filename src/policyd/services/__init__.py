@@ -1,0 +1,1 @@
+"""Plain-Python services: each owns its writes and their audit records."""

@@ -1,0 +1,137 @@
+"""Decisions over stored subjects, logged with their full input for later replay."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from policyd.domain import Decision, RequestOptions, Subject
+from policyd.rules import InvalidInputError, PolicyRuntime, UnknownPackageError
+from policyd.services.actor import Actor, Role
+from policyd.services.directory import DirectoryService
+from policyd.services.errors import ForbiddenError, InvalidError, NotFoundError
+from policyd.store.models import DecisionRecord
+from policyd.store.query import page
+from policyd.store.types import new_id
+
+
+def subject_view(subject: Subject) -> dict[str, Any]:
+    return {
+        "id": subject.id,
+        "email": subject.email,
+        "type": str(subject.type),
+        "groups": sorted(subject.groups),
+        "manager": subject.manager,
+        "organization": subject.organization,
+        "packages": sorted(subject.packages),
+        "department": subject.department,
+        "jobTitle": subject.job_title,
+        "employeeType": subject.employee_type,
+        "attributes": subject.attributes,
+    }
+
+
+class DecisionService:
+    def __init__(self, session: Session, runtime: PolicyRuntime):
+        self.session = session
+        self.runtime = runtime
+
+    def evaluate(
+        self,
+        actor: Actor,
+        package: str,
+        subject_id: str,
+        supplied: Subject | None,
+        request: RequestOptions,
+        *,
+        now: datetime,
+    ) -> tuple[DecisionRecord, Decision, Subject]:
+        """Decide and add the decision-log entry to the session (the caller commits)."""
+        if actor.role is Role.AUDITOR:
+            raise ForbiddenError("auditors read; they cannot ask for decisions")
+        if actor.role is Role.USER and subject_id != actor.principal:
+            raise ForbiddenError("users can only ask about themselves", field="subject.id")
+        trusted = actor.trusted or actor.role is Role.ADMIN
+        subject = DirectoryService(self.session).resolve_subject(
+            subject_id, supplied, trusted=trusted
+        )
+        try:
+            decision = self.runtime.decide(package, subject, request, now=now)
+        except UnknownPackageError:
+            raise NotFoundError(f"no access package {package!r}", field="package") from None
+        except InvalidInputError as err:
+            raise InvalidError(err.message, field=err.field) from None
+        except LookupError:
+            raise NotFoundError("no policy version is active; publish one first") from None
+        record = DecisionRecord(
+            id=new_id(),
+            at=now,
+            package=package,
+            subject_id=subject.id,
+            outcome=decision.outcome.value,
+            rule=decision.rule,
+            matched=list(decision.matched),
+            reason=decision.reason,
+            version=decision.version,
+            input={
+                "subject": subject_view(subject),
+                "request": {"duration": request.duration, "justification": request.justification},
+                "now": now.isoformat(),
+            },
+            result=decision.to_dict(),
+            principal=actor.principal,
+        )
+        self.session.add(record)
+        return record, decision, subject
+
+    def decide(
+        self,
+        actor: Actor,
+        package: str,
+        subject_id: str,
+        supplied: Subject | None,
+        request: RequestOptions,
+        *,
+        now: datetime,
+    ) -> tuple[DecisionRecord, Decision]:
+        """Decide with no side effect but the decision log."""
+        record, decision, _ = self.evaluate(actor, package, subject_id, supplied, request, now=now)
+        if self.session.get_bind().dialect.name == "postgresql":
+            # The log is written on every call: skip the WAL flush wait (docs/storage.md).
+            self.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        self.session.commit()
+        return record, decision
+
+    def get(self, decision_id: str) -> DecisionRecord:
+        record = self.session.get(DecisionRecord, decision_id)
+        if record is None:
+            raise NotFoundError(f"no decision {decision_id!r}", field="id")
+        return record
+
+    def list(
+        self,
+        actor: Actor,
+        *,
+        subject: str | None = None,
+        package: str | None = None,
+        version: str | None = None,
+        since: datetime | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[DecisionRecord], int]:
+        query = select(DecisionRecord)
+        if actor.role is Role.USER:
+            query = query.where(DecisionRecord.subject_id == actor.principal)
+        if subject:
+            query = query.where(DecisionRecord.subject_id == subject)
+        if package:
+            query = query.where(DecisionRecord.package == package)
+        if version:
+            query = query.where(DecisionRecord.version == version)
+        if since:
+            query = query.where(DecisionRecord.at >= since)
+        query = query.order_by(DecisionRecord.at.desc(), DecisionRecord.id)
+        return page(self.session, query, offset, limit)

@@ -1,0 +1,247 @@
+"""Users, groups, memberships and connected organisations, and subject resolution."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from policyd.domain import Subject, UserType
+from policyd.services.actor import Actor
+from policyd.services.audit import audit
+from policyd.services.errors import InvalidError, NotFoundError
+from policyd.store.models import Assignment, ConnectedOrganization, Group, Membership, User
+from policyd.store.query import page
+
+USER_FIELDS = (
+    "email",
+    "display_name",
+    "type",
+    "manager_id",
+    "organization_id",
+    "department",
+    "job_title",
+    "employee_type",
+    "attributes",
+)
+ACTIVE_STATES = ("delivering", "active", "expiring")
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {"id": user.id, **{name: getattr(user, name) for name in USER_FIELDS}}
+
+
+class DirectoryService:
+    def __init__(self, session: Session):
+        self.session = session
+
+    # users -----------------------------------------------------------------------------------
+    def get_user(self, user_id: str) -> User:
+        user = self.session.get(User, user_id)
+        if user is None:
+            raise NotFoundError(f"no user {user_id!r}", field="id")
+        return user
+
+    def list_users(self, *, offset: int = 0, limit: int = 100) -> tuple[list[User], int]:
+        return page(self.session, select(User).order_by(User.id), offset, limit)
+
+    def put_user(self, actor: Actor, user_id: str, data: dict[str, Any], *, now: datetime) -> User:
+        """Create or replace a user; audited with before and after."""
+        user = self.session.get(User, user_id)
+        before = user_view(user) if user else None
+        if user is None:
+            user = User(id=user_id)
+            self.session.add(user)
+        for name in USER_FIELDS:
+            default = {} if name == "attributes" else ("member" if name == "type" else None)
+            setattr(user, name, data.get(name, default))
+        self.session.flush()
+        audit(
+            self.session,
+            actor,
+            "directory.user_updated" if before else "directory.user_created",
+            ("user", user_id),
+            now=now,
+            before=before,
+            after=user_view(user),
+        )
+        return user
+
+    def delete_user(self, actor: Actor, user_id: str, *, now: datetime) -> None:
+        user = self.get_user(user_id)
+        before = user_view(user)
+        self.session.execute(delete(Membership).where(Membership.user_id == user_id))
+        self.session.delete(user)
+        audit(
+            self.session, actor, "directory.user_deleted", ("user", user_id), now=now, before=before
+        )
+
+    # groups ----------------------------------------------------------------------------------
+    def put_group(
+        self, actor: Actor, group_id: str, display_name: str | None, *, now: datetime
+    ) -> Group:
+        group = self.session.get(Group, group_id)
+        before = {"display_name": group.display_name} if group else None
+        if group is None:
+            group = Group(id=group_id)
+            self.session.add(group)
+        group.display_name = display_name
+        audit(
+            self.session,
+            actor,
+            "directory.group_updated" if before else "directory.group_created",
+            ("group", group_id),
+            now=now,
+            before=before,
+            after={"display_name": display_name},
+        )
+        return group
+
+    def members(self, group_id: str) -> list[str]:
+        if self.session.get(Group, group_id) is None:
+            raise NotFoundError(f"no group {group_id!r}", field="id")
+        query = select(Membership.user_id).where(Membership.group_id == group_id)
+        return sorted(self.session.scalars(query))
+
+    def add_member(self, actor: Actor, group_id: str, user_id: str, *, now: datetime) -> bool:
+        """Add `user_id` to `group_id`; False when already a member (nothing audited)."""
+        self.members(group_id)
+        self.get_user(user_id)
+        if self.session.get(Membership, (group_id, user_id)) is not None:
+            return False
+        self.session.add(Membership(group_id=group_id, user_id=user_id))
+        audit(
+            self.session,
+            actor,
+            "directory.member_added",
+            ("group", group_id),
+            now=now,
+            after={"user_id": user_id},
+        )
+        return True
+
+    def remove_member(self, actor: Actor, group_id: str, user_id: str, *, now: datetime) -> bool:
+        membership = self.session.get(Membership, (group_id, user_id))
+        if membership is None:
+            return False
+        self.session.delete(membership)
+        audit(
+            self.session,
+            actor,
+            "directory.member_removed",
+            ("group", group_id),
+            now=now,
+            before={"user_id": user_id},
+        )
+        return True
+
+    # connected organisations -----------------------------------------------------------------
+    def put_organization(
+        self, actor: Actor, org_id: str, data: dict[str, Any], *, now: datetime
+    ) -> ConnectedOrganization:
+        org = self.session.get(ConnectedOrganization, org_id)
+        fields = ("display_name", "domains", "internal_sponsors", "external_sponsors", "state")
+        before = {f: getattr(org, f) for f in fields} if org else None
+        if org is None:
+            org = ConnectedOrganization(id=org_id)
+            self.session.add(org)
+        org.display_name = data.get("display_name", org_id)
+        org.domains = [d.lower() for d in data.get("domains", [])]
+        org.internal_sponsors = list(data.get("internal_sponsors", []))
+        org.external_sponsors = list(data.get("external_sponsors", []))
+        org.state = data.get("state", "configured")
+        audit(
+            self.session,
+            actor,
+            "directory.organization_updated" if before else "directory.organization_created",
+            ("organization", org_id),
+            now=now,
+            before=before,
+            after={f: getattr(org, f) for f in fields},
+        )
+        return org
+
+    def organization_for(self, user: User | None, subject: Subject) -> ConnectedOrganization | None:
+        if user is not None and user.organization_id:
+            return self.session.get(ConnectedOrganization, user.organization_id)
+        org_id = subject.organization
+        if org_id:
+            return self.session.get(ConnectedOrganization, org_id)
+        domain = subject.domain
+        if not domain:
+            return None
+        for org in self.session.scalars(select(ConnectedOrganization)):
+            if domain in (org.domains or []):
+                return org
+        return None
+
+    # subjects --------------------------------------------------------------------------------
+    def resolve_subject(
+        self, subject_id: str, supplied: Subject | None = None, *, trusted: bool = False
+    ) -> Subject:
+        """The subject as the rules see it: directory data, merged with what the caller gave.
+
+        A trusted caller's supplied values override the directory field by field and may
+        describe a subject the directory lacks; anyone else's supplied values are ignored.
+
+        Raises:
+            NotFoundError: the directory has no such user and the caller is not trusted.
+        """
+        user = self.session.get(User, subject_id)
+        if user is None:
+            if trusted and supplied is not None:
+                return supplied
+            raise NotFoundError(f"no user {subject_id!r} in the directory", field="subject.id")
+        groups = frozenset(
+            self.session.scalars(select(Membership.group_id).where(Membership.user_id == user.id))
+        )
+        held = frozenset(
+            self.session.scalars(
+                select(Assignment.package).where(
+                    Assignment.subject_id == user.id, Assignment.state.in_(ACTIVE_STATES)
+                )
+            )
+        )
+        try:
+            user_type = UserType(user.type)
+        except ValueError:
+            raise InvalidError(f"user {user.id!r} has type {user.type!r}", field="type") from None
+        subject = Subject(
+            id=user.id,
+            email=user.email,
+            type=user_type,
+            groups=groups,
+            manager=user.manager_id,
+            organization=user.organization_id,
+            packages=held,
+            department=user.department,
+            job_title=user.job_title,
+            employee_type=user.employee_type,
+            attributes=dict(user.attributes or {}),
+        )
+        if trusted and supplied is not None:
+            subject = _overlay(subject, supplied)
+        if subject.organization is None:
+            org = self.organization_for(user, subject)
+            if org is not None:
+                subject = replace(subject, organization=org.id)
+        return subject
+
+
+def _overlay(base: Subject, supplied: Subject) -> Subject:
+    """Fields the caller gave win; empty sets and None leave the directory's value."""
+    changes: dict[str, Any] = {}
+    for name in ("email", "manager", "organization", "department", "job_title", "employee_type"):
+        value = getattr(supplied, name)
+        if value is not None:
+            changes[name] = value
+    if supplied.type is not UserType.MEMBER:
+        changes["type"] = supplied.type
+    if supplied.groups:
+        changes["groups"] = base.groups | supplied.groups
+    if supplied.attributes:
+        changes["attributes"] = {**base.attributes, **supplied.attributes}
+    return replace(base, **changes)

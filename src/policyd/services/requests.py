@@ -1,0 +1,374 @@
+"""Access requests: filing, approval stages, cancellation; approved access becomes assignments."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from policyd.domain import Decision, Outcome, RequestOptions, Subject
+from policyd.rules import PolicyRuntime
+from policyd.rules.model import AccessPackage
+from policyd.services.actor import Actor, Role
+from policyd.services.assignments import AssignmentService
+from policyd.services.audit import audit
+from policyd.services.decisions import DecisionService
+from policyd.services.directory import DirectoryService
+from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
+from policyd.store.models import AccessRequest, Approval, Membership, User
+from policyd.store.query import page
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+OPEN_STATES = ("submitted", "pending_approval", "approved", "delivering")
+
+
+def request_view(request: AccessRequest) -> dict[str, Any]:
+    return {
+        "state": request.state,
+        "stage": request.stage,
+        "rule": request.rule,
+        "version": request.version,
+        "reason": request.reason,
+    }
+
+
+class RequestService:
+    def __init__(self, session: Session, runtime: PolicyRuntime):
+        self.session = session
+        self.runtime = runtime
+
+    def create(
+        self,
+        actor: Actor,
+        package: str,
+        subject_id: str,
+        supplied: Subject | None,
+        options: RequestOptions,
+        *,
+        now: datetime,
+        idempotency_key: str | None = None,
+        extends: str | None = None,
+    ) -> tuple[AccessRequest, bool]:
+        """File a request and act on its decision; returns (request, created).
+
+        A repeated Idempotency-Key from the same principal within 24 hours returns the
+        request it created first, with created=False.
+        """
+        if idempotency_key:
+            earlier = self.session.scalar(
+                select(AccessRequest).where(
+                    AccessRequest.principal == actor.principal,
+                    AccessRequest.idempotency_key == idempotency_key,
+                )
+            )
+            if earlier is not None and now - earlier.created_at < IDEMPOTENCY_WINDOW:
+                return earlier, False
+            if earlier is not None:
+                earlier.idempotency_key = None  # expired: the key may be used again
+                self.session.flush()
+        if actor.role is Role.USER and subject_id != actor.principal:
+            raise ForbiddenError("users can only request access for themselves", field="subject.id")
+        if not extends:
+            self._refuse_duplicates(package, subject_id)
+        decisions = DecisionService(self.session, self.runtime)
+        record, decision, subject = decisions.evaluate(
+            actor, package, subject_id, supplied, options, now=now
+        )
+        self.session.flush()  # the request references the logged decision
+        if (
+            decision.outcome is not Outcome.DENY
+            and decision.justification_required
+            and not (options.has_justification)
+        ):
+            raise InvalidError("this package requires a justification", field="justification")
+        if (
+            extends
+            and decision.outcome is not Outcome.DENY
+            and not (decision.lifetime and decision.lifetime.extendable)
+        ):
+            raise ConflictError(
+                f"rule {decision.rule!r} does not allow extending this package", field="assignment"
+            )
+        request = AccessRequest(
+            package=package,
+            subject_id=subject.id,
+            principal=actor.principal,
+            state="submitted",
+            decision_id=record.id,
+            version=decision.version,
+            rule=decision.rule,
+            reason=decision.reason,
+            justification=options.justification,
+            requested_duration=options.duration,
+            expires_at=decision.lifetime.expires_at if decision.lifetime else None,
+            extends_assignment_id=extends,
+            idempotency_key=idempotency_key,
+            created_at=now,
+            updated_at=now,
+        )
+        self.session.add(request)
+        self.session.flush()
+        audit(
+            self.session,
+            actor,
+            "request.created",
+            ("request", request.id),
+            now=now,
+            after=request_view(request),
+            version=decision.version,
+        )
+        if decision.outcome is Outcome.DENY:
+            self._move(actor, request, "denied", now)
+        elif decision.outcome is Outcome.AUTO_APPROVE:
+            self._grant(actor, request, now)
+        else:
+            request.stages = self._resolve_stages(decision, subject, package)
+            self._enter_stage(actor, request, 1, now)
+        try:
+            self.session.commit()
+        except IntegrityError:
+            self.session.rollback()
+            raise ConflictError("a request with this Idempotency-Key is being created") from None
+        return request, True
+
+    def _refuse_duplicates(self, package: str, subject_id: str) -> None:
+        pending = self.session.scalar(
+            select(AccessRequest.id).where(
+                AccessRequest.package == package,
+                AccessRequest.subject_id == subject_id,
+                AccessRequest.state.in_(OPEN_STATES),
+            )
+        )
+        if pending:
+            raise ConflictError(
+                f"request {pending} for this package is still open", field="package"
+            )
+        held = AssignmentService(self.session, self.runtime).active_for(subject_id, package)
+        if held is not None:
+            raise ConflictError(
+                f"assignment {held.id} already grants this package; extend it instead",
+                field="package",
+            )
+
+    def _resolve_stages(self, decision: Decision, subject: Subject, package_id: str) -> list:
+        package = self.runtime.active.bundle.package(package_id)
+        stages = []
+        for stage in decision.stages:
+            approvers = self._expand(stage.approvers, subject, package)
+            fallback = self._expand(stage.escalate_to, subject, package)
+            stages.append(
+                {
+                    "approvers": approvers,
+                    "escalate_to": fallback,
+                    "refs": list(stage.approvers),
+                    "timeout_seconds": int(stage.timeout.total_seconds()),
+                }
+            )
+        return stages
+
+    def _expand(self, refs, subject: Subject, package: AccessPackage) -> list[str]:
+        """User ids behind approver references; the subject is never among them."""
+        found: list[str] = []
+        for ref in refs:
+            if ref == "manager":
+                ids = [subject.manager] if subject.manager else []
+            elif ref == "owners":
+                ids = self._expand(package.owners, subject, package)
+            elif ref == "sponsors":
+                org = DirectoryService(self.session).organization_for(
+                    self.session.get(User, subject.id), subject
+                )
+                ids = list(org.internal_sponsors) + list(org.external_sponsors) if org else []
+            elif ref.startswith("user:"):
+                ids = [ref.removeprefix("user:")]
+            else:
+                group = ref.removeprefix("group:")
+                ids = list(
+                    self.session.scalars(
+                        select(Membership.user_id).where(Membership.group_id == group)
+                    )
+                )
+            found.extend(i for i in ids if i and i != subject.id and i not in found)
+        return found
+
+    def _enter_stage(
+        self, actor: Actor, request: AccessRequest, number: int, now: datetime
+    ) -> None:
+        stage = request.stages[number - 1]
+        if not stage["approvers"] and stage["escalate_to"]:
+            stage = {**stage, "approvers": stage["escalate_to"]}
+            request.stages = [*request.stages[: number - 1], stage, *request.stages[number:]]
+        if not stage["approvers"]:
+            request.reason = f"no approver could be resolved for stage {number}"
+            self._move(actor, request, "denied", now)
+            return
+        request.stage = number
+        self._move(actor, request, "pending_approval", now)
+
+    def _move(self, actor: Actor, request: AccessRequest, state: str, now: datetime) -> None:
+        before = request_view(request)
+        request.state = state
+        request.updated_at = now
+        if state != "pending_approval":
+            request.stage = None
+        audit(
+            self.session,
+            actor,
+            f"request.{state}",
+            ("request", request.id),
+            now=now,
+            before=before,
+            after=request_view(request),
+            version=request.version,
+        )
+
+    def _grant(self, actor: Actor, request: AccessRequest, now: datetime) -> None:
+        self._move(actor, request, "approved", now)
+        assignments = AssignmentService(self.session, self.runtime)
+        if request.extends_assignment_id:
+            assignments.prolong(actor, request, now=now)
+        else:
+            assignments.create(actor, request, now=now)
+        self._move(actor, request, "delivered", now)
+
+    def extend(
+        self,
+        actor: Actor,
+        assignment_id: str,
+        options: RequestOptions,
+        *,
+        now: datetime,
+        idempotency_key: str | None = None,
+    ) -> tuple[AccessRequest, bool]:
+        """Ask for more time on an active assignment, decided by the rules in force now."""
+        assignment = AssignmentService(self.session, self.runtime).get(actor, assignment_id)
+        if assignment.state != "active":
+            raise ConflictError(f"assignment is {assignment.state}; only active access extends")
+        open_request = self.session.scalar(
+            select(AccessRequest.id).where(
+                AccessRequest.extends_assignment_id == assignment.id,
+                AccessRequest.state.in_(OPEN_STATES),
+            )
+        )
+        if open_request:
+            raise ConflictError(f"extension request {open_request} is still open")
+        return self.create(
+            actor,
+            assignment.package,
+            assignment.subject_id,
+            None,
+            options,
+            now=now,
+            idempotency_key=idempotency_key,
+            extends=assignment.id,
+        )
+
+    def get(self, actor: Actor, request_id: str, *, lock: bool = False) -> AccessRequest:
+        request = self.session.get(AccessRequest, request_id, with_for_update=lock or None)
+        if request is None or not self._visible(actor, request):
+            raise NotFoundError(f"no request {request_id!r}", field="id")
+        return request
+
+    def _visible(self, actor: Actor, request: AccessRequest) -> bool:
+        if actor.role is not Role.USER:
+            return True
+        approvers = {a for s in request.stages for a in s["approvers"]}
+        return actor.principal in (request.subject_id, request.principal) or (
+            actor.principal in approvers
+        )
+
+    def decide_stage(
+        self,
+        actor: Actor,
+        request_id: str,
+        verdict: str,
+        *,
+        comment: str | None,
+        now: datetime,
+    ) -> AccessRequest:
+        """Record an approver's approve/deny on the current stage.
+
+        Raises:
+            ConflictError: the request is not waiting for this stage any more.
+            ForbiddenError: the actor is not an approver of the stage, or is the requester.
+        """
+        request = self.get(actor, request_id, lock=True)
+        if request.state != "pending_approval" or request.stage is None:
+            raise ConflictError(f"request is {request.state}; nothing to approve", field="state")
+        if actor.principal in (request.subject_id,):
+            raise ForbiddenError("nobody approves their own request")
+        stage = request.stages[request.stage - 1]
+        if actor.principal not in stage["approvers"]:
+            raise ForbiddenError(f"you are not an approver of stage {request.stage}")
+        self.session.add(
+            Approval(
+                request_id=request.id,
+                stage=request.stage,
+                approver=actor.principal,
+                verdict=verdict,
+                comment=comment,
+                at=now,
+            )
+        )
+        try:
+            self.session.flush()
+        except IntegrityError:
+            self.session.rollback()
+            raise ConflictError("this stage was already decided", field="stage") from None
+        if verdict == "deny":
+            request.reason = comment or f"denied by {actor.principal} at stage {request.stage}"
+            self._move(actor, request, "denied", now)
+        elif request.stage < len(request.stages):
+            self._enter_stage(actor, request, request.stage + 1, now)
+        else:
+            self._grant(actor, request, now)
+        self.session.commit()
+        return request
+
+    def cancel(self, actor: Actor, request_id: str, *, now: datetime) -> AccessRequest:
+        request = self.get(actor, request_id, lock=True)
+        if actor.principal not in (request.subject_id, request.principal):
+            raise ForbiddenError("only the requester can cancel a request")
+        if request.state not in ("submitted", "pending_approval"):
+            raise ConflictError(f"request is {request.state}; it can no longer be canceled")
+        self._move(actor, request, "canceled", now)
+        self.session.commit()
+        return request
+
+    def list(
+        self,
+        actor: Actor,
+        *,
+        state: str | None = None,
+        approver: str | None = None,
+        subject: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[AccessRequest], int]:
+        query = select(AccessRequest)
+        if state:
+            query = query.where(AccessRequest.state == state)
+        if subject:
+            query = query.where(AccessRequest.subject_id == subject)
+        me = actor.principal if approver == "me" else approver
+        if actor.role is Role.USER:
+            if me is not None and me != actor.principal:
+                raise ForbiddenError("users can only list their own approvals", field="approver")
+            if me is None:
+                mine = (AccessRequest.subject_id == actor.principal) | (
+                    AccessRequest.principal == actor.principal
+                )
+                query = query.where(mine)
+        query = query.order_by(AccessRequest.created_at.desc(), AccessRequest.id)
+        if me is None:
+            return page(self.session, query, offset, limit)
+        # Approver filtering reads the stage snapshot; pending requests are few.
+        pending = [
+            r
+            for r in self.session.scalars(query.where(AccessRequest.state == "pending_approval"))
+            if r.stage and me in r.stages[r.stage - 1]["approvers"]
+        ]
+        return pending[offset : offset + limit], len(pending)

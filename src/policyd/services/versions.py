@@ -1,0 +1,152 @@
+"""Publishing, listing and activating immutable policy versions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from policyd.rules import Bundle, PolicyRuntime, ProblemsError, load_texts
+from policyd.services.actor import Actor
+from policyd.services.audit import audit
+from policyd.services.errors import InvalidError, NotFoundError
+from policyd.store.models import PolicyVersion, Setting
+from policyd.store.query import page
+
+ACTIVE_KEY = "active_version"
+
+
+class VersionService:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def publish(
+        self,
+        actor: Actor,
+        files: Mapping[str, str],
+        *,
+        message: str,
+        now: datetime,
+        git_commit: str | None = None,
+    ) -> PolicyVersion:
+        """Validate `files` as one bundle, store it immutably and make it active.
+
+        Raises:
+            InvalidError: with every `file:line: message` problem; nothing is stored.
+        """
+        try:
+            bundle = load_texts(dict(files))
+        except ProblemsError as err:
+            raise InvalidError(
+                f"the bundle has {len(err.problems)} error(s); the active version is unchanged",
+                field="files",
+                errors=[str(p) for p in err.problems],
+            ) from None
+        version = self.session.get(PolicyVersion, bundle.version.id)
+        if version is None:
+            version = PolicyVersion(
+                id=bundle.version.id,
+                content_hash=bundle.version.content_hash,
+                files=dict(files),
+                git_commit=git_commit,
+                author=actor.principal,
+                message=message,
+                created_at=now,
+                packages=sorted(bundle.packages),
+            )
+            self.session.add(version)
+            audit(
+                self.session,
+                actor,
+                "version.published",
+                ("policy_version", version.id),
+                now=now,
+                after={"message": message, "git_commit": git_commit, "packages": version.packages},
+                version=version.id,
+            )
+        self._activate(actor, version, now)
+        self.session.commit()
+        return version
+
+    def activate(self, actor: Actor, version_id: str, *, now: datetime) -> PolicyVersion:
+        version = self.get(version_id)
+        self._activate(actor, version, now)
+        self.session.commit()
+        return version
+
+    def _activate(self, actor: Actor, version: PolicyVersion, now: datetime) -> None:
+        setting = self.session.get(Setting, ACTIVE_KEY, with_for_update=True)
+        before = setting.value if setting else None
+        if before == version.id:
+            return
+        if setting is None:
+            self.session.add(Setting(key=ACTIVE_KEY, value=version.id, updated_at=now))
+        else:
+            setting.value, setting.updated_at = version.id, now
+        audit(
+            self.session,
+            actor,
+            "version.activated",
+            ("policy_version", version.id),
+            now=now,
+            before={"active": before},
+            after={"active": version.id},
+            version=version.id,
+        )
+
+    def get(self, version_id: str) -> PolicyVersion:
+        version = self.session.get(PolicyVersion, version_id)
+        if version is None:
+            raise NotFoundError(f"no policy version {version_id!r}", field="id")
+        return version
+
+    def active_id(self) -> str | None:
+        setting = self.session.get(Setting, ACTIVE_KEY)
+        return setting.value if setting else None
+
+    def list(self, *, offset: int = 0, limit: int = 50) -> tuple[list[PolicyVersion], int]:
+        query = select(PolicyVersion).order_by(PolicyVersion.created_at.desc(), PolicyVersion.id)
+        return page(self.session, query, offset, limit)
+
+    def bundle(self, version_id: str) -> Bundle:
+        return load_texts(self.get(version_id).files)
+
+
+class PolicySync:
+    """Keeps a process's PolicyRuntime on the version the database says is active.
+
+    Every process polls at most once per `interval` seconds (one primary-key read), so a
+    publication reaches all processes within that interval without a restart.
+    """
+
+    def __init__(
+        self,
+        runtime: PolicyRuntime,
+        sessions: Callable[[], Session],
+        interval: float = 2.0,
+    ):
+        self.runtime = runtime
+        self.sessions = sessions
+        self.interval = interval
+        self._checked = 0.0
+        self._lock = threading.Lock()
+
+    def maybe_sync(self) -> None:
+        if time.monotonic() - self._checked >= self.interval:
+            self.sync()
+
+    def sync(self) -> str | None:
+        """Load the active version if it changed; returns the active version id."""
+        with self._lock:
+            self._checked = time.monotonic()
+            with self.sessions() as session:
+                service = VersionService(session)
+                active = service.active_id()
+                current = self.runtime.active.version if self.runtime.active else None
+                if active and active != current:
+                    self.runtime.activate(service.bundle(active))
+            return active

@@ -1,0 +1,194 @@
+"""SQLAlchemy models: versions, directory, decisions, requests, assignments, audit, tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from policyd.store.types import UTCDateTime, new_id
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class PolicyVersion(Base):
+    """An immutable published bundle: every file's text, its hash and where it came from."""
+
+    __tablename__ = "policy_versions"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)  # content hash prefix
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    files: Mapped[dict[str, Any]] = mapped_column()  # relative path -> text
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    author: Mapped[str] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column()
+    packages: Mapped[list[Any]] = mapped_column()  # package ids, for listing
+
+
+class Setting(Base):
+    """Small process-wide state; `active_version` is polled by every process."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class ConnectedOrganization(Base):
+    __tablename__ = "connected_organizations"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    domains: Mapped[list[Any]] = mapped_column(default=list)
+    internal_sponsors: Mapped[list[Any]] = mapped_column(default=list)
+    external_sponsors: Mapped[list[Any]] = mapped_column(default=list)
+    state: Mapped[str] = mapped_column(String(20), default="configured")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(10), default="member")
+    manager_id: Mapped[str | None] = mapped_column(String(200))
+    organization_id: Mapped[str | None] = mapped_column(String(200))
+    department: Mapped[str | None] = mapped_column(String(200))
+    job_title: Mapped[str | None] = mapped_column(String(200))
+    employee_type: Mapped[str | None] = mapped_column(String(100))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(200))
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+
+    group_id: Mapped[str] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class DecisionRecord(Base):
+    """One decision with the full input facts, so it can be replayed under another version."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_subject_at", "subject_id", "at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    at: Mapped[datetime] = mapped_column(index=True)
+    package: Mapped[str] = mapped_column(String(64), index=True)
+    subject_id: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(20))
+    rule: Mapped[str | None] = mapped_column(String(200))
+    matched: Mapped[list[Any]] = mapped_column()
+    reason: Mapped[str] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(String(12), index=True)
+    input: Mapped[dict[str, Any]] = mapped_column()  # subject, request, now as evaluated
+    result: Mapped[dict[str, Any]] = mapped_column()  # Decision.to_dict()
+    principal: Mapped[str] = mapped_column(String(200))
+
+
+class AccessRequest(Base):
+    __tablename__ = "requests"
+    __table_args__ = (UniqueConstraint("principal", "idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    package: Mapped[str] = mapped_column(String(64), index=True)
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    principal: Mapped[str] = mapped_column(String(200))  # who filed it (self or an app)
+    state: Mapped[str] = mapped_column(String(30), index=True)
+    stage: Mapped[int | None] = mapped_column(Integer)  # 1-based while pending_approval
+    stages: Mapped[list[Any]] = mapped_column(default=list)  # resolved approvers per stage
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"))
+    version: Mapped[str] = mapped_column(String(12))
+    rule: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    justification: Mapped[str | None] = mapped_column(Text)
+    requested_duration: Mapped[str | None] = mapped_column(String(40))
+    expires_at: Mapped[datetime | None] = mapped_column()  # of the access, once granted
+    extends_assignment_id: Mapped[str | None] = mapped_column(String(36))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+    approvals: Mapped[list[Approval]] = relationship(
+        back_populates="request", order_by="Approval.stage", lazy="selectin"
+    )
+
+
+class Approval(Base):
+    """An approver's verdict on one stage; one per stage, so a second one cannot be stored."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("request_id", "stage"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id", ondelete="CASCADE"))
+    stage: Mapped[int] = mapped_column(Integer)
+    approver: Mapped[str] = mapped_column(String(200))
+    verdict: Mapped[str] = mapped_column(String(10))  # approve | deny
+    comment: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column()
+
+    request: Mapped[AccessRequest] = relationship(back_populates="approvals")
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    package: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"))
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"))
+    version: Mapped[str] = mapped_column(String(12))
+    rule: Mapped[str | None] = mapped_column(String(200))
+    starts_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    removed_at: Mapped[datetime | None] = mapped_column()
+
+
+class AuditRecord(Base):
+    """Append-only: who did what to which object, before and after, under which rule version."""
+
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    object_type: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(200), index=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    version: Mapped[str | None] = mapped_column(String(12))
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    principal: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()

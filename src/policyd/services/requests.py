@@ -188,7 +188,9 @@ class RequestService:
                 group = ref.removeprefix("group:")
                 ids = list(
                     self.session.scalars(
-                        select(Membership.user_id).where(Membership.group_id == group)
+                        select(Membership.user_id)
+                        .where(Membership.group_id == group)
+                        .order_by(Membership.user_id)
                     )
                 )
             found.extend(i for i in ids if i and i != subject.id and i not in found)
@@ -303,9 +305,8 @@ class RequestService:
         stage = request.stages[request.stage - 1]
         if actor.principal not in stage["approvers"]:
             raise ForbiddenError(f"you are not an approver of stage {request.stage}")
-        self.session.add(
+        request.approvals.append(
             Approval(
-                request_id=request.id,
                 stage=request.stage,
                 approver=actor.principal,
                 verdict=verdict,

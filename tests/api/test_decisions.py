@@ -1,0 +1,65 @@
+"""POST /v1/decisions: directory subjects, trusted overlays, the decision log."""
+
+from __future__ import annotations
+
+
+def decide(client, headers, package, subject):
+    return client.post(
+        "/v1/decisions", json={"package": package, "subject": subject}, headers=headers
+    )
+
+
+def test_decision_uses_the_directory_and_is_logged(client, token, people):
+    """The subject's groups come from the directory; the decision is logged with its input."""
+    app_headers = token("portal", "app")
+    response = decide(client, app_headers, "scope-a-readers", {"id": "ada"})
+    assert response.status_code == 200
+    decision = response.json
+    assert (decision["decision"], decision["rule"]) == ("auto_approve", "eligible-members")
+    logged = client.get(f"/v1/decisions/{decision['decision_id']}", headers=app_headers).json
+    assert logged["input"]["subject"]["groups"] == [
+        "Group.ScopeA.Approvers",
+        "Group.ScopeA.Readers.Eligible",
+    ]
+    assert logged["version"] == decision["version"] and logged["principal"] == "portal"
+    assert client.get("/v1/assignments", headers=app_headers).json == []  # no side effects
+
+
+def test_untrusted_app_values_are_ignored_trusted_app_values_win(client, token, people):
+    """An untrusted app cannot make bob eligible; a trusted app's supplied groups count."""
+    claim = {"id": "bob", "groups": ["Group.ScopeA.Readers.Eligible"]}
+    plain = decide(client, token("portal", "app"), "scope-a-readers", claim).json
+    assert plain["decision"] == "require_approval"
+    trusted = decide(client, token("trusted-app", "app"), "scope-a-readers", claim).json
+    assert trusted["decision"] == "auto_approve"
+
+
+def test_unknown_subject_is_404_for_untrusted_callers(client, token, people):
+    """A subject missing from the directory is 404 naming subject.id."""
+    response = decide(client, token("portal", "app"), "scope-a-readers", {"id": "ghost"})
+    assert response.status_code == 404 and "subject.id" in response.json["errors"]
+
+
+def test_users_ask_only_about_themselves(client, token, people):
+    """A user may ask about themselves, not about others; auditors cannot ask."""
+    assert decide(client, token("bob"), "scope-a-readers", {"id": "bob"}).status_code == 200
+    assert decide(client, token("bob"), "scope-a-readers", {"id": "ada"}).status_code == 403
+    assert (
+        decide(client, token("aud", "auditor"), "scope-a-readers", {"id": "bob"}).status_code == 403
+    )
+
+
+def test_decision_log_filters(client, token, admin, people):
+    """The log filters by subject, package, version and time; users see only their own."""
+    decide(client, admin, "scope-a-readers", {"id": "ada"})
+    decide(client, admin, "sales-support", {"id": "sam"})
+    version = client.get("/readyz").json["version"]
+    assert len(client.get(f"/v1/decisions?version={version}", headers=admin).json) == 2
+    assert [
+        d["subject_id"]
+        for d in client.get("/v1/decisions?package=sales-support", headers=admin).json
+    ] == ["sam"]
+    assert client.get("/v1/decisions?since=2026-01-06T00:00:00Z", headers=admin).json == []
+    assert [d["subject_id"] for d in client.get("/v1/decisions", headers=token("sam")).json] == [
+        "sam"
+    ]

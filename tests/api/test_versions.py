@@ -1,0 +1,100 @@
+"""Publishing, listing, rolling back and propagating policy versions."""
+
+from __future__ import annotations
+
+from policyd.api import create_app
+from policyd.rules import load_bundle
+from tests.conftest import POLICIES
+
+BROKEN = "apiVersion: policyd/v1\npackage:\n  id: broken\n  displayname: Typo\n  rules: []\n"
+
+
+def example_files() -> dict[str, str]:
+    return load_bundle(POLICIES).files
+
+
+def changed_files() -> dict[str, str]:
+    files = example_files()
+    files["scope-a-readers.yaml"] = files["scope-a-readers.yaml"].replace(
+        "duration: PT8H, max: PT8H", "duration: PT4H, max: PT4H"
+    )
+    return files
+
+
+def test_broken_bundle_is_rejected_with_file_line_errors(client, admin):
+    """A bundle with errors is 422 with every file:line problem; the active version stays."""
+    before = client.get("/readyz").json["version"]
+    response = client.post("/v1/policy-versions", json={"files": {"b.yaml": BROKEN}}, headers=admin)
+    assert response.status_code == 422
+    assert response.json["errors"]["files"] == [
+        "b.yaml:2: package.displayName: required key is missing",
+        "b.yaml:4: package.displayname: unknown key (check its spelling; see docs/rules.md)",
+        "b.yaml:5: package.rules: a package needs at least one rule",
+    ]
+    assert client.get("/readyz").json["version"] == before
+    assert len(client.get("/v1/policy-versions", headers=admin).json) == 1
+
+
+def test_publish_activates_and_rollback_restores(client, admin, token, people):
+    """Publishing a new version changes decisions at once; activating the old one restores them."""
+    first = client.get("/readyz").json["version"]
+    published = client.post(
+        "/v1/policy-versions", json={"files": changed_files(), "message": "4h"}, headers=admin
+    )
+    assert published.status_code == 201 and published.json["active"]
+    body = {"package": "scope-a-readers", "subject": {"id": "ada"}}
+    decision = client.post("/v1/decisions", json=body, headers=admin).json
+    assert decision["version"] == published.json["id"]
+    assert decision["lifetime"]["expires_at"] == "2026-01-05T13:00:00Z"
+    listed = client.get("/v1/policy-versions", headers=token("aud", "auditor")).json
+    assert [v["active"] for v in listed] == [True, False] or [v["active"] for v in listed] == [
+        False,
+        True,
+    ]
+    rolled = client.post(f"/v1/policy-versions/{first}/activate", headers=admin)
+    assert rolled.status_code == 200
+    again = client.post("/v1/decisions", json=body, headers=admin).json
+    assert (again["version"], again["lifetime"]["expires_at"]) == (first, "2026-01-05T17:00:00Z")
+
+
+def test_version_detail_has_the_files_and_is_immutable(client, admin):
+    """A version shows every file's text; republishing the same content reuses it."""
+    first = client.get("/readyz").json["version"]
+    detail = client.get(f"/v1/policy-versions/{first}", headers=admin).json
+    assert detail["files"] == example_files()
+    same = client.post("/v1/policy-versions", json={"files": example_files()}, headers=admin)
+    assert same.json["id"] == first
+    assert client.get("/v1/policy-versions/nope", headers=admin).status_code == 404
+
+
+def test_every_process_picks_up_a_new_version(app, client, admin, database_url, clock):
+    """A second app on the same database switches to a version published by the first."""
+    other = create_app(
+        {
+            "POLICYD_DATABASE_URL": database_url,
+            "POLICYD_POLICIES": "",
+            "POLICYD_CLOCK": clock,
+            "POLICYD_SYNC_INTERVAL": 0,
+        }
+    )
+    try:
+        old = other.test_client().get("/readyz").json["version"]
+        published = client.post(
+            "/v1/policy-versions", json={"files": changed_files()}, headers=admin
+        )
+        new = published.json["id"]
+        assert new != old
+        assert other.test_client().get("/readyz").json["version"] == new
+    finally:
+        other.extensions["policyd.runtime"].close()
+        other.extensions["policyd.db"].dispose()
+
+
+def test_only_admins_publish(client, token):
+    """Apps, users and auditors cannot publish or activate."""
+    for role in ("user", "app", "auditor"):
+        headers = token(f"who-{role}", role)
+        response = client.post(
+            "/v1/policy-versions", json={"files": example_files()}, headers=headers
+        )
+        assert response.status_code == 403

@@ -63,3 +63,12 @@ def test_decision_log_filters(client, token, admin, people):
     assert [d["subject_id"] for d in client.get("/v1/decisions", headers=token("sam")).json] == [
         "sam"
     ]
+
+
+def test_values_too_long_for_a_column_are_422_not_500(client, admin):
+    """Over-long ids and fields are client errors on every backend."""
+    too_long = "x" * 300
+    response = client.put(f"/v1/users/{too_long}", json={}, headers=admin)
+    assert response.status_code == 422
+    field = client.put("/v1/users/ok", json={"department": too_long}, headers=admin)
+    assert field.status_code == 422 and "department" in field.json["errors"]

@@ -155,6 +155,10 @@ def test_duplicate_ids_are_errors():
     assert problems_of({"a.yaml": doubled}) == [
         "a.yaml:9: package.rules[1].id: duplicate rule id 'everyone'"
     ]
+    broken = doubled.replace("decision: deny", "decision: maybe")
+    assert "a.yaml:9: package.rules[1].id: duplicate rule id 'everyone'" in problems_of(
+        {"a.yaml": broken}
+    )
     found = problems_of({"a.yaml": VALID, "b.yaml": VALID})
     assert found == ["b.yaml:3: package.id: duplicate package id 'pkg' (also in a.yaml)"]
 

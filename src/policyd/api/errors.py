@@ -6,6 +6,7 @@ from http import HTTPStatus
 
 from flask import Flask, jsonify
 from marshmallow import Schema, fields
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from policyd.services.errors import ServiceError
@@ -50,6 +51,13 @@ def init_app(app: Flask) -> None:
         if errors and not data.get("message"):
             message = "invalid input: " + ", ".join(sorted(errors))
         return jsonify(error_body(err.code or 500, message, errors)), err.code or 500
+
+    @app.errorhandler(DataError)
+    def data_error(err: DataError):
+        # The database refused a value (too long for its column, out of range): the
+        # client's input, not our fault.
+        message = "a value is too long or malformed for the database"
+        return jsonify(error_body(422, message)), 422
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception):

@@ -197,22 +197,26 @@ class VersionDetailSchema(VersionOutSchema):
 
 
 # directory ------------------------------------------------------------------------------------
+def _text(size: int, **kwargs) -> fields.String:
+    return fields.String(allow_none=True, validate=validate.Length(max=size), **kwargs)
+
+
 class UserSchema(Strict):
     id = fields.String(dump_only=True)
-    email = fields.String(allow_none=True)
-    display_name = fields.String(allow_none=True)
+    email = _text(320)
+    display_name = _text(200)
     type = fields.String(load_default="member", validate=validate.OneOf(["member", "guest"]))
-    manager_id = fields.String(allow_none=True)
-    organization_id = fields.String(allow_none=True)
-    department = fields.String(allow_none=True)
-    job_title = fields.String(allow_none=True)
-    employee_type = fields.String(allow_none=True)
+    manager_id = _text(200)
+    organization_id = _text(200)
+    department = _text(200)
+    job_title = _text(200)
+    employee_type = _text(100)
     attributes = fields.Dict(keys=fields.String(), load_default=dict)
 
 
 class GroupSchema(Strict):
     id = fields.String(dump_only=True)
-    display_name = fields.String(allow_none=True, load_default=None)
+    display_name = _text(200, load_default=None)
 
 
 class MembersSchema(Schema):
@@ -221,7 +225,7 @@ class MembersSchema(Schema):
 
 class OrganizationSchema(Strict):
     id = fields.String(dump_only=True)
-    display_name = fields.String(required=True)
+    display_name = fields.String(required=True, validate=validate.Length(max=200))
     domains = fields.List(fields.String(), load_default=list)
     internal_sponsors = fields.List(fields.String(), load_default=list)
     external_sponsors = fields.List(fields.String(), load_default=list)

@@ -30,6 +30,20 @@ USER_FIELDS = (
 ACTIVE_STATES = ("delivering", "active", "expiring")
 
 
+MAX_ID = 200  # the id columns' length
+
+
+def check_id(value: str, field: str = "id") -> str:
+    """Ids are 1 to 200 characters on every backend (SQLite would not enforce it).
+
+    Raises:
+        InvalidError: naming `field`.
+    """
+    if not value or len(value) > MAX_ID:
+        raise InvalidError(f"an id has 1 to {MAX_ID} characters", field=field)
+    return value
+
+
 def user_view(user: User) -> dict[str, Any]:
     return {"id": user.id, **{name: getattr(user, name) for name in USER_FIELDS}}
 
@@ -50,6 +64,7 @@ class DirectoryService:
 
     def put_user(self, actor: Actor, user_id: str, data: dict[str, Any], *, now: datetime) -> User:
         """Create or replace a user; audited with before and after."""
+        check_id(user_id)
         user = self.session.get(User, user_id)
         before = user_view(user) if user else None
         if user is None:
@@ -83,6 +98,7 @@ class DirectoryService:
     def put_group(
         self, actor: Actor, group_id: str, display_name: str | None, *, now: datetime
     ) -> Group:
+        check_id(group_id)
         group = self.session.get(Group, group_id)
         before = {"display_name": group.display_name} if group else None
         if group is None:
@@ -108,7 +124,8 @@ class DirectoryService:
 
     def add_member(self, actor: Actor, group_id: str, user_id: str, *, now: datetime) -> bool:
         """Add `user_id` to `group_id`; False when already a member (nothing audited)."""
-        self.members(group_id)
+        if self.session.get(Group, group_id) is None:
+            raise NotFoundError(f"no group {group_id!r}", field="group")
         self.get_user(user_id)
         if self.session.get(Membership, (group_id, user_id)) is not None:
             return False
@@ -142,6 +159,7 @@ class DirectoryService:
     def put_organization(
         self, actor: Actor, org_id: str, data: dict[str, Any], *, now: datetime
     ) -> ConnectedOrganization:
+        check_id(org_id)
         org = self.session.get(ConnectedOrganization, org_id)
         fields = ("display_name", "domains", "internal_sponsors", "external_sponsors", "state")
         before = {f: getattr(org, f) for f in fields} if org else None

@@ -1,4 +1,4 @@
-"""`policyd` commands for policy authors: check, test, eval, version."""
+"""Commands for policy authors: check, test, eval, version."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from marshmallow import ValidationError
 
+from policyd.cli.base import DEFAULT_DIR, _fail, _load, main, policies_argument
 from policyd.domain import Decision, RequestOptions, Subject
 from policyd.rules import (
     InvalidInputError,
@@ -19,36 +20,8 @@ from policyd.rules import (
     load_bundle,
 )
 from policyd.rules.inputs import RequestSchema, SubjectSchema
-from policyd.rules.model import Bundle
 from policyd.rules.policytest import coverage, load_cases, run_case
 from policyd.rules.source import Problem, flatten_messages, parse_document
-
-DEFAULT_DIR = "policies"
-policies_argument = click.argument(
-    "directory", default=DEFAULT_DIR, type=click.Path(file_okay=False, path_type=Path)
-)
-
-
-@click.group()
-@click.version_option(package_name="policyd")
-def main() -> None:
-    """policyd: access packages decided by versioned rule files."""
-
-
-def _load(directory: Path) -> Bundle:
-    try:
-        return load_bundle(directory)
-    except ProblemsError as err:
-        _fail(err.problems)
-
-
-def _fail(problems: list[Problem]) -> None:
-    for problem in problems:
-        click.echo(str(problem), err=True)
-    files = len({p.file for p in problems})
-    noun = "error" if len(problems) == 1 else "errors"
-    click.echo(f"{len(problems)} {noun} in {files} file{'s' if files != 1 else ''}", err=True)
-    sys.exit(1)
 
 
 @main.command()

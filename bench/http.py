@@ -1,0 +1,686 @@
+"""HTTP load test: POST /v1/decisions under gunicorn against a bare Flask echo, same settings."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as `python bench/http.py`, this file's folder heads sys.path and this module would shadow
+# the standard library's `http` package for every import below; move that folder to the end.
+sys.path.sort(
+    key=lambda entry: (
+        os.path.realpath(entry or os.curdir) == os.path.dirname(os.path.realpath(__file__))
+    )
+)
+
+import argparse
+import json
+import math
+import multiprocessing
+import secrets
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICIES = ROOT / "policies"
+HOST = "127.0.0.1"
+PATH = "/v1/decisions"
+THROUGHPUT_TARGET = 0.70  # decisions req/s over bare req/s, at least
+P99_TARGET = 1.5  # decisions p99 over bare p99, at most
+
+# Directory users: id -> PUT /v1/users/<id> body; groups: id -> member ids.
+USERS: dict[str, dict[str, Any]] = {
+    "alice": {"email": "alice@contoso.com", "department": "Engineering"},
+    "bob": {"email": "bob@contoso.com", "department": "Engineering"},
+    "carol": {"email": "carol@contoso.com", "department": "Sales", "manager_id": "grace"},
+    "dave": {"email": "dave@example.org", "type": "guest"},
+    "erin": {
+        "email": "erin@contoso.com",
+        "department": "Finance",
+        "job_title": "AP Clerk",
+        "manager_id": "grace",
+    },
+    "frank": {"email": "frank@fabrikam.com", "type": "guest"},
+    "grace": {"email": "grace@contoso.com", "department": "Finance", "job_title": "Controller"},
+}
+GROUPS: dict[str, list[str]] = {
+    "Group.ScopeA.Readers.Eligible": ["alice"],
+    "Group.ScopeA.Approvers": ["grace"],
+    "Sales.Ops": ["grace"],
+    "Finance.Controllers": ["grace"],
+}
+# (package, subject id, expected outcome) from the example policies, sent round-robin.
+MIX: tuple[tuple[str, str, str], ...] = (
+    ("scope-a-readers", "alice", "auto_approve"),
+    ("scope-a-readers", "bob", "require_approval"),
+    ("sales-support", "carol", "require_approval"),
+    ("sales-support", "dave", "deny"),
+    ("payments-entry", "erin", "require_approval"),
+    ("quarter-end-close", "erin", "require_approval"),
+    ("merger-collaboration", "frank", "auto_approve"),
+    ("merger-collaboration", "bob", "deny"),
+)
+
+BARE_APP = '''\
+"""Bare Flask app: echoes the JSON body, the floor of any Flask JSON endpoint."""
+
+from flask import Flask, jsonify, request
+
+app = Flask("bare")
+
+
+@app.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@app.post("/v1/decisions")
+def echo():
+    return jsonify(request.get_json())
+'''
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- HTTP/1.1 client over a raw socket: cheap enough that the driver stays out of the way ------
+
+
+class Connection:
+    """One client's connection; kept alive unless the server closes it (gunicorn sync does)."""
+
+    def __init__(self, port: int, timeout: float):
+        self.port = port
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self.buffer = b""
+        self.opened = 0
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.buffer = b""
+
+    def request(self, message: bytes) -> tuple[int, bytes]:
+        """Send one request message; the response status and body."""
+        if self.sock is not None:
+            try:
+                return self._exchange(message)
+            except (ConnectionError, _ClosedEarly):
+                self.close()  # a kept-alive connection the server dropped: retry once, fresh
+        return self._exchange(message)
+
+    def _exchange(self, message: bytes) -> tuple[int, bytes]:
+        if self.sock is None:
+            self.sock = socket.create_connection((HOST, self.port), timeout=self.timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.opened += 1
+        self.sock.sendall(message)
+        status, body, keep_alive = self._read_response()
+        if not keep_alive:
+            self.close()
+        return status, body
+
+    def _recv(self) -> bytes:
+        assert self.sock is not None
+        return self.sock.recv(65536)
+
+    def _read_response(self) -> tuple[int, bytes, bool]:
+        buffer = self.buffer
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            chunk = self._recv()
+            if not chunk:
+                if buffer:
+                    raise ConnectionError("connection closed inside the response headers")
+                raise _ClosedEarly
+            buffer += chunk
+        status_line, *header_lines = buffer[:end].decode("latin-1").split("\r\n")
+        version, status, _ = status_line.split(" ", 2)
+        keep_alive = version == "HTTP/1.1"
+        length: int | None = None
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection":
+                keep_alive = value.strip().lower() != "close"
+            elif name == "transfer-encoding":
+                raise ValueError(f"unsupported transfer-encoding {value.strip()!r}")
+        start = end + 4
+        if length is None:  # body runs to the end of the connection
+            while chunk := self._recv():
+                buffer += chunk
+            length, keep_alive = len(buffer) - start, False
+        while len(buffer) - start < length:
+            chunk = self._recv()
+            if not chunk:
+                raise ConnectionError("connection closed inside the response body")
+            buffer += chunk
+        self.buffer = buffer[start + length :]
+        return int(status), buffer[start : start + length], keep_alive
+
+
+class _ClosedEarly(Exception):
+    """The server closed the connection before sending any byte of the response."""
+
+
+def http_message(method: str, port: int, path: str, token: str = "", body: bytes = b"") -> bytes:
+    headers = [f"{method} {path} HTTP/1.1", f"Host: {HOST}:{port}"]
+    if token:
+        headers.append(f"Authorization: Bearer {token}")
+    if body or method == "POST":
+        headers += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(headers) + "\r\n\r\n").encode("latin-1") + body
+
+
+# --- load processes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    port: int
+    messages: tuple[bytes, ...]
+    quotas: tuple[int, ...]  # requests per client thread of this process
+    seconds: float
+    timeout: float
+
+
+@dataclass
+class ClientResult:
+    latencies: list[float] = field(default_factory=list)  # seconds, completed responses only
+    statuses: Counter[int] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)  # transport errors by type
+    connections: int = 0
+    finished: float = 0.0  # time.monotonic(), comparable across processes on one host
+
+
+@dataclass
+class ProcessResult:
+    clients: list[ClientResult]
+    started: float
+    cpu: float  # CPU seconds this driver process spent while clients ran
+
+
+def run_client(spec: LoadSpec, index: int, quota: int, deadline: float) -> ClientResult:
+    result = ClientResult()
+    connection = Connection(spec.port, spec.timeout)
+    messages, count = spec.messages, len(spec.messages)
+    sent = 0
+    while sent < quota and time.monotonic() < deadline:
+        message = messages[(index + sent) % count]
+        sent += 1
+        began = time.perf_counter()
+        try:
+            status, _ = connection.request(message)
+        except (OSError, ValueError, _ClosedEarly) as err:
+            result.failures[type(err).__name__] += 1
+            connection.close()
+            continue
+        result.latencies.append(time.perf_counter() - began)
+        result.statuses[status] += 1
+    connection.close()
+    result.connections = connection.opened
+    result.finished = time.monotonic()
+    return result
+
+
+def drive(spec: LoadSpec, offset: int, barrier: Barrier, results: Any) -> None:
+    """Entry point of one load process: its client threads, started together on the barrier."""
+    clients = [ClientResult() for _ in spec.quotas]
+
+    def target(slot: int, deadline: float) -> None:
+        clients[slot] = run_client(spec, offset + slot, spec.quotas[slot], deadline)
+
+    barrier.wait()
+    started, cpu = time.monotonic(), time.process_time()
+    threads = [
+        threading.Thread(target=target, args=(slot, started + spec.seconds))
+        for slot in range(len(spec.quotas))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    results.put(ProcessResult(clients, started, time.process_time() - cpu))
+
+
+def split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+# --- CPU accounting (Linux /proc; best effort) -------------------------------------------------
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of `pid` and its children processes (a gunicorn master and its workers)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for each in [pid, *map(int, children)]:
+        try:
+            stat = Path(f"/proc/{each}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores spent busy since boot."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except OSError:
+        return math.nan
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+# --- one measured run --------------------------------------------------------------------------
+
+
+@dataclass
+class Stats:
+    name: str
+    requests: int
+    seconds: float
+    throughput: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    error_detail: dict[str, int]
+    connections: int
+    driver_cores: float
+    driver_busiest: float  # the busiest load process's share of one core
+    driver_us_per_request: float
+    server_cores: float
+    other_cores: float  # everything else on the machine meanwhile
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    if not ordered:
+        return math.nan
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def measure(
+    name: str,
+    port: int,
+    server_pid: int,
+    messages: tuple[bytes, ...],
+    *,
+    requests: int,
+    seconds: float,
+    concurrency: int,
+    processes: int,
+) -> Stats:
+    context = multiprocessing.get_context("spawn")
+    processes = max(1, min(processes, concurrency))
+    barrier = context.Barrier(processes + 1)
+    queue = context.Queue()
+    threads = split(concurrency, processes)
+    quotas = split(requests, concurrency)
+    workers, offset = [], 0
+    for count in threads:
+        spec = LoadSpec(port, messages, tuple(quotas[offset : offset + count]), seconds, 60.0)
+        workers.append(context.Process(target=drive, args=(spec, offset, barrier, queue)))
+        offset += count
+    for worker in workers:
+        worker.start()
+    try:
+        barrier.wait(timeout=60)
+        server_cpu, busy, window = process_cpu(server_pid), machine_busy(), time.monotonic()
+        results: list[ProcessResult] = [queue.get(timeout=seconds + 120) for _ in workers]
+        server_cpu = process_cpu(server_pid) - server_cpu
+        busy = machine_busy() - busy
+        window = time.monotonic() - window
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+    clients = [client for result in results for client in result.clients]
+    started = min(result.started for result in results)
+    elapsed = max(client.finished for client in clients) - started
+    latencies = sorted(latency for client in clients for latency in client.latencies)
+    statuses: Counter[int] = Counter()
+    failures: Counter[str] = Counter()
+    for client in clients:
+        statuses.update(client.statuses)
+        failures.update(client.failures)
+    detail = {f"HTTP {code}": n for code, n in sorted(statuses.items()) if code != 200}
+    detail.update(failures)
+    driver_cpu = sum(result.cpu for result in results)
+    done = len(latencies)
+    return Stats(
+        name=name,
+        requests=done,
+        seconds=elapsed,
+        throughput=done / elapsed if elapsed > 0 else 0.0,
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        errors=sum(detail.values()),
+        error_detail=detail,
+        connections=sum(client.connections for client in clients),
+        driver_cores=driver_cpu / elapsed,
+        driver_busiest=max(result.cpu for result in results) / elapsed,
+        driver_us_per_request=driver_cpu / max(done, 1) * 1e6,
+        server_cores=server_cpu / window,
+        other_cores=max(0.0, (busy - driver_cpu - server_cpu) / window),
+    )
+
+
+# --- database, data and servers ----------------------------------------------------------------
+
+
+@contextmanager
+def database(url: str | None, tmp: Path) -> Iterator[str]:
+    """SQLite in `tmp`, or a fresh PostgreSQL database on the server of `url`, dropped after."""
+    if url is None:
+        yield f"sqlite:///{tmp / 'policyd.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    server = make_url(url)
+    if not server.get_backend_name().startswith("postgresql"):
+        raise SystemExit("--database-url must be a PostgreSQL URL (SQLite is the default)")
+    name = f"policyd_bench_{secrets.token_hex(4)}"
+    admin = create_engine(
+        server.set(database=server.database or "postgres"), isolation_level="AUTOCOMMIT"
+    )
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        log(f"created PostgreSQL database {name}")
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            log(f"dropped PostgreSQL database {name}")
+    finally:
+        admin.dispose()
+
+
+def prepare(url: str) -> str:
+    """Migrate, publish the example policies, add the directory; an admin API token."""
+    from datetime import UTC, datetime
+
+    from policyd.api import create_app
+    from policyd.services.actor import SYSTEM
+    from policyd.services.tokens import TokenService
+
+    app = create_app(
+        {
+            "POLICYD_DATABASE_URL": url,
+            "POLICYD_POLICIES": str(POLICIES),
+            "POLICYD_AUTO_UPGRADE": True,
+        }
+    )
+    db = app.extensions["policyd.db"]
+    try:
+        with db.session() as session:
+            _, token = TokenService(session).create(SYSTEM, "bench", "admin", now=datetime.now(UTC))
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {token}"}
+        calls: list[tuple[str, dict[str, Any] | None]] = [
+            (f"/v1/users/{user_id}", body) for user_id, body in USERS.items()
+        ]
+        for group_id, members in GROUPS.items():
+            calls.append((f"/v1/groups/{group_id}", {}))
+            calls += [(f"/v1/groups/{group_id}/members/{member}", None) for member in members]
+        for path, body in calls:
+            response = client.put(path, headers=headers, json=body)
+            if response.status_code not in (200, 204):
+                raise SystemExit(f"setup PUT {path}: HTTP {response.status_code} {response.text}")
+    finally:
+        db.dispose()
+    return token
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def start_server(
+    stack: ExitStack, name: str, app: str, tmp: Path, env: dict[str, str], workers: int
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    port = free_port()
+    logfile = tmp / f"{name}.log"
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}"]
+    command += ["--workers", str(workers), "--worker-class", "sync", "--timeout", "60"]
+    command += ["--log-level", "warning", "--chdir", str(tmp), app]
+    with logfile.open("wb") as output:
+        server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    stack.callback(stop_server, server)
+    return server, port, logfile
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def wait_ready(server: subprocess.Popen[bytes], port: int, logfile: Path) -> None:
+    deadline = time.monotonic() + 60
+    message = http_message("GET", port, "/healthz")
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {server.returncode}:\n{logfile.read_text()}")
+        connection = Connection(port, 5.0)
+        try:
+            if connection.request(message)[0] == 200:
+                return
+        except (OSError, ValueError, _ClosedEarly):
+            pass
+        finally:
+            connection.close()
+        time.sleep(0.2)
+    raise SystemExit(f"gunicorn on port {port} not ready after 60 s:\n{logfile.read_text()}")
+
+
+def preflight(decisions_port: int, bare_port: int, token: str, bodies: list[bytes]) -> None:
+    """One request per body to each server: decisions answer 200 as expected, bare echoes."""
+    for (package, subject, expected), body in zip(MIX, bodies, strict=True):
+        connection = Connection(decisions_port, 30.0)
+        status, payload = connection.request(
+            http_message("POST", decisions_port, PATH, token, body)
+        )
+        connection.close()
+        if status != 200:
+            raise SystemExit(f"POST {PATH} {body.decode()}: HTTP {status} {payload.decode()}")
+        outcome = json.loads(payload).get("decision")
+        if outcome != expected:
+            log(f"note: {package} for {subject} decided {outcome}, expected {expected}")
+        connection = Connection(bare_port, 30.0)
+        status, payload = connection.request(http_message("POST", bare_port, PATH, token, body))
+        connection.close()
+        if status != 200 or json.loads(payload) != json.loads(body):
+            raise SystemExit(f"bare echo of {body.decode()}: HTTP {status} {payload.decode()}")
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report(
+    bare: Stats, decisions: Stats, settings: dict[str, Any], as_json: bool
+) -> dict[str, Any]:
+    throughput_ratio = decisions.throughput / bare.throughput if bare.throughput else math.nan
+    p99_ratio = decisions.p99_ms / bare.p99_ms if bare.p99_ms else math.nan
+    driver_limited = max(bare.driver_busiest, decisions.driver_busiest) > 0.85
+    summary = {
+        "settings": settings,
+        "bare": asdict(bare),
+        "decisions": asdict(decisions),
+        "throughput_ratio": throughput_ratio,
+        "throughput_target": THROUGHPUT_TARGET,
+        "throughput_pass": throughput_ratio >= THROUGHPUT_TARGET,
+        "p99_ratio": p99_ratio,
+        "p99_target": P99_TARGET,
+        "p99_pass": p99_ratio <= P99_TARGET,
+        "driver_limited": driver_limited,
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return summary
+    print(
+        f"gunicorn {settings['workers']} sync workers, {settings['database']}; "
+        f"{settings['concurrency']} clients in {settings['processes']} load processes; "
+        f"{os.cpu_count()} cores"
+    )
+    print()
+    print(
+        f"{'workload':<10} {'requests':>8} {'seconds':>7} {'req/s':>8} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'errors':>6}"
+    )
+    for stats in (bare, decisions):
+        print(
+            f"{stats.name:<10} {stats.requests:>8} {stats.seconds:>7.1f} {stats.throughput:>8.1f} "
+            f"{stats.p50_ms:>7.1f} {stats.p99_ms:>7.1f} {stats.errors:>6}"
+        )
+    print()
+    print(
+        f"throughput decisions/bare {throughput_ratio:5.2f}  target >= {THROUGHPUT_TARGET:.2f}  "
+        f"{verdict(summary['throughput_pass'])}"
+    )
+    print(
+        f"p99        decisions/bare {p99_ratio:5.2f}  target <= {P99_TARGET:.2f}  "
+        f"{verdict(summary['p99_pass'])}"
+    )
+    print()
+    for stats in (bare, decisions):
+        print(
+            f"{stats.name:<10} CPU cores: servers {stats.server_cores:.2f}, driver "
+            f"{stats.driver_cores:.2f} ({stats.driver_us_per_request:.0f} us/request, busiest "
+            f"load process {stats.driver_busiest:.0%} of a core), other {stats.other_cores:.2f}; "
+            f"{stats.connections} connections"
+        )
+        if stats.error_detail:
+            print(f"{'':<10} errors: {stats.error_detail}")
+    print(
+        "driver: "
+        + (
+            "a load process was near a full core: the driver may be the limit"
+            if driver_limited
+            else "no load process near a full core: not the limit (it still shares the cores)"
+        )
+    )
+    if bare.connections >= bare.requests:
+        print("note: gunicorn sync workers close every connection, so each request reconnects")
+    return summary
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database-url", help="PostgreSQL server URL (default: temp SQLite)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--concurrency", type=int, default=32, help="clients (default 32)")
+    parser.add_argument("--requests", type=int, default=20_000, help="per workload cap")
+    parser.add_argument("--seconds", type=float, default=20.0, help="per workload cap")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds per server")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="load processes the clients are spread over (default: cores, at most 4)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    args = parser.parse_args(argv)
+    for name in ("workers", "concurrency", "requests", "processes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="policyd-bench-")))
+        url = stack.enter_context(database(args.database_url, tmp))
+        log("preparing the database (migrate, publish policies, token, directory)")
+        token = prepare(url)
+        (tmp / "bare_echo.py").write_text(BARE_APP)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYD_")}
+        real_env = env | {"POLICYD_DATABASE_URL": url, "POLICYD_POLICIES": str(POLICIES)}
+        real, real_port, real_log = start_server(
+            stack, "decisions", "policyd.api:create_app()", tmp, real_env, args.workers
+        )
+        bare, bare_port, bare_log = start_server(
+            stack, "bare", "bare_echo:app", tmp, env, args.workers
+        )
+        wait_ready(real, real_port, real_log)
+        wait_ready(bare, bare_port, bare_log)
+        bodies = [
+            json.dumps({"package": package, "subject": {"id": subject}}).encode()
+            for package, subject, _ in MIX
+        ]
+        preflight(real_port, bare_port, token, bodies)
+        log(f"servers ready on ports {real_port} (decisions) and {bare_port} (bare)")
+
+        results: dict[str, Stats] = {}
+        for name, server, port in (("bare", bare, bare_port), ("decisions", real, real_port)):
+            messages = tuple(http_message("POST", port, PATH, token, body) for body in bodies)
+            common = {"concurrency": args.concurrency, "processes": args.processes}
+            log(f"{name}: warm-up {args.warmup:g} s")
+            measure(name, port, server.pid, messages, requests=10**9, seconds=args.warmup, **common)
+            log(f"{name}: measuring ({args.requests} requests or {args.seconds:g} s)")
+            results[name] = measure(
+                name,
+                port,
+                server.pid,
+                messages,
+                requests=args.requests,
+                seconds=args.seconds,
+                **common,
+            )
+        settings = {
+            "workers": args.workers,
+            "database": "postgresql" if args.database_url else "sqlite",
+            "concurrency": args.concurrency,
+            "processes": min(args.processes, args.concurrency),
+            "requests": args.requests,
+            "seconds": args.seconds,
+            "warmup": args.warmup,
+        }
+        report(results["bare"], results["decisions"], settings, args.json)
+        failed = results["decisions"].errors + results["bare"].errors
+        if failed:
+            log(f"FAILED: {failed} requests without a 200 response")
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

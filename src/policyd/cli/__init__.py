@@ -1,0 +1,7 @@
+"""`policyd` command line: rule authoring and running the service."""
+
+from policyd.cli import authoring, directory, service  # noqa: F401 - registers the commands
+from policyd.cli.base import main
+from policyd.cli.service import build_server, close_server
+
+__all__ = ["build_server", "close_server", "main"]

@@ -1,0 +1,275 @@
+"""Commands for operators: db upgrade, publish, token, serve."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from policyd.cli.base import (
+    ADMIN_PRINCIPAL,
+    DEFAULT_DIR,
+    _admin,
+    _load,
+    _pages,
+    _reason,
+    _session,
+    _shown,
+    actor_option,
+    database_option,
+    main,
+    policies_argument,
+)
+from policyd.rules.condition import parse_duration
+from policyd.services.actor import Actor, Role
+from policyd.services.tokens import TokenService
+from policyd.services.versions import VersionService
+from policyd.store import Database
+from policyd.store.models import ApiToken
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+@main.group("db")
+def db_group() -> None:
+    """Manage the database schema."""
+
+
+@db_group.command("upgrade")
+@database_option
+def db_upgrade(database_url: str) -> None:
+    """Create the schema, or migrate it to the newest revision."""
+    database = Database(database_url)
+    try:
+        before = _revision(database)
+        database.upgrade()
+        after = _revision(database)
+    except (OperationalError, ProgrammingError) as err:
+        raise click.ClickException(
+            f"cannot upgrade {_shown(database_url)}: {_reason(err)}"
+        ) from None
+    finally:
+        database.dispose()
+    if before == after:
+        click.echo(f"{_shown(database_url)}: schema is up to date (revision {after})")
+    else:
+        click.echo(f"{_shown(database_url)}: schema upgraded from {before or 'empty'} to {after}")
+
+
+def _revision(database: Database) -> str | None:
+    with database.engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.scalar(text("SELECT version_num FROM alembic_version"))
+
+
+@main.command()
+@policies_argument
+@click.option("-m", "--message", required=True, help="Why this version is published (audited).")
+@database_option
+@actor_option
+def publish(directory: Path, message: str, database_url: str, actor: str) -> None:
+    """Validate DIRECTORY and make it the active policy version; on any error nothing changes."""
+    bundle = _load(directory)
+    with _session(database_url) as session:
+        service = VersionService(session)
+        before = service.active_id()
+        version = service.publish(
+            _admin(actor),
+            bundle.files,
+            message=message,
+            now=datetime.now(UTC),
+            git_commit=bundle.version.git_commit,
+        )
+    if before == version.id:
+        click.echo(f"version {version.id} is already active; nothing changed")
+        return
+    click.echo(
+        f"version {version.id}: {len(version.files)} files, packages {', '.join(version.packages)}"
+    )
+    click.echo(f"version {version.id} is now active (before: {before or 'none'})")
+
+
+class Duration(click.ParamType):
+    """An ISO-8601 duration such as P30D, as a timedelta."""
+
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+@main.group("token")
+def token_group() -> None:
+    """Create, list and revoke API tokens."""
+
+
+@token_group.command("create")
+@click.option("--principal", required=True, help="Who the token authenticates as.")
+@click.option("--role", required=True, type=click.Choice([r.value for r in Role]))
+@click.option(
+    "--expires-in", type=Duration(), help="ISO-8601 duration, e.g. P30D [default: never]."
+)
+@click.option("--description")
+@database_option
+@actor_option
+def token_create(principal, role, expires_in, description, database_url: str, actor: str) -> None:
+    """Create a token and print its secret, which is shown only this once."""
+    with _session(database_url) as session:
+        token, plain = TokenService(session).create(
+            _admin(actor),
+            principal,
+            role,
+            now=datetime.now(UTC),
+            expires_in=expires_in,
+            description=description,
+        )
+    expires = _when(token.expires_at) if token.expires_at else "never"
+    click.echo(
+        f"created token {token.id} for {token.principal} (role {token.role}, expires {expires})"
+    )
+    click.echo(plain)
+    click.echo("the token is shown only this once: store it now", err=True)
+
+
+@token_group.command("list")
+@database_option
+def token_list(database_url: str) -> None:
+    """List tokens with their state (never their secrets)."""
+    now = datetime.now(UTC)
+    with _session(database_url) as session:
+        tokens = list(_pages(TokenService(session).list))
+    if not tokens:
+        click.echo("no tokens")
+        return
+    rows = [("ID", "PRINCIPAL", "ROLE", "STATE", "CREATED", "EXPIRES", "DESCRIPTION")]
+    rows += [
+        (
+            t.id,
+            t.principal,
+            t.role,
+            _token_state(t, now),
+            _when(t.created_at),
+            _when(t.expires_at) if t.expires_at else "never",
+            t.description or "",
+        )
+        for t in tokens
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _token_state(token: ApiToken, now: datetime) -> str:
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+@token_group.command("revoke")
+@click.argument("token_id")
+@database_option
+@actor_option
+def token_revoke(token_id: str, database_url: str, actor: str) -> None:
+    """Revoke the token TOKEN_ID at once (revoking twice changes nothing)."""
+    now = datetime.now(UTC)
+    with _session(database_url) as session:
+        token = TokenService(session).revoke(_admin(actor), token_id, now=now)
+    if token.revoked_at == now:
+        click.echo(f"revoked token {token.id} of {token.principal}")
+    else:
+        click.echo(f"token {token.id} was already revoked at {_when(token.revoked_at)}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, type=click.IntRange(1, 65535), show_default=True)
+@click.option(
+    "--policies",
+    default=DEFAULT_DIR,
+    type=click.Path(file_okay=False, path_type=Path),
+    show_default=True,
+    help="Rules published when the database has no active version yet.",
+)
+@database_option
+@actor_option
+def serve(host: str, port: int, policies: Path, database_url: str, actor: str) -> None:
+    """Run the HTTP API; on first start it creates the schema and an admin token."""
+    app = build_server(
+        database_url, policies, host=host, port=port, actor=_admin(actor), now=datetime.now(UTC)
+    )
+    try:
+        app.run(host=host, port=port)
+    finally:
+        close_server(app)
+
+
+def build_server(
+    database_url: str, policies: Path, *, host: str, port: int, actor: Actor, now: datetime
+) -> Flask:
+    """The app `serve` runs: schema upgraded, policies published, and on the first start an
+    admin token, printed with a curl example. Other POLICYD_* settings come from the environment.
+    """
+    from policyd.api import DEFAULTS, create_app  # Flask only for the command that needs it
+
+    config = {key: value for key, value in os.environ.items() if key in DEFAULTS}
+    config.update(
+        POLICYD_DATABASE_URL=database_url,
+        POLICYD_POLICIES=str(policies),
+        POLICYD_AUTO_UPGRADE=True,
+    )
+    app = create_app(config)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{f'[{shown_host}]' if ':' in shown_host else shown_host}:{port}"
+    with app.extensions["policyd.db"].session() as session:
+        active = VersionService(session).active_id()
+        tokens = TokenService(session)
+        plain = None
+        if not any(t.principal == ADMIN_PRINCIPAL for t in _pages(tokens.list)):
+            _, plain = tokens.create(
+                actor,
+                ADMIN_PRINCIPAL,
+                Role.ADMIN.value,
+                now=now,
+                description="created by `policyd serve` on the first start",
+            )
+    click.echo(f"policyd serving {url}  (API docs: {url}/docs)")
+    click.echo(f"database {_shown(database_url)}, active policy version {active or 'none'}")
+    if active is None:
+        click.echo(f"no rules are active: fix {policies} and run `policyd publish -m ...`")
+    if plain is None:
+        click.echo("tokens: `policyd token create --principal NAME --role ROLE`")
+        return app
+    click.echo(
+        f"\nFirst start: created an API token for principal {ADMIN_PRINCIPAL!r} (role admin)."
+        "\nIt is shown only this once; store it now:\n"
+        f"\n    {plain}\n"
+        "\nTry it:\n"
+        f'\n    curl -H "Authorization: Bearer {plain}" {url}/v1/policy-versions\n'
+    )
+    return app
+
+
+def close_server(app: Flask) -> None:
+    """Release what `build_server` opened: the rules engine and the database pool."""
+    app.extensions["policyd.runtime"].close()
+    app.extensions["policyd.db"].dispose()

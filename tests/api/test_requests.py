@@ -162,3 +162,23 @@ def test_bad_input_names_the_field(client, token, people):
     assert bad.status_code == 422 and "duration" in bad.json["errors"]
     unknown = client.post("/v1/requests", json={"package": "x", "colour": 1}, headers=bob)
     assert unknown.status_code == 422 and "colour" in unknown.json["errors"]
+
+
+def test_sponsors_of_the_guests_organization_approve(client, token, admin, people):
+    """A guest's connected organisation is found by email domain; its sponsors approve."""
+    org = {
+        "display_name": "Northwind",
+        "domains": ["Northwind.example"],
+        "external_sponsors": ["olga"],
+    }
+    assert client.put("/v1/organizations/northwind", json=org, headers=admin).status_code == 200
+    guest = {"email": "raj@northwind.example", "type": "guest"}
+    client.put("/v1/users/raj", json=guest, headers=admin)
+    request = file(client, token("raj"), "merger-collaboration").json
+    assert (request["state"], request["rule"]) == ("pending_approval", "other-external-users")
+    assert request["stages"][0]["approvers"] == ["olga"]
+    decision = client.get(f"/v1/decisions/{request['decision_id']}", headers=admin).json
+    assert decision["input"]["subject"]["organization"] == "northwind"
+    claimed = {"display_name": "Other", "domains": ["northwind.example"]}
+    conflict = client.put("/v1/organizations/other", json=claimed, headers=admin)
+    assert conflict.status_code == 409 and "domains" in conflict.json["errors"]

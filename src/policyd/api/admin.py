@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -53,7 +54,9 @@ class TokenById(MethodView):
     def delete(self, token_id):
         """Revoke a token."""
         actor = require(Role.ADMIN)
-        return TokenService(context.session()).revoke(actor, token_id, now=context.now())
+        token = TokenService(context.session()).revoke(actor, token_id, now=context.now())
+        current_app.extensions["policyd.token_cache"].clear()
+        return token
 
 
 @blp.route("/audit")

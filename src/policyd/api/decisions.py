@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -16,13 +17,13 @@ from policyd.api.schemas import (
 )
 from policyd.domain import RequestOptions
 from policyd.services.actor import Role
-from policyd.services.decisions import DecisionService
+from policyd.services.decisions import DecisionService, LoggedDecision
 
 blp = Blueprint("decisions", __name__, url_prefix="/v1/decisions", description="Decisions")
 
 
-def decision_out(record, decision) -> dict:
-    return {"decision_id": record.id, "subject_id": record.subject_id, **decision.to_dict()}
+def decision_out(logged: LoggedDecision) -> dict:
+    return {"decision_id": logged.id, "subject_id": logged.subject.id, **logged.decision.to_dict()}
 
 
 @blp.route("")
@@ -35,7 +36,7 @@ class Decisions(MethodView):
         actor = require(Role.USER, Role.APP, Role.ADMIN)
         service = DecisionService(context.session(), context.runtime())
         subject = data["subject"]
-        record, decision = service.decide(
+        logged = service.decide(
             actor,
             data["package"],
             subject.id,
@@ -43,7 +44,8 @@ class Decisions(MethodView):
             data["request"] or RequestOptions(),
             now=context.now(),
         )
-        return decision_out(record, decision)
+        # Already JSON-ready: skip a second serialisation pass through the schema.
+        return jsonify(decision_out(logged))
 
     @blp.arguments(DecisionQuerySchema, location="query")
     @blp.response(200, DecisionRecordSchema(many=True))

@@ -6,14 +6,21 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from policyd.domain import Subject, UserType
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
-from policyd.services.errors import InvalidError, NotFoundError
-from policyd.store.models import Assignment, ConnectedOrganization, Group, Membership, User
+from policyd.services.errors import ConflictError, InvalidError, NotFoundError
+from policyd.store.models import (
+    Assignment,
+    ConnectedOrganization,
+    Group,
+    Membership,
+    OrganizationDomain,
+    User,
+)
 from policyd.store.query import page
 
 USER_FIELDS = (
@@ -28,6 +35,17 @@ USER_FIELDS = (
     "attributes",
 )
 ACTIVE_STATES = ("delivering", "active", "expiring")
+USER_COLUMNS = (
+    User.id,
+    User.email,
+    User.type,
+    User.manager_id,
+    User.organization_id,
+    User.department,
+    User.job_title,
+    User.employee_type,
+    User.attributes,
+)
 
 
 MAX_ID = 200  # the id columns' length
@@ -167,7 +185,8 @@ class DirectoryService:
             org = ConnectedOrganization(id=org_id)
             self.session.add(org)
         org.display_name = data.get("display_name", org_id)
-        org.domains = [d.lower() for d in data.get("domains", [])]
+        org.domains = sorted({d.strip().lower() for d in data.get("domains", []) if d.strip()})
+        self._claim_domains(org_id, org.domains)
         org.internal_sponsors = list(data.get("internal_sponsors", []))
         org.external_sponsors = list(data.get("external_sponsors", []))
         org.state = data.get("state", "configured")
@@ -182,19 +201,34 @@ class DirectoryService:
         )
         return org
 
-    def organization_for(self, user: User | None, subject: Subject) -> ConnectedOrganization | None:
-        if user is not None and user.organization_id:
-            return self.session.get(ConnectedOrganization, user.organization_id)
+    def _claim_domains(self, org_id: str, domains: list[str]) -> None:
+        taken = self.session.scalars(
+            select(OrganizationDomain).where(
+                OrganizationDomain.domain.in_(domains),
+                OrganizationDomain.organization_id != org_id,
+            )
+        ).first()
+        if taken is not None:
+            raise ConflictError(
+                f"domain {taken.domain!r} belongs to organization {taken.organization_id!r}",
+                field="domains",
+            )
+        self.session.execute(
+            delete(OrganizationDomain).where(OrganizationDomain.organization_id == org_id)
+        )
+        self.session.flush()
+        self.session.add_all(OrganizationDomain(domain=d, organization_id=org_id) for d in domains)
+
+    def organization_for(self, subject: Subject) -> ConnectedOrganization | None:
+        """The subject's connected organisation: set on the user, or owning their domain."""
         org_id = subject.organization
-        if org_id:
-            return self.session.get(ConnectedOrganization, org_id)
-        domain = subject.domain
-        if not domain:
-            return None
-        for org in self.session.scalars(select(ConnectedOrganization)):
-            if domain in (org.domains or []):
-                return org
-        return None
+        if not org_id and subject.domain:
+            org_id = self.session.scalar(
+                select(OrganizationDomain.organization_id).where(
+                    OrganizationDomain.domain == subject.domain
+                )
+            )
+        return self.session.get(ConnectedOrganization, org_id) if org_id else None
 
     # subjects --------------------------------------------------------------------------------
     def resolve_subject(
@@ -208,33 +242,27 @@ class DirectoryService:
         Raises:
             NotFoundError: the directory has no such user and the caller is not trusted.
         """
-        user = self.session.get(User, subject_id)
+        connection = self.session.connection()  # Core statements: skip the ORM layer
+        user = connection.execute(_USER_ROW, {"uid": subject_id}).one_or_none()
         if user is None:
             if trusted and supplied is not None:
                 return supplied
             raise NotFoundError(f"no user {subject_id!r} in the directory", field="subject.id")
-        groups = frozenset(
-            self.session.scalars(select(Membership.group_id).where(Membership.user_id == user.id))
-        )
-        held = frozenset(
-            self.session.scalars(
-                select(Assignment.package).where(
-                    Assignment.subject_id == user.id, Assignment.state.in_(ACTIVE_STATES)
-                )
-            )
-        )
+        domain = user.email.rsplit("@", 1)[-1].strip().lower() if user.email else ""
+        related = connection.execute(_RELATED, {"uid": subject_id, "domain": domain}).all()
         try:
             user_type = UserType(user.type)
         except ValueError:
             raise InvalidError(f"user {user.id!r} has type {user.type!r}", field="type") from None
+        by_domain = next((value for kind, value in related if kind == "o"), None)
         subject = Subject(
             id=user.id,
             email=user.email,
             type=user_type,
-            groups=groups,
+            groups=frozenset(value for kind, value in related if kind == "g"),
             manager=user.manager_id,
-            organization=user.organization_id,
-            packages=held,
+            organization=user.organization_id or by_domain,
+            packages=frozenset(value for kind, value in related if kind == "p"),
             department=user.department,
             job_title=user.job_title,
             employee_type=user.employee_type,
@@ -242,11 +270,20 @@ class DirectoryService:
         )
         if trusted and supplied is not None:
             subject = _overlay(subject, supplied)
-        if subject.organization is None:
-            org = self.organization_for(user, subject)
-            if org is not None:
-                subject = replace(subject, organization=org.id)
         return subject
+
+
+# Built once: constructing these per call cost more than running them (decisions' hot path).
+_USER_ROW = select(*USER_COLUMNS).where(User.id == bindparam("uid"))
+_RELATED = union_all(
+    select(literal("g"), Membership.group_id).where(Membership.user_id == bindparam("uid")),
+    select(literal("p"), Assignment.package).where(
+        Assignment.subject_id == bindparam("uid"), Assignment.state.in_(ACTIVE_STATES)
+    ),
+    select(literal("o"), OrganizationDomain.organization_id).where(
+        OrganizationDomain.domain == bindparam("domain")
+    ),
+)
 
 
 def _overlay(base: Subject, supplied: Subject) -> Subject:

@@ -18,7 +18,7 @@ from policyd.services.audit import audit
 from policyd.services.decisions import DecisionService
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
-from policyd.store.models import AccessRequest, Approval, Membership, User
+from policyd.store.models import AccessRequest, Approval, Membership
 from policyd.store.query import page
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -74,10 +74,8 @@ class RequestService:
         if not extends:
             self._refuse_duplicates(package, subject_id)
         decisions = DecisionService(self.session, self.runtime)
-        record, decision, subject = decisions.evaluate(
-            actor, package, subject_id, supplied, options, now=now
-        )
-        self.session.flush()  # the request references the logged decision
+        logged = decisions.evaluate(actor, package, subject_id, supplied, options, now=now)
+        decision, subject = logged.decision, logged.subject
         if (
             decision.outcome is not Outcome.DENY
             and decision.justification_required
@@ -97,7 +95,7 @@ class RequestService:
             subject_id=subject.id,
             principal=actor.principal,
             state="submitted",
-            decision_id=record.id,
+            decision_id=logged.id,
             version=decision.version,
             rule=decision.rule,
             reason=decision.reason,
@@ -178,9 +176,7 @@ class RequestService:
             elif ref == "owners":
                 ids = self._expand(package.owners, subject, package)
             elif ref == "sponsors":
-                org = DirectoryService(self.session).organization_for(
-                    self.session.get(User, subject.id), subject
-                )
+                org = DirectoryService(self.session).organization_for(subject)
                 ids = list(org.internal_sponsors) + list(org.external_sponsors) if org else []
             elif ref.startswith("user:"):
                 ids = [ref.removeprefix("user:")]

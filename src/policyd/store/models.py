@@ -51,6 +51,17 @@ class ConnectedOrganization(Base):
     state: Mapped[str] = mapped_column(String(20), default="configured")
 
 
+class OrganizationDomain(Base):
+    """Which connected organisation an email domain belongs to (one owner per domain)."""
+
+    __tablename__ = "organization_domains"
+
+    domain: Mapped[str] = mapped_column(String(253), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("connected_organizations.id", ondelete="CASCADE"), index=True
+    )
+
+
 class User(Base):
     __tablename__ = "users"
 

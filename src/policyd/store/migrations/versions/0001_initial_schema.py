@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 00:18:09.464920
+Create Date: 2026-11-27
 """
 
 from __future__ import annotations
@@ -129,6 +129,21 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("group_id", "user_id"),
     )
     op.create_table(
+        "organization_domains",
+        sa.Column("domain", sa.String(length=253), nullable=False),
+        sa.Column("organization_id", sa.String(length=200), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["organization_id"], ["connected_organizations.id"], ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("domain"),
+    )
+    op.create_index(
+        op.f("ix_organization_domains_organization_id"),
+        "organization_domains",
+        ["organization_id"],
+        unique=False,
+    )
+    op.create_table(
         "requests",
         sa.Column("id", sa.String(length=36), nullable=False),
         sa.Column("package", sa.String(length=64), nullable=False),
@@ -213,6 +228,10 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_requests_state"), table_name="requests")
     op.drop_index(op.f("ix_requests_package"), table_name="requests")
     op.drop_table("requests")
+    op.drop_index(
+        op.f("ix_organization_domains_organization_id"), table_name="organization_domains"
+    )
+    op.drop_table("organization_domains")
     op.drop_table("memberships")
     op.drop_index(op.f("ix_users_email"), table_name="users")
     op.drop_table("users")

@@ -24,3 +24,14 @@ def test_marshmallow_messages_flatten_to_paths():
     """Nested marshmallow errors become (path, message) pairs."""
     messages = {"a": {0: {"b": ["x"]}, "_schema": ["y"]}}
     assert flatten_messages(messages) == [(("a", 0, "b"), "x"), (("a",), "y")]
+
+
+def test_control_characters_are_a_problem_with_a_line():
+    """Text YAML refuses to read is reported with its line, not raised."""
+    import pytest
+
+    from policyd.rules.source import ProblemsError
+
+    with pytest.raises(ProblemsError) as caught:
+        parse_document("a: 1\nb: \x98\n", "f.yaml")
+    assert str(caught.value).startswith("f.yaml:2: invalid YAML")

@@ -72,7 +72,11 @@ def parse_document(text: str, file: str) -> Document:
     Raises:
         ProblemsError: the text is not one well-formed YAML document.
     """
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as err:
+        line = text[: err.position].count("\n") + 1
+        raise ProblemsError([Problem(file, line, f"invalid YAML: {err.reason}")]) from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as err:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 def page(session: Session, query: Select, offset: int, limit: int) -> tuple[list, int]:
     """One page of `query` and the total number of rows it matches."""
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    items = list(session.scalars(query.offset(offset).limit(limit)))
-    return items, total or 0
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
+    if offset >= total:  # also keeps absurd page numbers away from the database
+        return [], total
+    return list(session.scalars(query.offset(offset).limit(limit))), total

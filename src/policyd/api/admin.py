@@ -29,7 +29,7 @@ class Tokens(MethodView):
         pagination_parameters.item_count = total
         return items
 
-    @blp.arguments(TokenInSchema)
+    @blp.arguments(TokenInSchema())
     @blp.response(201, TokenOutSchema)
     def post(self, data):
         """Create a token; its secret is in the response once."""
@@ -61,7 +61,7 @@ class TokenById(MethodView):
 
 @blp.route("/audit")
 class Audit(MethodView):
-    @blp.arguments(AuditQuerySchema, location="query")
+    @blp.arguments(AuditQuerySchema(), location="query")
     @blp.response(200, AuditOutSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):

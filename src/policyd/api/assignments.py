@@ -28,7 +28,7 @@ def service() -> AssignmentService:
 
 @blp.route("")
 class Assignments(MethodView):
-    @blp.arguments(AssignmentQuerySchema, location="query")
+    @blp.arguments(AssignmentQuerySchema(), location="query")
     @blp.response(200, AssignmentOutSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
@@ -60,7 +60,7 @@ class AssignmentById(MethodView):
 
 @blp.route("/<assignment_id>/extend")
 class ExtendAssignment(MethodView):
-    @blp.arguments(ExtendInSchema)
+    @blp.arguments(ExtendInSchema())
     @blp.response(201, RequestOutSchema)
     @blp.alt_response(409, schema=ApiErrorSchema)
     def post(self, data, assignment_id):

@@ -28,7 +28,7 @@ def decision_out(logged: LoggedDecision) -> dict:
 
 @blp.route("")
 class Decisions(MethodView):
-    @blp.arguments(DecisionInSchema)
+    @blp.arguments(DecisionInSchema())
     @blp.response(200, DecisionOutSchema)
     @blp.alt_response(404, schema=ApiErrorSchema)
     def post(self, data):
@@ -47,7 +47,7 @@ class Decisions(MethodView):
         # Already JSON-ready: skip a second serialisation pass through the schema.
         return jsonify(decision_out(logged))
 
-    @blp.arguments(DecisionQuerySchema, location="query")
+    @blp.arguments(DecisionQuerySchema(), location="query")
     @blp.response(200, DecisionRecordSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):

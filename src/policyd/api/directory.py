@@ -50,7 +50,7 @@ class UserById(MethodView):
             require(*READERS)
         return service().get_user(user_id)
 
-    @blp.arguments(UserSchema)
+    @blp.arguments(UserSchema())
     @blp.response(200, UserSchema)
     def put(self, data, user_id):
         """Create or replace a user."""
@@ -76,7 +76,7 @@ class GroupById(MethodView):
             raise NotFoundError(f"no group {group_id!r}", field="id")
         return group
 
-    @blp.arguments(GroupSchema)
+    @blp.arguments(GroupSchema())
     @blp.response(200, GroupSchema)
     def put(self, data, group_id):
         """Create or rename a group."""
@@ -121,7 +121,7 @@ class OrganizationById(MethodView):
             raise NotFoundError(f"no connected organization {org_id!r}", field="id")
         return org
 
-    @blp.arguments(OrganizationSchema)
+    @blp.arguments(OrganizationSchema())
     @blp.response(200, OrganizationSchema)
     def put(self, data, org_id):
         """Create or replace a connected organisation."""

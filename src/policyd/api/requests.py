@@ -47,7 +47,7 @@ def idempotency_key() -> str | None:
 
 @blp.route("")
 class Requests(MethodView):
-    @blp.arguments(RequestInSchema)
+    @blp.arguments(RequestInSchema())
     @blp.response(201, RequestOutSchema)
     @blp.alt_response(409, schema=ApiErrorSchema)
     def post(self, data):
@@ -66,7 +66,7 @@ class Requests(MethodView):
         )
         return request, 201 if created else 200
 
-    @blp.arguments(RequestQuerySchema, location="query")
+    @blp.arguments(RequestQuerySchema(), location="query")
     @blp.response(200, RequestOutSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
@@ -97,7 +97,7 @@ def _verdict(request_id: str, data: dict, verdict: str):
 
 @blp.route("/<request_id>/approve")
 class ApproveRequest(MethodView):
-    @blp.arguments(VerdictInSchema)
+    @blp.arguments(VerdictInSchema())
     @blp.response(200, RequestOutSchema)
     @blp.alt_response(409, schema=ApiErrorSchema)
     def post(self, data, request_id):
@@ -107,7 +107,7 @@ class ApproveRequest(MethodView):
 
 @blp.route("/<request_id>/deny")
 class DenyRequest(MethodView):
-    @blp.arguments(VerdictInSchema)
+    @blp.arguments(VerdictInSchema())
     @blp.response(200, RequestOutSchema)
     @blp.alt_response(409, schema=ApiErrorSchema)
     def post(self, data, request_id):

@@ -54,7 +54,7 @@ class Versions(MethodView):
         active = service.active_id()
         return [view(v, active) for v in items]
 
-    @blp.arguments(PublishInSchema)
+    @blp.arguments(PublishInSchema())
     @blp.response(201, VersionOutSchema)
     @blp.alt_response(422, schema=ApiErrorSchema, description="file:line errors under errors.files")
     def post(self, data):

@@ -242,7 +242,7 @@ def test_directory_import_json_creates_everything_once(runner, db, tmp_path):
         lin = directory.resolve_subject("lin")
         assert lin.type is UserType.GUEST
         assert lin.organization == "contoso"  # by e-mail domain, stored in lower case
-        assert directory.members("Merger.Guests") == ["lin"]
+        assert directory.members("Merger.Guests") == (["lin"], 1)
         actors = set(session.scalars(select(AuditRecord.actor)))
         assert actors == {"ops"}
 
@@ -297,7 +297,7 @@ def test_directory_import_csv_maps_columns_groups_and_attributes(runner, db, tmp
         assert grace.manager == "ada"
         assert grace.attributes == {"costCenter": "F-100", "site": "Berlin\nMitte"}
         assert directory.resolve_subject("lin").type is UserType.GUEST
-        assert directory.members("Finance.Team") == ["ada", "grace"]
+        assert directory.members("Finance.Team") == (["ada", "grace"], 2)
 
 
 def test_directory_import_json_errors_name_file_line_and_field(runner, db, tmp_path):

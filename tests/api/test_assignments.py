@@ -13,7 +13,7 @@ def grant(client, headers, package="scope-a-readers", **extra):
 
 
 def members(client, admin, group):
-    return client.get(f"/v1/groups/{group}/members", headers=admin).json["members"]
+    return [m["user_id"] for m in client.get(f"/v1/groups/{group}/members", headers=admin).json]
 
 
 def test_holder_removes_access_and_membership_goes(client, token, admin, people):

@@ -61,6 +61,8 @@ MATRIX = [
         None,
         {"user": 403, "app": 403, "admin": OK, "auditor": 403},
     ),
+    ("get", "/v1/groups", None, {"user": 403, "app": OK, "admin": OK, "auditor": OK}),
+    ("get", "/v1/organizations", None, {"user": 403, "app": OK, "admin": OK, "auditor": OK}),
     ("get", "/v1/users", None, {"user": 403, "app": OK, "admin": OK, "auditor": OK}),
     ("get", "/v1/users/{user}", None, {r: OK for r in ROLES[1:]}),
     ("get", "/v1/users/{other}", None, {"user": 403, "app": OK, "admin": OK, "auditor": OK}),

@@ -27,7 +27,7 @@ def test_eligible_member_is_auto_approved_and_delivered(client, token, people):
     ]
     assert assignments[0]["version"] == request["version"]
     members = client.get("/v1/groups/Group.ScopeA.Readers/members", headers=token("app1", "app"))
-    assert members.json == {"members": ["ada"]}
+    assert members.json == [{"user_id": "ada"}]
 
 
 def test_approval_by_a_group_member_delivers(client, token, people):

@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 
 from policyd.api import context
 from policyd.api.auth import require
-from policyd.api.schemas import GroupSchema, MembersSchema, OrganizationSchema, UserSchema
+from policyd.api.schemas import GroupSchema, MemberSchema, OrganizationSchema, UserSchema
 from policyd.services.actor import Role
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import NotFoundError
@@ -65,6 +65,34 @@ class UserById(MethodView):
         commit(None)
 
 
+@blp.route("/groups")
+class Groups(MethodView):
+    @blp.response(200, GroupSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters):
+        """List groups."""
+        require(*READERS)
+        items, total = service().list_groups(
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size
+        )
+        pagination_parameters.item_count = total
+        return items
+
+
+@blp.route("/organizations")
+class Organizations(MethodView):
+    @blp.response(200, OrganizationSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters):
+        """List connected organisations."""
+        require(*READERS)
+        items, total = service().list_organizations(
+            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size
+        )
+        pagination_parameters.item_count = total
+        return items
+
+
 @blp.route("/groups/<group_id>")
 class GroupById(MethodView):
     @blp.response(200, GroupSchema)
@@ -86,11 +114,18 @@ class GroupById(MethodView):
 
 @blp.route("/groups/<group_id>/members")
 class GroupMembers(MethodView):
-    @blp.response(200, MembersSchema)
-    def get(self, group_id):
-        """Member user ids of a group."""
+    @blp.response(200, MemberSchema(many=True))
+    @blp.paginate()
+    def get(self, group_id, pagination_parameters):
+        """Members of a group, by user id."""
         require(*READERS)
-        return {"members": service().members(group_id)}
+        ids, total = service().members(
+            group_id,
+            offset=pagination_parameters.first_item,
+            limit=pagination_parameters.page_size,
+        )
+        pagination_parameters.item_count = total
+        return [{"user_id": user_id} for user_id in ids]
 
 
 @blp.route("/groups/<group_id>/members/<user_id>")

@@ -219,8 +219,8 @@ class GroupSchema(Strict):
     display_name = _text(200, load_default=None)
 
 
-class MembersSchema(Schema):
-    members = fields.List(fields.String())
+class MemberSchema(Schema):
+    user_id = fields.String()
 
 
 class OrganizationSchema(Strict):

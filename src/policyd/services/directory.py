@@ -134,11 +134,25 @@ class DirectoryService:
         )
         return group
 
-    def members(self, group_id: str) -> list[str]:
+    def members(self, group_id: str, *, offset: int = 0, limit: int = 100) -> tuple[list[str], int]:
+        """One page of a group's member ids, in id order."""
         if self.session.get(Group, group_id) is None:
             raise NotFoundError(f"no group {group_id!r}", field="id")
-        query = select(Membership.user_id).where(Membership.group_id == group_id)
-        return sorted(self.session.scalars(query))
+        query = (
+            select(Membership.user_id)
+            .where(Membership.group_id == group_id)
+            .order_by(Membership.user_id)
+        )
+        return page(self.session, query, offset, limit)
+
+    def list_groups(self, *, offset: int = 0, limit: int = 100) -> tuple[list[Group], int]:
+        return page(self.session, select(Group).order_by(Group.id), offset, limit)
+
+    def list_organizations(
+        self, *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[ConnectedOrganization], int]:
+        query = select(ConnectedOrganization).order_by(ConnectedOrganization.id)
+        return page(self.session, query, offset, limit)
 
     def add_member(self, actor: Actor, group_id: str, user_id: str, *, now: datetime) -> bool:
         """Add `user_id` to `group_id`; False when already a member (nothing audited)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policyd.rules.compiler import ALWAYS_ACTION, compile_bundle
+from policyd.rules.compiler import ALWAYS_ACTION, compile_bundle, number_value
 from policyd.rules.condition import parse_condition
 from policyd.rules.loader import load_texts
 from tests.conftest import rule_file
@@ -65,7 +65,7 @@ def test_not_is_pushed_down_to_exact_complements():
         "$and": [
             {
                 "$or": [
-                    {"$lte": {"subject__attributes__level__n": 3.0}},
+                    {"$lte": {"subject__attributes__level__n": number_value(3.0)}},
                     {"$nex": {"subject__attributes__level__n": 1}},
                 ]
             },

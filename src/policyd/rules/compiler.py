@@ -8,6 +8,7 @@ missing keys are spelled out with `$nex`. See docs/engine.md.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,17 @@ def text_value(text: str) -> str:
     return TEXT_PREFIX + text
 
 
+def number_value(number: float) -> int:
+    """`number` as an integer in the same order, for the numeric keys and the rules' bounds.
+
+    durable_rules' JSON reader takes an exponent only after a decimal point, so the JSON form
+    of floats such as 1e16 or 1e-05 fails to parse (error 204). An IEEE double's bits read as
+    a sign-magnitude integer order exactly like the numbers, and integers always parse.
+    """
+    bits = struct.unpack("<q", struct.pack("<d", number + 0.0))[0]  # + 0.0 turns -0.0 into 0.0
+    return bits if bits >= 0 else -(bits & 0x7FFF_FFFF_FFFF_FFFF)
+
+
 @dataclass(frozen=True)
 class CompiledBundle:
     """The durable_rules definitions of one bundle version and how to read their results."""
@@ -61,6 +73,7 @@ def compile_bundle(bundle: Bundle) -> CompiledBundle:
                 fields.add(node.field)
                 if node.op == "within" and node.value not in windows:
                     windows[node.value] = f"now__w{len(windows)}"
+    _check_key_hashes(fields, windows)
     compiler = _Compiler(windows)
     rulesets: dict[str, dict[str, Any]] = {}
     ruleset_of: dict[str, str] = {}
@@ -72,7 +85,7 @@ def compile_bundle(bundle: Bundle) -> CompiledBundle:
         for number, rule in enumerate(package.rules):
             action = f"p{index}r{number}"
             rule_of[action] = (package.id, rule.id)
-            definition[action] = {"all": [{"m": compiler.expr(rule.when, False)}]}
+            definition[action] = {"all": [{"m": _guarded(compiler.expr(rule.when, False))}]}
         definition[ALWAYS_ACTION] = {"all": [{"m": {"$ex": {MARKER: 1}}}]}
         rulesets[name] = definition
     return CompiledBundle(
@@ -109,9 +122,10 @@ class _Compiler:
         if op in ORDER:
             target = number_key(cmp.field)
             positive, negative = ORDER[op]
+            bound = number_value(value)
             if not negate:
-                return {positive: {target: value}}
-            return {"$or": [{negative: {target: value}}, {"$nex": {target: 1}}]}
+                return {positive: {target: bound}}
+            return {"$or": [{negative: {target: bound}}, {"$nex": {target: 1}}]}
         if kind is Kind.LIST:
             values = value if isinstance(value, tuple) else (value,)
             holds = op in ("contains", "contains_any")
@@ -131,3 +145,55 @@ class _Compiler:
 
 def _join(operator: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
     return parts[0] if len(parts) == 1 else {operator: parts}
+
+
+def _check_key_hashes(fields: set[str], windows: dict[Window, str]) -> None:
+    """Refuse fact keys that durable_rules cannot tell apart.
+
+    It identifies a fact's keys by a 32-bit FNV-1a hash alone, so two keys with one hash read
+    each other's values (`subject.attributes.l2Bh` and `.pCba` do), and a key hashing like one
+    of its own (`sid`, `id`, `$s`, `$forward`) would corrupt sessions or every `$or`.
+
+    Raises:
+        ValueError: naming the two keys.
+    """
+    keys = [MARKER, "sid", "id", "$s", "$forward", *windows.values()]
+    for name in sorted(fields - {"now"}):
+        keys.append(fact_key(name))
+        if field_kind(name) in (Kind.SCALAR, Kind.DURATION):
+            keys.append(number_key(name))
+    seen: dict[int, str] = {}
+    for key in keys:
+        other = seen.setdefault(_fnv1a(key), key)
+        if other != key:
+            raise ValueError(
+                f"fact keys {other!r} and {key!r} collide in durable_rules; rename one"
+            )
+
+
+def _fnv1a(key: str) -> int:
+    value = 0x811C9DC5
+    for byte in key.encode():
+        value = ((value ^ byte) * 0x01000193) & 0xFFFF_FFFF
+    return value
+
+
+def _guarded(expr: dict[str, Any]) -> dict[str, Any]:
+    """`expr`, also requiring MARKER when it would hold for a document without our keys.
+
+    durable_rules matches every rule against each session's own state document as well
+    ({"sid", "id", "$s"}), so an expression made only of `$nex` tests would match it.
+    """
+    if not _holds_without_keys(expr):
+        return expr
+    present = {"$ex": {MARKER: 1}}
+    return {"$and": [present, *expr["$and"]]} if "$and" in expr else {"$and": [present, expr]}
+
+
+def _holds_without_keys(expr: dict[str, Any]) -> bool:
+    ((operator, operand),) = expr.items()
+    if operator == "$and":
+        return all(_holds_without_keys(part) for part in operand)
+    if operator == "$or":
+        return any(_holds_without_keys(part) for part in operand)
+    return operator == "$nex"

@@ -19,6 +19,7 @@ from policyd.rules.compiler import (
     CompiledBundle,
     fact_key,
     number_key,
+    number_value,
     text_value,
 )
 from policyd.rules.condition import Window, as_number, canon_text, parse_duration
@@ -41,7 +42,7 @@ def build_fact(
             _put_text(fact, name, value)
             number = as_number(value)
             if number is not None:
-                fact[number_key(name)] = number
+                fact[number_key(name)] = number_value(number)
     if "subject.groups" in wanted:
         fact[fact_key("subject.groups")] = _text_list(subject.groups)
     if "subject.packages" in wanted:
@@ -49,7 +50,7 @@ def build_fact(
     if "request.duration" in wanted:
         seconds = requested_seconds(request, now)
         if seconds is not None:
-            fact[number_key("request.duration")] = seconds
+            fact[number_key("request.duration")] = number_value(seconds)
     if "request.justification" in wanted and request.has_justification:
         fact[fact_key("request.justification")] = TRUE
     for window, key in compiled.windows.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policyd.rules.compiler import ALWAYS_ACTION, compile_bundle, number_value
+from policyd.rules.compiler import ALWAYS_ACTION, _size, compile_bundle, number_value
 from policyd.rules.condition import parse_condition
 from policyd.rules.loader import load_texts
 from tests.conftest import rule_file
@@ -31,10 +31,10 @@ def compiled():
 
 
 def test_one_ruleset_per_package_named_with_the_version():
-    """Each package compiles to a ruleset named package@version with an always-true rule."""
+    """A small package compiles to one ruleset, package@version#0, with an always-true rule."""
     bundle, result = compiled()
-    name = f"pkg@{bundle.version.id}"
-    assert result.ruleset_of == {"pkg": name}
+    name = f"pkg@{bundle.version.id}#0"
+    assert result.ruleset_of == {"pkg": (name,)}
     assert set(result.rulesets[name]) == {"p0r0", "p0r1", ALWAYS_ACTION}
     assert result.rulesets[name][ALWAYS_ACTION] == {"all": [{"m": {"$ex": {"pd": 1}}}]}
     assert result.rule_of == {"p0r0": ("pkg", "a"), "p0r1": ("pkg", "b")}
@@ -87,3 +87,46 @@ def test_parse_condition_normalises_values():
         ("subject.domain", "eq", "contoso.com"),
         ("subject.attributes.n", "eq", "2"),
     ]
+
+
+def big_package(rules: int, when: str) -> str:
+    lines = [
+        f"    - {{id: r{i}, when: {when.format(i=i)}, then: {{decision: deny}}}}"
+        for i in range(rules)
+    ]
+    return (
+        rule_file("apiVersion: policyd/v1\npackage:\n  id: big\n  displayName: Big\n  rules:\n")
+        + "\n".join(lines)
+        + "\n"
+    )
+
+
+def test_large_packages_are_split_over_rulesets_and_still_match_every_rule(clock):
+    """300 rules that all match a subject are spread over rulesets within the engine's
+    64-node match stack, and every one of them is reported."""
+    from policyd.domain import Subject
+    from policyd.rules import Policy
+
+    bundle = load_texts({"big.yaml": big_package(300, "{{subject.department: {{ne: X{i}}}}}")})
+    result = compile_bundle(bundle)
+    assert len(result.ruleset_of["big"]) > 1
+    for ruleset in result.rulesets.values():
+        assert sum(_size(rule["all"][0]["m"])[0] for rule in ruleset.values()) < 64
+    policy = Policy(bundle)
+    try:
+        decision = policy.decide("big", Subject("u", department="Sales"), now=clock)
+    finally:
+        policy.close()
+    assert len(decision.matched) == 300
+
+
+def test_nested_groups_of_one_kind_are_flattened():
+    """any(any(a, b), c) compiles to one $or of three tests."""
+    tree = parse_condition(
+        {"any": [{"any": [{"subject.id": "a"}, {"subject.id": "b"}]}, {"subject.id": "c"}]}
+    )
+    from policyd.rules.compiler import _Compiler
+
+    assert _Compiler({}).expr(tree, False) == {
+        "$or": [{"subject__id": "v:a"}, {"subject__id": "v:b"}, {"subject__id": "v:c"}]
+    }

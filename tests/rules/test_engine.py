@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from policyd.domain import Outcome, RequestOptions, Subject, UserType
-from policyd.rules import Engine, EngineClosedError, Policy, PolicyRuntime, load_texts
+from policyd.rules import (
+    Engine,
+    EngineClosedError,
+    Policy,
+    PolicyRuntime,
+    ProblemsError,
+    load_texts,
+)
 from policyd.rules.compiler import compile_bundle
 from policyd.rules.facts import build_fact
 
@@ -289,5 +296,5 @@ package:
     - {id: a, when: {subject.attributes.l2Bh: x}, then: {decision: deny}}
     - {id: b, when: {subject.attributes.pCba: {exists: false}}, then: {decision: deny}}
 """
-    with pytest.raises(ValueError, match=r"l2Bh.*pCba"):
-        compile_bundle(load_texts({"pkg.yaml": text}))
+    with pytest.raises(ProblemsError, match=r"l2Bh.*pCba.*collide in durable_rules"):
+        load_texts({"pkg.yaml": text})

@@ -218,3 +218,26 @@ def test_incompatibility_becomes_a_deny_rule_in_both_packages():
     rule = bundle.packages["pkg"].rule("incompatible:other")
     assert rule.outcome is Outcome.DENY and "'Other' (other)" in rule.reason
     assert bundle.packages["other"].rule("incompatible:pkg").synthetic
+
+
+def test_rules_too_complex_for_the_engine_are_load_errors():
+    """A condition past durable_rules' limits is reported at its rule's line, not at run time."""
+    alternatives = ", ".join(
+        f"{{all: [{{subject.id: a{i}}}, {{subject.department: d{i}}}]}}" for i in range(20)
+    )
+    text = VALID.replace(
+        "    - id: everyone\n", f"    - id: everyone\n      when: {{any: [{alternatives}]}}\n"
+    )
+    found = problems_of({"p.yaml": text})
+    assert len(found) == 1
+    assert found[0].startswith("p.yaml:7: condition too complex for the engine")
+
+
+def test_too_many_fields_for_one_fact_is_a_load_error():
+    """A bundle reading more attributes than a durable_rules fact can hold is refused."""
+    conditions = ", ".join(f"subject.attributes.a{i}: {{gt: 1}}" for i in range(120))
+    text = VALID.replace(
+        "    - id: everyone\n", f"    - id: everyone\n      when: {{{conditions}}}\n"
+    )
+    found = problems_of({"p.yaml": text})
+    assert any("durable_rules evaluates at most 200 keys per fact" in line for line in found), found

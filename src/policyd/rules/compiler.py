@@ -55,14 +55,35 @@ class CompiledBundle:
 
     version: str
     rulesets: dict[str, dict[str, Any]]  # ruleset name -> durable_rules JSON
-    ruleset_of: dict[str, str]  # package id -> ruleset name
+    ruleset_of: dict[str, tuple[str, ...]]  # package id -> its rulesets (chunks of rules)
     rule_of: dict[str, tuple[str, str]]  # action name -> (package id, rule id)
     windows: dict[Window, str] = field(default_factory=dict)  # cron window -> fact key
     fields: frozenset[str] = frozenset()  # every field some condition reads
 
 
+# durable_rules' limits (its C source: events.c MAX_STACK_SIZE, rete.c MAX_SEQUENCE_EXPRESSIONS,
+# state.h MAX_OBJECT_PROPERTIES). Past them a decision fails at run time, so they are checked
+# here, when a bundle is loaded, and large packages are split over several rulesets.
+ALPHA_BUDGET = 60  # tests per ruleset; its match stack holds 64 alpha nodes
+MAX_COMBINATORS = 15  # $and/$or per rule; 16 fail with error 113
+MAX_FACT_KEYS = 200  # keys per fact; 255 fail with error 302 (sid, id and $s count too)
+
+
+class EngineLimitError(ValueError):
+    """A bundle durable_rules cannot evaluate; `package` and `rule` say where, when known."""
+
+    def __init__(self, message: str, package: str | None = None, rule: str | None = None):
+        self.package = package
+        self.rule = rule
+        super().__init__(message)
+
+
 def compile_bundle(bundle: Bundle) -> CompiledBundle:
-    """Translate every package's rules; the result is plain JSON-ready data."""
+    """Translate every package's rules; the result is plain JSON-ready data.
+
+    Raises:
+        EngineLimitError: a rule or the bundle exceeds what durable_rules can evaluate.
+    """
     windows: dict[Window, str] = {}
     fields: set[str] = set()
     for package in bundle.packages.values():
@@ -76,21 +97,51 @@ def compile_bundle(bundle: Bundle) -> CompiledBundle:
     _check_key_hashes(fields, windows)
     compiler = _Compiler(windows)
     rulesets: dict[str, dict[str, Any]] = {}
-    ruleset_of: dict[str, str] = {}
+    ruleset_of: dict[str, tuple[str, ...]] = {}
     rule_of: dict[str, tuple[str, str]] = {}
     for index, package in enumerate(bundle.packages.values()):
-        name = f"{package.id}@{bundle.version.id}"
-        ruleset_of[package.id] = name
-        definition = {}
+        chunks: list[dict[str, Any]] = []
+        budget = 0
         for number, rule in enumerate(package.rules):
+            expr = _guarded(compiler.expr(rule.when, False))
+            tests, combinators = _size(expr)
+            if combinators > MAX_COMBINATORS or tests >= ALPHA_BUDGET:
+                raise EngineLimitError(
+                    f"condition too complex for the engine ({tests} tests in {combinators} "
+                    f"all/any groups after compilation; at most {ALPHA_BUDGET - 1} tests and "
+                    f"{MAX_COMBINATORS} groups): split it into several rules",
+                    package.id,
+                    rule.id,
+                )
+            if not chunks or budget + tests > ALPHA_BUDGET - 1:
+                chunks.append({ALWAYS_ACTION: {"all": [{"m": {"$ex": {MARKER: 1}}}]}})
+                budget = 1
             action = f"p{index}r{number}"
             rule_of[action] = (package.id, rule.id)
-            definition[action] = {"all": [{"m": _guarded(compiler.expr(rule.when, False))}]}
-        definition[ALWAYS_ACTION] = {"all": [{"m": {"$ex": {MARKER: 1}}}]}
-        rulesets[name] = definition
+            chunks[-1][action] = {"all": [{"m": expr}]}
+            budget += tests
+        names = []
+        for chunk_number, chunk in enumerate(chunks):
+            name = f"{package.id}@{bundle.version.id}#{chunk_number}"
+            rulesets[name] = chunk
+            names.append(name)
+        ruleset_of[package.id] = tuple(names)
     return CompiledBundle(
         bundle.version.id, rulesets, ruleset_of, rule_of, windows, frozenset(fields)
     )
+
+
+def _size(expr: dict[str, Any]) -> tuple[int, int]:
+    """(alpha tests, $and/$or groups) in a compiled expression."""
+    ((operator, operand),) = expr.items()
+    if operator in ("$and", "$or"):
+        tests, groups = 0, 1
+        for part in operand:
+            part_tests, part_groups = _size(part)
+            tests += part_tests
+            groups += part_groups
+        return tests, groups
+    return 1, 0
 
 
 class _Compiler:
@@ -144,7 +195,11 @@ class _Compiler:
 
 
 def _join(operator: str, parts: list[dict[str, Any]]) -> dict[str, Any]:
-    return parts[0] if len(parts) == 1 else {operator: parts}
+    """`parts` under `operator`, with nested groups of the same operator spliced in."""
+    flat: list[dict[str, Any]] = []
+    for part in parts:
+        flat.extend(part.get(operator, [part]))
+    return flat[0] if len(flat) == 1 else {operator: flat}
 
 
 def _check_key_hashes(fields: set[str], windows: dict[Window, str]) -> None:
@@ -155,7 +210,7 @@ def _check_key_hashes(fields: set[str], windows: dict[Window, str]) -> None:
     of its own (`sid`, `id`, `$s`, `$forward`) would corrupt sessions or every `$or`.
 
     Raises:
-        ValueError: naming the two keys.
+        EngineLimitError: naming the two keys, or when there are too many keys.
     """
     keys = [MARKER, "sid", "id", "$s", "$forward", *windows.values()]
     for name in sorted(fields - {"now"}):
@@ -166,9 +221,14 @@ def _check_key_hashes(fields: set[str], windows: dict[Window, str]) -> None:
     for key in keys:
         other = seen.setdefault(_fnv1a(key), key)
         if other != key:
-            raise ValueError(
+            raise EngineLimitError(
                 f"fact keys {other!r} and {key!r} collide in durable_rules; rename one"
             )
+    if len(keys) > MAX_FACT_KEYS:
+        raise EngineLimitError(
+            f"the rules read {len(fields)} fields ({len(keys)} fact keys); durable_rules "
+            f"evaluates at most {MAX_FACT_KEYS} keys per fact"
+        )
 
 
 def _fnv1a(key: str) -> int:

@@ -60,40 +60,50 @@ class Engine:
             EngineClosedError: this version was closed by a swap.
             EngineError: the engine failed earlier or now.
         """
-        ruleset = self.compiled.ruleset_of[package_id]
+        rulesets = self.compiled.ruleset_of[package_id]
+        payload = json.dumps(fact)[:-1]  # the sid is appended per ruleset
         actions: list[str] = []
         with _CORE_LOCK:
             if self._closed:
                 raise EngineClosedError(self.compiled.version)
             if self._broken:
                 raise EngineError(self._broken)
-            handle = self._handles[ruleset]
-            sid = str(next(self._sids))
-            try:
-                code, state = durable_rules_engine.assert_fact(
-                    handle, json.dumps({**fact, "sid": sid})
-                )
-            except Exception as err:
-                self._broken = f"durable_rules failed: {err}"
-                raise EngineError(self._broken) from err
-            if code == _NOT_HANDLED:
-                # Cannot happen with the always-true rule; deleting such a session corrupts
-                # the heap, so stop using this engine instead.
-                self._broken = f"ruleset {ruleset} left a fact unmatched"
-                raise EngineError(self._broken)
-            try:
-                result = durable_rules_engine.start_action_for_state(handle, state)
-                message = result[1] if result else None
-                while message:
-                    actions.append(_action_name(message))
-                    message = durable_rules_engine.complete_and_start_action(handle, state)
-            except Exception as err:
-                self._broken = f"durable_rules failed: {err}"
-                raise EngineError(self._broken) from err
-            finally:
-                durable_rules_engine.delete_state(handle, sid)
+            for ruleset in rulesets:
+                self._match_one(ruleset, payload, actions)
         rule_of = self.compiled.rule_of
         return frozenset(rule_of[a][1] for a in actions if a != ALWAYS_ACTION)
+
+    def _match_one(self, ruleset: str, payload: str, actions: list[str]) -> None:
+        """Assert the fact into one ruleset, collect its actions, delete the session.
+
+        The caller holds _CORE_LOCK.
+        """
+        handle = self._handles[ruleset]
+        sid = str(next(self._sids))
+        separator = ", " if len(payload) > 1 else ""
+        try:
+            code, state = durable_rules_engine.assert_fact(
+                handle, f'{payload}{separator}"sid": "{sid}"}}'
+            )
+        except Exception as err:
+            self._broken = f"durable_rules failed: {err}"
+            raise EngineError(self._broken) from err
+        if code == _NOT_HANDLED:
+            # Cannot happen with the always-true rule; deleting such a session corrupts
+            # the heap, so stop using this engine instead.
+            self._broken = f"ruleset {ruleset} left a fact unmatched"
+            raise EngineError(self._broken)
+        try:
+            result = durable_rules_engine.start_action_for_state(handle, state)
+            message = result[1] if result else None
+            while message:
+                actions.append(_action_name(message))
+                message = durable_rules_engine.complete_and_start_action(handle, state)
+        except Exception as err:
+            self._broken = f"durable_rules failed: {err}"
+            raise EngineError(self._broken) from err
+        finally:
+            durable_rules_engine.delete_state(handle, sid)
 
     def close(self) -> None:
         """Release the C rulesets; later `match` calls raise EngineClosedError."""

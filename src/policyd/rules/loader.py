@@ -9,6 +9,7 @@ from pathlib import Path
 from marshmallow import ValidationError
 
 from policyd.domain import Outcome
+from policyd.rules.compiler import EngineLimitError, compile_bundle
 from policyd.rules.condition import Cmp, referenced_packages
 from policyd.rules.model import AccessPackage, Bundle, Rule, Version
 from policyd.rules.schema import RuleFileSchema
@@ -86,11 +87,23 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
         raise ProblemsError(problems)
     by_id = {package.id: package for package, _ in packages}
     by_id = {pid: _with_incompatibility_rules(package, by_id) for pid, package in by_id.items()}
-    return Bundle(
-        packages=by_id,
-        version=_version(documents),
-        files=dict(texts),
-    )
+    bundle = Bundle(packages=by_id, version=_version(documents), files=dict(texts))
+    _check_engine_limits(bundle, display_root)
+    return bundle
+
+
+def _check_engine_limits(bundle: Bundle, display_root: str) -> None:
+    """Refuse, at load time, what durable_rules would fail on at decision time."""
+    try:
+        compile_bundle(bundle)
+    except EngineLimitError as err:
+        where, line = display_root or min(bundle.files), 0
+        if err.package:
+            package = bundle.packages[err.package]
+            where = package.file
+            if err.rule:
+                line = package.rule(err.rule).line
+        raise ProblemsError([Problem(where, line, str(err))]) from None
 
 
 def _load_package(document: Document, problems: list[Problem]) -> AccessPackage | None:

@@ -58,3 +58,34 @@ def test_openapi_document_is_served(client):
         spec["paths"]
     )
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_metrics_add_up_across_worker_processes(tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR (gunicorn), /metrics sums what every process counted."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import POLICIES
+
+    script = f"""
+from policyd.api import create_app
+from policyd.services.actor import SYSTEM
+from policyd.services.tokens import TokenService
+from datetime import UTC, datetime
+apps = [create_app({{"POLICYD_DATABASE_URL": "sqlite:///{tmp_path}/db.sqlite",
+                     "POLICYD_POLICIES": "{POLICIES}"}}) for _ in range(2)]
+with apps[0].extensions["policyd.db"].session() as session:
+    _, token = TokenService(session).create(SYSTEM, "root", "admin", now=datetime.now(UTC))
+body = {{"package": "scope-a-readers", "subject": {{"id": "x"}}}}
+headers = {{"Authorization": "Bearer " + token}}
+for app in apps:
+    app.test_client().post("/v1/decisions", json=body, headers=headers)
+print(apps[0].test_client().get("/metrics").get_data(as_text=True))
+"""
+    (tmp_path / "prom").mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert 'policyd_decisions_total{outcome="require_approval"} 2.0' in result.stdout

@@ -23,11 +23,7 @@ class Tokens(MethodView):
     def get(self, pagination_parameters):
         """List API tokens (never their secret)."""
         require(Role.ADMIN, Role.AUDITOR)
-        items, total = TokenService(context.session()).list(
-            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size
-        )
-        pagination_parameters.item_count = total
-        return items
+        return context.paged(pagination_parameters, TokenService(context.session()).list)
 
     @blp.arguments(TokenInSchema())
     @blp.response(201, TokenOutSchema)
@@ -67,8 +63,4 @@ class Audit(MethodView):
     def get(self, args, pagination_parameters):
         """The audit trail, oldest first."""
         require(Role.ADMIN, Role.AUDITOR)
-        items, total = AuditService(context.session()).list(
-            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size, **args
-        )
-        pagination_parameters.item_count = total
-        return items
+        return context.paged(pagination_parameters, AuditService(context.session()).list, **args)

@@ -33,14 +33,7 @@ class Assignments(MethodView):
     @blp.paginate()
     def get(self, args, pagination_parameters):
         """List assignments (users see their own)."""
-        items, total = service().list(
-            context.actor(),
-            offset=pagination_parameters.first_item,
-            limit=pagination_parameters.page_size,
-            **args,
-        )
-        pagination_parameters.item_count = total
-        return items
+        return context.paged(pagination_parameters, service().list, context.actor(), **args)
 
 
 @blp.route("/<assignment_id>")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from flask import current_app, g
@@ -38,3 +39,10 @@ def runtime() -> PolicyRuntime:
 
 def current_sync():
     return current_app.extensions["policyd.sync"]
+
+
+def paged(pagination, fetch: Callable[..., tuple[list, int]], *args, **filters) -> list:
+    """Call a service's paged list method for the requested page and record the total."""
+    items, total = fetch(*args, offset=pagination.first_item, limit=pagination.page_size, **filters)
+    pagination.item_count = total
+    return items

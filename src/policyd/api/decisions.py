@@ -53,14 +53,7 @@ class Decisions(MethodView):
     def get(self, args, pagination_parameters):
         """List logged decisions (users see their own)."""
         service = DecisionService(context.session(), context.runtime())
-        items, total = service.list(
-            context.actor(),
-            offset=pagination_parameters.first_item,
-            limit=pagination_parameters.page_size,
-            **args,
-        )
-        pagination_parameters.item_count = total
-        return items
+        return context.paged(pagination_parameters, service.list, context.actor(), **args)
 
 
 @blp.route("/<decision_id>")

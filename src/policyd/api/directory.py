@@ -33,11 +33,7 @@ class Users(MethodView):
     def get(self, pagination_parameters):
         """List users."""
         require(*READERS)
-        items, total = service().list_users(
-            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size
-        )
-        pagination_parameters.item_count = total
-        return items
+        return context.paged(pagination_parameters, service().list_users)
 
 
 @blp.route("/users/<user_id>")
@@ -72,11 +68,7 @@ class Groups(MethodView):
     def get(self, pagination_parameters):
         """List groups."""
         require(*READERS)
-        items, total = service().list_groups(
-            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size
-        )
-        pagination_parameters.item_count = total
-        return items
+        return context.paged(pagination_parameters, service().list_groups)
 
 
 @blp.route("/organizations")
@@ -86,11 +78,7 @@ class Organizations(MethodView):
     def get(self, pagination_parameters):
         """List connected organisations."""
         require(*READERS)
-        items, total = service().list_organizations(
-            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size
-        )
-        pagination_parameters.item_count = total
-        return items
+        return context.paged(pagination_parameters, service().list_organizations)
 
 
 @blp.route("/groups/<group_id>")
@@ -119,12 +107,7 @@ class GroupMembers(MethodView):
     def get(self, group_id, pagination_parameters):
         """Members of a group, by user id."""
         require(*READERS)
-        ids, total = service().members(
-            group_id,
-            offset=pagination_parameters.first_item,
-            limit=pagination_parameters.page_size,
-        )
-        pagination_parameters.item_count = total
+        ids = context.paged(pagination_parameters, service().members, group_id)
         return [{"user_id": user_id} for user_id in ids]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from flask import Flask, g, jsonify, request
@@ -11,6 +12,7 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    multiprocess,
 )
 from sqlalchemy import text
 
@@ -59,4 +61,9 @@ def init_app(app: Flask) -> None:
 
     @app.get("/metrics")
     def metrics():
-        return generate_latest(registry), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+        source = registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # Under gunicorn every worker writes its samples to this folder; add them up.
+            source = CollectorRegistry()
+            multiprocess.MultiProcessCollector(source)
+        return generate_latest(source), 200, {"Content-Type": CONTENT_TYPE_LATEST}

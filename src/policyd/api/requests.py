@@ -71,14 +71,7 @@ class Requests(MethodView):
     @blp.paginate()
     def get(self, args, pagination_parameters):
         """List requests; `approver=me` is the caller's approval inbox."""
-        items, total = service().list(
-            context.actor(),
-            offset=pagination_parameters.first_item,
-            limit=pagination_parameters.page_size,
-            **args,
-        )
-        pagination_parameters.item_count = total
-        return items
+        return context.paged(pagination_parameters, service().list, context.actor(), **args)
 
 
 @blp.route("/<request_id>")

@@ -47,10 +47,7 @@ class Versions(MethodView):
     def get(self, pagination_parameters):
         """List published versions, newest first."""
         service = VersionService(context.session())
-        items, total = service.list(
-            offset=pagination_parameters.first_item, limit=pagination_parameters.page_size
-        )
-        pagination_parameters.item_count = total
+        items = context.paged(pagination_parameters, service.list)
         active = service.active_id()
         return [view(v, active) for v in items]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 from flask_smorest import Api
+from sqlalchemy.exc import IntegrityError
 
 from policyd.api.errors import ApiErrorSchema
 from policyd.rules import PolicyRuntime
@@ -109,13 +110,17 @@ def _init_policies(app: Flask) -> None:
             except ProblemsError as err:
                 app.logger.error("policies in %s not published:\n%s", directory, err)
             else:
-                service.publish(
-                    SYSTEM,
-                    bundle.files,
-                    message=f"initial publication of {directory}",
-                    git_commit=bundle.version.git_commit,
-                    now=app.config["POLICYD_CLOCK"](),
-                )
+                try:
+                    service.publish(
+                        SYSTEM,
+                        bundle.files,
+                        message=f"initial publication of {directory}",
+                        git_commit=bundle.version.git_commit,
+                        now=app.config["POLICYD_CLOCK"](),
+                    )
+                except IntegrityError:
+                    # Another worker starting at the same moment published it first.
+                    session.rollback()
     sync.sync()
 
 

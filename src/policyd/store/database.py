@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,14 +57,45 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
+# alembic's migration context is process-global, so one migration at a time per process.
+_MIGRATING = threading.Lock()
+_ADVISORY_LOCK_KEY = 0x706F6C6963  # "polic": serialises migrations across PostgreSQL clients
+
+
 def upgrade(url: str, engine: Engine | None = None) -> None:
-    """Bring the schema at `url` to the newest migration."""
+    """Bring the schema at `url` to the newest migration.
+
+    Safe when several processes start at once (gunicorn workers): they migrate one after the
+    other, and all but the first find nothing left to do.
+    """
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    if engine is not None:
-        with engine.begin() as connection:
+    owned = engine is None
+    engine = engine or make_engine(url)
+    try:
+        with _MIGRATING, _file_lock(engine), engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
+                )
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-    else:
-        command.upgrade(config, "head")
+    finally:
+        if owned:
+            engine.dispose()
+
+
+@contextmanager
+def _file_lock(engine: Engine) -> Iterator[None]:
+    """For a SQLite file, an exclusive lock on a file beside it; elsewhere nothing."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

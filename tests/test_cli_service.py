@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,6 +22,7 @@ from policyd.services.directory import DirectoryService
 from policyd.services.tokens import TokenService
 from policyd.services.versions import VersionService
 from policyd.store import Database
+from policyd.store.database import MIGRATIONS
 from policyd.store.models import AuditRecord
 from tests.conftest import POLICIES, ROOT, rule_file
 
@@ -60,8 +62,9 @@ def test_db_upgrade_creates_the_schema_then_reports_it_current(runner, url):
     first = runner.invoke(main, ["db", "upgrade", "--database-url", url])
     second = runner.invoke(main, ["db", "upgrade", "--database-url", url])
     assert first.exit_code == second.exit_code == 0, first.output + second.output
-    assert "schema upgraded from empty to 0001" in first.output
-    assert "schema is up to date (revision 0001)" in second.output
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert f"schema upgraded from empty to {head}" in first.output
+    assert f"schema is up to date (revision {head})" in second.output
 
 
 def test_database_url_comes_from_the_environment(runner, url, monkeypatch):

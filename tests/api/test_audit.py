@@ -12,7 +12,7 @@ def actions(client, admin, **query):
 
 
 def test_a_request_lifecycle_is_audited_with_actor_and_version(client, token, admin, people):
-    """Created, pending, approved, assignment created, delivered, removed: each audited."""
+    """Created, pending, approved, delivering, delivered by the worker, removed: each audited."""
     request = client.post(
         "/v1/requests", json={"package": "scope-a-readers"}, headers=token("bob")
     ).json
@@ -21,7 +21,8 @@ def test_a_request_lifecycle_is_audited_with_actor_and_version(client, token, ad
         ("request.created", "bob"),
         ("request.pending_approval", "bob"),
         ("request.approved", "carol"),
-        ("request.delivered", "carol"),
+        ("request.delivering", "carol"),
+        ("request.delivered", "worker"),
     ]
     records = client.get(f"/v1/audit?object_id={request['id']}", headers=admin).json
     assert {r["version"] for r in records} == {request["version"]}
@@ -32,7 +33,9 @@ def test_a_request_lifecycle_is_audited_with_actor_and_version(client, token, ad
     client.delete(f"/v1/assignments/{assignment['id']}", headers=admin)
     assert actions(client, admin, object_id=assignment["id"]) == [
         ("assignment.created", "carol"),
-        ("assignment.removed", "root"),
+        ("assignment.active", "worker"),
+        ("assignment.removal_requested", "root"),
+        ("assignment.removed", "worker"),
     ]
 
 

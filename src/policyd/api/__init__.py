@@ -23,6 +23,8 @@ DEFAULTS: dict[str, Any] = {
     "POLICYD_OIDC_AUDIENCE": None,
     "POLICYD_OIDC_JWKS_URL": None,
     "POLICYD_OIDC_JWKS": None,
+    "POLICYD_CONNECTORS": None,  # connector instances file (connectors.yaml)
+    "POLICYD_DELIVERY": "inline",  # inline: run new jobs at once; worker: leave them to workers
 }
 
 
@@ -50,6 +52,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     _init_store(app)
     _init_policies(app)
     _init_oidc(app)
+    _init_worker(app)
 
     from policyd.api import (
         admin,
@@ -59,6 +62,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         directory,
         errors,
         health,
+        jobs,
         requests,
         versions,
     )
@@ -71,7 +75,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         "bearer", {"type": "http", "scheme": "bearer", "description": "API token or OIDC JWT"}
     )
     api.spec.options["security"] = [{"bearer": []}]
-    for module in (decisions, requests, assignments, versions, directory, admin):
+    for module in (decisions, requests, assignments, versions, directory, jobs, admin):
         api.register_blueprint(module.blp)
     return app
 
@@ -122,6 +126,18 @@ def _init_policies(app: Flask) -> None:
                     # Another worker starting at the same moment published it first.
                     session.rollback()
     sync.sync()
+
+
+def _init_worker(app: Flask) -> None:
+    from policyd.connectors.config import Connectors, load_instances
+    from policyd.worker import Worker
+
+    database: Database = app.extensions["policyd.db"]
+    connectors = Connectors(load_instances(app.config["POLICYD_CONNECTORS"]), database.session)
+    app.extensions["policyd.connectors"] = connectors
+    app.extensions["policyd.worker"] = Worker(
+        database.session, connectors, app.extensions["policyd.runtime"]
+    )
 
 
 def _init_oidc(app: Flask) -> None:

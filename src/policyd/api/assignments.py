@@ -48,7 +48,9 @@ class AssignmentById(MethodView):
     def delete(self, assignment_id):
         """Remove access now (an admin or the holder)."""
         actor = require(Role.USER, Role.ADMIN)
-        return service().remove(actor, assignment_id, now=context.now())
+        assignment = service().remove(actor, assignment_id, now=context.now())
+        context.deliver()
+        return assignment
 
 
 @blp.route("/<assignment_id>/extend")
@@ -66,4 +68,5 @@ class ExtendAssignment(MethodView):
             now=context.now(),
             idempotency_key=idempotency_key(),
         )
+        context.deliver()
         return request, 201 if created else 200

@@ -46,3 +46,18 @@ def paged(pagination, fetch: Callable[..., tuple[list, int]], *args, **filters) 
     items, total = fetch(*args, offset=pagination.first_item, limit=pagination.page_size, **filters)
     pagination.item_count = total
     return items
+
+
+def deliver() -> None:
+    """With inline delivery, run the jobs this request enqueued now, after its commit.
+
+    The jobs are in the outbox either way: if this fails or the process dies, a worker runs
+    them. Objects of this session are reloaded so responses show the delivered state.
+    """
+    db_session = g.get("db_session")
+    if db_session is None:
+        return
+    ids = db_session.info.pop("enqueued", [])
+    if ids and current_app.config["POLICYD_DELIVERY"] == "inline":
+        current_app.extensions["policyd.worker"].run_jobs(now=now(), ids=ids)
+        db_session.expire_all()

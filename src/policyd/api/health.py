@@ -10,6 +10,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -24,6 +25,12 @@ def init_app(app: Flask) -> None:
     )
     latency = Histogram(
         "policyd_request_seconds", "HTTP request latency", ["endpoint", "method"], registry=registry
+    )
+    backlog = Gauge(
+        "policyd_job_backlog",
+        "Grant and revoke jobs queued or running",
+        registry=registry,
+        multiprocess_mode="liveall",
     )
     app.extensions["policyd.metrics"] = {"decisions": decisions, "latency": latency}
 
@@ -61,6 +68,10 @@ def init_app(app: Flask) -> None:
 
     @app.get("/metrics")
     def metrics():
+        from policyd.api import context
+        from policyd.services.jobs import JobService
+
+        backlog.set(JobService(context.session()).backlog())
         source = registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             # Under gunicorn every worker writes its samples to this folder; add them up.

@@ -64,6 +64,7 @@ class Requests(MethodView):
             now=context.now(),
             idempotency_key=idempotency_key(),
         )
+        context.deliver()
         return request, 201 if created else 200
 
     @blp.arguments(RequestQuerySchema(), location="query")
@@ -85,7 +86,9 @@ class RequestById(MethodView):
 def _verdict(request_id: str, data: dict, verdict: str):
     actor = require(Role.USER, Role.APP, Role.ADMIN)
     comment = data.get("comment") or data.get("justification")
-    return service().decide_stage(actor, request_id, verdict, comment=comment, now=context.now())
+    request = service().decide_stage(actor, request_id, verdict, comment=comment, now=context.now())
+    context.deliver()
+    return request
 
 
 @blp.route("/<request_id>/approve")

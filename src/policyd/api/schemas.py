@@ -271,3 +271,26 @@ class AuditOutSchema(Schema):
     before = fields.Dict(allow_none=True)
     after = fields.Dict(allow_none=True)
     version = fields.String(allow_none=True)
+
+
+# jobs -----------------------------------------------------------------------------------------
+class JobQuerySchema(Strict):
+    state = fields.String(validate=validate.OneOf(["queued", "running", "done", "failed"]))
+    assignment = fields.String()
+
+
+class JobOutSchema(Schema):
+    id = fields.String()
+    kind = fields.String()
+    connector = fields.String()
+    resource = fields.String()
+    role = fields.String()
+    subject_id = fields.String()
+    assignment_id = fields.String(allow_none=True)
+    state = fields.String()
+    attempts = fields.Integer()
+    max_attempts = fields.Integer()
+    run_at = fields.DateTime()
+    last_error = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)

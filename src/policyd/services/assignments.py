@@ -1,4 +1,4 @@
-"""Assignments: access a subject holds through a package, and its delivery to the directory."""
+"""Assignments: access a subject holds through a package, delivered and removed via the outbox."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from policyd.rules import PolicyRuntime
-from policyd.services.actor import Actor, Role
+from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.audit import audit
-from policyd.services.directory import ACTIVE_STATES, DirectoryService
+from policyd.services.directory import ACTIVE_STATES
 from policyd.services.errors import ConflictError, ForbiddenError, NotFoundError
-from policyd.store.models import AccessRequest, Assignment, Group, User
+from policyd.services.jobs import JobService
+from policyd.store.models import AccessRequest, Assignment, Job
 from policyd.store.query import page
 
 ACTIVE = "active"
-DIRECTORY_CONNECTOR = "directory"
+LIVE_STATES = ("delivering", ACTIVE, "failed")  # access granted or being granted
+REVOKE_ATTEMPTS = 1_000_000  # revocations are retried until they succeed
 
 
 def assignment_view(assignment: Assignment) -> dict[str, Any]:
@@ -39,7 +41,7 @@ class AssignmentService:
         assignment = Assignment(
             subject_id=request.subject_id,
             package=request.package,
-            state=ACTIVE,
+            state="delivering",
             request_id=request.id,
             decision_id=request.decision_id,
             version=request.version,
@@ -58,7 +60,8 @@ class AssignmentService:
             after=assignment_view(assignment),
             version=assignment.version,
         )
-        self._deliver(actor, assignment, grant=True, now=now)
+        self._enqueue_grants(assignment, now=now)
+        self.settle(assignment, actor, now=now)
         return assignment
 
     def prolong(self, actor: Actor, request: AccessRequest, *, now: datetime) -> Assignment:
@@ -84,46 +87,109 @@ class AssignmentService:
         )
         return assignment
 
-    def _deliver(self, actor: Actor, assignment: Assignment, *, grant: bool, now: datetime) -> None:
-        """Until connectors exist, directory groups are granted and revoked in place."""
+    def _enqueue_grants(self, assignment: Assignment, *, now: datetime) -> None:
+        """One outbox job per resource of the package, in the assignment's transaction."""
         policy = self.runtime.active
-        if policy is None or assignment.package not in policy.bundle.packages:
-            return
-        directory = DirectoryService(self.session)
-        if self.session.get(User, assignment.subject_id) is None:
-            return  # a subject only a trusted app knows: nothing to deliver in our directory
-        for resource in policy.bundle.packages[assignment.package].resources:
-            if resource.connector != DIRECTORY_CONNECTOR or not resource.resource.startswith(
-                "group:"
-            ):
-                continue
-            group_id = resource.resource.removeprefix("group:")
-            if self.session.get(Group, group_id) is None:
-                directory.put_group(actor, group_id, group_id, now=now)
-                self.session.flush()
-            if grant:
-                directory.add_member(actor, group_id, assignment.subject_id, now=now)
-            elif not self._still_granted(assignment, group_id):
-                directory.remove_member(actor, group_id, assignment.subject_id, now=now)
+        package = policy.bundle.packages.get(assignment.package) if policy else None
+        jobs = JobService(self.session)
+        for resource in package.resources if package else ():
+            jobs.enqueue(
+                "grant",
+                resource.connector,
+                resource.resource,
+                resource.role,
+                assignment.subject_id,
+                assignment_id=assignment.id,
+                now=now,
+            )
+        self.session.flush()
 
-    def _still_granted(self, ending: Assignment, group_id: str) -> bool:
-        """Whether another live assignment of the same person grants `group_id` too."""
-        policy = self.runtime.active
-        others = self.session.scalars(
-            select(Assignment).where(
-                Assignment.subject_id == ending.subject_id,
-                Assignment.state.in_(ACTIVE_STATES),
-                Assignment.id != ending.id,
+    def _enqueue_revokes(self, assignment: Assignment, *, now: datetime) -> None:
+        """Revoke exactly what this assignment granted, unless another live one grants it too.
+
+        Revocations retry until they succeed: access is never left behind.
+        """
+        jobs = JobService(self.session)
+        granted = {
+            (job.connector, job.resource, job.role)
+            for job in jobs.for_assignment(assignment.id)
+            if job.kind == "grant"
+        }
+        still = self._granted_elsewhere(assignment)
+        for connector, resource, role in sorted(granted - still):
+            job = jobs.enqueue(
+                "revoke",
+                connector,
+                resource,
+                role,
+                assignment.subject_id,
+                assignment_id=assignment.id,
+                now=now,
+            )
+            job.max_attempts = REVOKE_ATTEMPTS
+        self.session.flush()
+
+    def _granted_elsewhere(self, ending: Assignment) -> set[tuple[str, str, str]]:
+        """(connector, resource, role) that another live assignment of the person grants."""
+        others = select(Assignment.id).where(
+            Assignment.subject_id == ending.subject_id,
+            Assignment.state.in_(LIVE_STATES),
+            Assignment.id != ending.id,
+        )
+        rows = self.session.execute(
+            select(Job.connector, Job.resource, Job.role).where(
+                Job.assignment_id.in_(others), Job.kind == "grant", Job.state != "failed"
             )
         )
-        for other in others:
-            package = policy.bundle.packages.get(other.package)
-            if package and any(
-                r.connector == DIRECTORY_CONNECTOR and r.resource == f"group:{group_id}"
-                for r in package.resources
-            ):
-                return True
-        return False
+        return {tuple(row) for row in rows}
+
+    def settle(self, assignment: Assignment, actor: Actor, *, now: datetime) -> None:
+        """Move the assignment and its request on from what their jobs have done so far."""
+        jobs = JobService(self.session).for_assignment(assignment.id)
+        grants = [job for job in jobs if job.kind == "grant"]
+        revokes = [job for job in jobs if job.kind == "revoke"]
+        before = assignment_view(assignment)
+        request = self.session.get(AccessRequest, assignment.request_id)
+        if assignment.state in ("delivering", "failed"):
+            states = {job.state for job in grants}
+            if states <= {"done"}:
+                assignment.state, request_state = ACTIVE, "delivered"
+            elif "failed" in states and not states & {"queued", "running"}:
+                assignment.state = "failed"
+                request_state = "partially_delivered" if "done" in states else "failed"
+            else:
+                return
+            self._audit_change(actor, assignment, before, now)
+            if request is not None and request.state != request_state:
+                request_before = request.state
+                request.state, request.updated_at = request_state, now
+                audit(
+                    self.session,
+                    actor,
+                    f"request.{request_state}",
+                    ("request", request.id),
+                    now=now,
+                    before={"state": request_before},
+                    after={"state": request_state},
+                    version=request.version,
+                )
+        elif assignment.state == "expiring" and all(job.state == "done" for job in revokes):
+            assignment.state = "removed"
+            self._audit_change(actor, assignment, before, now)
+
+    def _audit_change(self, actor: Actor, assignment: Assignment, before: dict, now) -> None:
+        if before["state"] == assignment.state:
+            return
+        audit(
+            self.session,
+            actor,
+            f"assignment.{assignment.state}",
+            ("assignment", assignment.id),
+            now=now,
+            before=before,
+            after=assignment_view(assignment),
+            version=assignment.version,
+        )
 
     def active_for(self, subject_id: str, package: str) -> Assignment | None:
         return self.session.scalar(
@@ -147,24 +213,49 @@ class AssignmentService:
         assignment = self.get(actor, assignment_id, lock=True)
         if actor.role is not Role.ADMIN and actor.principal != assignment.subject_id:
             raise ForbiddenError("only an admin or the holder can remove an assignment")
-        if assignment.state not in ACTIVE_STATES:
+        if assignment.state not in LIVE_STATES:
             raise ConflictError(f"assignment is already {assignment.state}", field="state")
+        self.end(actor, assignment, "assignment.removal_requested", now=now)
+        self.session.commit()
+        return assignment
+
+    def end(self, actor: Actor, assignment: Assignment, action: str, *, now: datetime) -> None:
+        """Start taking access away: expiring now, removed once every revoke job is done."""
         before = assignment_view(assignment)
-        assignment.state = "removed"
+        assignment.state = "expiring"
         assignment.removed_at = now
-        self._deliver(actor, assignment, grant=False, now=now)
         audit(
             self.session,
             actor,
-            "assignment.removed",
+            action,
             ("assignment", assignment.id),
             now=now,
             before=before,
             after=assignment_view(assignment),
             version=assignment.version,
         )
+        self._enqueue_revokes(assignment, now=now)
+        self.settle(assignment, actor, now=now)
+
+    def expire_due(self, *, now: datetime, limit: int = 1000) -> int:
+        """End every live assignment whose expires_at has passed; returns how many.
+
+        Idempotent: the CLI, the worker and tests call it with an explicit `now`.
+        """
+        due = self.session.scalars(
+            select(Assignment)
+            .where(
+                Assignment.state.in_(("delivering", ACTIVE, "failed")),
+                Assignment.expires_at <= now,
+            )
+            .order_by(Assignment.expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for assignment in due:
+            self.end(SYSTEM, assignment, "assignment.expired", now=now)
         self.session.commit()
-        return assignment
+        return len(due)
 
     def list(
         self,

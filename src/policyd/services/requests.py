@@ -224,13 +224,15 @@ class RequestService:
         )
 
     def _grant(self, actor: Actor, request: AccessRequest, now: datetime) -> None:
+        """Approved: create the assignment, whose outbox jobs deliver it (or extend one)."""
         self._move(actor, request, "approved", now)
         assignments = AssignmentService(self.session, self.runtime)
         if request.extends_assignment_id:
             assignments.prolong(actor, request, now=now)
+            self._move(actor, request, "delivered", now)  # the access is already in place
         else:
+            self._move(actor, request, "delivering", now)
             assignments.create(actor, request, now=now)
-        self._move(actor, request, "delivered", now)
 
     def extend(
         self,

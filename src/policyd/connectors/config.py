@@ -1,0 +1,142 @@
+"""Connector instances from a YAML file; secrets come from environment variables only."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from policyd.connectors.base import Connector, ConnectorContext, ConnectorError
+from policyd.connectors.registry import connector_types, create_connector
+from policyd.rules.model import API_VERSION
+from policyd.rules.source import Problem, ProblemsError, flatten_messages, parse_document
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+BUILTIN = {"directory": "directory"}  # instance name -> type, always present
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    name: str
+    type: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)  # secret name -> env variable
+
+
+class _InstanceSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Regexp(NAME, error="not a valid name"))
+    type = fields.String(required=True)
+    settings = fields.Dict(keys=fields.String(), load_default=dict)
+    secrets = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(
+            validate=validate.Regexp(
+                ENV_NAME, error="name an environment variable, e.g. LDAP_PASSWORD"
+            )
+        ),
+        load_default=dict,
+        metadata={"description": "secret name -> environment variable holding it"},
+    )
+
+
+class _FileSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    api_version = fields.String(
+        data_key="apiVersion",
+        required=True,
+        validate=validate.Equal(API_VERSION, error=f"unknown format version; use {API_VERSION}"),
+    )
+    connectors = fields.List(fields.Nested(_InstanceSchema), required=True)
+
+
+def load_instances(path: str | Path | None) -> dict[str, InstanceConfig]:
+    """Configured instances plus the built-in `directory`.
+
+    Raises:
+        ProblemsError: every problem as file:line (unknown type, duplicate name, bad keys).
+    """
+    instances = {name: InstanceConfig(name, kind) for name, kind in BUILTIN.items()}
+    if not path:
+        return instances
+    path = Path(path)
+    try:
+        document = parse_document(path.read_text(encoding="utf-8"), str(path))
+    except OSError as err:
+        raise ProblemsError([Problem(str(path), 0, f"cannot read: {err}")]) from None
+    try:
+        data = _FileSchema().load(document.data if isinstance(document.data, dict) else {})
+    except ValidationError as err:
+        raise ProblemsError(
+            [document.problem(p, m) for p, m in flatten_messages(err.messages)]
+        ) from None
+    problems = []
+    types = connector_types()
+    for index, item in enumerate(data["connectors"]):
+        where = ("connectors", index)
+        if item["type"] not in types:
+            known = ", ".join(sorted(types))
+            problems.append(
+                document.problem(
+                    (*where, "type"), f"unknown type {item['type']!r}; installed: {known}"
+                )
+            )
+        if item["name"] in instances and item["name"] not in BUILTIN:
+            problems.append(document.problem((*where, "name"), f"duplicate name {item['name']!r}"))
+        instances[item["name"]] = InstanceConfig(**item)
+    if problems:
+        raise ProblemsError(problems)
+    return instances
+
+
+class Connectors:
+    """The configured instances, created lazily once; missing secrets fail the instance."""
+
+    def __init__(
+        self,
+        instances: Mapping[str, InstanceConfig],
+        sessions: Callable[[], Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ):
+        self.instances = dict(instances)
+        self._sessions = sessions
+        self._environ = os.environ if environ is None else environ
+        self._created: dict[str, Connector] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Connector:
+        """The instance called `name`.
+
+        Raises:
+            KeyError: no such instance is configured.
+            ConnectorError: a secret is missing (not retryable until configured).
+        """
+        with self._lock:
+            if name not in self._created:
+                config = self.instances[name]
+                self._created[name] = create_connector(config.type, self._context(config))
+            return self._created[name]
+
+    def _context(self, config: InstanceConfig) -> ConnectorContext:
+        secrets = {}
+        for secret, variable in config.secrets.items():
+            if variable not in self._environ:
+                raise ConnectorError(
+                    f"connector {config.name!r}: environment variable {variable} is not set",
+                    retryable=False,
+                )
+            secrets[secret] = self._environ[variable]
+        return ConnectorContext(
+            name=config.name, settings=config.settings, secrets=secrets, sessions=self._sessions
+        )

@@ -1,0 +1,174 @@
+"""The outbox: grant and revoke jobs, claimed by workers, retried with backoff."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from policyd.services.actor import Actor
+from policyd.services.audit import audit
+from policyd.services.errors import ConflictError, NotFoundError
+from policyd.store.models import Job
+from policyd.store.query import page
+from policyd.store.types import new_id
+
+MAX_ATTEMPTS = 8
+BASE_DELAY = timedelta(seconds=5)
+MAX_DELAY = timedelta(hours=1)
+LEASE = timedelta(minutes=5)  # a claimed job whose worker died is claimed again after this
+
+
+def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
+    """Exponential backoff with full jitter: up to BASE_DELAY * 2**(attempts-1), capped."""
+    ceiling = min(MAX_DELAY, BASE_DELAY * (2 ** max(0, attempts - 1)))
+    return ceiling * (rng or random).uniform(0.5, 1.0)
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    return {"state": job.state, "attempts": job.attempts, "last_error": job.last_error}
+
+
+class JobService:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def enqueue(
+        self,
+        kind: str,
+        connector: str,
+        resource: str,
+        role: str,
+        subject_id: str,
+        *,
+        assignment_id: str | None,
+        now: datetime,
+    ) -> Job:
+        """Add a job to the session; the caller's commit makes it durable with the change."""
+        job = Job(
+            id=new_id(),
+            kind=kind,
+            connector=connector,
+            resource=resource,
+            role=role,
+            subject_id=subject_id,
+            assignment_id=assignment_id,
+            state="queued",
+            attempts=0,
+            max_attempts=MAX_ATTEMPTS,
+            run_at=now,
+            created_at=now,
+        )
+        self.session.add(job)
+        # Lets the API run just these jobs right after its commit (inline delivery).
+        self.session.info.setdefault("enqueued", []).append(job.id)
+        return job
+
+    def claim(
+        self, worker: str, *, now: datetime, limit: int = 50, ids: list[str] | None = None
+    ) -> list[Job]:
+        """Atomically take up to `limit` due jobs for `worker` and commit the claim.
+
+        Due: queued with run_at <= now, or running with an expired lease (its worker died).
+        On PostgreSQL concurrent workers skip each other's rows (FOR UPDATE SKIP LOCKED);
+        SQLite serialises writers, so the single UPDATE is atomic there too.
+        """
+        due = (
+            select(Job.id)
+            .where(
+                ((Job.state == "queued") & (Job.run_at <= now))
+                | ((Job.state == "running") & (Job.locked_until < now))
+            )
+            .order_by(Job.run_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        if ids is not None:
+            due = due.where(Job.id.in_(ids))
+        claimed = self.session.scalars(
+            update(Job)
+            .where(Job.id.in_(due.scalar_subquery()))
+            .values(
+                state="running",
+                locked_by=worker,
+                locked_until=now + LEASE,
+                attempts=Job.attempts + 1,
+            )
+            .returning(Job),
+            execution_options={"synchronize_session": False},
+        ).all()
+        self.session.commit()
+        return list(claimed)
+
+    def finish(self, job_id: str, *, now: datetime) -> Job:
+        job = self._get(job_id, lock=True)
+        job.state, job.finished_at = "done", now
+        job.locked_by = job.locked_until = None
+        job.last_error = None
+        return job
+
+    def fail(self, job_id: str, error: str, *, retryable: bool, now: datetime) -> Job:
+        """Record a failed attempt: back off and retry, or give up after max_attempts."""
+        job = self._get(job_id, lock=True)
+        job.last_error = error[:2000]
+        job.locked_by = job.locked_until = None
+        if retryable and job.attempts < job.max_attempts:
+            job.state = "queued"
+            job.run_at = now + backoff(job.attempts)
+        else:
+            job.state, job.finished_at = "failed", now
+        return job
+
+    def retry(self, actor: Actor, job_id: str, *, now: datetime) -> Job:
+        """Put a failed job back in the queue, with a fresh set of attempts."""
+        job = self._get(job_id, lock=True)
+        if job.state != "failed":
+            raise ConflictError(f"job is {job.state}; only failed jobs are retried", field="state")
+        before = job_view(job)
+        job.state, job.run_at, job.finished_at = "queued", now, None
+        job.max_attempts = job.attempts + MAX_ATTEMPTS
+        audit(
+            self.session,
+            actor,
+            "job.retried",
+            ("job", job.id),
+            now=now,
+            before=before,
+            after=job_view(job),
+        )
+        return job
+
+    def _get(self, job_id: str, *, lock: bool = False) -> Job:
+        job = self.session.get(Job, job_id, with_for_update=lock or None)
+        if job is None:
+            raise NotFoundError(f"no job {job_id!r}", field="id")
+        return job
+
+    def get(self, job_id: str) -> Job:
+        return self._get(job_id)
+
+    def for_assignment(self, assignment_id: str) -> list[Job]:
+        query = select(Job).where(Job.assignment_id == assignment_id).order_by(Job.created_at)
+        return list(self.session.scalars(query))
+
+    def backlog(self) -> int:
+        query = select(func.count()).where(Job.state.in_(("queued", "running")))
+        return self.session.scalar(query) or 0
+
+    def list(
+        self,
+        *,
+        state: str | None = None,
+        assignment: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[Job], int]:
+        query = select(Job)
+        if state:
+            query = query.where(Job.state == state)
+        if assignment:
+            query = query.where(Job.assignment_id == assignment)
+        return page(self.session, query.order_by(Job.created_at, Job.id), offset, limit)

@@ -1,0 +1,218 @@
+"""Per-process append-only spool files: one unbuffered write per record, swept after a crash."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+
+SUFFIX = ".jsonl"
+DONE_SUFFIX = ".done"  # beside each spool file: how many of its bytes are in the database
+_STALE_TMP_SECONDS = 60.0
+
+
+class Spool:
+    """This process's spool file in `folder`, exclusively locked (flock) while the process lives.
+
+    `append` writes one newline-terminated record with a single unbuffered `os.write`: once it
+    returns, the record is in the OS page cache and survives a crash of this process (not of the
+    OS). The owner reads its records back with `pending` and marks them stored with `advance`.
+    Files whose lock nobody holds belong to dead processes: `orphans` hands them to a sweeper.
+    The file is created on the first append and again after a fork, so a gunicorn master that
+    preloads the app never owns one its workers would share.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], *, rotate_bytes: int = 8 << 20):
+        self.folder = Path(folder).resolve()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.rotate_bytes = rotate_bytes
+        self._lock = threading.Lock()
+        self._file: _OwnFile | None = None
+        self._torn = False  # the last write failed midway: start the next one on a fresh line
+
+    @property
+    def path(self) -> Path | None:
+        current = self._file
+        return current.path if current is not None and current.pid == os.getpid() else None
+
+    def append(self, record: bytes) -> None:
+        """Write `record` (one line, ending in a newline) to this process's spool file.
+
+        Raises:
+            OSError: the write failed (disk full, ...); the record is not stored.
+        """
+        with self._lock:
+            current = self._file
+            if current is None or current.pid != os.getpid():
+                current = self._file = _OwnFile.create(self.folder)
+            data = b"\n" + record if self._torn else record
+            view = memoryview(data)
+            self._torn = True
+            while view:
+                view = view[os.write(current.fd, view) :]
+            self._torn = False
+            current.size += len(data)
+
+    def pending(self, limit: int = 4 << 20) -> tuple[int, list[bytes]]:
+        """Complete records this process appended but has not yet `advance`d past.
+
+        Returns:
+            The offset to pass to `advance` once the records are stored, and the records.
+        """
+        with self._lock:
+            current = self._file
+            if current is None or current.pid != os.getpid() or current.done >= current.size:
+                return 0, []
+            start, end = current.done, min(current.size, current.done + limit)
+        return _complete_lines(os.pread(current.fd, end - start, start), start)
+
+    def advance(self, offset: int) -> None:
+        """Records before `offset` are stored; a fully stored, large file is replaced."""
+        with self._lock:
+            current = self._file
+            if current is None or current.pid != os.getpid() or offset <= current.done:
+                return
+            current.mark_done(offset)
+            if current.done >= current.size >= self.rotate_bytes:
+                self._file = None  # the next append starts a new file
+                current.remove()
+
+    def orphans(self) -> Iterator[Orphan]:
+        """Spool files of processes that died, each locked for the caller until it is closed."""
+        now = time.time()
+        for path in sorted(self.folder.iterdir()):
+            if path.suffix == ".tmp":
+                _remove_stale_tmp(path, now)
+            if path.suffix != SUFFIX or path == self.path:
+                continue
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # another sweeper finished it meanwhile
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # its owner is alive
+                continue
+            if os.fstat(fd).st_nlink == 0:
+                os.close(fd)  # swept and removed while we waited to open it
+                continue
+            yield Orphan(path, fd)
+
+    def close(self) -> None:
+        """Release this process's file; removed if everything in it is stored, else left for
+        a sweep."""
+        with self._lock:
+            current, self._file = self._file, None
+            if current is None or current.pid != os.getpid():
+                return
+            if current.done >= current.size:
+                current.remove()
+            else:
+                current.release()
+
+
+class _OwnFile:
+    def __init__(self, path: Path, fd: int):
+        self.path = path
+        self.fd = fd
+        self.pid = os.getpid()
+        self.size = 0
+        self.done = 0
+        self._done_fd: int | None = None
+        self._fds = [fd]
+        # A Spool dropped without close() still frees its lock, so a sweep can take over.
+        self._finalizer = weakref.finalize(self, _close_fds, self._fds)
+
+    @classmethod
+    def create(cls, folder: Path) -> _OwnFile:
+        # Locked under a temporary name, then renamed: a sweeper never sees an unlocked file
+        # that a live process is about to use.
+        name = f"{os.getpid()}-{secrets.token_hex(6)}"
+        temporary = folder / f"{name}.tmp"
+        fd = os.open(
+            temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600
+        )
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = folder / f"{name}{SUFFIX}"
+        os.rename(temporary, path)
+        return cls(path, fd)
+
+    def mark_done(self, offset: int) -> None:
+        self.done = offset
+        if self._done_fd is None:
+            self._done_fd = os.open(
+                self.path.with_suffix(DONE_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
+            self._fds.append(self._done_fd)
+        os.pwrite(self._done_fd, b"%20d\n" % offset, 0)
+
+    def remove(self) -> None:
+        with suppress(FileNotFoundError):
+            self.path.with_suffix(DONE_SUFFIX).unlink()
+        with suppress(FileNotFoundError):
+            self.path.unlink()
+        self.release()
+
+    def release(self) -> None:
+        self._finalizer()
+
+
+class Orphan:
+    """A dead process's spool file, locked by this process until `remove` or `release`."""
+
+    def __init__(self, path: Path, fd: int):
+        self.path = path
+        self.fd = fd
+
+    def records(self) -> list[bytes]:
+        """Every complete record not yet marked stored; a torn last line is left out."""
+        with open(self.fd, "rb", closefd=False) as handle:
+            data = handle.read()
+        return _complete_lines(data[_stored_bytes(self.path) :], 0)[1]
+
+    def remove(self) -> None:
+        with suppress(FileNotFoundError):
+            self.path.with_suffix(DONE_SUFFIX).unlink()
+        with suppress(FileNotFoundError):
+            self.path.unlink()
+        self.release()
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def _complete_lines(data: bytes, start: int) -> tuple[int, list[bytes]]:
+    end = data.rfind(b"\n") + 1
+    return start + end, [line for line in data[:end].split(b"\n") if line]
+
+
+def _stored_bytes(path: Path) -> int:
+    try:
+        return int(path.with_suffix(DONE_SUFFIX).read_bytes() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _remove_stale_tmp(path: Path, now: float) -> None:
+    """A process that died between creating and renaming its file leaves an empty .tmp."""
+    with suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if now - os.fstat(fd).st_mtime > _STALE_TMP_SECONDS:
+                path.unlink()
+        finally:
+            os.close(fd)
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        with suppress(OSError):
+            os.close(fd)

@@ -1,0 +1,110 @@
+"""The lifecycle worker: runs outbox jobs through connectors and sweeps expired access."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from policyd.connectors.base import ConnectorError, Target
+from policyd.connectors.config import Connectors
+from policyd.domain import UserType
+from policyd.rules import PolicyRuntime
+from policyd.services.actor import Actor, Role
+from policyd.services.assignments import AssignmentService
+from policyd.services.jobs import JobService
+from policyd.store.models import Assignment, Job, User
+
+log = logging.getLogger(__name__)
+WORKER = Actor("worker", Role.ADMIN)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+class Worker:
+    """Plain functions over the database; the CLI loop, the API and tests all call them."""
+
+    def __init__(
+        self,
+        sessions: Callable[[], Session],
+        connectors: Connectors,
+        runtime: PolicyRuntime,
+        name: str | None = None,
+    ):
+        self.sessions = sessions
+        self.connectors = connectors
+        self.runtime = runtime
+        self.name = name or worker_id()
+
+    def run_jobs(self, *, now: datetime, limit: int = 50, ids: list[str] | None = None) -> int:
+        """Claim and run due jobs (only `ids` when given); returns how many ran."""
+        with self.sessions() as session:
+            claimed = JobService(session).claim(self.name, now=now, limit=limit, ids=ids)
+        for job in claimed:
+            self._run(job, now)
+        return len(claimed)
+
+    def _run(self, job: Job, now: datetime) -> None:
+        error: str | None = None
+        retryable = True
+        try:
+            connector = self.connectors.get(job.connector)
+            getattr(connector, job.kind)(self._target(job))
+        except KeyError:
+            error, retryable = f"no connector instance {job.connector!r} is configured", False
+        except ConnectorError as err:
+            error, retryable = str(err), err.retryable
+        except Exception as err:  # a failing plugin must not stop the worker
+            log.exception("connector %s failed on job %s", job.connector, job.id)
+            error = f"{type(err).__name__}: {err}"
+        with self.sessions() as session:
+            jobs = JobService(session)
+            if error is None:
+                jobs.finish(job.id, now=now)
+            else:
+                jobs.fail(job.id, error, retryable=retryable, now=now)
+            session.flush()
+            if job.assignment_id:
+                assignment = session.get(Assignment, job.assignment_id, with_for_update=True)
+                if assignment is not None:
+                    AssignmentService(session, self.runtime).settle(assignment, WORKER, now=now)
+            session.commit()
+
+    def _target(self, job: Job) -> Target:
+        with self.sessions() as session:
+            user = session.get(User, job.subject_id)
+            if user is None:
+                return Target(user_id=job.subject_id, resource=job.resource, role=job.role)
+            return Target(
+                user_id=user.id,
+                resource=job.resource,
+                role=job.role,
+                email=user.email,
+                user_type=UserType(user.type),
+                display_name=user.display_name,
+            )
+
+    def sweep(self, *, now: datetime) -> dict[str, int]:
+        """One pass of the periodic work: expire due assignments, then run due jobs."""
+        with self.sessions() as session:
+            expired = AssignmentService(session, self.runtime).expire_due(now=now)
+        ran = self.run_jobs(now=now)
+        return {"expired": expired, "jobs": ran}
+
+    def loop(self, stop: threading.Event, *, interval: float = 5.0) -> None:
+        """Sweep every `interval` seconds until `stop` is set (policyd worker, policyd serve)."""
+        while not stop.is_set():
+            try:
+                result = self.sweep(now=datetime.now(UTC))
+                if any(result.values()):
+                    log.info("worker: %s", result)
+            except Exception:
+                log.exception("worker sweep failed; trying again")
+            stop.wait(interval)

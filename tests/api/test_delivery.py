@@ -1,0 +1,210 @@
+"""Delivery through the outbox: jobs, retries with backoff, failures, retry, expiry."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from policyd.api import create_app
+from policyd.connectors import ConnectorError, registry
+from policyd.rules import load_bundle
+from policyd.services.actor import SYSTEM
+from policyd.services.tokens import TokenService
+from policyd.store.models import Base
+from tests.conftest import POLICIES
+
+APP_PACKAGE = """apiVersion: policyd/v1
+package:
+  id: crm-agents
+  displayName: CRM agents
+  resources:
+    - {connector: directory, resource: "group:CRM.Agents"}
+    - {connector: crm, resource: "role:agent"}
+  lifetime: {duration: PT8H}
+  rules:
+    - {id: everyone, then: {decision: auto_approve}}
+"""
+
+
+class FlakyCrm:
+    """A small in-memory app with a real failure mode: it is down for the first N calls."""
+
+    def __init__(self, context):
+        self.name = context.name
+        self.down_for = int(context.settings.get("down_for", 0))
+        self.broken = bool(context.settings.get("broken", False))
+        self.holders: set[str] = set()
+        self.calls = 0
+        self.lock = threading.Lock()
+        FlakyCrm.last = self
+
+    def _call(self) -> None:
+        with self.lock:
+            self.calls += 1
+            if self.broken:
+                raise ConnectorError("role does not exist", retryable=False)
+            if self.calls <= self.down_for:
+                raise ConnectorError("crm unavailable", retryable=True)
+
+    def grant(self, target):
+        self._call()
+        self.holders.add(target.user_id)
+
+    def revoke(self, target):
+        self._call()
+        self.holders.discard(target.user_id)
+
+    def members(self, resource):
+        return set(self.holders)
+
+    def health(self):
+        self._call()
+
+
+@pytest.fixture
+def make_app(database_url, clock, tmp_path):
+    registry.register("flaky-crm", FlakyCrm)
+    apps = []
+
+    def make(delivery="worker", **settings):
+        config = tmp_path / "connectors.yaml"
+        config.write_text(
+            "apiVersion: policyd/v1\nconnectors:\n"
+            f"  - {{name: crm, type: flaky-crm, settings: {settings!r}}}\n".replace("'", '"')
+        )
+        policies = tmp_path / "policies"
+        policies.mkdir(exist_ok=True)
+        for name, text in load_bundle(POLICIES).files.items():
+            (policies / name).write_text(text)
+        (policies / "crm-agents.yaml").write_text(APP_PACKAGE)
+        app = create_app(
+            {
+                "POLICYD_DATABASE_URL": database_url,
+                "POLICYD_POLICIES": str(policies),
+                "POLICYD_CLOCK": clock,
+                "POLICYD_AUTO_UPGRADE": True,
+                "POLICYD_CONNECTORS": str(config),
+                "POLICYD_DELIVERY": delivery,
+            }
+        )
+        apps.append(app)
+        with app.extensions["policyd.db"].session() as session:
+            _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=clock())
+        headers = {"Authorization": f"Bearer {plain}"}
+        client = app.test_client()
+        client.put("/v1/users/ada", json={"email": "ada@contoso.com"}, headers=headers)
+        return app, client, headers
+
+    yield make
+    registry.reset()
+    for app in apps:
+        app.extensions["policyd.runtime"].close()
+        with app.extensions["policyd.db"].engine.begin() as connection:
+            for table in reversed(Base.metadata.sorted_tables):
+                connection.execute(table.delete())
+        app.extensions["policyd.db"].dispose()
+
+
+def request_crm(client, headers):
+    body = {"package": "crm-agents", "subject": {"id": "ada"}}
+    response = client.post("/v1/requests", json=body, headers=headers)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def test_jobs_wait_for_the_worker_then_deliver(make_app, clock):
+    """In worker mode a request stays delivering until a worker runs its jobs."""
+    app, client, admin = make_app()
+    request = request_crm(client, admin)
+    assert request["state"] == "delivering"
+    jobs = client.get("/v1/jobs?state=queued", headers=admin).json
+    assert sorted(j["connector"] for j in jobs) == ["crm", "directory"]
+    assert app.extensions["policyd.worker"].run_jobs(now=clock()) == 2
+    assert client.get(f"/v1/requests/{request['id']}", headers=admin).json["state"] == "delivered"
+    assert FlakyCrm.last.holders == {"ada"}
+
+
+def test_a_connector_that_is_down_is_retried_with_backoff(make_app, clock):
+    """Failures back off exponentially, and the job succeeds once the system is back."""
+    app, client, admin = make_app(down_for=2)
+    worker = app.extensions["policyd.worker"]
+    request = request_crm(client, admin)
+    worker.run_jobs(now=clock())
+    crm_job = client.get("/v1/jobs?state=queued", headers=admin).json[0]
+    assert (crm_job["attempts"], crm_job["last_error"]) == (1, "crm unavailable")
+    assert worker.run_jobs(now=clock()) == 0  # not due before its backoff
+    for _ in range(2):
+        clock.advance(minutes=5)
+        worker.run_jobs(now=clock())
+    assert client.get(f"/v1/requests/{request['id']}", headers=admin).json["state"] == "delivered"
+    done = client.get(f"/v1/jobs/{crm_job['id']}", headers=admin).json
+    assert (done["state"], done["attempts"]) == ("done", 3)
+
+
+def test_a_permanent_failure_is_visible_and_retryable(make_app, clock):
+    """A non-retryable error fails the job and the request; an operator's retry delivers."""
+    app, client, admin = make_app(broken=True)
+    request = request_crm(client, admin)
+    app.extensions["policyd.worker"].run_jobs(now=clock())
+    shown = client.get(f"/v1/requests/{request['id']}", headers=admin).json
+    assert shown["state"] == "partially_delivered"  # the directory group was granted
+    failed = client.get("/v1/jobs?state=failed", headers=admin).json
+    assert [(j["connector"], j["last_error"]) for j in failed] == [("crm", "role does not exist")]
+    FlakyCrm.last.broken = False
+    retried = client.post(f"/v1/jobs/{failed[0]['id']}/retry", headers=admin)
+    assert retried.status_code == 200
+    app.extensions["policyd.worker"].run_jobs(now=clock())
+    assert client.get(f"/v1/requests/{request['id']}", headers=admin).json["state"] == "delivered"
+    again = client.post(f"/v1/jobs/{failed[0]['id']}/retry", headers=admin)
+    assert again.status_code == 409
+
+
+def test_expiry_revokes_through_the_connectors(make_app, clock):
+    """Past expires_at the sweep ends the assignment and its revoke jobs remove the access."""
+    app, client, admin = make_app(delivery="inline")
+    request_crm(client, admin)
+    assert FlakyCrm.last.holders == {"ada"}
+    worker = app.extensions["policyd.worker"]
+    assert worker.sweep(now=clock()) == {"expired": 0, "jobs": 0}
+    clock.advance(hours=8)
+    assert worker.sweep(now=clock()) == {"expired": 1, "jobs": 2}
+    assert FlakyCrm.last.holders == set()
+    assignment = client.get("/v1/assignments?subject=ada", headers=admin).json[0]
+    assert assignment["state"] == "removed"
+    members = client.get("/v1/groups/CRM.Agents/members", headers=admin).json
+    assert members == []
+    assert worker.sweep(now=clock() + timedelta(minutes=1)) == {"expired": 0, "jobs": 0}
+
+
+def test_a_job_claimed_by_a_dead_worker_is_claimed_again(make_app, clock):
+    """A worker that dies mid-job leaves a lease; after it lapses another worker runs the job."""
+    app, client, admin = make_app()
+    request_crm(client, admin)
+    from policyd.services.jobs import LEASE, JobService
+
+    with app.extensions["policyd.db"].session() as session:
+        claimed = JobService(session).claim("dead-worker", now=clock())
+    assert len(claimed) == 2
+    worker = app.extensions["policyd.worker"]
+    assert worker.run_jobs(now=clock()) == 0
+    clock.advance(seconds=LEASE.total_seconds() + 1)
+    assert worker.run_jobs(now=clock()) == 2
+    assert FlakyCrm.last.holders == {"ada"}
+
+
+def test_unknown_connector_instances_fail_clearly(make_app, clock, tmp_path):
+    """A resource naming an instance that is not configured fails its job with the reason."""
+    app, client, admin = make_app()
+    (tmp_path / "connectors.yaml").write_text("apiVersion: policyd/v1\nconnectors: []\n")
+    from policyd.connectors.config import Connectors, load_instances
+
+    worker = app.extensions["policyd.worker"]
+    worker.connectors = Connectors(
+        load_instances(tmp_path / "connectors.yaml"), app.extensions["policyd.db"].session
+    )
+    request_crm(client, admin)
+    worker.run_jobs(now=clock())
+    failed = client.get("/v1/jobs?state=failed", headers=admin).json
+    assert failed[0]["last_error"] == "no connector instance 'crm' is configured"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -217,9 +218,17 @@ def serve(host: str, port: int, policies: Path, database_url: str, actor: str) -
     app = build_server(
         database_url, policies, host=host, port=port, actor=_admin(actor), now=datetime.now(UTC)
     )
+    # The embedded default also runs the lifecycle worker (expiry, retries) in the background.
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=app.extensions["policyd.worker"].loop, args=(stop,), daemon=True, name="worker"
+    )
+    worker.start()
     try:
         app.run(host=host, port=port)
     finally:
+        stop.set()
+        worker.join(timeout=10)
         close_server(app)
 
 

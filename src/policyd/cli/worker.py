@@ -1,0 +1,135 @@
+"""Commands for the lifecycle: worker, expire, jobs, connectors."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from policyd.cli.base import _admin, _fail, _pages, _session, actor_option, database_option, main
+from policyd.connectors.config import Connectors, load_instances
+from policyd.rules import PolicyRuntime, ProblemsError
+from policyd.services.jobs import JobService
+from policyd.services.versions import PolicySync
+from policyd.store import Database
+from policyd.worker import Worker
+
+connectors_option = click.option(
+    "--connectors",
+    "connectors_file",
+    envvar="POLICYD_CONNECTORS",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Connector instances file [env: POLICYD_CONNECTORS].",
+)
+
+
+@contextmanager
+def _worker(database_url: str, connectors_file: Path | None) -> Iterator[Worker]:
+    try:
+        instances = load_instances(connectors_file)
+    except ProblemsError as err:
+        _fail(err.problems)
+    database = Database(database_url)
+    runtime = PolicyRuntime()
+    try:
+        PolicySync(runtime, database.session).sync()
+        yield Worker(database.session, Connectors(instances, database.session), runtime)
+    finally:
+        runtime.close()
+        database.dispose()
+
+
+@main.command()
+@click.option("--interval", default=5.0, show_default=True, help="Seconds between sweeps.")
+@click.option("--once", is_flag=True, help="Run one sweep and exit.")
+@database_option
+@connectors_option
+def worker(interval: float, once: bool, database_url: str, connectors_file: Path | None) -> None:
+    """Run grant/revoke jobs and expire access; several workers may share a PostgreSQL."""
+    with _worker(database_url, connectors_file) as runner:
+        if once:
+            click.echo(f"swept: {runner.sweep(now=datetime.now(UTC))}")
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        click.echo(f"worker {runner.name} running; Ctrl-C stops it")
+        try:
+            runner.loop(stop, interval=interval)
+        except KeyboardInterrupt:
+            stop.set()
+
+
+@main.group("jobs")
+def jobs_group() -> None:
+    """The delivery outbox."""
+
+
+@jobs_group.command("list")
+@click.option("--state", type=click.Choice(["queued", "running", "done", "failed"]))
+@database_option
+def jobs_list(state: str | None, database_url: str) -> None:
+    """Jobs with their state, attempts and last error."""
+    with _session(database_url) as session:
+        for job in _pages(lambda **page: JobService(session).list(state=state, **page)):
+            error = f"  {job.last_error}" if job.last_error else ""
+            click.echo(
+                f"{job.id}  {job.state:7} {job.kind:6} {job.connector}:{job.resource} "
+                f"for {job.subject_id} (attempt {job.attempts}){error}"
+            )
+
+
+@jobs_group.command("retry")
+@click.argument("job_ids", nargs=-1, required=True)
+@database_option
+@actor_option
+def jobs_retry(job_ids: tuple[str, ...], database_url: str, actor: str) -> None:
+    """Queue failed jobs again (a worker runs them)."""
+    with _session(database_url) as session:
+        service = JobService(session)
+        for job_id in job_ids:
+            service.retry(_admin(actor), job_id, now=datetime.now(UTC))
+        session.commit()
+    click.echo(f"queued {len(job_ids)} job(s) again")
+
+
+@main.group("connectors")
+def connectors_group() -> None:
+    """Configured connector instances."""
+
+
+@connectors_group.command("list")
+@connectors_option
+def connectors_list(connectors_file: Path | None) -> None:
+    """Instances and their types (the built-in `directory` is always there)."""
+    try:
+        instances = load_instances(connectors_file)
+    except ProblemsError as err:
+        _fail(err.problems)
+    for instance in instances.values():
+        click.echo(f"{instance.name}  type {instance.type}")
+
+
+@connectors_group.command("check")
+@database_option
+@connectors_option
+def connectors_check(database_url: str, connectors_file: Path | None) -> None:
+    """Ask every instance whether it can work; exit 1 if any cannot."""
+    from policyd.connectors.base import ConnectorError
+
+    failed = 0
+    with _worker(database_url, connectors_file) as runner:
+        for name in runner.connectors.instances:
+            try:
+                runner.connectors.get(name).health()
+            except ConnectorError as err:
+                failed += 1
+                click.echo(f"FAIL {name}: {err}")
+            else:
+                click.echo(f"ok   {name}")
+    if failed:
+        raise SystemExit(1)

@@ -1,0 +1,77 @@
+"""`policyd worker`, `jobs` and `connectors` commands over a real database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from policyd.api import create_app
+from policyd.cli import main
+from policyd.services.actor import SYSTEM
+from policyd.services.tokens import TokenService
+from tests.conftest import POLICIES
+
+
+@pytest.fixture
+def granted(tmp_path):
+    """A SQLite database where ada was granted Scope A readers eight hours ago."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    start = datetime.now(UTC) - timedelta(hours=9)
+    app = create_app(
+        {
+            "POLICYD_DATABASE_URL": url,
+            "POLICYD_POLICIES": str(POLICIES),
+            "POLICYD_CLOCK": lambda: start,
+            "POLICYD_AUTO_UPGRADE": True,
+        }
+    )
+    with app.extensions["policyd.db"].session() as session:
+        _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=start)
+    headers = {"Authorization": f"Bearer {plain}"}
+    client = app.test_client()
+    client.put("/v1/users/ada", json={}, headers=headers)
+    client.put("/v1/groups/Group.ScopeA.Readers.Eligible", json={}, headers=headers)
+    client.put("/v1/groups/Group.ScopeA.Readers.Eligible/members/ada", headers=headers)
+    response = client.post(
+        "/v1/requests",
+        json={"package": "scope-a-readers", "subject": {"id": "ada"}},
+        headers=headers,
+    )
+    assert response.json["state"] == "delivered"
+    app.extensions["policyd.runtime"].close()
+    app.extensions["policyd.db"].dispose()
+    return url
+
+
+def test_worker_once_expires_access_and_revokes_it(runner, granted):
+    """One sweep ends the expired assignment and runs its revoke job."""
+    result = runner.invoke(main, ["worker", "--once", "--database-url", granted])
+    assert result.exit_code == 0, result.output
+    assert "'expired': 1" in result.output and "'jobs': 1" in result.output
+    listed = runner.invoke(main, ["jobs", "list", "--database-url", granted])
+    assert listed.output.count(" done ") == 2  # the grant, then the revoke
+    again = runner.invoke(main, ["worker", "--once", "--database-url", granted])
+    assert "'expired': 0" in again.output
+
+
+def test_jobs_retry_refuses_jobs_that_did_not_fail(runner, granted):
+    """Retrying a job that is not failed exits 1 with the reason."""
+    listed = runner.invoke(main, ["jobs", "list", "--database-url", granted])
+    job_id = listed.output.split()[0]
+    result = runner.invoke(main, ["jobs", "retry", job_id, "--database-url", granted])
+    assert result.exit_code == 1
+    assert "only failed jobs are retried" in result.output
+
+
+def test_connectors_list_and_check(runner, granted, tmp_path):
+    """The built-in directory is listed and healthy; a bad instances file is file:line errors."""
+    listed = runner.invoke(main, ["connectors", "list"])
+    assert listed.output.strip() == "directory  type directory"
+    checked = runner.invoke(main, ["connectors", "check", "--database-url", granted])
+    assert checked.exit_code == 0 and "ok   directory" in checked.output
+    bad = tmp_path / "connectors.yaml"
+    bad.write_text("apiVersion: policyd/v1\nconnectors:\n  - {name: x, type: nosuch}\n")
+    result = runner.invoke(main, ["connectors", "list", "--connectors", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:3: connectors[0].type: unknown type 'nosuch'" in result.output

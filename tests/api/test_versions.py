@@ -98,3 +98,17 @@ def test_only_admins_publish(client, token):
             "/v1/policy-versions", json={"files": example_files()}, headers=headers
         )
         assert response.status_code == 403
+
+
+def test_resources_must_name_a_configured_connector(client, admin):
+    """A package whose resource names an unknown connector instance is rejected whole."""
+    files = example_files()
+    files["scope-a-readers.yaml"] = files["scope-a-readers.yaml"].replace(
+        "{connector: directory,", "{connector: ldap-typo,"
+    )
+    response = client.post("/v1/policy-versions", json={"files": files}, headers=admin)
+    assert response.status_code == 422
+    assert response.json["errors"]["files"] == [
+        "scope-a-readers.yaml: package.resources[0].connector: unknown connector instance "
+        "'ldap-typo'; configured: directory"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -63,6 +64,7 @@ class Versions(MethodView):
             message=data["message"],
             git_commit=data["git_commit"],
             now=context.now(),
+            connectors=current_app.extensions["policyd.connectors"].instances,
         )
         after_change()
         return view(version, version.id)

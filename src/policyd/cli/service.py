@@ -16,6 +16,7 @@ from policyd.cli.base import (
     ADMIN_PRINCIPAL,
     DEFAULT_DIR,
     _admin,
+    _fail,
     _load,
     _pages,
     _reason,
@@ -26,10 +27,12 @@ from policyd.cli.base import (
     main,
     policies_argument,
 )
+from policyd.connectors.config import load_instances
+from policyd.rules import ProblemsError
 from policyd.rules.condition import parse_duration
 from policyd.services.actor import Actor, Role
 from policyd.services.tokens import TokenService
-from policyd.services.versions import VersionService
+from policyd.services.versions import VersionService, check_connectors
 from policyd.store import Database
 from policyd.store.models import ApiToken
 
@@ -73,11 +76,25 @@ def _revision(database: Database) -> str | None:
 @main.command()
 @policies_argument
 @click.option("-m", "--message", required=True, help="Why this version is published (audited).")
+@click.option(
+    "--connectors",
+    "connectors_file",
+    envvar="POLICYD_CONNECTORS",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Connector instances file; resources must name one of them [env: POLICYD_CONNECTORS].",
+)
 @database_option
 @actor_option
-def publish(directory: Path, message: str, database_url: str, actor: str) -> None:
+def publish(
+    directory: Path, message: str, connectors_file: Path | None, database_url: str, actor: str
+) -> None:
     """Validate DIRECTORY and make it the active policy version; on any error nothing changes."""
     bundle = _load(directory)
+    try:
+        instances = load_instances(connectors_file)
+        check_connectors(bundle, set(instances))
+    except ProblemsError as err:
+        _fail(err.problems)
     with _session(database_url) as session:
         service = VersionService(session)
         before = service.active_id()

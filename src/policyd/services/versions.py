@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from policyd.rules import Bundle, PolicyRuntime, ProblemsError, load_texts
+from policyd.rules import Bundle, PolicyRuntime, Problem, ProblemsError, load_texts
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.errors import InvalidError, NotFoundError
@@ -32,14 +32,20 @@ class VersionService:
         message: str,
         now: datetime,
         git_commit: str | None = None,
+        connectors: Iterable[str] | None = None,
     ) -> PolicyVersion:
         """Validate `files` as one bundle, store it immutably and make it active.
+
+        With `connectors` (the configured instance names), a resource naming any other
+        instance is an error too.
 
         Raises:
             InvalidError: with every `file:line: message` problem; nothing is stored.
         """
         try:
             bundle = load_texts(dict(files))
+            if connectors is not None:
+                check_connectors(bundle, set(connectors))
         except ProblemsError as err:
             raise InvalidError(
                 f"the bundle has {len(err.problems)} error(s); the active version is unchanged",
@@ -114,6 +120,29 @@ class VersionService:
 
     def bundle(self, version_id: str) -> Bundle:
         return load_texts(self.get(version_id).files)
+
+
+def check_connectors(bundle: Bundle, known: set[str]) -> None:
+    """Every resource names a configured connector instance.
+
+    Raises:
+        ProblemsError: one problem per unknown instance, in the package's file.
+    """
+    problems = []
+    for package in bundle.packages.values():
+        for index, resource in enumerate(package.resources):
+            if resource.connector not in known:
+                problems.append(
+                    Problem(
+                        package.file,
+                        0,
+                        f"unknown connector instance {resource.connector!r}; configured: "
+                        f"{', '.join(sorted(known))}",
+                        f"package.resources[{index}].connector",
+                    )
+                )
+    if problems:
+        raise ProblemsError(problems)
 
 
 class PolicySync:

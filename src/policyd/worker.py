@@ -91,11 +91,23 @@ class Worker:
                 display_name=user.display_name,
             )
 
-    def sweep(self, *, now: datetime) -> dict[str, int]:
-        """One pass of the periodic work: expire due assignments, then run due jobs."""
-        with self.sessions() as session:
-            expired = AssignmentService(session, self.runtime).expire_due(now=now)
-        ran = self.run_jobs(now=now)
+    def sweep(self, *, now: datetime, batch: int = 500) -> dict[str, int]:
+        """One pass of the periodic work: expire every due assignment, then run due jobs.
+
+        Both steps work in batches until nothing due is left.
+        """
+        expired = ran = 0
+        while True:
+            with self.sessions() as session:
+                count = AssignmentService(session, self.runtime).expire_due(now=now, limit=batch)
+            expired += count
+            if count < batch:
+                break
+        while True:
+            count = self.run_jobs(now=now, limit=batch)
+            ran += count
+            if count < batch:
+                break
         return {"expired": expired, "jobs": ran}
 
     def loop(self, stop: threading.Event, *, interval: float = 5.0) -> None:

@@ -81,7 +81,7 @@ class Worker:
         with self.sessions() as session:
             user = session.get(User, job.subject_id)
             if user is None:
-                return Target(user_id=job.subject_id, resource=job.resource, role=job.role)
+                return Target(job.subject_id, job.resource, job.role, operation_id=job.id)
             return Target(
                 user_id=user.id,
                 resource=job.resource,
@@ -89,6 +89,7 @@ class Worker:
                 email=user.email,
                 user_type=UserType(user.type),
                 display_name=user.display_name,
+                operation_id=job.id,
             )
 
     def sweep(self, *, now: datetime, batch: int = 500) -> dict[str, int]:

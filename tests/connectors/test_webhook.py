@@ -319,3 +319,13 @@ def test_bad_configuration_is_not_retryable(
     with pytest.raises(ConnectorError, match=message) as caught:
         create(ConnectorContext("hooks", settings=settings, secrets=secrets))
     assert caught.value.retryable is False
+
+
+def test_the_outbox_job_id_is_the_event_id(webhook_server: WebhookServer):
+    """A target carrying the worker's job id is delivered under that id on every retry."""
+    from dataclasses import replace
+
+    hook = connector(webhook_server)
+    hook.grant(replace(TARGET, operation_id="job-42"))
+    hook.grant(replace(TARGET, operation_id="job-42"))
+    assert list(webhook_server.events) == ["job-42"]

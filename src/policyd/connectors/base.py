@@ -19,6 +19,8 @@ class Target:
     email: str | None = None
     user_type: UserType = UserType.MEMBER
     display_name: str | None = None
+    # The same on every retry of one grant or revoke (the outbox job id), for de-duplication.
+    operation_id: str | None = None
 
 
 class ConnectorError(Exception):

@@ -189,11 +189,13 @@ class WebhookConnector:
 
     def grant(self, target: Target, *, event_id: str | None = None) -> None:
         """Send `access.granted`; pass the job's `event_id` so retries carry the same id."""
-        self.send("access.granted", _target_payload(target), event_id or str(uuid.uuid4()))
+        event_id = event_id or target.operation_id or str(uuid.uuid4())
+        self.send("access.granted", _target_payload(target), event_id)
 
     def revoke(self, target: Target, *, event_id: str | None = None) -> None:
         """Send `access.removed`; pass the job's `event_id` so retries carry the same id."""
-        self.send("access.removed", _target_payload(target), event_id or str(uuid.uuid4()))
+        event_id = event_id or target.operation_id or str(uuid.uuid4())
+        self.send("access.removed", _target_payload(target), event_id)
 
     def send(self, event: str, payload: Mapping[str, Any], event_id: str) -> bool:
         """Deliver one lifecycle event unless the `events` setting filters it out.

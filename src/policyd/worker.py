@@ -18,6 +18,7 @@ from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.jobs import JobService
+from policyd.services.requests import RequestService
 from policyd.store.models import Assignment, Job, User
 
 log = logging.getLogger(__name__)
@@ -93,11 +94,14 @@ class Worker:
             )
 
     def sweep(self, *, now: datetime, batch: int = 500) -> dict[str, int]:
-        """One pass of the periodic work: expire every due assignment, then run due jobs.
+        """One pass of the periodic work: time out approval stages, expire every due
+        assignment, then run due jobs.
 
         Both steps work in batches until nothing due is left.
         """
         expired = ran = 0
+        with self.sessions() as session:
+            stages = RequestService(session, self.runtime).expire_stages(now=now)
         while True:
             with self.sessions() as session:
                 count = AssignmentService(session, self.runtime).expire_due(now=now, limit=batch)
@@ -109,7 +113,7 @@ class Worker:
             ran += count
             if count < batch:
                 break
-        return {"expired": expired, "jobs": ran}
+        return {"expired": expired, "jobs": ran, **stages}
 
     def loop(self, stop: threading.Event, *, interval: float = 5.0) -> None:
         """Sweep every `interval` seconds until `stop` is set (policyd worker, policyd serve)."""

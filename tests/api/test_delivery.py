@@ -167,15 +167,16 @@ def test_expiry_revokes_through_the_connectors(make_app, clock):
     request_crm(client, admin)
     assert FlakyCrm.last.holders == {"ada"}
     worker = app.extensions["policyd.worker"]
-    assert worker.sweep(now=clock()) == {"expired": 0, "jobs": 0}
+    idle = {"expired": 0, "jobs": 0, "escalated": 0, "timed_out": 0}
+    assert worker.sweep(now=clock()) == idle
     clock.advance(hours=8)
-    assert worker.sweep(now=clock()) == {"expired": 1, "jobs": 2}
+    assert worker.sweep(now=clock()) == {**idle, "expired": 1, "jobs": 2}
     assert FlakyCrm.last.holders == set()
     assignment = client.get("/v1/assignments?subject=ada", headers=admin).json[0]
     assert assignment["state"] == "removed"
     members = client.get("/v1/groups/CRM.Agents/members", headers=admin).json
     assert members == []
-    assert worker.sweep(now=clock() + timedelta(minutes=1)) == {"expired": 0, "jobs": 0}
+    assert worker.sweep(now=clock() + timedelta(minutes=1)) == idle
 
 
 def test_a_job_claimed_by_a_dead_worker_is_claimed_again(make_app, clock):

@@ -182,3 +182,28 @@ def test_sponsors_of_the_guests_organization_approve(client, token, admin, peopl
     claimed = {"display_name": "Other", "domains": ["northwind.example"]}
     conflict = client.put("/v1/organizations/other", json=claimed, headers=admin)
     assert conflict.status_code == 409 and "domains" in conflict.json["errors"]
+
+
+def test_a_stage_that_times_out_escalates_once_then_expires(
+    app, client, token, admin, people, clock
+):
+    """Sales Support stage 1 (the manager, 3 days) escalates to Sales Ops, then expires."""
+    request = file(client, token("sam"), "sales-support", justification="launch").json
+    worker = app.extensions["policyd.worker"]
+    clock.advance(days=2)
+    assert worker.sweep(now=clock())["escalated"] == 0
+    clock.advance(days=1, seconds=1)
+    assert worker.sweep(now=clock())["escalated"] == 1
+    shown = client.get(f"/v1/requests/{request['id']}", headers=admin).json
+    assert (shown["state"], shown["stages"][0]["approvers"]) == ("pending_approval", ["olga"])
+    assert (
+        client.get("/v1/requests?approver=me", headers=token("olga")).json[0]["id"]
+        == (request["id"])
+    )
+    clock.advance(days=3, seconds=1)
+    assert worker.sweep(now=clock())["timed_out"] == 1
+    ended = client.get(f"/v1/requests/{request['id']}", headers=admin).json
+    assert ended["state"] == "expired"
+    assert ended["reason"] == "stage 1 was not decided within its timeout"
+    late = client.post(f"/v1/requests/{request['id']}/approve", json={}, headers=token("olga"))
+    assert late.status_code == 409

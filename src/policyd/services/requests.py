@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from policyd.domain import Decision, Outcome, RequestOptions, Subject
 from policyd.rules import PolicyRuntime
 from policyd.rules.model import AccessPackage
-from policyd.services.actor import Actor, Role
+from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.audit import audit
 from policyd.services.decisions import DecisionService
@@ -195,16 +195,66 @@ class RequestService:
     def _enter_stage(
         self, actor: Actor, request: AccessRequest, number: int, now: datetime
     ) -> None:
-        stage = request.stages[number - 1]
+        stage = {**request.stages[number - 1], "started_at": now.isoformat(), "escalated": False}
         if not stage["approvers"] and stage["escalate_to"]:
-            stage = {**stage, "approvers": stage["escalate_to"]}
-            request.stages = [*request.stages[: number - 1], stage, *request.stages[number:]]
+            stage.update(approvers=stage["escalate_to"], escalated=True)
+        self._set_stage(request, number, stage)
         if not stage["approvers"]:
             request.reason = f"no approver could be resolved for stage {number}"
             self._move(actor, request, "denied", now)
             return
         request.stage = number
         self._move(actor, request, "pending_approval", now)
+
+    @staticmethod
+    def _set_stage(request: AccessRequest, number: int, stage: dict) -> None:
+        # A new list, so SQLAlchemy sees the JSON column change.
+        request.stages = [*request.stages[: number - 1], stage, *request.stages[number:]]
+
+    def expire_stages(self, *, now: datetime) -> dict[str, int]:
+        """Escalate or end approval stages whose timeout has passed; idempotent.
+
+        A stage that times out goes to its escalation target once (with a fresh timeout);
+        a stage with none, or one that was escalated already, ends the request as `expired`.
+        """
+        counts = {"escalated": 0, "timed_out": 0}
+        waiting = self.session.scalars(
+            select(AccessRequest)
+            .where(AccessRequest.state == "pending_approval")
+            .with_for_update(skip_locked=True)
+        ).all()
+        for request in waiting:
+            stage = request.stages[request.stage - 1]
+            started = datetime.fromisoformat(stage["started_at"])
+            if started + timedelta(seconds=stage["timeout_seconds"]) > now:
+                continue
+            if stage["escalate_to"] and not stage["escalated"]:
+                before = request_view(request)
+                escalated = {
+                    **stage,
+                    "approvers": stage["escalate_to"],
+                    "escalated": True,
+                    "started_at": now.isoformat(),
+                }
+                self._set_stage(request, request.stage, escalated)
+                request.updated_at = now
+                audit(
+                    self.session,
+                    SYSTEM,
+                    "request.escalated",
+                    ("request", request.id),
+                    now=now,
+                    before={**before, "approvers": stage["approvers"]},
+                    after={**request_view(request), "approvers": escalated["approvers"]},
+                    version=request.version,
+                )
+                counts["escalated"] += 1
+            else:
+                request.reason = f"stage {request.stage} was not decided within its timeout"
+                self._move(SYSTEM, request, "expired", now)
+                counts["timed_out"] += 1
+        self.session.commit()
+        return counts
 
     def _move(self, actor: Actor, request: AccessRequest, state: str, now: datetime) -> None:
         before = request_view(request)

@@ -75,3 +75,25 @@ def test_connectors_list_and_check(runner, granted, tmp_path):
     result = runner.invoke(main, ["connectors", "list", "--connectors", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}:3: connectors[0].type: unknown type 'nosuch'" in result.output
+
+
+def test_reconcile_reports_and_mends_drift(runner, granted):
+    """`policyd reconcile` exits 1 on drift and `--fix` mends it."""
+    from policyd.services.actor import SYSTEM
+    from policyd.services.directory import DirectoryService
+    from policyd.store import Database
+
+    database = Database(granted)
+    with database.session() as session:
+        DirectoryService(session).remove_member(
+            SYSTEM, "Group.ScopeA.Readers", "ada", now=datetime.now(UTC)
+        )
+        session.commit()
+    database.dispose()
+    found = runner.invoke(main, ["reconcile", "--database-url", granted])
+    assert found.exit_code == 1
+    assert "MISSING      directory:group:Group.ScopeA.Readers ada" in found.output
+    fixed = runner.invoke(main, ["reconcile", "--fix", "--database-url", granted])
+    assert fixed.exit_code == 0 and "1 difference(s) mended" in fixed.output
+    clean = runner.invoke(main, ["reconcile", "--database-url", granted])
+    assert clean.exit_code == 0 and "0 difference(s)" in clean.output

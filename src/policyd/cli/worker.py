@@ -133,3 +133,36 @@ def connectors_check(database_url: str, connectors_file: Path | None) -> None:
                 click.echo(f"ok   {name}")
     if failed:
         raise SystemExit(1)
+
+
+@main.command()
+@click.argument("connector", required=False)
+@click.option("--fix", is_flag=True, help="Queue grants for missing and revokes for unauthorised.")
+@database_option
+@connectors_option
+def reconcile(
+    connector: str | None, fix: bool, database_url: str, connectors_file: Path | None
+) -> None:
+    """Compare each resource's real members with what live assignments grant."""
+    from policyd.services.reconcile import reconcile as run_reconcile
+
+    drifted = 0
+    with _worker(database_url, connectors_file) as runner, runner.sessions() as session:
+        report = run_reconcile(
+            session, runner.connectors, now=datetime.now(UTC), only=connector, fix=fix
+        )
+        for drift in report:
+            where = f"{drift.connector}:{drift.resource}"
+            if drift.error:
+                click.echo(f"SKIP {where}: {drift.error}")
+                continue
+            for user in sorted(drift.missing):
+                click.echo(f"MISSING      {where} {user}")
+            for user in sorted(drift.unauthorised):
+                click.echo(f"UNAUTHORISED {where} {user}")
+            drifted += len(drift.missing) + len(drift.unauthorised)
+        if fix and drifted:
+            runner.run_jobs(now=datetime.now(UTC), limit=max(drifted, 1))
+    click.echo(f"{drifted} difference(s)" + (" mended" if fix and drifted else ""))
+    if drifted and not fix:
+        raise SystemExit(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from policyd.connectors.base import Connector, ConnectorContext, ConnectorError, Target
 from policyd.services.actor import Actor, Role
@@ -39,14 +40,19 @@ class DirectoryConnector:
         with self._sessions() as session:
             directory = DirectoryService(session)
             if session.get(User, target.user_id) is None:
-                raise ConnectorError(
-                    f"no user {target.user_id!r} in the directory", retryable=False
-                )
+                message = f"no user {target.user_id!r} in the directory"
+                raise ConnectorError(message, retryable=False)
             if session.get(Group, group_id) is None:
-                directory.put_group(ACTOR, group_id, group_id, now=now)
-                session.flush()
-            directory.add_member(ACTOR, group_id, target.user_id, now=now)
-            session.commit()
+                try:
+                    directory.put_group(ACTOR, group_id, group_id, now=now)
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()  # another worker created it meanwhile
+            try:
+                directory.add_member(ACTOR, group_id, target.user_id, now=now)
+                session.commit()
+            except IntegrityError:
+                session.rollback()  # granted meanwhile by another worker: idempotent
 
     def revoke(self, target: Target) -> None:
         group_id = self._group(target.resource)

@@ -12,12 +12,14 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from policyd.connectors.base import ConnectorError, Target
-from policyd.connectors.config import Connectors
+from policyd.connectors.config import Connectors, Notifiers
 from policyd.domain import UserType
+from policyd.notify import Notification, NotifyError
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.jobs import JobService
+from policyd.services.notifications import remind_due, render
 from policyd.services.requests import RequestService
 from policyd.store.models import Assignment, Job, User
 
@@ -38,11 +40,13 @@ class Worker:
         connectors: Connectors,
         runtime: PolicyRuntime,
         name: str | None = None,
+        notifiers: Notifiers | None = None,
     ):
         self.sessions = sessions
         self.connectors = connectors
         self.runtime = runtime
         self.name = name or worker_id()
+        self.notifiers = notifiers or Notifiers({})
 
     def run_jobs(self, *, now: datetime, limit: int = 50, ids: list[str] | None = None) -> int:
         """Claim and run due jobs (only `ids` when given); returns how many ran."""
@@ -56,11 +60,14 @@ class Worker:
         error: str | None = None
         retryable = True
         try:
-            connector = self.connectors.get(job.connector)
-            getattr(connector, job.kind)(self._target(job))
+            if job.kind == "notify":
+                self._notify(job)
+            else:
+                connector = self.connectors.get(job.connector)
+                getattr(connector, job.kind)(self._target(job))
         except KeyError:
             error, retryable = f"no connector instance {job.connector!r} is configured", False
-        except ConnectorError as err:
+        except (ConnectorError, NotifyError) as err:
             error, retryable = str(err), err.retryable
         except Exception as err:  # a failing plugin must not stop the worker
             log.exception("connector %s failed on job %s", job.connector, job.id)
@@ -77,6 +84,17 @@ class Worker:
                 if assignment is not None:
                     AssignmentService(session, self.runtime).settle(assignment, WORKER, now=now)
             session.commit()
+
+    def _notify(self, job: Job) -> None:
+        """Render and send one notification; without a notifier or an address, skip it."""
+        notifier = self.notifiers.default()
+        kind, _, object_id = job.resource.partition(":")
+        with self.sessions() as session:
+            user = session.get(User, job.subject_id)
+            if notifier is None or user is None or not user.email:
+                return
+            subject, text = render(session, kind, object_id)
+        notifier.send(Notification([user.email], subject, text, kind, id=job.id))
 
     def _target(self, job: Job) -> Target:
         with self.sessions() as session:
@@ -102,6 +120,8 @@ class Worker:
         expired = ran = 0
         with self.sessions() as session:
             stages = RequestService(session, self.runtime).expire_stages(now=now)
+        with self.sessions() as session:
+            reminders = remind_due(session, now=now)
         while True:
             with self.sessions() as session:
                 count = AssignmentService(session, self.runtime).expire_due(now=now, limit=batch)
@@ -113,7 +133,7 @@ class Worker:
             ran += count
             if count < batch:
                 break
-        return {"expired": expired, "jobs": ran, **stages}
+        return {"expired": expired, "jobs": ran, **stages, "reminders": reminders}
 
     def loop(self, stop: threading.Event, *, interval: float = 5.0) -> None:
         """Sweep every `interval` seconds until `stop` is set (policyd worker, policyd serve)."""

@@ -119,7 +119,7 @@ def test_jobs_wait_for_the_worker_then_deliver(make_app, clock):
     app, client, admin = make_app()
     request = request_crm(client, admin)
     assert request["state"] == "delivering"
-    jobs = client.get("/v1/jobs?state=queued", headers=admin).json
+    jobs = client.get("/v1/jobs?state=queued&kind=grant", headers=admin).json
     assert sorted(j["connector"] for j in jobs) == ["crm", "directory"]
     assert app.extensions["policyd.worker"].run_jobs(now=clock()) == 2
     assert client.get(f"/v1/requests/{request['id']}", headers=admin).json["state"] == "delivered"
@@ -132,7 +132,7 @@ def test_a_connector_that_is_down_is_retried_with_backoff(make_app, clock):
     worker = app.extensions["policyd.worker"]
     request = request_crm(client, admin)
     worker.run_jobs(now=clock())
-    crm_job = client.get("/v1/jobs?state=queued", headers=admin).json[0]
+    crm_job = client.get("/v1/jobs?state=queued&kind=grant", headers=admin).json[0]
     assert (crm_job["attempts"], crm_job["last_error"]) == (1, "crm unavailable")
     assert worker.run_jobs(now=clock()) == 0  # not due before its backoff
     for _ in range(2):
@@ -167,16 +167,19 @@ def test_expiry_revokes_through_the_connectors(make_app, clock):
     request_crm(client, admin)
     assert FlakyCrm.last.holders == {"ada"}
     worker = app.extensions["policyd.worker"]
-    idle = {"expired": 0, "jobs": 0, "escalated": 0, "timed_out": 0}
+    idle = {"expired": 0, "jobs": 0, "escalated": 0, "timed_out": 0, "reminders": 0}
+    assert worker.sweep(now=clock()) == {**idle, "jobs": 1}  # the access-granted notice
     assert worker.sweep(now=clock()) == idle
     clock.advance(hours=8)
-    assert worker.sweep(now=clock()) == {**idle, "expired": 1, "jobs": 2}
+    assert worker.sweep(now=clock()) == {**idle, "expired": 1, "jobs": 2}  # the two revokes
     assert FlakyCrm.last.holders == set()
     assignment = client.get("/v1/assignments?subject=ada", headers=admin).json[0]
     assert assignment["state"] == "removed"
     members = client.get("/v1/groups/CRM.Agents/members", headers=admin).json
     assert members == []
-    assert worker.sweep(now=clock() + timedelta(minutes=1)) == idle
+    later = clock() + timedelta(minutes=1)
+    assert worker.sweep(now=later) == {**idle, "jobs": 1}  # the access-removed notice
+    assert worker.sweep(now=later) == idle
 
 
 def test_a_job_claimed_by_a_dead_worker_is_claimed_again(make_app, clock):

@@ -61,7 +61,8 @@ def test_two_workers_run_each_job_once(database_url, clock):
             thread.join()
         with database.session() as session:
             jobs, total = JobService(session).list(limit=1000)
-        assert total == 60 and sum(ran.values()) == 60
+        grants = [job for job in jobs if job.kind == "grant"]
+        assert len(grants) == 60 and sum(ran.values()) == total  # plus one notice per grant
         assert {(job.state, job.attempts) for job in jobs} == {("done", 1)}
         members = client.get(
             "/v1/groups/Group.ScopeA.Readers/members?page_size=100", headers=admin

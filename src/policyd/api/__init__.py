@@ -50,6 +50,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
     )
     _init_store(app)
+    _init_connectors(app)
     _init_policies(app)
     _init_oidc(app)
     _init_worker(app)
@@ -98,6 +99,7 @@ def _init_policies(app: Flask) -> None:
     """Load the active version; on an empty database publish POLICYD_POLICIES first."""
     from policyd.rules import ProblemsError, load_bundle
     from policyd.services.actor import SYSTEM
+    from policyd.services.errors import InvalidError
     from policyd.services.versions import PolicySync, VersionService
 
     database: Database = app.extensions["policyd.db"]
@@ -121,22 +123,36 @@ def _init_policies(app: Flask) -> None:
                         message=f"initial publication of {directory}",
                         git_commit=bundle.version.git_commit,
                         now=app.config["POLICYD_CLOCK"](),
+                        connectors=app.extensions["policyd.connectors"].instances,
                     )
                 except IntegrityError:
                     # Another worker starting at the same moment published it first.
                     session.rollback()
+                except InvalidError as err:
+                    errors = "\n".join(err.errors)
+                    app.logger.error("policies in %s not published:\n%s", directory, errors)
     sync.sync()
 
 
-def _init_worker(app: Flask) -> None:
+def _init_connectors(app: Flask) -> None:
     from policyd.connectors.config import Connectors, load_instances
+
+    database: Database = app.extensions["policyd.db"]
+    instances = load_instances(app.config["POLICYD_CONNECTORS"])
+    app.extensions["policyd.connectors"] = Connectors(instances, database.session)
+
+
+def _init_worker(app: Flask) -> None:
+    from policyd.connectors.config import Notifiers, load_notifiers
     from policyd.worker import Worker
 
     database: Database = app.extensions["policyd.db"]
-    connectors = Connectors(load_instances(app.config["POLICYD_CONNECTORS"]), database.session)
-    app.extensions["policyd.connectors"] = connectors
+    notifiers = Notifiers(load_notifiers(app.config["POLICYD_CONNECTORS"]))
     app.extensions["policyd.worker"] = Worker(
-        database.session, connectors, app.extensions["policyd.runtime"]
+        database.session,
+        app.extensions["policyd.connectors"],
+        app.extensions["policyd.runtime"],
+        notifiers=notifiers,
     )
 
 

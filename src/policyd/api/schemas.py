@@ -276,6 +276,7 @@ class AuditOutSchema(Schema):
 # jobs -----------------------------------------------------------------------------------------
 class JobQuerySchema(Strict):
     state = fields.String(validate=validate.OneOf(["queued", "running", "done", "failed"]))
+    kind = fields.String(validate=validate.OneOf(["grant", "revoke", "notify"]))
     assignment = fields.String()
 
 

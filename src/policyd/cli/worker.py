@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from policyd.cli.base import _admin, _fail, _pages, _session, actor_option, database_option, main
-from policyd.connectors.config import Connectors, load_instances
+from policyd.connectors.config import Connectors, Notifiers, load_instances, load_notifiers
 from policyd.rules import PolicyRuntime, ProblemsError
 from policyd.services.jobs import JobService
 from policyd.services.versions import PolicySync
@@ -32,13 +32,15 @@ connectors_option = click.option(
 def _worker(database_url: str, connectors_file: Path | None) -> Iterator[Worker]:
     try:
         instances = load_instances(connectors_file)
+        notifiers = Notifiers(load_notifiers(connectors_file))
     except ProblemsError as err:
         _fail(err.problems)
     database = Database(database_url)
     runtime = PolicyRuntime()
     try:
         PolicySync(runtime, database.session).sync()
-        yield Worker(database.session, Connectors(instances, database.session), runtime)
+        connectors = Connectors(instances, database.session)
+        yield Worker(database.session, connectors, runtime, notifiers=notifiers)
     finally:
         runtime.close()
         database.dispose()
@@ -162,7 +164,8 @@ def reconcile(
                 click.echo(f"UNAUTHORISED {where} {user}")
             drifted += len(drift.missing) + len(drift.unauthorised)
         if fix and drifted:
-            runner.run_jobs(now=datetime.now(UTC), limit=max(drifted, 1))
+            while runner.run_jobs(now=datetime.now(UTC), limit=100):
+                pass
     click.echo(f"{drifted} difference(s)" + (" mended" if fix and drifted else ""))
     if drifted and not fix:
         raise SystemExit(1)

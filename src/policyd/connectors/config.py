@@ -58,16 +58,35 @@ class _FileSchema(Schema):
         required=True,
         validate=validate.Equal(API_VERSION, error=f"unknown format version; use {API_VERSION}"),
     )
-    connectors = fields.List(fields.Nested(_InstanceSchema), required=True)
+    connectors = fields.List(fields.Nested(_InstanceSchema), load_default=list)
+    notifiers = fields.List(fields.Nested(_InstanceSchema), load_default=list)
 
 
 def load_instances(path: str | Path | None) -> dict[str, InstanceConfig]:
-    """Configured instances plus the built-in `directory`.
+    """Configured connector instances plus the built-in `directory`.
 
     Raises:
         ProblemsError: every problem as file:line (unknown type, duplicate name, bad keys).
     """
-    instances = {name: InstanceConfig(name, kind) for name, kind in BUILTIN.items()}
+    builtins = {name: InstanceConfig(name, kind) for name, kind in BUILTIN.items()}
+    return _instances(path, "connectors", connector_types(), builtins)
+
+
+def load_notifiers(path: str | Path | None) -> dict[str, InstanceConfig]:
+    """Configured notifier instances (the `notifiers:` list of the same file); none by default.
+
+    Raises:
+        ProblemsError: every problem as file:line.
+    """
+    from policyd.notify.registry import notifier_types
+
+    return _instances(path, "notifiers", notifier_types(), {})
+
+
+def _instances(
+    path: str | Path | None, section: str, types: Mapping[str, Any], builtins: dict
+) -> dict[str, InstanceConfig]:
+    instances = dict(builtins)
     if not path:
         return instances
     path = Path(path)
@@ -82,22 +101,34 @@ def load_instances(path: str | Path | None) -> dict[str, InstanceConfig]:
             [document.problem(p, m) for p, m in flatten_messages(err.messages)]
         ) from None
     problems = []
-    types = connector_types()
-    for index, item in enumerate(data["connectors"]):
-        where = ("connectors", index)
+    for index, item in enumerate(data[section]):
+        where = (section, index)
         if item["type"] not in types:
             known = ", ".join(sorted(types))
-            problems.append(
-                document.problem(
-                    (*where, "type"), f"unknown type {item['type']!r}; installed: {known}"
-                )
-            )
-        if item["name"] in instances and item["name"] not in BUILTIN:
+            message = f"unknown type {item['type']!r}; installed: {known}"
+            problems.append(document.problem((*where, "type"), message))
+        if item["name"] in instances and item["name"] not in builtins:
             problems.append(document.problem((*where, "name"), f"duplicate name {item['name']!r}"))
         instances[item["name"]] = InstanceConfig(**item)
     if problems:
         raise ProblemsError(problems)
     return instances
+
+
+def resolve_secrets(config: InstanceConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """The instance's secrets read from the environment.
+
+    Raises:
+        ConnectorError: a variable is not set (not retryable until it is).
+    """
+    secrets = {}
+    for secret, variable in config.secrets.items():
+        if variable not in environ:
+            raise ConnectorError(
+                f"{config.name!r}: environment variable {variable} is not set", retryable=False
+            )
+        secrets[secret] = environ[variable]
+    return secrets
 
 
 class Connectors:
@@ -129,14 +160,34 @@ class Connectors:
             return self._created[name]
 
     def _context(self, config: InstanceConfig) -> ConnectorContext:
-        secrets = {}
-        for secret, variable in config.secrets.items():
-            if variable not in self._environ:
-                raise ConnectorError(
-                    f"connector {config.name!r}: environment variable {variable} is not set",
-                    retryable=False,
-                )
-            secrets[secret] = self._environ[variable]
+        secrets = resolve_secrets(config, self._environ)
         return ConnectorContext(
             name=config.name, settings=config.settings, secrets=secrets, sessions=self._sessions
         )
+
+
+class Notifiers:
+    """Configured notifier instances; the first one configured sends every notification."""
+
+    def __init__(
+        self, instances: Mapping[str, InstanceConfig], environ: Mapping[str, str] | None = None
+    ):
+        self.instances = dict(instances)
+        self._environ = os.environ if environ is None else environ
+        self._default: Any = None
+        self._lock = threading.Lock()
+
+    def default(self) -> Any:
+        """The notifier to use, or None when none is configured."""
+        from policyd.notify import NotifierContext, create_notifier
+
+        if not self.instances:
+            return None
+        with self._lock:
+            if self._default is None:
+                config = next(iter(self.instances.values()))
+                context = NotifierContext(
+                    config.name, config.settings, resolve_secrets(config, self._environ)
+                )
+                self._default = create_notifier(config.type, context)
+            return self._default

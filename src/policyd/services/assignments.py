@@ -14,6 +14,7 @@ from policyd.services.audit import audit
 from policyd.services.directory import ACTIVE_STATES
 from policyd.services.errors import ConflictError, ForbiddenError, NotFoundError
 from policyd.services.jobs import JobService
+from policyd.services.notifications import notify
 from policyd.store.models import AccessRequest, Assignment, Job
 from policyd.store.query import page
 
@@ -161,6 +162,8 @@ class AssignmentService:
                 return
             self._audit_change(actor, assignment, before, now)
             if request is not None and request.state != request_state:
+                kind = "access_granted" if request_state == "delivered" else "request_decided"
+                notify(self.session, kind, request.id, [assignment.subject_id], now=now)
                 request_before = request.state
                 request.state, request.updated_at = request_state, now
                 audit(
@@ -176,6 +179,7 @@ class AssignmentService:
         elif assignment.state == "expiring" and all(job.state == "done" for job in revokes):
             assignment.state = "removed"
             self._audit_change(actor, assignment, before, now)
+            notify(self.session, "access_removed", assignment.id, [assignment.subject_id], now=now)
 
     def _audit_change(self, actor: Actor, assignment: Assignment, before: dict, now) -> None:
         if before["state"] == assignment.state:

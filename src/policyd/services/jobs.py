@@ -162,6 +162,7 @@ class JobService:
         self,
         *,
         state: str | None = None,
+        kind: str | None = None,
         assignment: str | None = None,
         offset: int = 0,
         limit: int = 100,
@@ -169,6 +170,8 @@ class JobService:
         query = select(Job)
         if state:
             query = query.where(Job.state == state)
+        if kind:
+            query = query.where(Job.kind == kind)
         if assignment:
             query = query.where(Job.assignment_id == assignment)
         return page(self.session, query.order_by(Job.created_at, Job.id), offset, limit)

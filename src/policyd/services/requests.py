@@ -18,6 +18,7 @@ from policyd.services.audit import audit
 from policyd.services.decisions import DecisionService
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
+from policyd.services.notifications import notify
 from policyd.store.models import AccessRequest, Approval, Membership
 from policyd.store.query import page
 
@@ -205,6 +206,7 @@ class RequestService:
             return
         request.stage = number
         self._move(actor, request, "pending_approval", now)
+        notify(self.session, "approval_needed", request.id, stage["approvers"], now=now)
 
     @staticmethod
     def _set_stage(request: AccessRequest, number: int, stage: dict) -> None:
@@ -238,6 +240,7 @@ class RequestService:
                 }
                 self._set_stage(request, request.stage, escalated)
                 request.updated_at = now
+                notify(self.session, "approval_needed", request.id, escalated["approvers"], now=now)
                 audit(
                     self.session,
                     SYSTEM,
@@ -260,6 +263,8 @@ class RequestService:
         before = request_view(request)
         request.state = state
         request.updated_at = now
+        if state in ("denied", "expired"):
+            notify(self.session, "request_decided", request.id, [request.subject_id], now=now)
         if state != "pending_approval":
             request.stage = None
         audit(

@@ -1,0 +1,119 @@
+"""Who is told what, and when: notification jobs in the outbox, rendered when sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from policyd.services.jobs import JobService
+from policyd.store.models import AccessRequest, Assignment, Job
+
+CHANNEL = "notify"  # the job's connector column: resolved to a notifier by the worker
+REMINDER_OFFSETS = (timedelta(days=14), timedelta(days=1))
+
+SUBJECTS = {
+    "approval_needed": "Approval needed: {package} for {subject}",
+    "request_decided": "Your request for {package} was {state}",
+    "access_granted": "You now have {package}",
+    "access_expiring": "Your access to {package} ends {expires}",
+    "access_removed": "Your access to {package} has ended",
+}
+TEXTS = {
+    "approval_needed": (
+        "{subject} asks for {package}.\nReason: {reason}\nJustification: {justification}\n"
+        "Approve or deny request {id} in policyd."
+    ),
+    "request_decided": "Request {id} for {package} is {state}: {reason}",
+    "access_granted": "Request {id} for {package} is delivered. It ends {expires}.",
+    "access_expiring": "Your access to {package} ends {expires}. Extend it in policyd if "
+    "you still need it.",
+    "access_removed": "Your access to {package} (assignment {id}) has been removed.",
+}
+
+
+def notify(
+    session: Session,
+    kind: str,
+    object_id: str,
+    recipients: Iterable[str],
+    *,
+    now: datetime,
+    key: str = "",
+) -> None:
+    """Queue one notification per recipient, in the caller's transaction."""
+    jobs = JobService(session)
+    for user in dict.fromkeys(recipients):
+        job = jobs.enqueue(
+            CHANNEL, CHANNEL, f"{kind}:{object_id}", key, user, assignment_id=None, now=now
+        )
+        job.kind = "notify"
+
+
+def remind_due(
+    session: Session, *, now: datetime, offsets: Iterable[timedelta] = REMINDER_OFFSETS
+) -> int:
+    """Queue each expiry reminder once, `offset` before an active assignment ends."""
+    queued = 0
+    for offset in offsets:
+        key = f"before:{int(offset.total_seconds())}"
+        due = session.scalars(
+            select(Assignment).where(
+                Assignment.state == "active",
+                Assignment.expires_at > now,
+                Assignment.expires_at <= now + offset,
+            )
+        )
+        for assignment in due:
+            if assignment.starts_at + offset >= assignment.expires_at:
+                continue  # access shorter than the offset: a reminder would only be noise
+            resource = f"access_expiring:{assignment.id}"
+            sent = session.scalar(
+                select(Job.id).where(
+                    Job.kind == "notify", Job.resource == resource, Job.role == key
+                )
+            )
+            if sent is None:
+                notify(
+                    session,
+                    "access_expiring",
+                    assignment.id,
+                    [assignment.subject_id],
+                    now=now,
+                    key=key,
+                )
+                queued += 1
+    session.commit()
+    return queued
+
+
+def render(session: Session, kind: str, object_id: str) -> tuple[str, str]:
+    """(subject line, text) for a notification, from the object's state when it is sent."""
+    values: dict[str, str] = {"id": object_id, "reason": "", "justification": "-"}
+    request = session.get(AccessRequest, object_id)
+    assignment = session.get(Assignment, object_id)
+    if request is not None:
+        values.update(
+            package=request.package,
+            subject=request.subject_id,
+            state=request.state.replace("_", " "),
+            reason=request.reason,
+            justification=request.justification or "-",
+            expires=_when(request.expires_at),
+        )
+    elif assignment is not None:
+        values.update(
+            package=assignment.package,
+            subject=assignment.subject_id,
+            state=assignment.state,
+            expires=_when(assignment.expires_at),
+        )
+    else:
+        values.update(package="?", subject="?", state="gone", expires="-")
+    return SUBJECTS[kind].format(**values), TEXTS[kind].format(**values) + "\n"
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else "never"

@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from policyd.notify import Notification, NotifyError
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
+from policyd.services.external_users import ExternalUsers, sweep_external_users
 from policyd.services.jobs import JobService
 from policyd.services.notifications import remind_due, render
 from policyd.services.requests import RequestService
@@ -41,12 +42,16 @@ class Worker:
         runtime: PolicyRuntime,
         name: str | None = None,
         notifiers: Notifiers | None = None,
+        external_users: ExternalUsers = ExternalUsers.NONE,
+        delete_after: timedelta = timedelta(days=30),
     ):
         self.sessions = sessions
         self.connectors = connectors
         self.runtime = runtime
         self.name = name or worker_id()
         self.notifiers = notifiers or Notifiers({})
+        self.external_users = external_users
+        self.delete_after = delete_after
 
     def run_jobs(self, *, now: datetime, limit: int = 50, ids: list[str] | None = None) -> int:
         """Claim and run due jobs (only `ids` when given); returns how many ran."""
@@ -62,6 +67,10 @@ class Worker:
         try:
             if job.kind == "notify":
                 self._notify(job)
+            elif job.kind in ("disable_user", "delete_user"):
+                method = getattr(self.connectors.get(job.connector), job.kind, None)
+                if method is not None:  # connectors that cannot do it skip the job
+                    method(job.subject_id)
             else:
                 connector = self.connectors.get(job.connector)
                 getattr(connector, job.kind)(self._target(job))
@@ -122,6 +131,10 @@ class Worker:
             stages = RequestService(session, self.runtime).expire_stages(now=now)
         with self.sessions() as session:
             reminders = remind_due(session, now=now)
+        with self.sessions() as session:
+            guests = sweep_external_users(
+                session, now=now, mode=self.external_users, delete_after=self.delete_after
+            )
         while True:
             with self.sessions() as session:
                 count = AssignmentService(session, self.runtime).expire_due(now=now, limit=batch)
@@ -133,7 +146,7 @@ class Worker:
             ran += count
             if count < batch:
                 break
-        return {"expired": expired, "jobs": ran, **stages, "reminders": reminders}
+        return {"expired": expired, "jobs": ran, **stages, "reminders": reminders, **guests}
 
     def loop(self, stop: threading.Event, *, interval: float = 5.0) -> None:
         """Sweep every `interval` seconds until `stop` is set (policyd worker, policyd serve)."""

@@ -36,6 +36,8 @@ class FlakyCrm:
         self.down_for = int(context.settings.get("down_for", 0))
         self.broken = bool(context.settings.get("broken", False))
         self.holders: set[str] = set()
+        self.disabled: list[str] = []
+        self.deleted: list[str] = []
         self.calls = 0
         self.lock = threading.Lock()
         FlakyCrm.last = self
@@ -59,6 +61,14 @@ class FlakyCrm:
     def members(self, resource):
         return set(self.holders)
 
+    def disable_user(self, user_id):
+        self._call()
+        self.disabled.append(user_id)
+
+    def delete_user(self, user_id):
+        self._call()
+        self.deleted.append(user_id)
+
     def health(self):
         self._call()
 
@@ -68,7 +78,7 @@ def make_app(database_url, clock, tmp_path):
     registry.register("flaky-crm", FlakyCrm)
     apps = []
 
-    def make(delivery="worker", **settings):
+    def make(delivery="worker", extra=None, **settings):
         config = tmp_path / "connectors.yaml"
         config.write_text(
             "apiVersion: policyd/v1\nconnectors:\n"
@@ -87,6 +97,7 @@ def make_app(database_url, clock, tmp_path):
                 "POLICYD_AUTO_UPGRADE": True,
                 "POLICYD_CONNECTORS": str(config),
                 "POLICYD_DELIVERY": delivery,
+                **(extra or {}),
             }
         )
         apps.append(app)
@@ -167,7 +178,15 @@ def test_expiry_revokes_through_the_connectors(make_app, clock):
     request_crm(client, admin)
     assert FlakyCrm.last.holders == {"ada"}
     worker = app.extensions["policyd.worker"]
-    idle = {"expired": 0, "jobs": 0, "escalated": 0, "timed_out": 0, "reminders": 0}
+    idle = {
+        "expired": 0,
+        "jobs": 0,
+        "escalated": 0,
+        "timed_out": 0,
+        "reminders": 0,
+        "disabled": 0,
+        "deleted": 0,
+    }
     assert worker.sweep(now=clock()) == {**idle, "jobs": 1}  # the access-granted notice
     assert worker.sweep(now=clock()) == idle
     clock.advance(hours=8)
@@ -212,3 +231,26 @@ def test_unknown_connector_instances_fail_clearly(make_app, clock, tmp_path):
     worker.run_jobs(now=clock())
     failed = client.get("/v1/jobs?state=failed", headers=admin).json
     assert failed[0]["last_error"] == "no connector instance 'crm' is configured"
+
+
+def test_guests_are_disabled_then_deleted_after_their_last_access_ends(make_app, clock):
+    """With disable_then_delete, a guest's connectors disable them at once and delete them
+    30 days later, each once; members are left alone."""
+    extra = {"POLICYD_EXTERNAL_USERS": "disable_then_delete"}
+    app, client, admin = make_app(delivery="inline", extra=extra)
+    client.put(
+        "/v1/users/ada", json={"email": "ada@partner.example", "type": "guest"}, headers=admin
+    )
+    request_crm(client, admin)
+    worker = app.extensions["policyd.worker"]
+    assert worker.sweep(now=clock())["disabled"] == 0  # still has access
+    clock.advance(hours=8)
+    worker.sweep(now=clock())
+    assert worker.sweep(now=clock())["disabled"] == 1
+    worker.sweep(now=clock())
+    assert FlakyCrm.last.disabled == ["ada"] and FlakyCrm.last.deleted == []
+    clock.advance(days=30)
+    assert worker.sweep(now=clock())["deleted"] == 1
+    worker.sweep(now=clock())
+    assert FlakyCrm.last.deleted == ["ada"]
+    assert worker.sweep(now=clock())["deleted"] == 0

@@ -25,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "POLICYD_OIDC_JWKS": None,
     "POLICYD_CONNECTORS": None,  # connector instances file (connectors.yaml)
     "POLICYD_DELIVERY": "inline",  # inline: run new jobs at once; worker: leave them to workers
+    "POLICYD_EXTERNAL_USERS": "none",  # guests without access: none | disable | disable_then_delete
+    "POLICYD_EXTERNAL_DELETE_AFTER": "P30D",  # with disable_then_delete: delete this long after
 }
 
 
@@ -144,6 +146,8 @@ def _init_connectors(app: Flask) -> None:
 
 def _init_worker(app: Flask) -> None:
     from policyd.connectors.config import Notifiers, load_notifiers
+    from policyd.rules.condition import parse_duration
+    from policyd.services.external_users import ExternalUsers
     from policyd.worker import Worker
 
     database: Database = app.extensions["policyd.db"]
@@ -153,6 +157,8 @@ def _init_worker(app: Flask) -> None:
         app.extensions["policyd.connectors"],
         app.extensions["policyd.runtime"],
         notifiers=notifiers,
+        external_users=ExternalUsers(app.config["POLICYD_EXTERNAL_USERS"]),
+        delete_after=parse_duration(app.config["POLICYD_EXTERNAL_DELETE_AFTER"]),
     )
 
 

@@ -14,6 +14,8 @@ import click
 from policyd.cli.base import _admin, _fail, _pages, _session, actor_option, database_option, main
 from policyd.connectors.config import Connectors, Notifiers, load_instances, load_notifiers
 from policyd.rules import PolicyRuntime, ProblemsError
+from policyd.rules.condition import parse_duration
+from policyd.services.external_users import ExternalUsers
 from policyd.services.jobs import JobService
 from policyd.services.versions import PolicySync
 from policyd.store import Database
@@ -29,7 +31,12 @@ connectors_option = click.option(
 
 
 @contextmanager
-def _worker(database_url: str, connectors_file: Path | None) -> Iterator[Worker]:
+def _worker(
+    database_url: str,
+    connectors_file: Path | None,
+    external_users: str = "none",
+    delete_after: str = "P30D",
+) -> Iterator[Worker]:
     try:
         instances = load_instances(connectors_file)
         notifiers = Notifiers(load_notifiers(connectors_file))
@@ -40,7 +47,14 @@ def _worker(database_url: str, connectors_file: Path | None) -> Iterator[Worker]
     try:
         PolicySync(runtime, database.session).sync()
         connectors = Connectors(instances, database.session)
-        yield Worker(database.session, connectors, runtime, notifiers=notifiers)
+        yield Worker(
+            database.session,
+            connectors,
+            runtime,
+            notifiers=notifiers,
+            external_users=ExternalUsers(external_users),
+            delete_after=parse_duration(delete_after),
+        )
     finally:
         runtime.close()
         database.dispose()
@@ -49,11 +63,37 @@ def _worker(database_url: str, connectors_file: Path | None) -> Iterator[Worker]
 @main.command()
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between sweeps.")
 @click.option("--once", is_flag=True, help="Run one sweep and exit.")
+@click.option(
+    "--external-users",
+    envvar="POLICYD_EXTERNAL_USERS",
+    type=click.Choice([m.value for m in ExternalUsers]),
+    default="none",
+    show_default=True,
+    help="What to do with guests whose last access ended [env: POLICYD_EXTERNAL_USERS].",
+)
+@click.option(
+    "--external-delete-after",
+    envvar="POLICYD_EXTERNAL_DELETE_AFTER",
+    default="P30D",
+    show_default=True,
+    help="With disable_then_delete: how long after (ISO-8601).",
+)
 @database_option
 @connectors_option
-def worker(interval: float, once: bool, database_url: str, connectors_file: Path | None) -> None:
+def worker(
+    interval: float,
+    once: bool,
+    external_users: str,
+    external_delete_after: str,
+    database_url: str,
+    connectors_file: Path | None,
+) -> None:
     """Run grant/revoke jobs and expire access; several workers may share a PostgreSQL."""
-    with _worker(database_url, connectors_file) as runner:
+    try:
+        parse_duration(external_delete_after)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--external-delete-after") from None
+    with _worker(database_url, connectors_file, external_users, external_delete_after) as runner:
         if once:
             click.echo(f"swept: {runner.sweep(now=datetime.now(UTC))}")
             return

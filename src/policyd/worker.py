@@ -19,7 +19,7 @@ from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.external_users import ExternalUsers, sweep_external_users
-from policyd.services.jobs import JobService
+from policyd.services.jobs import CLAIM_BATCH, JobService
 from policyd.services.notifications import remind_due, render
 from policyd.services.requests import RequestService
 from policyd.store.models import Assignment, Job, User
@@ -62,6 +62,9 @@ class Worker:
         return len(claimed)
 
     def _run(self, job: Job, now: datetime) -> None:
+        with self.sessions() as session:
+            if not JobService(session).holds(job.id, self.name):
+                return  # its lease lapsed and another worker took it over
         error: str | None = None
         retryable = True
         try:
@@ -83,6 +86,9 @@ class Worker:
             error = f"{type(err).__name__}: {err}"
         with self.sessions() as session:
             jobs = JobService(session)
+            if not jobs.holds(job.id, self.name):
+                log.warning("job %s was taken over by another worker; its outcome stands", job.id)
+                return
             if error is None:
                 jobs.finish(job.id, now=now)
             else:
@@ -142,9 +148,9 @@ class Worker:
             if count < batch:
                 break
         while True:
-            count = self.run_jobs(now=now, limit=batch)
+            count = self.run_jobs(now=now, limit=CLAIM_BATCH)
             ran += count
-            if count < batch:
+            if count < CLAIM_BATCH:
                 break
         return {"expired": expired, "jobs": ran, **stages, "reminders": reminders, **guests}
 

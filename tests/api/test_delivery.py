@@ -254,3 +254,29 @@ def test_guests_are_disabled_then_deleted_after_their_last_access_ends(make_app,
     worker.sweep(now=clock())
     assert FlakyCrm.last.deleted == ["ada"]
     assert worker.sweep(now=clock())["deleted"] == 0
+
+
+def test_a_slow_worker_does_not_redo_a_job_taken_over_by_another(make_app, clock):
+    """Once a job's lease lapses and another worker runs it, the first worker leaves it."""
+    from policyd.services.jobs import LEASE, JobService
+    from policyd.worker import Worker
+
+    app, client, admin = make_app()
+    request_crm(client, admin)
+    worker_b = app.extensions["policyd.worker"]
+    worker_a = Worker(
+        app.extensions["policyd.db"].session,
+        worker_b.connectors,
+        worker_b.runtime,
+        name="slow-a",
+    )
+    with app.extensions["policyd.db"].session() as session:
+        claimed = JobService(session).claim("slow-a", now=clock())
+    crm_job = next(job for job in claimed if job.connector == "crm")
+    clock.advance(seconds=LEASE.total_seconds() + 1)
+    assert worker_b.run_jobs(now=clock()) == 2
+    calls = FlakyCrm.last.calls
+    worker_a._run(crm_job, clock())  # the slow worker finally gets to it
+    assert FlakyCrm.last.calls == calls
+    job = client.get(f"/v1/jobs/{crm_job.id}", headers=admin).json
+    assert (job["state"], job["attempts"]) == ("done", 2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,9 +44,11 @@ def _worker(
         _fail(err.problems)
     database = Database(database_url)
     runtime = PolicyRuntime()
+    stack = ExitStack()
     try:
         PolicySync(runtime, database.session).sync()
         connectors = Connectors(instances, database.session)
+        stack.callback(connectors.close)
         yield Worker(
             database.session,
             connectors,
@@ -56,6 +58,7 @@ def _worker(
             delete_after=parse_duration(delete_after),
         )
     finally:
+        stack.close()
         runtime.close()
         database.dispose()
 

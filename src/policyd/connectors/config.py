@@ -159,6 +159,15 @@ class Connectors:
                 self._created[name] = create_connector(config.type, self._context(config))
             return self._created[name]
 
+    def close(self) -> None:
+        """Close every created instance that holds connections (LDAP pools, HTTP clients)."""
+        with self._lock:
+            created, self._created = self._created, {}
+        for connector in created.values():
+            close = getattr(connector, "close", None)
+            if callable(close):
+                close()
+
     def _context(self, config: InstanceConfig) -> ConnectorContext:
         secrets = resolve_secrets(config, self._environ)
         return ConnectorContext(

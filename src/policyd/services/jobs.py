@@ -20,6 +20,9 @@ MAX_ATTEMPTS = 8
 BASE_DELAY = timedelta(seconds=5)
 MAX_DELAY = timedelta(hours=1)
 LEASE = timedelta(minutes=5)  # a claimed job whose worker died is claimed again after this
+# Jobs a worker claims at once: small enough that a batch of slow calls (connector timeouts
+# are seconds) ends well within LEASE, so a live worker's jobs are not taken over.
+CLAIM_BATCH = 20
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
@@ -102,6 +105,12 @@ class JobService:
         ).all()
         self.session.commit()
         return list(claimed)
+
+    def holds(self, job_id: str, worker: str) -> bool:
+        """Whether `worker` still holds the job's lease (another worker may have taken over
+        a job whose lease ran out; then only the new holder records the outcome)."""
+        job = self._get(job_id, lock=True)
+        return job.state == "running" and job.locked_by == worker
 
     def finish(self, job_id: str, *, now: datetime) -> Job:
         job = self._get(job_id, lock=True)

@@ -200,10 +200,10 @@ class Stack:
         return [event for event in self.webhook.events.values() if event["event"] == kind]
 
     def close(self) -> None:
-        connectors = self.app.extensions["policyd.connectors"]
-        for name in (LDAP, SCIM):
-            connectors.get(name).close()
-        self.app.extensions["policyd.decision_log"].close()
+        self.app.extensions["policyd.connectors"].close()
+        decision_log = self.app.extensions.get("policyd.decision_log")
+        if decision_log is not None:
+            decision_log.close()
         self.app.extensions["policyd.runtime"].close()
         database = self.app.extensions["policyd.db"]
         with database.engine.begin() as connection:

@@ -420,7 +420,7 @@ def database(url: str | None, tmp: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def prepare(url: str) -> str:
+def prepare(url: str, config: dict[str, str]) -> str:
     """Migrate, publish the example policies, add the directory; an admin API token."""
     from datetime import UTC, datetime
 
@@ -430,6 +430,7 @@ def prepare(url: str) -> str:
 
     app = create_app(
         {
+            **config,
             "POLICYD_DATABASE_URL": url,
             "POLICYD_POLICIES": str(POLICIES),
             "POLICYD_AUTO_UPGRADE": True,
@@ -452,8 +453,34 @@ def prepare(url: str) -> str:
             if response.status_code not in (200, 204):
                 raise SystemExit(f"setup PUT {path}: HTTP {response.status_code} {response.text}")
     finally:
+        app.extensions["policyd.decision_log"].close()
+        app.extensions["policyd.runtime"].close()
         db.dispose()
     return token
+
+
+def count_logged(url: str, config: dict[str, str]) -> int:
+    """Entries in the decision log once the spools of the stopped servers are swept."""
+    from sqlalchemy import func, select
+
+    from policyd.api import create_app
+    from policyd.store.models import DecisionRecord
+
+    app = create_app({**config, "POLICYD_DATABASE_URL": url, "POLICYD_POLICIES": ""})  # sweeps
+    db = app.extensions["policyd.db"]
+    try:
+        with db.session() as session:
+            return session.scalar(select(func.count()).select_from(DecisionRecord)) or 0
+    finally:
+        app.extensions["policyd.decision_log"].close()
+        app.extensions["policyd.runtime"].close()
+        db.dispose()
+
+
+def answered(stats: Stats) -> int:
+    """Responses with status 200."""
+    refused = sum(n for what, n in stats.error_detail.items() if what.startswith("HTTP "))
+    return stats.requests - refused
 
 
 def free_port() -> int:
@@ -527,6 +554,11 @@ def preflight(decisions_port: int, bare_port: int, token: str, bodies: list[byte
 # --- report ------------------------------------------------------------------------------------
 
 
+def server_us_per_request(stats: Stats) -> float:
+    """Server CPU per answered request: steadier than req/s when other jobs share the cores."""
+    return stats.server_cores / stats.throughput * 1e6 if stats.throughput else math.nan
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -555,7 +587,7 @@ def report(
     print(
         f"gunicorn {settings['workers']} sync workers, {settings['database']}; "
         f"{settings['concurrency']} clients in {settings['processes']} load processes; "
-        f"{os.cpu_count()} cores"
+        f"{os.cpu_count()} cores; decision log {settings['decision_log']}"
     )
     print()
     print(
@@ -579,7 +611,8 @@ def report(
     print()
     for stats in (bare, decisions):
         print(
-            f"{stats.name:<10} CPU cores: servers {stats.server_cores:.2f}, driver "
+            f"{stats.name:<10} CPU cores: servers {stats.server_cores:.2f} "
+            f"({server_us_per_request(stats):.0f} us/request), driver "
             f"{stats.driver_cores:.2f} ({stats.driver_us_per_request:.0f} us/request, busiest "
             f"load process {stats.driver_busiest:.0%} of a core), other {stats.other_cores:.2f}; "
             f"{stats.connections} connections"
@@ -596,6 +629,11 @@ def report(
     )
     if bare.connections >= bare.requests:
         print("note: gunicorn sync workers close every connection, so each request reconnects")
+    logged = settings["logged"]
+    print(
+        f"decision log: {logged['answered']} decisions answered 200 (warm-up included), "
+        f"{logged['stored']} stored after the servers stopped"
+    )
     return summary
 
 
@@ -616,6 +654,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=min(4, os.cpu_count() or 1),
         help="load processes the clients are spread over (default: cores, at most 4)",
     )
+    parser.add_argument(
+        "--decision-log",
+        choices=("spool", "sync"),
+        default="spool",
+        help="POLICYD_DECISION_LOG of the decisions server (default spool, the app's default)",
+    )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
     for name in ("workers", "concurrency", "requests", "processes"):
@@ -629,11 +673,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="policyd-bench-")))
         url = stack.enter_context(database(args.database_url, tmp))
+        config = {
+            "POLICYD_DECISION_LOG": args.decision_log,
+            "POLICYD_SPOOL_DIR": str(tmp / "spool"),
+        }
         log("preparing the database (migrate, publish policies, token, directory)")
-        token = prepare(url)
+        token = prepare(url, config)
         (tmp / "bare_echo.py").write_text(BARE_APP)
         env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYD_")}
-        real_env = env | {"POLICYD_DATABASE_URL": url, "POLICYD_POLICIES": str(POLICIES)}
+        real_env = env | config | {"POLICYD_DATABASE_URL": url, "POLICYD_POLICIES": str(POLICIES)}
         real, real_port, real_log = start_server(
             stack, "decisions", "policyd.api:create_app()", tmp, real_env, args.workers
         )
@@ -650,11 +698,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"servers ready on ports {real_port} (decisions) and {bare_port} (bare)")
 
         results: dict[str, Stats] = {}
+        decided = len(bodies)  # the preflight's
         for name, server, port in (("bare", bare, bare_port), ("decisions", real, real_port)):
             messages = tuple(http_message("POST", port, PATH, token, body) for body in bodies)
             common = {"concurrency": args.concurrency, "processes": args.processes}
             log(f"{name}: warm-up {args.warmup:g} s")
-            measure(name, port, server.pid, messages, requests=10**9, seconds=args.warmup, **common)
+            warmup = measure(
+                name, port, server.pid, messages, requests=10**9, seconds=args.warmup, **common
+            )
+            if name == "decisions":
+                decided += answered(warmup)
             log(f"{name}: measuring ({args.requests} requests or {args.seconds:g} s)")
             results[name] = measure(
                 name,
@@ -665,9 +718,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seconds=args.seconds,
                 **common,
             )
+        decided += answered(results["decisions"])
+        stop_server(real)  # its workers' spools are left for the sweep below
+        stored = count_logged(url, config)
         settings = {
             "workers": args.workers,
             "database": "postgresql" if args.database_url else "sqlite",
+            "decision_log": args.decision_log,
+            "logged": {"answered": decided, "stored": stored},
             "concurrency": args.concurrency,
             "processes": min(args.processes, args.concurrency),
             "requests": args.requests,
@@ -678,6 +736,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         failed = results["decisions"].errors + results["bare"].errors
         if failed:
             log(f"FAILED: {failed} requests without a 200 response")
+            return 1
+        if stored < decided:
+            log(f"FAILED: {decided - stored} answered decisions missing from the log")
             return 1
     return 0
 

@@ -77,6 +77,7 @@ def app(database_url: str, clock: Clock) -> Iterator[Flask]:
     )
     yield application
     database = application.extensions["policyd.db"]
+    application.extensions["policyd.decision_log"].close()  # stores what it spooled, first
     application.extensions["policyd.runtime"].close()
     with database.engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from policyd.api import create_app
+
 
 def decide(client, headers, package, subject):
     return client.post(
@@ -72,3 +76,61 @@ def test_values_too_long_for_a_column_are_422_not_500(client, admin):
     assert response.status_code == 422
     field = client.put("/v1/users/ok", json={"department": too_long}, headers=admin)
     assert field.status_code == 422 and "department" in field.json["errors"]
+
+
+@pytest.fixture
+def elsewhere(app, database_url, clock):
+    """A second app on the same database: another process, as far as caches are concerned."""
+    other = create_app(
+        {"POLICYD_DATABASE_URL": database_url, "POLICYD_POLICIES": "", "POLICYD_CLOCK": clock}
+    )
+    yield other
+    other.extensions["policyd.decision_log"].close()
+    other.extensions["policyd.runtime"].close()
+    other.extensions["policyd.db"].dispose()
+
+
+ELIGIBLE = "/v1/groups/Group.ScopeA.Readers.Eligible/members/bob"
+
+
+def test_this_processes_directory_changes_reach_the_next_decision(client, admin, people):
+    """A membership written through this process clears its subject cache at once."""
+    assert decide(client, admin, "scope-a-readers", {"id": "bob"}).json["decision"] == (
+        "require_approval"
+    )
+    assert client.put(ELIGIBLE, headers=admin).status_code == 204
+    assert decide(client, admin, "scope-a-readers", {"id": "bob"}).json["decision"] == (
+        "auto_approve"
+    )
+
+
+def test_other_processes_changes_show_within_the_cache_ttl(app, client, admin, people, elsewhere):
+    """Another process's write is seen once the cached subject expires (here: is dropped)."""
+    assert decide(client, admin, "scope-a-readers", {"id": "bob"}).json["decision"] == (
+        "require_approval"
+    )
+    assert elsewhere.test_client().put(ELIGIBLE, headers=admin).status_code == 204
+    stale = decide(client, admin, "scope-a-readers", {"id": "bob"}).json["decision"]
+    assert stale == "require_approval"  # at most POLICYD_SUBJECT_CACHE_SECONDS old
+    app.extensions["policyd.subjects"].clear()  # what the TTL does
+    assert decide(client, admin, "scope-a-readers", {"id": "bob"}).json["decision"] == (
+        "auto_approve"
+    )
+
+
+def test_requests_always_read_the_directory_afresh(client, admin, people, elsewhere):
+    """A request is decided on current data even while decisions may use a cached subject."""
+    decide(client, admin, "scope-a-readers", {"id": "bob"})  # caches bob
+    assert elsewhere.test_client().put(ELIGIBLE, headers=admin).status_code == 204
+    body = {"package": "scope-a-readers", "subject": {"id": "bob"}}
+    request = client.post("/v1/requests", json=body, headers=admin).json
+    assert request["rule"] == "eligible-members"
+
+
+def test_a_trusted_overlay_never_reaches_another_caller(client, token, people):
+    """The cache holds the directory's subject only, never what a trusted app supplied."""
+    claim = {"id": "bob", "groups": ["Group.ScopeA.Readers.Eligible"]}
+    trusted = decide(client, token("trusted-app", "app"), "scope-a-readers", claim).json
+    assert trusted["decision"] == "auto_approve"
+    plain = decide(client, token("portal", "app"), "scope-a-readers", claim).json
+    assert plain["decision"] == "require_approval"

@@ -27,6 +27,10 @@ DEFAULTS: dict[str, Any] = {
     "POLICYD_DELIVERY": "inline",  # inline: run new jobs at once; worker: leave them to workers
     "POLICYD_EXTERNAL_USERS": "none",  # guests without access: none | disable | disable_then_delete
     "POLICYD_EXTERNAL_DELETE_AFTER": "P30D",  # with disable_then_delete: delete this long after
+    "POLICYD_DECISION_LOG": "spool",  # spool: a local file, inserted in the background; or sync
+    "POLICYD_SPOOL_DIR": None,  # default: beside the SQLite file, or in the temp folder
+    "POLICYD_DECISION_LOG_INTERVAL": 0.1,  # seconds between inserts of spooled entries
+    "POLICYD_SUBJECT_CACHE_SECONDS": 2.0,  # decisions only; 0 turns the cache off
 }
 
 
@@ -52,6 +56,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
     )
     _init_store(app)
+    _init_decisions(app)
     _init_connectors(app)
     _init_policies(app)
     _init_oidc(app)
@@ -95,6 +100,25 @@ def _init_store(app: Flask) -> None:
         database.upgrade()
     app.extensions["policyd.db"] = database
     app.teardown_appcontext(context.close_session)
+
+
+def _init_decisions(app: Flask) -> None:
+    """The decision-log writer (its flusher thread starts here) and the subject cache."""
+    from policyd.services.decision_log import DecisionLog
+    from policyd.services.subject_cache import SubjectCache
+
+    database: Database = app.extensions["policyd.db"]
+    decision_log = DecisionLog(
+        database.engine,
+        app.config["POLICYD_DECISION_LOG"],
+        app.config["POLICYD_SPOOL_DIR"],
+        interval=float(app.config["POLICYD_DECISION_LOG_INTERVAL"]),
+    )
+    decision_log.start()
+    app.extensions["policyd.decision_log"] = decision_log
+    subjects = SubjectCache(float(app.config["POLICYD_SUBJECT_CACHE_SECONDS"]))
+    subjects.watch(database.sessions)
+    app.extensions["policyd.subjects"] = subjects
 
 
 def _init_policies(app: Flask) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+import json
+
+from flask import current_app, g
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from policyd.api import context
 from policyd.api.auth import require
 from policyd.api.errors import ApiErrorSchema
+from policyd.api.parser import ShortcutParser, decision_body
 from policyd.api.schemas import (
     DecisionInSchema,
     DecisionOutSchema,
@@ -19,11 +22,30 @@ from policyd.domain import RequestOptions
 from policyd.services.actor import Role
 from policyd.services.decisions import DecisionService, LoggedDecision
 
-blp = Blueprint("decisions", __name__, url_prefix="/v1/decisions", description="Decisions")
+
+class DecisionsBlueprint(Blueprint):
+    # Plain decision bodies skip marshmallow: about 45 µs, an eighth of a decision (parser.py).
+    ARGUMENTS_PARSER = ShortcutParser({DecisionInSchema: decision_body})
+
+
+blp = DecisionsBlueprint("decisions", __name__, url_prefix="/v1/decisions", description="Decisions")
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
+def service() -> DecisionService:
+    extensions = current_app.extensions
+    return DecisionService(
+        context.session,  # opened only when needed: most decisions need no database
+        context.runtime(),
+        log=extensions["policyd.decision_log"],
+        subjects=extensions["policyd.subjects"],
+    )
 
 
 def decision_out(logged: LoggedDecision) -> dict:
-    return {"decision_id": logged.id, "subject_id": logged.subject.id, **logged.decision.to_dict()}
+    return {"decision_id": logged.id, "subject_id": logged.subject.id, **logged.result}
 
 
 @blp.route("")
@@ -34,9 +56,8 @@ class Decisions(MethodView):
     def post(self, data):
         """Decide whether a subject may have a package now (no side effects but the log)."""
         actor = require(Role.USER, Role.APP, Role.ADMIN)
-        service = DecisionService(context.session(), context.runtime())
         subject = data["subject"]
-        logged = service.decide(
+        logged = service().decide(
             actor,
             data["package"],
             subject.id,
@@ -44,16 +65,18 @@ class Decisions(MethodView):
             data["request"] or RequestOptions(),
             now=context.now(),
         )
-        # Already JSON-ready: skip a second serialisation pass through the schema.
-        return jsonify(decision_out(logged))
+        g.decision_outcome = logged.decision.outcome.value  # for the metrics (api/health.py)
+        # Already JSON-ready: no pass through the schema, nor jsonify's key sorting (the hot
+        # path of the service; DecisionOutSchema still documents the answer).
+        body = _ENCODER.encode(decision_out(logged))
+        return current_app.response_class(body + "\n", mimetype="application/json")
 
     @blp.arguments(DecisionQuerySchema(), location="query")
     @blp.response(200, DecisionRecordSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
         """List logged decisions (users see their own)."""
-        service = DecisionService(context.session(), context.runtime())
-        return context.paged(pagination_parameters, service.list, context.actor(), **args)
+        return context.paged(pagination_parameters, service().list, context.actor(), **args)
 
 
 @blp.route("/<decision_id>")
@@ -61,7 +84,7 @@ class DecisionById(MethodView):
     @blp.response(200, DecisionRecordSchema)
     def get(self, decision_id):
         """One logged decision with its full input."""
-        record = DecisionService(context.session(), context.runtime()).get(decision_id)
+        record = service().get(decision_id)
         actor = context.actor()
         if actor.role is Role.USER and record.subject_id != actor.principal:
             from policyd.services.errors import NotFoundError

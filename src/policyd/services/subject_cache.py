@@ -1,0 +1,99 @@
+"""Subjects recently read from the directory, per process, for POST /v1/decisions only."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from policyd.domain import Subject
+from policyd.store.models import (
+    Assignment,
+    ConnectedOrganization,
+    Group,
+    Membership,
+    OrganizationDomain,
+    User,
+)
+
+# Everything a resolved subject is read from: users, memberships, held packages, domains.
+WATCHED_TABLES = frozenset(
+    model.__tablename__
+    for model in (User, Group, Membership, Assignment, ConnectedOrganization, OrganizationDomain)
+)
+_MAX_ENTRIES = 10_000
+_CHANGED = "policyd.subjects_changed"  # Session.info flag: a watched table was written
+
+
+class SubjectCache:
+    """Directory subjects, as read before any caller's overlay, for `ttl` seconds.
+
+    A commit that writes the directory or assignments through a watched session factory (see
+    `watch`) clears the cache at once, so this process never decides on data older than its
+    own last write. Writes by other processes become visible within `ttl` seconds
+    (POLICYD_SUBJECT_CACHE_SECONDS, default 2; 0 turns the cache off).
+    """
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[Subject, float]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    @property
+    def generation(self) -> int:
+        """Read this before reading the directory, and pass it to `put`."""
+        return self._generation
+
+    def get(self, subject_id: str) -> Subject | None:
+        entry = self._entries.get(subject_id)
+        if entry is None or self._clock() >= entry[1]:
+            return None
+        return entry[0]
+
+    def put(self, subject_id: str, subject: Subject, generation: int) -> None:
+        """Remember `subject`, unless the cache was cleared since `generation` was read (the
+        subject may predate that write)."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if generation != self._generation:
+                return
+            if len(self._entries) >= _MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[subject_id] = (subject, self._clock() + self.ttl)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._entries.clear()
+
+    def watch(self, sessions: sessionmaker[Session]) -> None:
+        """Clear the cache whenever a session from `sessions` commits a write to a watched
+        table, through the unit of work or a statement."""
+        event.listen(sessions, "after_flush", _note_flush)
+        event.listen(sessions, "do_orm_execute", _note_statement)
+        event.listen(sessions, "after_commit", self._after_commit)
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop(_CHANGED, False):
+            self.clear()
+
+
+def _note_flush(session: Session, _context: Any) -> None:
+    for instance in (*session.new, *session.dirty, *session.deleted):
+        if getattr(instance, "__tablename__", None) in WATCHED_TABLES:
+            session.info[_CHANGED] = True
+            return
+
+
+def _note_statement(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) in WATCHED_TABLES:
+            state.session.info[_CHANGED] = True

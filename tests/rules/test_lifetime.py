@@ -74,3 +74,17 @@ def test_cron_in_a_time_zone_fires_in_local_time():
     """A cron lifetime with a timezone fires at local midnight, reported in UTC."""
     fire = next_fire("0 0 * * *", "Europe/Berlin", datetime(2026, 7, 1, 12, 0, tzinfo=UTC))
     assert fire == datetime(2026, 7, 1, 22, 0, tzinfo=UTC)
+
+
+def test_a_cron_end_is_the_same_anywhere_within_a_minute():
+    """The cached next fire time equals croniter's answer at any second of the minute."""
+    cron = "0 0 1 1,4,7,10 *"
+    for second in (0, 1, 59):
+        now = datetime(2026, 3, 31, 23, 59, second, tzinfo=UTC)
+        assert next_fire(cron, "UTC", now) == datetime(2026, 4, 1, tzinfo=UTC)
+    assert next_fire(cron, "UTC", datetime(2026, 4, 1, 0, 0, 0, tzinfo=UTC)) == datetime(
+        2026, 7, 1, tzinfo=UTC
+    )
+    assert next_fire(cron, "UTC", datetime(2026, 4, 1, 0, 0, 30, tzinfo=UTC)) == datetime(
+        2026, 7, 1, tzinfo=UTC
+    )

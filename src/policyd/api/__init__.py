@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "POLICYD_OIDC_AUDIENCE": None,
     "POLICYD_OIDC_JWKS_URL": None,
     "POLICYD_OIDC_JWKS": None,
+    "POLICYD_TOKEN_CACHE_SECONDS": 5,  # how long a process trusts a token it checked
     "POLICYD_CONNECTORS": None,  # connector instances file (connectors.yaml)
     "POLICYD_DELIVERY": "inline",  # inline: run new jobs at once; worker: leave them to workers
     "POLICYD_EXTERNAL_USERS": "none",  # guests without access: none | disable | disable_then_delete

@@ -16,6 +16,15 @@ from policyd.rules.model import LifetimePolicy, RequestedDuration
 
 def next_fire(cron: str, timezone: str, now: datetime) -> datetime:
     """The first time strictly after `now` that `cron` fires, in UTC."""
+    if len(cron.split()) == 5:
+        # Five-field crons fire on whole minutes, so the whole minute shares one answer;
+        # croniter costs ~100 µs, more than the rest of a decision.
+        return _next_fire(cron, timezone, now.astimezone(UTC).replace(second=0, microsecond=0))
+    return _next_fire.__wrapped__(cron, timezone, now)
+
+
+@lru_cache(maxsize=1024)
+def _next_fire(cron: str, timezone: str, now: datetime) -> datetime:
     local = now.astimezone(ZoneInfo(timezone))
     fire = croniter(cron, local).get_next(datetime)
     return fire.astimezone(UTC)

@@ -1,0 +1,649 @@
+"""Mass expiry: N assignments expire at one instant; how long until the worker removes them all."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as `python bench/expiry.py`, this file's folder heads sys.path and its neighbour http.py
+# would shadow the standard library's `http` (the httpx-based connectors import it); move that
+# folder to the end. Spawned workers inherit this sys.path.
+sys.path.sort(
+    key=lambda entry: (
+        os.path.realpath(entry or os.curdir) == os.path.dirname(os.path.realpath(__file__))
+    )
+)
+
+import argparse
+import cProfile
+import io
+import multiprocessing
+import pstats
+import queue
+import secrets
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy.engine import Connection, make_url
+
+from policyd.connectors.config import Connectors, load_instances
+from policyd.domain import Outcome
+from policyd.rules import PolicyRuntime, load_bundle
+from policyd.services.actor import SYSTEM
+from policyd.services.assignments import LIVE_STATES
+from policyd.services.jobs import MAX_ATTEMPTS
+from policyd.services.versions import PolicySync, VersionService
+from policyd.store import Database
+from policyd.store.models import (
+    AccessRequest,
+    Assignment,
+    AuditRecord,
+    DecisionRecord,
+    Group,
+    Job,
+    Membership,
+    User,
+)
+from policyd.worker import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICIES = ROOT / "policies"
+PACKAGE = "scope-a-readers"
+RULE = "eligible-members"
+CONNECTOR = "directory"
+GROUP = "Group.ScopeA.Readers"
+RESOURCE = f"group:{GROUP}"
+ROLE = "member"
+HELD = timedelta(hours=8)  # how long before T the access was granted
+GRACE = timedelta(seconds=1)  # the sweep runs at T + GRACE
+CHUNK = 5_000  # rows per executemany
+TARGET_SECONDS, TARGET_N = 60.0, 100_000  # the issue's goal, on PostgreSQL
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def log(message: str) -> None:
+    print(f"[expiry] {message}", file=sys.stderr, flush=True)
+
+
+# --- database and data -------------------------------------------------------------------------
+
+
+@contextmanager
+def database(kind: str, server_url: str) -> Iterator[str]:
+    """A fresh SQLite file or PostgreSQL database, removed afterwards."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="policyd-bench-") as tmp:
+            yield f"sqlite:///{Path(tmp) / 'policyd.db'}"
+        return
+    server = make_url(server_url)
+    name = f"policyd_bench_{secrets.token_hex(4)}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        log(f"created PostgreSQL database {name}")
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            log(f"dropped PostgreSQL database {name}")
+    finally:
+        admin.dispose()
+
+
+def _insert(connection: Connection, model: Any, rows: list[dict[str, Any]]) -> None:
+    connection.execute(insert(model.__table__), rows)  # Core executemany, no ORM units of work
+
+
+def populate(url: str, n: int, expires_at: datetime, deadline: float) -> float:
+    """Migrate, publish the example policies and bulk-insert N active, granted assignments.
+
+    Every assignment is the only one granting the group to its user, so each needs a revoke.
+    Returns the seconds the inserts took.
+    """
+    granted = expires_at - HELD
+    db = Database(url)
+    try:
+        db.upgrade()
+        with db.session() as session:
+            files = load_bundle(POLICIES).files
+            version = VersionService(session).publish(SYSTEM, files, message="bench", now=granted)
+            version_id = version.id
+        started = time.perf_counter()
+        with db.engine.begin() as connection:
+            _insert(connection, Group, [{"id": GROUP, "display_name": GROUP}])
+        for first in range(0, n, CHUNK):
+            if time.monotonic() > deadline:
+                raise TimeoutError("--timeout reached while inserting the data")
+            rows = [
+                _rows(i, version_id, granted, expires_at)
+                for i in range(first, min(n, first + CHUNK))
+            ]
+            with db.engine.begin() as connection:
+                for model in (User, DecisionRecord, AccessRequest, Assignment, Job, Membership):
+                    _insert(connection, model, [row[model] for row in rows])
+        if not db.is_sqlite:
+            # Fresh planner statistics, as autovacuum would have gathered on a real table.
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+        return time.perf_counter() - started
+    finally:
+        db.dispose()
+
+
+def _rows(i: int, version: str, granted: datetime, expires_at: datetime) -> dict[Any, dict]:
+    user = f"bench-user-{i:07d}"
+    decision, request, assignment = (str(uuid.uuid4()) for _ in range(3))
+    reason = "Members of Group.ScopeA.Readers.Eligible are approved automatically"
+    return {
+        User: {
+            "id": user,
+            "email": f"{user}@example.org",
+            "display_name": f"Bench user {i}",
+            "type": "member",
+            "attributes": {},
+        },
+        DecisionRecord: {
+            "id": decision,
+            "at": granted,
+            "package": PACKAGE,
+            "subject_id": user,
+            "outcome": Outcome.AUTO_APPROVE.value,
+            "rule": RULE,
+            "matched": [RULE],
+            "reason": reason,
+            "version": version,
+            "input": {"subject": {"id": user}},
+            "result": {"outcome": Outcome.AUTO_APPROVE.value, "rule": RULE},
+            "principal": user,
+        },
+        AccessRequest: {
+            "id": request,
+            "package": PACKAGE,
+            "subject_id": user,
+            "principal": user,
+            "state": "delivered",
+            "stages": [],
+            "decision_id": decision,
+            "version": version,
+            "rule": RULE,
+            "reason": reason,
+            "expires_at": expires_at,
+            "created_at": granted,
+            "updated_at": granted,
+        },
+        Assignment: {
+            "id": assignment,
+            "subject_id": user,
+            "package": PACKAGE,
+            "state": "active",
+            "request_id": request,
+            "decision_id": decision,
+            "version": version,
+            "rule": RULE,
+            "starts_at": granted,
+            "expires_at": expires_at,
+        },
+        Job: {
+            "id": str(uuid.uuid4()),
+            "kind": "grant",
+            "connector": CONNECTOR,
+            "resource": RESOURCE,
+            "role": ROLE,
+            "subject_id": user,
+            "assignment_id": assignment,
+            "state": "done",
+            "attempts": 1,
+            "max_attempts": MAX_ATTEMPTS,
+            "run_at": granted,
+            "created_at": granted,
+            "finished_at": granted,
+        },
+        Membership: {"group_id": GROUP, "user_id": user},
+    }
+
+
+# --- the workers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepTiming:
+    """Wall-clock times (time.time()) of one sweep; `jobs_from` ends its expiry phase."""
+
+    started: float
+    jobs_from: float
+    ended: float
+    expired: int
+    jobs: int
+
+
+@dataclass
+class WorkerReport:
+    index: int
+    sweeps: list[SweepTiming] = field(default_factory=list)
+    removed: dict[str, float] = field(default_factory=dict)  # assignment id -> wall clock
+    cpu: float = 0.0  # this process's CPU seconds while sweeping
+    error: str | None = None
+
+
+class TimedWorker(Worker):
+    """The real Worker, noting when each sweep changes phase and each revoke job commits."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.sweeps: list[SweepTiming] = []
+        self.removed: dict[str, float] = {}
+        self._jobs_from: float | None = None
+
+    def sweep(self, *, now: datetime, batch: int = 500) -> dict[str, int]:
+        started, self._jobs_from = time.time(), None
+        result = super().sweep(now=now, batch=batch)
+        ended = time.time()
+        timing = SweepTiming(
+            started, self._jobs_from or ended, ended, result["expired"], result["jobs"]
+        )
+        self.sweeps.append(timing)
+        return result
+
+    def run_jobs(self, *, now: datetime, limit: int = 50, ids: list[str] | None = None) -> int:
+        if self._jobs_from is None:  # sweep() expires everything due before it runs jobs
+            self._jobs_from = time.time()
+        return super().run_jobs(now=now, limit=limit, ids=ids)
+
+    def _run(self, job: Job, now: datetime) -> None:
+        # `now` is fixed for the whole run, so finished_at cannot date the removal: the wall
+        # clock after the job's commit (job, assignment and audit in one transaction) can.
+        super()._run(job, now)
+        if job.kind == "revoke" and job.assignment_id:
+            self.removed[job.assignment_id] = time.time()
+
+
+def due(db: Database, now: datetime) -> int:
+    """Expired live assignments plus due queued jobs, as committed right now."""
+    with db.session() as session:
+        assignments = select(func.count()).where(
+            Assignment.state.in_(LIVE_STATES), Assignment.expires_at <= now
+        )
+        jobs = select(func.count()).where(Job.state == "queued", Job.run_at <= now)
+        return (session.scalar(assignments) or 0) + (session.scalar(jobs) or 0)
+
+
+def work(
+    index: int,
+    url: str,
+    now: datetime,
+    batch: int,
+    barrier: Barrier,
+    results: multiprocessing.Queue,
+    profile: str | None,
+) -> None:
+    """One worker process: built like `policyd worker`, it sweeps until nothing is due."""
+    report = WorkerReport(index)
+    db = Database(url)
+    runtime = PolicyRuntime()
+    try:
+        PolicySync(runtime, db.session).sync()
+        worker = TimedWorker(db.session, Connectors(load_instances(None), db.session), runtime)
+        barrier.wait()
+        cpu = time.process_time()
+        profiler = cProfile.Profile()
+        if profile:
+            profiler.enable()
+        while True:
+            if any(worker.sweep(now=now, batch=batch).values()):
+                continue
+            if not due(db, now):
+                break
+            time.sleep(0.05)  # another worker holds the rest locked; its commit frees them
+        if profile:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        report.sweeps, report.removed = worker.sweeps, worker.removed
+        report.cpu = time.process_time() - cpu
+    except Exception:
+        barrier.abort()  # the others (and the parent) stop waiting for this one
+        report.error = traceback.format_exc()
+    finally:
+        runtime.close()
+        db.dispose()
+    results.put(report)
+
+
+# --- one run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Checks:
+    removed: int = 0
+    memberships: int = 0
+    jobs: dict[str, int] = field(default_factory=dict)  # jobs the sweeps ran, by kind
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    database: str
+    workers: int
+    n: int
+    setup: float = 0.0
+    expire: float = 0.0
+    revoke: float = 0.0
+    total: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    shares: list[tuple[int, int, float]] = field(default_factory=list)  # expired, jobs, CPU s
+    checks: Checks = field(default_factory=Checks)
+    status: str = "ok"
+
+
+def verify(url: str, n: int, now: datetime) -> Checks:
+    """Every assignment removed, every membership gone, every revoke run exactly once."""
+    db = Database(url)
+    checks = Checks()
+    problems = checks.problems
+    try:
+        with db.session() as session:
+            states = dict(
+                session.execute(
+                    select(Assignment.state, func.count()).group_by(Assignment.state)
+                ).all()
+            )
+            checks.removed = states.get("removed", 0)
+            if checks.removed != n:
+                problems.append(f"assignments by state: {states}")
+            checks.memberships = (
+                session.scalar(select(func.count()).where(Membership.group_id == GROUP)) or 0
+            )
+            if checks.memberships:
+                problems.append(f"{checks.memberships} memberships of {GROUP} left")
+            runs = session.execute(
+                select(Job.kind, Job.state, Job.attempts, func.count())
+                .where(Job.kind != "grant")
+                .group_by(Job.kind, Job.state, Job.attempts)
+            ).all()
+            for kind, state, attempts, count in runs:
+                checks.jobs[kind] = checks.jobs.get(kind, 0) + count
+                if (state, attempts) != ("done", 1):
+                    problems.append(f"{count} {kind} jobs {state} after {attempts} attempt(s)")
+            if checks.jobs.get("revoke") != n:
+                problems.append(f"{checks.jobs.get('revoke', 0)} revoke jobs, not {n}")
+            revokes = Job.kind == "revoke"
+            per_assignment = session.scalar(
+                select(func.count(func.distinct(Job.assignment_id))).where(revokes)
+            )
+            if per_assignment != n:
+                problems.append(f"revoke jobs cover {per_assignment} assignments, not {n}")
+            removals = Counter(
+                (before or {}).get("user_id")
+                for before in session.scalars(
+                    select(AuditRecord.before).where(
+                        AuditRecord.action == "directory.member_removed"
+                    )
+                )
+            )
+            twice = sum(count - 1 for count in removals.values() if count > 1)
+            if len(removals) != n or twice:
+                problems.append(
+                    f"directory.member_removed audits: {len(removals)} users, {twice} duplicates"
+                )
+            for action in ("assignment.expired", "assignment.removed"):
+                total, distinct = session.execute(
+                    select(func.count(), func.count(func.distinct(AuditRecord.object_id))).where(
+                        AuditRecord.action == action
+                    )
+                ).one()
+                if total != n or distinct != n:
+                    problems.append(f"{action} audits: {total} for {distinct} assignments")
+            left = due(db, now)
+            if left:
+                problems.append(f"{left} assignments or jobs still due")
+    finally:
+        db.dispose()
+    return checks
+
+
+def run(
+    kind: str, url: str, n: int, workers: int, batch: int, timeout: float, profile: str | None
+) -> Result:
+    deadline = time.monotonic() + timeout
+    result = Result(kind, workers, n)
+    expires_at = datetime.now(UTC).replace(microsecond=0)
+    now = expires_at + GRACE
+    log(f"{kind}: inserting {n:,} users, assignments, grant jobs and memberships")
+    result.setup = populate(url, n, expires_at, deadline)
+    log(f"{kind}: inserted in {result.setup:.1f} s; sweeping with {workers} worker(s)")
+
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(workers + 1)
+    results: multiprocessing.Queue = context.Queue()
+    processes = [
+        context.Process(
+            target=work,
+            args=(i, url, now, batch, barrier, results, profile if i == 0 else None),
+            name=f"expiry-worker-{i}",
+        )
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    reports: list[WorkerReport] = []
+    try:
+        # Broken: a worker failed to start (its report says why) or the time is up.
+        with suppress(threading.BrokenBarrierError):
+            barrier.wait(timeout=max(1.0, deadline - time.monotonic()))
+        start = time.time()
+        while len(reports) < workers:
+            try:
+                reports.append(results.get(timeout=max(0.1, deadline - time.monotonic())))
+            except queue.Empty:
+                result.status = "timeout"
+                log(f"{kind}: --timeout {timeout:g} s reached; stopping the workers")
+                break
+    finally:
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+    errors = [report.error for report in reports if report.error]
+    for error in errors:
+        log(f"{kind}: a worker failed:\n{error}")
+    sweeps = [sweep for report in reports for sweep in report.sweeps]
+    busy = [sweep for sweep in sweeps if sweep.expired or sweep.jobs]
+    expired_by = max((sweep.jobs_from for sweep in sweeps if sweep.expired), default=start)
+    finished = max((sweep.ended for sweep in busy), default=start)
+    revoked_by = max((at for report in reports for at in report.removed.values()), default=start)
+    if result.status == "timeout":
+        finished = time.time()
+    result.expire, result.total = expired_by - start, finished - start
+    result.revoke = max(0.0, revoked_by - expired_by)
+    # The sweep starts at T + GRACE: map that instant onto the wall clock.
+    expiry_wall = start - GRACE.total_seconds()
+    removed: Counter[str] = Counter()
+    for report in sorted(reports, key=lambda report: report.index):
+        expired = sum(sweep.expired for sweep in report.sweeps)
+        result.shares.append((expired, sum(sweep.jobs for sweep in report.sweeps), report.cpu))
+        removed.update(report.removed.keys())
+        result.latencies.extend(at - expiry_wall for at in report.removed.values())
+    result.latencies.sort()
+    result.checks = verify(url, n, now)
+    repeated = sum(count - 1 for count in removed.values() if count > 1)
+    if repeated:
+        result.checks.problems.append(f"{repeated} assignments revoked by more than one worker")
+    if errors:
+        result.status = "error"
+    elif result.status == "ok" and result.checks.problems:
+        result.status = "FAILED"
+    return result
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, max(0, round(q * len(values)) - 1))]
+
+
+COLUMNS = (
+    ("database", "<10"),
+    ("workers", ">7"),
+    ("N", ">8"),
+    ("expire s", ">8"),
+    ("revoke s", ">8"),
+    ("total s", ">8"),
+    ("revoc/s", ">8"),
+    ("p50 s", ">7"),
+    ("p99 s", ">7"),
+    ("max s", ">7"),
+    ("members left", ">12"),
+    ("removed", ">8"),
+    ("status", "<7"),
+)
+
+
+def print_table(results: list[Result]) -> None:
+    print(" ".join(f"{name:{spec}}" for name, spec in COLUMNS))
+    print(" ".join("-" * int(spec[1:]) for _, spec in COLUMNS))
+    for r in results:
+        rate = r.checks.removed / r.total if r.total > 0 else float("nan")
+        cells = (
+            r.database,
+            r.workers,
+            r.n,
+            f"{r.expire:.1f}",
+            f"{r.revoke:.1f}",
+            f"{r.total:.1f}",
+            f"{rate:.0f}",
+            f"{quantile(r.latencies, 0.50):.2f}",
+            f"{quantile(r.latencies, 0.99):.2f}",
+            f"{quantile(r.latencies, 1.0):.2f}",
+            r.checks.memberships,
+            r.checks.removed,
+            r.status,
+        )
+        print(" ".join(f"{cell:{spec}}" for cell, (_, spec) in zip(cells, COLUMNS, strict=True)))
+
+
+def print_notes(results: list[Result], batch: int) -> None:
+    print()
+    print(
+        "setup: users, decisions, requests, active assignments expiring at T, their done grant "
+        "jobs and the group memberships are bulk Core inserts (executemany), not the API; "
+        "PostgreSQL gets VACUUM ANALYZE after them"
+    )
+    for r in results:
+        print(f"  {r.database}: {r.n:,} of each inserted in {r.setup:.1f} s")
+    print(
+        f"worker: Worker.sweep(now=T + {GRACE.total_seconds():g} s, batch={batch}) per process "
+        "until nothing is due; expire s: until the last expiry batch committed (assignments "
+        "expiring, revoke jobs queued); revoke s: from then until the last revoke job committed; "
+        "total s: until the last job of any kind ran; revoc/s = removed / total s"
+    )
+    for r in results:
+        ran = ", ".join(f"{kind} {count:,}" for kind, count in sorted(r.checks.jobs.items()))
+        shares = "; ".join(
+            f"worker {index}: expired {expired:,}, ran {jobs:,} jobs, {cpu:.0f} s CPU"
+            for index, (expired, jobs, cpu) in enumerate(r.shares)
+        )
+        print(f"  {r.database}, {r.workers} worker(s): jobs queued by the sweeps: {ran or 'none'}")
+        print(f"  {r.database}, {r.workers} worker(s): {shares or 'no worker reported'}")
+    print(
+        "latency: expires_at to the commit of the assignment's `removed` (wall clock, the sweep "
+        f"starting {GRACE.total_seconds():g} s after expires_at)"
+    )
+    rate = TARGET_N / TARGET_SECONDS
+    for r in results:
+        if r.database == "postgresql" and r.status == "ok":
+            met = r.total <= TARGET_SECONDS * r.n / TARGET_N
+            print(
+                f"target: {TARGET_N:,} in <= {TARGET_SECONDS:g} s on PostgreSQL "
+                f"({rate:.0f} revocations/s); {r.workers} worker(s) at N={r.n:,}: "
+                f"{r.checks.removed / r.total:.0f}/s, {'met' if met else 'MISSED'}"
+            )
+    for r in results:
+        for problem in r.checks.problems:
+            print(f"check failed ({r.database}, {r.workers} worker(s)): {problem}")
+
+
+def print_profile(path: str, top: int) -> None:
+    for order in ("tottime", "cumulative"):
+        out = io.StringIO()
+        pstats.Stats(path, stream=out).strip_dirs().sort_stats(order).print_stats(top)
+        print(f"\nprofile of worker 0, by {order}:")
+        print(out.getvalue().split("\n", 4)[-1].rstrip())
+
+
+# --- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=100_000, help="assignments (default 100000)")
+    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on PostgreSQL (SQLite always runs one; default 1)",
+    )
+    parser.add_argument("--batch", type=int, default=500, help="sweep batch size (default 500)")
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds per database run (default 1800)"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("POLICYD_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
+        help="PostgreSQL server to create the throwaway database on "
+        "[env: POLICYD_BENCH_POSTGRES_URL]",
+    )
+    parser.add_argument(
+        "--profile", type=int, metavar="TOP", help="cProfile worker 0; print the TOP entries"
+    )
+    args = parser.parse_args(argv)
+    for name in ("n", "workers", "batch"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    kinds = ("sqlite", "postgresql") if args.database == "both" else (args.database,)
+    results: list[Result] = []
+    for kind in kinds:
+        workers = args.workers if kind == "postgresql" else 1
+        if workers != args.workers:
+            log("sqlite: one worker (SQLite has no SKIP LOCKED; workers would collide)")
+        with database(kind, args.postgres_url) as url, tempfile.TemporaryDirectory() as tmp:
+            profile = str(Path(tmp) / "worker.prof") if args.profile else None
+            try:
+                result = run(kind, url, args.n, workers, args.batch, args.timeout, profile)
+            except TimeoutError as err:
+                log(f"{kind}: {err}")
+                result = Result(kind, workers, args.n, status="timeout")
+            results.append(result)
+            if profile and args.profile and os.path.exists(profile):
+                print(f"\n{kind}, N={args.n:,}:", end="")
+                print_profile(profile, args.profile)
+    print()
+    print_table(results)
+    print_notes(results, args.batch)
+    return 0 if all(r.status == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -56,7 +56,7 @@ from policyd.store.models import (
     Membership,
     User,
 )
-from policyd.worker import Worker
+from policyd.worker import EXPIRY_BATCH, Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -221,10 +221,11 @@ def _rows(i: int, version: str, granted: datetime, expires_at: datetime) -> dict
 
 @dataclass(frozen=True)
 class SweepTiming:
-    """Wall-clock times (time.time()) of one sweep; `jobs_from` ends its expiry phase."""
+    """Wall-clock times (time.time()) of one sweep; `expired_at`: its last expiry batch's
+    commit (expiry and jobs overlap on PostgreSQL)."""
 
     started: float
-    jobs_from: float
+    expired_at: float
     ended: float
     expired: int
     jobs: int
@@ -246,29 +247,49 @@ class TimedWorker(Worker):
         super().__init__(*args, **kwargs)
         self.sweeps: list[SweepTiming] = []
         self.removed: dict[str, float] = {}
-        self._jobs_from: float | None = None
+        self._expired_at: float | None = None
+        self._revoking: dict[str, str] = {}  # revoke job id -> its assignment, while it runs
 
-    def sweep(self, *, now: datetime, batch: int = 500) -> dict[str, int]:
-        started, self._jobs_from = time.time(), None
+    def sweep(self, *, now: datetime, batch: int = EXPIRY_BATCH) -> dict[str, int]:
+        started, self._expired_at = time.time(), None
         result = super().sweep(now=now, batch=batch)
         ended = time.time()
         timing = SweepTiming(
-            started, self._jobs_from or ended, ended, result["expired"], result["jobs"]
+            started, self._expired_at or started, ended, result["expired"], result["jobs"]
         )
         self.sweeps.append(timing)
         return result
 
-    def run_jobs(self, *, now: datetime, limit: int = 50, ids: list[str] | None = None) -> int:
-        if self._jobs_from is None:  # sweep() expires everything due before it runs jobs
-            self._jobs_from = time.time()
-        return super().run_jobs(now=now, limit=limit, ids=ids)
+    def expire_due(self, *, now: datetime, limit: int) -> int:
+        count = super().expire_due(now=now, limit=limit)
+        if count:
+            self._expired_at = time.time()
+        return count
 
-    def _run(self, job: Job, now: datetime) -> None:
+    def _run_bulk(self, kind: str, name: str, jobs: list[Any], targets: Any) -> Any:
+        self._note_revokes(jobs)
+        return super()._run_bulk(kind, name, jobs, targets)
+
+    def _run(self, job: Any, targets: Any) -> Any:
+        self._note_revokes([job])
+        return super()._run(job, targets)
+
+    def _note_revokes(self, jobs: list[Any]) -> None:
+        self._revoking.update(
+            (job.id, job.assignment_id)
+            for job in jobs
+            if job.kind == "revoke" and job.assignment_id
+        )
+
+    def _record(self, outcomes: dict[str, Any], now: datetime) -> None:
         # `now` is fixed for the whole run, so finished_at cannot date the removal: the wall
-        # clock after the job's commit (job, assignment and audit in one transaction) can.
-        super()._run(job, now)
-        if job.kind == "revoke" and job.assignment_id:
-            self.removed[job.assignment_id] = time.time()
+        # clock after the outcomes' commit (jobs, assignments and audit in one transaction) can.
+        super()._record(outcomes, now)
+        committed = time.time()
+        for job_id, outcome in outcomes.items():
+            assignment_id = self._revoking.pop(job_id, None)
+            if outcome is None and assignment_id:
+                self.removed[assignment_id] = committed
 
 
 def due(db: Database, now: datetime) -> int:
@@ -346,6 +367,7 @@ class Result:
     shares: list[tuple[int, int, float]] = field(default_factory=list)  # expired, jobs, CPU s
     checks: Checks = field(default_factory=Checks)
     status: str = "ok"
+    calibration: str = ""
 
 
 def verify(url: str, n: int, now: datetime) -> Checks:
@@ -414,6 +436,27 @@ def verify(url: str, n: int, now: datetime) -> Checks:
     return checks
 
 
+def calibrate(url: str) -> str:
+    """This machine's speed right now: shared machines vary, so runs are compared with it."""
+    db = Database(url)
+    try:
+        with db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+            started = time.perf_counter()
+            for _ in range(500):
+                connection.execute(text("SELECT 1"))
+            round_trip = (time.perf_counter() - started) / 500
+    finally:
+        db.dispose()
+    started, total = time.perf_counter(), 0
+    for i in range(1_000_000):
+        total += i
+    loop = time.perf_counter() - started
+    return (
+        f"SELECT 1 round trip {round_trip * 1e3:.3f} ms, 10^6-step Python loop {loop * 1e3:.0f} ms"
+    )
+
+
 def run(
     kind: str, url: str, n: int, workers: int, batch: int, timeout: float, profile: str | None
 ) -> Result:
@@ -423,6 +466,7 @@ def run(
     now = expires_at + GRACE
     log(f"{kind}: inserting {n:,} users, assignments, grant jobs and memberships")
     result.setup = populate(url, n, expires_at, deadline)
+    result.calibration = calibrate(url)
     log(f"{kind}: inserted in {result.setup:.1f} s; sweeping with {workers} worker(s)")
 
     context = multiprocessing.get_context("spawn")
@@ -462,13 +506,13 @@ def run(
         log(f"{kind}: a worker failed:\n{error}")
     sweeps = [sweep for report in reports for sweep in report.sweeps]
     busy = [sweep for sweep in sweeps if sweep.expired or sweep.jobs]
-    expired_by = max((sweep.jobs_from for sweep in sweeps if sweep.expired), default=start)
+    expired_by = max((sweep.expired_at for sweep in sweeps if sweep.expired), default=start)
     finished = max((sweep.ended for sweep in busy), default=start)
     revoked_by = max((at for report in reports for at in report.removed.values()), default=start)
     if result.status == "timeout":
         finished = time.time()
     result.expire, result.total = expired_by - start, finished - start
-    result.revoke = max(0.0, revoked_by - expired_by)
+    result.revoke = max(0.0, revoked_by - start)
     # The sweep starts at T + GRACE: map that instant onto the wall clock.
     expiry_wall = start - GRACE.total_seconds()
     removed: Counter[str] = Counter()
@@ -503,7 +547,7 @@ COLUMNS = (
     ("workers", ">7"),
     ("N", ">8"),
     ("expire s", ">8"),
-    ("revoke s", ">8"),
+    ("revoked s", ">9"),
     ("total s", ">8"),
     ("revoc/s", ">8"),
     ("p50 s", ">7"),
@@ -547,10 +591,13 @@ def print_notes(results: list[Result], batch: int) -> None:
     )
     for r in results:
         print(f"  {r.database}: {r.n:,} of each inserted in {r.setup:.1f} s")
+    for r in results:
+        print(f"machine before the {r.database} sweep: {r.calibration}")
     print(
         f"worker: Worker.sweep(now=T + {GRACE.total_seconds():g} s, batch={batch}) per process "
-        "until nothing is due; expire s: until the last expiry batch committed (assignments "
-        "expiring, revoke jobs queued); revoke s: from then until the last revoke job committed; "
+        "until nothing is due (expiry and jobs overlap on PostgreSQL); expire s: until the last "
+        "expiry batch committed (assignments expiring, revoke jobs queued); revoked s: until the "
+        "last revoke job committed (all access removed); "
         "total s: until the last job of any kind ran; revoc/s = removed / total s"
     )
     for r in results:
@@ -600,7 +647,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1,
         help="worker processes on PostgreSQL (SQLite always runs one; default 1)",
     )
-    parser.add_argument("--batch", type=int, default=500, help="sweep batch size (default 500)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=EXPIRY_BATCH,
+        help=f"expiry batch size (default {EXPIRY_BATCH}, the worker's)",
+    )
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="seconds per database run (default 1800)"
     )

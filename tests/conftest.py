@@ -1,8 +1,9 @@
-"""Shared fixtures: the example policies, a frozen clock, rule-file helpers."""
+"""Shared fixtures: example policies, a frozen clock, a database per backend, rule helpers."""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,11 +11,18 @@ from textwrap import dedent
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import create_engine, text
 
 from policyd.rules import Bundle, Policy, load_bundle, load_texts
+from policyd.store import Database
+from policyd.store.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
+PG_ADMIN_URL = os.environ.get(
+    "POLICYD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = os.environ.get("POLICYD_TEST_DATABASES", "sqlite,postgresql").split(",")
 
 
 @pytest.fixture
@@ -33,6 +41,38 @@ def example_policy(example_bundle: Bundle) -> Iterator[Policy]:
     policy = Policy(example_bundle)
     yield policy
     policy.close()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request, tmp_path_factory) -> Iterator[str]:
+    """One fresh database per backend and test run."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'policyd.db'}"
+        return
+    name = f"policyd_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as err:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {err}")
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Database]:
+    """The schema on the backend's database, emptied again after the test."""
+    database = Database(database_url)
+    database.upgrade()
+    yield database
+    with database.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+    database.dispose()
 
 
 @pytest.fixture

@@ -45,10 +45,11 @@ def granted(tmp_path):
 
 
 def test_worker_once_expires_access_and_revokes_it(runner, granted):
-    """One sweep ends the expired assignment and runs its revoke job."""
+    """One sweep ends the expired assignment, runs its revoke job and sends the notices
+    (the one of the grant, queued when it was delivered, and the one of the removal)."""
     result = runner.invoke(main, ["worker", "--once", "--database-url", granted])
     assert result.exit_code == 0, result.output
-    assert "'expired': 1" in result.output and "'jobs': 2" in result.output  # revoke + notice
+    assert "'expired': 1" in result.output and "'jobs': 3" in result.output
     listed = runner.invoke(main, ["jobs", "list", "--database-url", granted])
     done = [line for line in listed.output.splitlines() if " done " in line]
     assert [line.split()[2] for line in done].count("revoke") == 1

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from policyd.connectors.base import Connector, Target
 
 
 def check_connector_contract(connector: Connector, target: Target) -> None:
     """Exercise `connector` against a real system and assert the contract.
 
-    Grant and revoke must be idempotent, and `members` must show the effect of each. Run it
-    against the real server your connector talks to (not a mock) with a user that exists
-    there and a resource that exists there.
+    Grant and revoke (and grant_many/revoke_many, where a connector has them) must be
+    idempotent, and `members` must show the effect of each. Run it against the real server
+    your connector talks to (not a mock) with a user and a resource that exist there.
 
     Raises:
         AssertionError: naming the step that broke the contract.
@@ -27,3 +29,19 @@ def check_connector_contract(connector: Connector, target: Target) -> None:
     connector.revoke(target)
     members = connector.members(target.resource)
     assert target.user_id not in members, f"revoke did not remove {target.user_id!r}"
+    if callable(getattr(connector, "grant_many", None)):
+        _check_bulk(connector, target)
+
+
+def _check_bulk(connector: Any, target: Target) -> None:
+    """The optional bulk methods: one result per target, in order, and the same effects."""
+    results = list(connector.revoke_many([target]))
+    assert results == [None], f"revoke_many of an absent member: {results}"
+    results = list(connector.grant_many([target, target]))
+    assert results == [None, None], f"grant_many of one target twice: {results}"
+    members = connector.members(target.resource)
+    assert target.user_id in members, f"grant_many did not add {target.user_id!r}"
+    results = list(connector.revoke_many([target, target]))
+    assert results == [None, None], f"revoke_many of one target twice: {results}"
+    members = connector.members(target.resource)
+    assert target.user_id not in members, f"revoke_many did not remove {target.user_id!r}"

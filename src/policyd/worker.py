@@ -6,12 +6,14 @@ import logging
 import os
 import socket
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from policyd.connectors.base import ConnectorError, Target
+from policyd.connectors.base import Connector, ConnectorError, Target
 from policyd.connectors.config import Connectors, Notifiers
 from policyd.domain import UserType
 from policyd.notify import Notification, NotifyError
@@ -19,13 +21,17 @@ from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.external_users import ExternalUsers, sweep_external_users
-from policyd.services.jobs import CLAIM_BATCH, JobService
-from policyd.services.notifications import remind_due, render
+from policyd.services.jobs import BULK_CLAIM, CLAIM_BATCH, ClaimedJob, JobService
+from policyd.services.notifications import CHANNEL, remind_due, render
 from policyd.services.requests import RequestService
-from policyd.store.models import Assignment, Job, User
+from policyd.store.models import Job, User
+from policyd.store.query import among
 
 log = logging.getLogger(__name__)
 WORKER = Actor("worker", Role.ADMIN)
+EXPIRY_BATCH = 2000  # assignments ended per transaction by the expiry sweep
+# A job's outcome: None when it succeeded, else (error message, retryable).
+Outcome = tuple[str, bool] | None
 
 
 def worker_id() -> str:
@@ -53,54 +59,150 @@ class Worker:
         self.external_users = external_users
         self.delete_after = delete_after
 
-    def run_jobs(self, *, now: datetime, limit: int = 50, ids: list[str] | None = None) -> int:
-        """Claim and run due jobs (only `ids` when given); returns how many ran."""
+    def run_jobs(
+        self,
+        *,
+        now: datetime,
+        limit: int = 50,
+        ids: list[str] | None = None,
+        where: ColumnElement[bool] | None = None,
+    ) -> int:
+        """Claim and run due jobs (only `ids`, or those matching `where`, when given);
+        returns how many ran."""
         with self.sessions() as session:
-            claimed = JobService(session).claim(self.name, now=now, limit=limit, ids=ids)
+            claimed = JobService(session).claim(
+                self.name, now=now, limit=limit, ids=ids, where=where
+            )
+        if not claimed:
+            return 0
+        targets = self._targets(claimed)
+        groups: dict[tuple[str, str], list[ClaimedJob]] = defaultdict(list)
         for job in claimed:
-            self._run(job, now)
+            groups[job.kind, job.connector].append(job)
+        for (kind, name), jobs in groups.items():
+            if self._runs_in_bulk(kind, name):
+                # Claimed a moment ago, well within the lease: no need to ask if still held.
+                self._record(self._run_bulk(kind, name, jobs, targets), now)
+            else:
+                for job in jobs:  # one at a time, each outcome committed before the next
+                    self.run_one(job, now, targets)
         return len(claimed)
 
-    def _run(self, job: Job, now: datetime) -> None:
+    def run_one(
+        self, job: ClaimedJob, now: datetime, targets: dict[str, Target] | None = None
+    ) -> None:
+        """Run one claimed job and record its outcome, unless its lease lapsed meanwhile
+        and another worker took it over."""
+        if job.id not in self._held([job.id]):
+            return
+        outcome = self._run(job, targets if targets is not None else self._targets([job]))
+        self._record({job.id: outcome}, now)
+
+    def _held(self, job_ids: list[str]) -> set[str]:
         with self.sessions() as session:
-            if not JobService(session).holds(job.id, self.name):
-                return  # its lease lapsed and another worker took it over
-        error: str | None = None
-        retryable = True
+            return JobService(session).held(job_ids, self.name)
+
+    def _runs_in_bulk(self, kind: str, name: str) -> bool:
+        if kind == "notify":
+            return self.notifiers.default() is None  # nothing to send: done at once
+        if kind not in ("grant", "revoke"):
+            return False
+        try:
+            connector = self.connectors.get(name)
+        except (KeyError, ConnectorError):
+            return False  # run one by one, where the job records why it failed
+        return callable(getattr(connector, f"{kind}_many", None))
+
+    def bulk_jobs(self) -> ColumnElement[bool] | None:
+        """Which jobs run in bulk with this worker's connectors and notifiers."""
+        clauses = []
+        for kind in ("grant", "revoke"):
+            names = [name for name in self.connectors.instances if self._runs_in_bulk(kind, name)]
+            if names:
+                clauses.append((Job.kind == kind) & Job.connector.in_(names))
+        if self._runs_in_bulk("notify", CHANNEL):
+            clauses.append(Job.kind == "notify")
+        return or_(*clauses) if clauses else None
+
+    def _run_bulk(
+        self, kind: str, name: str, jobs: list[ClaimedJob], targets: dict[str, Target]
+    ) -> dict[str, Outcome]:
+        """One connector call for many jobs of one kind; returns each job's outcome."""
+        if kind == "notify":
+            return dict.fromkeys((job.id for job in jobs), None)
+        try:
+            errors = getattr(self._connector(name), f"{kind}_many")(
+                [targets[job.id] for job in jobs]
+            )
+        except Exception as err:  # the whole call failed: every job of it failed
+            outcome = self._outcome(err, name)
+            return dict.fromkeys((job.id for job in jobs), outcome)
+        return {
+            job.id: None if error is None else self._outcome(error, name)
+            for job, error in zip(jobs, errors, strict=True)
+        }
+
+    def _run(self, job: ClaimedJob, targets: dict[str, Target]) -> Outcome:
         try:
             if job.kind == "notify":
                 self._notify(job)
-            elif job.kind in ("disable_user", "delete_user"):
-                method = getattr(self.connectors.get(job.connector), job.kind, None)
+                return None
+            connector = self._connector(job.connector)
+            if job.kind in ("disable_user", "delete_user"):
+                method = getattr(connector, job.kind, None)
                 if method is not None:  # connectors that cannot do it skip the job
                     method(job.subject_id)
             else:
-                connector = self.connectors.get(job.connector)
-                getattr(connector, job.kind)(self._target(job))
+                getattr(connector, job.kind)(targets[job.id])
+        except Exception as err:
+            return self._outcome(err, job.connector, job.id)
+        return None
+
+    def _connector(self, name: str) -> Connector:
+        try:
+            return self.connectors.get(name)
         except KeyError:
-            error, retryable = f"no connector instance {job.connector!r} is configured", False
-        except (ConnectorError, NotifyError) as err:
-            error, retryable = str(err), err.retryable
-        except Exception as err:  # a failing plugin must not stop the worker
-            log.exception("connector %s failed on job %s", job.connector, job.id)
-            error = f"{type(err).__name__}: {err}"
+            message = f"no connector instance {name!r} is configured"
+            raise ConnectorError(message, retryable=False) from None
+
+    @staticmethod
+    def _outcome(err: Exception, connector: str, job_id: str | None = None) -> Outcome:
+        """(error message, retryable) of a failed job."""
+        if isinstance(err, ConnectorError | NotifyError):
+            return str(err), err.retryable
+        # A failing plugin must not stop the worker: the job fails and is retried.
+        log.error("connector %s failed on job %s", connector, job_id, exc_info=err)
+        return f"{type(err).__name__}: {err}", True
+
+    def _record(self, outcomes: dict[str, Outcome], now: datetime) -> None:
+        """Store the outcomes of jobs this worker holds and settle their assignments, in one
+        transaction. A job whose lease lapsed was taken over: the new holder's outcome
+        stands."""
         with self.sessions() as session:
             jobs = JobService(session)
-            if not jobs.holds(job.id, self.name):
-                log.warning("job %s was taken over by another worker; its outcome stands", job.id)
-                return
-            if error is None:
-                jobs.finish(job.id, now=now)
-            else:
-                jobs.fail(job.id, error, retryable=retryable, now=now)
+            done = [job_id for job_id, outcome in outcomes.items() if outcome is None]
+            finished = jobs.finish_many(done, self.name, now=now)
+            if len(finished) < len(done):
+                lost = len(done) - len(finished)
+                log.warning("%d job(s) were taken over by another worker; theirs stand", lost)
+            settle = {assignment_id for _, assignment_id in finished if assignment_id}
+            for job_id, outcome in outcomes.items():
+                if outcome is None:
+                    continue
+                if not jobs.holds(job_id, self.name):
+                    log.warning(
+                        "job %s was taken over by another worker; its outcome stands", job_id
+                    )
+                    continue
+                error, retryable = outcome
+                job = jobs.fail(job_id, error, retryable=retryable, now=now)
+                if job.assignment_id:
+                    settle.add(job.assignment_id)
             session.flush()
-            if job.assignment_id:
-                assignment = session.get(Assignment, job.assignment_id, with_for_update=True)
-                if assignment is not None:
-                    AssignmentService(session, self.runtime).settle(assignment, WORKER, now=now)
+            AssignmentService(session, self.runtime).settle_many(settle, WORKER, now=now)
             session.commit()
 
-    def _notify(self, job: Job) -> None:
+    def _notify(self, job: ClaimedJob) -> None:
         """Render and send one notification; without a notifier or an address, skip it."""
         notifier = self.notifiers.default()
         kind, _, object_id = job.resource.partition(":")
@@ -111,12 +213,29 @@ class Worker:
             subject, text = render(session, kind, object_id)
         notifier.send(Notification([user.email], subject, text, kind, id=job.id))
 
-    def _target(self, job: Job) -> Target:
+    def _targets(self, jobs: list[ClaimedJob]) -> dict[str, Target]:
+        """The Target of each grant and revoke job, with the person's directory details."""
+        wanted = [job for job in jobs if job.kind in ("grant", "revoke")]
+        if not wanted:
+            return {}
         with self.sessions() as session:
-            user = session.get(User, job.subject_id)
+            users = {
+                row.id: row
+                for row in session.execute(
+                    select(User.id, User.email, User.type, User.display_name).where(
+                        among(session, User.id, {job.subject_id for job in wanted})
+                    )
+                )
+            }
+        targets = {}
+        for job in wanted:
+            user = users.get(job.subject_id)
             if user is None:
-                return Target(job.subject_id, job.resource, job.role, operation_id=job.id)
-            return Target(
+                targets[job.id] = Target(
+                    job.subject_id, job.resource, job.role, operation_id=job.id
+                )
+                continue
+            targets[job.id] = Target(
                 user_id=user.id,
                 resource=job.resource,
                 role=job.role,
@@ -125,14 +244,17 @@ class Worker:
                 display_name=user.display_name,
                 operation_id=job.id,
             )
+        return targets
 
-    def sweep(self, *, now: datetime, batch: int = 500) -> dict[str, int]:
-        """One pass of the periodic work: time out approval stages, expire every due
-        assignment, then run due jobs.
+    def sweep(self, *, now: datetime, batch: int = EXPIRY_BATCH) -> dict[str, int]:
+        """One pass of the periodic work: time out approval stages, queue reminders and
+        guest clean-up, expire every due assignment and run every due job.
 
-        Both steps work in batches until nothing due is left.
+        Expiry and jobs work in batches until nothing due is left. On PostgreSQL they run
+        side by side (expiry in a second thread), so the revocations of a mass expiry start
+        with its first batch and this process works while the database does; SQLite, with
+        one writer at a time, does one after the other.
         """
-        expired = ran = 0
         with self.sessions() as session:
             stages = RequestService(session, self.runtime).expire_stages(now=now)
         with self.sessions() as session:
@@ -141,18 +263,48 @@ class Worker:
             guests = sweep_external_users(
                 session, now=now, mode=self.external_users, delete_after=self.delete_after
             )
+        expiry = _Expiry(self, now, batch)
+        concurrent = self._concurrent()
+        if concurrent:
+            expiry.start()
+        else:
+            expiry.run()
+        ran = 0
         while True:
-            with self.sessions() as session:
-                count = AssignmentService(session, self.runtime).expire_due(now=now, limit=batch)
-            expired += count
-            if count < batch:
-                break
-        while True:
-            count = self.run_jobs(now=now, limit=CLAIM_BATCH)
+            expiring = expiry.is_alive()
+            count = self._run_due_jobs(now)
             ran += count
-            if count < CLAIM_BATCH:
-                break
-        return {"expired": expired, "jobs": ran, **stages, "reminders": reminders, **guests}
+            if not count:
+                if not expiring:
+                    break
+                expiry.join(timeout=0.05)  # wait for the next expiry batch's jobs
+        if concurrent:
+            expiry.join()
+        if expiry.error is not None:
+            raise expiry.error
+        return {"expired": expiry.expired, "jobs": ran, **stages, "reminders": reminders, **guests}
+
+    def expire_due(self, *, now: datetime, limit: int) -> int:
+        """End up to `limit` expired assignments in one transaction; returns how many."""
+        with self.sessions() as session:
+            return AssignmentService(session, self.runtime).expire_due(now=now, limit=limit)
+
+    def _run_due_jobs(self, now: datetime) -> int:
+        """Run jobs until fewer than a full claim is due; returns how many ran."""
+        bulk = self.bulk_jobs()
+        ran = 0
+        while True:
+            in_bulk = (
+                self.run_jobs(now=now, limit=BULK_CLAIM, where=bulk) if bulk is not None else 0
+            )
+            one_by_one = self.run_jobs(now=now, limit=CLAIM_BATCH)
+            ran += in_bulk + one_by_one
+            if in_bulk < BULK_CLAIM and one_by_one < CLAIM_BATCH:
+                return ran
+
+    def _concurrent(self) -> bool:
+        with self.sessions() as session:
+            return session.get_bind().dialect.name != "sqlite"
 
     def loop(self, stop: threading.Event, *, interval: float = 5.0) -> None:
         """Sweep every `interval` seconds until `stop` is set (policyd worker, policyd serve)."""
@@ -164,3 +316,23 @@ class Worker:
             except Exception:
                 log.exception("worker sweep failed; trying again")
             stop.wait(interval)
+
+
+class _Expiry(threading.Thread):
+    """Expire due assignments batch by batch (in a thread of its own, or by `run()`)."""
+
+    def __init__(self, worker: Worker, now: datetime, batch: int):
+        super().__init__(name=f"{worker.name}:expiry", daemon=True)
+        self.worker, self.now, self.batch = worker, now, batch
+        self.expired = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                count = self.worker.expire_due(now=self.now, limit=self.batch)
+                self.expired += count
+                if count < self.batch:
+                    return
+        except BaseException as error:  # raised again by sweep() in the worker's thread
+            self.error = error

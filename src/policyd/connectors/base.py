@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -63,6 +63,21 @@ class Connector(Protocol):
     def health(self) -> None:
         """Return if the connector can work; raise ConnectorError otherwise."""
         ...
+
+
+@runtime_checkable
+class BulkConnector(Connector, Protocol):
+    """Optional: a connector that can grant or revoke many targets in one call (the directory
+    does it with a few statements). The worker then claims its jobs hundreds at a time, which
+    is what makes mass expiry fast.
+
+    Both return one entry per target, in order: None when done, else the ConnectorError for
+    that target alone. Raising fails every target of the call. Idempotent, like the rest.
+    """
+
+    def grant_many(self, targets: Sequence[Target]) -> Sequence[ConnectorError | None]: ...
+
+    def revoke_many(self, targets: Sequence[Target]) -> Sequence[ConnectorError | None]: ...
 
 
 ConnectorFactory = Callable[[ConnectorContext], Connector]

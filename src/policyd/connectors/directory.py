@@ -5,6 +5,8 @@ Unlike other connectors it works on policyd's own database, so it uses the direc
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -14,6 +16,7 @@ from policyd.connectors.base import Connector, ConnectorContext, ConnectorError,
 from policyd.services.actor import Actor, Role
 from policyd.services.directory import DirectoryService
 from policyd.store.models import Group, Membership, User
+from policyd.store.query import among
 
 ACTOR = Actor("connector:directory", Role.ADMIN)
 
@@ -61,6 +64,70 @@ class DirectoryConnector:
                 ACTOR, group_id, target.user_id, now=datetime.now(UTC)
             )
             session.commit()
+
+    def grant_many(self, targets: Sequence[Target]) -> list[ConnectorError | None]:
+        """Grant many targets with a few statements per group."""
+        errors, groups = self._by_group(targets)
+        with self._sessions() as session:
+            known = set(
+                session.scalars(
+                    select(User.id).where(
+                        among(session, User.id, {target.user_id for target in targets})
+                    )
+                )
+            )
+        for index, target in enumerate(targets):
+            if errors[index] is None and target.user_id not in known:
+                message = f"no user {target.user_id!r} in the directory"
+                errors[index] = ConnectorError(message, retryable=False)
+        now = datetime.now(UTC)
+        for group_id, indexes in groups.items():
+            users = [targets[i].user_id for i in indexes if errors[i] is None]
+            try:
+                with self._sessions() as session:
+                    directory = DirectoryService(session)
+                    if session.get(Group, group_id) is None:
+                        directory.put_group(ACTOR, group_id, group_id, now=now)
+                    directory.add_members(ACTOR, group_id, users, now=now)
+                    session.commit()
+            except IntegrityError:
+                # Another worker added some of them (or the group) meanwhile: one by one.
+                for i in indexes:
+                    if errors[i] is None:
+                        errors[i] = self._try(self.grant, targets[i])
+        return errors
+
+    def revoke_many(self, targets: Sequence[Target]) -> list[ConnectorError | None]:
+        """Revoke many targets with one statement per group."""
+        errors, groups = self._by_group(targets)
+        now = datetime.now(UTC)
+        with self._sessions() as session:
+            directory = DirectoryService(session)
+            for group_id, indexes in groups.items():
+                users = [targets[i].user_id for i in indexes if errors[i] is None]
+                directory.remove_members(ACTOR, group_id, users, now=now)
+            session.commit()
+        return errors
+
+    def _by_group(
+        self, targets: Sequence[Target]
+    ) -> tuple[list[ConnectorError | None], dict[str, list[int]]]:
+        errors: list[ConnectorError | None] = [None] * len(targets)
+        groups: dict[str, list[int]] = defaultdict(list)
+        for index, target in enumerate(targets):
+            try:
+                groups[self._group(target.resource)].append(index)
+            except ConnectorError as err:
+                errors[index] = err
+        return errors, groups
+
+    @staticmethod
+    def _try(method: Callable[[Target], None], target: Target) -> ConnectorError | None:
+        try:
+            method(target)
+        except ConnectorError as err:
+            return err
+        return None
 
     def members(self, resource: str) -> set[str]:
         group_id = self._group(resource)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,13 +12,13 @@ from sqlalchemy.orm import Session
 
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import SYSTEM, Actor, Role
-from policyd.services.audit import audit
+from policyd.services.audit import audit, audit_many
 from policyd.services.directory import ACTIVE_STATES
 from policyd.services.errors import ConflictError, ForbiddenError, NotFoundError
 from policyd.services.jobs import JobService
-from policyd.services.notifications import notify
+from policyd.services.notifications import notify_many
 from policyd.store.models import AccessRequest, Assignment, Job
-from policyd.store.query import page
+from policyd.store.query import among, page, update_many
 
 ACTIVE = "active"
 LIVE_STATES = ("delivering", ACTIVE, "failed")  # access granted or being granted
@@ -105,95 +107,156 @@ class AssignmentService:
             )
         self.session.flush()
 
-    def _enqueue_revokes(self, assignment: Assignment, *, now: datetime) -> None:
-        """Revoke exactly what this assignment granted, unless another live one grants it too.
+    def _enqueue_revokes(self, assignments: Sequence[Assignment], *, now: datetime) -> set[str]:
+        """Revoke exactly what each ending assignment granted, unless another live one of the
+        person grants it too (reference counting).
 
-        Revocations retry until they succeed: access is never left behind.
+        When several assignments of one person end together, the role they share is revoked
+        once. Revocations retry until they succeed: access is never left behind.
+
+        Returns:
+            The ids of the assignments that got revoke jobs.
         """
-        jobs = JobService(self.session)
-        granted = {
-            (job.connector, job.resource, job.role)
-            for job in jobs.for_assignment(assignment.id)
-            if job.kind == "grant"
-        }
-        still = self._granted_elsewhere(assignment)
-        for connector, resource, role in sorted(granted - still):
-            job = jobs.enqueue(
-                "revoke",
-                connector,
-                resource,
-                role,
-                assignment.subject_id,
-                assignment_id=assignment.id,
-                now=now,
+        self.session.flush()  # the ending assignments are no longer live for the query below
+        ids = [assignment.id for assignment in assignments]
+        granted: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
+        for assignment_id, connector, resource, role in self.session.execute(
+            select(Job.assignment_id, Job.connector, Job.resource, Job.role).where(
+                among(self.session, Job.assignment_id, ids), Job.kind == "grant"
             )
-            job.max_attempts = REVOKE_ATTEMPTS
-        self.session.flush()
+        ):
+            granted[assignment_id].add((connector, resource, role))
+        held = self._granted_elsewhere({assignment.subject_id for assignment in assignments})
+        jobs = []
+        for assignment in assignments:
+            kept = held[assignment.subject_id]
+            for connector, resource, role in sorted(granted[assignment.id] - kept):
+                kept.add((connector, resource, role))
+                jobs.append(
+                    {
+                        "kind": "revoke",
+                        "connector": connector,
+                        "resource": resource,
+                        "role": role,
+                        "subject_id": assignment.subject_id,
+                        "assignment_id": assignment.id,
+                        "max_attempts": REVOKE_ATTEMPTS,
+                    }
+                )
+        JobService(self.session).enqueue_many(jobs, now=now)
+        return {job["assignment_id"] for job in jobs}
 
-    def _granted_elsewhere(self, ending: Assignment) -> set[tuple[str, str, str]]:
-        """(connector, resource, role) that another live assignment of the person grants."""
-        others = select(Assignment.id).where(
-            Assignment.subject_id == ending.subject_id,
-            Assignment.state.in_(LIVE_STATES),
-            Assignment.id != ending.id,
-        )
+    def _granted_elsewhere(self, subjects: set[str]) -> dict[str, set[tuple[str, str, str]]]:
+        """Per person, (connector, resource, role) that a live assignment of theirs grants."""
+        held: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
         rows = self.session.execute(
-            select(Job.connector, Job.resource, Job.role).where(
-                Job.assignment_id.in_(others), Job.kind == "grant", Job.state != "failed"
+            select(Assignment.subject_id, Job.connector, Job.resource, Job.role)
+            .join(Job, Job.assignment_id == Assignment.id)
+            .where(
+                among(self.session, Assignment.subject_id, subjects),
+                Assignment.state.in_(LIVE_STATES),
+                Job.kind == "grant",
+                Job.state != "failed",
             )
         )
-        return {tuple(row) for row in rows}
+        for subject_id, connector, resource, role in rows:
+            held[subject_id].add((connector, resource, role))
+        return held
 
     def settle(self, assignment: Assignment, actor: Actor, *, now: datetime) -> None:
         """Move the assignment and its request on from what their jobs have done so far."""
-        jobs = JobService(self.session).for_assignment(assignment.id)
-        grants = [job for job in jobs if job.kind == "grant"]
-        revokes = [job for job in jobs if job.kind == "revoke"]
-        before = assignment_view(assignment)
-        request = self.session.get(AccessRequest, assignment.request_id)
-        if assignment.state in ("delivering", "failed"):
-            states = {job.state for job in grants}
-            if states <= {"done"}:
-                assignment.state, request_state = ACTIVE, "delivered"
-            elif "failed" in states and not states & {"queued", "running"}:
-                assignment.state = "failed"
-                request_state = "partially_delivered" if "done" in states else "failed"
-            else:
-                return
-            self._audit_change(actor, assignment, before, now)
-            if request is not None and request.state != request_state:
-                kind = "access_granted" if request_state == "delivered" else "request_decided"
-                notify(self.session, kind, request.id, [assignment.subject_id], now=now)
-                request_before = request.state
-                request.state, request.updated_at = request_state, now
-                audit(
-                    self.session,
-                    actor,
-                    f"request.{request_state}",
-                    ("request", request.id),
-                    now=now,
-                    before={"state": request_before},
-                    after={"state": request_state},
-                    version=request.version,
-                )
-        elif assignment.state == "expiring" and all(job.state == "done" for job in revokes):
-            assignment.state = "removed"
-            self._audit_change(actor, assignment, before, now)
-            notify(self.session, "access_removed", assignment.id, [assignment.subject_id], now=now)
+        self._settle([assignment], actor, now=now)
 
-    def _audit_change(self, actor: Actor, assignment: Assignment, before: dict, now) -> None:
-        if before["state"] == assignment.state:
+    def settle_many(self, assignment_ids: Iterable[str], actor: Actor, *, now: datetime) -> None:
+        """Lock and settle many assignments (the worker, after a batch of jobs)."""
+        ids = sorted(set(assignment_ids))
+        if not ids:
             return
-        audit(
-            self.session,
-            actor,
-            f"assignment.{assignment.state}",
-            ("assignment", assignment.id),
-            now=now,
-            before=before,
-            after=assignment_view(assignment),
-            version=assignment.version,
+        # Locked in id order, so two workers settling overlapping sets cannot deadlock.
+        assignments = self.session.scalars(
+            select(Assignment)
+            .where(among(self.session, Assignment.id, ids))
+            .order_by(Assignment.id)
+            .with_for_update()
+        ).all()
+        self._settle(assignments, actor, now=now)
+
+    def _settle(self, assignments: Sequence[Assignment], actor: Actor, *, now: datetime) -> None:
+        if not assignments:
+            return
+        self.session.flush()
+        jobs: dict[str, dict[str, set[str]]] = defaultdict(
+            lambda: {"grant": set(), "revoke": set()}
         )
+        for assignment_id, kind, state in self.session.execute(
+            select(Job.assignment_id, Job.kind, Job.state).where(
+                among(self.session, Job.assignment_id, [a.id for a in assignments])
+            )
+        ):
+            if kind in ("grant", "revoke"):
+                jobs[assignment_id][kind].add(state)
+        delivering = [a.request_id for a in assignments if a.state in ("delivering", "failed")]
+        requests = {}
+        if delivering:
+            query = select(AccessRequest).where(among(self.session, AccessRequest.id, delivering))
+            requests = {request.id: request for request in self.session.scalars(query)}
+        records: list[dict[str, Any]] = []
+        notes: list[tuple[str, str, str]] = []
+        changed: list[Assignment] = []
+        decided: list[AccessRequest] = []
+        for assignment in assignments:
+            before = assignment_view(assignment)
+            states = jobs[assignment.id]
+            if assignment.state in ("delivering", "failed"):
+                grants = states["grant"]
+                if grants <= {"done"}:
+                    assignment.state, request_state = ACTIVE, "delivered"
+                elif "failed" in grants and not grants & {"queued", "running"}:
+                    assignment.state = "failed"
+                    request_state = "partially_delivered" if "done" in grants else "failed"
+                else:
+                    continue
+                records += self._changed(assignment, before)
+                changed.append(assignment)
+                request = requests.get(assignment.request_id)
+                if request is not None and request.state != request_state:
+                    kind = "access_granted" if request_state == "delivered" else "request_decided"
+                    notes.append((kind, request.id, assignment.subject_id))
+                    records.append(
+                        {
+                            "action": f"request.{request_state}",
+                            "object": ("request", request.id),
+                            "before": {"state": request.state},
+                            "after": {"state": request_state},
+                            "version": request.version,
+                        }
+                    )
+                    request.state, request.updated_at = request_state, now
+                    decided.append(request)
+            elif assignment.state == "expiring" and states["revoke"] <= {"done"}:
+                assignment.state = "removed"
+                records += self._changed(assignment, before)
+                changed.append(assignment)
+                notes.append(("access_removed", assignment.id, assignment.subject_id))
+        update_many(self.session, changed, ("state",))
+        update_many(self.session, decided, ("state", "updated_at"))
+        audit_many(self.session, actor, now, records)
+        notify_many(self.session, notes, now=now)
+
+    @staticmethod
+    def _changed(assignment: Assignment, before: dict[str, Any]) -> list[dict[str, Any]]:
+        """The audit record of an assignment's state change, if it changed."""
+        if before["state"] == assignment.state:
+            return []
+        return [
+            {
+                "action": f"assignment.{assignment.state}",
+                "object": ("assignment", assignment.id),
+                "before": before,
+                "after": assignment_view(assignment),
+                "version": assignment.version,
+            }
+        ]
 
     def active_for(self, subject_id: str, package: str) -> Assignment | None:
         return self.session.scalar(
@@ -225,26 +288,39 @@ class AssignmentService:
 
     def end(self, actor: Actor, assignment: Assignment, action: str, *, now: datetime) -> None:
         """Start taking access away: expiring now, removed once every revoke job is done."""
-        before = assignment_view(assignment)
-        assignment.state = "expiring"
-        assignment.removed_at = now
-        audit(
-            self.session,
-            actor,
-            action,
-            ("assignment", assignment.id),
-            now=now,
-            before=before,
-            after=assignment_view(assignment),
-            version=assignment.version,
-        )
-        self._enqueue_revokes(assignment, now=now)
-        self.settle(assignment, actor, now=now)
+        self.end_many(actor, [assignment], action, now=now)
+
+    def end_many(
+        self, actor: Actor, assignments: Sequence[Assignment], action: str, *, now: datetime
+    ) -> None:
+        """`end` for many assignments at once, with a few statements in all (mass expiry)."""
+        records = []
+        for assignment in assignments:
+            before = assignment_view(assignment)
+            assignment.state = "expiring"
+            assignment.removed_at = now
+            records.append(
+                {
+                    "action": action,
+                    "object": ("assignment", assignment.id),
+                    "before": before,
+                    "after": assignment_view(assignment),
+                    "version": assignment.version,
+                }
+            )
+        update_many(self.session, assignments, ("state", "removed_at"))
+        audit_many(self.session, actor, now, records)
+        revoking = self._enqueue_revokes(assignments, now=now)
+        # The others had nothing left to revoke: they are removed at once.
+        rest = [assignment for assignment in assignments if assignment.id not in revoking]
+        self._settle(rest, actor, now=now)
 
     def expire_due(self, *, now: datetime, limit: int = 1000) -> int:
-        """End every live assignment whose expires_at has passed; returns how many.
+        """End every live assignment whose expires_at has passed, `limit` at most; returns
+        how many.
 
-        Idempotent: the CLI, the worker and tests call it with an explicit `now`.
+        Idempotent: the CLI, the worker and tests call it with an explicit `now`. Workers on
+        PostgreSQL skip each other's rows.
         """
         due = self.session.scalars(
             select(Assignment)
@@ -256,8 +332,7 @@ class AssignmentService:
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
-        for assignment in due:
-            self.end(SYSTEM, assignment, "assignment.expired", now=now)
+        self.end_many(SYSTEM, due, "assignment.expired", now=now)
         self.session.commit()
         return len(due)
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from policyd.services.actor import Actor
 from policyd.store.models import AuditRecord
-from policyd.store.query import page
+from policyd.store.query import insert_many, page
 
 
 def audit(
@@ -37,6 +37,33 @@ def audit(
     )
     session.add(record)
     return record
+
+
+def audit_many(
+    session: Session, actor: Actor, now: datetime, records: list[dict[str, Any]]
+) -> None:
+    """Write many audit records with one statement (bulk lifecycle work, e.g. mass expiry).
+
+    Each record names `action`, `object` (type, id) and optionally `before`, `after` and
+    `version`. Pending changes are flushed first, so the records follow them in id order.
+    """
+    if not records:
+        return
+    session.flush()
+    rows = [
+        {
+            "at": now,
+            "actor": actor.principal,
+            "action": record["action"],
+            "object_type": record["object"][0],
+            "object_id": record["object"][1],
+            "before": record.get("before"),
+            "after": record.get("after"),
+            "version": record.get("version"),
+        }
+        for record in records
+    ]
+    insert_many(session, AuditRecord, rows)
 
 
 class AuditService:

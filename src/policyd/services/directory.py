@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from policyd.domain import Subject, UserType
 from policyd.services.actor import Actor
-from policyd.services.audit import audit
+from policyd.services.audit import audit, audit_many
 from policyd.services.errors import ConflictError, InvalidError, NotFoundError
 from policyd.store.models import (
     Assignment,
@@ -22,7 +22,7 @@ from policyd.store.models import (
     OrganizationDomain,
     User,
 )
-from policyd.store.query import page
+from policyd.store.query import among, insert_many, page
 
 if TYPE_CHECKING:
     from policyd.services.subject_cache import SubjectCache
@@ -198,6 +198,72 @@ class DirectoryService:
             before={"user_id": user_id},
         )
         return True
+
+    def add_members(
+        self, actor: Actor, group_id: str, user_ids: Iterable[str], *, now: datetime
+    ) -> list[str]:
+        """Add many users to an existing group with one statement; returns who was added
+        (those already members are left alone). Every user must exist."""
+        wanted = set(user_ids)
+        if not wanted:
+            return []
+        present = set(
+            self.session.scalars(
+                select(Membership.user_id).where(
+                    Membership.group_id == group_id,
+                    among(self.session, Membership.user_id, wanted),
+                )
+            )
+        )
+        added = sorted(wanted - present)
+        if added:
+            rows = [{"group_id": group_id, "user_id": user} for user in added]
+            insert_many(self.session, Membership, rows)
+        audit_many(
+            self.session,
+            actor,
+            now,
+            [
+                {
+                    "action": "directory.member_added",
+                    "object": ("group", group_id),
+                    "after": {"user_id": user},
+                }
+                for user in added
+            ],
+        )
+        return added
+
+    def remove_members(
+        self, actor: Actor, group_id: str, user_ids: Iterable[str], *, now: datetime
+    ) -> list[str]:
+        """Remove many users from a group with one statement; returns who was removed."""
+        wanted = set(user_ids)
+        if not wanted:
+            return []
+        removed = sorted(
+            self.session.scalars(
+                delete(Membership)
+                .where(Membership.group_id == group_id)
+                .where(among(self.session, Membership.user_id, wanted))
+                .returning(Membership.user_id),
+                execution_options={"synchronize_session": False},
+            )
+        )
+        audit_many(
+            self.session,
+            actor,
+            now,
+            [
+                {
+                    "action": "directory.member_removed",
+                    "object": ("group", group_id),
+                    "before": {"user_id": user},
+                }
+                for user in removed
+            ],
+        )
+        return removed
 
     # connected organisations -----------------------------------------------------------------
     def put_organization(

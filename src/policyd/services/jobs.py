@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, Row, func, select, update
 from sqlalchemy.orm import Session
 
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.errors import ConflictError, NotFoundError
 from policyd.store.models import Job
-from policyd.store.query import page
+from policyd.store.query import among, insert_many, page
 from policyd.store.types import new_id
 
 MAX_ATTEMPTS = 8
@@ -23,6 +24,13 @@ LEASE = timedelta(minutes=5)  # a claimed job whose worker died is claimed again
 # Jobs a worker claims at once: small enough that a batch of slow calls (connector timeouts
 # are seconds) ends well within LEASE, so a live worker's jobs are not taken over.
 CLAIM_BATCH = 20
+# Jobs of connectors that work in bulk (one call for many targets, e.g. the directory) and
+# notifications with no notifier to send them are claimed this many at once.
+BULK_CLAIM = 2000
+
+
+# A claimed job: its row's columns as plain attributes (job.id, job.kind, ...), read-only.
+ClaimedJob = Row[Any]
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
@@ -70,39 +78,72 @@ class JobService:
         self.session.info.setdefault("enqueued", []).append(job.id)
         return job
 
+    def enqueue_many(self, jobs: Iterable[dict[str, Any]], *, now: datetime) -> list[str]:
+        """Insert many jobs with one statement; each names kind, connector, resource, role,
+        subject_id and assignment_id, and may set max_attempts. Returns their ids."""
+        rows = [
+            {
+                "id": new_id(),
+                "state": "queued",
+                "attempts": 0,
+                "max_attempts": MAX_ATTEMPTS,
+                "run_at": now,
+                "created_at": now,
+                **job,
+            }
+            for job in jobs
+        ]
+        if not rows:
+            return []
+        self.session.flush()
+        insert_many(self.session, Job, rows)
+        ids = [row["id"] for row in rows]
+        self.session.info.setdefault("enqueued", []).extend(ids)
+        return ids
+
     def claim(
-        self, worker: str, *, now: datetime, limit: int = 50, ids: list[str] | None = None
-    ) -> list[Job]:
+        self,
+        worker: str,
+        *,
+        now: datetime,
+        limit: int = 50,
+        ids: list[str] | None = None,
+        where: ColumnElement[bool] | None = None,
+    ) -> list[ClaimedJob]:
         """Atomically take up to `limit` due jobs for `worker` and commit the claim.
 
         Due: queued with run_at <= now, or running with an expired lease (its worker died).
         On PostgreSQL concurrent workers skip each other's rows (FOR UPDATE SKIP LOCKED);
         SQLite serialises writers, so the single UPDATE is atomic there too.
         """
-        due = (
+        claimed: list[ClaimedJob] = []
+        # Two scans, each in index order ((state, run_at)) with no sort of the whole queue:
+        # jobs whose worker died first, then queued jobs, oldest first.
+        for due in (
             select(Job.id)
-            .where(
-                ((Job.state == "queued") & (Job.run_at <= now))
-                | ((Job.state == "running") & (Job.locked_until < now))
-            )
-            .order_by(Job.run_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        if ids is not None:
-            due = due.where(Job.id.in_(ids))
-        claimed = self.session.scalars(
-            update(Job)
-            .where(Job.id.in_(due.scalar_subquery()))
-            .values(
-                state="running",
-                locked_by=worker,
-                locked_until=now + LEASE,
-                attempts=Job.attempts + 1,
-            )
-            .returning(Job),
-            execution_options={"synchronize_session": False},
-        ).all()
+            .where(Job.state == "running", Job.locked_until < now)
+            .order_by(Job.run_at),
+            select(Job.id).where(Job.state == "queued", Job.run_at <= now).order_by(Job.run_at),
+        ):
+            if ids is not None:
+                due = due.where(among(self.session, Job.id, ids))
+            if where is not None:
+                due = due.where(where)
+            due = due.limit(limit - len(claimed)).with_for_update(skip_locked=True)
+            jobs = Job.__table__
+            claimed += self.session.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(due.scalar_subquery()))
+                .values(
+                    state="running",
+                    locked_by=worker,
+                    locked_until=now + LEASE,
+                    attempts=jobs.c.attempts + 1,
+                )
+                .returning(*jobs.c)
+            ).all()
+            if len(claimed) >= limit:
+                break
         self.session.commit()
         return list(claimed)
 
@@ -112,12 +153,41 @@ class JobService:
         job = self._get(job_id, lock=True)
         return job.state == "running" and job.locked_by == worker
 
+    def held(self, job_ids: Sequence[str], worker: str) -> set[str]:
+        """Which of `job_ids` `worker` still holds (`holds` for many, without locking)."""
+        query = select(Job.id).where(
+            among(self.session, Job.id, job_ids), Job.state == "running", Job.locked_by == worker
+        )
+        return set(self.session.scalars(query))
+
     def finish(self, job_id: str, *, now: datetime) -> Job:
         job = self._get(job_id, lock=True)
         job.state, job.finished_at = "done", now
         job.locked_by = job.locked_until = None
         job.last_error = None
         return job
+
+    def finish_many(
+        self, job_ids: Sequence[str], worker: str, *, now: datetime
+    ) -> list[tuple[str, str | None]]:
+        """Mark done every job of `job_ids` that `worker` still holds.
+
+        Returns:
+            (job id, assignment id) of the jobs marked done; a job missing from it was taken
+            over by another worker after its lease lapsed, and that worker's outcome stands.
+        """
+        if not job_ids:
+            return []
+        rows = self.session.execute(
+            update(Job)
+            .where(among(self.session, Job.id, job_ids))
+            .where(Job.state == "running", Job.locked_by == worker)
+            .values(state="done", finished_at=now, locked_by=None, locked_until=None)
+            .values(last_error=None)
+            .returning(Job.id, Job.assignment_id),
+            execution_options={"synchronize_session": False},
+        )
+        return [(job_id, assignment_id) for job_id, assignment_id in rows]
 
     def fail(self, job_id: str, error: str, *, retryable: bool, now: datetime) -> Job:
         """Record a failed attempt: back off and retry, or give up after max_attempts."""

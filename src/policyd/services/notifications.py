@@ -52,6 +52,24 @@ def notify(
         job.kind = "notify"
 
 
+def notify_many(session: Session, notes: Iterable[tuple[str, str, str]], *, now: datetime) -> None:
+    """Queue many notifications, each (kind, object id, recipient), with one statement."""
+    JobService(session).enqueue_many(
+        (
+            {
+                "kind": "notify",
+                "connector": CHANNEL,
+                "resource": f"{kind}:{object_id}",
+                "role": "",
+                "subject_id": recipient,
+                "assignment_id": None,
+            }
+            for kind, object_id, recipient in dict.fromkeys(notes)
+        ),
+        now=now,
+    )
+
+
 def remind_due(
     session: Session, *, now: datetime, offsets: Iterable[timedelta] = REMINDER_OFFSETS
 ) -> int:

@@ -2,8 +2,36 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, func, select
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Select,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+
+def among(
+    session: Session, column: ColumnElement[Any], values: Iterable[Any]
+) -> ColumnElement[bool]:
+    """`column IN values`, for lists of hundreds of ids: on PostgreSQL one array parameter
+    (`= ANY(...)`), which psycopg need not parse out of a long statement; elsewhere IN."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def page(session: Session, query: Select, offset: int, limit: int) -> tuple[list, int]:
@@ -12,3 +40,67 @@ def page(session: Session, query: Select, offset: int, limit: int) -> tuple[list
     if offset >= total:  # also keeps absurd page numbers away from the database
         return [], total
     return list(session.scalars(query.offset(offset).limit(limit))), total
+
+
+def insert_many(session: Session, model: type, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert `rows` (dicts with the same keys) in the session's transaction, fast.
+
+    For the thousands of rows of a mass expiry: PostgreSQL gets them through COPY (psycopg
+    would otherwise send one INSERT per row, or parse one huge multi-row INSERT per batch);
+    SQLite through one prepared statement that its driver runs row after row in C. Only
+    column defaults of the database apply (give ids made in Python explicitly).
+    """
+    if not rows:
+        return
+    session.flush()  # rows added before these stay before them
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        session.execute(insert(model), rows)
+        return
+    table = model.__table__
+    names = list(rows[0])
+    columns = [table.c[name] for name in names]
+    convert = [
+        _to_json
+        if isinstance(column.type, JSON)
+        else column.type.bind_processor(connection.dialect)
+        for column in columns
+    ]
+    quote = connection.dialect.identifier_preparer.quote
+    statement = f"COPY {quote(table.name)} ({', '.join(quote(name) for name in names)}) FROM STDIN"
+    cursor = connection.connection.driver_connection.cursor()
+    with cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(
+                [
+                    value if value is None or step is None else step(value)
+                    for value, step in zip((row[name] for name in names), convert, strict=True)
+                ]
+            )
+
+
+def update_many(session: Session, objects: Sequence[Any], keys: Sequence[str]) -> None:
+    """Write attributes `keys` of many loaded objects, already set in Python, with one UPDATE
+    per distinct set of values instead of the flush's one UPDATE per row.
+
+    The objects must have been flushed before the attributes were set (they exist as rows);
+    afterwards their attributes count as saved.
+    """
+    groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
+    for obj in objects:
+        groups[tuple(getattr(obj, key) for key in keys)].append(obj)
+    with session.no_autoflush:
+        for values, members in groups.items():
+            table = type(members[0]).__table__
+            session.execute(
+                update(table)
+                .where(among(session, table.c.id, [obj.id for obj in members]))
+                .values(dict(zip(keys, values, strict=True)))
+            )
+            for obj in members:
+                for key, value in zip(keys, values, strict=True):
+                    set_committed_value(obj, key, value)
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value)

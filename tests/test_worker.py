@@ -1,0 +1,222 @@
+"""The worker's bulk paths: connectors that grant and revoke many targets per call, and
+mass expiry in batches, with reference counting across and within batches."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+
+from policyd.api import create_app
+from policyd.connectors import ConnectorError, registry
+from policyd.services.actor import SYSTEM
+from policyd.services.tokens import TokenService
+from policyd.store.models import Base
+from tests.api.conftest import Clock
+
+PACKAGE = """apiVersion: policyd/v1
+package:
+  id: {id}
+  displayName: {id}
+  resources:
+{resources}
+  lifetime: {{duration: {duration}}}
+  rules:
+    - {{id: everyone, then: {{decision: auto_approve}}}}
+"""
+SHARED = '    - {connector: directory, resource: "group:Shared"}'
+CRM = '    - {connector: crm, resource: "role:agent"}'
+
+
+class BulkCrm:
+    """An in-memory app that grants and revokes in bulk, with per-target and whole-call
+    failures on demand."""
+
+    def __init__(self, context):
+        self.name = context.name
+        self.holders: set[str] = set()
+        self.refuse: set[str] = set()  # users whose grant or revoke fails (retryable)
+        self.down = False  # every call fails
+        self.calls: list[tuple[str, int]] = []
+        self.lock = threading.Lock()
+
+    def _apply(self, kind, targets):
+        with self.lock:
+            self.calls.append((kind, len(targets)))
+            if self.down:
+                raise ConnectorError("crm unavailable")
+            results = []
+            for target in targets:
+                if target.user_id in self.refuse:
+                    results.append(ConnectorError(f"quota exceeded for {target.user_id}"))
+                    continue
+                (self.holders.add if kind == "grant" else self.holders.discard)(target.user_id)
+                results.append(None)
+            return results
+
+    def grant_many(self, targets):
+        return self._apply("grant", targets)
+
+    def revoke_many(self, targets):
+        return self._apply("revoke", targets)
+
+    def grant(self, target):
+        if error := self.grant_many([target])[0]:
+            raise error
+
+    def revoke(self, target):
+        if error := self.revoke_many([target])[0]:
+            raise error
+
+    def members(self, resource):
+        return set(self.holders)
+
+    def health(self):
+        pass
+
+
+@dataclass
+class Stack:
+    app: object
+    client: object
+    headers: dict[str, str]
+    clock: Clock
+
+    @property
+    def worker(self):
+        return self.app.extensions["policyd.worker"]
+
+    def request(self, person: str, package: str) -> dict:
+        body = {"package": package, "subject": {"id": person}}
+        response = self.client.post("/v1/requests", json=body, headers=self.headers)
+        assert response.status_code == 201, response.json
+        return response.json
+
+    def get(self, path: str):
+        response = self.client.get(path, headers=self.headers)
+        assert response.status_code == 200, response.json
+        return response.json
+
+    def members(self, group: str) -> set[str]:
+        return {m["user_id"] for m in self.get(f"/v1/groups/{group}/members?page_size=100")}
+
+    def jobs(self, **query) -> list[dict]:
+        pairs = "&".join(f"{key}={value}" for key, value in query.items())
+        return self.get(f"/v1/jobs?page_size=100&{pairs}")
+
+
+PEOPLE = [f"p{i:02}" for i in range(12)]
+
+
+@pytest.fixture
+def stack(database_url, tmp_path):
+    """Worker mode; packages `crm` (PT8H) and `a`, `b` (PT8H) and `c` (P1D), which all
+    grant the directory group Shared; people p00..p11."""
+    registry.register("bulk-crm", BulkCrm)
+    connectors = tmp_path / "connectors.yaml"
+    connectors.write_text("apiVersion: policyd/v1\nconnectors:\n  - {name: crm, type: bulk-crm}\n")
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    packages = {"crm": (CRM, "PT8H"), "a": (SHARED, "PT8H"), "b": (SHARED, "PT8H")}
+    packages["c"] = (SHARED, "P1D")
+    for package, (resources, duration) in packages.items():
+        text = PACKAGE.format(id=package, resources=resources, duration=duration)
+        (policies / f"{package}.yaml").write_text(text)
+    clock = Clock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+    app = create_app(
+        {
+            "POLICYD_DATABASE_URL": database_url,
+            "POLICYD_POLICIES": str(policies),
+            "POLICYD_CLOCK": clock,
+            "POLICYD_AUTO_UPGRADE": True,
+            "POLICYD_CONNECTORS": str(connectors),
+            "POLICYD_DELIVERY": "worker",
+        }
+    )
+    with app.extensions["policyd.db"].session() as session:
+        _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=clock())
+    stack = Stack(app, app.test_client(), {"Authorization": f"Bearer {plain}"}, clock)
+    for person in PEOPLE:
+        body = {"email": f"{person}@contoso.com"}
+        response = stack.client.put(f"/v1/users/{person}", json=body, headers=stack.headers)
+        assert response.status_code == 200
+    yield stack
+    registry.reset()
+    app.extensions["policyd.runtime"].close()
+    with app.extensions["policyd.db"].engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+    app.extensions["policyd.db"].dispose()
+
+
+def test_a_bulk_connector_gets_one_call_for_many_jobs(stack):
+    """Twelve grants for a connector with grant_many reach it as one call."""
+    requests = [stack.request(person, "crm") for person in PEOPLE]
+    assert stack.worker.sweep(now=stack.clock())["jobs"] >= len(PEOPLE)
+    crm = stack.worker.connectors.get("crm")
+    assert crm.calls == [("grant", len(PEOPLE))]
+    assert crm.holders == set(PEOPLE)
+    for request in requests:
+        assert stack.get(f"/v1/requests/{request['id']}")["state"] == "delivered"
+
+
+def test_a_target_the_bulk_call_refuses_is_retried_alone(stack):
+    """A per-target error fails only that job: it backs off with the reason; the others are
+    done, and the refused one is delivered once the app accepts it."""
+    requests = {person: stack.request(person, "crm") for person in PEOPLE[:4]}
+    crm = stack.worker.connectors.get("crm")
+    crm.refuse = {"p03"}
+    stack.worker.sweep(now=stack.clock())
+    assert crm.holders == {"p00", "p01", "p02"}
+    queued = stack.jobs(kind="grant", state="queued")
+    assert [(job["subject_id"], job["attempts"]) for job in queued] == [("p03", 1)]
+    assert "quota exceeded for p03" in queued[0]["last_error"]
+    assert stack.get(f"/v1/requests/{requests['p03']['id']}")["state"] == "delivering"
+    crm.refuse = set()
+    stack.clock.advance(minutes=5)
+    stack.worker.sweep(now=stack.clock())
+    assert crm.holders == {"p00", "p01", "p02", "p03"}
+    assert stack.get(f"/v1/requests/{requests['p03']['id']}")["state"] == "delivered"
+
+
+def test_a_bulk_call_that_fails_whole_fails_every_job_of_it(stack):
+    """When the call itself raises, every job in it backs off; nothing is lost."""
+    crm = stack.worker.connectors.get("crm")
+    crm.down = True
+    for person in PEOPLE[:5]:
+        stack.request(person, "crm")
+    stack.worker.sweep(now=stack.clock())
+    queued = stack.jobs(kind="grant", state="queued")
+    assert len(queued) == 5 and all("crm unavailable" in job["last_error"] for job in queued)
+    crm.down = False
+    stack.clock.advance(minutes=5)
+    stack.worker.sweep(now=stack.clock())
+    assert crm.holders == set(PEOPLE[:5])
+    assert stack.jobs(kind="grant", state="queued") == []
+
+
+def test_mass_expiry_counts_references_across_and_within_batches(stack):
+    """People whose two expiring assignments grant the same group lose it with one revoke;
+    people who still hold it through a longer assignment keep it; batches of 5 split them."""
+    both_end, one_stays = PEOPLE[:6], PEOPLE[6:]
+    for person in both_end:
+        stack.request(person, "a")
+        stack.request(person, "b")
+    for person in one_stays:
+        stack.request(person, "a")
+        stack.request(person, "c")
+    stack.worker.sweep(now=stack.clock())
+    assert stack.members("Shared") == set(PEOPLE)
+    stack.clock.advance(hours=8, minutes=1)
+    result = stack.worker.sweep(now=stack.clock(), batch=5)
+    assert result["expired"] == 2 * len(both_end) + len(one_stays)
+    assert stack.members("Shared") == set(one_stays)
+    revokes = Counter(job["subject_id"] for job in stack.jobs(kind="revoke"))
+    assert revokes == Counter(both_end)  # one each, for the shared group
+    assignments = stack.get("/v1/assignments?page_size=100")
+    states = Counter((a["package"], a["state"]) for a in assignments)
+    assert states == {("a", "removed"): 12, ("b", "removed"): 6, ("c", "active"): 6}
+    assert stack.worker.sweep(now=stack.clock()) == {**dict.fromkeys(result, 0)}  # nothing left

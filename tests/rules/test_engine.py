@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
 
 from policyd.domain import Outcome, RequestOptions, Subject, UserType
 from policyd.rules import (
@@ -21,7 +22,9 @@ from policyd.rules import (
     load_texts,
 )
 from policyd.rules.compiler import compile_bundle
+from policyd.rules.engine import MEMO_MAX_FACT, MEMO_SIZE, EngineError
 from policyd.rules.facts import build_fact
+from tests.rules import test_properties as props
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 STRESS_DECISIONS = int(os.environ.get("POLICYD_STRESS_DECISIONS", "5000"))
@@ -95,10 +98,16 @@ def cases():
     ]
 
 
+# With the memo off every decision reaches the C core; with it on, threads share remembered
+# matches. Both must hold.
+MEMO_SIZES = pytest.mark.parametrize("memo_size", [0, MEMO_SIZE], ids=["core", "memo"])
+
+
 @pytest.mark.slow
-def test_four_threads_on_one_policy_lose_and_corrupt_no_decision():
+@MEMO_SIZES
+def test_four_threads_on_one_policy_lose_and_corrupt_no_decision(memo_size):
     """Four threads deciding on one Policy get exactly the single-threaded decisions, none lost."""
-    policy = Policy(mixed_bundle())
+    policy = Policy(mixed_bundle(), memo_size=memo_size)
     work = cases()
     expected = [policy.decide(p, s, now=m) for p, s, m in work]
     assert {d.outcome for d in expected} == set(Outcome)  # the mix covers every outcome
@@ -222,7 +231,7 @@ def test_a_decision_during_a_swap_uses_one_whole_version():
 
 def test_evaluations_continue_past_the_session_limit():
     """2,000 sequential evaluations, past durable_rules' 1,024 live sessions, all stay correct."""
-    policy = Policy(mixed_bundle())
+    policy = Policy(mixed_bundle(), memo_size=0)  # every evaluation reaches the C core
     engineer, sales = SUBJECTS[0], SUBJECTS[2]
     compiled = policy.engine.compiled
     for n in range(2000):
@@ -298,3 +307,93 @@ package:
 """
     with pytest.raises(ProblemsError, match=r"l2Bh.*pCba.*collide in durable_rules"):
         load_texts({"pkg.yaml": text})
+
+
+@settings(max_examples=150, deadline=None)
+@given(props.rule_lists(), props.SUBJECTS, props.REQUESTS, props.MOMENTS)
+def test_a_remembered_match_decides_exactly_as_a_fresh_one(rules, subject, request, now):
+    """The first and the remembered decision equal one made with the memo off, field by field."""
+    bundle = load_texts({"pkg.yaml": props.file_text(rules)})
+    fresh, memoised = Policy(bundle, memo_size=0), Policy(bundle)
+    try:
+        expected = fresh.decide("pkg", subject, request, now=now)
+        first = memoised.decide("pkg", subject, request, now=now)
+        assert memoised.engine.remembered == 1
+        again = memoised.decide("pkg", subject, request, now=now)
+    finally:
+        fresh.close()
+        memoised.close()
+    assert first == expected and again == expected
+
+
+def test_the_memo_keeps_at_most_memo_size_facts():
+    """Past `memo_size` distinct facts the oldest are forgotten; every answer stays right."""
+    bundle = mixed_bundle()
+    small, fresh = Policy(bundle, memo_size=4), Policy(bundle, memo_size=0)
+    subjects = [
+        Subject(f"u{n}", department="Engineering", attributes={"level": n % 5}) for n in range(20)
+    ]
+    for subject in subjects * 2:
+        decided = small.decide("pkg-a", subject, now=NOW)
+        assert decided == fresh.decide("pkg-a", subject, now=NOW)
+        assert small.engine.remembered <= 4
+    assert fresh.engine.remembered == 0
+    small.close()
+    fresh.close()
+
+
+def test_the_memo_tells_facts_apart_by_their_exact_json():
+    """1, 1.0 and true are one key to a dict but three facts to durable_rules: never confused."""
+    text = """
+apiVersion: policyd/v1
+package:
+  id: pkg
+  displayName: Types
+  rules:
+    - {id: one, when: {subject.attributes.x: {eq: 1}}, then: {decision: deny}}
+    - {id: truth, when: {subject.attributes.x: {eq: "true"}}, then: {decision: deny}}
+"""
+    bundle = load_texts({"pkg.yaml": text})
+    memoised, fresh = Policy(bundle), Policy(bundle, memo_size=0)
+    for value in (1, 1.0, True, "1", "true", 1, True):
+        subject = Subject("u", attributes={"x": value})
+        assert memoised.decide("pkg", subject, now=NOW) == fresh.decide("pkg", subject, now=NOW)
+    memoised.close()
+    fresh.close()
+
+
+def test_a_version_swap_forgets_what_the_old_version_remembered():
+    """After a swap the old engine remembers nothing and refuses even a fact it had remembered."""
+    runtime = PolicyRuntime(versioned_bundle("ONE"))
+    old = runtime.active
+    assert runtime.decide("pkg", Subject("u1"), now=NOW).reason == "version ONE"
+    assert old.engine.remembered == 1
+    runtime.activate(versioned_bundle("TWO"))
+    assert old.engine.remembered == 0
+    fact = build_fact(old.engine.compiled, Subject("u1"), RequestOptions(), NOW)
+    with pytest.raises(EngineClosedError):
+        old.engine.match("pkg", fact)
+    assert runtime.decide("pkg", Subject("u1"), now=NOW).reason == "version TWO"
+    runtime.close()
+
+
+def test_a_fact_too_long_to_remember_is_still_matched():
+    """A subject in hundreds of groups is decided right and not remembered (memory bound)."""
+    groups = frozenset({"blocked", *(f"group-{n:04d}-of-a-long-list" for n in range(200))})
+    subject = Subject("u", groups=groups, department="Engineering", attributes={"level": 3})
+    policy = Policy(mixed_bundle())
+    fact = build_fact(policy.engine.compiled, subject, RequestOptions(), NOW)
+    assert len(str(fact)) > MEMO_MAX_FACT
+    assert policy.decide("pkg-a", subject, now=NOW).rule == "blocked"
+    assert policy.engine.remembered == 0
+    policy.close()
+
+
+def test_a_broken_engine_refuses_facts_it_remembers():
+    """Once the engine failed, it answers nothing, not even from its memo."""
+    policy = Policy(mixed_bundle())
+    policy.decide("pkg-a", SUBJECTS[0], now=NOW)
+    policy.engine._broken = "simulated failure"  # what a failed assert_fact leaves behind
+    with pytest.raises(EngineError):
+        policy.decide("pkg-a", SUBJECTS[0], now=NOW)
+    policy.close()

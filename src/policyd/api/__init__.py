@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "POLICYD_SPOOL_DIR": None,  # default: beside the SQLite file, or in the temp folder
     "POLICYD_DECISION_LOG_INTERVAL": 0.1,  # seconds between inserts of spooled entries
     "POLICYD_SUBJECT_CACHE_SECONDS": 2.0,  # decisions only; 0 turns the cache off
+    "POLICYD_MATCH_MEMO": 2048,  # facts whose rule matches each version remembers; 0: none
+    "POLICYD_DECISION_HOTPATH": "on",  # plain POST /v1/decisions skip Flask (api/hotpath.py)
 }
 
 
@@ -71,6 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         directory,
         errors,
         health,
+        hotpath,
         jobs,
         requests,
         versions,
@@ -86,6 +89,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     api.spec.options["security"] = [{"bearer": []}]
     for module in (decisions, requests, assignments, versions, directory, jobs, admin):
         api.register_blueprint(module.blp)
+    app.wsgi_app = hotpath.DecisionHotPath(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
 
 
@@ -130,7 +134,7 @@ def _init_policies(app: Flask) -> None:
     from policyd.services.versions import PolicySync, VersionService
 
     database: Database = app.extensions["policyd.db"]
-    runtime = PolicyRuntime()
+    runtime = PolicyRuntime(memo_size=int(app.config["POLICYD_MATCH_MEMO"]))
     sync = PolicySync(runtime, database.session, app.config["POLICYD_SYNC_INTERVAL"])
     app.extensions["policyd.runtime"] = runtime
     app.extensions["policyd.sync"] = sync

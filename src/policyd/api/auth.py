@@ -37,11 +37,9 @@ def authenticate() -> Actor:
     Raises:
         AuthError: 401 without valid credentials.
     """
-    header = request.headers.get("Authorization", "")
-    scheme, _, credential = header.partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
+    credential = bearer_credential(request.headers.get("Authorization", ""))
+    if credential is None:
         raise AuthError(401, "a bearer token is required (Authorization: Bearer <token>)")
-    credential = credential.strip()
     trusted_apps = set(current_app.config["POLICYD_TRUSTED_APPS"])
     if credential.startswith(PREFIX):
         cache: TokenCache = current_app.extensions["policyd.token_cache"]
@@ -58,6 +56,15 @@ def authenticate() -> Actor:
     if verifier is None:
         raise AuthError(401, "the token is not a policyd API token and OIDC is not configured")
     return verifier.actor(credential, trusted_apps)
+
+
+def bearer_credential(header: str) -> str | None:
+    """The credential of an `Authorization: Bearer <credential>` header; None for any other."""
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        return None
+    return credential
 
 
 class TokenCache:

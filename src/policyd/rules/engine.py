@@ -6,10 +6,15 @@ matched nothing is deleted (see docs/engine.md). So this adapter drives the C co
 `durable.engine.Host`, hence no dispatcher threads at all — with one process-wide lock around
 assert, read and delete; every evaluation uses a fresh session deleted before the lock is
 released; and every ruleset carries an always-true rule, so no fact ever goes unmatched.
+
+Matching is a pure function of the compiled bundle and the fact, so each engine remembers the
+matches of recent facts (a bounded LRU, keyed by the exact JSON the C core would read); it dies
+with its engine, so a version swap starts afresh.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import threading
@@ -23,6 +28,8 @@ from policyd.rules.compiler import ALWAYS_ACTION, CompiledBundle
 # ruleset costs no parallelism and rules out the races above.
 _CORE_LOCK = threading.Lock()
 _NOT_HANDLED = 1
+MEMO_SIZE = 2048  # facts remembered per engine
+MEMO_MAX_FACT = 2048  # characters; a longer fact (hundreds of groups) is matched, not remembered
 
 
 class EngineClosedError(RuntimeError):
@@ -34,10 +41,17 @@ class EngineError(RuntimeError):
 
 
 class Engine:
-    """Matches facts against one compiled bundle; safe to call from many threads."""
+    """Matches facts against one compiled bundle; safe to call from many threads.
 
-    def __init__(self, compiled: CompiledBundle):
+    Args:
+        memo_size: how many recent facts' matches to remember (0: none); at the defaults the
+            memo holds at most about 5 MiB.
+    """
+
+    def __init__(self, compiled: CompiledBundle, *, memo_size: int = MEMO_SIZE):
         self.compiled = compiled
+        # lru_cache is thread-safe; two threads missing on one fact both match it, alike.
+        self._memo = functools.lru_cache(maxsize=max(memo_size, 0))(self._match_payload)
         self._sids = itertools.count(1)
         self._closed = False
         self._broken: str | None = None
@@ -60,8 +74,20 @@ class Engine:
             EngineClosedError: this version was closed by a swap.
             EngineError: the engine failed earlier or now.
         """
-        rulesets = self.compiled.ruleset_of[package_id]
+        if package_id not in self.compiled.ruleset_of:
+            raise KeyError(package_id)
+        # Exactly what the C core reads: equal text, equal matches (1, 1.0 and true differ).
         payload = json.dumps(fact)[:-1]  # the sid is appended per ruleset
+        if self._closed:  # a remembered match must not outlive its version either
+            raise EngineClosedError(self.compiled.version)
+        if self._broken:
+            raise EngineError(self._broken)
+        if len(payload) > MEMO_MAX_FACT:
+            return self._match_payload(package_id, payload)
+        return self._memo(package_id, payload)
+
+    def _match_payload(self, package_id: str, payload: str) -> frozenset[str]:
+        rulesets = self.compiled.ruleset_of[package_id]
         actions: list[str] = []
         with _CORE_LOCK:
             if self._closed:
@@ -72,6 +98,11 @@ class Engine:
                 self._match_one(ruleset, payload, actions)
         rule_of = self.compiled.rule_of
         return frozenset(rule_of[a][1] for a in actions if a != ALWAYS_ACTION)
+
+    @property
+    def remembered(self) -> int:
+        """How many facts' matches this engine remembers now."""
+        return self._memo.cache_info().currsize
 
     def _match_one(self, ruleset: str, payload: str, actions: list[str]) -> None:
         """Assert the fact into one ruleset, collect its actions, delete the session.
@@ -111,6 +142,7 @@ class Engine:
             if not self._closed:
                 self._closed = True
                 self._release()
+        self._memo.cache_clear()
 
     def _release(self) -> None:
         for handle in self._handles.values():

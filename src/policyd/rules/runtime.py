@@ -8,16 +8,16 @@ from datetime import datetime
 from policyd.domain import Decision, RequestOptions, Subject
 from policyd.rules.compiler import compile_bundle
 from policyd.rules.decision import decide
-from policyd.rules.engine import Engine, EngineClosedError
+from policyd.rules.engine import MEMO_SIZE, Engine, EngineClosedError
 from policyd.rules.model import Bundle
 
 
 class Policy:
-    """A bundle, compiled and loaded into its own engine."""
+    """A bundle, compiled and loaded into its own engine (see Engine for `memo_size`)."""
 
-    def __init__(self, bundle: Bundle):
+    def __init__(self, bundle: Bundle, *, memo_size: int = MEMO_SIZE):
         self.bundle = bundle
-        self.engine = Engine(compile_bundle(bundle))
+        self.engine = Engine(compile_bundle(bundle), memo_size=memo_size)
 
     @property
     def version(self) -> str:
@@ -42,9 +42,12 @@ class Policy:
 class PolicyRuntime:
     """Holds the active Policy; `activate` swaps versions without a caller seeing half of one."""
 
-    def __init__(self, bundle: Bundle | None = None):
+    def __init__(self, bundle: Bundle | None = None, *, memo_size: int = MEMO_SIZE):
+        self.memo_size = memo_size
         self._swap_lock = threading.Lock()
-        self._active: Policy | None = Policy(bundle) if bundle is not None else None
+        self._active: Policy | None = None
+        if bundle is not None:
+            self._active = Policy(bundle, memo_size=memo_size)
 
     @property
     def active(self) -> Policy | None:
@@ -52,7 +55,8 @@ class PolicyRuntime:
 
     def activate(self, bundle: Bundle) -> Policy:
         """Compile `bundle`, make it active, and release the version it replaces."""
-        fresh = Policy(bundle)  # built before the swap: a failure leaves the old one active
+        # Built before the swap: a failure leaves the old one active.
+        fresh = Policy(bundle, memo_size=self.memo_size)
         with self._swap_lock:
             old, self._active = self._active, fresh
         if old is not None:

@@ -42,6 +42,11 @@ REJECTED = "rejected.txt"  # spool lines the database refused after all: kept, n
 MALFORMED = "a value is too long or malformed for the database"  # as api.errors says on DataError
 
 
+class JsonText(str):
+    """The JSON text of a JSON column's value, encoded already (compact, ASCII, no NaN):
+    `encode` spools it as it is instead of encoding the value again."""
+
+
 class LogMode(StrEnum):
     SYNC = "sync"  # in the request's transaction, committed before the answer
     SPOOL = "spool"  # appended to this process's spool file, inserted within `interval`
@@ -286,9 +291,12 @@ def encode(entry: dict[str, Any], *, allow_nan: bool, strict: bool) -> bytes:
                 raise InvalidError(MALFORMED)
     head = {name: entry[name] for name in _HEAD}
     head["at"] = entry["at"].isoformat()
+    encoder = _ENCODERS[allow_nan]
     try:
-        parts = [_ENCODERS[allow_nan].encode(head)]
-        parts += [_ENCODERS[allow_nan].encode(entry[name]) for name in _JSON_COLUMNS]
+        parts = [encoder.encode(head)]
+        for name in _JSON_COLUMNS:
+            value = entry[name]
+            parts.append(value if type(value) is JsonText else encoder.encode(value))
     except ValueError:
         raise InvalidError(MALFORMED) from None
     return "\t".join(parts).encode("ascii") + b"\n"
@@ -331,4 +339,12 @@ def _flush_forever(
         del decision_log
 
 
-__all__ = ["DecisionLog", "LogMode", "decode", "default_folder", "encode", "insert_rows"]
+__all__ = [
+    "DecisionLog",
+    "JsonText",
+    "LogMode",
+    "decode",
+    "default_folder",
+    "encode",
+    "insert_rows",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from policyd.domain import Decision, RequestOptions, Subject
 from policyd.rules import InvalidInputError, PolicyRuntime, UnknownPackageError
 from policyd.services.actor import Actor, Role
-from policyd.services.decision_log import DecisionLog
+from policyd.services.decision_log import DecisionLog, JsonText
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ForbiddenError, InvalidError, NotFoundError
 from policyd.services.subject_cache import SubjectCache
@@ -41,6 +42,8 @@ def subject_view(subject: Subject) -> dict[str, Any]:
 
 
 _INSERT_LOG = DecisionRecord.__table__.insert()
+# Compact and ASCII, as the decision log encodes its JSON columns (a result holds no floats).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 logger = logging.getLogger(__name__)
 
 
@@ -52,6 +55,7 @@ class LoggedDecision:
     decision: Decision
     subject: Subject
     result: dict[str, Any]  # decision.to_dict(), as logged
+    result_json: str  # its JSON text, compact and ASCII: encoded once, for the log and answers
 
 
 class DecisionService:
@@ -122,6 +126,7 @@ class DecisionService:
             logged, entry = self._decide(
                 actor, package, subject_id, supplied, request, now, self.subjects
             )
+            entry["result"] = JsonText(logged.result_json)
             self.log.append(entry)
             return logged
         if self.session.get_bind().dialect.name == "postgresql":
@@ -179,7 +184,8 @@ class DecisionService:
             result=result,
             principal=actor.principal,
         )
-        return LoggedDecision(entry["id"], decision, subject, result), entry
+        logged = LoggedDecision(entry["id"], decision, subject, result, _ENCODER.encode(result))
+        return logged, entry
 
     def catch_up(self) -> None:
         """Store what this process spooled, so that it reads its own decisions back at once."""

@@ -164,8 +164,13 @@ class PolicySync:
         self._checked = 0.0
         self._lock = threading.Lock()
 
+    @property
+    def due(self) -> bool:
+        """Whether `maybe_sync` would read the database now."""
+        return time.monotonic() - self._checked >= self.interval
+
     def maybe_sync(self) -> None:
-        if time.monotonic() - self._checked >= self.interval:
+        if self.due:
             self.sync()
 
     def sync(self) -> str | None:

@@ -22,7 +22,7 @@ from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.external_users import ExternalUsers, sweep_external_users
 from policyd.services.jobs import BULK_CLAIM, CLAIM_BATCH, ClaimedJob, JobService
-from policyd.services.notifications import CHANNEL, remind_due, render
+from policyd.services.notifications import remind_due, render
 from policyd.services.requests import RequestService
 from policyd.store.models import Job, User
 from policyd.store.query import among
@@ -120,8 +120,6 @@ class Worker:
             names = [name for name in self.connectors.instances if self._runs_in_bulk(kind, name)]
             if names:
                 clauses.append((Job.kind == kind) & Job.connector.in_(names))
-        if self._runs_in_bulk("notify", CHANNEL):
-            clauses.append(Job.kind == "notify")
         return or_(*clauses) if clauses else None
 
     def _run_bulk(
@@ -292,15 +290,23 @@ class Worker:
     def _run_due_jobs(self, now: datetime) -> int:
         """Run jobs until fewer than a full claim is due; returns how many ran."""
         bulk = self.bulk_jobs()
+        unsent = self.notifiers.default() is None
         ran = 0
         while True:
             in_bulk = (
                 self.run_jobs(now=now, limit=BULK_CLAIM, where=bulk) if bulk is not None else 0
             )
+            dropped = self._drop_notifications(now) if unsent else 0
             one_by_one = self.run_jobs(now=now, limit=CLAIM_BATCH)
-            ran += in_bulk + one_by_one
-            if in_bulk < BULK_CLAIM and one_by_one < CLAIM_BATCH:
+            ran += in_bulk + dropped + one_by_one
+            if in_bulk < BULK_CLAIM and dropped < BULK_CLAIM and one_by_one < CLAIM_BATCH:
                 return ran
+
+    def _drop_notifications(self, now: datetime) -> int:
+        """With no notifier configured there is nothing to send: due notifications are done
+        at once, with one statement per batch."""
+        with self.sessions() as session:
+            return JobService(session).finish_due("notify", now=now, limit=BULK_CLAIM)
 
     def _concurrent(self) -> bool:
         with self.sessions() as session:

@@ -202,22 +202,21 @@ class AssignmentService:
             requests = {request.id: request for request in self.session.scalars(query)}
         records: list[dict[str, Any]] = []
         notes: list[tuple[str, str, str]] = []
-        changed: list[Assignment] = []
-        decided: list[AccessRequest] = []
+        moved: dict[str, list[Assignment]] = defaultdict(list)  # by new state
+        decided: dict[str, list[AccessRequest]] = defaultdict(list)
         for assignment in assignments:
-            before = assignment_view(assignment)
             states = jobs[assignment.id]
             if assignment.state in ("delivering", "failed"):
                 grants = states["grant"]
                 if grants <= {"done"}:
-                    assignment.state, request_state = ACTIVE, "delivered"
+                    state, request_state = ACTIVE, "delivered"
                 elif "failed" in grants and not grants & {"queued", "running"}:
-                    assignment.state = "failed"
+                    state = "failed"
                     request_state = "partially_delivered" if "done" in grants else "failed"
                 else:
                     continue
-                records += self._changed(assignment, before)
-                changed.append(assignment)
+                records += self._changed(assignment, state)
+                moved[state].append(assignment)
                 request = requests.get(assignment.request_id)
                 if request is not None and request.state != request_state:
                     kind = "access_granted" if request_state == "delivered" else "request_decided"
@@ -231,29 +230,30 @@ class AssignmentService:
                             "version": request.version,
                         }
                     )
-                    request.state, request.updated_at = request_state, now
-                    decided.append(request)
+                    decided[request_state].append(request)
             elif assignment.state == "expiring" and states["revoke"] <= {"done"}:
-                assignment.state = "removed"
-                records += self._changed(assignment, before)
-                changed.append(assignment)
+                records += self._changed(assignment, "removed")
+                moved["removed"].append(assignment)
                 notes.append(("access_removed", assignment.id, assignment.subject_id))
-        update_many(self.session, changed, ("state",))
-        update_many(self.session, decided, ("state", "updated_at"))
+        for state, changed in moved.items():
+            update_many(self.session, changed, state=state)
+        for state, changed in decided.items():
+            update_many(self.session, changed, state=state, updated_at=now)
         audit_many(self.session, actor, now, records)
         notify_many(self.session, notes, now=now)
 
     @staticmethod
-    def _changed(assignment: Assignment, before: dict[str, Any]) -> list[dict[str, Any]]:
-        """The audit record of an assignment's state change, if it changed."""
-        if before["state"] == assignment.state:
+    def _changed(assignment: Assignment, state: str) -> list[dict[str, Any]]:
+        """The audit record of an assignment's move to `state`, if that is a change."""
+        if assignment.state == state:
             return []
+        before = assignment_view(assignment)
         return [
             {
-                "action": f"assignment.{assignment.state}",
+                "action": f"assignment.{state}",
                 "object": ("assignment", assignment.id),
                 "before": before,
-                "after": assignment_view(assignment),
+                "after": {**before, "state": state},
                 "version": assignment.version,
             }
         ]
@@ -297,18 +297,16 @@ class AssignmentService:
         records = []
         for assignment in assignments:
             before = assignment_view(assignment)
-            assignment.state = "expiring"
-            assignment.removed_at = now
             records.append(
                 {
                     "action": action,
                     "object": ("assignment", assignment.id),
                     "before": before,
-                    "after": assignment_view(assignment),
+                    "after": {**before, "state": "expiring"},
                     "version": assignment.version,
                 }
             )
-        update_many(self.session, assignments, ("state", "removed_at"))
+        update_many(self.session, list(assignments), state="expiring", removed_at=now)
         audit_many(self.session, actor, now, records)
         revoking = self._enqueue_revokes(assignments, now=now)
         # The others had nothing left to revoke: they are removed at once.

@@ -147,6 +147,25 @@ class JobService:
         self.session.commit()
         return list(claimed)
 
+    def finish_due(self, kind: str, *, now: datetime, limit: int) -> int:
+        """Mark up to `limit` due jobs of `kind` done without running them, and commit;
+        returns how many (notifications when no notifier is configured)."""
+        due = (
+            select(Job.id)
+            .where(Job.state == "queued", Job.run_at <= now, Job.kind == kind)
+            .order_by(Job.run_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        jobs = Job.__table__
+        result = self.session.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(due.scalar_subquery()))
+            .values(state="done", finished_at=now, attempts=jobs.c.attempts + 1)
+        )
+        self.session.commit()
+        return result.rowcount
+
     def holds(self, job_id: str, worker: str) -> bool:
         """Whether `worker` still holds the job's lease (another worker may have taken over
         a job whose lease ran out; then only the new holder records the outcome)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -79,27 +78,21 @@ def insert_many(session: Session, model: type, rows: Sequence[dict[str, Any]]) -
             )
 
 
-def update_many(session: Session, objects: Sequence[Any], keys: Sequence[str]) -> None:
-    """Write attributes `keys` of many loaded objects, already set in Python, with one UPDATE
-    per distinct set of values instead of the flush's one UPDATE per row.
-
-    The objects must have been flushed before the attributes were set (they exist as rows);
-    afterwards their attributes count as saved.
-    """
-    groups: dict[tuple[Any, ...], list[Any]] = defaultdict(list)
-    for obj in objects:
-        groups[tuple(getattr(obj, key) for key in keys)].append(obj)
+def update_many(session: Session, objects: Sequence[Any], **values: Any) -> None:
+    """Set `values` on the rows of many loaded objects with one UPDATE (the flush would
+    send one per row) and on the objects themselves, as saved values, not pending changes."""
+    if not objects:
+        return
+    table = type(objects[0]).__table__
     with session.no_autoflush:
-        for values, members in groups.items():
-            table = type(members[0]).__table__
-            session.execute(
-                update(table)
-                .where(among(session, table.c.id, [obj.id for obj in members]))
-                .values(dict(zip(keys, values, strict=True)))
-            )
-            for obj in members:
-                for key, value in zip(keys, values, strict=True):
-                    set_committed_value(obj, key, value)
+        session.execute(
+            update(table)
+            .where(among(session, table.c.id, [obj.id for obj in objects]))
+            .values(values)
+        )
+    for obj in objects:
+        for key, value in values.items():
+            set_committed_value(obj, key, value)
 
 
 def _to_json(value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from textwrap import dedent
@@ -43,11 +44,12 @@ def example_policy(example_bundle: Bundle) -> Iterator[Policy]:
     policy.close()
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request, tmp_path_factory) -> Iterator[str]:
-    """One fresh database per backend and test run."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'policyd.db'}"
+@contextmanager
+def fresh_database(backend: str, folder: Path) -> Iterator[str]:
+    """A new, empty database on `backend` ("sqlite" in `folder`, or "postgresql"), dropped
+    afterwards; skips the test when PostgreSQL is not reachable."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / f'policyd-{uuid.uuid4().hex[:8]}.db'}"
         return
     name = f"policyd_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -57,10 +59,19 @@ def database_url(request, tmp_path_factory) -> Iterator[str]:
     except Exception as err:
         admin.dispose()
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {err}")
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request, tmp_path_factory) -> Iterator[str]:
+    """One fresh database per backend and test run."""
+    with fresh_database(request.param, tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -99,3 +99,12 @@ def test_reconcile_reports_and_mends_drift(runner, granted):
     assert fixed.exit_code == 0 and "1 difference(s) mended" in fixed.output
     clean = runner.invoke(main, ["reconcile", "--database-url", granted])
     assert clean.exit_code == 0 and "0 difference(s)" in clean.output
+
+
+def test_worker_refuses_a_bad_reminder_offset(runner, granted):
+    """`--reminders P1M` exits 2 naming the option and the offending offset."""
+    result = runner.invoke(
+        main, ["worker", "--once", "--reminders", "P14D,P1M", "--database-url", granted]
+    )
+    assert result.exit_code == 2
+    assert "--reminders" in result.output and "'P1M'" in result.output

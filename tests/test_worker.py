@@ -6,13 +6,14 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from policyd.api import create_app
 from policyd.connectors import ConnectorError, registry
 from policyd.services.actor import SYSTEM
+from policyd.services.notifications import parse_reminders
 from policyd.services.tokens import TokenService
 from policyd.store.models import Base
 from tests.api.conftest import Clock
@@ -26,6 +27,16 @@ package:
   lifetime: {{duration: {duration}}}
   rules:
     - {{id: everyone, then: {{decision: auto_approve}}}}
+"""
+EXTENDABLE = """apiVersion: policyd/v1
+package:
+  id: ext
+  displayName: ext
+  resources:
+    - {connector: directory, resource: "group:Ext"}
+  rules:
+    - id: everyone
+      then: {decision: auto_approve, lifetime: {duration: PT8H, extendable: true}}
 """
 SHARED = '    - {connector: directory, resource: "group:Shared"}'
 CRM = '    - {connector: crm, resource: "role:agent"}'
@@ -113,8 +124,9 @@ PEOPLE = [f"p{i:02}" for i in range(12)]
 
 @pytest.fixture
 def stack(database_url, tmp_path):
-    """Worker mode; packages `crm` (PT8H) and `a`, `b` (PT8H) and `c` (P1D), which all
-    grant the directory group Shared; people p00..p11."""
+    """Worker mode with reminders 2 hours and 1 day before access ends; packages `crm` (PT8H)
+    and `a`, `b` (PT8H) and `c` (P1D), which all grant the directory group Shared; people
+    p00..p11."""
     registry.register("bulk-crm", BulkCrm)
     connectors = tmp_path / "connectors.yaml"
     connectors.write_text("apiVersion: policyd/v1\nconnectors:\n  - {name: crm, type: bulk-crm}\n")
@@ -125,6 +137,7 @@ def stack(database_url, tmp_path):
     for package, (resources, duration) in packages.items():
         text = PACKAGE.format(id=package, resources=resources, duration=duration)
         (policies / f"{package}.yaml").write_text(text)
+    (policies / "ext.yaml").write_text(EXTENDABLE)
     clock = Clock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
     app = create_app(
         {
@@ -134,6 +147,7 @@ def stack(database_url, tmp_path):
             "POLICYD_AUTO_UPGRADE": True,
             "POLICYD_CONNECTORS": str(connectors),
             "POLICYD_DELIVERY": "worker",
+            "POLICYD_REMINDERS": "PT2H, P1D",
         }
     )
     with app.extensions["policyd.db"].session() as session:
@@ -220,3 +234,61 @@ def test_mass_expiry_counts_references_across_and_within_batches(stack):
     states = Counter((a["package"], a["state"]) for a in assignments)
     assert states == {("a", "removed"): 12, ("b", "removed"): 6, ("c", "active"): 6}
     assert stack.worker.sweep(now=stack.clock()) == {**dict.fromkeys(result, 0)}  # nothing left
+
+
+def test_reminders_follow_the_setting_and_go_out_once_per_assignment(stack):
+    """POLICYD_REMINDERS="PT2H, P1D": 8-hour access gets the 2-hour reminder only (a day
+    before would be before it began), each assignment once, whatever the sweeps."""
+    assert stack.worker.reminders == (timedelta(days=1), timedelta(hours=2))
+    for person in PEOPLE:
+        stack.request(person, "crm")
+    stack.worker.sweep(now=stack.clock())
+    stack.clock.advance(hours=5, minutes=59)
+    assert stack.worker.sweep(now=stack.clock())["reminders"] == 0
+    stack.clock.advance(minutes=2)
+    assert stack.worker.sweep(now=stack.clock())["reminders"] == len(PEOPLE)
+    assert stack.worker.sweep(now=stack.clock())["reminders"] == 0
+    reminders = [job for job in stack.jobs(kind="notify") if job["role"] == "before:7200"]
+    assert sorted(job["subject_id"] for job in reminders) == PEOPLE
+    assignments = {a["id"] for a in stack.get("/v1/assignments?page_size=100")}
+    assert {job["assignment_id"] for job in reminders} == assignments
+
+
+@pytest.mark.parametrize(
+    ("text", "offsets"),
+    [
+        ("P14D,P1D", (timedelta(days=14), timedelta(days=1))),
+        (" PT2H , P1D,PT2H ", (timedelta(days=1), timedelta(hours=2))),
+        ("", ()),
+    ],
+)
+def test_reminder_settings_parse(text, offsets):
+    """Offsets are ISO-8601 durations, comma separated, duplicates once; empty means none."""
+    assert parse_reminders(text) == offsets
+
+
+@pytest.mark.parametrize(("text", "message"), [("P1M", "in days or hours"), ("2d", "ISO-8601")])
+def test_a_bad_reminder_setting_is_refused_with_its_name(database_url, text, message):
+    """A reminder offset in months, or not a duration, stops the start and names the setting."""
+    with pytest.raises(ValueError, match=f"POLICYD_REMINDERS: .*{message}"):
+        create_app({"POLICYD_DATABASE_URL": database_url, "POLICYD_REMINDERS": text})
+
+
+def test_an_extended_assignment_is_reminded_of_its_new_end(stack):
+    """Reminders already sent belong to the old end; after an extension they come again."""
+    stack.request("p00", "ext")
+    stack.worker.sweep(now=stack.clock())
+    stack.clock.advance(hours=6, minutes=1)
+    assert stack.worker.sweep(now=stack.clock())["reminders"] == 1
+    assignment = stack.get("/v1/assignments?subject=p00")[0]
+    extended = stack.client.post(
+        f"/v1/assignments/{assignment['id']}/extend", json={}, headers=stack.headers
+    )
+    assert extended.status_code == 201, extended.json
+    assert stack.get(f"/v1/assignments/{assignment['id']}")["expires_at"] > assignment["expires_at"]
+    assert stack.worker.sweep(now=stack.clock())["reminders"] == 0  # 8 hours left again
+    stack.clock.advance(hours=6, minutes=1)
+    assert stack.worker.sweep(now=stack.clock())["reminders"] == 1
+    reminders = [job["role"] for job in stack.jobs(kind="notify") if "before" in job["role"]]
+    old_end = assignment["expires_at"].replace("Z", "+00:00")
+    assert sorted(reminders) == ["before:7200", f"before:7200@{old_end}"]

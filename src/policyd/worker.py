@@ -22,13 +22,14 @@ from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.external_users import ExternalUsers, sweep_external_users
 from policyd.services.jobs import BULK_CLAIM, CLAIM_BATCH, ClaimedJob, JobService
-from policyd.services.notifications import remind_due, render
+from policyd.services.notifications import REMINDER_OFFSETS, remind_due, render
 from policyd.services.requests import RequestService
 from policyd.store.models import Job, User
 from policyd.store.query import among
 
 log = logging.getLogger(__name__)
 WORKER = Actor("worker", Role.ADMIN)
+DELIVERY = ("grant", "revoke")  # the job kinds that change what an assignment delivered
 EXPIRY_BATCH = 2000  # assignments ended per transaction by the expiry sweep
 # A job's outcome: None when it succeeded, else (error message, retryable).
 Outcome = tuple[str, bool] | None
@@ -50,6 +51,7 @@ class Worker:
         notifiers: Notifiers | None = None,
         external_users: ExternalUsers = ExternalUsers.NONE,
         delete_after: timedelta = timedelta(days=30),
+        reminders: tuple[timedelta, ...] = REMINDER_OFFSETS,
     ):
         self.sessions = sessions
         self.connectors = connectors
@@ -58,6 +60,7 @@ class Worker:
         self.notifiers = notifiers or Notifiers({})
         self.external_users = external_users
         self.delete_after = delete_after
+        self.reminders = reminders
 
     def run_jobs(
         self,
@@ -105,7 +108,7 @@ class Worker:
     def _runs_in_bulk(self, kind: str, name: str) -> bool:
         if kind == "notify":
             return self.notifiers.default() is None  # nothing to send: done at once
-        if kind not in ("grant", "revoke"):
+        if kind not in DELIVERY:
             return False
         try:
             connector = self.connectors.get(name)
@@ -116,7 +119,7 @@ class Worker:
     def bulk_jobs(self) -> ColumnElement[bool] | None:
         """Which jobs run in bulk with this worker's connectors and notifiers."""
         clauses = []
-        for kind in ("grant", "revoke"):
+        for kind in DELIVERY:
             names = [name for name in self.connectors.instances if self._runs_in_bulk(kind, name)]
             if names:
                 clauses.append((Job.kind == kind) & Job.connector.in_(names))
@@ -183,7 +186,12 @@ class Worker:
             if len(finished) < len(done):
                 lost = len(done) - len(finished)
                 log.warning("%d job(s) were taken over by another worker; theirs stand", lost)
-            settle = {assignment_id for _, assignment_id in finished if assignment_id}
+            # Grants and revokes move their assignment on; a reminder belongs to one but not.
+            settle = {
+                assignment_id
+                for _, assignment_id, kind in finished
+                if assignment_id and kind in DELIVERY
+            }
             for job_id, outcome in outcomes.items():
                 if outcome is None:
                     continue
@@ -194,7 +202,7 @@ class Worker:
                     continue
                 error, retryable = outcome
                 job = jobs.fail(job_id, error, retryable=retryable, now=now)
-                if job.assignment_id:
+                if job.assignment_id and job.kind in DELIVERY:
                     settle.add(job.assignment_id)
             session.flush()
             AssignmentService(session, self.runtime).settle_many(settle, WORKER, now=now)
@@ -213,7 +221,7 @@ class Worker:
 
     def _targets(self, jobs: list[ClaimedJob]) -> dict[str, Target]:
         """The Target of each grant and revoke job, with the person's directory details."""
-        wanted = [job for job in jobs if job.kind in ("grant", "revoke")]
+        wanted = [job for job in jobs if job.kind in DELIVERY]
         if not wanted:
             return {}
         with self.sessions() as session:
@@ -256,7 +264,7 @@ class Worker:
         with self.sessions() as session:
             stages = RequestService(session, self.runtime).expire_stages(now=now)
         with self.sessions() as session:
-            reminders = remind_due(session, now=now)
+            reminders = remind_due(session, now=now, offsets=self.reminders)
         with self.sessions() as session:
             guests = sweep_external_users(
                 session, now=now, mode=self.external_users, delete_after=self.delete_after

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select, update
+
+from policyd.services.assignments import REVOKE_ATTEMPTS
 from policyd.services.reconcile import reconcile
+from policyd.store.models import Assignment, Job
 
 GROUP = "Group.ScopeA.Readers"
 
@@ -46,3 +50,46 @@ def test_expired_access_is_never_granted_again(app, client, admin, token, people
     assert drift(app, clock, fix=True) == ([], ["ada"])
     app.extensions["policyd.worker"].run_jobs(now=clock())
     assert members(client, admin) == []
+
+
+def test_access_on_its_way_is_neither_missing_nor_unauthorised(
+    app, client, admin, token, people, clock
+):
+    """A grant not yet done is not missing; a member whose revoke is queued is not unauthorised."""
+    client.post("/v1/requests", json={"package": "scope-a-readers"}, headers=token("ada"))
+    with app.extensions["policyd.db"].session() as session:
+        session.execute(update(Job).where(Job.kind == "grant").values(state="queued"))
+        session.commit()
+    client.delete(f"/v1/groups/{GROUP}/members/ada", headers=admin)
+    assert drift(app, clock) == ([], [])
+    with app.extensions["policyd.db"].session() as session:
+        session.execute(update(Job).where(Job.kind == "grant").values(state="done"))
+        session.commit()
+    client.put(f"/v1/groups/{GROUP}/members/ada", headers=admin)
+    assignment = client.get("/v1/assignments?subject=ada", headers=admin).json[0]
+    with app.extensions["policyd.db"].session() as session:  # ending, its revoke not yet run
+        session.execute(
+            update(Assignment).where(Assignment.id == assignment["id"]).values(state="expiring")
+        )
+        session.commit()
+    assert drift(app, clock) == ([], [])
+
+
+def test_mending_keeps_the_role_and_never_gives_up_a_revoke(
+    app, client, admin, token, people, clock
+):
+    """--fix grants with the role the package grants, and its revokes retry until they succeed."""
+    client.post("/v1/requests", json={"package": "scope-a-readers"}, headers=token("ada"))
+    client.delete(f"/v1/groups/{GROUP}/members/ada", headers=admin)
+    client.put(f"/v1/groups/{GROUP}/members/bob", headers=admin)
+    drift(app, clock, fix=True)
+    with app.extensions["policyd.db"].session() as session:
+        queued = session.scalars(
+            select(Job).where(Job.state == "queued", Job.kind.in_(("grant", "revoke")))
+        ).all()
+        granted = session.scalars(select(Job.role).where(Job.kind == "grant")).all()
+    by_kind = {job.kind: job for job in queued}
+    assert set(by_kind) == {"grant", "revoke"}
+    assert by_kind["grant"].subject_id == "ada" and by_kind["revoke"].subject_id == "bob"
+    assert by_kind["grant"].role == granted[0] and by_kind["revoke"].role == granted[0]
+    assert by_kind["revoke"].max_attempts == REVOKE_ATTEMPTS

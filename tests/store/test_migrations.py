@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import select, text
 
 from policyd.store import Database
-from policyd.store.models import Base
+from policyd.store.models import AccessRequest, Base
+from tests.conftest import BACKENDS, fresh_database
 
 
 def test_migrations_match_the_models(store: Database):
@@ -15,3 +22,43 @@ def test_migrations_match_the_models(store: Database):
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
+
+
+@pytest.fixture(params=BACKENDS)
+def empty(request, tmp_path) -> Iterator[Database]:
+    with fresh_database(request.param, tmp_path) as url:
+        database = Database(url)
+        yield database
+        database.dispose()
+
+
+def test_waiting_requests_get_their_stage_deadline(empty: Database):
+    """Revision 0005 dates the current stage of requests already waiting for an approver."""
+    empty.upgrade("0004")
+    started = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    stages = [
+        {"approvers": ["bob"], "timeout_seconds": 3600, "started_at": started.isoformat()},
+        {"approvers": ["cy"], "timeout_seconds": 7200, "started_at": None},
+    ]
+    with empty.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO decisions (id, at, package, subject_id, outcome, matched, reason,"
+                " version, input, result, principal) VALUES ('d1', :at, 'p', 'ada',"
+                " 'require_approval', '[]', 'r', 'v1', '{}', '{}', 'ada')"
+            ),
+            {"at": started},
+        )
+        for request_id, state in (("waiting", "pending_approval"), ("done", "approved")):
+            connection.execute(
+                text(
+                    "INSERT INTO requests (id, package, subject_id, principal, state, stage,"
+                    " stages, decision_id, version, reason, created_at, updated_at) VALUES"
+                    " (:id, 'p', 'ada', 'ada', :state, 1, :stages, 'd1', 'v1', 'r', :at, :at)"
+                ),
+                {"id": request_id, "state": state, "stages": json.dumps(stages), "at": started},
+            )
+    empty.upgrade()
+    with empty.session() as session:
+        due = dict(session.execute(select(AccessRequest.id, AccessRequest.stage_due_at)).all())
+    assert due == {"waiting": started + timedelta(hours=1), "done": None}

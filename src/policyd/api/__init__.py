@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "POLICYD_DELIVERY": "inline",  # inline: run new jobs at once; worker: leave them to workers
     "POLICYD_EXTERNAL_USERS": "none",  # guests without access: none | disable | disable_then_delete
     "POLICYD_EXTERNAL_DELETE_AFTER": "P30D",  # with disable_then_delete: delete this long after
+    "POLICYD_REMINDERS": "P14D,P1D",  # expiry reminders this long before access ends ("": none)
     "POLICYD_DECISION_LOG": "spool",  # spool: a local file, inserted in the background; or sync
     "POLICYD_SPOOL_DIR": None,  # default: beside the SQLite file, or in the temp folder
     "POLICYD_DECISION_LOG_INTERVAL": 0.1,  # seconds between inserts of spooled entries
@@ -46,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     else:
         app.config.from_mapping(test_config)
     app.config.setdefault("POLICYD_CLOCK", lambda: datetime.now(UTC))
+    _check_settings(app)  # before anything is opened
     trusted = app.config["POLICYD_TRUSTED_APPS"]
     if isinstance(trusted, str):
         app.config["POLICYD_TRUSTED_APPS"] = [t.strip() for t in trusted.split(",") if t.strip()]
@@ -177,6 +180,7 @@ def _init_worker(app: Flask) -> None:
     from policyd.connectors.config import Notifiers, load_notifiers
     from policyd.rules.condition import parse_duration
     from policyd.services.external_users import ExternalUsers
+    from policyd.services.notifications import parse_reminders
     from policyd.worker import Worker
 
     database: Database = app.extensions["policyd.db"]
@@ -187,8 +191,25 @@ def _init_worker(app: Flask) -> None:
         app.extensions["policyd.runtime"],
         notifiers=notifiers,
         external_users=ExternalUsers(app.config["POLICYD_EXTERNAL_USERS"]),
-        delete_after=parse_duration(app.config["POLICYD_EXTERNAL_DELETE_AFTER"]),
+        delete_after=_setting(app, "POLICYD_EXTERNAL_DELETE_AFTER", parse_duration),
+        reminders=_setting(app, "POLICYD_REMINDERS", parse_reminders),
     )
+
+
+def _check_settings(app: Flask) -> None:
+    from policyd.rules.condition import parse_duration
+    from policyd.services.notifications import parse_reminders
+
+    _setting(app, "POLICYD_EXTERNAL_DELETE_AFTER", parse_duration)
+    _setting(app, "POLICYD_REMINDERS", parse_reminders)
+
+
+def _setting(app: Flask, name: str, parse: Callable[[str], Any]) -> Any:
+    """A parsed setting; a bad value stops the start with the setting's name."""
+    try:
+        return parse(app.config[name])
+    except ValueError as err:
+        raise ValueError(f"{name}: {err}") from None
 
 
 def _init_oidc(app: Flask) -> None:

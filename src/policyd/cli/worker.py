@@ -6,7 +6,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -17,6 +17,7 @@ from policyd.rules import PolicyRuntime, ProblemsError
 from policyd.rules.condition import parse_duration
 from policyd.services.external_users import ExternalUsers
 from policyd.services.jobs import JobService
+from policyd.services.notifications import REMINDER_OFFSETS, parse_reminders
 from policyd.services.versions import PolicySync
 from policyd.store import Database
 from policyd.worker import Worker
@@ -36,6 +37,7 @@ def _worker(
     connectors_file: Path | None,
     external_users: str = "none",
     delete_after: str = "P30D",
+    reminders: tuple[timedelta, ...] = REMINDER_OFFSETS,
 ) -> Iterator[Worker]:
     try:
         instances = load_instances(connectors_file)
@@ -56,6 +58,7 @@ def _worker(
             notifiers=notifiers,
             external_users=ExternalUsers(external_users),
             delete_after=parse_duration(delete_after),
+            reminders=reminders,
         )
     finally:
         stack.close()
@@ -81,6 +84,13 @@ def _worker(
     show_default=True,
     help="With disable_then_delete: how long after (ISO-8601).",
 )
+@click.option(
+    "--reminders",
+    envvar="POLICYD_REMINDERS",
+    default="P14D,P1D",
+    show_default=True,
+    help="Expiry reminders, this long before access ends; '' sends none [env: POLICYD_REMINDERS].",
+)
 @database_option
 @connectors_option
 def worker(
@@ -88,6 +98,7 @@ def worker(
     once: bool,
     external_users: str,
     external_delete_after: str,
+    reminders: str,
     database_url: str,
     connectors_file: Path | None,
 ) -> None:
@@ -96,7 +107,13 @@ def worker(
         parse_duration(external_delete_after)
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint="--external-delete-after") from None
-    with _worker(database_url, connectors_file, external_users, external_delete_after) as runner:
+    try:
+        offsets = parse_reminders(reminders)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--reminders") from None
+    with _worker(
+        database_url, connectors_file, external_users, external_delete_after, offsets
+    ) as runner:
         if once:
             click.echo(f"swept: {runner.sweep(now=datetime.now(UTC))}")
             return

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from policyd.rules import PolicyRuntime
@@ -75,6 +75,8 @@ class AssignmentService:
         if assignment is None or assignment.state != ACTIVE:
             raise ConflictError("the assignment to extend is no longer active")
         before = assignment_view(assignment)
+        if assignment.expires_at is not None:
+            self._archive_reminders(assignment.id, assignment.expires_at)
         assignment.expires_at = request.expires_at
         assignment.version, assignment.rule = request.version, request.rule
         assignment.decision_id = request.decision_id
@@ -89,6 +91,21 @@ class AssignmentService:
             version=request.version,
         )
         return assignment
+
+    def _archive_reminders(self, assignment_id: str, ended: datetime) -> None:
+        """The reminders sent so far were for the old end: tag them with it, so the reminder
+        sweep, which looks for `before:<seconds>` keys, reminds of the new end too."""
+        self.session.execute(
+            update(Job)
+            .where(
+                Job.assignment_id == assignment_id,
+                Job.kind == "notify",
+                Job.role.like("before:%"),
+                Job.role.not_like("%@%"),
+            )
+            .values(role=Job.role + f"@{ended.isoformat()}"),
+            execution_options={"synchronize_session": False},
+        )
 
     def _enqueue_grants(self, assignment: Assignment, *, now: datetime) -> None:
         """One outbox job per resource of the package, in the assignment's transaction."""

@@ -188,12 +188,13 @@ class JobService:
 
     def finish_many(
         self, job_ids: Sequence[str], worker: str, *, now: datetime
-    ) -> list[tuple[str, str | None]]:
+    ) -> list[tuple[str, str | None, str]]:
         """Mark done every job of `job_ids` that `worker` still holds.
 
         Returns:
-            (job id, assignment id) of the jobs marked done; a job missing from it was taken
-            over by another worker after its lease lapsed, and that worker's outcome stands.
+            (job id, assignment id, kind) of the jobs marked done; a job missing from it was
+            taken over by another worker after its lease lapsed, and that worker's outcome
+            stands.
         """
         if not job_ids:
             return []
@@ -203,10 +204,10 @@ class JobService:
             .where(Job.state == "running", Job.locked_by == worker)
             .values(state="done", finished_at=now, locked_by=None, locked_until=None)
             .values(last_error=None)
-            .returning(Job.id, Job.assignment_id),
+            .returning(Job.id, Job.assignment_id, Job.kind),
             execution_options={"synchronize_session": False},
         )
-        return [(job_id, assignment_id) for job_id, assignment_id in rows]
+        return [(job_id, assignment_id, kind) for job_id, assignment_id, kind in rows]
 
     def fail(self, job_id: str, error: str, *, retryable: bool, now: datetime) -> Job:
         """Record a failed attempt: back off and retry, or give up after max_attempts."""
@@ -247,10 +248,6 @@ class JobService:
 
     def get(self, job_id: str) -> Job:
         return self._get(job_id)
-
-    def for_assignment(self, assignment_id: str) -> list[Job]:
-        query = select(Job).where(Job.assignment_id == assignment_id).order_by(Job.created_at)
-        return list(self.session.scalars(query))
 
     def backlog(self) -> int:
         query = select(func.count()).where(Job.state.in_(("queued", "running")))

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from policyd.rules.condition import parse_duration
 from policyd.services.jobs import JobService
 from policyd.store.models import AccessRequest, Assignment, Job
 
@@ -70,39 +71,66 @@ def notify_many(session: Session, notes: Iterable[tuple[str, str, str]], *, now:
     )
 
 
+def parse_reminders(text: str) -> tuple[timedelta, ...]:
+    """Reminder offsets from a setting such as "P14D,P1D" (an empty text: no reminders).
+
+    Raises:
+        ValueError: naming the part that is not a duration in days, hours or minutes.
+    """
+    offsets = []
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        offset = parse_duration(part)
+        if not isinstance(offset, timedelta):
+            raise ValueError(f"{part!r}: give reminder offsets in days or hours, e.g. P14D")
+        offsets.append(offset)
+    return tuple(sorted(set(offsets), reverse=True))
+
+
 def remind_due(
     session: Session, *, now: datetime, offsets: Iterable[timedelta] = REMINDER_OFFSETS
 ) -> int:
-    """Queue each expiry reminder once, `offset` before an active assignment ends."""
+    """Queue each expiry reminder once, `offset` before an active assignment ends.
+
+    A reminder is a notify job tied to its assignment and keyed by its offset, so the due
+    ones are found with one query per offset however many assignments are active.
+    """
     queued = 0
     for offset in offsets:
         key = f"before:{int(offset.total_seconds())}"
-        due = session.scalars(
-            select(Assignment).where(
+        sent = (
+            select(Job.id)
+            .where(Job.assignment_id == Assignment.id, Job.kind == "notify", Job.role == key)
+            .exists()
+        )
+        due = session.execute(
+            select(
+                Assignment.id, Assignment.subject_id, Assignment.starts_at, Assignment.expires_at
+            )
+            .where(
                 Assignment.state == "active",
                 Assignment.expires_at > now,
                 Assignment.expires_at <= now + offset,
+                ~sent,
             )
+            .order_by(Assignment.expires_at)
         )
-        for assignment in due:
-            if assignment.starts_at + offset >= assignment.expires_at:
-                continue  # access shorter than the offset: a reminder would only be noise
-            resource = f"access_expiring:{assignment.id}"
-            sent = session.scalar(
-                select(Job.id).where(
-                    Job.kind == "notify", Job.resource == resource, Job.role == key
-                )
-            )
-            if sent is None:
-                notify(
-                    session,
-                    "access_expiring",
-                    assignment.id,
-                    [assignment.subject_id],
-                    now=now,
-                    key=key,
-                )
-                queued += 1
+        jobs = [
+            {
+                "kind": "notify",
+                "connector": CHANNEL,
+                "resource": f"access_expiring:{assignment_id}",
+                "role": key,
+                "subject_id": subject_id,
+                "assignment_id": assignment_id,
+            }
+            for assignment_id, subject_id, starts_at, expires_at in due
+            # Access shorter than the offset: a reminder would only be noise.
+            if starts_at + offset < expires_at
+        ]
+        JobService(session).enqueue_many(jobs, now=now)
+        queued += len(jobs)
     session.commit()
     return queued
 

@@ -11,10 +11,9 @@ from sqlalchemy.orm import Session
 
 from policyd.connectors.base import ConnectorError
 from policyd.connectors.config import Connectors
+from policyd.services.assignments import LIVE_STATES, REVOKE_ATTEMPTS
 from policyd.services.jobs import JobService
 from policyd.store.models import Assignment, Job
-
-LIVE = ("delivering", "active")
 
 
 @dataclass
@@ -39,22 +38,41 @@ def reconcile(
     Expected holders come only from live assignments, so access that expired or was removed
     is never granted again.
     """
-    expected: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    # Who may hold each resource: the people whose live assignments grant it, and those whose
+    # revokes are still on their way. Who must hold it: those whose grant is done (one queued
+    # or running is on its way, not missing).
+    authorised: dict[tuple[str, str], set[str]] = defaultdict(set)
+    expected: dict[tuple[str, str], dict[str, tuple[str, str]]] = defaultdict(dict)
+    roles: dict[tuple[str, str], set[str]] = defaultdict(set)
     rows = session.execute(
-        select(Job.connector, Job.resource, Job.subject_id, Job.assignment_id)
+        select(
+            Job.connector,
+            Job.resource,
+            Job.role,
+            Job.subject_id,
+            Job.assignment_id,
+            Job.state,
+            Assignment.state,
+        )
         .join(Assignment, Assignment.id == Job.assignment_id)
-        .where(Job.kind == "grant", Assignment.state.in_(LIVE))
+        .where(
+            Job.kind == "grant",
+            Job.state != "failed",
+            Assignment.state.in_((*LIVE_STATES, "expiring")),
+        )
     )
-    for connector, resource, subject, assignment in rows:
-        expected[(connector, resource)][subject] = assignment
+    for connector, resource, role, subject, assignment, state, assignment_state in rows:
+        authorised[(connector, resource)].add(subject)
+        if state == "done" and assignment_state in LIVE_STATES:
+            expected[(connector, resource)][subject] = (assignment, role)
     # Resources we granted in the past may hold people no live assignment covers.
-    for connector, resource in session.execute(
-        select(Job.connector, Job.resource).where(Job.kind == "grant").distinct()
+    for connector, resource, role in session.execute(
+        select(Job.connector, Job.resource, Job.role).where(Job.kind == "grant").distinct()
     ):
-        expected.setdefault((connector, resource), {})
+        roles[(connector, resource)].add(role)
     report = []
     jobs = JobService(session)
-    for (name, resource), holders in sorted(expected.items()):
+    for (name, resource), granted_roles in sorted(roles.items()):
         if only and name != only:
             continue
         drift = Drift(name, resource)
@@ -68,13 +86,20 @@ def reconcile(
         except (KeyError, ConnectorError) as err:
             drift.error = str(err)
             continue
-        drift.missing = {user: a for user, a in holders.items() if user not in actual}
-        drift.unauthorised = actual - holders.keys()
+        holders = expected[(name, resource)]
+        drift.missing = {user: a for user, (a, _) in holders.items() if user not in actual}
+        drift.unauthorised = actual - authorised[(name, resource)]
         if not fix:
             continue
         for user, assignment in sorted(drift.missing.items()):
-            jobs.enqueue("grant", name, resource, "member", user, assignment_id=assignment, now=now)
+            role = holders[user][1]
+            jobs.enqueue("grant", name, resource, role, user, assignment_id=assignment, now=now)
         for user in sorted(drift.unauthorised):
-            jobs.enqueue("revoke", name, resource, "member", user, assignment_id=None, now=now)
+            # members() does not say which role someone holds: take away every role we grant.
+            for role in sorted(granted_roles):
+                job = jobs.enqueue(
+                    "revoke", name, resource, role, user, assignment_id=None, now=now
+                )
+                job.max_attempts = REVOKE_ATTEMPTS
     session.commit()
     return report

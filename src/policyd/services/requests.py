@@ -212,6 +212,8 @@ class RequestService:
     def _set_stage(request: AccessRequest, number: int, stage: dict) -> None:
         # A new list, so SQLAlchemy sees the JSON column change.
         request.stages = [*request.stages[: number - 1], stage, *request.stages[number:]]
+        started = datetime.fromisoformat(stage["started_at"])
+        request.stage_due_at = started + timedelta(seconds=stage["timeout_seconds"])
 
     def expire_stages(self, *, now: datetime) -> dict[str, int]:
         """Escalate or end approval stages whose timeout has passed; idempotent.
@@ -222,7 +224,8 @@ class RequestService:
         counts = {"escalated": 0, "timed_out": 0}
         waiting = self.session.scalars(
             select(AccessRequest)
-            .where(AccessRequest.state == "pending_approval")
+            .where(AccessRequest.state == "pending_approval", AccessRequest.stage_due_at <= now)
+            .order_by(AccessRequest.stage_due_at)
             .with_for_update(skip_locked=True)
         ).all()
         for request in waiting:

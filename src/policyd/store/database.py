@@ -32,8 +32,8 @@ class Database:
     def session(self) -> Session:
         return self.sessions()
 
-    def upgrade(self) -> None:
-        upgrade(self.url, self.engine)
+    def upgrade(self, revision: str = "head") -> None:
+        upgrade(self.url, self.engine, revision)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -62,8 +62,8 @@ _MIGRATING = threading.Lock()
 _ADVISORY_LOCK_KEY = 0x706F6C6963  # "polic": serialises migrations across PostgreSQL clients
 
 
-def upgrade(url: str, engine: Engine | None = None) -> None:
-    """Bring the schema at `url` to the newest migration.
+def upgrade(url: str, engine: Engine | None = None, revision: str = "head") -> None:
+    """Bring the schema at `url` to the newest migration (or to `revision`).
 
     Safe when several processes start at once (gunicorn workers): they migrate one after the
     other, and all but the first find nothing left to do.
@@ -80,7 +80,7 @@ def upgrade(url: str, engine: Engine | None = None) -> None:
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY}
                 )
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
     finally:
         if owned:
             engine.dispose()

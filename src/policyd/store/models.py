@@ -10,6 +10,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from policyd.store.types import UTCDateTime, new_id
 
+# Partial-index conditions: the rows the lifecycle sweeps look for.
+LIVE_CONDITION = "state IN ('delivering', 'active', 'failed')"
+PENDING_CONDITION = "state = 'pending_approval'"
+
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
@@ -117,7 +121,16 @@ class DecisionRecord(Base):
 
 class AccessRequest(Base):
     __tablename__ = "requests"
-    __table_args__ = (UniqueConstraint("principal", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("principal", "idempotency_key"),
+        # The approval-timeout sweep's scan: only requests that wait for an approver.
+        Index(
+            "ix_requests_stage_due",
+            "stage_due_at",
+            postgresql_where=text(PENDING_CONDITION),
+            sqlite_where=text(PENDING_CONDITION),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     package: Mapped[str] = mapped_column(String(64), index=True)
@@ -133,6 +146,7 @@ class AccessRequest(Base):
     justification: Mapped[str | None] = mapped_column(Text)
     requested_duration: Mapped[str | None] = mapped_column(String(40))
     expires_at: Mapped[datetime | None] = mapped_column()  # of the access, once granted
+    stage_due_at: Mapped[datetime | None] = mapped_column()  # the current stage times out
     extends_assignment_id: Mapped[str | None] = mapped_column(String(36))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column()
@@ -158,9 +172,6 @@ class Approval(Base):
     at: Mapped[datetime] = mapped_column()
 
     request: Mapped[AccessRequest] = relationship(back_populates="approvals")
-
-
-LIVE_CONDITION = "state IN ('delivering', 'active', 'failed')"
 
 
 class Assignment(Base):

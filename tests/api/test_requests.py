@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 
@@ -207,3 +208,20 @@ def test_a_stage_that_times_out_escalates_once_then_expires(
     assert ended["reason"] == "stage 1 was not decided within its timeout"
     late = client.post(f"/v1/requests/{request['id']}/approve", json={}, headers=token("olga"))
     assert late.status_code == 409
+
+
+def test_the_inbox_follows_the_waiting_stage(client, token, people):
+    """approver=me lists a request only while its current stage waits for me."""
+    request = file(client, token("sam"), "sales-support", justification="launch").json
+
+    def inbox(user):
+        response = client.get("/v1/requests?approver=me", headers=token(user))
+        assert response.status_code == 200
+        assert json.loads(response.headers["X-Pagination"])["total"] == len(response.json)
+        return [r["id"] for r in response.json]
+
+    assert (inbox("max"), inbox("olga")) == ([request["id"]], [])
+    client.post(f"/v1/requests/{request['id']}/approve", json={}, headers=token("max"))
+    assert (inbox("max"), inbox("olga")) == ([], [request["id"]])
+    client.post(f"/v1/requests/{request['id']}/approve", json={}, headers=token("olga"))
+    assert (inbox("max"), inbox("olga")) == ([], [])

@@ -12,7 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import select, text
 
 from policyd.store import Database
-from policyd.store.models import AccessRequest, Base
+from policyd.store.models import AccessRequest, Base, StageApprover
 from tests.conftest import BACKENDS, fresh_database
 
 
@@ -32,12 +32,13 @@ def empty(request, tmp_path) -> Iterator[Database]:
         database.dispose()
 
 
-def test_waiting_requests_get_their_stage_deadline(empty: Database):
-    """Revision 0005 dates the current stage of requests already waiting for an approver."""
+def test_waiting_requests_get_their_deadline_and_inbox(empty: Database):
+    """Revisions 0005 and 0006 date the current stage of requests already waiting for an
+    approver and put them in their approvers' inbox."""
     empty.upgrade("0004")
     started = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     stages = [
-        {"approvers": ["bob"], "timeout_seconds": 3600, "started_at": started.isoformat()},
+        {"approvers": ["bob", "cy"], "timeout_seconds": 3600, "started_at": started.isoformat()},
         {"approvers": ["cy"], "timeout_seconds": 7200, "started_at": None},
     ]
     with empty.engine.begin() as connection:
@@ -61,4 +62,6 @@ def test_waiting_requests_get_their_stage_deadline(empty: Database):
     empty.upgrade()
     with empty.session() as session:
         due = dict(session.execute(select(AccessRequest.id, AccessRequest.stage_due_at)).all())
+        inbox = session.execute(select(StageApprover.request_id, StageApprover.user_id)).all()
     assert due == {"waiting": started + timedelta(hours=1), "done": None}
+    assert sorted(inbox) == [("waiting", "bob"), ("waiting", "cy")]

@@ -219,19 +219,7 @@ class DirectoryService:
         if added:
             rows = [{"group_id": group_id, "user_id": user} for user in added]
             insert_many(self.session, Membership, rows)
-        audit_many(
-            self.session,
-            actor,
-            now,
-            [
-                {
-                    "action": "directory.member_added",
-                    "object": ("group", group_id),
-                    "after": {"user_id": user},
-                }
-                for user in added
-            ],
-        )
+        self._audit_members(actor, "directory.member_added", group_id, added, now=now)
         return added
 
     def remove_members(
@@ -250,20 +238,19 @@ class DirectoryService:
                 execution_options={"synchronize_session": False},
             )
         )
-        audit_many(
-            self.session,
-            actor,
-            now,
-            [
-                {
-                    "action": "directory.member_removed",
-                    "object": ("group", group_id),
-                    "before": {"user_id": user},
-                }
-                for user in removed
-            ],
-        )
+        self._audit_members(actor, "directory.member_removed", group_id, removed, now=now)
         return removed
+
+    def _audit_members(
+        self, actor: Actor, action: str, group_id: str, users: list[str], *, now: datetime
+    ) -> None:
+        """One audit record per user, as add_member and remove_member write them."""
+        side = "after" if action == "directory.member_added" else "before"
+        records = [
+            {"action": action, "object": ("group", group_id), side: {"user_id": user}}
+            for user in users
+        ]
+        audit_many(self.session, actor, now, records)
 
     # connected organisations -----------------------------------------------------------------
     def put_organization(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,8 +19,8 @@ from policyd.services.decisions import DecisionService
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.notifications import notify
-from policyd.store.models import AccessRequest, Approval, Membership
-from policyd.store.query import page
+from policyd.store.models import AccessRequest, Approval, Membership, StageApprover
+from policyd.store.query import insert_many, page
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 OPEN_STATES = ("submitted", "pending_approval", "approved", "delivering")
@@ -208,12 +208,20 @@ class RequestService:
         self._move(actor, request, "pending_approval", now)
         notify(self.session, "approval_needed", request.id, stage["approvers"], now=now)
 
-    @staticmethod
-    def _set_stage(request: AccessRequest, number: int, stage: dict) -> None:
+    def _set_stage(self, request: AccessRequest, number: int, stage: dict) -> None:
         # A new list, so SQLAlchemy sees the JSON column change.
         request.stages = [*request.stages[: number - 1], stage, *request.stages[number:]]
         started = datetime.fromisoformat(stage["started_at"])
         request.stage_due_at = started + timedelta(seconds=stage["timeout_seconds"])
+        self._clear_approvers(request)
+        rows = [{"request_id": request.id, "user_id": user} for user in stage["approvers"]]
+        insert_many(self.session, StageApprover, rows)
+
+    def _clear_approvers(self, request: AccessRequest) -> None:
+        self.session.execute(
+            delete(StageApprover).where(StageApprover.request_id == request.id),
+            execution_options={"synchronize_session": False},
+        )
 
     def expire_stages(self, *, now: datetime) -> dict[str, int]:
         """Escalate or end approval stages whose timeout has passed; idempotent.
@@ -269,6 +277,8 @@ class RequestService:
         if state in ("denied", "expired"):
             notify(self.session, "request_decided", request.id, [request.subject_id], now=now)
         if state != "pending_approval":
+            if request.stage is not None:
+                self._clear_approvers(request)
             request.stage = None
         audit(
             self.session,
@@ -420,12 +430,9 @@ class RequestService:
                 )
                 query = query.where(mine)
         query = query.order_by(AccessRequest.created_at.desc(), AccessRequest.id)
-        if me is None:
-            return page(self.session, query, offset, limit)
-        # Approver filtering reads the stage snapshot; pending requests are few.
-        pending = [
-            r
-            for r in self.session.scalars(query.where(AccessRequest.state == "pending_approval"))
-            if r.stage and me in r.stages[r.stage - 1]["approvers"]
-        ]
-        return pending[offset : offset + limit], len(pending)
+        if me is not None:  # the inbox: requests whose waiting stage `me` may decide
+            query = query.join(
+                StageApprover,
+                (StageApprover.request_id == AccessRequest.id) & (StageApprover.user_id == me),
+            ).where(AccessRequest.state == "pending_approval")
+        return page(self.session, query, offset, limit)

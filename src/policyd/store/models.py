@@ -157,6 +157,21 @@ class AccessRequest(Base):
     )
 
 
+class StageApprover(Base):
+    """Who may decide the current stage of a waiting request: the approver inbox's index.
+
+    The request's `stages` JSON keeps the full history; these rows mirror only the approvers
+    of the stage now waiting, and go when the request stops waiting.
+    """
+
+    __tablename__ = "stage_approvers"
+
+    request_id: Mapped[str] = mapped_column(
+        ForeignKey("requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+
+
 class Approval(Base):
     """An approver's verdict on one stage; one per stage, so a second one cannot be stored."""
 

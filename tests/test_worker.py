@@ -38,8 +38,54 @@ package:
     - id: everyone
       then: {decision: auto_approve, lifetime: {duration: PT8H, extendable: true}}
 """
+HOOKED = """apiVersion: policyd/v1
+package:
+  id: hooked
+  displayName: hooked
+  resources:
+    - {connector: sink, resource: "app:hooked"}
+  lifetime: {duration: PT8H}
+  rules:
+    - id: p11-approves
+      then:
+        decision: require_approval
+        approval:
+          stages:
+            - {approvers: ["user:p11"]}
+"""
 SHARED = '    - {connector: directory, resource: "group:Shared"}'
 CRM = '    - {connector: crm, resource: "role:agent"}'
+
+
+class EventSink:
+    """An in-memory receiver of lifecycle events, like a webhook: grant and revoke are events
+    too."""
+
+    def __init__(self, context):
+        self.name = context.name
+        self.received: list[tuple[str, dict, str]] = []  # (event, payload, event id)
+
+    def send(self, event, payload, event_id):
+        self.received.append((event, dict(payload), event_id))
+
+    def grant(self, target):
+        self.send("access.granted", {"user": {"id": target.user_id}}, target.operation_id)
+
+    def revoke(self, target):
+        self.send("access.removed", {"user": {"id": target.user_id}}, target.operation_id)
+
+    def members(self, resource):
+        return set()
+
+    def health(self):
+        pass
+
+
+def event_sink(context):
+    return EventSink(context)
+
+
+event_sink.takes_events = True
 
 
 class BulkCrm:
@@ -128,8 +174,13 @@ def stack(database_url, tmp_path):
     and `a`, `b` (PT8H) and `c` (P1D), which all grant the directory group Shared; people
     p00..p11."""
     registry.register("bulk-crm", BulkCrm)
+    registry.register("event-sink", event_sink)
     connectors = tmp_path / "connectors.yaml"
-    connectors.write_text("apiVersion: policyd/v1\nconnectors:\n  - {name: crm, type: bulk-crm}\n")
+    connectors.write_text(
+        "apiVersion: policyd/v1\nconnectors:\n"
+        "  - {name: crm, type: bulk-crm}\n"
+        "  - {name: sink, type: event-sink}\n"
+    )
     policies = tmp_path / "policies"
     policies.mkdir()
     packages = {"crm": (CRM, "PT8H"), "a": (SHARED, "PT8H"), "b": (SHARED, "PT8H")}
@@ -138,6 +189,7 @@ def stack(database_url, tmp_path):
         text = PACKAGE.format(id=package, resources=resources, duration=duration)
         (policies / f"{package}.yaml").write_text(text)
     (policies / "ext.yaml").write_text(EXTENDABLE)
+    (policies / "hooked.yaml").write_text(HOOKED)
     clock = Clock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
     app = create_app(
         {
@@ -292,3 +344,40 @@ def test_an_extended_assignment_is_reminded_of_its_new_end(stack):
     reminders = [job["role"] for job in stack.jobs(kind="notify") if "before" in job["role"]]
     old_end = assignment["expires_at"].replace("Z", "+00:00")
     assert sorted(reminders) == ["before:7200", f"before:7200@{old_end}"]
+
+
+def test_lifecycle_events_reach_the_connectors_that_take_them(stack):
+    """A request for a package with a resource on an event-taking connector sends
+    request.created, then request.approved naming the approver, then the grant; packages
+    without one queue no events."""
+    request = stack.request("p00", "hooked")
+    stack.request("p01", "crm")
+    stack.worker.sweep(now=stack.clock())
+    sink = stack.worker.connectors.get("sink")
+    assert [event for event, _, _ in sink.received] == ["request.created"]
+    _, created, event_id = sink.received[0]
+    assert created["request"]["id"] == request["id"] and created["decision"] == "require_approval"
+    assert (created["user"]["id"], created["resource"]) == ("p00", "app:hooked")
+    (send,) = stack.jobs(kind="send")
+    assert (send["id"], send["state"]) == (event_id, "done")  # the job id is the event id
+    approve = stack.client.post(
+        f"/v1/requests/{request['id']}/approve", json={}, headers=token_for(stack, "p11")
+    )
+    assert approve.status_code == 200, approve.json
+    stack.worker.sweep(now=stack.clock())
+    # Each event is its own job with its own retries: they arrive in no promised order, and
+    # `occurred_at` says when each happened.
+    events = {event: payload for event, payload, _ in sink.received}
+    assert sorted(events) == ["access.granted", "request.approved", "request.created"]
+    assert events["request.approved"]["approved_by"] == "p11"
+    assert events["request.approved"]["occurred_at"] == stack.clock().isoformat()
+    assert {job["role"] for job in stack.jobs(kind="send")} == {
+        "request.created",
+        "request.approved",
+    }
+
+
+def token_for(stack, user):
+    with stack.app.extensions["policyd.db"].session() as session:
+        _, plain = TokenService(session).create(SYSTEM, user, "user", now=stack.clock())
+    return {"Authorization": f"Bearer {plain}"}

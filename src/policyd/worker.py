@@ -9,6 +9,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
@@ -153,6 +154,8 @@ class Worker:
                 method = getattr(connector, job.kind, None)
                 if method is not None:  # connectors that cannot do it skip the job
                     method(job.subject_id)
+            elif job.kind == "send":
+                connector.send(job.role, event_payload(job, targets[job.id]), job.id)
             else:
                 getattr(connector, job.kind)(targets[job.id])
         except Exception as err:
@@ -221,7 +224,7 @@ class Worker:
 
     def _targets(self, jobs: list[ClaimedJob]) -> dict[str, Target]:
         """The Target of each grant and revoke job, with the person's directory details."""
-        wanted = [job for job in jobs if job.kind in DELIVERY]
+        wanted = [job for job in jobs if job.kind in (*DELIVERY, "send")]
         if not wanted:
             return {}
         with self.sessions() as session:
@@ -262,9 +265,16 @@ class Worker:
         one writer at a time, does one after the other.
         """
         with self.sessions() as session:
-            stages = RequestService(session, self.runtime).expire_stages(now=now)
+            requests = RequestService(session, self.runtime, self.connectors.listeners())
+            stages = requests.expire_stages(now=now)
         with self.sessions() as session:
-            reminders = remind_due(session, now=now, offsets=self.reminders)
+            reminders = remind_due(
+                session,
+                now=now,
+                offsets=self.reminders,
+                runtime=self.runtime,
+                listeners=self.connectors.listeners(),
+            )
         with self.sessions() as session:
             guests = sweep_external_users(
                 session, now=now, mode=self.external_users, delete_after=self.delete_after
@@ -350,3 +360,20 @@ class _Expiry(threading.Thread):
                     return
         except BaseException as error:  # raised again by sweep() in the worker's thread
             self.error = error
+
+
+def event_payload(job: ClaimedJob, target: Target) -> dict[str, Any]:
+    """A lifecycle event's body after the envelope: its own fields, when it happened, the
+    person and the resource (as in access.granted and access.removed)."""
+    user = {
+        "id": target.user_id,
+        "email": target.email,
+        "display_name": target.display_name,
+        "type": target.user_type.value,
+    }
+    return {
+        **(job.payload or {}),
+        "occurred_at": job.created_at.isoformat(),
+        "user": user,
+        "resource": job.resource,
+    }

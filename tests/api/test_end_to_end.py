@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tests.api.conftest import Clock
 from tests.connectors.ldap_server import Slapd, slapd
@@ -51,10 +51,25 @@ def test_an_approved_request_is_delivered_and_removed_at_expiry(
     assert stack.scim_members(scim_group) == [ada.scim_id]
     (granted,) = stack.events("access.granted")
     assert (granted["user"]["id"], granted["resource"]) == (ada.user_id, APP)
-    (delivery,) = stack.webhook.deliveries
-    assert delivery.path == "/events" and SIGNATURE_HEADER.lower() in delivery.headers
-    assert delivery.headers[EVENT_ID_HEADER.lower()] == granted["id"]
+    # The request's lifecycle went out too, like Entra's custom extensions, each once.
+    (created,) = stack.events("request.created")
+    (approved,) = stack.events("request.approved")
+    for event in (created, approved):
+        assert event["request"]["id"] == request["id"] and event["resource"] == APP
+        assert event["user"] == granted["user"]
+    assert (created["decision"], approved["approved_by"]) == ("auto_approve", None)
+    assert len(stack.webhook.deliveries) == 3
+    for delivery in stack.webhook.deliveries:
+        assert delivery.path == "/events" and SIGNATURE_HEADER.lower() in delivery.headers
+    assert granted["id"] in {d.headers[EVENT_ID_HEADER.lower()] for d in stack.webhook.deliveries}
     assert stack.webhook.rejected == 0  # the receiver verified every signature
+
+    stack.worker.reminders = (timedelta(hours=2),)
+    clock.advance(hours=6, minutes=1)
+    assert stack.sweep()["reminders"] == 1
+    (expiring,) = stack.events("access.expiring")
+    assert expiring["assignment"]["id"] == assignment["id"]
+    assert (expiring["seconds_left"], expiring["resource"]) == (7200, APP)
 
     clock.advance(hours=8, seconds=1)
     assert clock() > datetime.fromisoformat(assignment["expires_at"])
@@ -70,6 +85,11 @@ def test_an_approved_request_is_delivered_and_removed_at_expiry(
     assert jobs == {
         (kind, c, "done") for kind in ("grant", "revoke") for c in (LDAP, SCIM, WEBHOOK)
     }
+    sends = sorted((job.role, job.connector, job.state) for job in stack.jobs("send"))
+    assert sends == [
+        (event, WEBHOOK, "done")
+        for event in ("access.expiring", "request.approved", "request.created")
+    ]
 
 
 def test_overlapping_assignments_keep_the_group_until_the_last_one_ends(

@@ -61,7 +61,9 @@ class ExtendAssignment(MethodView):
     def post(self, data, assignment_id):
         """Ask for more time; the current rules decide it as a new request."""
         actor = require(Role.USER, Role.APP, Role.ADMIN)
-        request, created = RequestService(context.session(), context.runtime()).extend(
+        request, created = RequestService(
+            context.session(), context.runtime(), context.listeners()
+        ).extend(
             actor,
             assignment_id,
             options(data),

@@ -37,6 +37,11 @@ def runtime() -> PolicyRuntime:
     return current_app.extensions["policyd.runtime"]
 
 
+def listeners() -> frozenset[str]:
+    """The connector instances that take lifecycle events (webhooks)."""
+    return current_app.extensions["policyd.connectors"].listeners()
+
+
 def current_sync():
     return current_app.extensions["policyd.sync"]
 

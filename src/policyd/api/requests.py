@@ -24,7 +24,7 @@ blp = Blueprint("requests", __name__, url_prefix="/v1/requests", description="Ac
 
 
 def service() -> RequestService:
-    return RequestService(context.session(), context.runtime())
+    return RequestService(context.session(), context.runtime(), context.listeners())
 
 
 def options(data: dict) -> RequestOptions:

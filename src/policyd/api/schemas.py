@@ -6,6 +6,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from policyd.rules.condition import parse_duration
 from policyd.rules.inputs import RequestSchema, SubjectSchema
+from policyd.services.jobs import KINDS
 
 
 class Strict(Schema):
@@ -276,7 +277,7 @@ class AuditOutSchema(Schema):
 # jobs -----------------------------------------------------------------------------------------
 class JobQuerySchema(Strict):
     state = fields.String(validate=validate.OneOf(["queued", "running", "done", "failed"]))
-    kind = fields.String(validate=validate.OneOf(["grant", "revoke", "notify"]))
+    kind = fields.String(validate=validate.OneOf(KINDS))
     assignment = fields.String()
 
 
@@ -295,3 +296,4 @@ class JobOutSchema(Schema):
     last_error = fields.String(allow_none=True)
     created_at = fields.DateTime()
     finished_at = fields.DateTime(allow_none=True)
+    payload = fields.Dict(allow_none=True)  # a lifecycle event's own fields (kind send)

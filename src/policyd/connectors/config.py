@@ -146,6 +146,14 @@ class Connectors:
         self._created: dict[str, Connector] = {}
         self._lock = threading.Lock()
 
+    def listeners(self) -> frozenset[str]:
+        """The instances that take lifecycle events (webhooks), known without creating them."""
+        from policyd.connectors.registry import takes_events
+
+        return frozenset(
+            name for name, config in self.instances.items() if takes_events(config.type)
+        )
+
     def get(self, name: str) -> Connector:
         """The instance called `name`.
 

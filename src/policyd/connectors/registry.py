@@ -27,3 +27,9 @@ def create_connector(type_name: str, context: ConnectorContext) -> Connector:
         UnknownConnectorTypeError: no such type is installed.
     """
     return _plugins.factory(type_name, UnknownConnectorTypeError)(context)
+
+
+def takes_events(type_name: str) -> bool:
+    """Whether connectors of `type_name` take lifecycle events (their factory says so with a
+    true `takes_events` attribute, and their instances have `send(event, payload, event_id)`)."""
+    return bool(getattr(connector_types().get(type_name), "takes_events", False))

@@ -324,3 +324,6 @@ def create(context: ConnectorContext) -> Connector:
         members_url=_optional_url(owner, settings, "members_url"),
         health_url=_optional_url(owner, settings, "health_url"),
     )
+
+
+create.takes_events = True  # type: ignore[attr-defined]  # send() delivers lifecycle events

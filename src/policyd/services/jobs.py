@@ -17,6 +17,9 @@ from policyd.store.models import Job
 from policyd.store.query import among, insert_many, page
 from policyd.store.types import new_id
 
+# grant and revoke deliver access; notify tells people; send delivers a lifecycle event to a
+# connector that takes them; disable_user and delete_user clean up after guests.
+KINDS = ("grant", "revoke", "notify", "send", "disable_user", "delete_user")
 MAX_ATTEMPTS = 8
 BASE_DELAY = timedelta(seconds=5)
 MAX_DELAY = timedelta(hours=1)

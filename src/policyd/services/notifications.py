@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from policyd.rules import PolicyRuntime
 from policyd.rules.condition import parse_duration
+from policyd.services.events import Event, emit
 from policyd.services.jobs import JobService
 from policyd.store.models import AccessRequest, Assignment, Job
 
@@ -89,7 +92,12 @@ def parse_reminders(text: str) -> tuple[timedelta, ...]:
 
 
 def remind_due(
-    session: Session, *, now: datetime, offsets: Iterable[timedelta] = REMINDER_OFFSETS
+    session: Session,
+    *,
+    now: datetime,
+    offsets: Iterable[timedelta] = REMINDER_OFFSETS,
+    runtime: PolicyRuntime | None = None,
+    listeners: frozenset[str] = frozenset(),
 ) -> int:
     """Queue each expiry reminder once, `offset` before an active assignment ends.
 
@@ -106,7 +114,11 @@ def remind_due(
         )
         due = session.execute(
             select(
-                Assignment.id, Assignment.subject_id, Assignment.starts_at, Assignment.expires_at
+                Assignment.id,
+                Assignment.subject_id,
+                Assignment.package,
+                Assignment.starts_at,
+                Assignment.expires_at,
             )
             .where(
                 Assignment.state == "active",
@@ -116,23 +128,38 @@ def remind_due(
             )
             .order_by(Assignment.expires_at)
         )
+        # Access shorter than the offset: a reminder would only be noise.
+        rows = [row for row in due if row.starts_at + offset < row.expires_at]
         jobs = [
             {
                 "kind": "notify",
                 "connector": CHANNEL,
-                "resource": f"access_expiring:{assignment_id}",
+                "resource": f"access_expiring:{row.id}",
                 "role": key,
-                "subject_id": subject_id,
-                "assignment_id": assignment_id,
+                "subject_id": row.subject_id,
+                "assignment_id": row.id,
             }
-            for assignment_id, subject_id, starts_at, expires_at in due
-            # Access shorter than the offset: a reminder would only be noise.
-            if starts_at + offset < expires_at
+            for row in rows
         ]
         JobService(session).enqueue_many(jobs, now=now)
+        if runtime is not None:  # and access.expiring for the connectors that take events
+            emit(session, runtime, listeners, [_expiring(row, offset) for row in rows], now=now)
         queued += len(jobs)
     session.commit()
     return queued
+
+
+def _expiring(row: Any, offset: timedelta) -> Event:
+    """The access.expiring event of a reminder."""
+    fields = {
+        "assignment": {
+            "id": row.id,
+            "package": row.package,
+            "expires_at": row.expires_at.isoformat(),
+        },
+        "seconds_left": int(offset.total_seconds()),
+    }
+    return "access.expiring", row.package, row.subject_id, fields, row.id
 
 
 def render(session: Session, kind: str, object_id: str) -> tuple[str, str]:

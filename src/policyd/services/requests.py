@@ -18,6 +18,7 @@ from policyd.services.audit import audit
 from policyd.services.decisions import DecisionService
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
+from policyd.services.events import Event, emit, request_event
 from policyd.services.notifications import notify
 from policyd.store.models import AccessRequest, Approval, Membership, StageApprover
 from policyd.store.query import insert_many, page
@@ -37,9 +38,16 @@ def request_view(request: AccessRequest) -> dict[str, Any]:
 
 
 class RequestService:
-    def __init__(self, session: Session, runtime: PolicyRuntime):
+    def __init__(
+        self, session: Session, runtime: PolicyRuntime, listeners: frozenset[str] = frozenset()
+    ):
+        """`listeners`: the connector instances that take lifecycle events (webhooks)."""
         self.session = session
         self.runtime = runtime
+        self.listeners = listeners
+
+    def _emit(self, event: Event, now: datetime) -> None:
+        emit(self.session, self.runtime, self.listeners, [event], now=now)
 
     def create(
         self,
@@ -119,6 +127,7 @@ class RequestService:
             after=request_view(request),
             version=decision.version,
         )
+        self._emit(request_event("request.created", request, decision=decision.outcome.value), now)
         if decision.outcome is Outcome.DENY:
             self._move(actor, request, "denied", now)
         elif decision.outcome is Outcome.AUTO_APPROVE:
@@ -294,6 +303,9 @@ class RequestService:
     def _grant(self, actor: Actor, request: AccessRequest, now: datetime) -> None:
         """Approved: create the assignment, whose outbox jobs deliver it (or extend one)."""
         self._move(actor, request, "approved", now)
+        # Approved by its last approver, or by the rules at once (no stages: approved_by null).
+        approver = actor.principal if request.stages else None
+        self._emit(request_event("request.approved", request, approved_by=approver), now)
         assignments = AssignmentService(self.session, self.runtime)
         if request.extends_assignment_id:
             assignments.prolong(actor, request, now=now)

@@ -255,7 +255,9 @@ class Job(Base):
     __table_args__ = (Index("ix_jobs_due", "state", "run_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    kind: Mapped[str] = mapped_column(String(20))  # grant | revoke
+    kind: Mapped[str] = mapped_column(
+        String(20)
+    )  # grant | revoke | notify | event | send | disable_user | delete_user
     connector: Mapped[str] = mapped_column(String(100))
     resource: Mapped[str] = mapped_column(String(500))
     role: Mapped[str] = mapped_column(String(100))
@@ -270,3 +272,4 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # an event's own fields

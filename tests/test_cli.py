@@ -18,6 +18,24 @@ def test_check_passes_on_the_examples(runner):
     assert result.output.startswith("ok: 5 packages, 11 rules, 16 test cases; version ")
 
 
+def test_check_with_connectors_checks_resources_as_publishing_does(runner, tmp_path):
+    """--connectors adds the publish-time resource checks: unknown instances and resources
+    their connector type cannot take are file:line errors; exit 1."""
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    readers = policies / "scope-a-readers.yaml"
+    readers.write_text(
+        readers.read_text().replace('"group:Group.ScopeA.Readers"', '"Group.ScopeA.Readers"')
+    )
+    connectors = tmp_path / "connectors.yaml"
+    connectors.write_text("apiVersion: policyd/v1\nconnectors: []\n")
+    assert runner.invoke(main, ["check", str(policies)]).exit_code == 0  # without: not checked
+    result = runner.invoke(main, ["check", str(policies), "--connectors", str(connectors)])
+    assert result.exit_code == 1
+    assert "scope-a-readers.yaml:9: package.resources[0].resource" in result.output
+    assert "directory resources are group:<id>" in result.output
+
+
 def test_check_reports_every_error_and_fails(runner, tmp_path):
     """A typo'd key, a bad duration and a bad cron give three file:line errors and exit 1."""
     (tmp_path / "bad.yaml").write_text(

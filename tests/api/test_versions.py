@@ -109,6 +109,22 @@ def test_resources_must_name_a_configured_connector(client, admin):
     response = client.post("/v1/policy-versions", json={"files": files}, headers=admin)
     assert response.status_code == 422
     assert response.json["errors"]["files"] == [
-        "scope-a-readers.yaml: package.resources[0].connector: unknown connector instance "
+        "scope-a-readers.yaml:9: package.resources[0].connector: unknown connector instance "
         "'ldap-typo'; configured: directory"
+    ]
+
+
+def test_resources_must_be_in_a_form_their_connector_takes(client, admin):
+    """A directory resource that is not group:<id> is refused at publication, at its line,
+    instead of failing every grant later."""
+    files = example_files()
+    files["scope-a-readers.yaml"] = files["scope-a-readers.yaml"].replace(
+        'resource: "group:Group.ScopeA.Readers"', 'resource: "Group.ScopeA.Readers"'
+    )
+    assert files["scope-a-readers.yaml"] != example_files()["scope-a-readers.yaml"]
+    response = client.post("/v1/policy-versions", json={"files": files}, headers=admin)
+    assert response.status_code == 422
+    assert response.json["errors"]["files"] == [
+        "scope-a-readers.yaml:9: package.resources[0].resource: 'directory': directory "
+        "resources are group:<id>, not 'Group.ScopeA.Readers'"
     ]

@@ -6,6 +6,7 @@ import pytest
 
 from policyd.connectors import ConnectorError, registry
 from policyd.connectors.config import Connectors, InstanceConfig, load_instances
+from policyd.connectors.registry import resource_problem
 from policyd.rules import ProblemsError
 
 
@@ -58,3 +59,24 @@ def test_instances_file_errors_have_lines(tmp_path, closable):
     assert f"{path}:3: connectors[0].colour: Unknown field." in text
     assert f"{path}:4: connectors[1].secrets.token" in text
     assert list(load_instances(None)) == ["directory"]
+
+
+@pytest.mark.parametrize(
+    ("type_name", "resource", "role", "problem"),
+    [
+        ("directory", "group:Readers", "member", None),
+        ("directory", "Readers", "member", "directory resources are group:<id>"),
+        ("ldap", "cn=Readers,ou=groups,dc=example,dc=org", "member", None),
+        ("ldap", "group:Readers", "member", None),
+        ("ldap", "group:Readers", "owner", "only 'member'"),
+        ("ldap", "Readers", "member", "neither group:<name> nor a DN"),
+        ("scim", "group:Readers", "member", None),
+        ("scim", "id:2819c223", "member", None),
+        ("scim", "Readers", "member", "group:<displayName> or id:<scim id>"),
+        ("webhook", "app:anything", "whatever", None),  # a webhook names what it likes
+    ],
+)
+def test_connector_types_check_resources_before_publication(type_name, resource, role, problem):
+    """Each built-in type says which resources it could never work with."""
+    found = resource_problem(type_name, resource, role)
+    assert found is None if problem is None else problem in found

@@ -157,7 +157,7 @@ def _init_policies(app: Flask) -> None:
                         message=f"initial publication of {directory}",
                         git_commit=bundle.version.git_commit,
                         now=app.config["POLICYD_CLOCK"](),
-                        connectors=app.extensions["policyd.connectors"].instances,
+                        connectors=app.extensions["policyd.connectors"].types(),
                     )
                 except IntegrityError:
                     # Another worker starting at the same moment published it first.

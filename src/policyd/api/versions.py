@@ -64,7 +64,7 @@ class Versions(MethodView):
             message=data["message"],
             git_commit=data["git_commit"],
             now=context.now(),
-            connectors=current_app.extensions["policyd.connectors"].instances,
+            connectors=current_app.extensions["policyd.connectors"].types(),
         )
         after_change()
         return view(version, version.id)

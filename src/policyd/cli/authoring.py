@@ -26,7 +26,13 @@ from policyd.rules.source import Problem, flatten_messages, parse_document
 
 @main.command()
 @policies_argument
-def check(directory: Path) -> None:
+@click.option(
+    "--connectors",
+    "connectors_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also check every resource against these connector instances, as publishing does.",
+)
+def check(directory: Path, connectors_file: Path | None) -> None:
     """Validate every rule file and test case; print all errors as file:line."""
     problems: list[Problem] = []
     try:
@@ -37,6 +43,15 @@ def check(directory: Path) -> None:
         cases = load_cases(directory, bundle)
     except ProblemsError as err:
         problems.extend(err.problems)
+    if connectors_file is not None:
+        from policyd.connectors.config import load_instances
+        from policyd.services.versions import check_connectors
+
+        try:
+            instances = load_instances(connectors_file)
+            check_connectors(bundle, {name: c.type for name, c in instances.items()})
+        except ProblemsError as err:
+            problems.extend(err.problems)
     if problems:
         _fail(problems)
     click.echo(

@@ -92,7 +92,7 @@ def publish(
     bundle = _load(directory)
     try:
         instances = load_instances(connectors_file)
-        check_connectors(bundle, set(instances))
+        check_connectors(bundle, {name: config.type for name, config in instances.items()})
     except ProblemsError as err:
         _fail(err.problems)
     with _session(database_url) as session:

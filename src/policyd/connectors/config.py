@@ -146,6 +146,10 @@ class Connectors:
         self._created: dict[str, Connector] = {}
         self._lock = threading.Lock()
 
+    def types(self) -> dict[str, str]:
+        """Instance name -> connector type."""
+        return {name: config.type for name, config in self.instances.items()}
+
     def listeners(self) -> frozenset[str]:
         """The instances that take lifecycle events (webhooks), known without creating them."""
         from policyd.connectors.registry import takes_events

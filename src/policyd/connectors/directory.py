@@ -142,3 +142,13 @@ class DirectoryConnector:
 
 def create(context: ConnectorContext) -> Connector:
     return DirectoryConnector(context)
+
+
+def check_resource(resource: str, role: str) -> str | None:
+    """Publish-time check: directory resources are group:<id>."""
+    if not resource.startswith("group:") or not resource.removeprefix("group:"):
+        return f"directory resources are group:<id>, not {resource!r}"
+    return None
+
+
+create.check_resource = check_resource  # type: ignore[attr-defined]

@@ -491,3 +491,22 @@ def _close(conn: ldap3.Connection) -> None:
     # ldap3 leaves the socket open when connecting or unbinding fails.
     if conn.socket is not None:
         conn.socket.close()
+
+
+def check_resource(resource: str, role: str) -> str | None:
+    """Publish-time check: LDAP resources are group:<name> or a group's DN; role member."""
+    from ldap3.core.exceptions import LDAPInvalidDnError
+    from ldap3.utils.dn import parse_dn
+
+    if role != "member":
+        return f"role {role!r} is not supported, only 'member'"
+    if resource.startswith(GROUP_PREFIX):
+        return None if resource.removeprefix(GROUP_PREFIX) else "group:<name> needs a name"
+    try:
+        parse_dn(resource)
+    except LDAPInvalidDnError:
+        return f"{resource!r} is neither group:<name> nor a DN"
+    return None
+
+
+create.check_resource = check_resource  # type: ignore[attr-defined]

@@ -33,3 +33,13 @@ def takes_events(type_name: str) -> bool:
     """Whether connectors of `type_name` take lifecycle events (their factory says so with a
     true `takes_events` attribute, and their instances have `send(event, payload, event_id)`)."""
     return bool(getattr(connector_types().get(type_name), "takes_events", False))
+
+
+def resource_problem(type_name: str, resource: str, role: str) -> str | None:
+    """Why connectors of `type_name` could never work with `resource` and `role`, or None.
+
+    A factory may have a `check_resource(resource, role)` attribute returning such a message;
+    publishing a bundle reports it at the resource's line. Types without one accept anything.
+    """
+    check = getattr(connector_types().get(type_name), "check_resource", None)
+    return check(resource, role) if check is not None else None

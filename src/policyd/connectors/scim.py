@@ -265,3 +265,14 @@ def create(context: ConnectorContext) -> Connector:
         return _connector(context)
     except ValueError as err:
         raise ConnectorError(f"scim connector {context.name!r}: {err}", retryable=False) from None
+
+
+def check_resource(resource: str, role: str) -> str | None:
+    """Publish-time check: SCIM resources are group:<displayName> or id:<scim id>."""
+    kind, _, value = resource.partition(":")
+    if kind not in ("group", "id") or not value:
+        return f"SCIM resources are group:<displayName> or id:<scim id>, not {resource!r}"
+    return None
+
+
+create.check_resource = check_resource  # type: ignore[attr-defined]

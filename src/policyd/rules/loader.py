@@ -124,7 +124,11 @@ def _load_package(document: Document, problems: list[Problem]) -> AccessPackage 
         dataclasses.replace(rule, line=document.line_of(("package", "rules", index)))
         for index, rule in enumerate(package.rules)
     )
-    return dataclasses.replace(package, rules=rules, file=document.file)
+    resources = tuple(
+        dataclasses.replace(resource, line=document.line_of(("package", "resources", index)))
+        for index, resource in enumerate(package.resources)
+    )
+    return dataclasses.replace(package, rules=rules, resources=resources, file=document.file)
 
 
 def _duplicate_rule_ids(document: Document) -> list[Problem]:

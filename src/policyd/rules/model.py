@@ -64,6 +64,7 @@ class Resource:
     connector: str
     resource: str
     role: str = "member"
+    line: int = field(default=0, compare=False)  # in its rule file, for error messages
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from sqlalchemy import select
@@ -32,12 +32,12 @@ class VersionService:
         message: str,
         now: datetime,
         git_commit: str | None = None,
-        connectors: Iterable[str] | None = None,
+        connectors: Mapping[str, str] | None = None,
     ) -> PolicyVersion:
         """Validate `files` as one bundle, store it immutably and make it active.
 
-        With `connectors` (the configured instance names), a resource naming any other
-        instance is an error too.
+        With `connectors` (configured instance name -> type), a resource naming any other
+        instance, or one its connector type cannot work with, is an error too.
 
         Raises:
             InvalidError: with every `file:line: message` problem; nothing is stored.
@@ -45,7 +45,7 @@ class VersionService:
         try:
             bundle = load_texts(dict(files))
             if connectors is not None:
-                check_connectors(bundle, set(connectors))
+                check_connectors(bundle, connectors)
         except ProblemsError as err:
             raise InvalidError(
                 f"the bundle has {len(err.problems)} error(s); the active version is unchanged",
@@ -122,25 +122,34 @@ class VersionService:
         return load_texts(self.get(version_id).files)
 
 
-def check_connectors(bundle: Bundle, known: set[str]) -> None:
-    """Every resource names a configured connector instance.
+def check_connectors(bundle: Bundle, connectors: Mapping[str, str]) -> None:
+    """Every resource names a configured connector instance, in a form its type accepts.
+
+    Args:
+        connectors: instance name -> connector type, as the connectors file configures them.
 
     Raises:
-        ProblemsError: one problem per unknown instance, in the package's file.
+        ProblemsError: one problem per bad resource, at its line in the package's file.
     """
+    from policyd.connectors.registry import resource_problem
+
     problems = []
     for package in bundle.packages.values():
         for index, resource in enumerate(package.resources):
-            if resource.connector not in known:
-                problems.append(
-                    Problem(
-                        package.file,
-                        0,
-                        f"unknown connector instance {resource.connector!r}; configured: "
-                        f"{', '.join(sorted(known))}",
-                        f"package.resources[{index}].connector",
-                    )
+            path = f"package.resources[{index}]"
+            if resource.connector not in connectors:
+                message = (
+                    f"unknown connector instance {resource.connector!r}; configured: "
+                    f"{', '.join(sorted(connectors))}"
                 )
+                problems.append(Problem(package.file, resource.line, message, f"{path}.connector"))
+                continue
+            problem = resource_problem(
+                connectors[resource.connector], resource.resource, resource.role
+            )
+            if problem is not None:
+                message = f"{resource.connector!r}: {problem}"
+                problems.append(Problem(package.file, resource.line, message, f"{path}.resource"))
     if problems:
         raise ProblemsError(problems)
 

@@ -250,3 +250,120 @@ def test_spool_folder_defaults_beside_the_sqlite_file(app, database_url):
         assert str(folder) == os.path.realpath(database_url.removeprefix("sqlite:///") + ".spool")
     else:
         assert folder.name.startswith("policyd-spool-")
+
+
+SPOOL_ENTRIES = """
+import os, sys, uuid
+from datetime import UTC, datetime
+from policyd.services.decision_log import encode
+from policyd.store.spool import Spool
+
+spool = Spool(sys.argv[1])
+now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+for number in range(int(sys.argv[2])):
+    entry = {
+        "id": str(uuid.uuid4()), "at": now, "package": "p", "subject_id": f"s{number}",
+        "outcome": "deny", "rule": None, "matched": [], "reason": "r", "version": "v",
+        "input": {"n": number}, "result": {"decision": "deny"}, "principal": "me",
+    }
+    spool.append(encode(entry, allow_nan=False, strict=True))
+os._exit(0)  # no clean-up: the file is left as by a crash
+"""
+
+SWEEP = """
+import os, signal, sys
+from sqlalchemy import event
+from policyd.services.decision_log import DecisionLog
+from policyd.store import Database
+
+url, folder, crash = sys.argv[1:4]
+database = Database(url)
+decision_log = DecisionLog(database.engine, "spool", folder, interval=3600)
+if crash == "before-commit":  # the entries are sent, the COMMIT never is
+    event.listen(database.engine, "commit", lambda _: os.kill(os.getpid(), signal.SIGKILL))
+elif crash == "after-commit":  # committed, but the spool never hears of it
+    store = decision_log._store
+    def store_then_die(batch):
+        store(batch)
+        os.kill(os.getpid(), signal.SIGKILL)
+    decision_log._store = store_then_die
+print(decision_log.sweep(), flush=True)
+"""
+
+
+def run_script(script: str, *args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], cwd=ROOT, capture_output=True, text=True
+    )
+
+
+@pytest.fixture
+def dead_spool(tmp_path):
+    """A spool folder holding a dead process's file of `n` unstored entries."""
+
+    def make(n: int):
+        run_script(SPOOL_ENTRIES, tmp_path, n).check_returncode()
+        return tmp_path
+
+    return make
+
+
+def stored_subjects(app) -> list[str]:
+    with app.extensions["policyd.db"].session() as session:
+        return list(session.scalars(select(DecisionRecord.subject_id)))
+
+
+@pytest.mark.parametrize("crash", ["before-commit", "after-commit"])
+def test_a_sweep_killed_around_its_commit_is_resumed_exactly(app, database_url, dead_spool, crash):
+    """SIGKILL between storing a batch and its COMMIT, or between the COMMIT and the spool's
+    own note of it: the next sweep stores exactly the entries that were not committed."""
+    folder = dead_spool(2500)  # three batches
+    killed = run_script(SWEEP, database_url, folder, crash)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    committed = 1000 if crash == "after-commit" else 0
+    assert len(stored_subjects(app)) == committed
+
+    decision_log = DecisionLog(app.extensions["policyd.db"].engine, "spool", folder)
+    assert decision_log.sweep() == 2500 - committed  # nothing stored is sent again
+    subjects = stored_subjects(app)
+    assert sorted(subjects) == sorted(f"s{number}" for number in range(2500))
+    assert decision_log.sweep() == 0
+
+
+def test_two_processes_sweeping_one_dead_spool_store_each_entry_once(app, database_url, dead_spool):
+    """Sweepers racing for the same dead files, one of them killed after a commit."""
+    folder = dead_spool(1500)
+    dead_spool(1500)  # a second dead file in the same folder
+    killed = run_script(SWEEP, database_url, folder, "after-commit")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    sweepers = [
+        subprocess.Popen(
+            [sys.executable, "-c", SWEEP, database_url, str(folder), "none"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    handled = []
+    for sweeper in sweepers:
+        out, _ = sweeper.communicate(timeout=120)
+        assert sweeper.returncode == 0
+        handled.append(int(out))
+    assert sum(handled) == 3000 - 1000
+    subjects = stored_subjects(app)
+    assert len(subjects) == 3000 and sorted(set(subjects)) == sorted(
+        f"s{number}" for number in range(1500)
+    )
+
+
+def test_a_commit_whose_answer_was_lost_is_not_stored_again(app, people, admin, make_app):
+    """If the COMMIT went through but the flusher saw an error, the retry finds the stored
+    offset ahead of it and moves on instead of inserting the batch again."""
+    other = make_app(POLICYD_DECISION_LOG_INTERVAL=3600)
+    decision_log = other.extensions["policyd.decision_log"]
+    other.test_client().post("/v1/decisions", json=BODY, headers=admin)
+    batch = decision_log.spool.unstored()
+    assert decision_log._store(batch) == (batch.end, 1)  # committed; the spool was never told
+    assert decision_log.flush() == 0
+    assert len(logged_ids(app)) == 1 and decision_log.spool.unstored() is None

@@ -9,22 +9,26 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import suppress
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, Table
+from sqlalchemy import String, Table, delete, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from policyd.services.errors import InvalidError
-from policyd.store.models import DecisionRecord
-from policyd.store.spool import Spool
+from policyd.store.models import DecisionRecord, SpoolProgress
+from policyd.store.query import copy_rows
+from policyd.store.spool import Pending, Spool
 
 log = logging.getLogger(__name__)
 
 TABLE: Table = DecisionRecord.__table__
+PROGRESS: Table = SpoolProgress.__table__
 _COLUMNS = tuple(c.name for c in TABLE.columns)
 _JSON_COLUMNS = ("matched", "input", "result")  # spooled and inserted as JSON text
 _HEAD = frozenset(_COLUMNS) - frozenset(_JSON_COLUMNS)
@@ -58,7 +62,10 @@ class DecisionLog:
     In `spool` mode, `append` writes the entry to this process's spool file (one `os.write`,
     no fsync) and a background thread inserts spooled entries every `interval` seconds; files
     left by dead processes are swept into the database at start and every `sweep_interval`
-    seconds. Inserts skip ids already stored, so replaying a spool never duplicates an entry.
+    seconds. Each transaction that stores entries of a spool file also moves that file's
+    offset in `spool_progress`, so a replay resumes exactly after what was committed and the
+    entries can go in with a plain COPY (PostgreSQL). Should a replay meet an id stored
+    already anyway, the batch is stored again with inserts that skip stored ids.
     In `sync` mode the caller inserts the entry in its own transaction (`spooled` is False).
     """
 
@@ -135,19 +142,26 @@ class DecisionLog:
             self._start_thread()
 
     def flush(self) -> int:
-        """Insert what this process has spooled so far; the number of entries handled."""
+        """Insert what this process has spooled so far; the number of entries handled.
+
+        Entries appended meanwhile wait for the next call: under load, chasing them would
+        run one small transaction after another, whose fixed cost then dwarfs the rows'.
+        """
         if self.spool is None:
             return 0
         self._after_fork()
         handled = 0
         with self._flushing:
-            while True:
-                offset, lines = self.spool.pending()
-                if not offset:
-                    return handled
-                self._store(lines)
-                self.spool.advance(offset)
-                handled += len(lines)
+            goal = self.spool.written()
+            while (batch := self.spool.unstored()) is not None:
+                stored, count = self._store(batch)
+                handled += count
+                removed = self.spool.advance(stored)
+                if removed:
+                    self._forget(removed)
+                if goal is None or batch.name != goal[0] or stored >= goal[1]:
+                    break
+            return handled
 
     def sweep(self) -> int:
         """Insert the entries in spool files of dead processes, then remove those files."""
@@ -155,16 +169,19 @@ class DecisionLog:
             return 0
         handled = 0
         for orphan in self.spool.orphans():
+            stored = 0
             try:
-                lines = orphan.records()
-                for start in range(0, len(lines), _BATCH):
-                    self._store(lines[start : start + _BATCH])
+                offset = max(orphan.stored_bytes(), self._stored_offset(orphan.name))
+                while (batch := orphan.batch(offset, _BATCH)) is not None:
+                    offset, count = self._store(batch)
+                    stored += count
             except BaseException:
                 orphan.release()
                 raise
             orphan.remove()
-            handled += len(lines)
-            log.info("decision log: stored %d entries left by %s", len(lines), orphan.path.name)
+            self._forget(orphan.name)
+            handled += stored
+            log.info("decision log: stored %d entries left by %s", stored, orphan.name)
         return handled
 
     def close(self) -> None:
@@ -178,23 +195,73 @@ class DecisionLog:
             self.flush()
         except OperationalError:
             log.warning("decision log: the database is unavailable; entries stay spooled")
-        self.spool.close()
+        removed = self.spool.close()
+        if removed:
+            with suppress(OperationalError):  # a row left behind only takes a few bytes
+                self._forget(removed)
 
-    def _store(self, lines: list[bytes]) -> None:
+    def _store(self, batch: Pending) -> tuple[int, int]:
+        """Store `batch` and move its file's offset to `batch.end`, in one transaction.
+
+        Returns:
+            The file's stored offset (`batch.end`, or where a previous transaction had got to
+            already when that is further: a commit whose answer was lost, a dead owner's),
+            and the number of entries handled (stored or rejected) by this call.
+        """
         bad: list[tuple[bytes, str]] = []
         try:
             with self.engine.begin() as connection:
-                # Small chunks: the thread then holds the GIL for a fraction of a millisecond at
-                # a time, and requests of its process do not queue behind it (the p99).
-                for start in range(0, len(lines), _CHUNK):
-                    insert_rows(connection, _decoded(lines[start : start + _CHUNK], bad))
+                stored = _move_offset(connection, batch)
+                if stored is None:
+                    bad = self._insert(connection, batch.records)
         except OperationalError:
             raise  # the database is unreachable or busy: everything stays spooled for a retry
         except Exception:
-            # Some row is refused; find which, so that it cannot hold up the others.
-            bad = self._store_one_by_one(lines)
+            stored = batch.start  # a refused row, or an id stored already: see below
+        if stored is None:
+            if bad:
+                self._reject(bad)
+            return batch.end, len(batch.records)
+        if stored > batch.start:
+            return stored, 0  # nothing of this batch is new (that transaction stored nothing)
+        # The offset is behind this batch's start (a spool of an older version, which kept
+        # its offsets beside the file only), or some row was refused: insert the batch again
+        # skipping ids that are stored, find any refused row, then set the offset.
+        try:
+            with self.engine.begin() as connection:
+                for start in range(0, len(batch.records), _CHUNK):
+                    insert_rows(connection, _decoded(batch.records[start : start + _CHUNK], bad))
+                _set_offset(connection, batch.name, batch.end)
+        except OperationalError:
+            raise
+        except Exception:
+            bad = self._store_one_by_one(batch.records)
+            with self.engine.begin() as connection:
+                _set_offset(connection, batch.name, batch.end)
         if bad:
             self._reject(bad)
+        return batch.end, len(batch.records)
+
+    def _insert(self, connection: Connection, lines: list[bytes]) -> list[tuple[bytes, str]]:
+        """Insert the entries in `lines`; the lines that are no entry."""
+        bad: list[tuple[bytes, str]] = []
+        if connection.dialect.name == "postgresql":
+            copy_rows(connection, TABLE, _COLUMNS, _copy_rows(lines, bad))
+        else:
+            # Small chunks: the thread then holds the GIL for a fraction of a millisecond at
+            # a time, and requests of its process do not queue behind it (the p99).
+            for start in range(0, len(lines), _CHUNK):
+                insert_rows(connection, _decoded(lines[start : start + _CHUNK], bad))
+        return bad
+
+    def _stored_offset(self, name: str) -> int:
+        with self.engine.connect() as connection:
+            return _stored_offset(connection, name) or 0
+
+    def _forget(self, name: str) -> None:
+        """The file is gone: its offset is no longer needed."""
+        with self.engine.begin() as connection:
+            connection.execute(delete(PROGRESS).where(PROGRESS.c.spool == name))
 
     def _store_one_by_one(self, lines: list[bytes]) -> list[tuple[bytes, str]]:
         refused: list[tuple[bytes, str]] = []
@@ -229,6 +296,35 @@ def _decoded(lines: list[bytes], bad: list[tuple[bytes, str]]) -> list[dict[str,
         except (ValueError, KeyError, TypeError):
             bad.append((line, "not a decision-log entry"))
     return rows
+
+
+def _move_offset(connection: Connection, batch: Pending) -> int | None:
+    """Move the stored offset of `batch.name` from `batch.start` to `batch.end`.
+
+    Returns:
+        None if it moved; else the offset it has, which another transaction set. On
+        PostgreSQL, a transaction of a dead owner still committing is waited for.
+    """
+    moved = connection.execute(
+        _UPSERT_OFFSET, {"spool": batch.name, "start": batch.start, "end": batch.end}
+    ).first()
+    return None if moved else _stored_offset(connection, batch.name)
+
+
+def _set_offset(connection: Connection, name: str, offset: int) -> None:
+    connection.execute(_UPSERT_OFFSET_ANYWAY, {"spool": name, "end": offset})
+
+
+def _stored_offset(connection: Connection, name: str) -> int | None:
+    return connection.scalar(select(PROGRESS.c.stored).where(PROGRESS.c.spool == name))
+
+
+_UPSERT = (
+    "INSERT INTO spool_progress (spool, stored) VALUES (:spool, :end) "
+    "ON CONFLICT (spool) DO UPDATE SET stored = excluded.stored"
+)
+_UPSERT_OFFSET = text(f"{_UPSERT} WHERE spool_progress.stored = :start RETURNING stored")
+_UPSERT_OFFSET_ANYWAY = text(_UPSERT)
 
 
 def default_folder(engine: Engine) -> Path | None:
@@ -308,13 +404,34 @@ def decode(line: bytes) -> dict[str, Any]:
     Raises:
         ValueError: not a line `encode` wrote.
     """
+    row = _parse(line)
+    row["at"] = datetime.fromisoformat(row["at"])
+    return row
+
+
+def _parse(line: bytes) -> dict[str, Any]:
+    """`decode` with `at` left as its ISO 8601 text."""
     head, *documents = line.decode("ascii").split("\t")
     row = json.loads(head)
     if len(documents) != len(_JSON_COLUMNS) or not isinstance(row, dict) or row.keys() != _HEAD:
         raise ValueError("not a decision-log entry")
-    row["at"] = datetime.fromisoformat(row["at"])
+    if not isinstance(row["at"], str):
+        raise TypeError("not a decision-log entry")
     row.update(zip(_JSON_COLUMNS, documents, strict=True))
     return row
+
+
+def _copy_rows(lines: list[bytes], bad: list[tuple[bytes, str]]) -> Iterator[list[Any]]:
+    """The `_COLUMNS` values of the entries in `lines`, for COPY: `at` stays ISO 8601 text
+    with its UTC offset (a timestamptz takes it as it is), the JSON columns stay text; lines
+    that are no entry are added to `bad`."""
+    for line in lines:
+        try:
+            row = _parse(line)
+        except (ValueError, KeyError, TypeError):
+            bad.append((line, "not a decision-log entry"))
+            continue
+        yield [row[name] for name in _COLUMNS]
 
 
 def _flush_forever(

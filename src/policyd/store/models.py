@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from policyd.store.types import UTCDateTime, new_id
@@ -117,6 +127,16 @@ class DecisionRecord(Base):
     input: Mapped[dict[str, Any]] = mapped_column()  # subject, request, now as evaluated
     result: Mapped[dict[str, Any]] = mapped_column()  # Decision.to_dict()
     principal: Mapped[str] = mapped_column(String(200))
+
+
+class SpoolProgress(Base):
+    """How far a decision-log spool file is stored: updated in the transaction that inserts
+    its entries, so a replay after a crash resumes exactly there (docs/storage.md)."""
+
+    __tablename__ = "spool_progress"
+
+    spool: Mapped[str] = mapped_column(String(100), primary_key=True)  # the file's name
+    stored: Mapped[int] = mapped_column(BigInteger)  # bytes of it whose entries are stored
 
 
 class AccessRequest(Base):

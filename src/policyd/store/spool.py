@@ -12,11 +12,22 @@ import weakref
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
+from typing import NamedTuple
 
 SUFFIX = ".jsonl"
 DONE_SUFFIX = ".done"  # beside each spool file: how many of its bytes are in the database
 _NAME = re.compile(r"\d+-[0-9a-f]+" + re.escape(SUFFIX))  # <pid>-<random>.jsonl; nothing else
 _STALE_TMP_SECONDS = 60.0
+
+
+class Pending(NamedTuple):
+    """Complete records of spool file `name` from byte `start` up to byte `end`: storing them
+    moves the file's stored offset from `start` to `end`."""
+
+    name: str
+    start: int
+    end: int
+    records: list[bytes]
 
 
 class Spool:
@@ -75,27 +86,46 @@ class Spool:
         Returns:
             The offset to pass to `advance` once the records are stored, and the records.
         """
+        batch = self.unstored(limit)
+        return (batch.end, batch.records) if batch else (0, [])
+
+    def written(self) -> tuple[str, int] | None:
+        """The name of this process's current file and how many bytes are written to it."""
+        with self._guard():
+            current = self._file
+            if current is None or current.pid != os.getpid():
+                return None
+            return current.path.name, current.size
+
+    def unstored(self, limit: int = 4 << 20) -> Pending | None:
+        """Like `pending`, with the file's name and the offset the records start at."""
         with self._guard():
             current = self._file
             if current is None or current.pid != os.getpid() or current.done >= current.size:
-                return 0, []
+                return None
             start, size = current.done, current.size
         data = os.pread(current.fd, min(size - start, limit), start)
         if b"\n" not in data and start + len(data) < size:
             data = os.pread(current.fd, size - start, start)  # one record longer than `limit`
         end, records = _complete_lines(data)
-        return (start + end, records) if end else (0, [])
+        return Pending(current.path.name, start, start + end, records) if end else None
 
-    def advance(self, offset: int) -> None:
-        """Records before `offset` are stored; a fully stored, large file is replaced."""
+    def advance(self, offset: int) -> str | None:
+        """Records before `offset` are stored; a fully stored, large file is replaced.
+
+        Returns:
+            The name of the file if it was removed.
+        """
         with self._guard():
             current = self._file
             if current is None or current.pid != os.getpid() or offset <= current.done:
-                return
+                return None
             current.mark_done(offset)
             if current.done >= current.size >= self.rotate_bytes:
                 self._file = None  # the next append starts a new file
                 current.remove()
+                return current.path.name
+            return None
 
     def orphans(self) -> Iterator[Orphan]:
         """Spool files of processes that died, each locked for the caller until it is closed."""
@@ -119,17 +149,22 @@ class Spool:
                 continue
             yield Orphan(path, fd)
 
-    def close(self) -> None:
+    def close(self) -> str | None:
         """Release this process's file; removed if everything in it is stored, else left for
-        a sweep."""
+        a sweep.
+
+        Returns:
+            The name of the file if it was removed.
+        """
         with self._guard():
             current, self._file = self._file, None
             if current is None or current.pid != os.getpid():
-                return
+                return None
             if current.done >= current.size:
                 current.remove()
-            else:
-                current.release()
+                return current.path.name
+            current.release()
+            return None
 
 
 class _OwnFile:
@@ -184,12 +219,41 @@ class Orphan:
     def __init__(self, path: Path, fd: int):
         self.path = path
         self.fd = fd
+        self._data: bytes | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def stored_bytes(self) -> int:
+        """How much of the file its owner marked stored (`.done`), 0 if nothing."""
+        return _stored_bytes(self.path)
 
     def records(self) -> list[bytes]:
         """Every complete record not yet marked stored; a torn last line is left out."""
-        with open(self.fd, "rb", closefd=False) as handle:
-            data = handle.read()
-        return _complete_lines(data[_stored_bytes(self.path) :])[1]
+        return _complete_lines(self._read()[self.stored_bytes() :])[1]
+
+    def batch(self, start: int, count: int) -> Pending | None:
+        """Up to `count` complete records from byte `start` (a record boundary) on; None
+        when there is no complete record after `start`."""
+        data = self._read()
+        end = start
+        records: list[bytes] = []
+        while len(records) < count:
+            newline = data.find(b"\n", end)
+            if newline < 0:
+                break  # a torn last line is no record
+            if newline > end:
+                records.append(data[end:newline])
+            end = newline + 1
+        return Pending(self.name, start, end, records) if end > start else None
+
+    def _read(self) -> bytes:
+        if self._data is None:
+            with open(self.fd, "rb", closefd=False) as handle:
+                handle.seek(0)
+                self._data = handle.read()
+        return self._data
 
     def remove(self) -> None:
         with suppress(FileNotFoundError):

@@ -13,6 +13,7 @@ import pytest
 from policyd.api import create_app
 from policyd.connectors import ConnectorError, registry
 from policyd.services.actor import SYSTEM
+from policyd.services.external_users import ExternalUsers
 from policyd.services.notifications import parse_reminders
 from policyd.services.tokens import TokenService
 from policyd.store.models import Base
@@ -381,3 +382,23 @@ def token_for(stack, user):
     with stack.app.extensions["policyd.db"].session() as session:
         _, plain = TokenService(session).create(SYSTEM, user, "user", now=stack.clock())
     return {"Authorization": f"Bearer {plain}"}
+
+
+def test_guests_whose_access_ended_are_disabled_once_each_in_one_sweep(stack):
+    """Five guests and a member lose their access at once: the five are disabled in the
+    connectors that granted them something, once; the member is left alone."""
+    stack.worker.external_users = ExternalUsers.DISABLE
+    guests = PEOPLE[:5]
+    for person in PEOPLE[:6]:
+        kind = "guest" if person in guests else "member"
+        body = {"email": f"{person}@partner.example", "type": kind}
+        stack.client.put(f"/v1/users/{person}", json=body, headers=stack.headers)
+        stack.request(person, "crm")
+        stack.request(person, "a")
+    stack.worker.sweep(now=stack.clock())
+    stack.clock.advance(hours=8, minutes=1)
+    assert stack.worker.sweep(now=stack.clock())["disabled"] == 0  # ended during this sweep
+    assert stack.worker.sweep(now=stack.clock())["disabled"] == len(guests)
+    assert stack.worker.sweep(now=stack.clock())["disabled"] == 0
+    disabled = sorted((j["subject_id"], j["connector"]) for j in stack.jobs(kind="disable_user"))
+    assert disabled == sorted((g, c) for g in guests for c in ("crm", "directory"))

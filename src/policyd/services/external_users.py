@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from policyd.services.jobs import JobService
 from policyd.store.models import Assignment, Job, User
+from policyd.store.query import among
 
 LIVE = ("delivering", "active", "expiring", "failed")
 
@@ -28,48 +29,70 @@ def sweep_external_users(
     """Queue disable (and later delete) jobs for guests without live access; idempotent.
 
     Each connector that granted the guest something is asked; connectors that cannot
-    disable or delete users skip the job. A guest who gets access again is left alone.
+    disable or delete users skip the job. A guest who gets access again is left alone. The
+    guests due are found with one query per step, however many guests have ever ended.
     """
     counts = {"disabled": 0, "deleted": 0}
     if mode is ExternalUsers.NONE:
         return counts
     live = select(Assignment.subject_id).where(Assignment.state.in_(LIVE))
-    ended = session.execute(
-        select(Assignment.subject_id, func.max(Assignment.removed_at))
+    ended = (
+        select(
+            Assignment.subject_id.label("user_id"),
+            func.max(Assignment.removed_at).label("last_removed"),
+        )
         .join(User, User.id == Assignment.subject_id)
         .where(User.type == "guest", Assignment.subject_id.not_in(live))
         .group_by(Assignment.subject_id)
-    ).all()
+        .subquery()
+    )
+    steps = [("disable_user", timedelta(0), "disabled")]
+    if mode is ExternalUsers.DISABLE_THEN_DELETE:
+        steps.append(("delete_user", delete_after, "deleted"))
     jobs = JobService(session)
-    for user_id, last_removed in ended:
-        if last_removed is None:
-            continue
-        connectors = sorted(
-            set(
-                session.scalars(
-                    select(Job.connector).where(Job.subject_id == user_id, Job.kind == "grant")
+    for kind, delay, counted in steps:
+        # Queued already since the guest's access last ended: nothing to do.
+        queued = (
+            select(Job.id)
+            .where(
+                Job.subject_id == ended.c.user_id,
+                Job.kind == kind,
+                Job.created_at >= ended.c.last_removed,
+            )
+            .exists()
+        )
+        due = list(
+            session.scalars(
+                select(ended.c.user_id).where(
+                    ended.c.last_removed.is_not(None),
+                    ended.c.last_removed <= now - delay,
+                    ~queued,
                 )
             )
         )
-        steps = [("disable_user", last_removed)]
-        if mode is ExternalUsers.DISABLE_THEN_DELETE:
-            steps.append(("delete_user", last_removed + delete_after))
-        for kind, due in steps:
-            if due > now or _queued_since(session, user_id, kind, last_removed):
-                continue
-            for connector in connectors:
-                jobs.enqueue(kind, connector, "", "", user_id, assignment_id=None, now=now)
-            counts["disabled" if kind == "disable_user" else "deleted"] += 1
+        if not due:
+            continue
+        granted = session.execute(
+            select(Job.subject_id, Job.connector)
+            .where(among(session, Job.subject_id, due), Job.kind == "grant")
+            .distinct()
+            .order_by(Job.subject_id, Job.connector)
+        ).all()
+        jobs.enqueue_many(
+            (
+                {
+                    "kind": kind,
+                    "connector": connector,
+                    "resource": "",
+                    "role": "",
+                    "subject_id": user_id,
+                    "assignment_id": None,
+                }
+                for user_id, connector in granted
+            ),
+            now=now,
+        )
+        # A guest no connector ever granted anything has nothing to disable anywhere.
+        counts[counted] += len({user_id for user_id, _ in granted})
     session.commit()
     return counts
-
-
-def _queued_since(session: Session, user_id: str, kind: str, since: datetime) -> bool:
-    return (
-        session.scalar(
-            select(Job.id).where(
-                Job.subject_id == user_id, Job.kind == kind, Job.created_at >= since
-            )
-        )
-        is not None
-    )

@@ -363,3 +363,42 @@ def test_a_bind_dn_needs_the_password_secret(slapd: Slapd):
     """A bind DN without the `password` secret is refused at creation."""
     with pytest.raises(ConnectorError, match="password"):
         create(ConnectorContext("ldap-test", settings_for(slapd)))
+
+
+def test_bulk_calls_change_each_group_with_one_modify(slapd: Slapd, connect: Connect):
+    """grant_many and revoke_many add and remove many members per group at once; members
+    already there, or already gone, are no error."""
+    people = [f"bulk{i:02}" for i in range(30)]
+    for uid in people:
+        slapd.add_user(uid)
+    group = slapd.add_group(["alice"])
+    connector = connect()
+    targets = [Target(uid, f"group:{group}") for uid in people]
+    assert connector.grant_many([*targets, Target("alice", f"group:{group}")]) == [None] * 31
+    assert connector.members(f"group:{group}") == {"alice", *people}
+    assert connector.revoke_many([*targets[:20], Target("carol", f"group:{group}")]) == [None] * 21
+    assert connector.members(f"group:{group}") == {"alice", *people[20:]}
+
+
+def test_a_bulk_call_gives_each_target_its_own_outcome(slapd: Slapd, connect: Connect):
+    """An unknown user fails alone (its group is then done target by target), a malformed
+    resource fails alone, and emptying a group still leaves the placeholder."""
+    group, other = slapd.add_group(["alice"]), slapd.add_group(["bob"])
+    connector = connect()
+    errors = connector.grant_many(
+        [
+            Target("carol", f"group:{group}"),
+            Target("zed", f"group:{group}"),  # no such user
+            Target("dave", "Readers"),  # neither group:<name> nor a DN
+            Target("dave", f"group:{other}"),
+        ]
+    )
+    assert [error is None for error in errors] == [True, False, False, True]
+    assert "uid=zed" in str(errors[1]) and not errors[1].retryable
+    assert connector.members(f"group:{group}") == {"alice", "carol"}
+    assert connector.members(f"group:{other}") == {"bob", "dave"}
+    assert connector.revoke_many([Target(uid, f"group:{group}") for uid in ("alice", "carol")]) == [
+        None,
+        None,
+    ]
+    assert slapd.values(group_dn(group), "member") == [""]  # the placeholder, as revoke leaves

@@ -7,7 +7,7 @@ import ssl
 import string
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,6 +290,79 @@ class LdapConnector:
             self._check(conn, f"{action} (leaving a placeholder)", NO_SUCH_ATTRIBUTE)
 
         self._call(delete)
+
+    def grant_many(self, targets: Sequence[Target]) -> list[ConnectorError | None]:
+        """Grant many targets with one modify per group (mass delivery)."""
+        return self._bulk(targets, self._add_all, self.grant)
+
+    def revoke_many(self, targets: Sequence[Target]) -> list[ConnectorError | None]:
+        """Revoke many targets with one modify per group (mass expiry)."""
+        return self._bulk(targets, self._remove_all, self.revoke)
+
+    def _bulk(
+        self,
+        targets: Sequence[Target],
+        apply: Callable[[ldap3.Connection, str, list[Target]], None],
+        single: Callable[[Target], None],
+    ) -> list[ConnectorError | None]:
+        """Apply `apply` to each group's targets at once. A group whose one modify fails (a
+        user who does not exist, the last member of a group, a member changed meanwhile) is
+        done target by target, so each target gets its own outcome, as with `single`."""
+        errors: list[ConnectorError | None] = [None] * len(targets)
+        groups: dict[str, list[int]] = {}
+        for index, target in enumerate(targets):
+            try:
+                groups.setdefault(self._group_dn(target), []).append(index)
+            except ConnectorError as error:
+                errors[index] = error
+        for group, indexes in groups.items():
+            members = [targets[index] for index in indexes]
+            try:
+                self._call(lambda conn, g=group, m=members: apply(conn, g, m))
+            except ConnectorError:
+                for index in indexes:
+                    try:
+                        single(targets[index])
+                    except ConnectorError as error:
+                        errors[index] = error
+        return errors
+
+    def _read_members(self, conn: ldap3.Connection, group: str) -> list[str]:
+        attribute = self.settings.member_attribute
+        conn.search(group, "(objectClass=*)", ldap3.BASE, attributes=[attribute])
+        self._check(conn, f"read {group}")
+        entries = [r for r in conn.response or () if r.get("type") == "searchResEntry"]
+        return list(entries[0]["attributes"].get(attribute, [])) if entries else []
+
+    def _add_all(self, conn: ldap3.Connection, group: str, targets: list[Target]) -> None:
+        attribute, placeholder = self.settings.member_attribute, self.settings.empty_group_member
+        template = self.settings.user_dn
+        if self.settings.check_user:
+            for target in targets:
+                user = self._user_dn(target)
+                conn.search(user, "(objectClass=*)", ldap3.BASE, attributes=["1.1"])
+                self._check(conn, f"read user {user}")
+        current = self._read_members(conn, group)
+        present = {template.user_id(dn) for dn in current}
+        missing = list(dict.fromkeys(t.user_id for t in targets if t.user_id not in present))
+        if missing:
+            users = [template.dn(user_id) for user_id in missing]
+            conn.modify(group, {attribute: [(ldap3.MODIFY_ADD, users)]})
+            self._check(conn, f"add {len(users)} members to {group}")
+        if placeholder is not None and placeholder in current:
+            conn.modify(group, {attribute: [(ldap3.MODIFY_DELETE, [placeholder])]})
+            self._check(conn, f"drop placeholder of {group}", *_PLACEHOLDER_GONE)
+
+    def _remove_all(self, conn: ldap3.Connection, group: str, targets: list[Target]) -> None:
+        attribute = self.settings.member_attribute
+        wanted = {target.user_id for target in targets}
+        template = self.settings.user_dn
+        # The values as the server holds them: deleting a value that is absent would fail
+        # the whole modify.
+        present = [dn for dn in self._read_members(conn, group) if template.user_id(dn) in wanted]
+        if present:
+            conn.modify(group, {attribute: [(ldap3.MODIFY_DELETE, present)]})
+            self._check(conn, f"remove {len(present)} members from {group}")
 
     def members(self, resource: str) -> set[str]:
         group = self._resource_dn(resource)

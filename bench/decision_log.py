@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-
 from policyd.services.decision_log import DecisionLog, encode
 from policyd.store import Database
+from throwaway import postgres_database
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -112,16 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.database == "sqlite":
             results = run(f"sqlite:///{tmp}/bench.db", args.rows, args.rounds)
         else:
-            name = f"policyd_bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as connection:
-                connection.execute(text(f'CREATE DATABASE "{name}"'))
-            try:
-                results = run(ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", args.rows, args.rounds)
-            finally:
-                with admin.connect() as connection:
-                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                admin.dispose()
+            with postgres_database(ADMIN_URL) as url:
+                results = run(url, args.rows, args.rounds)
     print(f"{args.database}: flush() of {args.rows} spooled entries, {args.rounds} rounds")
     print("round    wall ms  client CPU us/row  database CPU us/row")
     rounds = list(enumerate(results, 1)) if len(results) <= 10 else []

@@ -20,7 +20,6 @@ import io
 import multiprocessing
 import pstats
 import queue
-import secrets
 import tempfile
 import threading
 import time
@@ -35,8 +34,8 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, insert, select, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.engine import Connection
 
 from policyd.connectors.config import Connectors, load_instances
 from policyd.domain import Outcome
@@ -57,6 +56,7 @@ from policyd.store.models import (
     User,
 )
 from policyd.worker import EXPIRY_BATCH, Worker
+from throwaway import postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -87,21 +87,8 @@ def database(kind: str, server_url: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="policyd-bench-") as tmp:
             yield f"sqlite:///{Path(tmp) / 'policyd.db'}"
         return
-    server = make_url(server_url)
-    name = f"policyd_bench_{secrets.token_hex(4)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        log(f"created PostgreSQL database {name}")
-        try:
-            yield server.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            log(f"dropped PostgreSQL database {name}")
-    finally:
-        admin.dispose()
+    with postgres_database(server_url, log) as fresh:
+        yield fresh
 
 
 def _insert(connection: Connection, model: Any, rows: list[dict[str, Any]]) -> None:

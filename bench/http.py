@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import multiprocessing
-import secrets
 import socket
 import subprocess
 import tempfile
@@ -30,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
+
+from throwaway import postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -396,28 +397,8 @@ def database(url: str | None, tmp: Path) -> Iterator[str]:
     if url is None:
         yield f"sqlite:///{tmp / 'policyd.db'}"
         return
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    server = make_url(url)
-    if not server.get_backend_name().startswith("postgresql"):
-        raise SystemExit("--database-url must be a PostgreSQL URL (SQLite is the default)")
-    name = f"policyd_bench_{secrets.token_hex(4)}"
-    admin = create_engine(
-        server.set(database=server.database or "postgres"), isolation_level="AUTOCOMMIT"
-    )
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        log(f"created PostgreSQL database {name}")
-        try:
-            yield server.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            log(f"dropped PostgreSQL database {name}")
-    finally:
-        admin.dispose()
+    with postgres_database(url, log) as fresh:
+        yield fresh
 
 
 def prepare(url: str, config: dict[str, str]) -> str:

@@ -449,3 +449,13 @@ def test_build_server_prints_an_admin_token_on_the_first_start_only(url, capsys)
     output = capsys.readouterr().out
     assert "http://127.0.0.1:9000" in output
     assert "pd_" not in output
+
+
+def test_serve_refuses_a_bad_setting_naming_it(runner, tmp_path, monkeypatch):
+    """A POLICYD_* setting the service cannot use stops `policyd serve` with exit 2 and the
+    setting's name, not a traceback."""
+    monkeypatch.setenv("POLICYD_REMINDERS", "P1M")
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    result = runner.invoke(main, ["serve", "--database-url", url])
+    assert result.exit_code == 2
+    assert "POLICYD_REMINDERS: 'P1M'" in result.output

@@ -402,3 +402,16 @@ def test_guests_whose_access_ended_are_disabled_once_each_in_one_sweep(stack):
     assert stack.worker.sweep(now=stack.clock())["disabled"] == 0
     disabled = sorted((j["subject_id"], j["connector"]) for j in stack.jobs(kind="disable_user"))
     assert disabled == sorted((g, c) for g in guests for c in ("crm", "directory"))
+
+
+def test_a_bulk_call_answering_the_wrong_number_of_results_fails_its_jobs(stack):
+    """A plugin whose grant_many answers fewer results than targets fails those jobs with
+    the reason, instead of breaking the sweep."""
+    crm = stack.worker.connectors.get("crm")
+    crm.grant_many = lambda targets: [None]  # a broken plugin
+    for person in PEOPLE[:3]:
+        stack.request(person, "crm")
+    stack.worker.sweep(now=stack.clock())
+    failed = stack.jobs(kind="grant", state="failed")
+    assert len(failed) == 3
+    assert all("grant_many returned 1 results for 3 targets" in job["last_error"] for job in failed)

@@ -62,6 +62,7 @@ class Worker:
         self.external_users = external_users
         self.delete_after = delete_after
         self.reminders = reminders
+        self._dialect: str | None = None
 
     def run_jobs(
         self,
@@ -118,7 +119,7 @@ class Worker:
         return callable(getattr(connector, f"{kind}_many", None))
 
     def bulk_jobs(self) -> ColumnElement[bool] | None:
-        """Which jobs run in bulk with this worker's connectors and notifiers."""
+        """Which grant and revoke jobs run in bulk with this worker's connectors."""
         clauses = []
         for kind in DELIVERY:
             names = [name for name in self.connectors.instances if self._runs_in_bulk(kind, name)]
@@ -136,6 +137,10 @@ class Worker:
             errors = getattr(self._connector(name), f"{kind}_many")(
                 [targets[job.id] for job in jobs]
             )
+            errors = list(errors)
+            if len(errors) != len(jobs):
+                message = f"{kind}_many returned {len(errors)} results for {len(jobs)} targets"
+                raise ConnectorError(message, retryable=False)
         except Exception as err:  # the whole call failed: every job of it failed
             outcome = self._outcome(err, name)
             return dict.fromkeys((job.id for job in jobs), outcome)
@@ -327,8 +332,11 @@ class Worker:
             return JobService(session).finish_due("notify", now=now, limit=BULK_CLAIM)
 
     def _concurrent(self) -> bool:
-        with self.sessions() as session:
-            return session.get_bind().dialect.name != "sqlite"
+        """Whether expiry may run beside the jobs: not on SQLite (one writer at a time)."""
+        if self._dialect is None:
+            with self.sessions() as session:
+                self._dialect = session.get_bind().dialect.name
+        return self._dialect != "sqlite"
 
     def loop(self, stop: threading.Event, *, interval: float = 5.0) -> None:
         """Sweep every `interval` seconds until `stop` is set (policyd worker, policyd serve)."""

@@ -204,12 +204,16 @@ def _check_settings(app: Flask) -> None:
     _setting(app, "POLICYD_REMINDERS", parse_reminders)
 
 
+class SettingError(ValueError):
+    """A POLICYD_* setting has a value the service cannot use; the message names it."""
+
+
 def _setting(app: Flask, name: str, parse: Callable[[str], Any]) -> Any:
     """A parsed setting; a bad value stops the start with the setting's name."""
     try:
         return parse(app.config[name])
     except ValueError as err:
-        raise ValueError(f"{name}: {err}") from None
+        raise SettingError(f"{name}: {err}") from None
 
 
 def _init_oidc(app: Flask) -> None:

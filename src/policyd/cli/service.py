@@ -255,7 +255,7 @@ def build_server(
     """The app `serve` runs: schema upgraded, policies published, and on the first start an
     admin token, printed with a curl example. Other POLICYD_* settings come from the environment.
     """
-    from policyd.api import DEFAULTS, create_app  # Flask only for the command that needs it
+    from policyd.api import DEFAULTS, SettingError, create_app  # Flask only for this command
 
     config = {key: value for key, value in os.environ.items() if key in DEFAULTS}
     config.update(
@@ -263,7 +263,10 @@ def build_server(
         POLICYD_POLICIES=str(policies),
         POLICYD_AUTO_UPGRADE=True,
     )
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except SettingError as err:
+        raise click.UsageError(str(err)) from None
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     url = f"http://{f'[{shown_host}]' if ':' in shown_host else shown_host}:{port}"
     with app.extensions["policyd.db"].session() as session:

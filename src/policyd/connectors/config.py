@@ -144,6 +144,7 @@ class Connectors:
         self._sessions = sessions
         self._environ = os.environ if environ is None else environ
         self._created: dict[str, Connector] = {}
+        self._listeners: frozenset[str] | None = None
         self._lock = threading.Lock()
 
     def types(self) -> dict[str, str]:
@@ -151,12 +152,15 @@ class Connectors:
         return {name: config.type for name, config in self.instances.items()}
 
     def listeners(self) -> frozenset[str]:
-        """The instances that take lifecycle events (webhooks), known without creating them."""
-        from policyd.connectors.registry import takes_events
+        """The instances that take lifecycle events (webhooks), known without creating them
+        (worked out once: the instances are fixed)."""
+        if self._listeners is None:
+            from policyd.connectors.registry import takes_events
 
-        return frozenset(
-            name for name, config in self.instances.items() if takes_events(config.type)
-        )
+            self._listeners = frozenset(
+                name for name, config in self.instances.items() if takes_events(config.type)
+            )
+        return self._listeners
 
     def get(self, name: str) -> Connector:
         """The instance called `name`.

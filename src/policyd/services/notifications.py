@@ -39,39 +39,31 @@ TEXTS = {
 
 
 def notify(
-    session: Session,
-    kind: str,
-    object_id: str,
-    recipients: Iterable[str],
-    *,
-    now: datetime,
-    key: str = "",
+    session: Session, kind: str, object_id: str, recipients: Iterable[str], *, now: datetime
 ) -> None:
     """Queue one notification per recipient, in the caller's transaction."""
-    jobs = JobService(session)
-    for user in dict.fromkeys(recipients):
-        job = jobs.enqueue(
-            CHANNEL, CHANNEL, f"{kind}:{object_id}", key, user, assignment_id=None, now=now
-        )
-        job.kind = "notify"
+    notify_many(session, [(kind, object_id, recipient) for recipient in recipients], now=now)
 
 
 def notify_many(session: Session, notes: Iterable[tuple[str, str, str]], *, now: datetime) -> None:
-    """Queue many notifications, each (kind, object id, recipient), with one statement."""
-    JobService(session).enqueue_many(
-        (
-            {
-                "kind": "notify",
-                "connector": CHANNEL,
-                "resource": f"{kind}:{object_id}",
-                "role": "",
-                "subject_id": recipient,
-                "assignment_id": None,
-            }
-            for kind, object_id, recipient in dict.fromkeys(notes)
-        ),
-        now=now,
-    )
+    """Queue many notifications, each (kind, object id, recipient), once each, with one
+    statement."""
+    jobs = [_notification(kind, object_id, user) for kind, object_id, user in dict.fromkeys(notes)]
+    JobService(session).enqueue_many(jobs, now=now)
+
+
+def _notification(
+    kind: str, object_id: str, recipient: str, *, key: str = "", assignment_id: str | None = None
+) -> dict[str, Any]:
+    """A notify job: `kind` about `object_id` for `recipient`; `key` tells repeats apart."""
+    return {
+        "kind": "notify",
+        "connector": CHANNEL,
+        "resource": f"{kind}:{object_id}",
+        "role": key,
+        "subject_id": recipient,
+        "assignment_id": assignment_id,
+    }
 
 
 def parse_reminders(text: str) -> tuple[timedelta, ...]:
@@ -131,14 +123,7 @@ def remind_due(
         # Access shorter than the offset: a reminder would only be noise.
         rows = [row for row in due if row.starts_at + offset < row.expires_at]
         jobs = [
-            {
-                "kind": "notify",
-                "connector": CHANNEL,
-                "resource": f"access_expiring:{row.id}",
-                "role": key,
-                "subject_id": row.subject_id,
-                "assignment_id": row.id,
-            }
+            _notification("access_expiring", row.id, row.subject_id, key=key, assignment_id=row.id)
             for row in rows
         ]
         JobService(session).enqueue_many(jobs, now=now)

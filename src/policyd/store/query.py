@@ -53,13 +53,17 @@ def insert_many(session: Session, model: type, rows: Sequence[dict[str, Any]]) -
     """
     if not rows:
         return
+    names = rows[0].keys()
+    if any(row.keys() != names for row in rows):
+        # COPY takes its columns from the first row: a key missing from another row would
+        # be stored as NULL instead of the column's default.
+        raise ValueError(f"rows for {model.__name__} do not all have the same keys")
     session.flush()  # rows added before these stay before them
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         session.execute(insert(model), rows)
         return
     table = model.__table__
-    names = list(rows[0])
     columns = [table.c[name] for name in names]
     convert = [
         _to_json

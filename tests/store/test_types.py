@@ -1,19 +1,41 @@
-"""Generated ids: UUID version 4 text from pooled randomness, never repeated across a fork."""
+"""Generated ids: time-ordered UUID version 7 text, never repeated across a fork."""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
+from collections import Counter
 
 from policyd.store.types import new_id
 
 
-def test_ids_are_uuid4_text():
-    """Every id reads back as a version 4, RFC 4122 UUID and prints as itself."""
-    for text in (new_id() for _ in range(2000)):  # several pools' worth
+def test_ids_are_uuid7_text_carrying_their_millisecond():
+    """Every id reads back as a version 7 UUID of the RFC's variant, prints as itself, and
+    starts with the Unix time in milliseconds it was made at."""
+    before = time.time_ns() // 1_000_000
+    texts = [new_id() for _ in range(2000)]  # several pools' worth
+    after = time.time_ns() // 1_000_000
+    for text in texts:
         parsed = uuid.UUID(text)
-        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (7, uuid.RFC_4122, text)
+        assert before <= int.from_bytes(parsed.bytes[:6], "big") <= after
+
+
+def test_ids_sort_by_time_and_keep_74_random_bits():
+    """Ids made a millisecond apart sort in the order they were made (as text too), and the
+    bits after the time are random: each of the 74 is set in about half of 4,000 ids."""
+    earlier = new_id()
+    time.sleep(0.002)
+    assert earlier < new_id()
+    ones: Counter[int] = Counter()
+    for text in (new_id() for _ in range(4000)):
+        value = uuid.UUID(text).int
+        random = [*range(64, 76), *range(0, 62)]  # rand_a, then rand_b (RFC 9562, section 5.7)
+        ones.update(bit for bit in random if value >> bit & 1)
+    assert len(ones) == 74
+    assert all(1700 < count < 2300 for count in ones.values()), ones.most_common(3)
 
 
 def test_ids_from_many_threads_never_repeat():

@@ -8,13 +8,13 @@ import resource
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from policyd.services.decision_log import DecisionLog, encode
 from policyd.store import Database
+from policyd.store.types import new_id
 from throwaway import postgres_database
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -41,7 +41,7 @@ def entry(now: datetime) -> dict:
         "stages": [],
     }
     return {
-        "id": str(uuid.uuid4()),
+        "id": new_id(),
         "at": now,
         "package": "scope-a-readers",
         "subject_id": "alice",
@@ -83,7 +83,7 @@ def run(url: str, rows: int, rounds: int) -> list[tuple[float, float, float]]:
     database.upgrade()
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        decision_log = DecisionLog(database.engine, "spool", folder, interval=3600)
+        decision_log = DecisionLog(database.engine, "spool", folder, interval=3600, storer="thread")
         allow_nan = not url.startswith("postgresql")
         now = datetime.now(UTC)
         decision_log.flush()  # warm up: connect, prepare

@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "POLICYD_DECISION_LOG": "spool",  # spool: a local file, inserted in the background; or sync
     "POLICYD_SPOOL_DIR": None,  # default: beside the SQLite file, or in the temp folder
     "POLICYD_DECISION_LOG_INTERVAL": 0.1,  # seconds between inserts of spooled entries
+    # Who inserts them: process (a shipper process per spool folder, at idle CPU priority;
+    # the default on Linux) or thread (one in each serving process; the default elsewhere)
+    "POLICYD_DECISION_LOG_STORER": None,
     "POLICYD_SUBJECT_CACHE_SECONDS": 2.0,  # decisions only; 0 turns the cache off
     "POLICYD_MATCH_MEMO": 2048,  # facts whose rule matches each version remembers; 0: none
     "POLICYD_DECISION_HOTPATH": "on",  # plain POST /v1/decisions skip Flask (api/hotpath.py)
@@ -121,6 +124,7 @@ def _init_decisions(app: Flask) -> None:
         app.config["POLICYD_DECISION_LOG"],
         app.config["POLICYD_SPOOL_DIR"],
         interval=float(app.config["POLICYD_DECISION_LOG_INTERVAL"]),
+        storer=app.config["POLICYD_DECISION_LOG_STORER"],
     )
     decision_log.start()
     app.extensions["policyd.decision_log"] = decision_log

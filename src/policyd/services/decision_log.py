@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import os
+import subprocess
 import threading
 import time
 import weakref
@@ -56,16 +57,32 @@ class LogMode(StrEnum):
     SPOOL = "spool"  # appended to this process's spool file, inserted within `interval`
 
 
+class Storer(StrEnum):
+    """Who stores a process's spooled entries (spool mode)."""
+
+    PROCESS = "process"  # the folder's shipper process, at idle CPU priority (log_shipper.py)
+    THREAD = "thread"  # a thread of the process itself, at the priority of its requests
+    NONE = "none"  # only explicit flush() and sweep() calls (the shipper's own DecisionLog)
+
+
+def default_storer() -> Storer:
+    """`process` where the OS has an idle scheduling class (Linux), else `thread`."""
+    return Storer.PROCESS if hasattr(os, "SCHED_IDLE") else Storer.THREAD
+
+
 class DecisionLog:
     """Stores decision-log entries for POST /v1/decisions.
 
     In `spool` mode, `append` writes the entry to this process's spool file (one `os.write`,
-    no fsync) and a background thread inserts spooled entries every `interval` seconds; files
-    left by dead processes are swept into the database at start and every `sweep_interval`
-    seconds. Each transaction that stores entries of a spool file also moves that file's
-    offset in `spool_progress`, so a replay resumes exactly after what was committed and the
-    entries can go in with a plain COPY (PostgreSQL). Should a replay meet an id stored
-    already anyway, the batch is stored again with inserts that skip stored ids.
+    no fsync). By default (`storer` process) a separate shipper process per spool folder, run
+    at idle CPU priority, inserts every process's spooled entries every `interval` seconds and
+    sweeps released files; this process only keeps one running. With `storer` thread, a
+    background thread of this process inserts its entries every `interval` seconds and sweeps
+    files left by dead processes every `sweep_interval` seconds. Either way the files of dead
+    processes are swept at start. Each transaction that stores entries of a spool file also
+    moves that file's offset in `spool_progress`, so a replay resumes exactly after what was
+    committed and the entries can go in with a plain COPY (PostgreSQL). Should a replay meet
+    an id stored already anyway, the batch is stored again with inserts that skip stored ids.
     In `sync` mode the caller inserts the entry in its own transaction (`spooled` is False).
     """
 
@@ -77,12 +94,19 @@ class DecisionLog:
         *,
         interval: float = 0.1,
         sweep_interval: float = 10.0,
+        storer: Storer | str | None = None,
     ):
         self.engine = engine
         try:
             self.mode = LogMode(mode)
         except ValueError:
             raise ValueError(f"POLICYD_DECISION_LOG is sync or spool, not {mode!r}") from None
+        try:
+            self.storer = default_storer() if storer in (None, "") else Storer(storer)
+        except ValueError:
+            raise ValueError(
+                f"POLICYD_DECISION_LOG_STORER is process, thread or none, not {storer!r}"
+            ) from None
         self.interval = interval
         self.sweep_interval = sweep_interval
         self.spool: Spool | None = None
@@ -90,7 +114,7 @@ class DecisionLog:
         if self.mode is LogMode.SPOOL and folder is None:
             self.mode = LogMode.SYNC  # in-memory SQLite: the log dies with the process anyway
         if self.mode is LogMode.SPOOL:
-            self.spool = Spool(folder)
+            self.spool = Spool(folder, handoff=self.storer is Storer.PROCESS)
         self._allow_nan = engine.dialect.name != "postgresql"
         self._strict = engine.dialect.name == "postgresql"
         self._init_process()
@@ -104,6 +128,7 @@ class DecisionLog:
         self._flushing = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.shipper: subprocess.Popen[bytes] | None = None  # the one this process started
 
     def start(self) -> None:
         """Sweep dead processes' spools now, then keep flushing in a background thread."""
@@ -116,13 +141,40 @@ class DecisionLog:
         self._start_thread()
 
     def _start_thread(self) -> None:
+        if self.storer is Storer.NONE:
+            return
+        if self.storer is Storer.PROCESS:
+            target, name = _watch_shipper, "policyd-decision-log-watch"
+        else:
+            target, name = _flush_forever, "policyd-decision-log"
         self._thread = threading.Thread(
-            target=_flush_forever,
+            target=target,
             args=(weakref.ref(self), self._stop, self.interval, self.sweep_interval),
-            name="policyd-decision-log",
+            name=name,
             daemon=True,
         )
         self._thread.start()
+
+    def ensure_shipper(self) -> bool:
+        """With `storer` process: start the folder's shipper unless one runs (or nothing is
+        spooled here yet). True if a shipper runs now."""
+        from policyd.services.log_shipper import shipper_running, start_shipper
+
+        if self.spool is None or self.storer is not Storer.PROCESS:
+            return False
+        if self.shipper is not None:
+            if self.shipper.poll() is None:
+                # Still running, or still starting: a busy machine may keep an idle-priority
+                # process waiting for its first CPU time, and one must not start another
+                # every check meanwhile.
+                return True
+            self.shipper = None  # it exited (idle, killed, or another one serves): reaped
+        if shipper_running(self.spool.folder):
+            return True
+        if self.spool.written() is None:
+            return False  # nothing to ship yet; the first append makes the file
+        self.shipper = start_shipper(self.engine, self.spool.folder, self.interval)
+        return True
 
     def append(self, entry: dict[str, Any]) -> None:
         """Spool one entry (a `decisions` row); it reaches the database within `interval`.
@@ -153,6 +205,8 @@ class DecisionLog:
         handled = 0
         with self._flushing:
             goal = self.spool.written()
+            if goal is not None and self.storer is Storer.PROCESS:
+                self.spool.advance(self._stored_offset(goal[0]))  # what the shipper stored
             while (batch := self.spool.unstored()) is not None:
                 stored, count = self._store(batch)
                 handled += count
@@ -185,10 +239,13 @@ class DecisionLog:
         return handled
 
     def close(self) -> None:
-        """Stop the flusher, store what this process spooled and release its spool file."""
+        """Stop the flusher, store what this process spooled and release its spool file (with
+        `storer` process, the shipper removes it)."""
         self._stop.set()
         if self._thread is not None and self._pid == os.getpid():
             self._thread.join()
+        # A shipper this process started outlives it: other processes may still spool, and
+        # it exits once the folder holds no spool file for a while.
         if self.spool is None:
             return
         try:
@@ -434,6 +491,28 @@ def _copy_rows(lines: list[bytes], bad: list[tuple[bytes, str]]) -> Iterator[lis
         yield [row[name] for name in _COLUMNS]
 
 
+def _watch_shipper(
+    ref: weakref.ref[DecisionLog], stop: threading.Event, interval: float, sweep_interval: float
+) -> None:
+    """Keep the folder's shipper running while this process spools (storer process)."""
+    check = min(1.0, sweep_interval)
+    failing = False
+    while True:
+        decision_log = ref()
+        if decision_log is None:
+            return  # its app is gone
+        try:
+            decision_log.ensure_shipper()
+            failing = False
+        except Exception:
+            if not failing:
+                log.exception("decision log: could not start the shipper; retrying")
+            failing = True
+        del decision_log
+        if stop.wait(check):
+            return
+
+
 def _flush_forever(
     ref: weakref.ref[DecisionLog], stop: threading.Event, interval: float, sweep_interval: float
 ) -> None:
@@ -460,6 +539,7 @@ __all__ = [
     "DecisionLog",
     "JsonText",
     "LogMode",
+    "Storer",
     "decode",
     "default_folder",
     "encode",

@@ -39,12 +39,24 @@ class Spool:
     Files whose lock nobody holds belong to dead processes: `orphans` hands them to a sweeper.
     The file is created on the first append and again after a fork, so a gunicorn master that
     preloads the app never owns one its workers would share.
+
+    With `handoff`, another process stores the records (the decision-log shipper): a file that
+    has reached `rotate_bytes` is released at the next append and a new one started, `close`
+    releases the file, and neither ever removes one. The process that stores a released
+    file's last records removes it, so no file is removed while another process still reads it.
     """
 
-    def __init__(self, folder: str | os.PathLike[str], *, rotate_bytes: int = 8 << 20):
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        rotate_bytes: int = 8 << 20,
+        handoff: bool = False,
+    ):
         self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rotate_bytes = rotate_bytes
+        self.handoff = handoff
         self._locked_pid = os.getpid()
         self._lock = threading.Lock()
         self._file: _OwnFile | None = None
@@ -69,8 +81,12 @@ class Spool:
         """
         with self._guard():
             current = self._file
+            if current is not None and self.handoff and current.size >= self.rotate_bytes:
+                current.release()  # its reader stores the rest and removes it
+                current = None
             if current is None or current.pid != os.getpid():
                 current = self._file = _OwnFile.create(self.folder)
+                self._torn = False
             data = b"\n" + record if self._torn else record
             view = memoryview(data)
             self._torn = True
@@ -121,7 +137,7 @@ class Spool:
             if current is None or current.pid != os.getpid() or offset <= current.done:
                 return None
             current.mark_done(offset)
-            if current.done >= current.size >= self.rotate_bytes:
+            if not self.handoff and current.done >= current.size >= self.rotate_bytes:
                 self._file = None  # the next append starts a new file
                 current.remove()
                 return current.path.name
@@ -149,9 +165,25 @@ class Spool:
                 continue
             yield Orphan(path, fd)
 
+    def others_live(self) -> Iterator[Path]:
+        """Spool files in the folder that another live process owns (holds the lock of)."""
+        for path in sorted(self.folder.iterdir()):
+            if not _NAME.fullmatch(path.name) or path == self.path:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield path  # its owner holds the lock
+            finally:
+                os.close(fd)
+
     def close(self) -> str | None:
-        """Release this process's file; removed if everything in it is stored, else left for
-        a sweep.
+        """Release this process's file; removed if everything in it is stored (unless
+        `handoff`), else left for a sweep.
 
         Returns:
             The name of the file if it was removed.
@@ -160,7 +192,7 @@ class Spool:
             current, self._file = self._file, None
             if current is None or current.pid != os.getpid():
                 return None
-            if current.done >= current.size:
+            if current.done >= current.size and not self.handoff:
                 current.remove()
                 return current.path.name
             current.release()

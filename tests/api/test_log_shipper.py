@@ -8,13 +8,15 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import select
 
 from policyd.api import create_app
-from policyd.services.decision_log import DecisionLog
+from policyd.services import log_shipper
+from policyd.services.decision_log import DecisionLog, _watch_shipper
 from policyd.services.log_shipper import Shipper, shipper_running
 from policyd.store.models import DecisionRecord, SpoolProgress
 from policyd.store.spool import Spool
@@ -138,6 +140,26 @@ def test_a_shipper_still_starting_is_not_started_again(app, people, admin, shipp
     assert decision_log.ensure_shipper()  # that one is gone: a new one starts
     assert decision_log.shipper is not starting and decision_log.shipper is not None
     eventually(lambda: shipper_running(decision_log.spool.folder))
+
+
+def test_a_process_that_cannot_start_a_shipper_stores_its_own_entries(
+    app, people, admin, shipping_app, monkeypatch
+):
+    deciding = shipping_app()
+    decision_log = without_watchdog(deciding)
+    ids = decide(deciding, admin, 2)
+
+    def cannot_start(*_args):
+        raise OSError("no interpreter to run it")
+
+    monkeypatch.setattr(log_shipper, "start_shipper", cannot_start)
+
+    class OneCheck:
+        def wait(self, _timeout: float) -> bool:
+            return True  # stop after the first check
+
+    _watch_shipper(weakref.ref(decision_log), OneCheck(), 0.1, 10.0)
+    assert decision_log.shipper is None and sorted(stored(app)) == sorted(ids)
 
 
 def test_a_closed_process_file_is_stored_and_removed_by_the_shipper(

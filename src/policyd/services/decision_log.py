@@ -506,8 +506,14 @@ def _watch_shipper(
             failing = False
         except Exception:
             if not failing:
-                log.exception("decision log: could not start the shipper; retrying")
+                log.exception(
+                    "decision log: could not start the shipper; this process stores its own "
+                    "entries until one runs"
+                )
             failing = True
+        if failing:
+            with suppress(Exception):  # the database may be down as well: retried next check
+                decision_log.flush()
         del decision_log
         if stop.wait(check):
             return

@@ -131,7 +131,8 @@ class DecisionLog:
         self.shipper: subprocess.Popen[bytes] | None = None  # the one this process started
 
     def start(self) -> None:
-        """Sweep dead processes' spools now, then keep flushing in a background thread."""
+        """Sweep dead processes' spools now, then keep a shipper running (`storer` process)
+        or flush in a background thread (`storer` thread)."""
         if self.spool is None:
             return
         try:
@@ -514,6 +515,7 @@ def _watch_shipper(
         if failing:
             with suppress(Exception):  # the database may be down as well: retried next check
                 decision_log.flush()
+                decision_log.sweep()  # files this process released
         del decision_log
         if stop.wait(check):
             return

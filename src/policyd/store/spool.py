@@ -81,10 +81,12 @@ class Spool:
         """
         with self._guard():
             current = self._file
-            if current is not None and self.handoff and current.size >= self.rotate_bytes:
+            if current is None or current.pid != os.getpid():
+                current = None  # none yet, or the parent's (after a fork): start one
+            elif self.handoff and current.size >= self.rotate_bytes:
                 current.release()  # its reader stores the rest and removes it
                 current = None
-            if current is None or current.pid != os.getpid():
+            if current is None:
                 current = self._file = _OwnFile.create(self.folder)
                 self._torn = False
             data = b"\n" + record if self._torn else record

@@ -31,9 +31,9 @@ __all__ = ["make_stack", "scim_server", "slapd", "webhook_server"]  # fixtures f
 
 APP = "app:payroll"
 PEOPLE = 30
-# Jobs done when the first worker is killed, of PEOPLE * 3: past the LDAP jobs (run in bulk,
-# all 30 at once) and into the SCIM and webhook ones (20 per claim, one by one).
-KILL_AFTER = 35
+# Jobs done when the first worker is killed, of PEOPLE * 3: past the LDAP and SCIM jobs (run
+# in bulk, 30 at once each) and into the webhook ones (20 per claim, one by one).
+KILL_AFTER = 65
 
 
 def payroll(make_stack: MakeStack, slapd: Slapd, scim: ScimServer, clock: Clock):

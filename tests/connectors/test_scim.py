@@ -289,3 +289,83 @@ def test_invalid_settings_are_not_retryable(settings: dict[str, Any], message: s
     with pytest.raises(ConnectorError, match=message) as caught:
         create(ConnectorContext("scim-bad", settings=settings))
     assert caught.value.retryable is False
+
+
+def test_bulk_calls_change_each_group_with_one_patch_per_hundred(
+    scim_server: ScimServer, connect: Connect
+):
+    """grant_many and revoke_many look each group and user up once and send one PATCH per
+    group and 100 members; each target gets its own outcome, in order."""
+    names = [f"user{number:03}" for number in range(130)]
+    for name in names:
+        scim_server.create_user(name)
+    scim_server.create_user("carol")
+    scim_server.create_group("Readers")
+    scim_server.create_group("Writers")
+    connector = connect()
+    methods: list[str] = []
+    connector._client.event_hooks["request"].append(lambda request: methods.append(request.method))
+
+    targets = [Target(name, "group:Readers") for name in names] + [
+        Target("alice", "group:Writers"),  # no such user
+        Target("carol", "group:Missing"),  # no such group
+        Target("carol", "group:Writers"),
+    ]
+    results = connector.grant_many(targets)
+    assert results[:130] == [None] * 130 and results[132] is None
+    assert "no SCIM user 'alice'" in str(results[130]) and not results[130].retryable
+    assert "no SCIM group" in str(results[131]) and not results[131].retryable
+    assert methods.count("PATCH") == 3  # Readers twice (130 members), Writers once
+    assert connector.members("group:Readers") == set(names)
+    assert connector.members("group:Writers") == {"carol"}
+
+    methods.clear()
+    leaving = [Target(name, "group:Readers") for name in names[:40]]
+    results = connector.revoke_many([*leaving, *leaving[:5], Target("ghost", "group:Readers")])
+    assert results == [None] * 46  # twice, or never known: no error
+    assert methods.count("PATCH") == 1
+    assert connector.members("group:Readers") == set(names[40:])
+
+
+def test_a_bulk_call_on_a_stopped_server_fails_every_target_retryably_at_once(
+    scim_server: ScimServer, connect: Connect
+):
+    """The first retryable error ends the call: the rest do not each wait for a timeout."""
+    for name in ("alice", "bob"):
+        scim_server.create_user(name)
+    scim_server.create_group("Readers")
+    connector = connect()
+    connector.health()
+    scim_server.stop()
+    methods: list[str] = []
+    connector._client.event_hooks["request"].append(lambda request: methods.append(request.method))
+    targets = [Target(name, "group:Readers") for name in ("alice", "bob")] * 50
+    for bulk in (connector.grant_many, connector.revoke_many):
+        methods.clear()
+        results = bulk(targets)
+        assert all(error is not None and error.retryable for error in results)
+        assert len(methods) == 1
+
+
+def test_a_group_whose_bulk_patch_is_refused_is_done_member_by_member(
+    scim_server: ScimServer, connect: Connect, monkeypatch: pytest.MonkeyPatch
+):
+    """Some servers cap the members one PATCH may change (400 tooMany); then each member
+    gets a PATCH of its own and its own outcome."""
+    for name in ("alice", "bob", "carol"):
+        scim_server.create_user(name)
+    scim_server.create_group("Readers")
+    connector = connect()
+    patch = connector._patch_group
+
+    def capped(group_id, operation, *, absent_ok=False):
+        if len(operation.get("value") or []) > 1 or " or " in operation.get("path", ""):
+            raise ConnectorError("scim connector: HTTP 400 (tooMany)", retryable=False)
+        return patch(group_id, operation, absent_ok=absent_ok)
+
+    monkeypatch.setattr(connector, "_patch_group", capped)
+    targets = [Target(name, "group:Readers") for name in ("alice", "bob", "carol")]
+    assert connector.grant_many(targets) == [None, None, None]
+    assert connector.members("group:Readers") == {"alice", "bob", "carol"}
+    assert connector.revoke_many(targets[:2]) == [None, None]
+    assert connector.members("group:Readers") == {"carol"}

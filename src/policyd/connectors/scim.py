@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 # Besides 5xx: the server asks us to come back later (RFC 9110 §15.5.9, RFC 6585 §4).
 RETRYABLE_STATUSES = frozenset({408, 429})
+PATCH_MEMBERS = 100  # members added or removed per PATCH by grant_many and revoke_many
 
 
 class ScimConnector:
@@ -54,16 +55,101 @@ class ScimConnector:
         user_id = self._user_id(target)
         if user_id is None:
             raise self._error(f"no SCIM user {self._user_key(target)!r}", retryable=False)
-        # RFC 7644 §3.5.2.1: adding a value the attribute already holds changes nothing.
-        self._patch_group(group_id, {"op": "add", "path": "members", "value": [{"value": user_id}]})
+        self._patch_group(group_id, _members_operation([user_id], grant=True))
 
     def revoke(self, target: Target) -> None:
         group_id = self._group_id(target.resource)
         user_id = self._user_id(target)
         if user_id is None:
             return  # a user the server does not know is in no group
-        path = f"members[value eq {_filter_value(user_id)}]"
-        self._patch_group(group_id, {"op": "remove", "path": path}, absent_ok=True)
+        self._patch_group(group_id, _members_operation([user_id], grant=False), absent_ok=True)
+
+    def grant_many(self, targets: Sequence[Target]) -> list[ConnectorError | None]:
+        """Grant many targets with one PATCH per group and 100 members (mass delivery)."""
+        return self._bulk(targets, grant=True)
+
+    def revoke_many(self, targets: Sequence[Target]) -> list[ConnectorError | None]:
+        """Revoke many targets with one PATCH per group and 100 members (mass expiry)."""
+        return self._bulk(targets, grant=False)
+
+    def _bulk(self, targets: Sequence[Target], *, grant: bool) -> list[ConnectorError | None]:
+        """Look each group and each user up once, then change each group with one PATCH per
+        `PATCH_MEMBERS` members. A PATCH is applied whole or not at all (RFC 7644 §3.5.2), so
+        a group whose PATCH fails is done member by member and each target gets its own
+        outcome, as with grant and revoke. A retryable error (the server unreachable, busy)
+        ends the call: every target not done yet gets it, instead of waiting out a timeout
+        each."""
+        errors: list[ConnectorError | None] = [None] * len(targets)
+        settled: set[int] = set()
+        groups: dict[str, str | ConnectorError] = {}
+        users: dict[str, str | None] = {}
+        changes: dict[str, list[tuple[int, str]]] = {}  # group id -> (target index, user id)
+        try:
+            for index, target in enumerate(targets):
+                try:
+                    group_id = self._cached_group_id(groups, target.resource)
+                    key = self._user_key(target) or ""
+                    if key not in users:
+                        users[key] = self._user_id(target)
+                except ConnectorError as error:
+                    if error.retryable:
+                        raise
+                    errors[index] = error
+                    settled.add(index)
+                    continue
+                if users[key] is None:
+                    if grant:
+                        errors[index] = self._error(f"no SCIM user {key!r}", retryable=False)
+                    settled.add(index)  # revoke: a user the server does not know is in no group
+                    continue
+                changes.setdefault(group_id, []).append((index, users[key]))
+            for group_id, members in changes.items():
+                for start in range(0, len(members), PATCH_MEMBERS):
+                    chunk = members[start : start + PATCH_MEMBERS]
+                    for index, error in self._patch_members(group_id, chunk, grant).items():
+                        errors[index] = error
+                    settled.update(index for index, _ in chunk)
+        except ConnectorError as error:  # retryable: what is not done waits for a retry
+            for index in range(len(targets)):
+                if index not in settled:
+                    errors[index] = error
+        return errors
+
+    def _patch_members(
+        self, group_id: str, members: list[tuple[int, str]], grant: bool
+    ) -> dict[int, ConnectorError]:
+        """Add or remove `members` (target index, user id) with one PATCH, else one by one;
+        the targets that failed, by index. Raises a retryable error as it comes."""
+        ids = list(dict.fromkeys(user_id for _, user_id in members))
+        try:
+            self._patch_group(group_id, _members_operation(ids, grant), absent_ok=not grant)
+            return {}
+        except ConnectorError as error:
+            if error.retryable:
+                raise
+        failed: dict[int, ConnectorError] = {}
+        for index, user_id in members:
+            try:
+                operation = _members_operation([user_id], grant)
+                self._patch_group(group_id, operation, absent_ok=not grant)
+            except ConnectorError as error:
+                if error.retryable:
+                    raise
+                failed[index] = error
+        return failed
+
+    def _cached_group_id(self, groups: dict[str, str | ConnectorError], resource: str) -> str:
+        if resource not in groups:
+            try:
+                groups[resource] = self._group_id(resource)
+            except ConnectorError as error:
+                if error.retryable:
+                    raise
+                groups[resource] = error
+        found = groups[resource]
+        if isinstance(found, ConnectorError):
+            raise found
+        return found
 
     def members(self, resource: str) -> set[str]:
         """The userName of every user that is a direct member of the group."""
@@ -193,6 +279,18 @@ class ScimConnector:
 
     def _error(self, message: str, *, retryable: bool) -> ConnectorError:
         return ConnectorError(f"scim connector {self.name!r}: {message}", retryable=retryable)
+
+
+def _members_operation(user_ids: list[str], grant: bool) -> dict[str, Any]:
+    """The PATCH operation that adds the users to a group's members, or removes them.
+
+    Adding a value the attribute holds already changes nothing (RFC 7644 §3.5.2.1); a remove
+    whose filter matches no member is the `noTarget` error that revoke treats as done.
+    """
+    if grant:
+        return {"op": "add", "path": "members", "value": [{"value": i} for i in user_ids]}
+    matches = " or ".join(f"value eq {_filter_value(user_id)}" for user_id in user_ids)
+    return {"op": "remove", "path": f"members[{matches}]"}
 
 
 def _filter_value(value: str) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -54,7 +55,7 @@ class ScimConnector:
         group_id = self._group_id(target.resource)
         user_id = self._user_id(target)
         if user_id is None:
-            raise self._error(f"no SCIM user {self._user_key(target)!r}", retryable=False)
+            raise self._no_user(target)
         self._patch_group(group_id, _members_operation([user_id], grant=True))
 
     def revoke(self, target: Target) -> None:
@@ -81,28 +82,28 @@ class ScimConnector:
         each."""
         errors: list[ConnectorError | None] = [None] * len(targets)
         settled: set[int] = set()
-        groups: dict[str, str | ConnectorError] = {}
-        users: dict[str, str | None] = {}
+        lookups: dict[Any, str | ConnectorError | None] = {}  # each group and user once
         changes: dict[str, list[tuple[int, str]]] = {}  # group id -> (target index, user id)
         try:
             for index, target in enumerate(targets):
                 try:
-                    group_id = self._cached_group_id(groups, target.resource)
-                    key = self._user_key(target) or ""
-                    if key not in users:
-                        users[key] = self._user_id(target)
+                    resource = ("group", target.resource)
+                    group_id = _once(lookups, resource, partial(self._group_id, target.resource))
+                    # A user without the lookup attribute is an error naming that user.
+                    key = ("user", self._user_key(target) or ("unnamed", target.user_id))
+                    user_id = _once(lookups, key, partial(self._user_id, target))
+                    if user_id is None and grant:
+                        raise self._no_user(target)
                 except ConnectorError as error:
                     if error.retryable:
                         raise
                     errors[index] = error
                     settled.add(index)
                     continue
-                if users[key] is None:
-                    if grant:
-                        errors[index] = self._error(f"no SCIM user {key!r}", retryable=False)
+                if user_id is None:
                     settled.add(index)  # revoke: a user the server does not know is in no group
                     continue
-                changes.setdefault(group_id, []).append((index, users[key]))
+                changes.setdefault(str(group_id), []).append((index, user_id))
             for group_id, members in changes.items():
                 for start in range(0, len(members), PATCH_MEMBERS):
                     chunk = members[start : start + PATCH_MEMBERS]
@@ -137,19 +138,6 @@ class ScimConnector:
                     raise
                 failed[index] = error
         return failed
-
-    def _cached_group_id(self, groups: dict[str, str | ConnectorError], resource: str) -> str:
-        if resource not in groups:
-            try:
-                groups[resource] = self._group_id(resource)
-            except ConnectorError as error:
-                if error.retryable:
-                    raise
-                groups[resource] = error
-        found = groups[resource]
-        if isinstance(found, ConnectorError):
-            raise found
-        return found
 
     def members(self, resource: str) -> set[str]:
         """The userName of every user that is a direct member of the group."""
@@ -277,8 +265,29 @@ class ScimConnector:
             raise self._error(f"{what}: HTTP {status} without a SCIM JSON body", retryable=False)
         return payload
 
+    def _no_user(self, target: Target) -> ConnectorError:
+        return self._error(f"no SCIM user {self._user_key(target)!r}", retryable=False)
+
     def _error(self, message: str, *, retryable: bool) -> ConnectorError:
         return ConnectorError(f"scim connector {self.name!r}: {message}", retryable=retryable)
+
+
+def _once(
+    lookups: dict[Any, str | ConnectorError | None], key: Any, lookup: Callable[[], str | None]
+) -> str | None:
+    """`lookup()` the first time `key` comes up, its result or non-retryable error
+    remembered for the rest of a bulk call; a retryable error is raised and not remembered."""
+    if key not in lookups:
+        try:
+            lookups[key] = lookup()
+        except ConnectorError as error:
+            if error.retryable:
+                raise
+            lookups[key] = error
+    found = lookups[key]
+    if isinstance(found, ConnectorError):
+        raise found
+    return found
 
 
 def _members_operation(user_ids: list[str], grant: bool) -> dict[str, Any]:

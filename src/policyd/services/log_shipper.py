@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 LOCK = "shipper.lock"
 _READ = 1 << 20  # bytes of a live file read (and stored in one transaction) at a time
-_LOCK_TRIES = 20  # a starting shipper retries the lock this often, 50 ms apart: see running()
+_LOCK_TRIES = 20  # a starting shipper retries the lock this often, 50 ms apart (shipper_running)
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Shipper:
                     log.warning("decision log shipper: the database is unavailable; retrying")
                 failing = True
             except FileNotFoundError:
-                return  # the folder is gone
+                pass  # a file removed meanwhile, or the folder: the loop's test tells which
             except Exception:
                 if not failing:
                     log.exception("decision log shipper: storing failed; retrying")
@@ -180,20 +180,14 @@ class Shipper:
         return handled
 
     def _ship_file(self, name: str) -> int:
-        from policyd.store.spool import Pending, _complete_lines
+        from policyd.store.spool import read_pending
 
         fd, offset = self._files[name]
         goal = os.fstat(fd).st_size  # what was written when this tick began
         handled = 0
-        while offset < goal:
-            data = os.pread(fd, min(goal - offset, _READ), offset)
-            end, records = _complete_lines(data)
-            if end == 0:
-                if len(data) < goal - offset:  # one record longer than _READ
-                    end, records = _complete_lines(os.pread(fd, goal - offset, offset))
-                if end == 0:
-                    break  # a record being written: the next tick takes it
-            offset, count = self.log._store(Pending(name, offset, offset + end, records))
+        # A record still being written is not complete: the next tick takes it.
+        while offset < goal and (batch := read_pending(fd, name, offset, goal, _READ)) is not None:
+            offset, count = self.log._store(batch)
             self._files[name] = (fd, offset)
             handled += count
         return handled

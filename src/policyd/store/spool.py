@@ -122,11 +122,7 @@ class Spool:
             if current is None or current.pid != os.getpid() or current.done >= current.size:
                 return None
             start, size = current.done, current.size
-        data = os.pread(current.fd, min(size - start, limit), start)
-        if b"\n" not in data and start + len(data) < size:
-            data = os.pread(current.fd, size - start, start)  # one record longer than `limit`
-        end, records = _complete_lines(data)
-        return Pending(current.path.name, start, start + end, records) if end else None
+        return read_pending(current.fd, current.path.name, start, size, limit)
 
     def advance(self, offset: int) -> str | None:
         """Records before `offset` are stored; a fully stored, large file is replaced.
@@ -298,6 +294,17 @@ class Orphan:
 
     def release(self) -> None:
         os.close(self.fd)
+
+
+def read_pending(fd: int, name: str, start: int, size: int, limit: int) -> Pending | None:
+    """The complete records of spool file `name` (open as `fd`) from byte `start` (a record
+    boundary) up to byte `size`, reading at most `limit` bytes unless a single record is
+    longer; None when no record is complete yet."""
+    data = os.pread(fd, min(size - start, limit), start)
+    if b"\n" not in data and start + len(data) < size:
+        data = os.pread(fd, size - start, start)  # one record longer than `limit`
+    end, records = _complete_lines(data)
+    return Pending(name, start, start + end, records) if end else None
 
 
 def _complete_lines(data: bytes) -> tuple[int, list[bytes]]:

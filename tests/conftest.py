@@ -14,7 +14,6 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from policyd.api import DEFAULTS
 from policyd.rules import Bundle, Policy, load_bundle, load_texts
 from policyd.store import Database
 from policyd.store.models import Base
@@ -25,12 +24,6 @@ PG_ADMIN_URL = os.environ.get(
     "POLICYD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 BACKENDS = os.environ.get("POLICYD_TEST_DATABASES", "sqlite,postgresql").split(",")
-
-# Apps made inside the test process store their decision log with a thread, which the tests
-# drive (flush, sweep, a long interval to hold it back). A shipper process would store their
-# entries on its own, whenever it runs. Its own tests (tests/api/test_log_shipper.py) and the
-# servers the tests start as processes (`policyd serve`) use the shipper, the default.
-DEFAULTS["POLICYD_DECISION_LOG_STORER"] = "thread"
 
 
 @pytest.fixture

@@ -5,22 +5,25 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import click
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from policyd.cli import build_server, close_server, main
+from policyd.cli import build_server, main
 from policyd.domain import UserType
 from policyd.services.actor import Actor, Role
 from policyd.services.directory import DirectoryService
 from policyd.services.tokens import TokenService
 from policyd.services.versions import VersionService
+from policyd.settings import Settings
 from policyd.store import Database
 from policyd.store.database import MIGRATIONS
 from policyd.store.models import AuditRecord
@@ -75,12 +78,42 @@ def test_database_url_comes_from_the_environment(runner, url, monkeypatch):
     assert url in result.output
 
 
-def test_publish_without_schema_says_to_upgrade(runner, url):
+def test_publish_without_schema_says_to_upgrade(runner, url, tmp_path):
     """Publishing to a database without tables exits 1 and names `policyd db upgrade`."""
+    (tmp_path / "policyd.db").touch()
     result = invoke(runner, url, "publish", str(POLICIES), "-m", "first")
     assert result.exit_code == 1
     assert "run `policyd db upgrade` first" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [["token", "create", "--principal", "bob", "--role", "user"], ["token", "list"]]
+)
+def test_a_command_on_a_missing_database_names_it_and_creates_nothing(
+    runner, url, tmp_path, command
+):
+    """A command that needs the service's database stops with exit 1 naming the file it looked
+    for, and leaves no empty database behind."""
+    result = runner.invoke(main, [*command, "--database-url", url])
+    assert result.exit_code == 1
+    assert f"no policyd database at {tmp_path / 'policyd.db'}" in result.output
+    assert not (tmp_path / "policyd.db").exists()
+
+
+def test_the_default_database_is_found_from_any_folder(runner, tmp_path, monkeypatch):
+    """Without a database setting, `db upgrade` and later commands use policyd.db under
+    POLICYD_HOME, whatever the current folder."""
+    monkeypatch.delenv("POLICYD_DATABASE_URL", raising=False)
+    monkeypatch.setenv("POLICYD_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(main, ["db", "upgrade"]).exit_code == 0
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = runner.invoke(main, ["token", "create", "--principal", "bob", "--role", "user"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "home" / "policyd.db").exists()
+    assert not list((tmp_path / "elsewhere").iterdir())
 
 
 def test_publish_stores_and_activates_the_bundle(runner, db, example_bundle):
@@ -428,12 +461,17 @@ def test_build_server_prints_an_admin_token_on_the_first_start_only(url, capsys)
     """The first start upgrades, publishes the examples and prints a working admin token."""
     now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     actor = Actor("ops", Role.ADMIN)
-    app = build_server(url, POLICIES, host="127.0.0.1", port=8080, actor=actor, now=now)
+    port = free_port()
+    settings = Settings.from_mapping(
+        {"POLICYD_DATABASE_URL": url, "POLICYD_POLICIES": str(POLICIES), "POLICYD_PORT": port}
+    )
+    server = build_server(settings, actor=actor, now=now)
+    app = server.app
     try:
         output = capsys.readouterr().out
-        assert "http://127.0.0.1:8080" in output
+        assert f"http://127.0.0.1:{port}" in output
         plain = TOKEN.search(output).group()
-        assert f'curl -H "Authorization: Bearer {plain}" http://127.0.0.1:8080/v1/' in output
+        assert f'curl -H "Authorization: Bearer {plain}" http://127.0.0.1:{port}/v1/' in output
         with session_on(url) as session:
             token = TokenService(session).authenticate(plain, now=now)
             assert (token.principal, token.role) == ("admin", "admin")
@@ -443,12 +481,39 @@ def test_build_server_prints_an_admin_token_on_the_first_start_only(url, capsys)
         )
         assert response.status_code == 200, response.get_json()
     finally:
-        close_server(app)
-    again = build_server(url, POLICIES, host="0.0.0.0", port=9000, actor=actor, now=now)
-    close_server(again)
+        server.close()
+    other = free_port()
+    again = build_server(settings.replace(host="0.0.0.0", port=other), actor=actor, now=now)
+    again.close()
     output = capsys.readouterr().out
-    assert "http://127.0.0.1:9000" in output
+    assert f"http://127.0.0.1:{other}" in output
     assert "pd_" not in output
+
+
+def test_serve_on_a_busy_port_stops_before_making_a_token(url, capsys):
+    """A port in use stops the start with a message naming it, and no token is made, so the
+    next start still prints one."""
+    now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    actor = Actor("ops", Role.ADMIN)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        settings = Settings.from_mapping(
+            {"POLICYD_DATABASE_URL": url, "POLICYD_POLICIES": str(POLICIES), "POLICYD_PORT": port}
+        )
+        with pytest.raises(click.ClickException, match=f"cannot listen on 127.0.0.1:{port}"):
+            build_server(settings, actor=actor, now=now)
+    assert "pd_" not in capsys.readouterr().out
+    server = build_server(settings, actor=actor, now=now)
+    server.close()
+    assert TOKEN.search(capsys.readouterr().out)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_serve_refuses_a_bad_setting_naming_it(runner, tmp_path, monkeypatch):

@@ -7,7 +7,6 @@ POLICYD_DISABLE_PLUGIN_AUTOLOAD=1 loads only the built-ins.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -34,7 +33,9 @@ class PluginTypes:
             return dict(self._types)
 
     def _load(self) -> dict[str, Callable[..., Any]]:
-        only_builtins = os.environ.get("POLICYD_DISABLE_PLUGIN_AUTOLOAD") == "1"
+        from policyd.settings import Settings
+
+        only_builtins = Settings.from_env().disable_plugin_autoload
         found: dict[str, Callable[..., Any]] = {}
         for entry in entry_points(group=self.group):
             if only_builtins and not entry.value.startswith(BUILTIN_PREFIX):

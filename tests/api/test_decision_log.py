@@ -206,7 +206,9 @@ def test_a_subject_id_no_database_can_take_is_422(client, people, admin):
 
 def test_an_unknown_mode_stops_the_start(database_url):
     """POLICYD_DECISION_LOG is sync or spool."""
-    with pytest.raises(ValueError, match="sync or spool"):
+    with pytest.raises(
+        ValueError, match=r"POLICYD_DECISION_LOG: 'async' is not one of spool, sync"
+    ):
         create_app({"POLICYD_DATABASE_URL": database_url, "POLICYD_DECISION_LOG": "async"})
 
 

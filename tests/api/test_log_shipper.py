@@ -245,5 +245,5 @@ def _release_all(orphans):
 
 
 def test_an_unknown_storer_stops_the_start(database_url):
-    with pytest.raises(ValueError, match="POLICYD_DECISION_LOG_STORER is process, thread"):
+    with pytest.raises(ValueError, match="POLICYD_DECISION_LOG_STORER: 'cron' is not one of"):
         create_app({"POLICYD_DATABASE_URL": database_url, "POLICYD_DECISION_LOG_STORER": "cron"})

@@ -40,7 +40,7 @@ def authenticate() -> Actor:
     credential = bearer_credential(request.headers.get("Authorization", ""))
     if credential is None:
         raise AuthError(401, "a bearer token is required (Authorization: Bearer <token>)")
-    trusted_apps = set(current_app.config["POLICYD_TRUSTED_APPS"])
+    trusted_apps = set(context.settings().trusted_apps)
     if credential.startswith(PREFIX):
         cache: TokenCache = current_app.extensions["policyd.token_cache"]
         now = context.now()
@@ -114,7 +114,7 @@ class TokenCache:
 
 def init_app(app: Flask) -> None:
     app.extensions["policyd.token_cache"] = TokenCache(
-        float(app.config.get("POLICYD_TOKEN_CACHE_SECONDS", 5))
+        app.extensions["policyd.settings"].token_cache_seconds
     )
 
     @app.before_request

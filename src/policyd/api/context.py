@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor
+from policyd.settings import Settings
 
 
 def session() -> Session:
@@ -28,8 +29,12 @@ def actor() -> Actor:
     return g.actor
 
 
+def settings() -> Settings:
+    return current_app.extensions["policyd.settings"]
+
+
 def now() -> datetime:
-    return current_app.config["POLICYD_CLOCK"]()
+    return settings().clock()
 
 
 def runtime() -> PolicyRuntime:
@@ -63,6 +68,6 @@ def deliver() -> None:
     if db_session is None:
         return
     ids = db_session.info.pop("enqueued", [])
-    if ids and current_app.config["POLICYD_DELIVERY"] == "inline":
+    if ids and settings().delivery == "inline":
         current_app.extensions["policyd.worker"].run_jobs(now=now(), ids=ids)
         db_session.expire_all()

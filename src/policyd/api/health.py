@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from flask import Flask, g, jsonify, request
@@ -73,7 +72,7 @@ def init_app(app: Flask) -> None:
 
         backlog.set(JobService(context.session()).backlog())
         source = registry
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if app.extensions["policyd.settings"].prometheus_multiproc_dir:
             # Under gunicorn every worker writes its samples to this folder; add them up.
             source = CollectorRegistry()
             multiprocess.MultiProcessCollector(source)

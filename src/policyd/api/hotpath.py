@@ -45,8 +45,8 @@ class DecisionHotPath:
     def __init__(self, app: Flask, wsgi_app: WSGIApp):
         self.app = app
         self.wsgi_app = wsgi_app
-        setting = str(app.config["POLICYD_DECISION_HOTPATH"]).strip().lower()
-        self.enabled = setting not in {"0", "false", "off", "no"}
+        self.settings = app.extensions["policyd.settings"]
+        self.enabled = self.settings.decision_hotpath
         extensions = app.extensions
         self._tokens: TokenCache = extensions["policyd.token_cache"]
         self._metrics = extensions["policyd.metrics"]
@@ -99,7 +99,7 @@ class DecisionHotPath:
             return opened[-1]
 
         try:
-            now = config["POLICYD_CLOCK"]()
+            now = self.settings.clock()
             actor = self._actor(environ.get("HTTP_AUTHORIZATION", ""), now, config)
             if actor is None or actor.role not in ROLES:
                 return None
@@ -142,7 +142,7 @@ class DecisionHotPath:
         if hit is None:
             return None
         principal, role = hit
-        return Actor(principal, role, trusted=principal in config["POLICYD_TRUSTED_APPS"])
+        return Actor(principal, role, trusted=principal in self.settings.trusted_apps)
 
 
 def _plain_body(environ: dict[str, Any], config: Any) -> bytes | None:

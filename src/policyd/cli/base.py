@@ -22,6 +22,7 @@ from policyd.rules.model import Bundle
 from policyd.rules.source import Problem
 from policyd.services.actor import Actor, Role
 from policyd.services.errors import ServiceError
+from policyd.settings import SettingError, Settings
 from policyd.store import Database
 
 DEFAULT_DIR = "policies"
@@ -52,14 +53,33 @@ def _fail(problems: list[Problem]) -> None:
     sys.exit(1)
 
 
-DEFAULT_DATABASE_URL = "sqlite:///policyd.db"
 ADMIN_PRINCIPAL = "admin"
+
+
+def settings_for(**overrides: Any) -> Settings:
+    """This process's settings: POLICYD_* from the environment, then the command's options
+    (None: not given). A bad value stops the command (exit 2) naming the setting."""
+    try:
+        return Settings.from_env(**overrides)
+    except SettingError as err:
+        given = [name for name, value in overrides.items() if value is not None]
+        for name in given:
+            if err.setting == Settings.variable(name):  # an option's value, not the env's
+                option = "--" + name.replace("_", "-")
+                raise click.BadParameter(err.reason, param_hint=option) from None
+        raise click.UsageError(str(err)) from None
+
+
+def _database_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    return settings_for(database_url=value).database
+
+
 database_option = click.option(
     "--database-url",
-    envvar="POLICYD_DATABASE_URL",
-    default=DEFAULT_DATABASE_URL,
-    show_default=True,
-    help="SQLAlchemy URL of the database [env: POLICYD_DATABASE_URL].",
+    default=None,
+    callback=_database_url,
+    help="SQLAlchemy URL of the database [env: POLICYD_DATABASE_URL; default: SQLite in "
+    "policyd.db under POLICYD_HOME, the same from every folder].",
 )
 actor_option = click.option(
     "--actor",
@@ -91,7 +111,9 @@ def _reason(err: Exception) -> str:
 
 @contextmanager
 def _session(url: str) -> Iterator[Session]:
-    """A session on `url`; a missing schema or a refused change becomes an error message."""
+    """A session on `url`; a missing database or schema or a refused change becomes an error
+    message. A SQLite file that does not exist is not created."""
+    _require_existing(url)
     database = Database(url)
     try:
         with database.session() as session:
@@ -104,6 +126,34 @@ def _session(url: str) -> Iterator[Session]:
         raise click.ClickException("\n".join([err.message, *err.errors])) from None
     finally:
         database.dispose()
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for other databases and in-memory ones."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _sqlite_folder(url: str) -> None:
+    """Make the folder of a SQLite database file (for the commands that create it)."""
+    path = _sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _require_existing(url: str) -> None:
+    """Stop with a message naming the file when a SQLite database does not exist (opening it
+    would leave an empty file behind)."""
+    path = _sqlite_file(url)
+    if path is not None and not path.exists():
+        parsed = make_url(url)
+        raise click.ClickException(
+            f"no policyd database at {parsed.database}: start `policyd serve` once or run "
+            "`policyd db upgrade` to create it, or point POLICYD_DATABASE_URL (or "
+            "--database-url) at the service's database"
+        )
 
 
 def _pages(list_page: Callable[..., tuple[list, int]]) -> Iterator[Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import signal
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +15,6 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from policyd.cli.base import (
     ADMIN_PRINCIPAL,
-    DEFAULT_DIR,
     _admin,
     _fail,
     _load,
@@ -22,10 +22,12 @@ from policyd.cli.base import (
     _reason,
     _session,
     _shown,
+    _sqlite_folder,
     actor_option,
     database_option,
     main,
     policies_argument,
+    settings_for,
 )
 from policyd.connectors.config import load_instances
 from policyd.rules import ProblemsError
@@ -33,11 +35,13 @@ from policyd.rules.condition import parse_duration
 from policyd.services.actor import Actor, Role
 from policyd.services.tokens import TokenService
 from policyd.services.versions import VersionService, check_connectors
+from policyd.settings import Settings
 from policyd.store import Database
 from policyd.store.models import ApiToken
 
 if TYPE_CHECKING:
     from flask import Flask
+    from werkzeug.serving import BaseWSGIServer
 
 
 @main.group("db")
@@ -48,7 +52,8 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @database_option
 def db_upgrade(database_url: str) -> None:
-    """Create the schema, or migrate it to the newest revision."""
+    """Create the database (a SQLite file with its folder) or migrate it to the newest schema."""
+    _sqlite_folder(database_url)
     database = Database(database_url)
     try:
         before = _revision(database)
@@ -79,7 +84,6 @@ def _revision(database: Database) -> str | None:
 @click.option(
     "--connectors",
     "connectors_file",
-    envvar="POLICYD_CONNECTORS",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Connector instances file; resources must name one of them [env: POLICYD_CONNECTORS].",
 )
@@ -91,7 +95,7 @@ def publish(
     """Validate DIRECTORY and make it the active policy version; on any error nothing changes."""
     bundle = _load(directory)
     try:
-        instances = load_instances(connectors_file)
+        instances = load_instances(settings_for(connectors=connectors_file).connectors)
         check_connectors(bundle, {name: config.type for name, config in instances.items()})
     except ProblemsError as err:
         _fail(err.problems)
@@ -219,56 +223,90 @@ def token_revoke(token_id: str, database_url: str, actor: str) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, type=click.IntRange(1, 65535), show_default=True)
+@click.option("--host", help="Address to bind [env: POLICYD_HOST; default: 127.0.0.1].")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Port to listen on [env: POLICYD_PORT; default: 8080].",
+)
 @click.option(
     "--policies",
-    default=DEFAULT_DIR,
     type=click.Path(file_okay=False, path_type=Path),
-    show_default=True,
-    help="Rules published when the database has no active version yet.",
+    help="Rules published when the database has no active version yet [env: "
+    "POLICYD_POLICIES; default: policies].",
 )
 @database_option
 @actor_option
-def serve(host: str, port: int, policies: Path, database_url: str, actor: str) -> None:
-    """Run the HTTP API; on first start it creates the schema and an admin token."""
-    app = build_server(
-        database_url, policies, host=host, port=port, actor=_admin(actor), now=datetime.now(UTC)
+def serve(
+    host: str | None, port: int | None, policies: Path | None, database_url: str, actor: str
+) -> None:
+    """Run the HTTP API and a worker thread; on first start it creates the database, publishes
+    the rules and prints an admin token."""
+    settings = settings_for(
+        host=host, port=port, policies=policies, database_url=database_url, auto_upgrade=True
     )
+    server = build_server(settings, actor=_admin(actor), now=datetime.now(UTC))
     # The embedded default also runs the lifecycle worker (expiry, retries) in the background.
     stop = threading.Event()
     worker = threading.Thread(
-        target=app.extensions["policyd.worker"].loop, args=(stop,), daemon=True, name="worker"
+        target=server.app.extensions["policyd.worker"].loop,
+        args=(stop,),
+        daemon=True,
+        name="worker",
     )
     worker.start()
+    # SIGTERM stops like Ctrl-C: the spool is stored and everything closed before exit.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.http.shutdown).start())
     try:
-        app.run(host=host, port=port)
+        server.http.serve_forever()
+    except KeyboardInterrupt:
+        pass
     finally:
         stop.set()
         worker.join(timeout=10)
-        close_server(app)
+        server.close()
 
 
-def build_server(
-    database_url: str, policies: Path, *, host: str, port: int, actor: Actor, now: datetime
-) -> Flask:
-    """The app `serve` runs: schema upgraded, policies published, and on the first start an
-    admin token, printed with a curl example. Other POLICYD_* settings come from the environment.
-    """
-    from policyd.api import DEFAULTS, SettingError, create_app  # Flask only for this command
+@dataclass
+class Server:
+    """What `serve` runs: the app and the HTTP server already bound to its port."""
 
-    config = {key: value for key, value in os.environ.items() if key in DEFAULTS}
-    config.update(
-        POLICYD_DATABASE_URL=database_url,
-        POLICYD_POLICIES=str(policies),
-        POLICYD_AUTO_UPGRADE=True,
-    )
+    app: Flask
+    http: BaseWSGIServer
+    url: str
+
+    def close(self) -> None:
+        """Release the port, the decision-log spool (storing what it holds), the rules engine
+        and the database pool."""
+        self.http.server_close()
+        close_server(self.app)
+
+
+def build_server(settings: Settings, *, actor: Actor, now: datetime) -> Server:
+    """The server `serve` runs: schema upgraded, policies published, the port bound, and then,
+    on the first start only, an admin token printed with a curl example. A port in use stops
+    it before any token is made."""
+    from werkzeug.serving import make_server
+
+    from policyd.api import SettingError, create_app  # Flask only for this command
+
+    _sqlite_folder(settings.database)
     try:
-        app = create_app(config)
+        app = create_app(settings)
     except SettingError as err:
         raise click.UsageError(str(err)) from None
-    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    url = f"http://{f'[{shown_host}]' if ':' in shown_host else shown_host}:{port}"
+    try:
+        http = make_server(settings.host, settings.port, app, threaded=True)
+    except (OSError, SystemExit) as err:  # werkzeug exits on a port in use
+        reason = getattr(err, "strerror", None) or "address in use or not available"
+        close_server(app)
+        raise click.ClickException(
+            f"cannot listen on {settings.host}:{settings.port} ({reason}); "
+            "choose another with --port or POLICYD_PORT"
+        ) from None
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{f'[{host}]' if ':' in host else host}:{http.server_port}"
+    server = Server(app, http, url)
     with app.extensions["policyd.db"].session() as session:
         active = VersionService(session).active_id()
         tokens = TokenService(session)
@@ -282,12 +320,12 @@ def build_server(
                 description="created by `policyd serve` on the first start",
             )
     click.echo(f"policyd serving {url}  (API docs: {url}/docs)")
-    click.echo(f"database {_shown(database_url)}, active policy version {active or 'none'}")
+    click.echo(f"database {_shown(settings.database)}, active policy version {active or 'none'}")
     if active is None:
-        click.echo(f"no rules are active: fix {policies} and run `policyd publish -m ...`")
+        click.echo(f"no rules are active: fix {settings.policies} and run `policyd publish -m ...`")
     if plain is None:
         click.echo("tokens: `policyd token create --principal NAME --role ROLE`")
-        return app
+        return server
     click.echo(
         f"\nFirst start: created an API token for principal {ADMIN_PRINCIPAL!r} (role admin)."
         "\nIt is shown only this once; store it now:\n"
@@ -295,11 +333,11 @@ def build_server(
         "\nTry it:\n"
         f'\n    curl -H "Authorization: Bearer {plain}" {url}/v1/policy-versions\n'
     )
-    return app
+    return server
 
 
 def close_server(app: Flask) -> None:
-    """Release what `build_server` opened: the decision-log spool (storing what it holds), the
+    """Release what `create_app` opened: the decision-log spool (storing what it holds), the
     rules engine and the database pool."""
     app.extensions["policyd.decision_log"].close()
     app.extensions["policyd.runtime"].close()

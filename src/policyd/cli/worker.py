@@ -6,64 +6,65 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-from policyd.cli.base import _admin, _fail, _pages, _session, actor_option, database_option, main
-from policyd.connectors.config import Connectors, Notifiers, load_instances, load_notifiers
+from policyd import compose
+from policyd.cli.base import (
+    _admin,
+    _fail,
+    _pages,
+    _session,
+    actor_option,
+    database_option,
+    main,
+    settings_for,
+)
+from policyd.connectors.config import load_instances
 from policyd.rules import PolicyRuntime, ProblemsError
-from policyd.rules.condition import parse_duration
-from policyd.services.external_users import ExternalUsers
 from policyd.services.jobs import JobService
-from policyd.services.notifications import REMINDER_OFFSETS, parse_reminders
 from policyd.services.versions import PolicySync
+from policyd.settings import Settings
 from policyd.store import Database
 from policyd.worker import Worker
+
+
+def _connectors_file(_ctx: click.Context, _param: click.Parameter, value: Path | None):
+    return settings_for(connectors=value).connectors
+
 
 connectors_option = click.option(
     "--connectors",
     "connectors_file",
-    envvar="POLICYD_CONNECTORS",
+    default=None,
+    callback=_connectors_file,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Connector instances file [env: POLICYD_CONNECTORS].",
 )
 
 
 @contextmanager
-def _worker(
-    database_url: str,
-    connectors_file: Path | None,
-    external_users: str = "none",
-    delete_after: str = "P30D",
-    reminders: tuple[timedelta, ...] = REMINDER_OFFSETS,
-) -> Iterator[Worker]:
-    try:
-        instances = load_instances(connectors_file)
-        notifiers = Notifiers(load_notifiers(connectors_file))
-    except ProblemsError as err:
-        _fail(err.problems)
-    database = Database(database_url)
-    runtime = PolicyRuntime()
+def _worker(settings: Settings) -> Iterator[Worker]:
+    """The worker of `settings`, on the active policy version; closed afterwards."""
+    database = Database(settings.database)
+    runtime = PolicyRuntime(memo_size=settings.match_memo)
     stack = ExitStack()
+    stack.callback(database.dispose)
+    stack.callback(runtime.close)
+    try:
+        connectors = compose.open_connectors(settings, database)
+        stack.callback(connectors.close)
+        runner = compose.build_worker(settings, database, connectors, runtime)
+    except ProblemsError as err:
+        stack.close()
+        _fail(err.problems)
     try:
         PolicySync(runtime, database.session).sync()
-        connectors = Connectors(instances, database.session)
-        stack.callback(connectors.close)
-        yield Worker(
-            database.session,
-            connectors,
-            runtime,
-            notifiers=notifiers,
-            external_users=ExternalUsers(external_users),
-            delete_after=parse_duration(delete_after),
-            reminders=reminders,
-        )
+        yield runner
     finally:
         stack.close()
-        runtime.close()
-        database.dispose()
 
 
 @main.command()
@@ -71,49 +72,40 @@ def _worker(
 @click.option("--once", is_flag=True, help="Run one sweep and exit.")
 @click.option(
     "--external-users",
-    envvar="POLICYD_EXTERNAL_USERS",
-    type=click.Choice([m.value for m in ExternalUsers]),
-    default="none",
-    show_default=True,
-    help="What to do with guests whose last access ended [env: POLICYD_EXTERNAL_USERS].",
+    type=click.Choice(["none", "disable", "disable_then_delete"]),
+    help="What to do with guests whose last access ended [env: POLICYD_EXTERNAL_USERS; "
+    "default: none].",
 )
 @click.option(
     "--external-delete-after",
-    envvar="POLICYD_EXTERNAL_DELETE_AFTER",
-    default="P30D",
-    show_default=True,
-    help="With disable_then_delete: how long after (ISO-8601).",
+    help="With disable_then_delete: how long after, ISO-8601 [env: "
+    "POLICYD_EXTERNAL_DELETE_AFTER; default: P30D].",
 )
 @click.option(
     "--reminders",
-    envvar="POLICYD_REMINDERS",
-    default="P14D,P1D",
-    show_default=True,
-    help="Expiry reminders, this long before access ends; '' sends none [env: POLICYD_REMINDERS].",
+    help="Expiry reminders, this long before access ends; '' sends none [env: "
+    "POLICYD_REMINDERS; default: P14D,P1D].",
 )
 @database_option
 @connectors_option
 def worker(
     interval: float,
     once: bool,
-    external_users: str,
-    external_delete_after: str,
-    reminders: str,
+    external_users: str | None,
+    external_delete_after: str | None,
+    reminders: str | None,
     database_url: str,
     connectors_file: Path | None,
 ) -> None:
     """Run grant/revoke jobs and expire access; several workers may share a PostgreSQL."""
-    try:
-        parse_duration(external_delete_after)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--external-delete-after") from None
-    try:
-        offsets = parse_reminders(reminders)
-    except ValueError as err:
-        raise click.BadParameter(str(err), param_hint="--reminders") from None
-    with _worker(
-        database_url, connectors_file, external_users, external_delete_after, offsets
-    ) as runner:
+    settings = settings_for(
+        database_url=database_url,
+        connectors=connectors_file,
+        external_users=external_users,
+        external_delete_after=external_delete_after,
+        reminders=reminders,
+    )
+    with _worker(settings) as runner:
         if once:
             click.echo(f"swept: {runner.sweep(now=datetime.now(UTC))}")
             return
@@ -184,7 +176,7 @@ def connectors_check(database_url: str, connectors_file: Path | None) -> None:
     from policyd.connectors.base import ConnectorError
 
     failed = 0
-    with _worker(database_url, connectors_file) as runner:
+    with _worker(settings_for(database_url=database_url, connectors=connectors_file)) as runner:
         for name in runner.connectors.instances:
             try:
                 runner.connectors.get(name).health()
@@ -209,7 +201,10 @@ def reconcile(
     from policyd.services.reconcile import reconcile as run_reconcile
 
     drifted = 0
-    with _worker(database_url, connectors_file) as runner, runner.sessions() as session:
+    with (
+        _worker(settings_for(database_url=database_url, connectors=connectors_file)) as runner,
+        runner.sessions() as session,
+    ):
         report = run_reconcile(
             session, runner.connectors, now=datetime.now(UTC), only=connector, fix=fix
         )

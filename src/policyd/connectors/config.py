@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -142,7 +141,7 @@ class Connectors:
     ):
         self.instances = dict(instances)
         self._sessions = sessions
-        self._environ = os.environ if environ is None else environ
+        self._environ = {} if environ is None else environ
         self._created: dict[str, Connector] = {}
         self._listeners: frozenset[str] | None = None
         self._lock = threading.Lock()
@@ -198,7 +197,7 @@ class Notifiers:
         self, instances: Mapping[str, InstanceConfig], environ: Mapping[str, str] | None = None
     ):
         self.instances = dict(instances)
-        self._environ = os.environ if environ is None else environ
+        self._environ = {} if environ is None else environ
         self._default: Any = None
         self._lock = threading.Lock()
 

@@ -29,6 +29,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from policyd.settings import Settings, environment
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -64,7 +66,7 @@ def start_shipper(engine: Engine, folder: Path, interval: float) -> subprocess.P
     command += ["--interval", str(interval)]
     return subprocess.Popen(
         command,
-        env=os.environ | {"POLICYD_DATABASE_URL": url},
+        env={**environment(), "POLICYD_DATABASE_URL": url},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         process_group=0,
@@ -211,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    url = os.environ.get("POLICYD_DATABASE_URL")
+    url = Settings.from_env().database_url
     if not url:
         parser.error("POLICYD_DATABASE_URL is not set")
     # The lock first, at the priority this process started with: a shipper that holds it is

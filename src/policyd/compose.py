@@ -1,0 +1,41 @@
+"""The composition root: builds connectors, notifiers and the worker for every process kind
+(the API, `policyd serve`, `policyd worker`) from one Settings."""
+
+from __future__ import annotations
+
+from policyd.connectors.config import Connectors, Notifiers, load_instances, load_notifiers
+from policyd.rules import PolicyRuntime
+from policyd.services.external_users import ExternalUsers
+from policyd.settings import Settings, environment
+from policyd.store import Database
+from policyd.worker import Worker
+
+
+def open_connectors(settings: Settings, database: Database) -> Connectors:
+    """The configured connector instances (created lazily on first use).
+
+    Raises:
+        ProblemsError: the connectors file is unreadable or invalid (file:line).
+    """
+    instances = load_instances(settings.connectors)
+    return Connectors(instances, database.session, environ=environment())
+
+
+def build_worker(
+    settings: Settings, database: Database, connectors: Connectors, runtime: PolicyRuntime
+) -> Worker:
+    """The lifecycle worker: delivery, expiry, timeouts, reminders, guests.
+
+    Raises:
+        ProblemsError: the notifiers in the connectors file are invalid (file:line).
+    """
+    notifiers = Notifiers(load_notifiers(settings.connectors), environ=environment())
+    return Worker(
+        database.session,
+        connectors,
+        runtime,
+        notifiers=notifiers,
+        external_users=ExternalUsers(settings.external_users),
+        delete_after=settings.external_delete_after,
+        reminders=settings.reminders,
+    )

@@ -1,0 +1,411 @@
+"""Every POLICYD_* setting: typed, checked and read from the environment in this one place."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from policyd.rules.condition import parse_duration
+from policyd.services.notifications import parse_reminders
+
+log = logging.getLogger(__name__)
+
+PREFIX = "POLICYD_"
+# Variables of the test suite and the benchmarks share the prefix; the service ignores them.
+NOT_SETTINGS = ("POLICYD_TEST_", "POLICYD_NO_SKIP", "POLICYD_DIFFERENTIAL_", "POLICYD_FUZZ_")
+
+
+_warned: set[str] = set()  # unknown variables already logged by this process
+
+
+class SettingError(ValueError):
+    """A POLICYD_* setting has a value the service cannot use; the message names it."""
+
+    def __init__(self, setting: str, reason: str):
+        super().__init__(f"{setting}: {reason}")
+        self.setting = setting
+        self.reason = reason
+
+
+def default_home() -> Path:
+    """Where the embedded default keeps its database and spool: $XDG_DATA_HOME/policyd, else
+    ~/.local/share/policyd. The same place from every folder, so the CLI finds the database
+    `policyd serve` made."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "policyd"
+
+
+def environment() -> Mapping[str, str]:
+    """The process environment, for `${VAR}` secret references in connectors.yaml."""
+    return os.environ
+
+
+# -- parsers: text (from the environment) or an already typed value (from tests) -> the type
+
+
+def _text(value: Any) -> str:
+    return str(value).strip()
+
+
+def _optional_text(value: Any) -> str | None:
+    return _text(value) or None if value is not None else None
+
+
+def _number(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a number") from None
+    if not 0 <= number < 10**9:
+        raise ValueError(f"{value!r} must be a number ≥ 0")
+    return number
+
+
+def _count(value: Any) -> int:
+    try:
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise ValueError(f"{value!r} is not a whole number") from None
+    if not 0 <= number < 10**9:
+        raise ValueError(f"{value!r} must be a whole number ≥ 0")
+    return number
+
+
+def _port(value: Any) -> int:
+    number = _count(value)
+    if not 0 < number < 65536:
+        raise ValueError(f"{value!r} is not a TCP port (1-65535)")
+    return number
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{value!r} is not on/off (1, true, yes, on / 0, false, no, off)")
+
+
+def _optional_flag(value: Any) -> bool | None:
+    return None if value is None or value == "" else _flag(value)
+
+
+def _choice(*allowed: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _text(value).lower()
+        if text not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+def _duration(value: Any) -> Any:
+    """An ISO-8601 duration (timedelta, or isodate.Duration with months or years)."""
+    if not isinstance(value, str):
+        return value
+    return parse_duration(_text(value))
+
+
+def _durations(value: Any) -> tuple[timedelta, ...]:
+    """A comma-separated list of ISO-8601 durations ('' is none), longest first."""
+    if isinstance(value, tuple | list):
+        value = ",".join(v if isinstance(v, str) else _iso(v) for v in value)
+    return parse_reminders(_text(value))
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, tuple | list | set | frozenset):
+        return tuple(sorted(str(v).strip() for v in value if str(v).strip()))
+    return tuple(sorted(p.strip() for p in _text(value).split(",") if p.strip()))
+
+
+def _optional_path(value: Any) -> Path | None:
+    return Path(_text(value)).expanduser() if value not in (None, "") else None
+
+
+# -- the settings
+
+
+def _setting(env: str, parse: Callable[[Any], Any], default: Any, doc: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc}, **kw)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's settings. Build them with `from_env()` (processes) or `from_mapping()`
+    (tests, `create_app`); every value passes the same parser, so text and typed values alike
+    are checked, and a bad one raises SettingError naming the variable."""
+
+    database_url: str | None = _setting(
+        "POLICYD_DATABASE_URL",
+        _optional_text,
+        None,
+        "SQLAlchemy URL of the database. Default: SQLite in `policyd.db` under POLICYD_HOME.",
+    )
+    home: Path | None = _setting(
+        "POLICYD_HOME",
+        _optional_path,
+        None,
+        "Folder of the embedded default's database and decision-log spool. Default: "
+        "`$XDG_DATA_HOME/policyd`, else `~/.local/share/policyd`.",
+    )
+    policies: str = _setting(
+        "POLICYD_POLICIES",
+        _text,
+        "policies",
+        "Rule folder published on the first start when the database has no version yet "
+        "('' publishes nothing).",
+    )
+    host: str = _setting("POLICYD_HOST", _text, "127.0.0.1", "Address `policyd serve` binds.")
+    port: int = _setting("POLICYD_PORT", _port, 8080, "Port `policyd serve` listens on.")
+    auto_upgrade: bool | None = _setting(
+        "POLICYD_AUTO_UPGRADE",
+        _optional_flag,
+        None,
+        "Migrate the schema when the API starts. Default: on for SQLite, off otherwise "
+        "(run `policyd db upgrade`).",
+    )
+    trusted_apps: tuple[str, ...] = _setting(
+        "POLICYD_TRUSTED_APPS",
+        _names,
+        (),
+        "Comma-separated principals of role `app` that may file requests on behalf of others.",
+    )
+    sync_interval: float = _setting(
+        "POLICYD_SYNC_INTERVAL",
+        _number,
+        2.0,
+        "Seconds between checks for a newly activated policy version.",
+    )
+    token_cache_seconds: float = _setting(
+        "POLICYD_TOKEN_CACHE_SECONDS",
+        _number,
+        5.0,
+        "How long a process trusts an API token it checked (0: check every call).",
+    )
+    oidc_issuer: str | None = _setting(
+        "POLICYD_OIDC_ISSUER", _optional_text, None, "Accept OIDC JWTs from this issuer."
+    )
+    oidc_audience: str | None = _setting(
+        "POLICYD_OIDC_AUDIENCE", _optional_text, None, "Audience the JWTs must carry (policyd)."
+    )
+    oidc_jwks_url: str | None = _setting(
+        "POLICYD_OIDC_JWKS_URL", _optional_text, None, "Where the issuer's signing keys are."
+    )
+    oidc_jwks: str | None = _setting(
+        "POLICYD_OIDC_JWKS", _optional_text, None, "The signing keys inline (JWKS JSON)."
+    )
+    connectors: Path | None = _setting(
+        "POLICYD_CONNECTORS",
+        _optional_path,
+        None,
+        "Connector and notifier instances file (connectors.yaml). Default: the built-in "
+        "`directory` connector only.",
+    )
+    delivery: str = _setting(
+        "POLICYD_DELIVERY",
+        _choice("inline", "worker"),
+        "inline",
+        "`inline`: an API process runs the jobs its change wrote at once; `worker`: they are "
+        "left to `policyd worker`.",
+    )
+    external_users: str = _setting(
+        "POLICYD_EXTERNAL_USERS",
+        _choice("none", "disable", "disable_then_delete"),
+        "none",
+        "What happens to a guest whose last access ended.",
+    )
+    external_delete_after: Any = _setting(
+        "POLICYD_EXTERNAL_DELETE_AFTER",
+        _duration,
+        timedelta(days=30),
+        "With `disable_then_delete`: how long after disabling (ISO-8601 duration).",
+    )
+    reminders: tuple[timedelta, ...] = _setting(
+        "POLICYD_REMINDERS",
+        _durations,
+        (timedelta(days=14), timedelta(days=1)),
+        "Expiry reminders this long before access ends (comma-separated ISO-8601 durations; "
+        "'' sends none).",
+    )
+    decision_log: str = _setting(
+        "POLICYD_DECISION_LOG",
+        _choice("spool", "sync"),
+        "spool",
+        "`spool`: decisions are appended to a local file and stored in the background; "
+        "`sync`: stored by the request itself.",
+    )
+    spool_dir: Path | None = _setting(
+        "POLICYD_SPOOL_DIR",
+        _optional_path,
+        None,
+        "Folder of the decision-log spool. Default: beside the SQLite file, or a folder in "
+        "the system's temporary folder named after the database.",
+    )
+    decision_log_interval: float = _setting(
+        "POLICYD_DECISION_LOG_INTERVAL",
+        _number,
+        0.1,
+        "Seconds between stores of spooled decision-log entries.",
+    )
+    decision_log_storer: str = _setting(
+        "POLICYD_DECISION_LOG_STORER",
+        _choice("process", "thread", "none"),
+        "thread",
+        "Who stores spooled entries: `thread` (one in each serving process), `process` (a "
+        "shipper process per spool folder at idle CPU priority) or `none`.",
+    )
+    subject_cache_seconds: float = _setting(
+        "POLICYD_SUBJECT_CACHE_SECONDS",
+        _number,
+        2.0,
+        "How long a decision may use a subject's directory facts it read (0: no cache).",
+    )
+    match_memo: int = _setting(
+        "POLICYD_MATCH_MEMO",
+        _count,
+        2048,
+        "Facts whose matched rules each loaded version remembers (0: none).",
+    )
+    decision_hotpath: bool = _setting(
+        "POLICYD_DECISION_HOTPATH",
+        _flag,
+        True,
+        "Plain `POST /v1/decisions` calls skip Flask's dispatch (same checks, less CPU).",
+    )
+    disable_plugin_autoload: bool = _setting(
+        "POLICYD_DISABLE_PLUGIN_AUTOLOAD",
+        _flag,
+        False,
+        "Load only the built-in connectors and notifiers, no third-party entry points.",
+    )
+    prometheus_multiproc_dir: Path | None = _setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        _optional_path,
+        None,
+        "prometheus-client's folder for gunicorn's workers; `/metrics` adds their samples up.",
+    )
+    # Not from the environment: what tests pass in.
+    clock: Callable[[], datetime] = field(default=_now, compare=False, repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """The settings of this process: the environment, then `overrides` (e.g. CLI options;
+        None means "not given"). Unknown POLICYD_* variables are logged, with a suggestion."""
+        environ = os.environ if environ is None else environ
+        known = {f.metadata["env"]: f.name for f in _env_fields()}
+        for name in sorted(environ):
+            unknown = name not in known and not name.startswith(NOT_SETTINGS)
+            if name.startswith(PREFIX) and unknown and name not in _warned:
+                _warned.add(name)
+                suffixes = {k.removeprefix(PREFIX): k for k in known}
+                near = difflib.get_close_matches(name.removeprefix(PREFIX), suffixes, n=1)
+                hint = f"; did you mean {suffixes[near[0]]}?" if near else ""
+                log.warning("unknown setting %s is ignored%s", name, hint)
+        values = {known[k]: v for k, v in environ.items() if k in known}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls._build(values)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> Settings:
+        """Settings from `{"POLICYD_NAME": value}` (or field names); any other key is refused."""
+        by_env = {f.metadata["env"]: f.name for f in _env_fields()}
+        names = {f.name for f in dataclasses.fields(cls)}
+        # prometheus-client reads this variable from the environment itself, whatever we are
+        # given: the setting must say what the library does.
+        values = {"prometheus_multiproc_dir": os.environ.get("PROMETHEUS_MULTIPROC_DIR")}
+        for key, value in mapping.items():
+            name = by_env.get(key, "clock" if key == "POLICYD_CLOCK" else key)
+            if name not in names:
+                raise SettingError(key, "no such setting")
+            values[name] = value
+        return cls._build(values)
+
+    @classmethod
+    def _build(cls, values: Mapping[str, Any]) -> Settings:
+        parsed = {}
+        for f in _env_fields():
+            if f.name in values:
+                try:
+                    parsed[f.name] = f.metadata["parse"](values[f.name])
+                except (TypeError, ValueError, OverflowError) as err:
+                    raise SettingError(f.metadata["env"], str(err)) from None
+        if "clock" in values:
+            parsed["clock"] = values["clock"]
+        return cls(**parsed)
+
+    @staticmethod
+    def variable(name: str) -> str:
+        """The environment variable of the setting called `name`."""
+        return next(f.metadata["env"] for f in _env_fields() if f.name == name)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` (field names), parsed like everything else."""
+        current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return self._build(current | changes)
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home or default_home()
+
+    @property
+    def database(self) -> str:
+        """The database URL: the setting, or SQLite in `policyd.db` under the home folder."""
+        return self.database_url or f"sqlite:///{self.home_dir / 'policyd.db'}"
+
+    @property
+    def uses_default_database(self) -> bool:
+        return self.database_url is None
+
+
+def _env_fields() -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(Settings) if "env" in f.metadata]
+
+
+def table() -> list[tuple[str, str, str]]:
+    """(variable, default as text, meaning) for every setting, for docs/configuration.md."""
+    rows = []
+    for f in _env_fields():
+        rows.append((f.metadata["env"], _shown(f.default), f.metadata["doc"]))
+    return rows
+
+
+def markdown_table() -> str:
+    """The settings as the Markdown table of docs/configuration.md."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for env, default, doc in table():
+        lines.append(f"| `{env}` | `{default}` | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, timedelta):
+        return _iso(value)
+    if isinstance(value, tuple):
+        return ",".join(_iso(v) if isinstance(v, timedelta) else str(v) for v in value) or "''"
+    return str(value)
+
+
+def _iso(delta: timedelta) -> str:
+    if delta.seconds == 0 and delta.microseconds == 0:
+        return f"P{delta.days}D"
+    return f"PT{int(delta.total_seconds())}S"

@@ -43,6 +43,8 @@ GOOD = {
     "POLICYD_MATCH_MEMO": "0",
     "POLICYD_DECISION_HOTPATH": "off",
     "POLICYD_DISABLE_PLUGIN_AUTOLOAD": "1",
+    "POLICYD_LOG_LEVEL": "debug",
+    "POLICYD_LOG_FORMAT": "json",
     "PROMETHEUS_MULTIPROC_DIR": "prom",
 }
 # A value the setting cannot use, for every setting that can be wrong.
@@ -62,6 +64,8 @@ BAD = {
     "POLICYD_MATCH_MEMO": "2.5",
     "POLICYD_DECISION_HOTPATH": "sometimes",
     "POLICYD_DISABLE_PLUGIN_AUTOLOAD": "2",
+    "POLICYD_LOG_LEVEL": "loud",
+    "POLICYD_LOG_FORMAT": "xml",
 }
 
 
@@ -93,6 +97,8 @@ _TEXT_SETTINGS = {
     "POLICYD_EXTERNAL_USERS",
     "POLICYD_DECISION_LOG",
     "POLICYD_DECISION_LOG_STORER",
+    "POLICYD_LOG_LEVEL",
+    "POLICYD_LOG_FORMAT",
 }
 
 

@@ -14,8 +14,8 @@ from policyd.api import create_app
 from policyd.connectors import ConnectorError, registry
 from policyd.services.actor import SYSTEM
 from policyd.services.external_users import ExternalUsers
-from policyd.services.notifications import parse_reminders
 from policyd.services.tokens import TokenService
+from policyd.settings import parse_reminders
 from policyd.store.models import Base
 from tests.api.conftest import Clock
 

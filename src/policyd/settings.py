@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from policyd.rules.condition import parse_duration
-from policyd.services.notifications import parse_reminders
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +114,24 @@ def _duration(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     return parse_duration(_text(value))
+
+
+def parse_reminders(text: str) -> tuple[timedelta, ...]:
+    """Reminder offsets from a setting such as "P14D,P1D" (an empty text: no reminders),
+    longest first.
+
+    Raises:
+        ValueError: naming the part that is not a duration in days, hours or minutes.
+    """
+    offsets = []
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        offset = parse_duration(part)
+        if not isinstance(offset, timedelta):
+            raise ValueError(f"{part!r}: give reminder offsets in days or hours, e.g. P14D")
+        offsets.append(offset)
+    return tuple(sorted(set(offsets), reverse=True))
 
 
 def _durations(value: Any) -> tuple[timedelta, ...]:
@@ -294,6 +311,19 @@ class Settings:
         False,
         "Load only the built-in connectors and notifiers, no third-party entry points.",
     )
+    log_level: str = _setting(
+        "POLICYD_LOG_LEVEL",
+        lambda value: _choice("debug", "info", "warning", "error")(value).upper(),
+        "INFO",
+        "Least severe log records written (debug, info, warning, error).",
+    )
+    log_format: str = _setting(
+        "POLICYD_LOG_FORMAT",
+        _choice("auto", "json", "text"),
+        "auto",
+        "`json`: one JSON object per line; `text`: plain lines; `auto`: text on a terminal, "
+        "JSON elsewhere. Lines carry the request id (X-Request-ID).",
+    )
     prometheus_multiproc_dir: Path | None = _setting(
         "PROMETHEUS_MULTIPROC_DIR",
         _optional_path,
@@ -358,6 +388,13 @@ class Settings:
         """A copy with `changes` (field names), parsed like everything else."""
         current = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return self._build(current | changes)
+
+    def configure_logging(self) -> None:
+        """Set up this process's log lines (serve, worker, an API under gunicorn)."""
+        from policyd import logs
+
+        json_lines = {"json": True, "text": False}.get(self.log_format)
+        logs.configure(self.log_level, json_lines=json_lines)
 
     @property
     def home_dir(self) -> Path:

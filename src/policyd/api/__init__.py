@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api
 from sqlalchemy.exc import IntegrityError
+from swagger_ui_bundle import swagger_ui_path
 
 from policyd import compose
 from policyd.api.errors import ApiErrorSchema
@@ -17,6 +18,7 @@ from policyd.store import Database
 
 # Keys of a `create_app` mapping that are settings; the rest is Flask's configuration.
 SETTING_PREFIXES = ("POLICYD_", "PROMETHEUS_")
+DOCS_ASSETS = "/docs/assets"
 
 
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
@@ -26,9 +28,11 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     Raises:
         SettingError: a setting's value is unusable; the message names it.
     """
-    app = Flask("policyd")
-    if config is None:
+    # The API docs page loads Swagger UI from the installed swagger-ui-bundle, never a CDN.
+    app = Flask("policyd", static_folder=swagger_ui_path, static_url_path=DOCS_ASSETS)
+    if config is None:  # a deployment (gunicorn app:app): this process's logging is ours
         settings = Settings.from_env()
+        settings.configure_logging()
     elif isinstance(config, Settings):
         settings = config
     else:
@@ -45,7 +49,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=f"{DOCS_ASSETS}/",
     )
     _init_store(app, settings)
     _init_decisions(app, settings)
@@ -69,10 +73,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         health,
         hotpath,
         jobs,
+        request_id,
         requests,
         versions,
     )
 
+    request_id.init_app(app)  # first: every answer, a 401 too, carries the id
     auth.init_app(app)
     health.init_app(app)
     api = PolicydApi(app)

@@ -24,6 +24,7 @@ from policyd.api.auth import TokenCache, bearer_credential
 from policyd.api.decisions import decision_json
 from policyd.api.parser import decision_body
 from policyd.domain import RequestOptions
+from policyd.logs import accepted_request_id, new_request_id, request_id
 from policyd.services.actor import Actor, Role
 from policyd.services.decisions import DecisionService
 from policyd.services.tokens import PREFIX
@@ -66,14 +67,23 @@ class DecisionHotPath:
         body = _plain_body(environ, self.app.config)
         if body is None:
             return self.wsgi_app(environ, start_response)
-        answer = self._answer(environ, body)
+        rid = accepted_request_id(environ.get("HTTP_X_REQUEST_ID")) or new_request_id()
+        token = request_id.set(rid)
+        try:
+            answer = self._answer(environ, body)
+        finally:
+            request_id.reset(token)
         if answer is None:
             environ["wsgi.input"] = io.BytesIO(body)  # Flask reads the same bytes again
             return self.wsgi_app(environ, start_response)
         outcome, payload = answer
         start_response(
             "200 OK",
-            [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))],
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(payload))),
+                ("X-Request-ID", rid),
+            ],
         )
         self._child("decisions", outcome).inc()
         self._child("latency", ENDPOINT, "POST").observe(time.perf_counter() - started)

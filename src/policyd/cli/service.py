@@ -245,6 +245,7 @@ def serve(
     settings = settings_for(
         host=host, port=port, policies=policies, database_url=database_url, auto_upgrade=True
     )
+    settings.configure_logging()
     server = build_server(settings, actor=_admin(actor), now=datetime.now(UTC))
     # The embedded default also runs the lifecycle worker (expiry, retries) in the background.
     stop = threading.Event()

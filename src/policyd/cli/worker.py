@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ from policyd.services.versions import PolicySync
 from policyd.settings import Settings
 from policyd.store import Database
 from policyd.worker import Worker
+
+log = logging.getLogger(__name__)
 
 
 def _connectors_file(_ctx: click.Context, _param: click.Parameter, value: Path | None):
@@ -105,13 +108,14 @@ def worker(
         external_delete_after=external_delete_after,
         reminders=reminders,
     )
+    settings.configure_logging()
     with _worker(settings) as runner:
         if once:
             click.echo(f"swept: {runner.sweep(now=datetime.now(UTC))}")
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        click.echo(f"worker {runner.name} running; Ctrl-C stops it")
+        log.info("worker %s running; Ctrl-C or SIGTERM stops it", runner.name)
         try:
             runner.loop(stop, interval=interval)
         except KeyboardInterrupt:

@@ -10,7 +10,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from policyd.rules import PolicyRuntime
-from policyd.rules.condition import parse_duration
 from policyd.services.events import Event, emit
 from policyd.services.jobs import JobService
 from policyd.store.models import AccessRequest, Assignment, Job
@@ -64,23 +63,6 @@ def _notification(
         "subject_id": recipient,
         "assignment_id": assignment_id,
     }
-
-
-def parse_reminders(text: str) -> tuple[timedelta, ...]:
-    """Reminder offsets from a setting such as "P14D,P1D" (an empty text: no reminders).
-
-    Raises:
-        ValueError: naming the part that is not a duration in days, hours or minutes.
-    """
-    offsets = []
-    for part in (piece.strip() for piece in text.split(",")):
-        if not part:
-            continue
-        offset = parse_duration(part)
-        if not isinstance(offset, timedelta):
-            raise ValueError(f"{part!r}: give reminder offsets in days or hours, e.g. P14D")
-        offsets.append(offset)
-    return tuple(sorted(set(offsets), reverse=True))
 
 
 def remind_due(

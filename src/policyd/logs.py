@@ -1,0 +1,84 @@
+"""Logging for every process kind: JSON lines when not on a terminal, and the request id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import uuid
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import IO, Any
+
+# The id of the HTTP request (or worker job) being handled, carried into every log line.
+request_id: ContextVar[str | None] = ContextVar("policyd_request_id", default=None)
+
+# What a caller may send as X-Request-ID; anything else is replaced by an id of ours, so a
+# header can never forge log lines or grow them without bound.
+_ACCEPTED = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+_CONFIGURED = "_policyd_handler"
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def accepted_request_id(header: str | None) -> str | None:
+    """The caller's X-Request-ID if it is a plain token of at most 128 characters."""
+    if header and _ACCEPTED.fullmatch(header):
+        return header
+    return None
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if getattr(record, "request_id", None):
+            entry["request_id"] = record.request_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Plain lines for a terminal, with the request id where there is one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        rid = getattr(record, "request_id", None)
+        return f"{line} [request {rid}]" if rid else line
+
+
+def configure(level: str = "INFO", stream: IO[str] | None = None, json_lines: bool | None = None):
+    """Send policyd's log records (and the libraries') to `stream` (stderr): JSON lines unless
+    the stream is a terminal. Calling it again replaces the handler it added, nothing else."""
+    stream = stream or sys.stderr
+    if json_lines is None:
+        json_lines = not (hasattr(stream, "isatty") and stream.isatty())
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    handler.addFilter(_RequestIdFilter())
+    setattr(handler, _CONFIGURED, True)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, _CONFIGURED, False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    return handler

@@ -1,0 +1,184 @@
+"""The layering of src/policyd holds: imports point one way, and no module cycle is new.
+
+`api`, `cli`, `worker` → `services` → `rules`, `store`, `connectors` → `domain`; only
+`services`, `store` and the composition root (`compose`) import `store`. Lazy imports inside
+functions count too: they hide a dependency, they do not remove it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+SRC = ROOT / "src" / "policyd"
+
+# What each part of the package may import (besides itself).
+MAY_IMPORT: dict[str, set[str]] = {
+    "domain": set(),
+    "logs": set(),
+    "rules": {"domain"},
+    "store": {"domain"},
+    "settings": {"rules", "logs"},
+    "plugins": {"settings"},
+    "connectors": {"domain", "rules", "plugins"},
+    "notify": {"domain", "plugins"},
+    "services": {"domain", "rules", "store", "connectors", "notify", "logs"},
+    "worker": {"domain", "rules", "services", "connectors", "notify", "logs"},
+    "api": {"domain", "rules", "services", "settings", "compose", "logs"},
+    "cli": {"domain", "rules", "services", "settings", "compose", "logs", "api"},
+    "testing": {"domain", "connectors"},
+    "compose": {
+        "domain",
+        "rules",
+        "store",
+        "settings",
+        "connectors",
+        "notify",
+        "services",
+        "worker",
+        "logs",
+    },
+    "policyd": set(),
+}
+
+# Imports that break the layering today, each to be removed by the architecture work; the
+# test fails on any import not allowed above and not listed here, and on a listed one that
+# is gone (so the list only shrinks).
+KNOWN: set[tuple[str, str]] = {
+    ("policyd.api", "policyd.store"),
+    ("policyd.api.directory", "policyd.store.models"),
+    ("policyd.cli.authoring", "policyd.connectors.config"),
+    ("policyd.cli.base", "policyd.store"),
+    ("policyd.cli.service", "policyd.connectors.config"),
+    ("policyd.cli.service", "policyd.store"),
+    ("policyd.cli.service", "policyd.store.models"),
+    ("policyd.cli.worker", "policyd.connectors.base"),
+    ("policyd.cli.worker", "policyd.connectors.config"),
+    ("policyd.cli.worker", "policyd.store"),
+    ("policyd.cli.worker", "policyd.worker"),
+    ("policyd.connectors.config", "policyd.notify"),
+    ("policyd.connectors.config", "policyd.notify.registry"),
+    ("policyd.connectors.directory", "policyd.services.actor"),
+    ("policyd.connectors.directory", "policyd.services.directory"),
+    ("policyd.connectors.directory", "policyd.store.models"),
+    ("policyd.connectors.directory", "policyd.store.query"),
+    ("policyd.notify.webhook", "policyd.connectors.base"),
+    ("policyd.notify.webhook", "policyd.connectors.webhook"),
+    ("policyd.services.log_shipper", "policyd.settings"),
+    ("policyd.worker", "policyd.store.models"),
+    ("policyd.worker", "policyd.store.query"),
+}
+
+# Module cycles that exist today (same rule: none may be added, a fixed one leaves the list).
+KNOWN_CYCLES: list[list[str]] = [["policyd.services.decision_log", "policyd.services.log_shipper"]]
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in SRC.rglob("*.py"):
+        parts = path.relative_to(SRC.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The policyd modules `name` imports, at any depth, outside `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {
+        id(sub)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for sub in ast.walk(node)
+    }
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                found.add(full if full in known else base)
+    return {target for target in found if target in known and target != name}
+
+
+def part(module: str) -> str:
+    pieces = module.split(".")
+    return pieces[1] if len(pieces) > 1 else "policyd"
+
+
+def graph() -> dict[str, set[str]]:
+    known = modules()
+    return {name: imports(name, path, known) for name, path in known.items()}
+
+
+def test_every_part_of_the_package_has_a_layer():
+    """A new top-level module or subpackage must be placed in MAY_IMPORT."""
+    assert {part(name) for name in modules()} <= set(MAY_IMPORT)
+
+
+def test_imports_follow_the_layers():
+    """No import crosses the layers, besides the known ones still to be removed."""
+    crossing = {
+        (source, target)
+        for source, targets in graph().items()
+        for target in targets
+        if part(source) != part(target) and part(target) not in MAY_IMPORT[part(source)]
+    }
+    assert crossing - KNOWN == set(), "new imports against the layering"
+    assert KNOWN - crossing == set(), "fixed: remove these from KNOWN"
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def test_no_new_import_cycle():
+    """Modules import each other in one direction only, besides the known cycles."""
+    assert cycles(graph()) == sorted(KNOWN_CYCLES)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    """The check itself sees a cycle of three modules and none in a chain."""
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []

@@ -1,4 +1,5 @@
-"""Per-decision speed: policyd (full path, raw engine) vs cedarpy vs plain Python, verified."""
+"""Per-decision speed: policyd (full path, raw engine) vs cedarpy, Rego (regorus VM) and plain
+Python, verified to agree on every input before anything is timed."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ import yaml
 from policyd.domain import Outcome, RequestOptions, Subject, UserType
 from policyd.rules import Bundle, Policy, load_bundle, load_texts
 from policyd.rules.facts import build_fact
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rego import EXAMPLE_BODIES, RegoPolicy, bodies_of, module, subject_document
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 REQUEST = RequestOptions()
@@ -82,24 +86,6 @@ class PyPackage:
 # --- cedarpy: one pre-parsed PolicySet, subject attributes passed as request context ----------
 
 
-def cedar_subject(subject: Subject) -> dict[str, Any]:
-    """The subject as policyd's facts see it: lower-cased domain/type; empty values absent."""
-    out: dict[str, Any] = {
-        "id": subject.id,
-        "type": str(subject.type).lower(),
-        "groups": [g for g in subject.groups if g],
-        "packages": [p for p in subject.packages if p],
-    }
-    optional = {
-        "domain": subject.domain,
-        "department": subject.department,
-        "jobTitle": subject.job_title,
-        "employeeType": subject.employee_type,
-    }
-    out.update((key, value) for key, value in optional.items() if value)
-    return out
-
-
 class CedarPolicy:
     """Cedar policies parsed once; forbid = deny rule, permit = approving rule, @id = rule id."""
 
@@ -114,7 +100,7 @@ class CedarPolicy:
             "principal": {"type": "User", "id": subject.id},
             "action": {"type": "Action", "id": "request"},
             "resource": {"type": "Package", "id": package_id},
-            "context": {"subject": cedar_subject(subject)},
+            "context": {"subject": subject_document(subject)},
         }
 
     def authorize(self, request: dict[str, Any]) -> cedarpy.AuthzResult:
@@ -449,6 +435,14 @@ class Workload:
     packages: dict[str, PyPackage]
     cedar: str
     inputs: list[tuple[str, Subject]]
+    rego: dict[str, str]  # package id -> Rego module
+
+    def rego_policy(self) -> RegoPolicy:
+        outcomes = {
+            package_id: {rule.id: rule.outcome for rule in package.rules}
+            for package_id, package in self.packages.items()
+        }
+        return RegoPolicy(self.rego, outcomes)
 
 
 def build_workloads(seed: int, subjects: int, rules: int) -> list[Workload]:
@@ -459,26 +453,40 @@ def build_workloads(seed: int, subjects: int, rules: int) -> list[Workload]:
         EXAMPLE_RULES,
         EXAMPLE_CEDAR,
         example_inputs(rng, subjects),
+        {
+            package_id: module(
+                package_id,
+                EXAMPLE_BODIES[package_id],
+                [rule.id for rule in EXAMPLE_RULES[package_id].precedence],
+            )
+            for package_id in EXAMPLE_RULES
+        },
     )
     spec = generate_rules(rng, rules)
+    package = PyPackage(
+        tuple(PyRule(r.id, r.outcome, r.priority, python_condition(r.when)) for r in spec)
+    )
     generated = Workload(
         f"generated-{rules}",
         load_texts({"gen.yaml": rule_file(spec)}),
-        {
-            GEN_PACKAGE: PyPackage(
-                tuple(PyRule(r.id, r.outcome, r.priority, python_condition(r.when)) for r in spec)
-            )
-        },
+        {GEN_PACKAGE: package},
         cedar_text(GEN_PACKAGE, spec),
         generated_inputs(rng, subjects),
+        {
+            GEN_PACKAGE: module(
+                GEN_PACKAGE,
+                [(r.id, bodies_of(r.when)) for r in spec],
+                [rule.id for rule in package.precedence],
+            )
+        },
     )
     return [examples, generated]
 
 
-def verify(workload: Workload, policy: Policy, cedar: CedarPolicy) -> list[str]:
+def verify(workload: Workload, policy: Policy, cedar: CedarPolicy, rego: RegoPolicy) -> list[str]:
     """Check every implementation against policyd on every input; return the disagreements."""
     problems = []
-    counts = {"cedarpy": 0, "plain-python": 0, "engine.match": 0}
+    counts = {"cedarpy": 0, "rego": 0, "plain-python": 0, "engine.match": 0}
     for package_id, subject in workload.inputs:
         decision = policy.decide(package_id, subject, REQUEST, now=NOW)
         expected: Verdict = (decision.outcome, decision.rule)
@@ -487,7 +495,9 @@ def verify(workload: Workload, policy: Policy, cedar: CedarPolicy) -> list[str]:
         engine_matched = policy.engine.match(package_id, fact)
         result = cedar.authorize(cedar.request(package_id, subject))
         cedar_verdict = cedar.verdict(package_id, result)
+        rego_verdict = rego.decide(package_id, subject)
         checks = {
+            "rego": rego_verdict == expected,
             "cedarpy": cedar_verdict == expected
             and result.allowed == (decision.outcome is not DENY)
             and not result.diagnostics.errors,
@@ -502,6 +512,7 @@ def verify(workload: Workload, policy: Policy, cedar: CedarPolicy) -> list[str]:
                     f"  {workload.name} {package_id} {subject}: policyd {expected} "
                     f"matched={sorted(decision.matched)}; cedarpy {cedar_verdict} "
                     f"allowed={result.allowed} errors={result.diagnostics.errors}; "
+                    f"rego {rego_verdict}; "
                     f"python {package.decide(subject)}; engine.match {sorted(engine_matched)}"
                 )
     total = len(workload.inputs)
@@ -566,16 +577,26 @@ def summarise(workload: str, label: str, samples: list[int]) -> Stats:
 
 
 def implementations(
-    workload: Workload, policy: Policy, cedar: CedarPolicy
+    workload: Workload, policy: Policy, unmemoised: Policy, cedar: CedarPolicy, rego: RegoPolicy
 ) -> list[tuple[str, Callable[[int], object]]]:
     ids = [package_id for package_id, _ in workload.inputs]
     subjects = [subject for _, subject in workload.inputs]
     facts = [build_fact(policy.engine.compiled, s, REQUEST, NOW) for s in subjects]
     requests = [cedar.request(p, s) for p, s in workload.inputs]
+    inputs = [rego.input_json(s) for s in subjects]
     rules = [workload.packages[p] for p in ids]
 
     def policyd_full(i: int) -> object:
         return policy.decide(ids[i], subjects[i], REQUEST, now=NOW)
+
+    def policyd_unmemoised(i: int) -> object:
+        return unmemoised.decide(ids[i], subjects[i], REQUEST, now=NOW)
+
+    def rego_full(i: int) -> object:
+        return rego.decide(ids[i], subjects[i])
+
+    def rego_prebuilt(i: int) -> object:
+        return rego.execute(ids[i], inputs[i])
 
     def policyd_engine(i: int) -> object:
         return policy.engine.match(ids[i], facts[i])
@@ -591,7 +612,10 @@ def implementations(
 
     return [
         ("policyd full: Policy.decide", policyd_full),
+        ("policyd full, match memo off", policyd_unmemoised),
         ("policyd raw: engine.match(prebuilt fact)", policyd_engine),
+        ("rego (regorus VM): Subject -> input + execute", rego_full),
+        ("rego (regorus VM): execute(prebuilt input)", rego_prebuilt),
         ("cedarpy: Subject -> request + authorize", cedar_full),
         ("cedarpy: authorize(prebuilt request)", cedar_prebuilt),
         ("plain Python", plain_python),
@@ -623,15 +647,22 @@ def print_table(stats: list[Stats]) -> None:
 
 
 def ratios(stats: list[Stats]) -> dict[str, dict[str, float]]:
-    """policyd-full vs cedarpy (Subject -> request + authorize), per workload."""
+    """policyd's full path (match memo on and off) against cedarpy and Rego, each from a
+    Subject, per workload: throughput ratios (above 1: policyd decides more per second)."""
     out = {}
     for workload in dict.fromkeys(s.workload for s in stats):
         rows = {s.implementation: s for s in stats if s.workload == workload}
         full = rows["policyd full: Policy.decide"]
+        unmemoised = rows["policyd full, match memo off"]
         cedar = rows["cedarpy: Subject -> request + authorize"]
+        rego = rows["rego (regorus VM): Subject -> input + execute"]
         out[workload] = {
             "throughput_policyd_over_cedarpy": full.decisions_per_s / cedar.decisions_per_s,
             "median_policyd_over_cedarpy": full.median_us / cedar.median_us,
+            "throughput_policyd_over_rego": full.decisions_per_s / rego.decisions_per_s,
+            "throughput_policyd_memo_off_over_rego": (
+                unmemoised.decisions_per_s / rego.decisions_per_s
+            ),
         }
     return out
 
@@ -663,24 +694,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    versions = {p: importlib.metadata.version(p) for p in ("durable-rules", "cedarpy")}
+    packages = ("durable-rules", "cedarpy", "gordon-to-regorus")
+    versions = {p: importlib.metadata.version(p) for p in packages}
     print(
         f"python {sys.version.split()[0]}, durable-rules {versions['durable-rules']}, "
-        f"cedarpy {versions['cedarpy']} (PolicySet parsed once, reused per call); now={NOW:%FT%TZ}"
+        f"cedarpy {versions['cedarpy']} (PolicySet parsed once, reused per call), "
+        f"gordon-to-regorus {versions['gordon-to-regorus']} (compiled once to its VM); "
+        f"now={NOW:%FT%TZ}"
     )
     workloads = build_workloads(args.seed, args.subjects, args.rules)
     prepared = []
     problems: list[str] = []
     for workload in workloads:
         policy = Policy(workload.bundle)
+        unmemoised = Policy(workload.bundle, memo_size=0)
         cedar = CedarPolicy(workload.cedar, workload.packages)
+        rego = workload.rego_policy()
         unmatched = sum(not workload.packages[p].matched(s) for p, s in workload.inputs)
         print(
             f"{workload.name}: {workload.bundle.rule_count} rules, {len(workload.inputs)} "
             f"seeded inputs ({unmatched} match no rule: default deny)"
         )
-        problems += verify(workload, policy, cedar)
-        prepared.append((workload, policy, cedar))
+        problems += verify(workload, policy, cedar, rego)
+        prepared.append((workload, policy, unmemoised, cedar, rego))
     if problems:
         print(
             "FAIL: implementations disagree with policyd; timings would be meaningless:",
@@ -689,8 +725,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(problems), file=sys.stderr)
         return 1
     stats = []
-    for workload, policy, cedar in prepared:
-        calls = implementations(workload, policy, cedar)
+    for workload, *engines in prepared:
+        calls = implementations(workload, *engines)
         stats += measure(workload.name, calls, len(workload.inputs), args)
     print()
     print_table(stats)
@@ -703,6 +739,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: policyd full / cedarpy throughput = {speed:.2f}x ({verdict}; "
             f"median latency ratio {ratio['median_policyd_over_cedarpy']:.2f}x)"
         )
+        print(
+            f"{name}: policyd full / rego (regorus VM) throughput = "
+            f"{ratio['throughput_policyd_over_rego']:.2f}x with the match memo, "
+            f"{ratio['throughput_policyd_memo_off_over_rego']:.2f}x without "
+            "(target >= 1.00x)"
+        )
+    for _workload, policy, unmemoised, *_ in prepared:
+        policy.close()
+        unmemoised.close()
     if args.json:
         dump = {
             "versions": versions,

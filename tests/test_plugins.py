@@ -53,3 +53,13 @@ def test_autoload_off_keeps_only_builtins(monkeypatch):
     monkeypatch.setattr("policyd.plugins.entry_points", lambda group: entries)
     monkeypatch.setenv("POLICYD_DISABLE_PLUGIN_AUTOLOAD", "1")
     assert list(PluginTypes("policyd.test", "test").types()) == ["mine"]
+
+
+def test_unknown_settings_are_named_with_the_known_ones():
+    """A typo in an instance's settings is named beside every setting the type knows."""
+    from policyd.plugins import unknown_settings
+
+    assert unknown_settings({"url": 1, "timout": 2}, {"url", "timeout"}) == (
+        "unknown settings timout; known: timeout, url"
+    )
+    assert unknown_settings({"url": 1}, {"url", "timeout"}) is None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -71,3 +71,13 @@ class PluginTypes:
             known = ", ".join(sorted(self.types())) or "none"
             raise error(f"unknown {self.what} type {type_name!r}; installed: {known}")
         return found
+
+
+def unknown_settings(settings: Iterable[str], known: Iterable[str]) -> str | None:
+    """The message for settings an instance was given that its type does not know (a typo in
+    connectors.yaml), naming the known ones; None when all are known."""
+    known = sorted(known)
+    unknown = sorted(set(settings) - set(known))
+    if not unknown:
+        return None
+    return f"unknown settings {', '.join(unknown)}; known: {', '.join(known)}"

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from policyd.connectors.base import Connector, ConnectorContext, ConnectorError, Target
+from policyd.plugins import unknown_settings
 
 PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
 MEDIA_TYPE = "application/scim+json"
@@ -338,11 +339,8 @@ def _seconds(settings: Mapping[str, Any], key: str, default: float) -> float:
 
 def _connector(context: ConnectorContext) -> ScimConnector:
     settings = context.settings
-    unknown = sorted(set(settings) - SETTINGS)
-    if unknown:
-        raise ValueError(
-            f"unknown settings {', '.join(unknown)}; known: {', '.join(sorted(SETTINGS))}"
-        )
+    if problem := unknown_settings(settings, SETTINGS):
+        raise ValueError(problem)
     url = settings.get("url")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         raise ValueError("setting 'url' must be the SCIM base URL (http:// or https://)")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from policyd.connectors.base import Connector, ConnectorContext, ConnectorError, Target
+from policyd.plugins import unknown_settings
 
 EVENTS = (
     "request.created",
@@ -310,10 +311,8 @@ def create(context: ConnectorContext) -> Connector:
     """
     owner = f"webhook connector {context.name!r}"
     settings = context.settings
-    unknown = sorted(set(settings) - SETTINGS)
-    if unknown:
-        known = ", ".join(sorted(SETTINGS))
-        raise _config_error(owner, f"unknown settings {', '.join(unknown)}; known: {known}")
+    if problem := unknown_settings(settings, SETTINGS):
+        raise _config_error(owner, problem)
     events = settings.get("events", list(EVENTS))
     if not isinstance(events, list) or not set(events) <= set(EVENTS):
         raise _config_error(owner, f"setting 'events' must list some of {', '.join(EVENTS)}")

@@ -12,6 +12,7 @@ from email.utils import format_datetime, parseaddr
 from typing import Any
 
 from policyd.notify.base import Notification, Notifier, NotifierContext, NotifyError
+from policyd.plugins import unknown_settings
 
 SETTINGS = frozenset({"host", "port", "starttls", "from", "username", "timeout", "ca_file"})
 DEFAULT_TIMEOUT = 30.0
@@ -164,10 +165,8 @@ def create(context: NotifierContext) -> Notifier:
     """
     owner = f"smtp notifier {context.name!r}"
     settings = context.settings
-    unknown = sorted(set(settings) - SETTINGS)
-    if unknown:
-        known = ", ".join(sorted(SETTINGS))
-        raise _wrong(owner, f"unknown settings {', '.join(unknown)}; known: {known}")
+    if problem := unknown_settings(settings, SETTINGS):
+        raise _wrong(owner, problem)
     starttls = settings.get("starttls", True)
     if not isinstance(starttls, bool):
         raise _wrong(owner, "setting 'starttls' must be true or false")

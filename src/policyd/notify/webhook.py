@@ -5,6 +5,7 @@ from __future__ import annotations
 from policyd.connectors.base import ConnectorError
 from policyd.connectors.webhook import WebhookSender, sender_from
 from policyd.notify.base import Notification, Notifier, NotifierContext, NotifyError
+from policyd.plugins import unknown_settings
 
 EVENT = "notification"
 SETTINGS = frozenset({"url", "timeout"})
@@ -41,12 +42,8 @@ def create(context: NotifierContext) -> Notifier:
         NotifyError: the settings are wrong (not retryable).
     """
     owner = f"webhook notifier {context.name!r}"
-    unknown = sorted(set(context.settings) - SETTINGS)
-    if unknown:
-        known = ", ".join(sorted(SETTINGS))
-        raise NotifyError(
-            f"{owner}: unknown settings {', '.join(unknown)}; known: {known}", retryable=False
-        )
+    if problem := unknown_settings(context.settings, SETTINGS):
+        raise NotifyError(f"{owner}: {problem}", retryable=False)
     try:
         sender = sender_from(owner, context.settings, context.secrets)
     except ConnectorError as err:

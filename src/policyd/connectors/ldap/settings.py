@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from policyd.connectors.base import ConnectorError
 from policyd.connectors.ldap.protocol import LDAPInvalidDnError, escape_rdn, parse_dn
+from policyd.plugins import unknown_settings
 
 SETTINGS = frozenset(
     {
@@ -58,10 +59,8 @@ class LdapSettings:
         Raises:
             ValueError, LDAPInvalidDnError: a setting is missing, unknown or malformed.
         """
-        unknown = sorted(set(settings) - SETTINGS)
-        if unknown:
-            known = ", ".join(sorted(SETTINGS))
-            raise ValueError(f"unknown settings {', '.join(unknown)}; known: {known}")
+        if problem := unknown_settings(settings, SETTINGS):
+            raise ValueError(problem)
         url = urlsplit(str(settings.get("url", "")))
         if url.scheme not in ("ldap", "ldaps") or not url.hostname:
             raise ValueError("url must be ldap://host[:port] or ldaps://host[:port]")

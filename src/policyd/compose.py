@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from policyd.connectors.config import Connectors, Notifiers, load_instances, load_notifiers
+from policyd.connectors.config import Connectors, load_instances
+from policyd.notify.config import Notifiers, load_notifiers
 from policyd.rules import PolicyRuntime
 from policyd.services.external_users import ExternalUsers
 from policyd.settings import Settings, environment

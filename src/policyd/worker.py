@@ -15,9 +15,10 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from policyd.connectors.base import Connector, ConnectorError, Target
-from policyd.connectors.config import Connectors, Notifiers
+from policyd.connectors.config import Connectors
 from policyd.domain import UserType
 from policyd.notify import Notification, NotifyError
+from policyd.notify.config import Notifiers
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService

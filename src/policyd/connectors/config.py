@@ -68,21 +68,10 @@ def load_instances(path: str | Path | None) -> dict[str, InstanceConfig]:
         ProblemsError: every problem as file:line (unknown type, duplicate name, bad keys).
     """
     builtins = {name: InstanceConfig(name, kind) for name, kind in BUILTIN.items()}
-    return _instances(path, "connectors", connector_types(), builtins)
+    return read_instances(path, "connectors", connector_types(), builtins)
 
 
-def load_notifiers(path: str | Path | None) -> dict[str, InstanceConfig]:
-    """Configured notifier instances (the `notifiers:` list of the same file); none by default.
-
-    Raises:
-        ProblemsError: every problem as file:line.
-    """
-    from policyd.notify.registry import notifier_types
-
-    return _instances(path, "notifiers", notifier_types(), {})
-
-
-def _instances(
+def read_instances(
     path: str | Path | None, section: str, types: Mapping[str, Any], builtins: dict
 ) -> dict[str, InstanceConfig]:
     instances = dict(builtins)
@@ -188,30 +177,3 @@ class Connectors:
         return ConnectorContext(
             name=config.name, settings=config.settings, secrets=secrets, sessions=self._sessions
         )
-
-
-class Notifiers:
-    """Configured notifier instances; the first one configured sends every notification."""
-
-    def __init__(
-        self, instances: Mapping[str, InstanceConfig], environ: Mapping[str, str] | None = None
-    ):
-        self.instances = dict(instances)
-        self._environ = {} if environ is None else environ
-        self._default: Any = None
-        self._lock = threading.Lock()
-
-    def default(self) -> Any:
-        """The notifier to use, or None when none is configured."""
-        from policyd.notify import NotifierContext, create_notifier
-
-        if not self.instances:
-            return None
-        with self._lock:
-            if self._default is None:
-                config = next(iter(self.instances.values()))
-                context = NotifierContext(
-                    config.name, config.settings, resolve_secrets(config, self._environ)
-                )
-                self._default = create_notifier(config.type, context)
-            return self._default

@@ -43,6 +43,7 @@ from policyd.rules import PolicyRuntime, load_bundle
 from policyd.services.actor import SYSTEM
 from policyd.services.assignments import LIVE_STATES
 from policyd.services.jobs import MAX_ATTEMPTS
+from policyd.services.memberships import DirectoryMemberships
 from policyd.services.versions import PolicySync, VersionService
 from policyd.store import Database
 from policyd.store.models import (
@@ -304,7 +305,9 @@ def work(
     runtime = PolicyRuntime()
     try:
         PolicySync(runtime, db.session).sync()
-        worker = TimedWorker(db.session, Connectors(load_instances(None), db.session), runtime)
+        worker = TimedWorker(
+            db.session, Connectors(load_instances(None), DirectoryMemberships(db.session)), runtime
+        )
         barrier.wait()
         cpu = time.process_time()
         profiler = cProfile.Profile()

@@ -7,6 +7,7 @@ from policyd.connectors.config import Connectors, load_instances
 from policyd.notify.config import Notifiers, load_notifiers
 from policyd.rules import PolicyRuntime
 from policyd.services.external_users import ExternalUsers
+from policyd.services.memberships import DirectoryMemberships
 from policyd.settings import Settings, environment
 from policyd.store import Database
 from policyd.worker import Worker
@@ -19,7 +20,8 @@ def open_connectors(settings: Settings, database: Database) -> Connectors:
         ProblemsError: the connectors file is unreadable or invalid (file:line).
     """
     instances = load_instances(settings.connectors)
-    return Connectors(instances, database.session, environ=environment())
+    memberships = DirectoryMemberships(database.session)
+    return Connectors(instances, memberships, environ=environment())
 
 
 def build_worker(

@@ -222,9 +222,7 @@ def test_unknown_connector_instances_fail_clearly(make_app, clock, tmp_path):
     from policyd.connectors.config import Connectors, load_instances
 
     worker = app.extensions["policyd.worker"]
-    worker.connectors = Connectors(
-        load_instances(tmp_path / "connectors.yaml"), app.extensions["policyd.db"].session
-    )
+    worker.connectors = Connectors(load_instances(tmp_path / "connectors.yaml"))
     request_crm(client, admin)
     worker.run_jobs(now=clock())
     failed = client.get("/v1/jobs?state=failed", headers=admin).json

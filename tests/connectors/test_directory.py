@@ -11,6 +11,7 @@ from policyd.connectors.base import ConnectorContext, ConnectorError, Target
 from policyd.connectors.directory import DirectoryConnector
 from policyd.services.actor import SYSTEM
 from policyd.services.directory import DirectoryService
+from policyd.services.memberships import DirectoryMemberships
 from policyd.store import Database
 from policyd.store.models import AuditRecord, Membership
 from policyd.testing import check_connector_contract
@@ -25,7 +26,9 @@ def directory(store: Database) -> DirectoryConnector:
         for user in ("ada", "bob", "cy"):
             people.put_user(SYSTEM, user, {"email": f"{user}@contoso.com"}, now=NOW)
         session.commit()
-    return DirectoryConnector(ConnectorContext("directory", sessions=store.session))
+    return DirectoryConnector(
+        ConnectorContext("directory", memberships=DirectoryMemberships(store.session))
+    )
 
 
 def members(store: Database, group: str) -> set[str]:

@@ -43,7 +43,9 @@ class ConnectorContext:
     name: str  # the instance name rule files use, e.g. "ldap-corp"
     settings: Mapping[str, Any] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)  # resolved from the environment
-    sessions: Callable[[], Any] | None = None  # database sessions, for built-ins only
+    # policyd's own directory, for the built-in `directory` connector only (a
+    # policyd.connectors.directory.MembershipStore, filled in by the composition root)
+    memberships: Any = None
 
 
 @runtime_checkable

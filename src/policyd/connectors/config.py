@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,11 +125,11 @@ class Connectors:
     def __init__(
         self,
         instances: Mapping[str, InstanceConfig],
-        sessions: Callable[[], Any] | None = None,
+        memberships: Any = None,
         environ: Mapping[str, str] | None = None,
     ):
         self.instances = dict(instances)
-        self._sessions = sessions
+        self._memberships = memberships
         self._environ = {} if environ is None else environ
         self._created: dict[str, Connector] = {}
         self._listeners: frozenset[str] | None = None
@@ -175,5 +175,8 @@ class Connectors:
     def _context(self, config: InstanceConfig) -> ConnectorContext:
         secrets = resolve_secrets(config, self._environ)
         return ConnectorContext(
-            name=config.name, settings=config.settings, secrets=secrets, sessions=self._sessions
+            name=config.name,
+            settings=config.settings,
+            secrets=secrets,
+            memberships=self._memberships,
         )

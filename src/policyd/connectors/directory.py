@@ -1,34 +1,50 @@
 """The built-in `directory` connector: membership of policyd's own directory groups.
 
-Unlike other connectors it works on policyd's own database, so it uses the directory service.
+Unlike other connectors it works on policyd's own database. It does so through a narrow
+port, `MembershipStore`, which the composition root fills with the directory service's
+implementation (policyd.services.memberships), so connectors never import services.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 from policyd.connectors.base import Connector, ConnectorContext, ConnectorError, Target
-from policyd.services.actor import Actor, Role
-from policyd.services.directory import DirectoryService
-from policyd.store.models import Group, Membership, User
-from policyd.store.query import among
 
-ACTOR = Actor("connector:directory", Role.ADMIN)
+
+class MembershipConflictError(Exception):
+    """Another writer changed the same group meanwhile; nothing of the call was kept."""
+
+
+class MembershipStore(Protocol):
+    """What the directory connector needs of policyd's directory; every call is its own
+    transaction."""
+
+    def known_users(self, user_ids: Iterable[str]) -> set[str]: ...
+
+    def add(self, group_id: str, user_ids: list[str]) -> None:
+        """Raises MembershipConflictError when another writer got there first."""
+
+    def add_one(self, group_id: str, user_id: str) -> bool:
+        """False when the directory has no such user."""
+
+    def remove(self, memberships: dict[str, list[str]]) -> None: ...
+
+    def members(self, group_id: str) -> set[str]: ...
+
+    def ping(self) -> None: ...
 
 
 class DirectoryConnector:
     """Grants `group:<id>` by adding the user to that group; creates the group if needed."""
 
     def __init__(self, context: ConnectorContext):
-        if context.sessions is None:
-            raise ConnectorError("the directory connector needs database sessions", retryable=False)
+        if context.memberships is None:
+            raise ConnectorError("the directory connector needs the directory", retryable=False)
         self.name = context.name
-        self._sessions = context.sessions
+        self._store: MembershipStore = context.memberships
 
     def _group(self, resource: str) -> str:
         if not resource.startswith("group:") or not resource.removeprefix("group:"):
@@ -38,59 +54,25 @@ class DirectoryConnector:
         return resource.removeprefix("group:")
 
     def grant(self, target: Target) -> None:
-        group_id = self._group(target.resource)
-        now = datetime.now(UTC)
-        with self._sessions() as session:
-            directory = DirectoryService(session)
-            if session.get(User, target.user_id) is None:
-                message = f"no user {target.user_id!r} in the directory"
-                raise ConnectorError(message, retryable=False)
-            if session.get(Group, group_id) is None:
-                try:
-                    directory.put_group(ACTOR, group_id, group_id, now=now)
-                    session.commit()
-                except IntegrityError:
-                    session.rollback()  # another worker created it meanwhile
-            try:
-                directory.add_member(ACTOR, group_id, target.user_id, now=now)
-                session.commit()
-            except IntegrityError:
-                session.rollback()  # granted meanwhile by another worker: idempotent
+        if not self._store.add_one(self._group(target.resource), target.user_id):
+            raise ConnectorError(f"no user {target.user_id!r} in the directory", retryable=False)
 
     def revoke(self, target: Target) -> None:
-        group_id = self._group(target.resource)
-        with self._sessions() as session:
-            DirectoryService(session).remove_member(
-                ACTOR, group_id, target.user_id, now=datetime.now(UTC)
-            )
-            session.commit()
+        self._store.remove({self._group(target.resource): [target.user_id]})
 
     def grant_many(self, targets: Sequence[Target]) -> list[ConnectorError | None]:
         """Grant many targets with a few statements per group."""
         errors, groups = self._by_group(targets)
-        with self._sessions() as session:
-            known = set(
-                session.scalars(
-                    select(User.id).where(
-                        among(session, User.id, {target.user_id for target in targets})
-                    )
-                )
-            )
+        known = self._store.known_users({target.user_id for target in targets})
         for index, target in enumerate(targets):
             if errors[index] is None and target.user_id not in known:
                 message = f"no user {target.user_id!r} in the directory"
                 errors[index] = ConnectorError(message, retryable=False)
-        now = datetime.now(UTC)
         for group_id, indexes in groups.items():
             users = [targets[i].user_id for i in indexes if errors[i] is None]
             try:
-                with self._sessions() as session:
-                    directory = DirectoryService(session)
-                    if session.get(Group, group_id) is None:
-                        directory.put_group(ACTOR, group_id, group_id, now=now)
-                    directory.add_members(ACTOR, group_id, users, now=now)
-                    session.commit()
-            except IntegrityError:
+                self._store.add(group_id, users)
+            except MembershipConflictError:
                 # Another worker added some of them (or the group) meanwhile: one by one.
                 for i in indexes:
                     if errors[i] is None:
@@ -100,13 +82,12 @@ class DirectoryConnector:
     def revoke_many(self, targets: Sequence[Target]) -> list[ConnectorError | None]:
         """Revoke many targets with one statement per group."""
         errors, groups = self._by_group(targets)
-        now = datetime.now(UTC)
-        with self._sessions() as session:
-            directory = DirectoryService(session)
-            for group_id, indexes in groups.items():
-                users = [targets[i].user_id for i in indexes if errors[i] is None]
-                directory.remove_members(ACTOR, group_id, users, now=now)
-            session.commit()
+        self._store.remove(
+            {
+                group_id: [targets[i].user_id for i in indexes if errors[i] is None]
+                for group_id, indexes in groups.items()
+            }
+        )
         return errors
 
     def _by_group(
@@ -130,14 +111,10 @@ class DirectoryConnector:
         return None
 
     def members(self, resource: str) -> set[str]:
-        group_id = self._group(resource)
-        with self._sessions() as session:
-            query = select(Membership.user_id).where(Membership.group_id == group_id)
-            return set(session.scalars(query))
+        return self._store.members(self._group(resource))
 
     def health(self) -> None:
-        with self._sessions() as session:
-            session.execute(select(1))
+        self._store.ping()
 
 
 def create(context: ConnectorContext) -> Connector:

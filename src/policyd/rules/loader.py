@@ -20,14 +20,16 @@ from policyd.rules.source import (
     flatten_messages,
     parse_document,
 )
+from policyd.rules.template import GeneratedDocument, expand, is_row_file, is_template
 from policyd.rules.version import content_hash, git_state
 
 TESTS_DIR = "tests"
-SUFFIXES = (".yaml", ".yml")
+SUFFIXES = (".yaml", ".yml", ".csv")  # .csv: template rows
 
 
 def rule_files(root: Path) -> list[Path]:
-    """Rule files below `root`: YAML files outside hidden folders and `tests/`."""
+    """Rule files below `root` (and the CSV files of template rows): YAML files outside hidden
+    folders and `tests/`."""
     found = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
@@ -72,6 +74,8 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
     documents: list[Document] = []
     packages: list[tuple[AccessPackage, Document]] = []
     for relative, text in sorted(texts.items()):
+        if is_row_file(relative):
+            continue  # read by the template that names it
         shown = f"{display_root.rstrip('/')}/{relative}" if display_root else relative
         try:
             document = parse_document(text, shown)
@@ -79,6 +83,11 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
             problems.extend(err.problems)
             continue
         documents.append(document)
+        if is_template(document):
+            generated = expand(document, texts, relative, problems)
+            documents.extend(generated)  # the version covers the rows too
+            packages.extend(_generated_packages(generated, problems))
+            continue
         package = _load_package(document, problems)
         if package is not None:
             packages.append((package, document))
@@ -129,6 +138,22 @@ def _load_package(document: Document, problems: list[Problem]) -> AccessPackage 
         for index, resource in enumerate(package.resources)
     )
     return dataclasses.replace(package, rules=rules, resources=resources, file=document.file)
+
+
+def _generated_packages(
+    generated: list[GeneratedDocument], problems: list[Problem]
+) -> list[tuple[AccessPackage, Document]]:
+    """The packages a template's rows made, each marked with the template and its row."""
+    made = []
+    for document in generated:
+        package = _load_package(document, problems)
+        if package is not None and document.origin is not None:
+            origin = document.origin
+            package = dataclasses.replace(
+                package, template=origin.template, template_row=origin.row
+            )
+            made.append((package, document))
+    return made
 
 
 def _duplicate_rule_ids(document: Document) -> list[Problem]:

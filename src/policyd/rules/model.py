@@ -79,6 +79,8 @@ class AccessPackage:
     incompatible_with: tuple[str, ...] = ()
     lifetime: LifetimePolicy | None = None
     file: str = ""
+    template: str | None = None  # the template that made it, if any
+    template_row: str | None = None  # and the row: "scopes.csv:4"
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:

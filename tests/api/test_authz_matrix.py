@@ -57,6 +57,12 @@ MATRIX = [
     ("get", "/v1/policy-versions/{id}", None, {r: OK for r in ROLES[1:]}),
     (
         "post",
+        "/v1/replay",
+        {"version": "{id}"},
+        {"user": 403, "app": 403, "admin": OK, "auditor": OK},
+    ),
+    (
+        "post",
         "/v1/policy-versions/{id}/activate",
         None,
         {"user": 403, "app": 403, "admin": OK, "auditor": 403},

@@ -220,9 +220,13 @@ def test_unknown_connector_instances_fail_clearly(make_app, clock, tmp_path):
     app, client, admin = make_app()
     (tmp_path / "connectors.yaml").write_text("apiVersion: policyd/v1\nconnectors: []\n")
     from policyd.connectors.config import Connectors, load_instances
+    from policyd.services.memberships import DirectoryMemberships
 
     worker = app.extensions["policyd.worker"]
-    worker.connectors = Connectors(load_instances(tmp_path / "connectors.yaml"))
+    worker.connectors = Connectors(
+        load_instances(tmp_path / "connectors.yaml"),
+        DirectoryMemberships(app.extensions["policyd.db"].session),
+    )
     request_crm(client, admin)
     worker.run_jobs(now=clock())
     failed = client.get("/v1/jobs?state=failed", headers=admin).json

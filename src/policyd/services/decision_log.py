@@ -410,7 +410,9 @@ def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     dialect = connection.dialect
-    at = TABLE.c.at.type.bind_processor(dialect)
+    # The column type's whole processing (to the driver's text on SQLite), as SQLAlchemy binds
+    # it everywhere else: the same text for the same moment, so comparisons hold.
+    at = TABLE.c.at.type.dialect_impl(dialect).bind_processor(dialect)
     params = [
         tuple(at(row[name]) if name == "at" else row[name] for name in _COLUMNS) for row in rows
     ]

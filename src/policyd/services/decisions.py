@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from policyd.domain import Decision, RequestOptions, Subject
+from policyd.domain import Decision, RequestOptions, Subject, UserType
 from policyd.rules import InvalidInputError, PolicyRuntime, UnknownPackageError
 from policyd.services.actor import Actor, Role
 from policyd.services.decision_log import DecisionLog, JsonText
@@ -39,6 +39,27 @@ def subject_view(subject: Subject) -> dict[str, Any]:
         "employeeType": subject.employee_type,
         "attributes": subject.attributes,
     }
+
+
+def subject_from_view(view: dict[str, Any]) -> Subject:
+    """The Subject a decision-log input holds (the inverse of `subject_view`).
+
+    Raises:
+        KeyError, TypeError, ValueError: not a view `subject_view` wrote.
+    """
+    return Subject(
+        id=view["id"],
+        email=view.get("email"),
+        type=UserType(view.get("type") or UserType.MEMBER),
+        groups=frozenset(view.get("groups") or ()),
+        manager=view.get("manager"),
+        organization=view.get("organization"),
+        packages=frozenset(view.get("packages") or ()),
+        department=view.get("department"),
+        job_title=view.get("jobTitle"),
+        employee_type=view.get("employeeType"),
+        attributes=dict(view.get("attributes") or {}),
+    )
 
 
 _INSERT_LOG = DecisionRecord.__table__.insert()

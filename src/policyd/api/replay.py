@@ -1,0 +1,89 @@
+"""Replay: how a candidate version would have decided the logged decisions."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate, validates_schema
+from marshmallow.exceptions import ValidationError
+
+from policyd.api import context
+from policyd.api.auth import require
+from policyd.api.schemas import Strict
+from policyd.services.actor import Role
+from policyd.services.replay import ReplayService
+
+blp = Blueprint("replay", __name__, url_prefix="/v1/replay", description="Replay")
+
+# A replay over HTTP answers within one request; larger ones belong to `policyd replay`.
+MAX_EXAMINED = 200_000
+
+
+class ReplayInSchema(Strict):
+    version = fields.String(
+        load_default=None, metadata={"description": "a published version id (active or not)"}
+    )
+    files = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=500)),
+        values=fields.String(),
+        load_default=None,
+        metadata={"description": "or the candidate's files: relative path -> text"},
+    )
+    since = fields.AwareDateTime(load_default=None)
+    package = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=0, max=10_000))
+
+    @validates_schema
+    def one_candidate(self, data, **kwargs):
+        if (data.get("version") is None) == (data.get("files") is None):
+            raise ValidationError("give exactly one of version and files", field_name="version")
+
+
+class OutcomeRuleSchema(Schema):
+    decision = fields.String()
+    rule = fields.String(allow_none=True)
+
+
+class ChangeSchema(Schema):
+    decision_id = fields.String()
+    at = fields.String()
+    package = fields.String()
+    subject_id = fields.String()
+    version = fields.String()
+    before = fields.Nested(OutcomeRuleSchema)
+    after = fields.Nested(OutcomeRuleSchema)
+
+
+class CountSchema(Schema):
+    package = fields.String()
+    from_ = fields.String(data_key="from", attribute="from")
+    to = fields.String()
+    decisions = fields.Integer()
+
+
+class ReplayOutSchema(Schema):
+    candidate = fields.String(metadata={"description": "the candidate's version id"})
+    examined = fields.Integer()
+    changed = fields.Integer()
+    counts = fields.List(fields.Nested(CountSchema))
+    changes = fields.List(fields.Nested(ChangeSchema), metadata={"description": "up to limit"})
+
+
+@blp.route("")
+class Replay(MethodView):
+    @blp.arguments(ReplayInSchema())
+    @blp.response(200, ReplayOutSchema)
+    def post(self, data):
+        """Decide the logged decisions again under a candidate (a version or files) and list
+        those that would change, with counts per package; writes nothing."""
+        require(Role.ADMIN, Role.AUDITOR)
+        service = ReplayService(context.session())
+        candidate = service.candidate(version=data["version"], files=data["files"])
+        report, changes = service.run(
+            candidate,
+            since=data["since"],
+            package=data["package"],
+            limit=data["limit"],
+            max_examined=MAX_EXAMINED,
+        )
+        return report.to_dict() | {"changes": [change.to_dict() for change in changes]}

@@ -10,8 +10,8 @@ from marshmallow import ValidationError
 
 from policyd.domain import Outcome
 from policyd.rules.compiler import EngineLimitError, compile_bundle
-from policyd.rules.condition import Cmp, referenced_packages
-from policyd.rules.model import AccessPackage, Bundle, Rule, Version
+from policyd.rules.condition import Cmp, canon_text, referenced_packages
+from policyd.rules.model import SOD_GROUP, SOD_PACKAGE, AccessPackage, Bundle, Rule, Version
 from policyd.rules.schema import RuleFileSchema
 from policyd.rules.source import (
     Document,
@@ -243,7 +243,8 @@ def _uses_owners(rule: Rule) -> bool:
 def _with_incompatibility_rules(
     package: AccessPackage, packages: Mapping[str, AccessPackage]
 ) -> AccessPackage:
-    """Add a deny rule per incompatible package, declared on either side."""
+    """Add a deny rule per incompatible package, declared on either side, and one per
+    incompatible directory group (rule ids in policyd.rules.model: SOD_PACKAGE, SOD_GROUP)."""
     others = list(package.incompatible_with)
     others += [p.id for p in packages.values() if package.id in p.incompatible_with]
     extra = []
@@ -251,10 +252,21 @@ def _with_incompatibility_rules(
         name = packages[other].display_name
         extra.append(
             Rule(
-                id=f"incompatible:{other}",
+                id=f"{SOD_PACKAGE}{other}",
                 outcome=Outcome.DENY,
                 when=Cmp("subject.packages", "contains", other),
                 reason=f"Holds {name!r} ({other}), which is incompatible with "
+                f"{package.display_name!r}",
+                synthetic=True,
+            )
+        )
+    for group in dict.fromkeys(package.incompatible_groups):
+        extra.append(
+            Rule(
+                id=f"{SOD_GROUP}{group}",
+                outcome=Outcome.DENY,
+                when=Cmp("subject.groups", "contains", canon_text(group)),
+                reason=f"Member of group {group}, which is incompatible with "
                 f"{package.display_name!r}",
                 synthetic=True,
             )

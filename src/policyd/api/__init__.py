@@ -75,6 +75,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         jobs,
         request_id,
         requests,
+        sod,
         versions,
     )
 
@@ -87,7 +88,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         "bearer", {"type": "http", "scheme": "bearer", "description": "API token or OIDC JWT"}
     )
     api.spec.options["security"] = [{"bearer": []}]
-    for module in (decisions, requests, assignments, versions, directory, jobs, admin):
+    for module in (decisions, requests, assignments, versions, directory, jobs, admin, sod):
         api.register_blueprint(module.blp)
     app.wsgi_app = hotpath.DecisionHotPath(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

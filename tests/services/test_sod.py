@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -276,6 +277,29 @@ def test_concurrent_approvals_of_incompatible_requests_never_both_succeed(world)
     states = sorted(world.request(r).state for r in requests)
     assert states == ["delivered", "denied"]
     assert world.count(Assignment, subject_id="pat") == 1
+
+
+def test_a_second_transaction_waits_for_the_subjects_lock_until_the_first_commits(world):
+    """The per-person lock holds until commit, on PostgreSQL and on SQLite alike."""
+    locked, events = threading.Event(), []
+
+    def first() -> None:
+        with world.session() as session:
+            SodService(session).lock("pat")
+            locked.set()
+            time.sleep(0.3)
+            events.append("first commits")
+            session.commit()
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    locked.wait()
+    with world.session() as session:
+        SodService(session).lock("pat")
+        events.append("second holds it")
+        session.commit()
+    holder.join()
+    assert events == ["first commits", "second holds it"]
 
 
 def test_the_report_lists_incompatible_packages_and_groups_held_now(world):

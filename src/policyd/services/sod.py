@@ -94,9 +94,10 @@ class SodService:
                 {"space": _LOCK_NAMESPACE, "key": key},
             )
             return
-        self.session.execute(
-            update(User).where(User.id == subject_id).values(type=User.type),
-            execution_options={"synchronize_session": False},
+        # A Core statement, so the subject cache does not take it for a directory change.
+        users = User.__table__
+        self.session.connection().execute(
+            update(users).where(users.c.id == subject_id).values(type=users.c.type)
         )
 
     def subject(self, subject_id: str) -> Subject:

@@ -281,9 +281,11 @@ def _violations_query(bundle: Bundle) -> Select | None:
             )
             .join(second, second.subject_id == first.subject_id)
             .where(
+                first.package.in_({pair[0] for pair in package_pairs}),
+                second.package.in_({pair[1] for pair in package_pairs}),
+                tuple_(first.package, second.package).in_(package_pairs),
                 first.state.in_(HELD_STATES),
                 second.state.in_(HELD_STATES),
-                tuple_(first.package, second.package).in_(package_pairs),
             )
         )
     if group_pairs:
@@ -298,8 +300,9 @@ def _violations_query(bundle: Bundle) -> Select | None:
             )
             .join(Membership, Membership.user_id == Assignment.subject_id)
             .where(
-                Assignment.state.in_(HELD_STATES),
+                Assignment.package.in_({pair[0] for pair in group_pairs}),
                 tuple_(Assignment.package, Membership.group_id).in_(group_pairs),
+                Assignment.state.in_(HELD_STATES),
             )
         )
     if not parts:

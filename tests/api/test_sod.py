@@ -71,7 +71,11 @@ def test_the_second_approval_is_refused_with_409_naming_the_first(client, token,
     assert (body["code"], body["status"]) == (409, "Conflict")
     assert f"(request {entry['id']})" in body["message"]
     assert "'Payments entry' (payments-entry)" in body["message"]
-    assert body["errors"]["package"] == [body["message"]]
+    [conflict] = body["errors"]["package"]
+    assert conflict.startswith("holds 'Payments entry' (payments-entry) through assignment ")
+    assert conflict.endswith(
+        f"(request {entry['id']}), which is incompatible with 'Quarter-end close'"
+    )
     refused = client.get(f"/v1/requests/{close['id']}", headers=admin).json
     assert (refused["state"], refused["rule"]) == ("denied", "incompatible:payments-entry")
     assert refused["approvals"] == []

@@ -20,7 +20,7 @@ from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.events import Event, emit, request_event
 from policyd.services.notifications import notify
-from policyd.services.sod import APPROVED, FILING, SodService
+from policyd.services.sod import APPROVED, FILING, Conflict, SodService
 from policyd.store.models import AccessRequest, Approval, Membership, StageApprover
 from policyd.store.query import insert_many, page
 
@@ -156,21 +156,20 @@ class RequestService:
         subject: Subject,
         counting: tuple[str, ...],
         now: datetime,
-    ) -> bool:
-        """Deny the request if separation of duties forbids it now; True if it did.
+    ) -> list[Conflict]:
+        """Deny the request if separation of duties forbids it now; returns the conflicts.
 
         The denial records the rule and the policy version that found the conflict.
         """
         conflicts = SodService(self.session, self.runtime).conflicts(
             subject, request.package, counting=counting, exclude=request.id, now=now
         )
-        if not conflicts:
-            return False
-        request.rule, request.version = conflicts[0].rule, conflicts[0].version
-        reasons = "; ".join(conflict.reason for conflict in conflicts)
-        request.reason = f"separation of duties: {reasons}"
-        self._move(actor, request, "denied", now)
-        return True
+        if conflicts:
+            request.rule, request.version = conflicts[0].rule, conflicts[0].version
+            reasons = "; ".join(conflict.reason for conflict in conflicts)
+            request.reason = f"separation of duties: {reasons}"
+            self._move(actor, request, "denied", now)
+        return conflicts
 
     def _refuse_duplicates(self, package: str, subject_id: str) -> None:
         pending = self.session.scalar(
@@ -330,15 +329,17 @@ class RequestService:
             version=request.version,
         )
 
-    def _grant(self, actor: Actor, request: AccessRequest, now: datetime, subject: Subject) -> bool:
+    def _grant(
+        self, actor: Actor, request: AccessRequest, now: datetime, subject: Subject
+    ) -> list[Conflict]:
         """Approved: create the assignment, whose outbox jobs deliver it (or extend one).
 
         Returns:
-            False if separation of duties forbids the access now: the request is denied
-            instead and no grant job is written.
+            What separation of duties found against the access now, if anything: then the
+            request is denied instead and no grant job is written.
         """
-        if self._refuse_conflicts(actor, request, subject, APPROVED, now):
-            return False
+        if conflicts := self._refuse_conflicts(actor, request, subject, APPROVED, now):
+            return conflicts
         self._move(actor, request, "approved", now)
         # Approved by its last approver, or by the rules at once (no stages: approved_by null).
         approver = actor.principal if request.stages else None
@@ -350,7 +351,7 @@ class RequestService:
         else:
             self._move(actor, request, "delivering", now)
             assignments.create(actor, request, now=now)
-        return True
+        return []
 
     def extend(
         self,
@@ -425,9 +426,9 @@ class RequestService:
             sod = SodService(self.session, self.runtime)
             sod.lock(request.subject_id)
             subject = sod.subject(request.subject_id)
-            if self._refuse_conflicts(actor, request, subject, APPROVED, now):
+            if conflicts := self._refuse_conflicts(actor, request, subject, APPROVED, now):
                 self.session.commit()
-                raise _refused(request)
+                raise _refused(request, conflicts)
         request.approvals.append(
             Approval(
                 stage=request.stage,
@@ -447,9 +448,9 @@ class RequestService:
             self._move(actor, request, "denied", now)
         elif request.stage < len(request.stages):
             self._enter_stage(actor, request, request.stage + 1, now)
-        elif not self._grant(actor, request, now, subject):
+        elif conflicts := self._grant(actor, request, now, subject):
             self.session.commit()
-            raise _refused(request)
+            raise _refused(request, conflicts)
         self.session.commit()
         return request
 
@@ -500,9 +501,11 @@ def _separates_duties(rule: str | None) -> bool:
     return bool(rule) and rule.startswith((SOD_PACKAGE, SOD_GROUP))
 
 
-def _refused(request: AccessRequest) -> ConflictError:
-    """The error for an approval that separation of duties refused (the request is denied)."""
+def _refused(request: AccessRequest, conflicts: list[Conflict]) -> ConflictError:
+    """The error for an approval that separation of duties refused (the request is denied):
+    the message names the rule, `errors.package` each conflict."""
     return ConflictError(
         f"request {request.id} is denied by rule {request.rule!r}: {request.reason}",
         field="package",
+        errors=[conflict.reason for conflict in conflicts],
     )

@@ -128,6 +128,14 @@ def test_json_is_a_list_of_the_api_rows(runner, held):
     assert "which are incompatible" in rows[0]["reason"]
 
 
+def test_package_narrows_the_report_to_conflicts_it_is_part_of(runner, held):
+    """--package quarter-end-close keeps pat's row and drops quinn's group conflict."""
+    args = ["sod-report", "--package", "quarter-end-close", "--format", "json"]
+    result = runner.invoke(main, [*args, "--database-url", held])
+    assert result.exit_code == 0, result.output
+    assert [r["subject_id"] for r in json.loads(result.output)] == ["pat"]
+
+
 def test_exit_code_flags_violations(runner, held):
     """--exit-code exits 1 when anyone holds incompatible access."""
     result = runner.invoke(main, ["sod-report", "--exit-code", "--database-url", held])

@@ -112,6 +112,14 @@ def test_the_report_lists_holders_of_incompatible_packages(client, token, admin,
     assert row["assignment_id"] and row["other_assignment_id"]
 
 
+def test_the_report_filters_by_subject_and_names_a_bad_filter(client, admin):
+    """?subject= narrows the list; an empty one is a 422 naming query.subject."""
+    assert client.get("/v1/sod-violations?subject=nobody", headers=admin).json == []
+    response = client.get("/v1/sod-violations?subject=", headers=admin)
+    assert response.status_code == 422
+    assert "query.subject" in response.json["errors"]
+
+
 def test_users_cannot_read_the_report(client, token):
     """403 in the error shape for the user role."""
     response = client.get("/v1/sod-violations", headers=token("pat"))

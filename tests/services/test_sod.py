@@ -42,7 +42,7 @@ def package(pid: str, name: str, decision: str = "approval", extra: str = "") ->
         package:
           id: {pid}
           displayName: {name}
-          lifetime: {{duration: P30D}}
+          lifetime: {{duration: P30D, extendable: true}}
           resources:
             - {{connector: directory, resource: "group:{name}", role: member}}
           {extra}
@@ -243,6 +243,21 @@ def test_auto_approval_is_refused_before_any_grant_job_is_written(world):
     assert world.count(Job, kind="grant") == grants
 
 
+def test_an_extension_is_refused_while_an_incompatible_package_is_held(world):
+    """Both held from before the rule: asking for more time on one of them is denied."""
+    world.runtime.activate(bundle(sod=False, groups=False))
+    held = [world.approve(world.file(p).id) for p in ("payments-creation", "payments-approval")]
+    world.runtime.activate(bundle())
+    with world.session() as session:
+        assignment = session.scalar(
+            select(Assignment.id).where(Assignment.request_id == held[1].id)
+        )
+        extension, _ = RequestService(session, world.runtime).extend(
+            SYSTEM, assignment, RequestOptions(), now=NOW
+        )
+    assert (extension.state, extension.rule) == ("denied", "incompatible:payments-creation")
+
+
 def test_unrelated_packages_are_unaffected(world):
     """Travel conflicts with nothing: held and pending packages do not stop it."""
     world.file("payments-creation")
@@ -345,6 +360,23 @@ def test_the_report_pages_with_a_total(world):
         found, total = SodService(session, world.runtime).violations(SYSTEM, offset=1, limit=1)
     assert total == 2
     assert [v.subject_id for v in found] == ["quinn"]
+
+
+def test_the_report_filters_by_person_and_by_package_on_either_side(world):
+    """subject= keeps one person's rows; package= keeps rows naming it on either side."""
+    world.runtime.activate(bundle(sod=False, groups=False))
+    for pid in ("payments-creation", "payments-approval"):
+        world.approve(world.file(pid).id)
+    world.approve(world.file("payments-approval", "quinn").id)
+    world.join("Payments.Clerks", "quinn")
+    world.runtime.activate(bundle())
+    with world.session() as session:
+        service = SodService(session, world.runtime)
+        mine, total = service.violations(SYSTEM, subject="quinn")
+        assert (total, [v.kind for v in mine]) == (1, ["group"])
+        creation, total = service.violations(SYSTEM, package="payments-creation")
+        assert (total, [v.subject_id for v in creation]) == (1, ["pat"])
+        assert service.violations(SYSTEM, package="travel") == ([], 0)
 
 
 def test_ended_access_is_not_in_the_report(world):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from policyd.api import context
 from policyd.api.auth import require
@@ -35,12 +35,21 @@ class ViolationOutSchema(Schema):
     reason = fields.String()
 
 
+class ViolationQuerySchema(Schema):
+    subject = fields.String(validate=validate.Length(min=1, max=200))
+    package = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={"description": "conflicts this package is part of, on either side"},
+    )
+
+
 @blp.route("/sod-violations")
 class SodViolations(MethodView):
+    @blp.arguments(ViolationQuerySchema(), location="query")
     @blp.response(200, ViolationOutSchema(many=True))
     @blp.paginate()
-    def get(self, pagination_parameters):
+    def get(self, args, pagination_parameters):
         """People who hold incompatible access now (admins and auditors)."""
         actor = require(Role.ADMIN, Role.AUDITOR)
         service = SodService(context.session(), context.runtime())
-        return context.paged(pagination_parameters, service.violations, actor)
+        return context.paged(pagination_parameters, service.violations, actor, **args)

@@ -26,16 +26,22 @@ TABLE = ("subject_id", "package", "assignment_id", "conflicts_with", "other_assi
     show_default=True,
     help="table for people, csv or json for tools.",
 )
+@click.option("--subject", help="Only this person's conflicts.")
+@click.option("--package", help="Only conflicts this package is part of (on either side).")
 @click.option("--exit-code", is_flag=True, help="Exit 1 when anyone holds incompatible access.")
 @database_option
-def sod_report(output: str, exit_code: bool, database_url: str) -> None:
+def sod_report(
+    output: str, subject: str | None, package: str | None, exit_code: bool, database_url: str
+) -> None:
     """List people who hold incompatible access now, under the active policy version.
 
     One row per conflict: two live assignments of incompatible packages, or a live
     assignment and membership of a group incompatible with its package.
     """
     with _session(database_url) as session:
-        found = list(SodService(session).all_violations(Actor("cli", Role.AUDITOR)))
+        service = SodService(session)
+        actor = Actor("cli", Role.AUDITOR)
+        found = list(service.all_violations(actor, subject=subject, package=package))
     if output == "json":
         click.echo(json.dumps([v.to_dict() for v in found], indent=2))
     elif output == "csv":

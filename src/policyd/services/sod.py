@@ -187,10 +187,20 @@ class SodService:
         return found
 
     def violations(
-        self, actor: Actor, *, offset: int = 0, limit: int = 100
+        self,
+        actor: Actor,
+        *,
+        subject: str | None = None,
+        package: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
     ) -> tuple[list[Violation], int]:
         """People who hold incompatible access now under the active version, one row per
         conflicting pair, ordered by person, package and what it conflicts with.
+
+        Args:
+            subject: only this person's conflicts.
+            package: only conflicts this package is part of (on either side).
 
         Raises:
             ForbiddenError: for anyone but an admin or an auditor.
@@ -199,7 +209,7 @@ class SodService:
         if actor.role not in (Role.ADMIN, Role.AUDITOR):
             raise ForbiddenError("the separation-of-duties report is for admins and auditors")
         bundle = self._bundle()
-        query = _violations_query(bundle)
+        query = _violations_query(bundle, subject, package)
         if query is None:
             return [], 0
         total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -208,11 +218,14 @@ class SodService:
         rows = self.session.execute(query.offset(offset).limit(limit))
         return [_violation(bundle, row) for row in rows], total
 
-    def all_violations(self, actor: Actor, *, batch: int = 500) -> Iterator[Violation]:
-        """Every violation, read a page at a time (the CLI's report)."""
+    def all_violations(
+        self, actor: Actor, *, batch: int = 500, **filters: str | None
+    ) -> Iterator[Violation]:
+        """Every violation (`subject`, `package` filter as in `violations`), read a page at
+        a time (the CLI's report)."""
         offset = 0
         while True:
-            found, total = self.violations(actor, offset=offset, limit=batch)
+            found, total = self.violations(actor, offset=offset, limit=batch, **filters)
             yield from found
             offset += len(found)
             if not found or offset >= total:
@@ -265,7 +278,7 @@ def incompatible_pairs(bundle: Bundle) -> tuple[list[tuple[str, str]], list[tupl
     return packages, groups  # type: ignore[return-value]
 
 
-def _violations_query(bundle: Bundle) -> Select | None:
+def _violations_query(bundle: Bundle, subject: str | None, package: str | None) -> Select | None:
     package_pairs, group_pairs = incompatible_pairs(bundle)
     parts = []
     if package_pairs:
@@ -308,7 +321,12 @@ def _violations_query(bundle: Bundle) -> Select | None:
     if not parts:
         return None
     rows = union_all(*parts).subquery()
-    return select(rows).order_by(
+    query = select(rows)
+    if subject is not None:
+        query = query.where(rows.c.subject_id == subject)
+    if package is not None:
+        query = query.where((rows.c.package == package) | (rows.c.conflicts_with == package))
+    return query.order_by(
         rows.c.subject_id, rows.c.package, rows.c.kind, rows.c.conflicts_with, rows.c.assignment_id
     )
 

@@ -14,7 +14,6 @@ from policyd.services.actor import Actor, Role
 from policyd.services.sod import SodService, Violation
 
 COLUMNS = [field.name for field in dataclasses.fields(Violation)]
-TABLE = ("subject_id", "package", "assignment_id", "conflicts_with", "other_assignment_id")
 
 
 @main.command("sod-report")

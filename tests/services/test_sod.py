@@ -141,6 +141,21 @@ def test_filing_counts_a_pending_request_for_an_incompatible_package(world):
     assert "'Payments creation' (payments-creation)" in second.reason
 
 
+def test_the_created_event_of_a_request_refused_at_filing_says_deny(world):
+    """Webhook listeners hear request.created with decision deny, not the rules' approval."""
+    world.file("payments-creation")
+    with world.session() as session:
+        service = RequestService(session, world.runtime, frozenset({"directory"}))
+        denied, _ = service.create(
+            SYSTEM, "payments-approval", "pat", None, RequestOptions(), now=NOW
+        )
+        payload = session.scalar(
+            select(Job.payload).where(Job.kind == "send", Job.role == "request.created")
+        )
+    assert denied.state == "denied"
+    assert payload["decision"] == "deny" and payload["request"]["id"] == denied.id
+
+
 def test_filing_counts_a_live_assignment_and_names_it(world):
     """Holding an incompatible package denies a new request, naming assignment and request."""
     held = world.approve(world.file("payments-creation").id)

@@ -130,11 +130,15 @@ class RequestService:
             after=request_view(request),
             version=decision.version,
         )
-        self._emit(request_event("request.created", request, decision=decision.outcome.value), now)
-        if (
-            decision.outcome is not Outcome.DENY or _separates_duties(decision.rule)
-        ) and self._refuse_conflicts(actor, request, subject, FILING, now):
-            pass  # denied, naming the conflicting assignment, request or group
+        conflicts = (
+            self._conflicts(request, subject, FILING, now)
+            if decision.outcome is not Outcome.DENY or _separates_duties(decision.rule)
+            else []
+        )
+        outcome = Outcome.DENY if conflicts else decision.outcome
+        self._emit(request_event("request.created", request, decision=outcome.value), now)
+        if conflicts:
+            self._deny_conflicting(actor, request, conflicts, now)
         elif decision.outcome is Outcome.DENY:
             self._move(actor, request, "denied", now)
         elif decision.outcome is Outcome.AUTO_APPROVE:
@@ -157,19 +161,27 @@ class RequestService:
         counting: tuple[str, ...],
         now: datetime,
     ) -> list[Conflict]:
-        """Deny the request if separation of duties forbids it now; returns the conflicts.
+        """Deny the request if separation of duties forbids it now; returns the conflicts."""
+        conflicts = self._conflicts(request, subject, counting, now)
+        if conflicts:
+            self._deny_conflicting(actor, request, conflicts, now)
+        return conflicts
 
-        The denial records the rule and the policy version that found the conflict.
-        """
-        conflicts = SodService(self.session, self.runtime).conflicts(
+    def _conflicts(
+        self, request: AccessRequest, subject: Subject, counting: tuple[str, ...], now: datetime
+    ) -> list[Conflict]:
+        return SodService(self.session, self.runtime).conflicts(
             subject, request.package, counting=counting, exclude=request.id, now=now
         )
-        if conflicts:
-            request.rule, request.version = conflicts[0].rule, conflicts[0].version
-            reasons = "; ".join(conflict.reason for conflict in conflicts)
-            request.reason = f"separation of duties: {reasons}"
-            self._move(actor, request, "denied", now)
-        return conflicts
+
+    def _deny_conflicting(
+        self, actor: Actor, request: AccessRequest, conflicts: list[Conflict], now: datetime
+    ) -> None:
+        """Deny, recording the rule and the policy version that found the conflict."""
+        request.rule, request.version = conflicts[0].rule, conflicts[0].version
+        reasons = "; ".join(conflict.reason for conflict in conflicts)
+        request.reason = f"separation of duties: {reasons}"
+        self._move(actor, request, "denied", now)
 
     def _refuse_duplicates(self, package: str, subject_id: str) -> None:
         pending = self.session.scalar(

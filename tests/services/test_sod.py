@@ -309,6 +309,29 @@ def test_concurrent_approvals_of_incompatible_requests_never_both_succeed(world)
     assert world.count(Assignment, subject_id="pat") == 1
 
 
+def test_concurrent_filings_for_incompatible_packages_never_both_pass(world):
+    """Two filings at once, one auto-approved: the later one sees the other and is denied."""
+    barrier = threading.Barrier(2)
+    states: dict[str, str] = {}
+
+    def file(package: str) -> None:
+        with world.session() as session:
+            service = RequestService(session, world.runtime)
+            barrier.wait()
+            request, _ = service.create(SYSTEM, package, "pat", None, RequestOptions(), now=NOW)
+            states[package] = request.state
+
+    threads = [threading.Thread(target=file, args=(p,)) for p in ("expenses", "payments-creation")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(states.values()) in (
+        ["delivering", "denied"],  # expenses first: delivered (its jobs not yet run)
+        ["denied", "pending_approval"],  # payments creation first: waiting
+    )
+
+
 def test_a_second_transaction_waits_for_the_subjects_lock_until_the_first_commits(world):
     """The per-person lock holds until commit, on PostgreSQL and on SQLite alike."""
     locked, events = threading.Event(), []

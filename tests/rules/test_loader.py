@@ -289,3 +289,24 @@ def test_bad_incompatible_groups_are_reported_at_their_line(groups, message):
     found = problems_of({"p.yaml": text})
     assert any(line.startswith("p.yaml:6: package.incompatibleGroups") for line in found), found
     assert any(message in line for line in found), found
+
+
+def test_a_package_listed_by_several_others_gets_a_deny_rule_for_each():
+    """Declared on the other side only, by two packages: both deny rules, in load order, and
+    a package nobody lists keeps its rules as written."""
+    texts = {
+        f"{pid}.yaml": rule_file(VALID.replace("id: pkg", f"id: {pid}").replace("Package", pid))
+        for pid in ("pkg", "lone")
+    }
+    for pid in ("a-first", "b-second"):
+        text = VALID.replace("id: pkg", f"id: {pid}").replace(
+            "  rules:", "  incompatibleWith: [pkg]\n  rules:"
+        )
+        texts[f"{pid}.yaml"] = rule_file(text)
+    bundle = load_texts(texts)
+    assert [r.id for r in bundle.packages["pkg"].rules] == [
+        "everyone",
+        "incompatible:a-first",
+        "incompatible:b-second",
+    ]
+    assert [r.id for r in bundle.packages["lone"].rules] == ["everyone"]

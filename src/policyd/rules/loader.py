@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from marshmallow import ValidationError
@@ -95,7 +96,14 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
     if problems:
         raise ProblemsError(problems)
     by_id = {package.id: package for package, _ in packages}
-    by_id = {pid: _with_incompatibility_rules(package, by_id) for pid, package in by_id.items()}
+    declared_by: dict[str, list[str]] = defaultdict(list)  # package -> who lists it
+    for package in by_id.values():
+        for other in package.incompatible_with:
+            declared_by[other].append(package.id)
+    by_id = {
+        pid: _with_incompatibility_rules(package, by_id, declared_by[pid])
+        for pid, package in by_id.items()
+    }
     bundle = Bundle(packages=by_id, version=_version(documents), files=dict(texts))
     _check_engine_limits(bundle, display_root)
     return bundle
@@ -241,12 +249,12 @@ def _uses_owners(rule: Rule) -> bool:
 
 
 def _with_incompatibility_rules(
-    package: AccessPackage, packages: Mapping[str, AccessPackage]
+    package: AccessPackage, packages: Mapping[str, AccessPackage], declared_by: Sequence[str]
 ) -> AccessPackage:
-    """Add a deny rule per incompatible package, declared on either side, and one per
-    incompatible directory group (rule ids in policyd.rules.model: SOD_PACKAGE, SOD_GROUP)."""
-    others = list(package.incompatible_with)
-    others += [p.id for p in packages.values() if package.id in p.incompatible_with]
+    """Add a deny rule per incompatible package, declared on either side (`declared_by`: the
+    packages that list this one), and one per incompatible directory group (rule ids in
+    policyd.rules.model: SOD_PACKAGE, SOD_GROUP)."""
+    others = [*package.incompatible_with, *declared_by]
     extra = []
     for other in dict.fromkeys(others):
         name = packages[other].display_name
@@ -271,6 +279,8 @@ def _with_incompatibility_rules(
                 synthetic=True,
             )
         )
+    if not extra:
+        return package
     return dataclasses.replace(package, rules=package.rules + tuple(extra))
 
 

@@ -19,6 +19,7 @@ from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError
+from policyd.services.memberships import DirectoryMemberships
 from policyd.services.requests import RequestService
 from policyd.services.sod import SodService
 from policyd.store import Database
@@ -124,7 +125,7 @@ def world(store: Database) -> Iterator[World]:
         for user in ("pat", "olivia", "quinn"):
             directory.put_user(SYSTEM, user, {"department": "Finance"}, now=NOW)
         session.commit()
-    connectors = Connectors(load_instances(None), store.session)
+    connectors = Connectors(load_instances(None), DirectoryMemberships(store.session))
     yield World(store, runtime, Worker(store.session, connectors, runtime))
     connectors.close()
     runtime.close()

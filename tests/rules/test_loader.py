@@ -310,3 +310,35 @@ def test_a_package_listed_by_several_others_gets_a_deny_rule_for_each():
         "incompatible:b-second",
     ]
     assert [r.id for r in bundle.packages["lone"].rules] == ["everyone"]
+
+
+def test_a_template_stamps_out_incompatibilities_per_row():
+    """incompatibleWith and incompatibleGroups take template parameters like any value."""
+    text = """
+    apiVersion: policyd/v1
+    template:
+      id: scopes
+      parameters: [scope]
+      rows: [{scope: A}, {scope: B}]
+      packages:
+        - id: "${scope|slug}-readers"
+          displayName: "${scope} readers"
+          incompatibleWith: ["${scope|slug}-writers"]
+          incompatibleGroups: ["Group.${scope}.Approvers"]
+          lifetime: {duration: PT8H}
+          rules: [{id: everyone, then: {decision: auto_approve}}]
+        - id: "${scope|slug}-writers"
+          displayName: "${scope} writers"
+          lifetime: {duration: PT8H}
+          rules: [{id: everyone, then: {decision: auto_approve}}]
+    """
+    bundle = load_texts({"t.yaml": rule_file(text)})
+    assert [r.id for r in bundle.packages["b-readers"].rules] == [
+        "everyone",
+        "incompatible:b-writers",
+        "incompatible-group:Group.B.Approvers",
+    ]
+    assert [r.id for r in bundle.packages["b-writers"].rules] == [
+        "everyone",
+        "incompatible:b-readers",
+    ]

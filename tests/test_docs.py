@@ -48,3 +48,19 @@ def test_the_documented_policy_tests_pass():
     finally:
         policy.close()
     assert [r.failures for r in results] == [[], []]
+
+
+def test_the_documented_incompatible_group_denies_its_members():
+    """payments-approval's incompatibleGroups example denies a member of Payments.Clerks."""
+    from datetime import UTC, datetime
+
+    from policyd.domain import Subject
+
+    bundle = load_texts({f"e{i}.yaml": b for i, b in enumerate(examples()) if is_rule_file(b)})
+    policy = Policy(bundle)
+    clerk = Subject("c", department="Finance", groups=frozenset({"Payments.Clerks"}))
+    try:
+        decision = policy.decide("payments-approval", clerk, now=datetime(2026, 1, 5, tzinfo=UTC))
+    finally:
+        policy.close()
+    assert decision.rule == "incompatible-group:Payments.Clerks"

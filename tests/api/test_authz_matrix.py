@@ -118,6 +118,7 @@ MATRIX = [
     ("get", "/v1/jobs/{id}", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
     ("post", "/v1/jobs/{id}/retry", None, {"user": 403, "app": 403, "admin": OK, "auditor": 403}),
     ("get", "/v1/audit", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
+    ("get", "/v1/sod-violations", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
 ]
 
 

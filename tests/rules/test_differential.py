@@ -166,6 +166,9 @@ def bundle_texts(draw) -> dict[str, str]:
         }
         if package_id == "pkg-a" and draw(st.booleans()):
             package["incompatibleWith"] = ["pkg-b"]
+        if package_id == "pkg-b" and draw(st.booleans()):
+            groups = st.sampled_from([g for g in GROUP_ITEMS if g])
+            package["incompatibleGroups"] = draw(st.lists(groups, min_size=1, max_size=2))
         document = {"apiVersion": "policyd/v1", "package": package}
         texts[f"{package_id}.yaml"] = yaml.safe_dump(document, allow_unicode=True)
     return texts

@@ -241,3 +241,104 @@ def test_too_many_fields_for_one_fact_is_a_load_error():
     )
     found = problems_of({"p.yaml": text})
     assert any("durable_rules evaluates at most 200 keys per fact" in line for line in found), found
+
+
+def test_an_incompatible_group_becomes_a_deny_rule_evaluated_by_the_engine():
+    """incompatibleGroups adds a deny rule incompatible-group:<group> that the engine matches
+    for members of the group only."""
+    from datetime import UTC, datetime
+
+    from policyd.domain import Subject
+    from policyd.rules import Policy
+
+    text = VALID.replace("  rules:", "  incompatibleGroups: [Group.PaymentsApprovers]\n  rules:")
+    bundle = load_texts({"a.yaml": rule_file(text)})
+    rule = bundle.packages["pkg"].rule("incompatible-group:Group.PaymentsApprovers")
+    assert rule.synthetic and rule.outcome is Outcome.DENY
+    policy = Policy(bundle)
+    now = datetime(2026, 1, 5, tzinfo=UTC)
+    try:
+        member = Subject("m", groups=frozenset({"Group.PaymentsApprovers"}))
+        denied = policy.decide("pkg", member, now=now)
+        allowed = policy.decide("pkg", Subject("n", groups=frozenset({"Other"})), now=now)
+    finally:
+        policy.close()
+    assert (denied.outcome, denied.rule) == (
+        Outcome.DENY,
+        "incompatible-group:Group.PaymentsApprovers",
+    )
+    assert (
+        denied.reason
+        == "Member of group Group.PaymentsApprovers, which is incompatible with 'Package'"
+    )
+    assert allowed.outcome is Outcome.AUTO_APPROVE
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ("['group:Payments']", "write the group id without 'group:' ('Payments')"),
+        ("['']", "a group id has 1 to 180 characters"),
+        (f"[{'g' * 181}]", "a group id has 1 to 180 characters"),
+        ("Payments", "Not a valid list."),
+    ],
+)
+def test_bad_incompatible_groups_are_reported_at_their_line(groups, message):
+    """A malformed incompatibleGroups entry is a file:line error naming the key."""
+    text = VALID.replace("  rules:", f"  incompatibleGroups: {groups}\n  rules:")
+    found = problems_of({"p.yaml": text})
+    assert any(line.startswith("p.yaml:6: package.incompatibleGroups") for line in found), found
+    assert any(message in line for line in found), found
+
+
+def test_a_package_listed_by_several_others_gets_a_deny_rule_for_each():
+    """Declared on the other side only, by two packages: both deny rules, in load order, and
+    a package nobody lists keeps its rules as written."""
+    texts = {
+        f"{pid}.yaml": rule_file(VALID.replace("id: pkg", f"id: {pid}").replace("Package", pid))
+        for pid in ("pkg", "lone")
+    }
+    for pid in ("a-first", "b-second"):
+        text = VALID.replace("id: pkg", f"id: {pid}").replace(
+            "  rules:", "  incompatibleWith: [pkg]\n  rules:"
+        )
+        texts[f"{pid}.yaml"] = rule_file(text)
+    bundle = load_texts(texts)
+    assert [r.id for r in bundle.packages["pkg"].rules] == [
+        "everyone",
+        "incompatible:a-first",
+        "incompatible:b-second",
+    ]
+    assert [r.id for r in bundle.packages["lone"].rules] == ["everyone"]
+
+
+def test_a_template_stamps_out_incompatibilities_per_row():
+    """incompatibleWith and incompatibleGroups take template parameters like any value."""
+    text = """
+    apiVersion: policyd/v1
+    template:
+      id: scopes
+      parameters: [scope]
+      rows: [{scope: A}, {scope: B}]
+      packages:
+        - id: "${scope|slug}-readers"
+          displayName: "${scope} readers"
+          incompatibleWith: ["${scope|slug}-writers"]
+          incompatibleGroups: ["Group.${scope}.Approvers"]
+          lifetime: {duration: PT8H}
+          rules: [{id: everyone, then: {decision: auto_approve}}]
+        - id: "${scope|slug}-writers"
+          displayName: "${scope} writers"
+          lifetime: {duration: PT8H}
+          rules: [{id: everyone, then: {decision: auto_approve}}]
+    """
+    bundle = load_texts({"t.yaml": rule_file(text)})
+    assert [r.id for r in bundle.packages["b-readers"].rules] == [
+        "everyone",
+        "incompatible:b-writers",
+        "incompatible-group:Group.B.Approvers",
+    ]
+    assert [r.id for r in bundle.packages["b-writers"].rules] == [
+        "everyone",
+        "incompatible:b-readers",
+    ]

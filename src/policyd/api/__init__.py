@@ -76,6 +76,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         replay,
         request_id,
         requests,
+        sod,
         versions,
     )
 
@@ -88,7 +89,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         "bearer", {"type": "http", "scheme": "bearer", "description": "API token or OIDC JWT"}
     )
     api.spec.options["security"] = [{"bearer": []}]
-    for module in (decisions, requests, assignments, versions, directory, jobs, admin, replay):
+    blueprints = (decisions, requests, assignments, versions, directory, jobs, admin)
+    for module in (*blueprints, replay, sod):
         api.register_blueprint(module.blp)
     app.wsgi_app = hotpath.DecisionHotPath(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

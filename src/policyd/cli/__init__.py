@@ -1,6 +1,13 @@
 """`policyd` command line: rule authoring and running the service."""
 
-from policyd.cli import authoring, directory, replay, service, worker  # noqa: F401 - registers commands
+from policyd.cli import (  # noqa: F401 - registers commands
+    authoring,
+    directory,
+    governance,
+    replay,
+    service,
+    worker,
+)
 from policyd.cli.base import main
 from policyd.cli.service import build_server, close_server
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from marshmallow import ValidationError
 
 from policyd.domain import Outcome
 from policyd.rules.compiler import EngineLimitError, compile_bundle
-from policyd.rules.condition import Cmp, referenced_packages
-from policyd.rules.model import AccessPackage, Bundle, Rule, Version
+from policyd.rules.condition import Cmp, canon_text, referenced_packages
+from policyd.rules.model import SOD_GROUP, SOD_PACKAGE, AccessPackage, Bundle, Rule, Version
 from policyd.rules.schema import RuleFileSchema
 from policyd.rules.source import (
     Document,
@@ -95,7 +96,14 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
     if problems:
         raise ProblemsError(problems)
     by_id = {package.id: package for package, _ in packages}
-    by_id = {pid: _with_incompatibility_rules(package, by_id) for pid, package in by_id.items()}
+    declared_by: dict[str, list[str]] = defaultdict(list)  # package -> who lists it
+    for package in by_id.values():
+        for other in package.incompatible_with:
+            declared_by[other].append(package.id)
+    by_id = {
+        pid: _with_incompatibility_rules(package, by_id, declared_by[pid])
+        for pid, package in by_id.items()
+    }
     bundle = Bundle(packages=by_id, version=_version(documents), files=dict(texts))
     _check_engine_limits(bundle, display_root)
     return bundle
@@ -241,17 +249,18 @@ def _uses_owners(rule: Rule) -> bool:
 
 
 def _with_incompatibility_rules(
-    package: AccessPackage, packages: Mapping[str, AccessPackage]
+    package: AccessPackage, packages: Mapping[str, AccessPackage], declared_by: Sequence[str]
 ) -> AccessPackage:
-    """Add a deny rule per incompatible package, declared on either side."""
-    others = list(package.incompatible_with)
-    others += [p.id for p in packages.values() if package.id in p.incompatible_with]
+    """Add a deny rule per incompatible package, declared on either side (`declared_by`: the
+    packages that list this one), and one per incompatible directory group (rule ids in
+    policyd.rules.model: SOD_PACKAGE, SOD_GROUP)."""
+    others = [*package.incompatible_with, *declared_by]
     extra = []
     for other in dict.fromkeys(others):
         name = packages[other].display_name
         extra.append(
             Rule(
-                id=f"incompatible:{other}",
+                id=f"{SOD_PACKAGE}{other}",
                 outcome=Outcome.DENY,
                 when=Cmp("subject.packages", "contains", other),
                 reason=f"Holds {name!r} ({other}), which is incompatible with "
@@ -259,6 +268,19 @@ def _with_incompatibility_rules(
                 synthetic=True,
             )
         )
+    for group in dict.fromkeys(package.incompatible_groups):
+        extra.append(
+            Rule(
+                id=f"{SOD_GROUP}{group}",
+                outcome=Outcome.DENY,
+                when=Cmp("subject.groups", "contains", canon_text(group)),
+                reason=f"Member of group {group}, which is incompatible with "
+                f"{package.display_name!r}",
+                synthetic=True,
+            )
+        )
+    if not extra:
+        return package
     return dataclasses.replace(package, rules=package.rules + tuple(extra))
 
 

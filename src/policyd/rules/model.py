@@ -10,6 +10,10 @@ from policyd.domain import Outcome
 from policyd.rules.condition import ALWAYS, Condition, Window
 
 API_VERSION = "policyd/v1"
+# Ids of the deny rules the loader adds for separation of duties: the prefix, then the
+# incompatible package or directory group.
+SOD_PACKAGE = "incompatible:"
+SOD_GROUP = "incompatible-group:"
 
 
 class RequestedDuration(StrEnum):
@@ -56,7 +60,7 @@ class Rule:
     approval: ApprovalPolicy | None = None
     lifetime: LifetimePolicy | None = None
     line: int = 0
-    synthetic: bool = False  # made by the loader (incompatible packages), not written in a file
+    synthetic: bool = False  # made by the loader (incompatible packages, groups), not in a file
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class AccessPackage:
     catalog: str | None = None
     owners: tuple[str, ...] = ()
     incompatible_with: tuple[str, ...] = ()
+    incompatible_groups: tuple[str, ...] = ()  # directory groups whose members are denied
     lifetime: LifetimePolicy | None = None
     file: str = ""
     template: str | None = None  # the template that made it, if any

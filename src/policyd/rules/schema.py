@@ -48,6 +48,20 @@ class Slug(fields.String):
         return text
 
 
+class GroupId(fields.String):
+    """A directory group id as written in the directory (`Group.PaymentsApprovers`)."""
+
+    MAX = 180  # with its rule's prefix, a rule id fits the 200 characters of its columns
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not text.strip() or len(text) > self.MAX:
+            raise ValidationError(f"a group id has 1 to {self.MAX} characters")
+        if text.startswith("group:"):
+            raise ValidationError(f"write the group id without 'group:' ({text[6:]!r})")
+        return text
+
+
 class Duration(fields.Field):
     """An ISO-8601 duration such as P90D or PT8H."""
 
@@ -277,6 +291,7 @@ class PackageSchema(Schema):
     catalog = fields.String()
     owners = _references(("user:<id>", "group:<id>"), load_default=())
     incompatible_with = fields.List(Slug(), data_key="incompatibleWith", load_default=())
+    incompatible_groups = fields.List(GroupId(), data_key="incompatibleGroups", load_default=())
     resources = fields.List(fields.Nested(ResourceSchema), load_default=())
     lifetime = fields.Nested(LifetimeSchema)
     rules = fields.List(
@@ -294,6 +309,7 @@ class PackageSchema(Schema):
             catalog=data.get("catalog"),
             owners=tuple(data["owners"]),
             incompatible_with=tuple(data["incompatible_with"]),
+            incompatible_groups=tuple(data["incompatible_groups"]),
             resources=tuple(data["resources"]),
             lifetime=data.get("lifetime"),
             rules=tuple(data["rules"]),

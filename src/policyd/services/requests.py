@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from policyd.domain import Decision, Outcome, RequestOptions, Subject
 from policyd.rules import PolicyRuntime
-from policyd.rules.model import AccessPackage
+from policyd.rules.model import SOD_GROUP, SOD_PACKAGE, AccessPackage
 from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.audit import audit
@@ -20,6 +20,7 @@ from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.events import Event, emit, request_event
 from policyd.services.notifications import notify
+from policyd.services.sod import APPROVED, FILING, Conflict, SodService
 from policyd.store.models import AccessRequest, Approval, Membership, StageApprover
 from policyd.store.query import insert_many, page
 
@@ -80,6 +81,8 @@ class RequestService:
                 self.session.flush()
         if actor.role is Role.USER and subject_id != actor.principal:
             raise ForbiddenError("users can only request access for themselves", field="subject.id")
+        # Held until commit: filings and approvals for one person are checked one at a time.
+        SodService(self.session, self.runtime).lock(subject_id)
         if not extends:
             self._refuse_duplicates(package, subject_id)
         decisions = DecisionService(self.session, self.runtime)
@@ -127,11 +130,19 @@ class RequestService:
             after=request_view(request),
             version=decision.version,
         )
-        self._emit(request_event("request.created", request, decision=decision.outcome.value), now)
-        if decision.outcome is Outcome.DENY:
+        conflicts = (
+            self._conflicts(request, subject, FILING, now)
+            if decision.outcome is not Outcome.DENY or _separates_duties(decision.rule)
+            else []
+        )
+        outcome = Outcome.DENY if conflicts else decision.outcome
+        self._emit(request_event("request.created", request, decision=outcome.value), now)
+        if conflicts:
+            self._deny_conflicting(actor, request, conflicts, now)
+        elif decision.outcome is Outcome.DENY:
             self._move(actor, request, "denied", now)
         elif decision.outcome is Outcome.AUTO_APPROVE:
-            self._grant(actor, request, now)
+            self._grant(actor, request, now, subject)
         else:
             request.stages = self._resolve_stages(decision, subject, package)
             self._enter_stage(actor, request, 1, now)
@@ -141,6 +152,36 @@ class RequestService:
             self.session.rollback()
             raise ConflictError("a request with this Idempotency-Key is being created") from None
         return request, True
+
+    def _refuse_conflicts(
+        self,
+        actor: Actor,
+        request: AccessRequest,
+        subject: Subject,
+        counting: tuple[str, ...],
+        now: datetime,
+    ) -> list[Conflict]:
+        """Deny the request if separation of duties forbids it now; returns the conflicts."""
+        conflicts = self._conflicts(request, subject, counting, now)
+        if conflicts:
+            self._deny_conflicting(actor, request, conflicts, now)
+        return conflicts
+
+    def _conflicts(
+        self, request: AccessRequest, subject: Subject, counting: tuple[str, ...], now: datetime
+    ) -> list[Conflict]:
+        return SodService(self.session, self.runtime).conflicts(
+            subject, request.package, counting=counting, exclude=request.id, now=now
+        )
+
+    def _deny_conflicting(
+        self, actor: Actor, request: AccessRequest, conflicts: list[Conflict], now: datetime
+    ) -> None:
+        """Deny, recording the rule and the policy version that found the conflict."""
+        request.rule, request.version = conflicts[0].rule, conflicts[0].version
+        reasons = "; ".join(conflict.reason for conflict in conflicts)
+        request.reason = f"separation of duties: {reasons}"
+        self._move(actor, request, "denied", now)
 
     def _refuse_duplicates(self, package: str, subject_id: str) -> None:
         pending = self.session.scalar(
@@ -300,8 +341,17 @@ class RequestService:
             version=request.version,
         )
 
-    def _grant(self, actor: Actor, request: AccessRequest, now: datetime) -> None:
-        """Approved: create the assignment, whose outbox jobs deliver it (or extend one)."""
+    def _grant(
+        self, actor: Actor, request: AccessRequest, now: datetime, subject: Subject
+    ) -> list[Conflict]:
+        """Approved: create the assignment, whose outbox jobs deliver it (or extend one).
+
+        Returns:
+            What separation of duties found against the access now, if anything: then the
+            request is denied instead and no grant job is written.
+        """
+        if conflicts := self._refuse_conflicts(actor, request, subject, APPROVED, now):
+            return conflicts
         self._move(actor, request, "approved", now)
         # Approved by its last approver, or by the rules at once (no stages: approved_by null).
         approver = actor.principal if request.stages else None
@@ -313,6 +363,7 @@ class RequestService:
         else:
             self._move(actor, request, "delivering", now)
             assignments.create(actor, request, now=now)
+        return []
 
     def extend(
         self,
@@ -383,6 +434,13 @@ class RequestService:
         stage = request.stages[request.stage - 1]
         if actor.principal not in stage["approvers"]:
             raise ForbiddenError(f"you are not an approver of stage {request.stage}")
+        if verdict == "approve":
+            sod = SodService(self.session, self.runtime)
+            sod.lock(request.subject_id)
+            subject = sod.subject(request.subject_id)
+            if conflicts := self._refuse_conflicts(actor, request, subject, APPROVED, now):
+                self.session.commit()
+                raise _refused(request, conflicts)
         request.approvals.append(
             Approval(
                 stage=request.stage,
@@ -402,8 +460,9 @@ class RequestService:
             self._move(actor, request, "denied", now)
         elif request.stage < len(request.stages):
             self._enter_stage(actor, request, request.stage + 1, now)
-        else:
-            self._grant(actor, request, now)
+        elif conflicts := self._grant(actor, request, now, subject):
+            self.session.commit()
+            raise _refused(request, conflicts)
         self.session.commit()
         return request
 
@@ -448,3 +507,17 @@ class RequestService:
                 (StageApprover.request_id == AccessRequest.id) & (StageApprover.user_id == me),
             ).where(AccessRequest.state == "pending_approval")
         return page(self.session, query, offset, limit)
+
+
+def _separates_duties(rule: str | None) -> bool:
+    return bool(rule) and rule.startswith((SOD_PACKAGE, SOD_GROUP))
+
+
+def _refused(request: AccessRequest, conflicts: list[Conflict]) -> ConflictError:
+    """The error for an approval that separation of duties refused (the request is denied):
+    the message names the rule, `errors.package` each conflict."""
+    return ConflictError(
+        f"request {request.id} is denied by rule {request.rule!r}: {request.reason}",
+        field="package",
+        errors=[conflict.reason for conflict in conflicts],
+    )

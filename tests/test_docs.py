@@ -64,3 +64,17 @@ def test_the_documented_incompatible_group_denies_its_members():
     finally:
         policy.close()
     assert decision.rule == "incompatible-group:Payments.Clerks"
+
+
+def test_the_documented_template_makes_two_packages_per_row():
+    """The template example in docs/rules.md loads into a readers and an eligibility package
+    for each of its rows, each naming the template."""
+    block = next(b for b in examples() if b.startswith("apiVersion: policyd/v1\ntemplate:"))
+    bundle = load_texts({"scopes.yaml": block})
+    assert sorted(bundle.packages) == [
+        "scopeb-eligibility",
+        "scopeb-readers",
+        "scopec-eligibility",
+        "scopec-readers",
+    ]
+    assert {p.template for p in bundle.packages.values()} == {"scope-readers"}

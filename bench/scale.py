@@ -4,10 +4,11 @@ many packages, each size measured in a fresh process and printed as one table.
     python bench/scale.py                      # 1,000 and 10,000 packages
     python bench/scale.py --sizes 1000,10000,100000
 
-Packages have a realistic shape: per scope, a just-in-time readers package of four rules
-(deny terminated accounts, auto-approve the eligible group, approval by the scope's approvers
-for members, deny guests) plus the package that grants the eligibility, as a template would
-stamp them out, and the example policies written by hand beside them. Targets (issue "Scale"):
+Packages have a realistic shape: a template whose CSV rows each make, per scope, a
+just-in-time readers package of four rules (deny terminated accounts, auto-approve the
+eligible group, approval by the scope's approvers for members, deny guests) plus the package
+that grants the eligibility, and the example policies written by hand beside it. A row also
+times publishing the bundle as a version (validate and store, SQLite). Targets (issue "Scale"):
 a 10,000-rule bundle loads in <= 2 s, 100,000 packages in <= 30 s, and a process holding a
 10,000-package version stays <= 250 MB RSS.
 """
@@ -28,71 +29,60 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
 
-READERS = """apiVersion: policyd/v1
-package:
-  id: scope-{n}-readers
-  displayName: Scope {n} readers (just in time)
-  owners: ["group:Group.Scope{n}.Approvers"]
-  resources:
-    - {{connector: directory, resource: "group:Group.Scope{n}.Readers", role: member}}
-  lifetime: {{duration: PT8H, max: PT8H, requested: shorter}}
-  rules:
-    - id: terminated
-      when: {{subject.employeeType: terminated}}
-      then: {{decision: deny, reason: Terminated accounts cannot request access}}
-    - id: eligible-members
-      priority: 100
-      when: {{subject.groups: {{contains: Group.Scope{n}.Readers.Eligible}}}}
-      then: {{decision: auto_approve, reason: Eligible members are approved automatically}}
-    - id: members
-      when: {{subject.type: member}}
-      then:
-        decision: require_approval
-        approval:
-          stages: [{{approvers: ["group:Group.Scope{n}.Approvers"], timeout: PT4H}}]
-    - id: guests
-      when: {{subject.type: guest}}
-      then: {{decision: deny, reason: Guests cannot read scope {n}}}
-"""
-
-ELIGIBILITY = """apiVersion: policyd/v1
-package:
-  id: scope-{n}-eligibility
-  displayName: Scope {n} readers eligibility
-  resources:
-    - {{connector: directory, resource: "group:Group.Scope{n}.Readers.Eligible", role: member}}
-  lifetime: {{duration: P90D}}
-  rules:
-    - id: approvers-decide
-      when: {{subject.type: member}}
-      then:
-        decision: require_approval
-        approval:
-          stages: [{{approvers: ["group:Group.Scope{n}.Approvers"], timeout: P3D}}]
+TEMPLATE = """apiVersion: policyd/v1
+template:
+  id: scope-readers
+  parameters: [scope]
+  rowsFrom: scopes.csv
+  packages:
+    - id: "${scope|slug}-readers"
+      displayName: "${scope} readers (just in time)"
+      owners: ["group:Group.${scope}.Approvers"]
+      resources:
+        - {connector: directory, resource: "group:Group.${scope}.Readers", role: member}
+      lifetime: {duration: PT8H, max: PT8H, requested: shorter}
+      rules:
+        - id: terminated
+          when: {subject.employeeType: terminated}
+          then: {decision: deny, reason: Terminated accounts cannot request access}
+        - id: eligible-members
+          priority: 100
+          when: {subject.groups: {contains: "Group.${scope}.Readers.Eligible"}}
+          then: {decision: auto_approve, reason: Eligible members are approved automatically}
+        - id: members
+          when: {subject.type: member}
+          then:
+            decision: require_approval
+            approval:
+              stages: [{approvers: ["group:Group.${scope}.Approvers"], timeout: PT4H}]
+        - id: guests
+          when: {subject.type: guest}
+          then: {decision: deny, reason: "Guests cannot read ${scope}"}
+    - id: "${scope|slug}-eligibility"
+      displayName: "${scope} readers eligibility"
+      resources:
+        - {connector: directory, resource: "group:Group.${scope}.Readers.Eligible"}
+      lifetime: {duration: P90D}
+      rules:
+        - id: approvers-decide
+          when: {subject.type: member}
+          then:
+            decision: require_approval
+            approval:
+              stages: [{approvers: ["group:Group.${scope}.Approvers"], timeout: P3D}]
 """
 
 
 def write_bundle(folder: Path, packages: int) -> int:
-    """`packages` packages in `folder` (the examples, then readers and eligibility pairs);
-    returns how many rules they hold."""
+    """About `packages` packages in `folder`: the hand-written examples, and a template whose
+    CSV rows each make a readers and an eligibility package; returns the number of scopes."""
     shutil.copytree(POLICIES, folder, ignore=shutil.ignore_patterns("tests"))
     examples = len(list(folder.glob("*.yaml")))
-    rules = sum(text.count("    - id: ") for text in _texts(folder))
-    n = 0
-    while examples + n < packages:
-        (folder / f"scope-{n}-readers.yaml").write_text(READERS.format(n=n), encoding="utf-8")
-        rules += 4
-        n += 1
-        if examples + n < packages:
-            text = ELIGIBILITY.format(n=n - 1)
-            (folder / f"scope-{n - 1}-eligibility.yaml").write_text(text, encoding="utf-8")
-            rules += 1
-            n += 1
-    return rules
-
-
-def _texts(folder: Path):
-    return (p.read_text(encoding="utf-8") for p in folder.glob("*.yaml"))
+    scopes = max(1, (packages - examples) // 2)
+    (folder / "scopes.yaml").write_text(TEMPLATE, encoding="utf-8")
+    rows = "".join(f"Scope{n}\n" for n in range(scopes))
+    (folder / "scopes.csv").write_text("scope\n" + rows, encoding="utf-8")
+    return scopes
 
 
 def measure(folder: str) -> dict[str, float]:
@@ -108,7 +98,7 @@ def measure(folder: str) -> dict[str, float]:
     now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     subject = Subject(id="ada", groups=frozenset({"Group.Scope0.Readers.Eligible"}))
     first = time.perf_counter()
-    decision = runtime.active.decide("scope-0-readers", subject, RequestOptions(), now=now)
+    decision = runtime.active.decide("scope0-readers", subject, RequestOptions(), now=now)
     decided = time.perf_counter()
     assert decision.rule == "eligible-members", decision
     switch_started = time.perf_counter()
@@ -116,6 +106,7 @@ def measure(folder: str) -> dict[str, float]:
     switched = time.perf_counter()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     runtime.close()
+    published = publish(bundle)
     return {
         "packages": len(bundle.packages),
         "rules": bundle.rule_count,
@@ -124,7 +115,27 @@ def measure(folder: str) -> dict[str, float]:
         "first_decision_ms": (decided - first) * 1000,
         "switch_s": switched - switch_started,
         "peak_rss_mb": rss,
+        "publish_s": published,
     }
+
+
+def publish(bundle) -> float:
+    """Seconds to publish `bundle`'s files as a version into a new SQLite database."""
+    from policyd.services.actor import SYSTEM
+    from policyd.services.versions import VersionService
+    from policyd.store import Database
+
+    with tempfile.TemporaryDirectory() as folder:
+        database = Database(f"sqlite:///{folder}/scale.db")
+        database.upgrade()
+        started = time.perf_counter()
+        with database.session() as session:
+            VersionService(session).publish(
+                SYSTEM, bundle.files, message="scale", now=datetime.now(UTC)
+            )
+        spent = time.perf_counter() - started
+        database.dispose()
+    return spent
 
 
 def row(size: int, work: Path) -> dict[str, float]:
@@ -173,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "compile s",
         "1st decision ms",
         "switch s",
+        "publish s",
         "peak RSS MB",
         "targets",
     )
@@ -188,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{result['compile_s']:.2f}",
                     f"{result['first_decision_ms']:.1f}",
                     f"{result['switch_s']:.2f}",
+                    f"{result['publish_s']:.2f}",
                     f"{result['peak_rss_mb']:.0f}",
                     verdicts(result),
                 )
@@ -197,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     for n, line in enumerate([header, *rows]):
         print(
             "  ".join(
-                cell.rjust(w) if c < 7 else cell
+                cell.rjust(w) if c < 8 else cell
                 for c, (cell, w) in enumerate(zip(line, widths, strict=True))
             )
         )

@@ -9,6 +9,7 @@ import pytest
 
 from policyd.cli import main
 from tests.conftest import POLICIES, rule_file
+from tests.rules.test_source import billion_laughs
 
 
 def test_check_passes_on_the_examples(runner):
@@ -72,6 +73,33 @@ def test_check_reports_every_error_and_fails(runner, tmp_path):
     assert "'8 hours' is not an ISO-8601 duration" in lines[1]
     assert "'every monday' is not a valid cron expression" in lines[2]
     assert lines[3] == "3 errors in 1 file"
+
+
+def test_check_refuses_an_alias_bomb_with_its_file_and_line(runner, tmp_path):
+    """A 1.5 KB billion-laughs rule file is one file:line error and exit 1, not MemoryError."""
+    shutil.copytree(POLICIES, tmp_path / "p")
+    (tmp_path / "p" / "lol.yaml").write_text(billion_laughs())
+    result = runner.invoke(main, ["check", str(tmp_path / "p")])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"{tmp_path}/p/lol.yaml:6: invalid YAML: aliases repeat more than 10000 values in this "
+        "document; write the values out instead",
+        "1 error in 1 file",
+    ]
+
+
+def test_check_refuses_a_rule_file_nested_ten_thousand_deep_with_its_file_and_line(
+    runner, tmp_path
+):
+    """YAML nested 10,000 levels is one file:line error and exit 1, not a RecursionError."""
+    shutil.copytree(POLICIES, tmp_path / "p")
+    deep = "apiVersion: policyd/v1\npackage: " + "{a: " * 10_000 + "1" + "}" * 10_000 + "\n"
+    (tmp_path / "p" / "deep.yaml").write_text(deep)
+    result = runner.invoke(main, ["check", str(tmp_path / "p")])
+    assert result.exit_code == 1
+    first, last = result.output.splitlines()
+    assert first.startswith(f"{tmp_path}/p/deep.yaml:2: invalid YAML: ")
+    assert last == "1 error in 1 file"
 
 
 def test_check_validates_test_files_too(runner, tmp_path):

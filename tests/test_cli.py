@@ -102,6 +102,79 @@ def test_check_refuses_a_rule_file_nested_ten_thousand_deep_with_its_file_and_li
     assert last == "1 error in 1 file"
 
 
+def test_check_refuses_a_lifetime_cron_that_never_fires_at_its_file_and_line(runner, tmp_path):
+    """`until: {cron: "0 0 31 2 *"}` fails `check` at its line, instead of passing and then
+    failing every decision."""
+    shutil.copytree(POLICIES, tmp_path / "p")
+    finance = tmp_path / "p" / "quarter-end-finance.yaml"
+    finance.write_text(finance.read_text().replace("0 0 1 1,4,7,10 *", "0 0 31 2 *"))
+    result = runner.invoke(main, ["check", str(tmp_path / "p")])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"{finance}:25: package.rules[0].then.lifetime.until.cron: cron '0 0 31 2 *' never fires",
+        "1 error in 1 file",
+    ]
+
+
+PERMANENT = """
+apiVersion: policyd/v1
+package:
+  id: newsletter
+  displayName: Staff newsletter
+  rules:
+    - id: members
+      then: {decision: auto_approve, lifetime: {permanent: true}}
+"""
+
+
+def test_eval_shows_permanent_access_as_never_expiring(runner, tmp_path):
+    """A permanent lifetime prints `expires never` (and null in --json)."""
+    (tmp_path / "newsletter.yaml").write_text(rule_file(PERMANENT))
+    args = ["eval", "newsletter", "-p", str(tmp_path), "--id", "ada"]
+    result = runner.invoke(main, [*args, "--now", "2026-01-05T09:00:00Z"])
+    assert result.exit_code == 0, result.output
+    assert "expires   never  (permanent: no end date)" in result.output
+    result = runner.invoke(main, [*args, "--json"])
+    assert json.loads(result.output)["lifetime"]["expires_at"] is None
+
+
+def test_a_policy_test_expecting_never_fails_on_an_expiring_lifetime(runner, tmp_path):
+    """`expiresAt: never` passes for permanent access and fails, saying so, for a date."""
+    (tmp_path / "newsletter.yaml").write_text(rule_file(PERMANENT))
+    (tmp_path / "tests").mkdir()
+    case = (
+        "apiVersion: policyd/v1\ntests:\n"
+        "  - {name: forever, package: newsletter, now: 2026-01-05T09:00:00Z,\n"
+        "     subject: {id: ada}, expect: {decision: auto_approve, expiresAt: never}}\n"
+    )
+    (tmp_path / "tests" / "t.yaml").write_text(case)
+    assert runner.invoke(main, ["test", str(tmp_path)]).exit_code == 0
+    newsletter = tmp_path / "newsletter.yaml"
+    newsletter.write_text(newsletter.read_text().replace("permanent: true", "duration: P1D"))
+    result = runner.invoke(main, ["test", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "expected expiresAt never, got 2026-01-06T09:00:00+00:00" in result.output
+
+
+def test_check_refuses_a_policy_test_dated_outside_the_decision_range(runner, tmp_path):
+    """A case's `now` outside 1970-2199 is a file:line error in `check`, not a traceback in
+    `test`."""
+    (tmp_path / "newsletter.yaml").write_text(rule_file(PERMANENT))
+    (tmp_path / "tests").mkdir()
+    case = (
+        "apiVersion: policyd/v1\ntests:\n"
+        "  - {name: late, package: newsletter, now: 9999-12-31T23:59:00Z,\n"
+        "     subject: {id: ada}, expect: {decision: auto_approve}}\n"
+    )
+    (tmp_path / "tests" / "t.yaml").write_text(case)
+    for command in ("check", "test"):
+        result = runner.invoke(main, [command, str(tmp_path)])
+        assert result.exit_code == 1
+        assert f"{tmp_path}/tests/t.yaml:3: tests[0].now: 9999-12-31T23:59:00+00:00 is not " in (
+            result.output
+        )
+
+
 def test_check_validates_test_files_too(runner, tmp_path):
     """A test case naming an unknown package or rule fails `check` with its line."""
     shutil.copytree(POLICIES, tmp_path / "p")
@@ -195,6 +268,8 @@ def test_eval_reads_a_subject_file(runner, tmp_path):
         (["--id", "a", "--duration", "8h"], "'8h' is not an ISO-8601 duration"),
         (["--id", "a", "--now", "yesterday"], "'yesterday' is not an ISO-8601 date-time"),
         (["--id", "a", "--attr", "novalue"], "'novalue' is not KEY=VALUE"),
+        (["--id", "a", "--now", "9999-12-31T23:59:00Z"], "is not between 1970 and 2199"),
+        (["--id", "a", "--duration", "P10675199D"], "a duration is at most 100 years"),
         ([], "give --subject FILE or at least --id"),
     ],
 )

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import dataclasses
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from policyd.domain import Outcome, RequestOptions, Subject, UserType
-from policyd.rules import NO_RULE_MATCHED, InvalidInputError, UnknownPackageError
-from tests.conftest import policy_from
+from policyd.rules import (
+    NO_RULE_MATCHED,
+    InvalidInputError,
+    Policy,
+    UnknownPackageError,
+    load_texts,
+)
+from policyd.rules.condition import Window
+from policyd.rules.decision import LIFETIME_UNRESOLVED
+from policyd.rules.model import LifetimePolicy
+from tests.conftest import policy_from, rule_file
 
 
 def package(rules: str, extra: str = "") -> str:
@@ -211,3 +221,75 @@ def test_unknown_package_is_a_lookup_error(clock):
             policy.decide("other", Subject("u"), now=clock)
     finally:
         policy.close()
+
+
+def test_a_permanent_lifetime_decides_with_no_expiry(decide):
+    """An approval with `permanent: true` has lifetime.expires_at null in its answer."""
+    rules = "    - {id: r, then: {decision: auto_approve, lifetime: {permanent: true}}}\n"
+    decision = decide(rules, Subject("u"))
+    assert decision.outcome is Outcome.AUTO_APPROVE
+    assert decision.to_dict()["lifetime"] == {
+        "expires_at": None,
+        "explanation": "permanent: no end date",
+        "clamped": False,
+        "extendable": False,
+    }
+
+
+def test_an_approval_whose_end_date_has_passed_is_a_deny_naming_the_rule(decide, clock):
+    """Access that would end before it starts is not granted: the answer is a deny from the
+    rule, saying why, never an error."""
+    rules = "    - {id: r, then: {decision: auto_approve, lifetime: {endDate: 2025-12-31}}}\n"
+    decision = decide(rules, Subject("u"))
+    assert (decision.outcome, decision.rule, decision.matched) == (Outcome.DENY, "r", ("r",))
+    assert decision.reason == (
+        f"{LIFETIME_UNRESOLVED}: the fixed end date 2025-12-31T00:00:00Z has passed"
+    )
+    assert decision.lifetime is None and decision.stages == ()
+
+
+def test_a_published_cron_lifetime_that_stopped_firing_is_a_deny_not_an_error(clock):
+    """Even a stored bundle whose cron no longer fires (made here past the loader's checks)
+    answers every decision with a deny that names the cron."""
+    bundle = load_texts({"f.yaml": rule_file(package(APPROVE_HIGH))})
+    stale = LifetimePolicy(until=Window("0 0 1 1 * 0 2025"))
+    pkg = bundle.packages["pkg"]
+    pkg = dataclasses.replace(pkg, lifetime=stale)
+    bundle = dataclasses.replace(bundle, packages={"pkg": pkg})
+    policy = Policy(bundle)
+    try:
+        decision = policy.decide("pkg", Subject("u", department="Engineering"), now=clock)
+    finally:
+        policy.close()
+    assert decision.outcome is Outcome.DENY
+    assert decision.reason.startswith(f"{LIFETIME_UNRESOLVED}: cron '0 0 1 1 * 0 2025' (UTC)")
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        datetime(9999, 12, 31, 23, 59, tzinfo=UTC),
+        datetime(2200, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, tzinfo=UTC),
+    ],
+)
+def test_a_decision_time_outside_1970_to_2199_is_invalid_input(decide, now):
+    """A `now` where cron windows or lifetimes cannot be counted is refused, naming `now`."""
+    with pytest.raises(InvalidInputError) as caught:
+        decide(APPROVE_HIGH, Subject("u"), now=now)
+    assert caught.value.field == "now"
+    assert "is not between 1970 and 2199" in caught.value.message
+
+
+def test_the_latest_decision_time_resolves_windows_and_lifetimes_in_any_zone(decide):
+    """At the last allowed minute, a cron window in UTC+14 and the longest lifetime still
+    resolve without overflow."""
+    rules = (
+        "    - id: r\n"
+        '      when: {now: {within: {cron: "* * * * *", timezone: Pacific/Kiritimati}}}\n'
+        "      then: {decision: auto_approve, lifetime: {duration: P100Y}}\n"
+    )
+    now = datetime(2199, 12, 31, 23, 59, tzinfo=UTC)
+    decision = decide(rules, Subject("u"), now=now)
+    assert decision.outcome is Outcome.AUTO_APPROVE
+    assert decision.lifetime.expires_at == datetime(2299, 12, 31, 23, 59, tzinfo=UTC)

@@ -7,7 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from policyd.rules.condition import Window
-from policyd.rules.lifetime import next_fire, resolve_lifetime
+from policyd.rules.lifetime import (
+    LifetimeError,
+    lifetime_cron_problem,
+    next_fire,
+    resolve_lifetime,
+)
 from policyd.rules.model import LifetimePolicy, RequestedDuration
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -88,3 +93,66 @@ def test_a_cron_end_is_the_same_anywhere_within_a_minute():
     assert next_fire(cron, "UTC", datetime(2026, 4, 1, 0, 0, 30, tzinfo=UTC)) == datetime(
         2026, 7, 1, tzinfo=UTC
     )
+
+
+def test_a_permanent_lifetime_has_no_expiry():
+    """`permanent: true` resolves to no end at all, and says so."""
+    life = resolve_lifetime(LifetimePolicy(permanent=True), NOW)
+    assert life.expires_at is None
+    assert life.explanation == "permanent: no end date"
+
+
+def test_a_requester_may_shorten_permanent_access():
+    """A requested duration shortens permanent access (`requested: shorter`, the default)."""
+    life = resolve_lifetime(LifetimePolicy(permanent=True), NOW, "P7D")
+    assert life.expires_at == NOW + timedelta(days=7)
+
+
+def test_a_requested_duration_is_ignored_for_a_fixed_permanent_lifetime():
+    """With `requested: none` permanent access stays permanent whatever is asked."""
+    policy = LifetimePolicy(permanent=True, requested=RequestedDuration.NONE)
+    assert resolve_lifetime(policy, NOW, "P7D").expires_at is None
+
+
+def test_an_end_date_that_has_passed_cannot_be_resolved():
+    """Access that would end before it starts is a LifetimeError naming the date."""
+    policy = LifetimePolicy(end_date=NOW - timedelta(days=1))
+    with pytest.raises(LifetimeError, match="the fixed end date 2026-01-04T09:00:00Z has passed"):
+        resolve_lifetime(policy, NOW)
+
+
+def test_a_cron_that_stopped_firing_is_a_lifetime_error_not_a_croniter_error():
+    """A cron with no firing left (here a year field in the past) raises LifetimeError."""
+    with pytest.raises(LifetimeError, match="does not fire within 366 days after"):
+        next_fire("0 0 1 1 * 0 2020", "UTC", NOW)
+
+
+def test_a_cron_that_fires_only_past_the_horizon_is_a_lifetime_error():
+    """A firing more than 366 days away does not count as an end."""
+    with pytest.raises(LifetimeError, match="does not fire within 366 days"):
+        next_fire("0 0 29 2 *", "UTC", datetime(2024, 3, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("cron", "problem"),
+    [
+        ("0 0 31 2 *", "cron '0 0 31 2 *' never fires"),
+        ("0 0 31 4,6,9,11 *", "never fires"),
+        ("0 0 29 2 *", "does not fire at least once every 366 days (not after 2001-01-01 00:00 "),
+        ("0 0 * 2 5#5", "does not fire at least once every 366 days"),
+        ("0 0 1 1 * 0 2030", "has a year field"),
+    ],
+)
+def test_a_lifetime_cron_must_fire_at_least_once_a_year(cron, problem):
+    """Crons that never fire, or leave more than 366 days between firings, cannot end a
+    lifetime."""
+    assert problem in lifetime_cron_problem(Window(cron))
+
+
+@pytest.mark.parametrize(
+    "cron", ["0 0 1 1 *", "0 0 1 1,4,7,10 *", "0 18 * * 5", "0 0 L 2 *", "30 2 29 3 *"]
+)
+def test_crons_firing_at_least_yearly_can_end_a_lifetime(cron):
+    """Yearly (366 days in a leap year), quarterly, weekly and last-day crons are accepted,
+    also at a time a daylight-saving change skips in the zone."""
+    assert lifetime_cron_problem(Window(cron, "Europe/Berlin")) is None

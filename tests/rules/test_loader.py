@@ -342,3 +342,101 @@ def test_a_template_stamps_out_incompatibilities_per_row():
         "everyone",
         "incompatible:b-readers",
     ]
+
+
+def lifetime_file(lifetime: str, when: str = "") -> str:
+    """A package whose one rule approves with `lifetime` (line 8 holds the lifetime)."""
+    return f"""
+apiVersion: policyd/v1
+package:
+  id: pkg
+  displayName: Package
+  rules:
+    - id: everyone{when}
+      then:
+        decision: auto_approve
+        lifetime: {lifetime}
+"""
+
+
+def test_a_lifetime_cron_that_never_fires_is_refused_at_its_line():
+    """`until: {cron: "0 0 31 2 *"}` (30 February) is a load error, not a 500 per decision."""
+    assert problems_of({"f.yaml": lifetime_file('{until: {cron: "0 0 31 2 *"}}')}) == [
+        "f.yaml:9: package.rules[0].then.lifetime.until.cron: cron '0 0 31 2 *' never fires"
+    ]
+
+
+def test_a_lifetime_cron_with_years_between_firings_is_refused():
+    """A cron that fires only on 29 February leaves years without an end: refused."""
+    (problem,) = problems_of({"f.yaml": lifetime_file('{until: {cron: "0 0 29 2 *"}}')})
+    assert problem.startswith("f.yaml:9: package.rules[0].then.lifetime.until.cron: cron ")
+    assert "does not fire at least once every 366 days" in problem
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "message"),
+    [
+        ("{duration: P10675199D}", "'P10675199D': a duration is at most 100 years"),
+        ("{duration: P101Y}", "'P101Y': a duration is at most 100 years"),
+        ("{duration: P1D, max: P999999999D}", "a duration is at most 100 years"),
+        ("{endDate: 9999-12-31T23:59:59-05:00}", "is past the year 9999 in UTC"),
+    ],
+)
+def test_lifetimes_beyond_what_a_decision_can_count_are_refused(lifetime, message):
+    """Durations over 100 years and end dates with no UTC form are refused at load, so no
+    decision overflows a datetime adding or converting them."""
+    (problem,) = problems_of({"f.yaml": lifetime_file(lifetime)})
+    assert problem.startswith("f.yaml:9: package.rules[0].then.lifetime")
+    assert message in problem
+
+
+def test_an_approval_timeout_over_a_hundred_years_is_refused():
+    """A stage timeout that would overflow the request's due time is refused at its line."""
+    text = VALID.replace(
+        "then: {decision: auto_approve}",
+        "then:\n        decision: require_approval\n        approval:\n"
+        "          stages: [{approvers: [manager], timeout: P10675199D}]",
+    )
+    (problem,) = problems_of({"f.yaml": text})
+    assert problem.startswith("f.yaml:11: package.rules[0].then.approval.stages[0].timeout: ")
+    assert "at most 100 years" in problem
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        ('{until: {cron: "R 0 1 * *"}}', ""),
+        ("{duration: P1D}", '\n      when: {now: {within: "R 8-17 * * *"}}'),
+    ],
+)
+def test_random_cron_fields_are_refused(where):
+    """croniter's R picks a random value at every parse; rules must not change by chance."""
+    lifetime, when = where
+    (problem,) = problems_of({"f.yaml": lifetime_file(lifetime, when)})
+    assert "random cron fields (R) are not allowed" in problem
+
+
+def test_a_permanent_lifetime_loads():
+    """`lifetime: {permanent: true}` is a lifetime with no end."""
+    bundle = load_texts({"f.yaml": rule_file(lifetime_file("{permanent: true}"))})
+    assert bundle.packages["pkg"].rules[0].lifetime.permanent
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "message"),
+    [
+        (
+            "{permanent: true, max: P30D}",
+            "lifetime.max: permanent access has no max; give a duration and max instead",
+        ),
+        ("{permanent: false}", "lifetime.permanent: permanent is true, or left out"),
+        (
+            "{permanent: true, duration: P1D}",
+            "lifetime: give exactly one of duration, endDate, until or permanent: true",
+        ),
+    ],
+)
+def test_a_permanent_lifetime_is_only_permanent(lifetime, message):
+    """Permanent excludes a max and any other end; `permanent: false` says nothing."""
+    (problem,) = problems_of({"f.yaml": lifetime_file(lifetime)})
+    assert message in problem

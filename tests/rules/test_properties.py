@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from policyd.domain import Outcome, RequestOptions, Subject, UserType
 from policyd.rules import NO_RULE_MATCHED, Policy, ProblemsError, choose, load_texts
 from policyd.rules.condition import Window, parse_duration
-from policyd.rules.lifetime import resolve_lifetime
+from policyd.rules.lifetime import LifetimeError, resolve_lifetime
 from policyd.rules.model import LifetimePolicy, RequestedDuration, Rule
 from tests.rules.oracle import oracle_matched
 
@@ -153,7 +154,12 @@ def lifetime_policies(draw) -> LifetimePolicy:
 @settings(max_examples=500, deadline=None)
 @given(lifetime_policies(), REQUESTED, MOMENTS)
 def test_resolved_lifetime_never_exceeds_the_maximum(policy, requested, now):
-    """Whatever the default and the request, access never ends later than now + max."""
+    """Whatever the default and the request, access never ends later than now + max (or is
+    refused because its end date has passed)."""
+    if policy.end_date is not None and policy.end_date <= now:
+        with pytest.raises(LifetimeError):
+            resolve_lifetime(policy, now, requested)
+        return
     assert resolve_lifetime(policy, now, requested).expires_at <= now + policy.maximum
 
 

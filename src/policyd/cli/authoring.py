@@ -228,7 +228,7 @@ def _explain(decision: Decision) -> str:
     ]
     if data["lifetime"]:
         life = data["lifetime"]
-        lines.append(f"expires   {life['expires_at']}  ({life['explanation']})")
+        lines.append(f"expires   {life['expires_at'] or 'never'}  ({life['explanation']})")
     for number, stage in enumerate(data["approval"]["stages"], start=1):
         who = ", ".join(stage["resolved"]) or "(no approver resolved)"
         escalate = f", then {', '.join(stage['escalate_to'])}" if stage["escalate_to"] else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +14,13 @@ import isodate
 from croniter import croniter
 
 ATTRIBUTE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+# Decisions are made at times in this range: croniter matches cron windows exactly only
+# until about 2250 (it works with float timestamps), and a lifetime counted from such a time
+# (no duration is longer than LONGEST_YEARS) stays far from the end of datetime (9999).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+LONGEST_YEARS = 100
 
 
 class Kind(Enum):
@@ -165,12 +172,38 @@ def parse_duration(text: Any):
         raise ValueError(f"{text!r} is not an ISO-8601 duration such as P90D or PT8H")
     try:
         parsed = isodate.parse_duration(text)
-    except (isodate.ISO8601Error, ValueError):
+    except (isodate.ISO8601Error, ValueError, OverflowError):
         raise ValueError(f"{text!r} is not an ISO-8601 duration such as P90D or PT8H") from None
-    probe = datetime(2000, 1, 1) + parsed
-    if probe <= datetime(2000, 1, 1):
+    origin = datetime(2000, 1, 1)
+    try:
+        probe = origin + parsed
+    except (OverflowError, ValueError):
+        probe = datetime.max
+    if probe <= origin:
         raise ValueError(f"{text!r}: a duration must be longer than zero")
+    if probe > origin.replace(year=origin.year + LONGEST_YEARS):
+        raise ValueError(f"{text!r}: a duration is at most {LONGEST_YEARS} years")
     return parsed
+
+
+def check_decision_time(now: datetime) -> None:
+    """Raises ValueError unless `now` is aware and between EARLIEST and LATEST."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("must carry a time zone (UTC), e.g. 2026-01-05T09:00:00Z")
+    if not EARLIEST <= now < LATEST:
+        raise ValueError(f"{now.isoformat()} is not between {EARLIEST.year} and {LATEST.year - 1}")
+
+
+def to_utc(moment: datetime) -> datetime:
+    """`moment` (aware) in UTC.
+
+    Raises:
+        ValueError: it has no UTC form within datetime's range (9999-12-31T23:00-05:00).
+    """
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError(f"{moment.isoformat()} is past the year 9999 in UTC") from None
 
 
 def parse_window(raw: Any) -> Window:
@@ -188,6 +221,9 @@ def parse_window(raw: Any) -> Window:
         raw = raw.get("cron")
     if not isinstance(raw, str) or not croniter.is_valid(raw):
         raise ValueError(f"{raw!r} is not a valid cron expression")
+    if any(part.upper().startswith("R") for part in raw.split()):
+        # croniter picks a random value for R on every parse: the rules would change by chance.
+        raise ValueError(f"{raw!r}: random cron fields (R) are not allowed")
     check_timezone(timezone)
     return Window(cron=raw, timezone=timezone)
 

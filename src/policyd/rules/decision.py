@@ -12,13 +12,14 @@ from policyd.domain import (
     RequestOptions,
     Subject,
 )
-from policyd.rules.condition import parse_duration
+from policyd.rules.condition import check_decision_time, parse_duration
 from policyd.rules.engine import Engine
 from policyd.rules.facts import build_fact
-from policyd.rules.lifetime import resolve_lifetime
+from policyd.rules.lifetime import LifetimeError, resolve_lifetime
 from policyd.rules.model import AccessPackage, Bundle, Rule
 
 NO_RULE_MATCHED = "no rule matched"
+LIFETIME_UNRESOLVED = "the deciding rule's lifetime has no end after now, so access is denied"
 
 
 class InvalidInputError(ValueError):
@@ -52,8 +53,10 @@ def check_inputs(request: RequestOptions, now: datetime) -> None:
     Raises:
         InvalidInputError: naming the field.
     """
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise InvalidInputError("now", "must carry a time zone (UTC), e.g. 2026-01-05T09:00:00Z")
+    try:
+        check_decision_time(now)
+    except ValueError as err:
+        raise InvalidInputError("now", str(err)) from None
     if request.duration is not None:
         try:
             parse_duration(request.duration)
@@ -95,7 +98,20 @@ def decide(
     lifetime = None
     if rule.outcome is not Outcome.DENY:
         policy = rule.lifetime or package.lifetime
-        lifetime = resolve_lifetime(policy, now, request.duration) if policy else None
+        try:
+            lifetime = resolve_lifetime(policy, now, request.duration) if policy else None
+        except LifetimeError as err:
+            # Access that would end before it starts, or never find its end, is not granted;
+            # the rule is named so its author can mend it.
+            return Decision(
+                outcome=Outcome.DENY,
+                package=package.id,
+                rule=rule.id,
+                matched=matched,
+                reason=f"{LIFETIME_UNRESOLVED}: {err}",
+                version=bundle.version.id,
+                now=now,
+            )
     approval = rule.approval if rule.outcome is Outcome.REQUIRE_APPROVAL else None
     return Decision(
         outcome=rule.outcome,

@@ -2,32 +2,102 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import isodate
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 from policyd.domain import ResolvedLifetime
-from policyd.rules.condition import parse_duration
+from policyd.rules.condition import Window, parse_duration
 from policyd.rules.model import LifetimePolicy, RequestedDuration
+
+# A lifetime's cron must fire at least once in any span this long (a yearly cron does).
+HORIZON = timedelta(days=366)
+# The calendar of a year depends on its first weekday and whether it is a leap year; the 28
+# years from 2001 hold every combination, so a cron that fires within HORIZON all through
+# them does so in any year (a pattern needing 29 February fails within four years anyway).
+_CHECK_FROM = (2001, 1, 1)
+_CHECK_UNTIL = 2030
+
+
+class LifetimeError(ValueError):
+    """A lifetime that cannot be resolved at this decision time; the message says why."""
 
 
 def next_fire(cron: str, timezone: str, now: datetime) -> datetime:
-    """The first time strictly after `now` that `cron` fires, in UTC."""
+    """The first time strictly after `now` that `cron` fires, in UTC.
+
+    Raises:
+        LifetimeError: it does not fire within HORIZON after `now`.
+    """
     if len(cron.split()) == 5:
         # Five-field crons fire on whole minutes, so the whole minute shares one answer;
         # croniter costs ~100 µs, more than the rest of a decision.
-        return _next_fire(cron, timezone, now.astimezone(UTC).replace(second=0, microsecond=0))
+        now = now.astimezone(UTC).replace(second=0, microsecond=0)
+        return _next_fire(cron, timezone, now)
     return _next_fire.__wrapped__(cron, timezone, now)
 
 
 @lru_cache(maxsize=1024)
 def _next_fire(cron: str, timezone: str, now: datetime) -> datetime:
-    local = now.astimezone(ZoneInfo(timezone))
-    fire = croniter(cron, local).get_next(datetime)
+    fire = _step(cron, ZoneInfo(timezone), now, forward=True)
+    if fire is None or fire - now > HORIZON:
+        raise LifetimeError(
+            f"cron {cron!r} ({timezone}) does not fire within {HORIZON.days} days after "
+            f"{_stamp(now)}"
+        )
     return fire.astimezone(UTC)
+
+
+def _step(
+    cron: str, zone: ZoneInfo, start: datetime, *, forward: bool, years: int = 2
+) -> datetime | None:
+    """The next (or previous) firing from `start` within `years`, or None."""
+    try:
+        # Two years of search find any firing within HORIZON, and bound the time croniter
+        # spends looking for one that never comes.
+        found = croniter(cron, start.astimezone(zone), max_years_between_matches=years)
+        return found.get_next(datetime) if forward else found.get_prev(datetime)
+    except (CroniterError, ValueError, OverflowError):
+        return None
+
+
+@lru_cache(maxsize=256)
+def lifetime_cron_problem(window: Window) -> str | None:
+    """Why `window`'s cron cannot end a lifetime, or None when it fires often enough.
+
+    It must have no year field and fire at least once in every HORIZON (checked over every
+    kind of calendar year), so every decision finds an end within HORIZON.
+    """
+    cron, zone = window.cron, ZoneInfo(window.timezone)
+    if len(cron.split()) == 7:
+        return f"cron {cron!r} has a year field, so it stops firing; a lifetime cron repeats"
+    start = datetime(*_CHECK_FROM, tzinfo=zone)
+    end = start.replace(year=_CHECK_UNTIL)
+    fired = _step(cron, zone, start, forward=True)
+    if fired is None:
+        rare = _step(cron, zone, start, forward=True, years=_CHECK_UNTIL - start.year)
+        return _gap(cron, start, rare) if rare else f"cron {cron!r} never fires"
+    if fired - start > HORIZON:
+        return _gap(cron, start, fired)
+    while fired < end:
+        # The last firing before fired + HORIZON: none after `fired` means a longer gap.
+        latest = _step(cron, zone, fired + HORIZON + timedelta(minutes=1), forward=False)
+        if latest is None or latest <= fired:
+            later = _step(cron, zone, fired, forward=True, years=_CHECK_UNTIL - start.year)
+            return _gap(cron, fired, later)
+        fired = latest
+    return None
+
+
+def _gap(cron: str, after: datetime, fired: datetime | None) -> str:
+    until = f"until {fired:%Y-%m-%d %H:%M}" if fired else "ever again"
+    return (
+        f"cron {cron!r} does not fire at least once every {HORIZON.days} days (not after "
+        f"{after:%Y-%m-%d %H:%M} {until}); a lifetime must end within {HORIZON.days} days"
+    )
 
 
 def resolve_lifetime(
@@ -37,16 +107,24 @@ def resolve_lifetime(
 
     Raises:
         ValueError: `requested` is not a valid ISO-8601 duration.
+        LifetimeError: the lifetime has no end after `now` (a cron that does not fire, an
+            end date that has passed).
     """
     notes: list[str] = []
-    if policy.duration is not None:
+    expires: datetime | None
+    if policy.permanent:
+        expires = None
+        notes.append("permanent: no end date")
+    elif policy.duration is not None:
         expires = now + policy.duration
         notes.append(f"default lifetime {_text(policy.duration)}")
     elif policy.end_date is not None:
         expires = policy.end_date
+        if expires <= now:
+            raise LifetimeError(f"the fixed end date {_stamp(expires)} has passed")
         notes.append(f"ends on the fixed date {_stamp(expires)}")
     else:
-        assert policy.until is not None  # the schema demands exactly one of the three
+        assert policy.until is not None  # the schema demands exactly one kind of end
         expires = next_fire(policy.until.cron, policy.until.timezone, now)
         notes.append(f"ends at the next '{policy.until.cron}' ({policy.until.timezone})")
 
@@ -55,7 +133,7 @@ def resolve_lifetime(
         wanted = now + parse_duration(requested)
         if policy.requested is RequestedDuration.NONE:
             notes.append(f"requested {requested} ignored: this package has a fixed lifetime")
-        elif policy.requested is RequestedDuration.SHORTER and wanted > expires:
+        elif policy.requested is RequestedDuration.SHORTER and expires and wanted > expires:
             clamped = True
             notes.append(f"requested {requested} is longer than the default; the default applies")
         else:
@@ -64,7 +142,7 @@ def resolve_lifetime(
 
     if policy.maximum is not None:
         cap = now + policy.maximum
-        if expires > cap:
+        if expires is None or expires > cap:
             clamped = True
             expires = cap
             notes.append(f"clamped to the maximum of {_text(policy.maximum)}")

@@ -26,7 +26,7 @@ class RequestedDuration(StrEnum):
 
 @dataclass(frozen=True)
 class LifetimePolicy:
-    """How long granted access lasts: exactly one of duration, end_date or until_cron."""
+    """How long granted access lasts: exactly one of duration, end_date, until or permanent."""
 
     duration: timedelta | None = None
     end_date: datetime | None = None
@@ -34,6 +34,7 @@ class LifetimePolicy:
     maximum: timedelta | None = None
     requested: RequestedDuration = RequestedDuration.SHORTER
     extendable: bool = False
+    permanent: bool = False  # no end: the access lasts until it is removed
 
 
 @dataclass(frozen=True)

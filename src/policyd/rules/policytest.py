@@ -14,8 +14,19 @@ from policyd.rules.inputs import RequestSchema, SubjectSchema
 from policyd.rules.loader import SUFFIXES, TESTS_DIR
 from policyd.rules.model import API_VERSION, Bundle
 from policyd.rules.runtime import Policy
-from policyd.rules.schema import Moment
+from policyd.rules.schema import DecisionTime, Moment
 from policyd.rules.source import Problem, ProblemsError, flatten_messages, parse_document
+
+NEVER = "never"
+
+
+class Expiry(Moment):
+    """`expiresAt`: a moment, or `never` for permanent access."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value == NEVER:
+            return NEVER
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -23,7 +34,7 @@ class Expectation:
     decision: Outcome
     rule: str | None = None
     reason: str | None = None
-    expires_at: datetime | None = None
+    expires_at: datetime | str | None = None  # NEVER for permanent access; None: not checked
     approvers: tuple[str, ...] | None = None  # resolved approvers of the first stage
     rule_given: bool = False  # `rule: null` expects the default deny, so it differs from absent
 
@@ -80,7 +91,7 @@ class ExpectSchema(Schema):
     decision = fields.Enum(Outcome, by_value=True, required=True)
     rule = fields.String(allow_none=True)
     reason = fields.String()
-    expires_at = Moment(data_key="expiresAt")
+    expires_at = Expiry(data_key="expiresAt")
     approvers = fields.List(fields.String())
 
     @post_load
@@ -99,7 +110,7 @@ class CaseSchema(Schema):
     package = fields.String(required=True)
     subject = fields.Nested(SubjectSchema, required=True)
     request = fields.Nested(RequestSchema, load_default=RequestOptions)
-    now = Moment(required=True)
+    now = DecisionTime(required=True)
     expect = fields.Nested(ExpectSchema, required=True)
 
     @post_load
@@ -177,11 +188,10 @@ def run_case(policy: Policy, case: Case) -> CaseResult:
     if expect.reason is not None and decision.reason != expect.reason:
         result.failures.append(f"expected reason {expect.reason!r}, got {decision.reason!r}")
     if expect.expires_at is not None:
-        actual = decision.lifetime.expires_at if decision.lifetime else None
+        actual = _expiry(decision)
         if actual != expect.expires_at:
             result.failures.append(
-                f"expected expiresAt {expect.expires_at.isoformat()}, got "
-                f"{actual.isoformat() if actual else 'none'}"
+                f"expected expiresAt {_shown(expect.expires_at)}, got {_shown(actual)}"
             )
     if expect.approvers is not None:
         actual_approvers = decision.stages[0].resolved if decision.stages else ()
@@ -190,6 +200,19 @@ def run_case(policy: Policy, case: Case) -> CaseResult:
                 f"expected approvers {list(expect.approvers)}, got {list(actual_approvers)}"
             )
     return result
+
+
+def _expiry(decision: Decision) -> datetime | str | None:
+    """When the decision's access ends: a moment, NEVER, or None without a lifetime."""
+    if decision.lifetime is None:
+        return None
+    return decision.lifetime.expires_at or NEVER
+
+
+def _shown(expiry: datetime | str | None) -> str:
+    if expiry is None:
+        return "none"
+    return expiry if isinstance(expiry, str) else expiry.isoformat()
 
 
 def coverage(bundle: Bundle, results: list[CaseResult]) -> Coverage:

@@ -19,10 +19,13 @@ from marshmallow import (
 from policyd.domain import Outcome
 from policyd.rules.condition import (
     ConditionError,
+    check_decision_time,
     parse_condition,
     parse_duration,
     parse_window,
+    to_utc,
 )
+from policyd.rules.lifetime import lifetime_cron_problem
 from policyd.rules.model import (
     API_VERSION,
     AccessPackage,
@@ -73,7 +76,8 @@ class Duration(fields.Field):
 
 
 class Moment(fields.Field):
-    """A date (midnight UTC) or an ISO-8601 date-time; without an offset it is UTC."""
+    """A date (midnight UTC) or an ISO-8601 date-time; without an offset it is UTC. It is
+    loaded in UTC, so one that has no UTC form is refused here, not when a decision uses it."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
@@ -82,10 +86,27 @@ class Moment(fields.Field):
             except ValueError:
                 raise ValidationError(f"{value!r} is not an ISO-8601 date or date-time") from None
         if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
-        if isinstance(value, date):
-            return datetime.combine(value, time(0, 0), tzinfo=UTC)
-        raise ValidationError(f"{value!r} is not an ISO-8601 date or date-time")
+            moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        elif isinstance(value, date):
+            moment = datetime.combine(value, time(0, 0), tzinfo=UTC)
+        else:
+            raise ValidationError(f"{value!r} is not an ISO-8601 date or date-time")
+        try:
+            return to_utc(moment)
+        except ValueError as err:
+            raise ValidationError(str(err)) from None
+
+
+class DecisionTime(Moment):
+    """A Moment at which decisions can be made (docs/rules.md, "Time")."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            check_decision_time(moment)
+        except ValueError as err:
+            raise ValidationError(str(err)) from None
+        return moment
 
 
 class CronWindow(fields.Field):
@@ -169,6 +190,9 @@ class ApprovalSchema(Schema):
         return ApprovalPolicy(tuple(data["stages"]), data["require_justification"])
 
 
+ENDS = ("duration", "end_date", "until", "permanent")
+
+
 class LifetimeSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -176,6 +200,9 @@ class LifetimeSchema(Schema):
     duration = Duration()
     end_date = Moment(data_key="endDate")
     until = fields.Nested(lambda: UntilSchema())
+    permanent = fields.Boolean(
+        validate=validate.Equal(True, error="permanent is true, or left out for a lifetime")
+    )
     maximum = Duration(data_key="max")
     requested = fields.Enum(
         RequestedDuration, by_value=True, load_default=RequestedDuration.SHORTER
@@ -184,12 +211,17 @@ class LifetimeSchema(Schema):
 
     @validates_schema
     def one_end(self, data, **kwargs):
-        given = [key for key in ("duration", "end_date", "until") if data.get(key) is not None]
+        given = [key for key in ENDS if data.get(key) is not None]
         if len(given) != 1:
             raise ValidationError(
-                "give exactly one of duration, endDate or until", field_name="_schema"
+                "give exactly one of duration, endDate, until or permanent: true",
+                field_name="_schema",
             )
         maximum, duration = data.get("maximum"), data.get("duration")
+        if maximum is not None and data.get("permanent"):
+            raise ValidationError(
+                "permanent access has no max; give a duration and max instead", field_name="max"
+            )
         if maximum is not None and duration is not None:
             origin = datetime(2000, 1, 1)
             if origin + duration > origin + maximum:
@@ -204,6 +236,7 @@ class LifetimeSchema(Schema):
             maximum=data.get("maximum"),
             requested=data["requested"],
             extendable=data["extendable"],
+            permanent=bool(data.get("permanent")),
         )
 
 
@@ -217,9 +250,13 @@ class UntilSchema(Schema):
     @post_load
     def make(self, data, **kwargs):
         try:
-            return parse_window(data)
+            window = parse_window(data)
         except ValueError as err:
             raise ValidationError(str(err), field_name="cron") from None
+        problem = lifetime_cron_problem(window)
+        if problem is not None:
+            raise ValidationError(problem, field_name="cron")
+        return window
 
 
 class ThenSchema(Schema):

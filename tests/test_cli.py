@@ -8,6 +8,11 @@ import shutil
 import pytest
 
 from policyd.cli import main
+from policyd.rules import load_bundle
+from policyd.services.actor import Actor, Role
+from policyd.services.directory import DirectoryService
+from policyd.services.versions import VersionService
+from policyd.store import Database
 from tests.conftest import POLICIES, rule_file
 from tests.rules.test_source import billion_laughs
 
@@ -295,3 +300,112 @@ def test_version_prints_the_content_hash(runner, example_bundle):
     data = json.loads(result.output)
     assert data["id"] == example_bundle.version.id
     assert data["content_hash"].startswith(data["id"]) and len(data["content_hash"]) == 64
+
+
+ELIGIBLE = "Group.ScopeA.Readers.Eligible"
+
+
+@pytest.fixture
+def published(store, example_bundle, clock):
+    """The examples published and active in the backend's database, and a directory with ada
+    (in the eligible group) and bob (not); returns the database URL."""
+    admin = Actor("ops", Role.ADMIN)
+    with store.session() as session:
+        VersionService(session).publish(admin, example_bundle.files, message="one", now=clock)
+        directory = DirectoryService(session)
+        for user in ("ada", "bob"):
+            directory.put_user(admin, user, {"email": f"{user}@contoso.com"}, now=clock)
+        directory.put_group(admin, ELIGIBLE, None, now=clock)
+        directory.add_member(admin, ELIGIBLE, "ada", now=clock)
+        session.commit()
+    return store.url
+
+
+def eval_stored(runner, url: str, *args: str):
+    base = ["eval", "scope-a-readers", "--now", "2026-01-05T09:00:00Z", "--database-url", url]
+    return runner.invoke(main, [*base, *args])
+
+
+def test_eval_reads_local_files_and_given_facts_only_by_default(runner, published):
+    """Without --live, ada's directory groups are not used: only what the flags say."""
+    result = runner.invoke(main, ["eval", "scope-a-readers", "-p", str(POLICIES), "--id", "ada"])
+    assert result.exit_code == 0, result.output
+    assert "decision  require_approval" in result.output
+
+
+def test_eval_live_decides_with_the_active_version_and_the_directory(
+    runner, published, example_bundle
+):
+    """--live evaluates the active published version with ada's groups from the directory."""
+    result = eval_stored(runner, published, "--live", "--id", "ada", "--json")
+    assert result.exit_code == 0, result.output
+    decision = json.loads(result.output)
+    assert (decision["decision"], decision["rule"]) == ("auto_approve", "eligible-members")
+    assert decision["version"] == example_bundle.version.id
+
+
+def test_eval_live_adds_the_facts_given_to_the_directorys(runner, published):
+    """Facts on the command line are laid over the directory's, as for an admin's decision."""
+    result = eval_stored(runner, published, "--live", "--id", "bob", "--group", ELIGIBLE)
+    assert result.exit_code == 0, result.output
+    assert "rule      eligible-members" in result.output
+
+
+def test_eval_version_evaluates_that_published_version(runner, published, clock, tmp_path):
+    """--version ID evaluates an older version while --live follows the newer active one."""
+    first = json.loads(eval_stored(runner, published, "--live", "--id", "ada", "--json").output)
+    newer = tmp_path / "p"
+    shutil.copytree(POLICIES, newer)
+    readers = newer / "scope-a-readers.yaml"
+    readers.write_text(readers.read_text().replace(ELIGIBLE, "Group.ScopeA.Readers.Trusted"))
+    database = Database(published)
+    try:
+        with database.session() as session:
+            files = load_bundle(newer).files
+            VersionService(session).publish(Actor("ops", Role.ADMIN), files, message="2", now=clock)
+    finally:
+        database.dispose()
+    live = json.loads(eval_stored(runner, published, "--live", "--id", "ada", "--json").output)
+    assert live["version"] != first["version"] and live["rule"] == "everyone-else"
+    old = eval_stored(runner, published, "--version", first["version"], "--id", "ada", "--json")
+    assert old.exit_code == 0, old.output
+    assert (json.loads(old.output)["version"], json.loads(old.output)["rule"]) == (
+        first["version"],
+        "eligible-members",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--version", "0123456789ab", "--id", "ada"], 1, "no policy version '0123456789ab'"),
+        (["--live", "--id", "ghost"], 1, "no user 'ghost' in the directory"),
+        (["--live", "--version", "x", "--id", "ada"], 2, "give --live or --version ID, not both"),
+        (["--live", "-p", "policies", "--id", "ada"], 2, "--policies reads local files"),
+    ],
+)
+def test_eval_live_and_version_refuse_what_they_cannot_evaluate(
+    runner, published, args, code, message
+):
+    """An unknown version or user, or conflicting sources, exit non-zero with a message."""
+    result = eval_stored(runner, published, *args)
+    assert result.exit_code == code
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_eval_live_without_an_active_version_says_to_publish(runner, store):
+    """An empty database has nothing to evaluate: the message says to publish."""
+    result = eval_stored(runner, store.url, "--live", "--id", "ada")
+    assert result.exit_code == 1
+    assert "no policy version is active in" in result.output
+    assert "publish one first" in result.output
+
+
+def test_eval_live_on_a_missing_sqlite_file_leaves_none_behind(runner, tmp_path):
+    """--live names a missing database file instead of creating an empty one."""
+    missing = tmp_path / "nowhere.db"
+    result = eval_stored(runner, f"sqlite:///{missing}", "--live", "--id", "ada")
+    assert result.exit_code == 1
+    assert f"no database at sqlite:///{missing}" in result.output
+    assert not missing.exists()

@@ -8,11 +8,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 from marshmallow import ValidationError
+from sqlalchemy import make_url
 
-from policyd.cli.base import DEFAULT_DIR, _fail, _load, main, policies_argument
+from policyd.cli.base import (
+    DEFAULT_DIR,
+    _fail,
+    _load,
+    _session,
+    _shown,
+    database_option,
+    main,
+    policies_argument,
+)
 from policyd.domain import Decision, RequestOptions, Subject
 from policyd.rules import (
+    Bundle,
     InvalidInputError,
     Policy,
     ProblemsError,
@@ -111,7 +123,20 @@ def test_command(directory: Path, min_coverage: float) -> None:
     default=DEFAULT_DIR,
     type=click.Path(file_okay=False, path_type=Path),
     show_default=True,
+    help="Rule files to evaluate (the default source).",
 )
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Evaluate the active published version, with the subject's facts from the directory.",
+)
+@click.option(
+    "--version",
+    "version_id",
+    metavar="ID",
+    help="Evaluate this published version, with the subject's facts from the directory.",
+)
+@database_option
 @click.option(
     "--subject", "subject_file", type=click.File("r"), help="Subject as JSON/YAML; - reads stdin."
 )
@@ -130,12 +155,41 @@ def test_command(directory: Path, min_coverage: float) -> None:
 @click.option("--justification")
 @click.option("--now", "now_text", help="Evaluate at this ISO-8601 time (default: current time).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
-def eval_command(package: str, directory: Path, subject_file, subject_id, as_json, **flags) -> None:
-    """Show what would happen if a subject requested PACKAGE now."""
-    bundle = _load(directory)
+@click.pass_context
+def eval_command(
+    ctx: click.Context,
+    package: str,
+    directory: Path,
+    live: bool,
+    version_id: str | None,
+    database_url: str,
+    subject_file,
+    subject_id,
+    as_json,
+    **flags,
+) -> None:
+    """Show what would happen if a subject requested PACKAGE now.
+
+    By default this reads only local files: the rule files in --policies, and only the
+    subject facts given here (nothing from a database or the directory). With --live or
+    --version ID it evaluates a version published in the database (--database-url) and
+    takes the subject's facts from its directory, packages held from its live assignments;
+    facts given here override or add to them, as for an admin in POST /v1/decisions.
+    Nothing is written, not even to the decision log.
+    """
+    stored = live or version_id is not None
+    if live and version_id is not None:
+        raise click.UsageError("give --live or --version ID, not both")
+    if stored and ctx.get_parameter_source("directory") is not ParameterSource.DEFAULT:
+        raise click.UsageError("--policies reads local files; --live and --version do not")
     subject = _subject(subject_file, subject_id, flags)
     request = _request(flags)
     now = _now(flags.pop("now_text"))
+    if stored:
+        given_facts = subject_file is not None or any(flags.get(name) for name in _FACT_FLAGS)
+        bundle, subject = _published(database_url, version_id, subject, given_facts)
+    else:
+        bundle = _load(directory)
     policy = Policy(bundle)
     try:
         decision = policy.decide(package, subject, request, now=now)
@@ -150,6 +204,52 @@ def eval_command(package: str, directory: Path, subject_file, subject_id, as_jso
         click.echo(json.dumps(decision.to_dict(), indent=2))
     else:
         click.echo(_explain(decision))
+
+
+_FACT_FLAGS = (
+    "email",
+    "user_type",
+    "groups",
+    "holds",
+    "department",
+    "job_title",
+    "employee_type",
+    "manager",
+    "organization",
+    "attrs",
+)
+
+
+def _published(
+    database_url: str, version_id: str | None, supplied: Subject, given_facts: bool
+) -> tuple[Bundle, Subject]:
+    """The stored version (the active one without `version_id`) and the directory's subject,
+    with the facts given on the command line laid over it, as the API does for an admin."""
+    from policyd.services.directory import DirectoryService
+    from policyd.services.versions import VersionService
+
+    url = make_url(database_url)
+    in_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if in_file and not Path(url.database).is_file():
+        # Connecting would leave an empty database behind.
+        raise click.ClickException(f"no database at {_shown(database_url)}")
+    with _session(database_url) as session:
+        versions = VersionService(session)
+        if version_id is None:
+            version_id = versions.active_id()
+            if version_id is None:
+                raise click.ClickException(
+                    f"no policy version is active in {_shown(database_url)}; publish one first"
+                )
+        try:
+            bundle = versions.bundle(version_id)
+        except ProblemsError as err:
+            click.echo(f"version {version_id} does not load with this policyd:", err=True)
+            _fail(err.problems)
+        subject = DirectoryService(session).resolve_subject(
+            supplied.id, supplied if given_facts else None, trusted=True
+        )
+    return bundle, subject
 
 
 def _subject(subject_file, subject_id: str | None, flags: dict) -> Subject:

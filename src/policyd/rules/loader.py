@@ -74,6 +74,7 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
     problems: list[Problem] = []
     documents: list[Document] = []
     packages: list[tuple[AccessPackage, Document]] = []
+    schema = RuleFileSchema()  # one for every file: building its nested schemas costs more
     for relative, text in sorted(texts.items()):
         if is_row_file(relative):
             continue  # read by the template that names it
@@ -87,9 +88,9 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
         if is_template(document):
             generated = expand(document, texts, relative, problems)
             documents.extend(generated)  # the version covers the rows too
-            packages.extend(_generated_packages(generated, problems))
+            packages.extend(_generated_packages(generated, schema, problems))
             continue
-        package = _load_package(document, problems)
+        package = _load_package(document, schema, problems)
         if package is not None:
             packages.append((package, document))
     problems.extend(_link(packages))
@@ -123,14 +124,16 @@ def _check_engine_limits(bundle: Bundle, display_root: str) -> None:
         raise ProblemsError([Problem(where, line, str(err))]) from None
 
 
-def _load_package(document: Document, problems: list[Problem]) -> AccessPackage | None:
+def _load_package(
+    document: Document, schema: RuleFileSchema, problems: list[Problem]
+) -> AccessPackage | None:
     if not isinstance(document.data, dict):
         problems.append(
             document.problem((), "a rule file is a mapping with apiVersion and package")
         )
         return None
     try:
-        loaded = RuleFileSchema().load(document.data)
+        loaded = schema.load(document.data)
     except ValidationError as err:
         for path, message in flatten_messages(err.messages):
             problems.append(document.problem(path, _plain(message)))
@@ -149,12 +152,12 @@ def _load_package(document: Document, problems: list[Problem]) -> AccessPackage 
 
 
 def _generated_packages(
-    generated: list[GeneratedDocument], problems: list[Problem]
+    generated: list[GeneratedDocument], schema: RuleFileSchema, problems: list[Problem]
 ) -> list[tuple[AccessPackage, Document]]:
     """The packages a template's rows made, each marked with the template and its row."""
     made = []
     for document in generated:
-        package = _load_package(document, problems)
+        package = _load_package(document, schema, problems)
         if package is not None and document.origin is not None:
             origin = document.origin
             package = dataclasses.replace(

@@ -274,7 +274,7 @@ def test_eval_reads_a_subject_file(runner, tmp_path):
         (["--id", "a", "--now", "yesterday"], "'yesterday' is not an ISO-8601 date-time"),
         (["--id", "a", "--attr", "novalue"], "'novalue' is not KEY=VALUE"),
         (["--id", "a", "--now", "9999-12-31T23:59:00Z"], "is not between 1970 and 2199"),
-        (["--id", "a", "--duration", "P10675199D"], "a duration is at most 100 years"),
+        (["--id", "a", "--duration", "P10675199D"], "a duration is at most 1000 years"),
         ([], "give --subject FILE or at least --id"),
     ],
 )

@@ -33,9 +33,7 @@ package:
     ],
     ids=["alias-bomb", "nested-10000-deep", "cron-never-fires"],
 )
-def test_a_hostile_rule_file_is_a_422_with_its_line_and_changes_nothing(
-    client, admin, text, error
-):
+def test_a_hostile_rule_file_is_a_422_with_its_line_and_changes_nothing(client, admin, text, error):
     """An alias bomb, YAML nested 10,000 levels and a lifetime that never ends are refused
     with file:line errors; decisions go on with the active version."""
     before = client.get("/readyz").json["version"]

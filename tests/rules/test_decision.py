@@ -287,9 +287,9 @@ def test_the_latest_decision_time_resolves_windows_and_lifetimes_in_any_zone(dec
     rules = (
         "    - id: r\n"
         '      when: {now: {within: {cron: "* * * * *", timezone: Pacific/Kiritimati}}}\n'
-        "      then: {decision: auto_approve, lifetime: {duration: P100Y}}\n"
+        "      then: {decision: auto_approve, lifetime: {duration: P1000Y}}\n"
     )
     now = datetime(2199, 12, 31, 23, 59, tzinfo=UTC)
     decision = decide(rules, Subject("u"), now=now)
     assert decision.outcome is Outcome.AUTO_APPROVE
-    assert decision.lifetime.expires_at == datetime(2299, 12, 31, 23, 59, tzinfo=UTC)
+    assert decision.lifetime.expires_at == datetime(3199, 12, 31, 23, 59, tzinfo=UTC)

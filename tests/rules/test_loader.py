@@ -376,14 +376,14 @@ def test_a_lifetime_cron_with_years_between_firings_is_refused():
 @pytest.mark.parametrize(
     ("lifetime", "message"),
     [
-        ("{duration: P10675199D}", "'P10675199D': a duration is at most 100 years"),
-        ("{duration: P101Y}", "'P101Y': a duration is at most 100 years"),
-        ("{duration: P1D, max: P999999999D}", "a duration is at most 100 years"),
+        ("{duration: P10675199D}", "'P10675199D': a duration is at most 1000 years"),
+        ("{duration: P1001Y}", "'P1001Y': a duration is at most 1000 years"),
+        ("{duration: P1D, max: P999999999D}", "a duration is at most 1000 years"),
         ("{endDate: 9999-12-31T23:59:59-05:00}", "is past the year 9999 in UTC"),
     ],
 )
 def test_lifetimes_beyond_what_a_decision_can_count_are_refused(lifetime, message):
-    """Durations over 100 years and end dates with no UTC form are refused at load, so no
+    """Durations over 1000 years and end dates with no UTC form are refused at load, so no
     decision overflows a datetime adding or converting them."""
     (problem,) = problems_of({"f.yaml": lifetime_file(lifetime)})
     assert problem.startswith("f.yaml:9: package.rules[0].then.lifetime")
@@ -399,7 +399,7 @@ def test_an_approval_timeout_over_a_hundred_years_is_refused():
     )
     (problem,) = problems_of({"f.yaml": text})
     assert problem.startswith("f.yaml:11: package.rules[0].then.approval.stages[0].timeout: ")
-    assert "at most 100 years" in problem
+    assert "at most 1000 years" in problem
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ ATTRIBUTE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 # (no duration is longer than LONGEST_YEARS) stays far from the end of datetime (9999).
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-LONGEST_YEARS = 100
+LONGEST_YEARS = 1000  # generous: published versions may say P999Y for "forever"
 
 
 class Kind(Enum):

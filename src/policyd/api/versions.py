@@ -82,6 +82,7 @@ class VersionById(MethodView):
 @blp.route("/<version_id>/activate")
 class ActivateVersion(MethodView):
     @blp.response(200, VersionOutSchema)
+    @blp.alt_response(422, schema=ApiErrorSchema, description="it no longer loads: errors.id")
     def post(self, version_id):
         """Make a stored version active again (roll back or forward)."""
         actor = require(Role.ADMIN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from policyd.store.models import PolicyVersion, Setting
 from policyd.store.query import page
 
 ACTIVE_KEY = "active_version"
+logger = logging.getLogger(__name__)
 
 
 class VersionService:
@@ -79,7 +81,21 @@ class VersionService:
         return version
 
     def activate(self, actor: Actor, version_id: str, *, now: datetime) -> PolicyVersion:
+        """Make a stored version active again.
+
+        Raises:
+            InvalidError: it does not load with this policyd (it was published under older
+                checks); nothing changes.
+        """
         version = self.get(version_id)
+        try:
+            load_texts(version.files)
+        except ProblemsError as err:
+            raise InvalidError(
+                f"version {version_id} does not load with this policyd; publish a fixed one",
+                field="id",
+                errors=[str(p) for p in err.problems],
+            ) from None
         self._activate(actor, version, now)
         self.session.commit()
         return version
@@ -172,6 +188,7 @@ class PolicySync:
         self.interval = interval
         self._checked = 0.0
         self._lock = threading.Lock()
+        self._unloadable: str | None = None  # the active id that failed to load, tried once
 
     @property
     def due(self) -> bool:
@@ -190,6 +207,19 @@ class PolicySync:
                 service = VersionService(session)
                 active = service.active_id()
                 current = self.runtime.active.version if self.runtime.active else None
-                if active and active != current:
-                    self.runtime.activate(service.bundle(active))
+                if active and active not in (current, self._unloadable):
+                    try:
+                        bundle = service.bundle(active)
+                    except ProblemsError as err:
+                        # Published under older checks: keep deciding with what is loaded.
+                        self._unloadable = active
+                        logger.error(
+                            "policy version %s does not load with this policyd; still using "
+                            "%s; publish a fixed version:\n%s",
+                            active,
+                            current or "none",
+                            err,
+                        )
+                    else:
+                        self.runtime.activate(bundle)
             return active

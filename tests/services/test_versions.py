@@ -1,0 +1,81 @@
+"""Stored versions that no longer load (published under older checks) never stop a process."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from policyd.rules import PolicyRuntime
+from policyd.services.actor import Actor, Role
+from policyd.services.errors import InvalidError
+from policyd.services.versions import ACTIVE_KEY, PolicySync, VersionService
+from policyd.store.models import PolicyVersion, Setting
+
+ADMIN = Actor("ops", Role.ADMIN)
+# A lifetime that never ends: older versions of policyd published it, then failed every
+# decision on it; this one refuses to load it.
+OLD_FILES = {
+    "never.yaml": "apiVersion: policyd/v1\npackage:\n  id: never\n  displayName: Never\n"
+    "  rules:\n    - id: all\n      then:\n        decision: auto_approve\n"
+    '        lifetime: {until: {cron: "0 0 31 2 *"}}\n'
+}
+
+
+@pytest.fixture
+def stored(store, example_bundle, clock):
+    """The examples published and active, and an old version stored as if published before
+    the current checks; returns its id."""
+    with store.session() as session:
+        VersionService(session).publish(ADMIN, example_bundle.files, message="good", now=clock)
+        session.add(
+            PolicyVersion(
+                id="0ldversi0n00",
+                content_hash="0" * 64,
+                files=OLD_FILES,
+                author="ops",
+                message="old",
+                created_at=clock,
+                packages=["never"],
+            )
+        )
+        session.commit()
+    return "0ldversi0n00"
+
+
+def test_a_stored_version_that_no_longer_loads_cannot_be_activated(store, stored, clock):
+    """Activating it is refused with its file:line problems, and the active version stays."""
+    with store.session() as session:
+        service = VersionService(session)
+        before = service.active_id()
+        with pytest.raises(InvalidError) as caught:
+            service.activate(ADMIN, stored, now=clock)
+        assert caught.value.field == "id"
+        assert caught.value.errors == [
+            "never.yaml:9: package.rules[0].then.lifetime.until.cron: cron '0 0 31 2 *' never fires"
+        ]
+    with store.session() as session:
+        assert VersionService(session).active_id() == before
+
+
+def test_a_process_keeps_its_version_when_the_active_one_no_longer_loads(
+    store, stored, example_bundle, caplog
+):
+    """If the database names such a version active, sync logs why and decides on with the
+    version it has, instead of failing every request."""
+    runtime = PolicyRuntime()
+    sync = PolicySync(runtime, store.session)
+    try:
+        assert sync.sync() == example_bundle.version.id
+        with store.session() as session:
+            session.get(Setting, ACTIVE_KEY).value = stored
+            session.commit()
+        with caplog.at_level(logging.ERROR, logger="policyd.services.versions"):
+            assert sync.sync() == stored
+            assert sync.sync() == stored  # tried once: no second error
+        assert runtime.active.version == example_bundle.version.id
+        (record,) = caplog.records
+        assert f"policy version {stored} does not load with this policyd" in record.getMessage()
+        assert "cron '0 0 31 2 *' never fires" in record.getMessage()
+    finally:
+        runtime.close()

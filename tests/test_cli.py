@@ -326,8 +326,11 @@ def eval_stored(runner, url: str, *args: str):
     return runner.invoke(main, [*base, *args])
 
 
-def test_eval_reads_local_files_and_given_facts_only_by_default(runner, published):
-    """Without --live, ada's directory groups are not used: only what the flags say."""
+def test_eval_reads_local_files_and_given_facts_only_by_default(runner, published, monkeypatch):
+    """Without --live, ada's directory groups are not used: only what the flags say (and no
+    setting is read, so a bad one in the environment does not matter)."""
+    monkeypatch.setenv("POLICYD_DATABASE_URL", published)
+    monkeypatch.setenv("POLICYD_SYNC_INTERVAL", "soon")
     result = runner.invoke(main, ["eval", "scope-a-readers", "-p", str(POLICIES), "--id", "ada"])
     assert result.exit_code == 0, result.output
     assert "decision  require_approval" in result.output
@@ -407,5 +410,14 @@ def test_eval_live_on_a_missing_sqlite_file_leaves_none_behind(runner, tmp_path)
     missing = tmp_path / "nowhere.db"
     result = eval_stored(runner, f"sqlite:///{missing}", "--live", "--id", "ada")
     assert result.exit_code == 1
-    assert f"no database at sqlite:///{missing}" in result.output
+    assert f"no policyd database at {missing}" in result.output
     assert not missing.exists()
+
+
+def test_eval_live_finds_the_database_in_the_environment(runner, published, monkeypatch):
+    """Without --database-url, --live reads the database POLICYD_DATABASE_URL names."""
+    monkeypatch.setenv("POLICYD_DATABASE_URL", published)
+    args = ["eval", "scope-a-readers", "--live", "--id", "ada", "--now", "2026-01-05T09:00:00Z"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "rule      eligible-members" in result.output

@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 from click.core import ParameterSource
 from marshmallow import ValidationError
-from sqlalchemy import make_url
 
 from policyd.cli.base import (
     DEFAULT_DIR,
@@ -18,9 +17,9 @@ from policyd.cli.base import (
     _load,
     _session,
     _shown,
-    database_option,
     main,
     policies_argument,
+    settings_for,
 )
 from policyd.domain import Decision, RequestOptions, Subject
 from policyd.rules import (
@@ -136,7 +135,11 @@ def test_command(directory: Path, min_coverage: float) -> None:
     metavar="ID",
     help="Evaluate this published version, with the subject's facts from the directory.",
 )
-@database_option
+@click.option(
+    "--database-url",
+    help="With --live or --version: the database [env: POLICYD_DATABASE_URL; default: SQLite "
+    "in policyd.db under POLICYD_HOME].",
+)
 @click.option(
     "--subject", "subject_file", type=click.File("r"), help="Subject as JSON/YAML; - reads stdin."
 )
@@ -162,7 +165,7 @@ def eval_command(
     directory: Path,
     live: bool,
     version_id: str | None,
-    database_url: str,
+    database_url: str | None,
     subject_file,
     subject_id,
     as_json,
@@ -221,18 +224,15 @@ _FACT_FLAGS = (
 
 
 def _published(
-    database_url: str, version_id: str | None, supplied: Subject, given_facts: bool
+    database_url: str | None, version_id: str | None, supplied: Subject, given_facts: bool
 ) -> tuple[Bundle, Subject]:
     """The stored version (the active one without `version_id`) and the directory's subject,
     with the facts given on the command line laid over it, as the API does for an admin."""
     from policyd.services.directory import DirectoryService
     from policyd.services.versions import VersionService
 
-    url = make_url(database_url)
-    in_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if in_file and not Path(url.database).is_file():
-        # Connecting would leave an empty database behind.
-        raise click.ClickException(f"no database at {_shown(database_url)}")
+    # Settings are read only here: evaluating local files needs none.
+    database_url = settings_for(database_url=database_url).database
     with _session(database_url) as session:
         versions = VersionService(session)
         if version_id is None:

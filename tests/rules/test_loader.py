@@ -77,6 +77,7 @@ def test_typo_bad_duration_and_bad_cron_are_all_reported_with_lines():
         ("{request.duration: {le: P1M}}", "years and months have no fixed length"),
         ("{now: {within: 'not cron'}}", "is not a valid cron expression"),
         ("{now: {within: {cron: '* * * * *', timezone: Mars/Base}}}", "unknown time zone"),
+        ("{now: {within: '* * 31 2 *'}}", "cron '* * 31 2 *' never fires, so the window never"),
         ("{any: []}", "`any` takes a non-empty list"),
         ("{subject.groups: [a, b]}", "give subject.groups an operator"),
         ("{subject.id: {in: []}}", "in takes a non-empty list"),
@@ -414,6 +415,13 @@ def test_random_cron_fields_are_refused(where):
     lifetime, when = where
     (problem,) = problems_of({"f.yaml": lifetime_file(lifetime, when)})
     assert "random cron fields (R) are not allowed" in problem
+
+
+def test_a_window_that_fires_only_on_leap_days_or_in_one_year_is_valid():
+    """Windows need no yearly firing, only some firing from 1970 to 2199."""
+    for cron in ("* * 29 2 *", "* * * * * 0 2031"):
+        when = f'\n      when: {{now: {{within: "{cron}"}}}}'
+        assert load_texts({"f.yaml": rule_file(lifetime_file("{duration: P1D}", when))})
 
 
 def test_a_permanent_lifetime_loads():

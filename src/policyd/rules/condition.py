@@ -7,11 +7,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import Enum
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import isodate
-from croniter import croniter
+from croniter import CroniterError, croniter
 
 ATTRIBUTE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
@@ -228,6 +229,18 @@ def parse_window(raw: Any) -> Window:
     return Window(cron=raw, timezone=timezone)
 
 
+@lru_cache(maxsize=256)
+def ever_fires(window: Window) -> bool:
+    """Whether `window`'s cron fires at some decision time (EARLIEST to LATEST)."""
+    start = EARLIEST.astimezone(ZoneInfo(window.timezone))
+    years = LATEST.year - EARLIEST.year
+    try:
+        croniter(window.cron, start, max_years_between_matches=years).get_next(datetime)
+    except (CroniterError, ValueError, OverflowError):
+        return False
+    return True
+
+
 def check_timezone(name: Any) -> None:
     try:
         ZoneInfo(name)
@@ -326,7 +339,10 @@ def _normalise(name: str, kind: Kind, op: str, value: Any) -> Any:
             raise ValueError("exists takes true or false")
         return value
     if op == "within":
-        return parse_window(value)
+        window = parse_window(value)
+        if not ever_fires(window):
+            raise ValueError(f"cron {window.cron!r} never fires, so the window never holds")
+        return window
     if op in ("lt", "le", "gt", "ge"):
         if kind is Kind.DURATION:
             return duration_seconds(value)

@@ -11,8 +11,13 @@ from hypothesis import strategies as st
 
 from policyd.domain import Outcome, RequestOptions, Subject, UserType
 from policyd.rules import NO_RULE_MATCHED, Policy, ProblemsError, choose, load_texts
-from policyd.rules.condition import Window, parse_duration
-from policyd.rules.lifetime import LifetimeError, resolve_lifetime
+from policyd.rules.condition import Window, parse_duration, parse_window
+from policyd.rules.lifetime import (
+    LifetimeError,
+    lifetime_cron_problem,
+    next_fire,
+    resolve_lifetime,
+)
 from policyd.rules.model import LifetimePolicy, RequestedDuration, Rule
 from tests.rules.oracle import oracle_matched
 
@@ -248,3 +253,32 @@ def test_choose_ignores_the_order_of_matched_ids(data, rules):
     ids = [rule.id for rule in rules]
     matched = data.draw(st.lists(st.sampled_from(ids), unique=True)) if ids else []
     assert choose(rules, matched) is choose(rules, list(reversed(matched)))
+
+
+CRON_FIELDS = [
+    ["*", "0", "30", "*/15", "0-59/7", "5,10", "59"],
+    ["*", "0", "23", "*/6", "8-17", "2", "1,13"],
+    ["*", "1", "15", "28", "29", "30", "31", "L", "15W", "?", "1-7", "*/10"],
+    ["*", "1", "2", "2,3", "JAN", "FEB", "1,4,7,10", "*/3", "12", "4,6,9,11"],
+    ["*", "0", "1-5", "MON", "5#5", "5#1", "L", "SUN-SAT", "6,0", "?", "7"],
+]
+CRONS = st.tuples(*(st.sampled_from(options) for options in CRON_FIELDS)).map(" ".join)
+ZONES = st.sampled_from(["UTC", "Europe/Berlin", "America/New_York", "Pacific/Kiritimati"])
+DECISION_TIMES = st.datetimes(
+    min_value=datetime(1970, 1, 1), max_value=datetime(2199, 12, 31, 23, 59)
+).map(lambda moment: moment.replace(tzinfo=UTC))
+
+
+@settings(max_examples=300, deadline=None)
+@given(CRONS, ZONES, DECISION_TIMES)
+def test_a_cron_the_loader_accepts_never_fails_a_decision(cron, zone, now):
+    """Any cron accepted as a window is evaluated at any decision time without error; any
+    accepted as a lifetime ends within 366 days of it."""
+    try:
+        window = parse_window({"cron": cron, "timezone": zone})
+    except ValueError:
+        return
+    window.contains(now.replace(second=0, microsecond=0))
+    if lifetime_cron_problem(window) is None:
+        end = next_fire(cron, zone, now)
+        assert now < end <= now + timedelta(days=366)

@@ -13,6 +13,7 @@ from policyd.services.actor import Actor, Role
 from policyd.services.directory import DirectoryService
 from policyd.services.versions import VersionService
 from policyd.store import Database
+from policyd.store.models import PolicyVersion
 from tests.conftest import POLICIES, rule_file
 from tests.rules.test_source import billion_laughs
 
@@ -421,3 +422,42 @@ def test_eval_live_finds_the_database_in_the_environment(runner, published, monk
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "rule      eligible-members" in result.output
+
+
+def test_eval_version_of_a_stored_version_that_no_longer_loads_prints_why(runner, published, clock):
+    """A version published under older checks is reported with its file:line problems."""
+    database = Database(published)
+    try:
+        with database.session() as session:
+            session.add(
+                PolicyVersion(
+                    id="0ldversi0n00",
+                    content_hash="0" * 64,
+                    files={"never.yaml": rule_file(NEVER_FIRES)},
+                    author="ops",
+                    message="old",
+                    created_at=clock,
+                    packages=["never"],
+                )
+            )
+            session.commit()
+    finally:
+        database.dispose()
+    result = eval_stored(runner, published, "--version", "0ldversi0n00", "--id", "ada")
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "version 0ldversi0n00 does not load with this policyd:",
+        "never.yaml:7: package.rules[0].then.lifetime.until.cron: cron '0 0 31 2 *' never fires",
+        "1 error in 1 file",
+    ]
+
+
+NEVER_FIRES = """
+apiVersion: policyd/v1
+package:
+  id: never
+  displayName: Never
+  rules:
+    - id: all
+      then: {decision: auto_approve, lifetime: {until: {cron: "0 0 31 2 *"}}}
+"""

@@ -461,3 +461,26 @@ package:
     - id: all
       then: {decision: auto_approve, lifetime: {until: {cron: "0 0 31 2 *"}}}
 """
+
+
+def test_eval_and_test_name_the_template_of_a_generated_package(runner, tmp_path):
+    """`policyd eval` shows the template and row a package came from; a failing policy test
+    on a generated package names them too."""
+    from tests.rules.test_template import template
+
+    (tmp_path / "scopes.yaml").write_text(template("rowsFrom: scopes.csv"))
+    (tmp_path / "scopes.csv").write_text("scope\nScopeA\n")
+    shown = runner.invoke(
+        main, ["eval", "scopea-readers", "--policies", str(tmp_path), "--id", "ada"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "template  scope-readers  (row scopes.csv:2)" in shown.output
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "cases.yaml").write_text(
+        "apiVersion: policyd/v1\ntests:\n"
+        "  - name: wrong on purpose\n    package: scopea-readers\n    now: 2026-01-05T09:00:00Z\n"
+        "    subject: {id: ada}\n    expect: {decision: auto_approve}\n"
+    )
+    tested = runner.invoke(main, ["test", str(tmp_path)])
+    assert tested.exit_code == 1
+    assert "wrong on purpose  [scope-readers template, row scopes.csv:2]" in tested.output

@@ -94,6 +94,7 @@ class Decision:
     lifetime: ResolvedLifetime | None = None
     stages: tuple[ApprovalStage, ...] = ()
     justification_required: bool = False
+    template: tuple[str, str] | None = None  # (template id, row) of a generated package
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view, stable for machines (CLI --json, API)."""
@@ -112,6 +113,9 @@ class Decision:
             "matched": list(self.matched),
             "reason": self.reason,
             "version": self.version,
+            "template": (
+                {"id": self.template[0], "row": self.template[1]} if self.template else None
+            ),
             "now": _iso(self.now),
             "lifetime": lifetime,
             "approval": {

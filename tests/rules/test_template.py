@@ -211,3 +211,25 @@ def test_a_fifty_scope_template_makes_a_hundred_working_packages():
             )
     finally:
         policy.close()
+
+
+def test_a_decision_names_the_template_and_row_of_its_package():
+    """Decisions on a generated package carry the template id and row (JSON too); decisions
+    on hand-written packages carry none."""
+    bundle = load_texts(
+        {
+            "scopes.yaml": template("rowsFrom: scopes.csv"),
+            "scopes.csv": "scope\nScopeA\n",
+            "other.yaml": "apiVersion: policyd/v1\npackage:\n  id: other\n  displayName: O\n"
+            "  rules:\n    - {id: all, then: {decision: deny}}\n",
+        }
+    )
+    policy = Policy(bundle)
+    try:
+        made = policy.decide("scopea-readers", Subject(id="a"), RequestOptions(), now=NOW)
+        plain = policy.decide("other", Subject(id="a"), RequestOptions(), now=NOW)
+    finally:
+        policy.close()
+    assert made.template == ("scope-readers", "scopes.csv:2")
+    assert made.to_dict()["template"] == {"id": "scope-readers", "row": "scopes.csv:2"}
+    assert plain.template is None and plain.to_dict()["template"] is None

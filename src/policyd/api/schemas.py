@@ -49,6 +49,11 @@ class ApprovalOutSchema(Schema):
     stages = fields.List(fields.Nested(StageOutSchema))
 
 
+class TemplateOriginSchema(Schema):
+    id = fields.String(metadata={"description": "the template that made the package"})
+    row = fields.String(metadata={"description": "its row: file:line"})
+
+
 class DecisionOutSchema(Schema):
     decision_id = fields.String()
     decision = fields.String(metadata={"enum": ["auto_approve", "require_approval", "deny"]})
@@ -58,6 +63,11 @@ class DecisionOutSchema(Schema):
     matched = fields.List(fields.String())
     reason = fields.String()
     version = fields.String()
+    template = fields.Nested(
+        TemplateOriginSchema,
+        allow_none=True,
+        metadata={"description": "where a package made by a template came from; else null"},
+    )
     now = fields.String()
     lifetime = fields.Nested(LifetimeOutSchema, allow_none=True)
     approval = fields.Nested(ApprovalOutSchema)

@@ -94,7 +94,9 @@ def test_command(directory: Path, min_coverage: float) -> None:
         policy.close()
     for result in results:
         status = "PASS" if result.passed else "FAIL"
-        click.echo(f"{status} {result.case.where} {result.case.name}")
+        origin = result.decision.template
+        made = f"  [{origin[0]} template, row {origin[1]}]" if origin and not result.passed else ""
+        click.echo(f"{status} {result.case.where} {result.case.name}{made}")
         for failure in result.failures:
             click.echo(f"     {failure}")
     failed = sum(not r.passed for r in results)
@@ -321,6 +323,11 @@ def _explain(decision: Decision) -> str:
     lines = [
         f"decision  {data['decision']}",
         f"package   {data['package']}",
+        *(
+            [f"template  {data['template']['id']}  (row {data['template']['row']})"]
+            if data["template"]
+            else []
+        ),
         f"rule      {data['rule'] or '-'}  (matched: {', '.join(data['matched']) or 'none'})",
         f"reason    {data['reason']}",
         f"version   {data['version']}",

@@ -94,6 +94,7 @@ def decide(
             reason=NO_RULE_MATCHED,
             version=bundle.version.id,
             now=now,
+            template=_origin(package),
         )
     lifetime = None
     if rule.outcome is not Outcome.DENY:
@@ -111,6 +112,7 @@ def decide(
                 reason=f"{LIFETIME_UNRESOLVED}: {err}",
                 version=bundle.version.id,
                 now=now,
+                template=_origin(package),
             )
     approval = rule.approval if rule.outcome is Outcome.REQUIRE_APPROVAL else None
     return Decision(
@@ -121,10 +123,18 @@ def decide(
         reason=rule.reason or f"rule {rule.id!r} decided {rule.outcome}",
         version=bundle.version.id,
         now=now,
+        template=_origin(package),
         lifetime=lifetime,
         stages=tuple(_stages(approval, package, subject)) if approval else (),
         justification_required=bool(approval and approval.require_justification),
     )
+
+
+def _origin(package: AccessPackage) -> tuple[str, str] | None:
+    """(template id, row) of a package a template made; None for a hand-written one."""
+    if package.template is None:
+        return None
+    return package.template, package.template_row or ""
 
 
 def _stages(approval, package: AccessPackage, subject: Subject):

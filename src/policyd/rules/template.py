@@ -63,8 +63,8 @@ class Origin:
     """Where a generated package came from: the template and the row."""
 
     template: str
-    file: str
-    row: str  # "scopes.csv:4"
+    file: str  # the template's path in the bundle
+    row: str  # "scopes.csv:4", relative to the bundle too
 
 
 @dataclass
@@ -133,8 +133,11 @@ def expand(
         problems.extend(found)
         return []
     made = []
+    # Origins name files relative to the bundle, as stored versions do (not this machine's).
+    source = spec.get("rowsFrom")
+    rows_file = relative if source is None else (PurePosixPath(relative).parent / source)
     for row in rows:
-        origin = Origin(template_id, document.file, f"{row.file}:{row.line}")
+        origin = Origin(template_id, relative, f"{PurePosixPath(rows_file).as_posix()}:{row.line}")
         for index, package in enumerate(packages):
             prefix = ("template", "packages", index)
             generated = GeneratedDocument(

@@ -280,30 +280,22 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> 
         time.sleep(0.02)
 
 
-# `policyd worker` with a shorter job lease. A job claimed by a worker that dies stays
-# `running` until its lease lapses (5 minutes in production); a test cannot wait that long,
-# so the subprocess shortens the module-level LEASE, which claim() reads on every call,
-# before starting the real CLI command.
+# `policyd worker`, run by the interpreter of the tests with the lease and interval given.
 WORKER_SCRIPT = """\
 import sys
-from datetime import timedelta
-
-import policyd.services.jobs
-
-policyd.services.jobs.LEASE = timedelta(seconds=float(sys.argv[1]))
 
 from policyd.cli import main
 
-main(["worker", "--interval", sys.argv[2]], prog_name="policyd")
+main(["worker", "--job-lease", sys.argv[1], "--interval", sys.argv[2]], prog_name="policyd")
 """
 
 
 class WorkerProcess:
     """`policyd worker` in a subprocess, on the stack's database and connectors file."""
 
-    def __init__(self, stack: Stack, log: Path, *, lease: float = 1.0, interval: float = 0.2):
+    def __init__(self, stack: Stack, log: Path, *, lease: str = "PT1S", interval: float = 0.2):
         self.log = log
-        self.args = [sys.executable, "-c", WORKER_SCRIPT, str(lease), str(interval)]
+        self.args = [sys.executable, "-c", WORKER_SCRIPT, lease, str(interval)]
         # The secrets come from the environment (set by make_stack), like the rest.
         self.env = {
             **os.environ,

@@ -8,6 +8,7 @@ from policyd.notify.config import Notifiers, load_notifiers
 from policyd.rules import PolicyRuntime
 from policyd.services.external_users import ExternalUsers
 from policyd.services.memberships import DirectoryMemberships
+from policyd.services.versions import PolicySync
 from policyd.settings import Settings, environment
 from policyd.store import Database
 from policyd.worker import Worker
@@ -25,9 +26,14 @@ def open_connectors(settings: Settings, database: Database) -> Connectors:
 
 
 def build_worker(
-    settings: Settings, database: Database, connectors: Connectors, runtime: PolicyRuntime
+    settings: Settings,
+    database: Database,
+    connectors: Connectors,
+    runtime: PolicyRuntime,
+    sync: PolicySync,
 ) -> Worker:
-    """The lifecycle worker: delivery, expiry, timeouts, reminders, guests.
+    """The lifecycle worker: delivery, expiry, timeouts, reminders, guests. `sync` keeps
+    `runtime` on the active version; every sweep checks it.
 
     Raises:
         ProblemsError: the notifiers in the connectors file are invalid (file:line).
@@ -41,4 +47,6 @@ def build_worker(
         external_users=ExternalUsers(settings.external_users),
         delete_after=settings.external_delete_after,
         reminders=settings.reminders,
+        lease=settings.job_lease,
+        policy_sync=sync,
     )

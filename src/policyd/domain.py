@@ -78,6 +78,18 @@ class ResolvedLifetime:
     explanation: str
     clamped: bool = False
     extendable: bool = False
+    # The terms `expires_at` came from, so that access granted later than `now` still gets
+    # its whole lifetime: how long it lasts from its start (a duration, a requested one, a
+    # maximum), and the fixed moment it may not outlast (an end date, a cron's next fire).
+    span: timedelta | None = None
+    not_after: datetime | None = None
+
+    def ends(self, start: datetime) -> datetime | None:
+        """When access granted at `start` ends under these terms (None: it does not)."""
+        ends = [moment for moment in (self.not_after,) if moment is not None]
+        if self.span is not None:
+            ends.append(start + self.span)
+        return min(ends) if ends else self.expires_at
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,13 @@ def _durations(value: Any) -> tuple[timedelta, ...]:
     return parse_reminders(_text(value))
 
 
+def _lease(value: Any) -> timedelta:
+    """A job lease: an ISO-8601 duration from PT1S to P1D (or such a timedelta)."""
+    from policyd.services.jobs import check_lease, parse_lease
+
+    return check_lease(value) if isinstance(value, timedelta) else parse_lease(_text(value))
+
+
 def _names(value: Any) -> tuple[str, ...]:
     if isinstance(value, tuple | list | set | frozenset):
         return tuple(sorted(str(v).strip() for v in value if str(v).strip()))
@@ -259,6 +266,13 @@ class Settings:
         (timedelta(days=14), timedelta(days=1)),
         "Expiry reminders this long before access ends (comma-separated ISO-8601 durations; "
         "'' sends none).",
+    )
+    job_lease: timedelta = _setting(
+        "POLICYD_JOB_LEASE",
+        _lease,
+        timedelta(minutes=1),
+        "How long a claimed outbox job is its worker's before another may take it; the "
+        "worker renews it while it works on the job (ISO-8601, PT1S to P1D).",
     )
     decision_log: str = _setting(
         "POLICYD_DECISION_LOG",

@@ -6,8 +6,10 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,9 +25,10 @@ from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.external_users import ExternalUsers, sweep_external_users
-from policyd.services.jobs import BULK_CLAIM, CLAIM_BATCH, ClaimedJob, JobService
+from policyd.services.jobs import BULK_CLAIM, CLAIM_BATCH, LEASE, ClaimedJob, JobService
 from policyd.services.notifications import REMINDER_OFFSETS, remind_due, render
 from policyd.services.requests import RequestService
+from policyd.services.versions import PolicySync
 from policyd.store.models import Job, User
 from policyd.store.query import among
 
@@ -41,6 +44,26 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
+def dead_here(holders: set[str]) -> set[str]:
+    """The workers among `holders` that ran on this machine in a process that is gone."""
+    host = socket.gethostname()
+    dead = set()
+    for holder in holders:
+        parts = holder.rsplit(":", 2)  # host:pid:thread, as worker_id() makes it
+        if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        pid = int(parts[1])
+        if pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            dead.add(holder)
+        except PermissionError:
+            pass  # alive, as another user
+    return dead
+
+
 class Worker:
     """Plain functions over the database; the CLI loop, the API and tests all call them."""
 
@@ -54,7 +77,12 @@ class Worker:
         external_users: ExternalUsers = ExternalUsers.NONE,
         delete_after: timedelta = timedelta(days=30),
         reminders: tuple[timedelta, ...] = REMINDER_OFFSETS,
+        lease: timedelta = LEASE,
+        policy_sync: PolicySync | None = None,
     ):
+        """`lease`: how long a claimed job is this worker's before another may take it (the
+        heartbeat renews it while the job is in hand). `policy_sync`: keeps `runtime` on the
+        active version; each sweep checks it."""
         self.sessions = sessions
         self.connectors = connectors
         self.runtime = runtime
@@ -63,6 +91,8 @@ class Worker:
         self.external_users = external_users
         self.delete_after = delete_after
         self.reminders = reminders
+        self.lease = lease
+        self.policy_sync = policy_sync
         self._dialect: str | None = None
 
     def run_jobs(
@@ -77,22 +107,59 @@ class Worker:
         returns how many ran."""
         with self.sessions() as session:
             claimed = JobService(session).claim(
-                self.name, now=now, limit=limit, ids=ids, where=where
+                self.name, now=now, limit=limit, ids=ids, where=where, lease=self.lease
             )
         if not claimed:
             return 0
-        targets = self._targets(claimed)
-        groups: dict[tuple[str, str], list[ClaimedJob]] = defaultdict(list)
-        for job in claimed:
-            groups[job.kind, job.connector].append(job)
-        for (kind, name), jobs in groups.items():
-            if self._runs_in_bulk(kind, name):
-                # Claimed a moment ago, well within the lease: no need to ask if still held.
-                self._record(self._run_bulk(kind, name, jobs, targets), now)
-            else:
-                for job in jobs:  # one at a time, each outcome committed before the next
-                    self.run_one(job, now, targets)
+        with self._heartbeat([job.id for job in claimed], now):
+            targets = self._targets(claimed)
+            groups: dict[tuple[str, str], list[ClaimedJob]] = defaultdict(list)
+            for job in claimed:
+                groups[job.kind, job.connector].append(job)
+            for (kind, name), jobs in groups.items():
+                if self._runs_in_bulk(kind, name):
+                    # Claimed a moment ago, and the heartbeat keeps them: still held.
+                    self._record(self._run_bulk(kind, name, jobs, targets), now)
+                else:
+                    for job in jobs:  # one at a time, each outcome committed before the next
+                        self.run_one(job, now, targets)
         return len(claimed)
+
+    @contextmanager
+    def _heartbeat(self, job_ids: list[str], now: datetime) -> Iterator[None]:
+        """Renew the lease of `job_ids` every third of a lease until the block ends, so no
+        other worker takes them while this one works (time counts on from `now`)."""
+        done = threading.Event()
+        started = time.monotonic()
+        beat = self.lease.total_seconds() / 3
+
+        def renew() -> None:
+            while not done.wait(beat):
+                until = now + timedelta(seconds=time.monotonic() - started) + self.lease
+                try:
+                    with self.sessions() as session:
+                        JobService(session).renew(job_ids, self.name, until=until)
+                except Exception:  # the next beat tries again; a lapsed lease is safe
+                    log.exception("worker %s: could not renew its job leases", self.name)
+
+        thread = threading.Thread(target=renew, name=f"{self.name}:heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
+    def release_dead(self, *, now: datetime) -> int:
+        """Queue again the jobs held by workers of this machine whose process died (a worker
+        SIGKILLed and restarted), instead of leaving them until their lease lapses."""
+        with self.sessions() as session:
+            jobs = JobService(session)
+            dead = dead_here(jobs.holders())
+            released = jobs.release(dead, now=now)
+        if released:
+            log.warning("worker %s: took over %d job(s) of dead %s", self.name, released, dead)
+        return released
 
     def run_one(
         self, job: ClaimedJob, now: datetime, targets: dict[str, Target] | None = None
@@ -270,6 +337,9 @@ class Worker:
         with its first batch and this process works while the database does; SQLite, with
         one writer at a time, does one after the other.
         """
+        if self.policy_sync is not None:
+            self.policy_sync.maybe_sync()  # follow the active version, as the API does
+        released = self.release_dead(now=now)
         with self.sessions() as session:
             requests = RequestService(session, self.runtime, self.connectors.listeners())
             stages = requests.expire_stages(now=now)
@@ -304,7 +374,14 @@ class Worker:
             expiry.join()
         if expiry.error is not None:
             raise expiry.error
-        return {"expired": expiry.expired, "jobs": ran, **stages, "reminders": reminders, **guests}
+        return {
+            "expired": expiry.expired,
+            "jobs": ran,
+            **stages,
+            "reminders": reminders,
+            **guests,
+            "released": released,
+        }
 
     def expire_due(self, *, now: datetime, limit: int) -> int:
         """End up to `limit` expired assignments in one transaction; returns how many."""

@@ -61,6 +61,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         app.extensions["policyd.db"],
         app.extensions["policyd.connectors"],
         app.extensions["policyd.runtime"],
+        app.extensions["policyd.sync"],
     )
 
     from policyd.api import (

@@ -11,6 +11,7 @@ from policyd.api.schemas import GroupSchema, MemberSchema, OrganizationSchema, U
 from policyd.services.actor import Role
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import NotFoundError
+from policyd.services.leavers import LeaverService
 from policyd.store.models import ConnectedOrganization, Group
 
 blp = Blueprint("directory", __name__, url_prefix="/v1", description="Directory")
@@ -55,10 +56,12 @@ class UserById(MethodView):
 
     @blp.response(204)
     def delete(self, user_id):
-        """Delete a user and their memberships."""
+        """Delete a user: their access is removed, their open requests canceled and their
+        pending approvals handed on; their history stays (docs/lifecycle.md#leavers)."""
         actor = require(Role.ADMIN)
-        service().delete_user(actor, user_id, now=context.now())
-        commit(None)
+        leavers = LeaverService(context.session(), context.runtime(), context.listeners())
+        leavers.delete_user(actor, user_id, now=context.now())
+        context.deliver()
 
 
 @blp.route("/groups")

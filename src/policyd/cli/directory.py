@@ -64,6 +64,7 @@ def directory_import(file: Path, file_format: str | None, database_url: str, act
         if kind != "memberships":
             changes.append(f"{count['updated']} updated")
         changes.append(f"{count['unchanged']} unchanged")
+        changes += [f"{count[left]} {left}" for left in ("disabled", "enabled") if count[left]]
         click.echo(f"  {kind:<14}{', '.join(changes)}")
 
 

@@ -59,12 +59,14 @@ def _worker(settings: Settings) -> Iterator[Worker]:
     try:
         connectors = compose.open_connectors(settings, database)
         stack.callback(connectors.close)
-        runner = compose.build_worker(settings, database, connectors, runtime)
+        # A long-running worker follows publications, as the API does.
+        sync = PolicySync(runtime, database.session, settings.sync_interval)
+        runner = compose.build_worker(settings, database, connectors, runtime, sync)
     except ProblemsError as err:
         stack.close()
         _fail(err.problems)
     try:
-        PolicySync(runtime, database.session).sync()
+        sync.sync()
         yield runner
     finally:
         stack.close()
@@ -89,6 +91,11 @@ def _worker(settings: Settings) -> Iterator[Worker]:
     help="Expiry reminders, this long before access ends; '' sends none [env: "
     "POLICYD_REMINDERS; default: P14D,P1D].",
 )
+@click.option(
+    "--job-lease",
+    help="How long a claimed job is this worker's; renewed while it works on it, so a dead "
+    "worker's jobs wait this long at most [env: POLICYD_JOB_LEASE; default: PT1M].",
+)
 @database_option
 @connectors_option
 def worker(
@@ -97,6 +104,7 @@ def worker(
     external_users: str | None,
     external_delete_after: str | None,
     reminders: str | None,
+    job_lease: str | None,
     database_url: str,
     connectors_file: Path | None,
 ) -> None:
@@ -107,6 +115,7 @@ def worker(
         external_users=external_users,
         external_delete_after=external_delete_after,
         reminders=reminders,
+        job_lease=job_lease,
     )
     settings.configure_logging()
     with _worker(settings) as runner:

@@ -112,20 +112,24 @@ def resolve_lifetime(
     """
     notes: list[str] = []
     expires: datetime | None
+    # span: how long from its start; not_after: the fixed end (see ResolvedLifetime.ends)
+    span: timedelta | None = None
+    not_after: datetime | None = None
     if policy.permanent:
         expires = None
         notes.append("permanent: no end date")
     elif policy.duration is not None:
         expires = now + policy.duration
+        span = expires - now  # a timedelta, also for months and years
         notes.append(f"default lifetime {_text(policy.duration)}")
     elif policy.end_date is not None:
-        expires = policy.end_date
+        expires = not_after = policy.end_date
         if expires <= now:
             raise LifetimeError(f"the fixed end date {_stamp(expires)} has passed")
         notes.append(f"ends on the fixed date {_stamp(expires)}")
     else:
         assert policy.until is not None  # the schema demands exactly one kind of end
-        expires = next_fire(policy.until.cron, policy.until.timezone, now)
+        expires = not_after = next_fire(policy.until.cron, policy.until.timezone, now)
         notes.append(f"ends at the next '{policy.until.cron}' ({policy.until.timezone})")
 
     clamped = False
@@ -137,11 +141,14 @@ def resolve_lifetime(
             clamped = True
             notes.append(f"requested {requested} is longer than the default; the default applies")
         else:
-            expires = wanted
+            expires, span = wanted, wanted - now
+            if policy.requested is RequestedDuration.ANY:
+                not_after = None  # any duration up to the maximum, past a fixed end too
             notes.append(f"requested {requested}")
 
     if policy.maximum is not None:
         cap = now + policy.maximum
+        span = cap - now if span is None else min(span, cap - now)
         if expires is None or expires > cap:
             clamped = True
             expires = cap
@@ -151,6 +158,8 @@ def resolve_lifetime(
         explanation="; ".join(notes),
         clamped=clamped,
         extendable=policy.extendable,
+        span=span,
+        not_after=not_after,
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from policyd.domain import Decision, RequestOptions, Subject, UserType
 from policyd.rules import InvalidInputError, PolicyRuntime, UnknownPackageError
 from policyd.services.actor import Actor, Role
+from policyd.services.approvers import with_resolved_approvers
 from policyd.services.decision_log import DecisionLog, JsonText
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ForbiddenError, InvalidError, NotFoundError
@@ -186,6 +187,11 @@ class DecisionService:
             raise InvalidError(err.message, field=err.field) from None
         except LookupError:
             raise NotFoundError("no policy version is active; publish one first") from None
+        policy = self.runtime.active
+        if decision.stages and policy is not None and policy.version == decision.version:
+            # Approvers as the request resolves them (sponsors too), by the same resolver.
+            package_rules = policy.bundle.package(package)
+            decision = with_resolved_approvers(decision, subject, package_rules, self._open_session)
         result = decision.to_dict()
         entry = dict(
             id=new_id(),

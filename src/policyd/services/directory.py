@@ -53,6 +53,7 @@ USER_COLUMNS = (
 
 
 MAX_ID = 200  # the id columns' length
+ACTIVE_USER, DISABLED, DELETED = "active", "disabled", "deleted"  # User.state
 
 
 def check_id(value: str, field: str = "id") -> str:
@@ -83,20 +84,27 @@ class DirectoryService:
         return self._session
 
     # users -----------------------------------------------------------------------------------
-    def get_user(self, user_id: str) -> User:
-        user = self.session.get(User, user_id)
-        if user is None:
+    def get_user(self, user_id: str, *, lock: bool = False) -> User:
+        """A user in the directory (a deleted one's tombstone is not)."""
+        user = self.session.get(User, user_id, with_for_update=lock or None)
+        if user is None or user.state == DELETED:
             raise NotFoundError(f"no user {user_id!r}", field="id")
         return user
 
     def list_users(self, *, offset: int = 0, limit: int = 100) -> tuple[list[User], int]:
-        return page(self.session, select(User).order_by(User.id), offset, limit)
+        query = select(User).where(User.state != DELETED).order_by(User.id)
+        return page(self.session, query, offset, limit)
 
     def put_user(self, actor: Actor, user_id: str, data: dict[str, Any], *, now: datetime) -> User:
         """Create or replace a user; audited with before and after."""
         check_id(user_id)
         user = self.session.get(User, user_id)
-        before = user_view(user) if user else None
+        if user is not None and user.state == DELETED:
+            # The id is used again: a new user, while the tombstone's history stays.
+            user.state, user.left_at = ACTIVE_USER, None
+            before = None
+        else:
+            before = user_view(user) if user else None
         if user is None:
             user = User(id=user_id)
             self.session.add(user)
@@ -115,13 +123,37 @@ class DirectoryService:
         )
         return user
 
-    def delete_user(self, actor: Actor, user_id: str, *, now: datetime) -> None:
-        user = self.get_user(user_id)
+    def mark_left(
+        self, actor: Actor, user: User, state: str, *, now: datetime, ended: dict[str, int]
+    ) -> None:
+        """Record that `user` left (`deleted` or `disabled`) once their access is being
+        ended (`ended`: what was ended, for the audit record). A deleted user loses their
+        memberships and stays as a tombstone: revokes still reach them and history keeps
+        who held access. Use LeaverService, which ends the access first."""
         before = user_view(user)
-        self.session.execute(delete(Membership).where(Membership.user_id == user_id))
-        self.session.delete(user)
+        if state == DELETED:
+            self.session.execute(delete(Membership).where(Membership.user_id == user.id))
+        user.state, user.left_at = state, now
         audit(
-            self.session, actor, "directory.user_deleted", ("user", user_id), now=now, before=before
+            self.session,
+            actor,
+            f"directory.user_{state}",
+            ("user", user.id),
+            now=now,
+            before=before,
+            after={**user_view(user), "state": state, **ended},
+        )
+
+    def enable_user(self, actor: Actor, user: User, *, now: datetime) -> None:
+        """A disabled user may request access again (what they had is not given back)."""
+        user.state, user.left_at = ACTIVE_USER, None
+        audit(
+            self.session,
+            actor,
+            "directory.user_enabled",
+            ("user", user.id),
+            now=now,
+            after=user_view(user),
         )
 
     # groups ----------------------------------------------------------------------------------
@@ -377,7 +409,7 @@ class DirectoryService:
 
 
 # Built once: constructing these per call cost more than running them (decisions' hot path).
-_USER_ROW = select(*USER_COLUMNS).where(User.id == bindparam("uid"))
+_USER_ROW = select(*USER_COLUMNS).where(User.id == bindparam("uid"), User.state != DELETED)
 _RELATED = union_all(
     select(literal("g"), Membership.group_id).where(Membership.user_id == bindparam("uid")),
     select(literal("p"), Assignment.package).where(

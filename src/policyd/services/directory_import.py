@@ -20,8 +20,15 @@ from policyd.rules import (
 )
 from policyd.rules.source import Document, Problem, flatten_messages, format_path, parse_document
 from policyd.services.actor import Actor
-from policyd.services.directory import USER_FIELDS, DirectoryService, user_view
+from policyd.services.directory import (
+    ACTIVE_USER,
+    DISABLED,
+    USER_FIELDS,
+    DirectoryService,
+    user_view,
+)
 from policyd.services.errors import NotFoundError
+from policyd.services.leavers import LeaverService
 from policyd.store.models import ConnectedOrganization, Group
 
 
@@ -49,6 +56,8 @@ class ImportUserSchema(Schema):
     job_title = _optional(200)
     employee_type = _optional(100)
     attributes = fields.Dict(keys=fields.String(), load_default=dict)
+    # false: the user left (HR's leaver feed); their access ends as when they are deleted
+    account_enabled = fields.Boolean(load_default=True)
 
 
 class ImportGroupSchema(Schema):
@@ -108,7 +117,7 @@ class DirectoryImport:
     problems: list[Problem] = field(default_factory=list)
 
 
-CSV_COLUMNS = (*(f for f in USER_FIELDS if f != "attributes"), "id", "groups")
+CSV_COLUMNS = (*(f for f in USER_FIELDS if f != "attributes"), "id", "groups", "account_enabled")
 
 
 def parse_json_directory(text: str, file: str) -> DirectoryImport:
@@ -267,6 +276,7 @@ def apply_directory(
         (memberships: added) or unchanged.
     """
     directory = DirectoryService(session)
+    leavers = LeaverService(session)
     counts = {kind: Counter() for kind in ("organizations", "users", "groups", "memberships")}
     org_fields = ("display_name", "domains", "internal_sponsors", "external_sponsors", "state")
     for entry in parsed.organizations:
@@ -284,11 +294,18 @@ def apply_directory(
             before = user_view(directory.get_user(entry.data["id"]))
         except NotFoundError:
             before = None
-        if before is not None and all(before[name] == data[name] for name in USER_FIELDS):
+        if before is None or any(before[name] != data[name] for name in USER_FIELDS):
+            directory.put_user(actor, entry.data["id"], data, now=now)
+            counts["users"]["updated" if before is not None else "created"] += 1
+        else:
             counts["users"]["unchanged"] += 1
-            continue
-        directory.put_user(actor, entry.data["id"], data, now=now)
-        counts["users"]["updated" if before is not None else "created"] += 1
+        user = directory.get_user(entry.data["id"])
+        if not entry.data["account_enabled"] and user.state == ACTIVE_USER:
+            leavers.leave(actor, user, DISABLED, now=now)
+            counts["users"]["disabled"] += 1
+        elif entry.data["account_enabled"] and user.state == DISABLED:
+            directory.enable_user(actor, user, now=now)
+            counts["users"]["enabled"] += 1
     for entry in parsed.groups:
         data = entry.data
         group = session.get(Group, data["id"])

@@ -23,9 +23,13 @@ KINDS = ("grant", "revoke", "notify", "send", "disable_user", "delete_user")
 MAX_ATTEMPTS = 8
 BASE_DELAY = timedelta(seconds=5)
 MAX_DELAY = timedelta(hours=1)
-LEASE = timedelta(minutes=5)  # a claimed job whose worker died is claimed again after this
-# Jobs a worker claims at once: small enough that a batch of slow calls (connector timeouts
-# are seconds) ends well within LEASE, so a live worker's jobs are not taken over.
+# A claimed job whose worker died is claimed again once its lease lapses
+# (POLICYD_JOB_LEASE). A live worker renews the leases of the jobs in its hands (a heartbeat
+# every third of a lease), so a slow batch never loses its jobs to another worker, and a
+# dead worker's jobs wait one lease at most.
+LEASE = timedelta(minutes=1)
+MAX_LEASE = timedelta(days=1)
+# Jobs a worker claims at once, run one by one with each outcome committed.
 CLAIM_BATCH = 20
 # Jobs of connectors that work in bulk (one call for many targets, e.g. the directory) and
 # notifications with no notifier to send them are claimed this many at once.
@@ -40,6 +44,31 @@ def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
     """Exponential backoff with full jitter: up to BASE_DELAY * 2**(attempts-1), capped."""
     ceiling = min(MAX_DELAY, BASE_DELAY * (2 ** max(0, attempts - 1)))
     return ceiling * (rng or random).uniform(0.5, 1.0)
+
+
+def parse_lease(text: str) -> timedelta:
+    """POLICYD_JOB_LEASE: an ISO-8601 duration from 1 second to 1 day.
+
+    Raises:
+        ValueError: saying what is wrong.
+    """
+    from policyd.rules.condition import parse_duration
+
+    lease = parse_duration(text)
+    if not isinstance(lease, timedelta):
+        raise ValueError(f"{text!r}: give a lease from PT1S to P1D, e.g. PT1M")
+    return check_lease(lease)
+
+
+def check_lease(lease: timedelta) -> timedelta:
+    """`lease` if it is from 1 second to 1 day.
+
+    Raises:
+        ValueError: saying what is wrong.
+    """
+    if not timedelta(seconds=1) <= lease <= MAX_LEASE:
+        raise ValueError(f"{lease} is not a lease from PT1S to P1D, e.g. PT1M")
+    return lease
 
 
 def job_view(job: Job) -> dict[str, Any]:
@@ -112,8 +141,10 @@ class JobService:
         limit: int = 50,
         ids: list[str] | None = None,
         where: ColumnElement[bool] | None = None,
+        lease: timedelta = LEASE,
     ) -> list[ClaimedJob]:
-        """Atomically take up to `limit` due jobs for `worker` and commit the claim.
+        """Atomically take up to `limit` due jobs for `worker`, each for `lease`, and commit
+        the claim.
 
         Due: queued with run_at <= now, or running with an expired lease (its worker died).
         On PostgreSQL concurrent workers skip each other's rows (FOR UPDATE SKIP LOCKED);
@@ -140,7 +171,7 @@ class JobService:
                 .values(
                     state="running",
                     locked_by=worker,
-                    locked_until=now + LEASE,
+                    locked_until=now + lease,
                     attempts=jobs.c.attempts + 1,
                 )
                 .returning(*jobs.c)
@@ -149,6 +180,39 @@ class JobService:
                 break
         self.session.commit()
         return list(claimed)
+
+    def renew(self, job_ids: Sequence[str], worker: str, *, until: datetime) -> int:
+        """Extend the lease of the jobs of `job_ids` that `worker` still holds, and commit;
+        returns how many (a worker's heartbeat)."""
+        result = self.session.execute(
+            update(Job)
+            .where(among(self.session, Job.id, job_ids))
+            .where(Job.state == "running", Job.locked_by == worker)
+            .values(locked_until=until),
+            execution_options={"synchronize_session": False},
+        )
+        self.session.commit()
+        return result.rowcount
+
+    def holders(self) -> set[str]:
+        """The workers that hold running jobs now."""
+        query = select(Job.locked_by).where(Job.state == "running").distinct()
+        return {holder for holder in self.session.scalars(query) if holder}
+
+    def release(self, workers: Iterable[str], *, now: datetime) -> int:
+        """Queue again, due now, the running jobs of `workers`, which are known to be dead
+        (a worker on this machine whose process is gone); commits and returns how many."""
+        workers = sorted(workers)
+        if not workers:
+            return 0
+        result = self.session.execute(
+            update(Job)
+            .where(Job.state == "running", Job.locked_by.in_(workers))
+            .values(state="queued", run_at=now, locked_by=None, locked_until=None),
+            execution_options={"synchronize_session": False},
+        )
+        self.session.commit()
+        return result.rowcount
 
     def finish_due(self, kind: str, *, now: datetime, limit: int) -> int:
         """Mark up to `limit` due jobs of `kind` done without running them, and commit;

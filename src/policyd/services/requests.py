@@ -9,23 +9,51 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from policyd.domain import Decision, Outcome, RequestOptions, Subject
+from policyd.domain import Decision, Outcome, RequestOptions, ResolvedLifetime, Subject
 from policyd.rules import PolicyRuntime
-from policyd.rules.model import SOD_GROUP, SOD_PACKAGE, AccessPackage
+from policyd.rules.model import SOD_GROUP, SOD_PACKAGE
 from policyd.services.actor import SYSTEM, Actor, Role
+from policyd.services.approvers import approver_ids, present
 from policyd.services.assignments import AssignmentService
 from policyd.services.audit import audit
 from policyd.services.decisions import DecisionService
-from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.events import Event, emit, request_event
 from policyd.services.notifications import notify
 from policyd.services.sod import APPROVED, FILING, Conflict, SodService
-from policyd.store.models import AccessRequest, Approval, Membership, StageApprover
+from policyd.store.models import AccessRequest, Approval, StageApprover, User
 from policyd.store.query import insert_many, page
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 OPEN_STATES = ("submitted", "pending_approval", "approved", "delivering")
+
+
+def lifetime_terms(lifetime: ResolvedLifetime | None) -> dict[str, Any] | None:
+    """What a request stores of its decision's lifetime: the explanation (clamps included)
+    and the terms that count it from the moment access is granted (docs/lifecycle.md)."""
+    if lifetime is None:
+        return None
+    return {
+        "explanation": lifetime.explanation,
+        "clamped": lifetime.clamped,
+        "span_seconds": lifetime.span.total_seconds() if lifetime.span is not None else None,
+        "not_after": lifetime.not_after.isoformat() if lifetime.not_after else None,
+        "expires_at_if_granted_at_filing": (
+            lifetime.expires_at.isoformat() if lifetime.expires_at else None
+        ),
+    }
+
+
+def _stored_lifetime(terms: dict[str, Any], expires_at: datetime | None) -> ResolvedLifetime:
+    span = terms.get("span_seconds")
+    not_after = terms.get("not_after")
+    return ResolvedLifetime(
+        expires_at=expires_at,
+        explanation=terms["explanation"],
+        clamped=terms["clamped"],
+        span=timedelta(seconds=span) if span is not None else None,
+        not_after=datetime.fromisoformat(not_after) if not_after else None,
+    )
 
 
 def request_view(request: AccessRequest) -> dict[str, Any]:
@@ -83,6 +111,7 @@ class RequestService:
             raise ForbiddenError("users can only request access for themselves", field="subject.id")
         # Held until commit: filings and approvals for one person are checked one at a time.
         SodService(self.session, self.runtime).lock(subject_id)
+        self._refuse_leavers(subject_id)
         if not extends:
             self._refuse_duplicates(package, subject_id)
         decisions = DecisionService(self.session, self.runtime)
@@ -114,6 +143,7 @@ class RequestService:
             justification=options.justification,
             requested_duration=options.duration,
             expires_at=decision.lifetime.expires_at if decision.lifetime else None,
+            lifetime=lifetime_terms(decision.lifetime),
             extends_assignment_id=extends,
             idempotency_key=idempotency_key,
             created_at=now,
@@ -183,6 +213,12 @@ class RequestService:
         request.reason = f"separation of duties: {reasons}"
         self._move(actor, request, "denied", now)
 
+    def _refuse_leavers(self, subject_id: str) -> None:
+        """A disabled user requests nothing (a deleted one is not in the directory at all)."""
+        state = self.session.scalar(select(User.state).where(User.id == subject_id))
+        if state not in (None, "active"):
+            raise ConflictError(f"user {subject_id!r} is {state}", field="subject.id")
+
     def _refuse_duplicates(self, package: str, subject_id: str) -> None:
         pending = self.session.scalar(
             select(AccessRequest.id).where(
@@ -206,8 +242,8 @@ class RequestService:
         package = self.runtime.active.bundle.package(package_id)
         stages = []
         for stage in decision.stages:
-            approvers = self._expand(stage.approvers, subject, package)
-            fallback = self._expand(stage.escalate_to, subject, package)
+            approvers = approver_ids(stage.approvers, subject, package, self.session)
+            fallback = approver_ids(stage.escalate_to, subject, package, self.session)
             stages.append(
                 {
                     "approvers": approvers,
@@ -218,35 +254,13 @@ class RequestService:
             )
         return stages
 
-    def _expand(self, refs, subject: Subject, package: AccessPackage) -> list[str]:
-        """User ids behind approver references; the subject is never among them."""
-        found: list[str] = []
-        for ref in refs:
-            if ref == "manager":
-                ids = [subject.manager] if subject.manager else []
-            elif ref == "owners":
-                ids = self._expand(package.owners, subject, package)
-            elif ref == "sponsors":
-                org = DirectoryService(self.session).organization_for(subject)
-                ids = list(org.internal_sponsors) + list(org.external_sponsors) if org else []
-            elif ref.startswith("user:"):
-                ids = [ref.removeprefix("user:")]
-            else:
-                group = ref.removeprefix("group:")
-                ids = list(
-                    self.session.scalars(
-                        select(Membership.user_id)
-                        .where(Membership.group_id == group)
-                        .order_by(Membership.user_id)
-                    )
-                )
-            found.extend(i for i in ids if i and i != subject.id and i not in found)
-        return found
-
     def _enter_stage(
         self, actor: Actor, request: AccessRequest, number: int, now: datetime
     ) -> None:
         stage = {**request.stages[number - 1], "started_at": now.isoformat(), "escalated": False}
+        # Approvers resolved at filing who have left since are not asked.
+        stage["approvers"] = present(self.session, stage["approvers"])
+        stage["escalate_to"] = present(self.session, stage["escalate_to"])
         if not stage["approvers"] and stage["escalate_to"]:
             stage.update(approvers=stage["escalate_to"], escalated=True)
         self._set_stage(request, number, stage)
@@ -291,33 +305,99 @@ class RequestService:
             started = datetime.fromisoformat(stage["started_at"])
             if started + timedelta(seconds=stage["timeout_seconds"]) > now:
                 continue
-            if stage["escalate_to"] and not stage["escalated"]:
-                before = request_view(request)
-                escalated = {
-                    **stage,
-                    "approvers": stage["escalate_to"],
-                    "escalated": True,
-                    "started_at": now.isoformat(),
-                }
-                self._set_stage(request, request.stage, escalated)
-                request.updated_at = now
-                notify(self.session, "approval_needed", request.id, escalated["approvers"], now=now)
-                audit(
-                    self.session,
-                    SYSTEM,
-                    "request.escalated",
-                    ("request", request.id),
-                    now=now,
-                    before={**before, "approvers": stage["approvers"]},
-                    after={**request_view(request), "approvers": escalated["approvers"]},
-                    version=request.version,
-                )
+            if self._escalate(SYSTEM, request, now):
                 counts["escalated"] += 1
             else:
                 request.reason = f"stage {request.stage} was not decided within its timeout"
                 self._move(SYSTEM, request, "expired", now)
                 counts["timed_out"] += 1
         self.session.commit()
+        return counts
+
+    def _escalate(self, actor: Actor, request: AccessRequest, now: datetime) -> bool:
+        """Hand the current stage to its escalation target (those of it who have not left),
+        once, with a fresh timeout; False when it has none left or was escalated already."""
+        stage = request.stages[request.stage - 1]
+        fallback = present(self.session, stage["escalate_to"])
+        if not fallback or stage["escalated"]:
+            return False
+        before = request_view(request)
+        escalated = {
+            **stage,
+            "approvers": fallback,
+            "escalated": True,
+            "started_at": now.isoformat(),
+        }
+        self._set_stage(request, request.stage, escalated)
+        request.updated_at = now
+        notify(self.session, "approval_needed", request.id, escalated["approvers"], now=now)
+        audit(
+            self.session,
+            actor,
+            "request.escalated",
+            ("request", request.id),
+            now=now,
+            before={**before, "approvers": stage["approvers"]},
+            after={**request_view(request), "approvers": escalated["approvers"]},
+            version=request.version,
+        )
+        return True
+
+    def withdraw(self, actor: Actor, user_id: str, *, now: datetime) -> dict[str, int]:
+        """A user left: cancel their open requests and take them off every waiting stage
+        (the caller ends their access and commits).
+
+        A stage left with nobody goes to its escalation target, as on a timeout; one with
+        none ends the request as `denied`, as a stage that resolves to no approver does.
+
+        Returns:
+            How many requests were canceled, reassigned (approvers left), escalated, denied.
+        """
+        counts = {"canceled": 0, "reassigned": 0, "escalated": 0, "denied": 0}
+        own = self.session.scalars(
+            select(AccessRequest)
+            .where(AccessRequest.subject_id == user_id, AccessRequest.state.in_(OPEN_STATES))
+            .order_by(AccessRequest.id)
+            .with_for_update()
+        ).all()
+        for request in own:
+            request.reason = f"{user_id} left before the request was completed"
+            self._move(actor, request, "canceled", now)
+            counts["canceled"] += 1
+        waiting = self.session.scalars(
+            select(AccessRequest)
+            .join(StageApprover, StageApprover.request_id == AccessRequest.id)
+            .where(StageApprover.user_id == user_id, AccessRequest.state == "pending_approval")
+            .order_by(AccessRequest.id)
+            .with_for_update(of=AccessRequest)
+        ).all()
+        for request in waiting:
+            stage = request.stages[request.stage - 1]
+            rest = [approver for approver in stage["approvers"] if approver != user_id]
+            if rest:
+                before = request_view(request)
+                self._set_stage(request, request.stage, {**stage, "approvers": rest})
+                request.updated_at = now
+                audit(
+                    self.session,
+                    actor,
+                    "request.approver_left",
+                    ("request", request.id),
+                    now=now,
+                    before={**before, "approvers": stage["approvers"]},
+                    after={**request_view(request), "approvers": rest},
+                    version=request.version,
+                )
+                counts["reassigned"] += 1
+            elif self._escalate(actor, request, now):
+                counts["escalated"] += 1
+            else:
+                request.reason = (
+                    f"stage {request.stage}'s only approver {user_id} left and it has no "
+                    "escalation target"
+                )
+                self._move(actor, request, "denied", now)
+                counts["denied"] += 1
         return counts
 
     def _move(self, actor: Actor, request: AccessRequest, state: str, now: datetime) -> None:
@@ -355,6 +435,9 @@ class RequestService:
         self._move(actor, request, "approved", now)
         # Approved by its last approver, or by the rules at once (no stages: approved_by null).
         approver = actor.principal if request.stages else None
+        if not self._start_lifetime(request, now):
+            self._move(actor, request, "expired", now)
+            return []
         self._emit(request_event("request.approved", request, approved_by=approver), now)
         assignments = AssignmentService(self.session, self.runtime)
         if request.extends_assignment_id:
@@ -364,6 +447,28 @@ class RequestService:
             self._move(actor, request, "delivering", now)
             assignments.create(actor, request, now=now)
         return []
+
+    def _start_lifetime(self, request: AccessRequest, now: datetime) -> bool:
+        """Count the access's lifetime from now, its approval; False (with the reason) when
+        its window closed before it was approved."""
+        if request.lifetime is None:  # filed before lifetimes counted from approval
+            return True
+        lifetime = _stored_lifetime(request.lifetime, request.expires_at)
+        if lifetime.not_after is not None and lifetime.not_after <= now:
+            request.reason = (
+                f"the access window ended at {lifetime.not_after.isoformat()}, "
+                "before the request was approved"
+            )
+            return False
+        request.expires_at = lifetime.ends(now)
+        counted = f"counted from approval at {now.isoformat()}"
+        request.lifetime = {
+            **request.lifetime,
+            "granted_at": now.isoformat(),
+            "expires_at": request.expires_at.isoformat() if request.expires_at else None,
+            "explanation": f"{request.lifetime['explanation']}; {counted}",
+        }
+        return True
 
     def extend(
         self,

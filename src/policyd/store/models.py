@@ -89,6 +89,9 @@ class User(Base):
     job_title: Mapped[str | None] = mapped_column(String(200))
     employee_type: Mapped[str | None] = mapped_column(String(100))
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # active | disabled | deleted: a deleted user is a tombstone (docs/lifecycle.md#leavers)
+    state: Mapped[str] = mapped_column(String(10), default="active", server_default="active")
+    left_at: Mapped[datetime | None] = mapped_column()  # when they were deleted or disabled
 
 
 class Group(Base):
@@ -166,6 +169,8 @@ class AccessRequest(Base):
     justification: Mapped[str | None] = mapped_column(Text)
     requested_duration: Mapped[str | None] = mapped_column(String(40))
     expires_at: Mapped[datetime | None] = mapped_column()  # of the access, once granted
+    # How the lifetime counts from the grant, and why (clamps included): see lifetime_terms
+    lifetime: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     stage_due_at: Mapped[datetime | None] = mapped_column()  # the current stage times out
     extends_assignment_id: Mapped[str | None] = mapped_column(String(36))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))

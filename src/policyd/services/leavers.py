@@ -1,0 +1,88 @@
+"""Leavers: a deleted or disabled user loses every access, open request and pending approval."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from policyd.rules import PolicyRuntime
+from policyd.services.actor import Actor
+from policyd.services.assignments import LIVE_STATES, AssignmentService
+from policyd.services.directory import ACTIVE_USER, DELETED, DISABLED, DirectoryService
+from policyd.services.errors import ConflictError
+from policyd.services.requests import RequestService
+from policyd.store.models import Assignment, Job, User
+from policyd.store.query import among
+
+
+class LeaverService:
+    """Deleting or disabling a user, as Entra does for a deleted user: their assignments are
+    removed through the connectors (the outbox, with reference counting), their open
+    requests canceled and they stop being an approver. Everything is audited, and their
+    history (requests, decisions, assignments, audit) is kept."""
+
+    def __init__(
+        self,
+        session: Session,
+        runtime: PolicyRuntime | None = None,
+        listeners: frozenset[str] = frozenset(),
+    ):
+        self.session = session
+        self.runtime = runtime
+        self.listeners = listeners
+
+    def delete_user(self, actor: Actor, user_id: str, *, now: datetime) -> dict[str, int]:
+        """Delete a user: end what they hold, then keep a tombstone; commits.
+
+        Returns:
+            What was ended: assignments, and requests canceled, reassigned, escalated, denied.
+        """
+        user = DirectoryService(self.session).get_user(user_id, lock=True)
+        ended = self.leave(actor, user, DELETED, now=now)
+        self.session.commit()
+        return ended
+
+    def disable_user(self, actor: Actor, user_id: str, *, now: datetime) -> dict[str, int]:
+        """Disable a user: the same as deleting, but the user stays in the directory; commits.
+
+        Raises:
+            ConflictError: the user is disabled already.
+        """
+        user = DirectoryService(self.session).get_user(user_id, lock=True)
+        if user.state != ACTIVE_USER:
+            raise ConflictError(f"user {user_id!r} is {user.state} already", field="id")
+        ended = self.leave(actor, user, DISABLED, now=now)
+        self.session.commit()
+        return ended
+
+    def leave(self, actor: Actor, user: User, state: str, *, now: datetime) -> dict[str, int]:
+        """Everything `delete_user` and `disable_user` do but the commit (directory imports
+        apply many changes in one transaction)."""
+        live = self.session.scalars(
+            select(Assignment)
+            .where(Assignment.subject_id == user.id, Assignment.state.in_(LIVE_STATES))
+            .order_by(Assignment.id)
+            .with_for_update()
+        ).all()
+        if live:
+            # Grants still waiting in the outbox are not delivered to someone who left.
+            self.session.execute(
+                update(Job)
+                .where(
+                    among(self.session, Job.assignment_id, [a.id for a in live]),
+                    Job.kind == "grant",
+                    Job.state == "queued",
+                )
+                .values(state="failed", finished_at=now, last_error=f"canceled: {user.id} left"),
+                execution_options={"synchronize_session": False},
+            )
+        requests = RequestService(self.session, self.runtime, self.listeners)
+        counts = requests.withdraw(actor, user.id, now=now)
+        AssignmentService(self.session, self.runtime).end_many(
+            actor, live, "assignment.user_left", now=now
+        )
+        ended = {"assignments_ended": len(live), **{f"requests_{k}": v for k, v in counts.items()}}
+        DirectoryService(self.session).mark_left(actor, user, state, now=now, ended=ended)
+        return ended

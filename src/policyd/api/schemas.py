@@ -126,6 +126,18 @@ class ApprovalRecordSchema(Schema):
     at = fields.DateTime()
 
 
+class RequestLifetimeSchema(Schema):
+    """How the access's lifetime counts from its grant, and why (docs/lifecycle.md)."""
+
+    explanation = fields.String()
+    clamped = fields.Boolean()
+    span_seconds = fields.Float(allow_none=True)
+    not_after = fields.String(allow_none=True)
+    expires_at_if_granted_at_filing = fields.String(allow_none=True)
+    granted_at = fields.String()
+    expires_at = fields.String(allow_none=True)
+
+
 class RequestOutSchema(Schema):
     id = fields.String()
     package = fields.String()
@@ -142,6 +154,7 @@ class RequestOutSchema(Schema):
     justification = fields.String(allow_none=True)
     requested_duration = fields.String(allow_none=True)
     expires_at = fields.DateTime(allow_none=True)
+    lifetime = fields.Nested(RequestLifetimeSchema, allow_none=True)
     extends_assignment_id = fields.String(allow_none=True)
     created_at = fields.DateTime()
     updated_at = fields.DateTime()

@@ -1,0 +1,313 @@
+"""Leavers: deleting or disabling a user ends their access, requests and pending approvals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from policyd.cli import main
+from policyd.rules import load_bundle
+from tests.conftest import POLICIES
+from tests.connectors.ldap_server import Slapd, slapd
+from tests.connectors.scim_server import ScimServer, scim_server
+from tests.connectors.webhook_server import webhook_server
+from tests.e2e_support import (
+    BYSTANDER_DN,
+    MakeStack,
+    ldap_resource,
+    make_stack,
+    new_ldap_group,
+    package_file,
+    scim_resource,
+    webhook_resource,
+)
+
+__all__ = ["make_stack", "scim_server", "slapd", "webhook_server"]  # fixtures for pytest
+APP = "app:payroll"
+
+SHARED = """apiVersion: policyd/v1
+package:
+  id: scope-a-extra
+  displayName: Extra
+  resources:
+    - {connector: directory, resource: "group:Group.ScopeA.Readers"}
+    - {connector: directory, resource: "group:Extra.Only"}
+  lifetime: {duration: P1D}
+  rules:
+    - {id: all, then: {decision: auto_approve}}
+"""
+
+
+def file(client, headers, package, **extra):
+    return client.post("/v1/requests", json={"package": package, **extra}, headers=headers)
+
+
+def members(client, admin, group):
+    response = client.get(f"/v1/groups/{group}/members", headers=admin)
+    return [m["user_id"] for m in response.json] if response.status_code == 200 else []
+
+
+def audit(client, admin, **query):
+    args = "&".join(f"{k}={v}" for k, v in query.items())
+    return client.get(f"/v1/audit?page_size=100&{args}", headers=admin).json
+
+
+def test_deleting_a_user_removes_their_live_access_through_the_connector(
+    client, token, admin, people
+):
+    """Ada's auto-approved Scope A access ends when she is deleted: her assignment is
+    removed and the connector revoked the group membership it granted."""
+    request = file(client, token("ada"), "scope-a-readers").json
+    assert "ada" in members(client, admin, "Group.ScopeA.Readers")
+
+    assert client.delete("/v1/users/ada", headers=admin).status_code == 204
+
+    assert "ada" not in members(client, admin, "Group.ScopeA.Readers")
+    (assignment,) = client.get("/v1/assignments?subject=ada", headers=admin).json
+    assert (assignment["request_id"], assignment["state"]) == (request["id"], "removed")
+    assert assignment["removed_at"] is not None
+
+
+def test_a_deleted_user_is_a_tombstone_whose_history_stays(client, token, admin, people):
+    """After deletion the user is gone from the directory (404, not listed, no decisions),
+    while their requests, assignments and audit trail remain readable."""
+    request = file(client, token("ada"), "scope-a-readers").json
+    client.delete("/v1/users/ada", headers=admin)
+
+    assert client.get("/v1/users/ada", headers=admin).status_code == 404
+    assert "ada" not in [u["id"] for u in client.get("/v1/users", headers=admin).json]
+    asked = client.post(
+        "/v1/decisions",
+        json={"package": "scope-a-readers", "subject": {"id": "ada"}},
+        headers=token("portal", "app"),
+    )
+    assert asked.status_code == 404
+    assert client.get(f"/v1/requests/{request['id']}", headers=admin).json["subject_id"] == "ada"
+    assert client.delete("/v1/users/ada", headers=admin).status_code == 404
+
+
+def test_the_deletion_is_audited_with_who_when_and_what_ended(client, token, admin, people, clock):
+    """One directory.user_deleted record names the admin, the time and how much was ended;
+    the assignment's own end is audited as assignment.user_left by the same admin."""
+    file(client, token("ada"), "scope-a-readers")
+    client.delete("/v1/users/ada", headers=admin)
+
+    (deleted,) = audit(client, admin, action="directory.user_deleted")
+    assert (deleted["actor"], deleted["object_id"]) == ("root", "ada")
+    assert deleted["at"].startswith(clock().isoformat()[:19])
+    assert deleted["after"]["state"] == "deleted"
+    assert deleted["after"]["assignments_ended"] == 1
+    (left,) = audit(client, admin, action="assignment.user_left")
+    assert left["actor"] == "root" and left["version"]
+
+
+def test_a_resource_shared_by_two_ending_assignments_is_revoked_once(
+    client, token, admin, people, app
+):
+    """Ada holds two packages that both grant Group.ScopeA.Readers: deleting her queues one
+    revoke for the shared group and one for the other, and removes both memberships."""
+    files = {"extra.yaml": SHARED, **load_bundle(POLICIES).files}
+    assert client.post("/v1/policy-versions", json={"files": files}, headers=admin).status_code
+    ada = token("ada")
+    file(client, ada, "scope-a-readers")
+    file(client, ada, "scope-a-extra")
+
+    client.delete("/v1/users/ada", headers=admin)
+
+    revokes = client.get("/v1/jobs?kind=revoke&page_size=100", headers=admin).json
+    assert sorted(job["resource"] for job in revokes) == [
+        "group:Extra.Only",
+        "group:Group.ScopeA.Readers",
+    ]
+    assert {job["state"] for job in revokes} == {"done"}
+    assert "ada" not in members(client, admin, "Extra.Only")
+
+
+def test_deleting_a_user_cancels_their_open_requests(client, token, admin, people):
+    """Bob's pending Scope A request is canceled, with the reason, when he is deleted, and
+    it leaves his approvers' inboxes."""
+    request = file(client, token("bob"), "scope-a-readers").json
+    assert request["state"] == "pending_approval"
+
+    client.delete("/v1/users/bob", headers=admin)
+
+    shown = client.get(f"/v1/requests/{request['id']}", headers=admin).json
+    assert shown["state"] == "canceled"
+    assert "bob left" in shown["reason"]
+    assert client.get("/v1/requests?approver=me", headers=token("carol")).json == []
+
+
+def test_an_approver_who_leaves_is_taken_off_the_stage_the_others_remain(
+    client, token, admin, people
+):
+    """Of Scope A's approvers (ada, carol for bob's request), ada leaves: carol alone can
+    still approve, and ada's inbox entry is gone."""
+    request = file(client, token("bob"), "scope-a-readers").json
+    assert request["stages"][0]["approvers"] == ["ada", "carol"]
+
+    client.delete("/v1/users/ada", headers=admin)
+
+    shown = client.get(f"/v1/requests/{request['id']}", headers=admin).json
+    assert (shown["state"], shown["stages"][0]["approvers"]) == ("pending_approval", ["carol"])
+    (record,) = audit(client, admin, action="request.approver_left")
+    assert record["before"]["approvers"] == ["ada", "carol"]
+    approved = client.post(f"/v1/requests/{request['id']}/approve", json={}, headers=token("carol"))
+    assert approved.json["state"] == "delivered"
+
+
+def test_a_stage_whose_only_approver_leaves_goes_to_its_escalation_target(
+    client, token, admin, people
+):
+    """Sam's Sales Support stage 1 waits on his manager max only; max leaves, so the stage
+    goes to its escalation target, Sales Ops (olga), at once rather than after 3 days."""
+    request = file(client, token("sam"), "sales-support", justification="launch").json
+    assert request["stages"][0]["approvers"] == ["max"]
+
+    client.delete("/v1/users/max", headers=admin)
+
+    shown = client.get(f"/v1/requests/{request['id']}", headers=admin).json
+    assert (shown["state"], shown["stage"]) == ("pending_approval", 1)
+    assert shown["stages"][0]["approvers"] == ["olga"]
+    (escalated,) = audit(client, admin, action="request.escalated")
+    assert (escalated["actor"], escalated["object_id"]) == ("root", request["id"])
+    inbox = client.get("/v1/requests?approver=me", headers=token("olga")).json
+    assert [r["id"] for r in inbox] == [request["id"]]
+
+
+def test_a_stage_whose_only_approver_leaves_with_no_fallback_is_denied(
+    client, token, admin, people
+):
+    """Payments entry waits on the manager alone with no escalation target: when the
+    manager leaves, the request is denied and the reason says why."""
+    clerk = {"email": "pat@contoso.com", "department": "Finance", "job_title": "AP Clerk"}
+    client.put("/v1/users/pat", json={**clerk, "manager_id": "max"}, headers=admin)
+    request = file(client, token("pat"), "payments-entry").json
+    assert request["stages"][0]["approvers"] == ["max"]
+
+    client.delete("/v1/users/max", headers=admin)
+
+    shown = client.get(f"/v1/requests/{request['id']}", headers=admin).json
+    assert shown["state"] == "denied"
+    assert "only approver max left" in shown["reason"]
+
+
+def test_a_later_stage_does_not_wait_on_an_approver_who_left(client, token, admin, people):
+    """Sales Support's stage 2 was resolved to Sales Ops (olga) at filing; olga leaves
+    while stage 1 waits, so stage 2 falls to... nobody, and the request is denied when
+    stage 1 is approved, instead of waiting on a leaver."""
+    request = file(client, token("sam"), "sales-support", justification="launch").json
+    client.delete("/v1/users/olga", headers=admin)
+
+    moved = client.post(f"/v1/requests/{request['id']}/approve", json={}, headers=token("max"))
+
+    assert moved.json["state"] == "denied"
+    assert "no approver could be resolved for stage 2" in moved.json["reason"]
+
+
+def test_a_deleted_id_put_again_is_a_new_user_without_the_old_access(client, token, admin, people):
+    """PUT on a deleted id creates a new user: they hold nothing and may request afresh."""
+    file(client, token("ada"), "scope-a-readers")
+    client.delete("/v1/users/ada", headers=admin)
+
+    again = client.put("/v1/users/ada", json={"email": "ada@contoso.com"}, headers=admin)
+
+    assert again.status_code == 200
+    assert client.get("/v1/users/ada", headers=admin).status_code == 200
+    (created, *_) = audit(client, admin, action="directory.user_created", object_id="ada")
+    assert created["before"] is None
+    assert members(client, admin, "Group.ScopeA.Readers") == []
+
+
+def test_a_user_disabled_by_a_directory_import_loses_access_and_cannot_request(
+    app, client, token, admin, people, runner, tmp_path: Path, database_url
+):
+    """`policyd directory import` with account_enabled false disables ada: her access is
+    removed, she stays in the directory, and a new request for her is a 409."""
+    file(client, token("ada"), "scope-a-readers")
+    leavers = tmp_path / "leavers.json"
+    leavers.write_text(
+        '{"users": [{"id": "ada", "email": "ada@contoso.com", "department": "Engineering",'
+        ' "account_enabled": false}]}',
+        encoding="utf-8",
+    )
+
+    result = runner.invoke(
+        main, ["directory", "import", str(leavers), "--database-url", database_url]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "1 disabled" in result.output
+    # The CLI queued the revokes at the real time; the app's clock is frozen earlier.
+    app.extensions["policyd.worker"].run_jobs(now=datetime.now(UTC), limit=100)
+    assert "ada" not in members(client, admin, "Group.ScopeA.Readers")
+    assert client.get("/v1/users/ada", headers=admin).status_code == 200
+    (assignment,) = client.get("/v1/assignments?subject=ada", headers=admin).json
+    assert assignment["state"] == "removed"
+    refused = file(client, token("ada"), "scope-a-readers")
+    assert refused.status_code == 409 and "subject.id" in refused.json["errors"]
+    (disabled,) = audit(client, admin, action="directory.user_disabled")
+    assert disabled["object_id"] == "ada" and disabled["after"]["assignments_ended"] == 1
+
+
+def test_an_import_enabling_a_disabled_user_lets_them_request_again(
+    client, token, admin, people, runner, tmp_path: Path, database_url
+):
+    """A later import without account_enabled false enables the user again."""
+    path = tmp_path / "people.json"
+    path.write_text('{"users": [{"id": "bob", "account_enabled": false}]}', encoding="utf-8")
+    runner.invoke(main, ["directory", "import", str(path), "--database-url", database_url])
+    assert file(client, token("bob"), "scope-a-readers").status_code == 409
+
+    path.write_text('{"users": [{"id": "bob"}]}', encoding="utf-8")
+    result = runner.invoke(main, ["directory", "import", str(path), "--database-url", database_url])
+
+    assert "1 enabled" in result.output, result.output
+    assert file(client, token("bob"), "scope-a-readers").status_code == 201
+
+
+def test_reconcile_finds_nothing_left_behind_after_a_deletion(app, client, token, admin, people):
+    """After ada's deletion no connector still holds access for her: reconcile reports no
+    difference (before the tombstone, her access could not even be found to mend)."""
+    from policyd.services.reconcile import reconcile
+
+    file(client, token("ada"), "scope-a-readers")
+    client.delete("/v1/users/ada", headers=admin)
+
+    with app.extensions["policyd.db"].session() as session:
+        report = reconcile(
+            session, app.extensions["policyd.connectors"], now=app.config["POLICYD_CLOCK"]()
+        )
+    assert [
+        (d.resource, d.missing, d.unauthorised) for d in report if d.missing or d.unauthorised
+    ] == []
+
+
+def test_deleting_a_user_removes_their_access_from_slapd_scim_and_the_webhook_app(
+    make_stack: MakeStack, slapd: Slapd, scim_server: ScimServer, clock
+):
+    """Two people hold payroll in a real slapd group, a SCIM group and a webhook app; the
+    one deleted is removed from all three (the other stays), told to the app as
+    access.removed, and their assignment ends as removed."""
+    ldap_group = new_ldap_group(slapd)
+    scim_group = scim_server.create_group("Payroll")
+    resources = [ldap_resource(ldap_group), scim_resource("Payroll"), webhook_resource(APP)]
+    stack = make_stack({"payroll.yaml": package_file("payroll", resources)}, clock=clock)
+    leaver, stayer = stack.add_person("leaver"), stack.add_person("stayer")
+    request = stack.request("payroll", leaver)
+    stack.request("payroll", stayer)
+    stack.sweep()
+    assert set(stack.ldap_members(ldap_group)) == {BYSTANDER_DN, leaver.dn, stayer.dn}
+    assert set(stack.scim_members(scim_group)) == {leaver.scim_id, stayer.scim_id}
+    assert stack.webhook.members[APP] == {leaver.user_id, stayer.user_id}
+
+    response = stack.client.delete(f"/v1/users/{leaver.user_id}", headers=stack.admin)
+    assert response.status_code == 204
+    stack.sweep()
+
+    assert set(stack.ldap_members(ldap_group)) == {BYSTANDER_DN, stayer.dn}
+    assert stack.scim_members(scim_group) == [stayer.scim_id]
+    assert stack.webhook.members[APP] == {stayer.user_id}
+    removed = [event["user"]["id"] for event in stack.events("access.removed")]
+    assert removed == [leaver.user_id]
+    assert stack.assignment(request)["state"] == "removed"
+    assert stack.jobs("grant", "revoke", state="failed") == []

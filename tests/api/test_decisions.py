@@ -134,3 +134,34 @@ def test_a_trusted_overlay_never_reaches_another_caller(client, token, people):
     assert trusted["decision"] == "auto_approve"
     plain = decide(client, token("portal", "app"), "scope-a-readers", claim).json
     assert plain["decision"] == "require_approval"
+
+
+def test_a_decision_shows_sponsors_resolved_as_the_request_resolves_them(
+    client, token, admin, people
+):
+    """For a guest whose organisation's sponsor is olga, POST /v1/decisions names user:olga
+    where it said `sponsors`, and the request filed next waits for olga: one resolver."""
+    org = {"display_name": "Northwind", "domains": ["northwind.example"]}
+    org["internal_sponsors"] = ["olga"]
+    assert client.put("/v1/organizations/northwind", json=org, headers=admin).status_code == 200
+    client.put(
+        "/v1/users/raj", json={"email": "raj@northwind.example", "type": "guest"}, headers=admin
+    )
+    raj = token("raj")
+
+    decision = decide(client, raj, "merger-collaboration", {"id": "raj"}).json
+    request = client.post(
+        "/v1/requests", json={"package": "merger-collaboration"}, headers=raj
+    ).json
+
+    (stage,) = decision["approval"]["stages"]
+    assert stage["approvers"] == ["sponsors"]
+    assert stage["resolved"] == ["user:olga"]
+    assert request["stages"][0]["approvers"] == ["olga"]
+
+
+def test_a_decision_without_sponsors_resolves_managers_and_owners_as_before(client, token, people):
+    """Sam's Sales Support decision resolves `manager` to user:max, stage 2 stays a group."""
+    decision = decide(client, token("sam"), "sales-support", {"id": "sam"}).json
+    stages = decision["approval"]["stages"]
+    assert [stage["resolved"] for stage in stages] == [["user:max"], ["group:Sales.Ops"]]

@@ -168,6 +168,23 @@ def test_resolved_lifetime_never_exceeds_the_maximum(policy, requested, now):
     assert resolve_lifetime(policy, now, requested).expires_at <= now + policy.maximum
 
 
+@settings(max_examples=500, deadline=None)
+@given(lifetime_policies(), REQUESTED, MOMENTS, DURATIONS)
+def test_lifetime_counted_from_a_later_grant_keeps_its_terms(policy, requested, now, wait):
+    """Granted at the decision, access ends when the decision said; granted `wait` later,
+    it ends no later than the grant plus the maximum, never after a fixed end, and lasts
+    as long as it would have when no fixed end binds it."""
+    lifetime = resolve_lifetime(policy, now, requested)
+    assert lifetime.ends(now) == lifetime.expires_at
+    later = now + wait
+    ends = lifetime.ends(later)
+    assert ends <= later + policy.maximum
+    if lifetime.not_after is not None:
+        assert ends <= lifetime.not_after
+    else:
+        assert ends - later == lifetime.expires_at - now
+
+
 @PROPERTY_SETTINGS
 @given(
     st.sampled_from(["PT8H", "P7D", "P1M"]),

@@ -4,6 +4,7 @@ mass expiry in batches, with reference counting across and within batches."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -415,3 +416,147 @@ def test_a_bulk_call_answering_the_wrong_number_of_results_fails_its_jobs(stack)
     failed = stack.jobs(kind="grant", state="failed")
     assert len(failed) == 3
     assert all("grant_many returned 1 results for 3 targets" in job["last_error"] for job in failed)
+
+
+SINKED = """apiVersion: policyd/v1
+package:
+  id: a
+  displayName: a
+  resources:
+    - {connector: directory, resource: "group:Shared"}
+    - {connector: sink, resource: "app:a"}
+  lifetime: {duration: PT8H}
+  rules:
+    - {id: everyone, then: {decision: auto_approve}}
+"""
+
+
+def test_a_running_policyd_worker_follows_a_newly_published_version(stack, database_url, tmp_path):
+    """A worker built as `policyd worker` builds it loads version 1; after version 2 (which
+    adds the event sink to package a) is published, its next sweep works under version 2:
+    the expiry reminder of a's holder reaches the sink as access.expiring."""
+    from policyd.cli.worker import _worker
+    from policyd.rules import load_bundle
+
+    with _worker(
+        database_url, tmp_path / "connectors.yaml", reminders=parse_reminders("PT2H")
+    ) as runner:
+        first = runner.runtime.active.version
+        stack.request("p00", "a")
+        runner.sweep(now=stack.clock())
+        files = {**load_bundle(tmp_path / "policies").files, "a.yaml": SINKED}
+        published = stack.client.post(
+            "/v1/policy-versions", json={"files": files}, headers=stack.headers
+        )
+        assert published.status_code == 201, published.json
+        runner.policy_sync.interval = 0  # instead of waiting the 2 s between checks
+        stack.clock.advance(hours=6, minutes=1)
+
+        runner.sweep(now=stack.clock())
+
+        assert runner.runtime.active.version == published.json["id"] != first
+        sink = runner.connectors.get("sink")
+        assert [event for event, _, _ in sink.received] == ["access.expiring"]
+
+
+def test_a_live_workers_heartbeat_keeps_its_jobs_from_another_worker(stack):
+    """A grant that takes 3 s, on a 1.5 s lease: the heartbeat renews the lease, so a second
+    worker looking 2.2 s later finds nothing to take, and the grant runs once."""
+    from policyd.worker import Worker
+
+    crm = stack.worker.connectors.get("crm")
+    original = crm.grant_many
+    calls = []
+
+    def slow(targets):
+        calls.append(len(targets))
+        time.sleep(3)
+        return original(targets)
+
+    crm.grant_many = slow
+    stack.worker.lease = timedelta(seconds=1.5)
+    stack.request("p00", "crm")
+    now = stack.clock()
+    first = threading.Thread(target=stack.worker.run_jobs, kwargs={"now": now, "limit": 5})
+    first.start()
+    time.sleep(2.2)
+    other = Worker(stack.worker.sessions, stack.worker.connectors, stack.worker.runtime, "other")
+
+    taken = other.run_jobs(now=now + timedelta(seconds=2.2), limit=5)
+    first.join()
+
+    assert taken == 0
+    assert calls == [1]
+    assert crm.holders == {"p00"}
+    (job,) = stack.jobs(kind="grant", state="done")
+    assert job["attempts"] == 1
+
+
+def test_a_worker_takes_over_the_jobs_of_a_dead_worker_of_its_machine_at_once(stack):
+    """A job claimed by a worker process of this machine that is gone (its lease still far
+    off) is queued again by the next sweep and delivered, instead of waiting out the lease."""
+    import socket
+    import subprocess
+    import sys
+
+    from sqlalchemy import update
+
+    from policyd.store.models import Job
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stack.request("p00", "crm")
+    with stack.app.extensions["policyd.db"].session() as session:
+        session.execute(
+            update(Job)
+            .where(Job.kind == "grant")
+            .values(
+                state="running",
+                locked_by=f"{socket.gethostname()}:{gone.pid}:1",
+                locked_until=stack.clock() + timedelta(hours=1),
+                attempts=1,
+            )
+        )
+        session.commit()
+
+    result = stack.worker.sweep(now=stack.clock())
+
+    assert result["released"] == 1
+    (job,) = stack.jobs(kind="grant")
+    assert (job["state"], job["attempts"]) == ("done", 2)
+    assert stack.worker.connectors.get("crm").holders == {"p00"}
+
+
+def test_a_worker_leaves_the_jobs_of_a_live_worker_alone(stack):
+    """A job held by a live process of this machine (this one) is not taken over."""
+    import os
+    import socket
+
+    from sqlalchemy import update
+
+    from policyd.store.models import Job
+
+    stack.request("p00", "crm")
+    with stack.app.extensions["policyd.db"].session() as session:
+        holder = f"{socket.gethostname()}:{os.getppid()}:1"
+        session.execute(
+            update(Job)
+            .where(Job.kind == "grant")
+            .values(
+                state="running", locked_by=holder, locked_until=stack.clock() + timedelta(hours=1)
+            )
+        )
+        session.commit()
+
+    assert stack.worker.sweep(now=stack.clock())["released"] == 0
+    (job,) = stack.jobs(kind="grant")
+    assert job["state"] == "running"
+
+
+@pytest.mark.parametrize("value", ["PT0S", "PT0.5S", "P2D", "5", "P1M"])
+def test_a_bad_job_lease_stops_the_start_naming_the_setting(database_url, value):
+    """POLICYD_JOB_LEASE must be an ISO-8601 duration from PT1S to P1D."""
+    from policyd.api import SettingError
+
+    with pytest.raises(SettingError, match="POLICYD_JOB_LEASE"):
+        create_app({"POLICYD_DATABASE_URL": database_url, "POLICYD_JOB_LEASE": value})

@@ -45,9 +45,11 @@ def payroll(make_stack: MakeStack, slapd: Slapd, scim: ScimServer, clock: Clock)
     return stack, ldap_group, scim_group
 
 
-def kill_mid_batch_then_recover(stack: Stack, kind: str, log: Path) -> set[str]:
-    """Run `policyd worker`, SIGKILL it once KILL_AFTER `kind` jobs are done, start another
-    and wait until every `kind` job is done.
+def kill_mid_batch_then_recover(
+    stack: Stack, kind: str, log: Path, lease: str = "PT1S"
+) -> set[str]:
+    """Run `policyd worker` (with job lease `lease`), SIGKILL it once KILL_AFTER `kind` jobs
+    are done, start another and wait until every `kind` job is done.
 
     Returns:
         The ids of the jobs that were not done when the first worker died.
@@ -57,7 +59,8 @@ def kill_mid_batch_then_recover(stack: Stack, kind: str, log: Path) -> set[str]:
     def done() -> int:
         return len(stack.jobs(kind, state="done"))
 
-    first, second = WorkerProcess(stack, log), WorkerProcess(stack, log)
+    first = WorkerProcess(stack, log, lease=lease)
+    second = WorkerProcess(stack, log, lease=lease)
     try:
         first.start()
         first.wait_for(lambda: done() >= KILL_AFTER, f"{KILL_AFTER} {kind}s done")
@@ -82,8 +85,7 @@ def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(
     """Grants, then revokes, for 30 people with the worker SIGKILLed mid-batch and restarted
     end with each person exactly once in, then out of, slapd, the SCIM group and the app."""
     # The dead worker had claimed the whole batch, so its unfinished jobs stay `running` until
-    # their lease lapses; WorkerProcess runs `policyd worker` with a 1 s lease instead of
-    # 5 min, so the restarted worker claims them again within the test's time.
+    # their lease lapses (1 s here) or a worker of the same machine sees the process is gone.
     # The subprocess works in real time, so the requests are made at the real time too.
     clock = Clock(datetime.now(UTC))
     stack, ldap_group, scim_group = payroll(make_stack, slapd, scim_server, clock)
@@ -169,3 +171,32 @@ def test_jobs_for_a_connector_that_is_down_back_off_and_deliver_when_it_is_back(
     assert stack.jobs("grant", "revoke", "notify", state="failed") == []
     for request in requests:
         assert stack.get(f"/v1/requests/{request['id']}")["state"] == "delivered"
+
+
+def test_a_restarted_worker_takes_a_killed_workers_jobs_without_waiting_out_the_lease(
+    make_stack: MakeStack, slapd: Slapd, scim_server: ScimServer, tmp_path: Path
+):
+    """With a 10-minute job lease, a worker SIGKILLed mid-batch and restarted on the same
+    machine still delivers every grant within a minute: the new worker sees the dead
+    process's claims and queues them again at once. Each person ends up granted exactly
+    once in slapd, the SCIM group and the app, and no job is run twice but the reclaimed."""
+    clock = Clock(datetime.now(UTC))
+    stack, ldap_group, scim_group = payroll(make_stack, slapd, scim_server, clock)
+    stack.webhook.delay = 0.05
+    people = [stack.add_person(f"q{number:02}") for number in range(PEOPLE)]
+    for person in people:
+        stack.request("payroll", person)
+
+    reclaimed = kill_mid_batch_then_recover(
+        stack, "grant", tmp_path / "long-lease-worker.log", lease="PT10M"
+    )
+
+    assert reclaimed
+    expected_dns = {BYSTANDER_DN: 1} | {person.dn: 1 for person in people}
+    assert Counter(stack.ldap_members(ldap_group)) == expected_dns
+    assert Counter(stack.scim_members(scim_group)) == {person.scim_id: 1 for person in people}
+    granted = Counter(event["user"]["id"] for event in stack.events("access.granted"))
+    assert granted == {person.user_id: 1 for person in people}
+    attempts = {job.id: job.attempts for job in stack.jobs("grant")}
+    assert attempts == {id: 2 if id in reclaimed else 1 for id in attempts}
+    assert stack.jobs("grant", "revoke", "notify", state="failed") == []

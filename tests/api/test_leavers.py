@@ -311,3 +311,17 @@ def test_deleting_a_user_removes_their_access_from_slapd_scim_and_the_webhook_ap
     assert removed == [leaver.user_id]
     assert stack.assignment(request)["state"] == "removed"
     assert stack.jobs("grant", "revoke", state="failed") == []
+
+
+def test_a_csv_import_reads_account_enabled_false_as_a_leaver():
+    """The CSV column account_enabled takes false; an empty cell leaves the user enabled."""
+    from policyd.services.directory_import import parse_csv_directory
+
+    text = "id,account_enabled\nada,false\nbob,\n"
+    parsed = parse_csv_directory(text, "people.csv")
+
+    assert parsed.problems == []
+    assert [(e.data["id"], e.data["account_enabled"]) for e in parsed.users] == [
+        ("ada", False),
+        ("bob", True),
+    ]

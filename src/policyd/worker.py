@@ -290,8 +290,8 @@ class Worker:
         kind, _, object_id = job.resource.partition(":")
         with self.sessions() as session:
             user = session.get(User, job.subject_id)
-            if notifier is None or user is None or not user.email:
-                return
+            if notifier is None or user is None or not user.email or user.state == "deleted":
+                return  # nowhere to send it, or nobody to tell (a deleted user's tombstone)
             subject, text = render(session, kind, object_id)
         notifier.send(Notification([user.email], subject, text, kind, id=job.id))
 

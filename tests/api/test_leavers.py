@@ -325,3 +325,15 @@ def test_a_csv_import_reads_account_enabled_false_as_a_leaver():
         ("ada", False),
         ("bob", True),
     ]
+
+
+def test_a_deleted_users_api_tokens_stop_working(client, token, admin, people):
+    """Bob's token answers 401 once he is deleted (a token already checked does so within
+    POLICYD_TOKEN_CACHE_SECONDS); the audit record counts it."""
+    bob = token("bob")
+
+    client.delete("/v1/users/bob", headers=admin)
+
+    assert client.get("/v1/assignments", headers=bob).status_code == 401
+    (deleted,) = audit(client, admin, action="directory.user_deleted")
+    assert deleted["after"]["tokens_revoked"] == 1

@@ -13,7 +13,7 @@ from policyd.services.assignments import LIVE_STATES, AssignmentService
 from policyd.services.directory import ACTIVE_USER, DELETED, DISABLED, DirectoryService
 from policyd.services.errors import ConflictError
 from policyd.services.requests import RequestService
-from policyd.store.models import Assignment, Job, User
+from policyd.store.models import ApiToken, Assignment, Job, User
 from policyd.store.query import among
 
 
@@ -83,6 +83,17 @@ class LeaverService:
         AssignmentService(self.session, self.runtime).end_many(
             actor, live, "assignment.user_left", now=now
         )
-        ended = {"assignments_ended": len(live), **{f"requests_{k}": v for k, v in counts.items()}}
+        # Their API tokens stop working (within POLICYD_TOKEN_CACHE_SECONDS).
+        tokens = self.session.execute(
+            update(ApiToken)
+            .where(ApiToken.principal == user.id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=now),
+            execution_options={"synchronize_session": False},
+        ).rowcount
+        ended = {
+            "assignments_ended": len(live),
+            **{f"requests_{k}": v for k, v in counts.items()},
+            "tokens_revoked": tokens,
+        }
         DirectoryService(self.session).mark_left(actor, user, state, now=now, ended=ended)
         return ended

@@ -19,6 +19,12 @@ from policyd.services.tokens import TokenService
 from policyd.settings import parse_reminders
 from policyd.store.models import Base
 from tests.api.conftest import Clock
+from tests.connectors.ldap_server import slapd
+from tests.connectors.scim_server import scim_server
+from tests.connectors.webhook_server import webhook_server
+from tests.e2e_support import make_stack
+
+__all__ = ["make_stack", "scim_server", "slapd", "webhook_server"]  # fixtures for pytest
 
 PACKAGE = """apiVersion: policyd/v1
 package:
@@ -560,3 +566,63 @@ def test_a_bad_job_lease_stops_the_start_naming_the_setting(database_url, value)
 
     with pytest.raises(SettingError, match="POLICYD_JOB_LEASE"):
         create_app({"POLICYD_DATABASE_URL": database_url, "POLICYD_JOB_LEASE": value})
+
+
+def test_a_policyd_worker_process_follows_a_publication_within_the_sync_interval(
+    make_stack, slapd, monkeypatch, tmp_path
+):
+    """A `policyd worker` process started under version 1 (payroll grants an LDAP group)
+    sends the access.expiring event to the webhook app that version 2 adds to payroll, once
+    version 2 is published while it runs: its reminders follow the new version."""
+    from sqlalchemy import update
+
+    from policyd.rules import load_bundle
+    from policyd.store.models import Assignment
+    from tests.e2e_support import (
+        WorkerProcess,
+        ldap_resource,
+        new_ldap_group,
+        package_file,
+        webhook_resource,
+    )
+
+    monkeypatch.setenv("POLICYD_REMINDERS", "PT1H")
+    clock = Clock(datetime.now(UTC))
+    group = new_ldap_group(slapd)
+    stack = make_stack(
+        {"payroll.yaml": package_file("payroll", [ldap_resource(group)])}, clock=clock
+    )
+    person = stack.add_person("follower")
+    request = stack.request("payroll", person)
+    worker = WorkerProcess(stack, tmp_path / "worker.log")
+    try:
+        worker.start()
+        worker.wait_for(
+            lambda: stack.assignment(request)["state"] == "active", "the grant delivered"
+        )
+        resources = [ldap_resource(group), webhook_resource("app:payroll")]
+        files = {
+            **load_bundle(tmp_path / "policies").files,
+            "payroll.yaml": package_file("payroll", resources),
+        }
+        published = stack.client.post(
+            "/v1/policy-versions", json={"files": files}, headers=stack.admin
+        )
+        assert published.status_code == 201, published.json
+        time.sleep(4)  # the worker checks the active version every 2 s, at its next sweep
+        with stack.app.extensions["policyd.db"].session() as session:
+            # Backdated: the access began 2 hours ago and ends in 30 minutes, so the 1-hour
+            # reminder is due now.
+            session.execute(
+                update(Assignment).values(
+                    starts_at=datetime.now(UTC) - timedelta(hours=2),
+                    expires_at=datetime.now(UTC) + timedelta(minutes=30),
+                )
+            )
+            session.commit()
+
+        worker.wait_for(lambda: stack.events("access.expiring"), "access.expiring at the app")
+    finally:
+        worker.stop()
+    (event,) = stack.events("access.expiring")
+    assert event["user"]["id"] == person.user_id

@@ -60,6 +60,10 @@ class LeaverService:
     def leave(self, actor: Actor, user: User, state: str, *, now: datetime) -> dict[str, int]:
         """Everything `delete_user` and `disable_user` do but the commit (directory imports
         apply many changes in one transaction)."""
+        # Requests first: an approval being recorded right now finishes (its lock) before
+        # they are read, so the assignment it creates is among those ended below.
+        requests = RequestService(self.session, self.runtime, self.listeners)
+        counts = requests.withdraw(actor, user.id, now=now)
         live = self.session.scalars(
             select(Assignment)
             .where(Assignment.subject_id == user.id, Assignment.state.in_(LIVE_STATES))
@@ -78,8 +82,6 @@ class LeaverService:
                 .values(state="failed", finished_at=now, last_error=f"canceled: {user.id} left"),
                 execution_options={"synchronize_session": False},
             )
-        requests = RequestService(self.session, self.runtime, self.listeners)
-        counts = requests.withdraw(actor, user.id, now=now)
         AssignmentService(self.session, self.runtime).end_many(
             actor, live, "assignment.user_left", now=now
         )

@@ -214,8 +214,14 @@ class RequestService:
         self._move(actor, request, "denied", now)
 
     def _refuse_leavers(self, subject_id: str) -> None:
-        """A disabled user requests nothing (a deleted one is not in the directory at all)."""
-        state = self.session.scalar(select(User.state).where(User.id == subject_id))
+        """A disabled user requests nothing (a deleted one is not in the directory at all).
+
+        The user's row is share-locked until the request is stored, so a deletion running
+        at the same moment (which locks it for update) either waits for this request and
+        then ends it, or comes first and this request is refused."""
+        state = self.session.scalar(
+            select(User.state).where(User.id == subject_id).with_for_update(read=True)
+        )
         if state not in (None, "active"):
             raise ConflictError(f"user {subject_id!r} is {state}", field="subject.id")
 

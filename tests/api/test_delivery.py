@@ -281,3 +281,56 @@ def test_a_slow_worker_does_not_redo_a_job_taken_over_by_another(make_app, clock
     assert FlakyCrm.last.calls == calls
     job = client.get(f"/v1/jobs/{crm_job.id}", headers=admin).json
     assert (job["state"], job["attempts"]) == ("done", 2)
+
+
+def test_a_grant_still_backing_off_when_access_ends_is_canceled_not_run(make_app, clock):
+    """The crm is down, so ada's crm grant backs off; her access is removed meanwhile: the
+    grant is canceled (failed, with the reason) and never reaches the crm afterwards."""
+    app, client, admin = make_app(down_for=1)
+    request = request_crm(client, admin)
+    worker = app.extensions["policyd.worker"]
+    worker.run_jobs(now=clock())
+    assignment = client.get("/v1/assignments?subject=ada", headers=admin).json[0]
+
+    client.delete(f"/v1/assignments/{assignment['id']}", headers=admin)
+    clock.advance(minutes=5)
+    worker.sweep(now=clock())
+
+    (grant,) = [
+        job
+        for job in client.get("/v1/jobs?kind=grant", headers=admin).json
+        if job["connector"] == "crm"
+    ]
+    assert grant["state"] == "failed"
+    assert grant["last_error"] == "canceled: assignment.removal_requested"
+    assert FlakyCrm.last.holders == set()
+    shown = client.get(f"/v1/assignments/{assignment['id']}", headers=admin).json
+    assert shown["state"] == "removed" and request["id"] == shown["request_id"]
+    again = client.post(f"/v1/jobs/{grant['id']}/retry", headers=admin)
+    assert again.status_code == 409 and "access that ended" in again.json["message"]
+
+
+def test_a_revoke_waits_while_the_grant_it_undoes_is_running(make_app, clock):
+    """A grant claimed by a worker is still running when the access ends: its revoke is not
+    claimed until the grant is done, so it cannot run first and be undone by the grant."""
+    from policyd.services.jobs import JobService
+
+    app, client, admin = make_app()
+    request_crm(client, admin)
+    with app.extensions["policyd.db"].session() as session:
+        claimed = JobService(session).claim("slow-worker", now=clock())
+    assert {job.kind for job in claimed} == {"grant"}
+    assignment = client.get("/v1/assignments?subject=ada", headers=admin).json[0]
+    client.delete(f"/v1/assignments/{assignment['id']}", headers=admin)
+    worker = app.extensions["policyd.worker"]
+
+    assert worker.run_jobs(now=clock()) == 0  # both revokes wait for their grants
+    # The slow worker's grant reaches the crm only now, after the access ended, and is done.
+    FlakyCrm.last.holders.add("ada")
+    with app.extensions["policyd.db"].session() as session:
+        JobService(session).finish_many([job.id for job in claimed], "slow-worker", now=clock())
+        session.commit()
+    assert FlakyCrm.last.holders == {"ada"}
+    assert worker.run_jobs(now=clock()) == 2
+
+    assert FlakyCrm.last.holders == set()

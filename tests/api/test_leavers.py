@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -337,3 +338,47 @@ def test_a_deleted_users_api_tokens_stop_working(client, token, admin, people):
     assert client.get("/v1/assignments", headers=bob).status_code == 401
     (deleted,) = audit(client, admin, action="directory.user_deleted")
     assert deleted["after"]["tokens_revoked"] == 1
+
+
+def test_a_request_racing_the_deletion_of_its_subject_never_leaves_live_access(
+    app, client, token, admin, people
+):
+    """Eight eligible users are each deleted while a request of theirs is being filed, at
+    the same moment: whichever comes first, none of them is left with live access or in
+    the group."""
+    users = [f"racer{i}" for i in range(8)]
+    for user in users:
+        client.put(f"/v1/users/{user}", json={"email": f"{user}@contoso.com"}, headers=admin)
+        client.put(f"/v1/groups/Group.ScopeA.Readers.Eligible/members/{user}", headers=admin)
+    headers = {user: token(user) for user in users}
+    answers: dict[tuple[str, str], int] = {}
+
+    def race(user: str, what: str, barrier: threading.Barrier) -> None:
+        with app.test_client() as own:
+            barrier.wait()
+            if what == "delete":
+                answers[user, what] = own.delete(f"/v1/users/{user}", headers=admin).status_code
+            else:
+                body = {"package": "scope-a-readers"}
+                response = own.post("/v1/requests", json=body, headers=headers[user])
+                answers[user, what] = response.status_code
+
+    for user in users:
+        barrier = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=race, args=(user, w, barrier)) for w in ("delete", "file")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    # A grant that was running when its access ended finishes first; a worker's sweep
+    # then runs the revoke that waited for it.
+    app.extensions["policyd.worker"].sweep(now=app.config["POLICYD_CLOCK"]())
+    assert {answers[user, "delete"] for user in users} == {204}
+    assert {answers[user, "file"] for user in users} <= {201, 401, 404, 409}
+    for user in users:
+        held = client.get(f"/v1/assignments?subject={user}", headers=admin).json
+        assert {a["state"] for a in held} <= {"removed"}, (user, held)
+    assert set(members(client, admin, "Group.ScopeA.Readers")).isdisjoint(users)

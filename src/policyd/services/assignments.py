@@ -124,6 +124,25 @@ class AssignmentService:
             )
         self.session.flush()
 
+    def _cancel_grants(
+        self, assignments: Sequence[Assignment], action: str, *, now: datetime
+    ) -> None:
+        """Grants of ending assignments still waiting in the outbox (say, backing off) are
+        never run: one that ran after the revoke would leave access behind. A grant running
+        now finishes first, as its revoke waits for it (JobService.claim)."""
+        if not assignments:
+            return
+        self.session.execute(
+            update(Job)
+            .where(
+                among(self.session, Job.assignment_id, [a.id for a in assignments]),
+                Job.kind == "grant",
+                Job.state == "queued",
+            )
+            .values(state="failed", finished_at=now, last_error=f"canceled: {action}"),
+            execution_options={"synchronize_session": False},
+        )
+
     def _enqueue_revokes(self, assignments: Sequence[Assignment], *, now: datetime) -> set[str]:
         """Revoke exactly what each ending assignment granted, unless another live one of the
         person grants it too (reference counting).
@@ -325,6 +344,7 @@ class AssignmentService:
             )
         update_many(self.session, list(assignments), state="expiring", removed_at=now)
         audit_many(self.session, actor, now, records)
+        self._cancel_grants(assignments, action, now=now)
         revoking = self._enqueue_revokes(assignments, now=now)
         # The others had nothing left to revoke: they are removed at once.
         rest = [assignment for assignment in assignments if assignment.id not in revoking]

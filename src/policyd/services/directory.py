@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, literal, select, union_all
+from sqlalchemy import bindparam, delete, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
 from policyd.domain import Subject, UserType
@@ -65,6 +65,23 @@ def check_id(value: str, field: str = "id") -> str:
     if not value or len(value) > MAX_ID:
         raise InvalidError(f"an id has 1 to {MAX_ID} characters", field=field)
     return value
+
+
+def lock_user(session: Session, user_id: str, *, share: bool = False) -> str | None:
+    """The user's state (None: no such row), with their row locked until the transaction
+    ends: `share` for those who may run side by side (requests), else for update (leavers).
+
+    SQLite locks the whole database at a transaction's first write instead, so there a
+    write that changes nothing takes that lock first, and nothing read after it can go
+    stale before the commit.
+    """
+    users = User.__table__
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        connection.execute(update(users).where(users.c.id == user_id).values(state=users.c.state))
+        return connection.execute(select(users.c.state).where(users.c.id == user_id)).scalar()
+    query = select(User.state).where(User.id == user_id).with_for_update(read=share)
+    return session.scalar(query)
 
 
 def user_view(user: User) -> dict[str, Any]:

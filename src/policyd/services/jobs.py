@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Row, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.errors import ConflictError, NotFoundError
-from policyd.store.models import Job
+from policyd.store.models import Assignment, Job
 from policyd.store.query import among, insert_many, page
 from policyd.store.types import new_id
 
@@ -35,6 +35,22 @@ CLAIM_BATCH = 20
 # notifications with no notifier to send them are claimed this many at once.
 BULK_CLAIM = 2000
 
+
+# A revoke waits while the grant it undoes is running (in a worker that took it before the
+# access ended): run first, the grant would put back what the revoke took away.
+_RUNNING_GRANT = aliased(Job)
+_REVOKE_WAITS = (Job.kind == "revoke") & (
+    exists()
+    .where(
+        _RUNNING_GRANT.assignment_id == Job.assignment_id,
+        _RUNNING_GRANT.kind == "grant",
+        _RUNNING_GRANT.state == "running",
+        _RUNNING_GRANT.connector == Job.connector,
+        _RUNNING_GRANT.resource == Job.resource,
+        _RUNNING_GRANT.role == Job.role,
+    )
+    .correlate(Job)
+)
 
 # A claimed job: its row's columns as plain attributes (job.id, job.kind, ...), read-only.
 ClaimedJob = Row[Any]
@@ -157,7 +173,9 @@ class JobService:
             select(Job.id)
             .where(Job.state == "running", Job.locked_until < now)
             .order_by(Job.run_at),
-            select(Job.id).where(Job.state == "queued", Job.run_at <= now).order_by(Job.run_at),
+            select(Job.id)
+            .where(Job.state == "queued", Job.run_at <= now, ~_REVOKE_WAITS)
+            .order_by(Job.run_at),
         ):
             if ids is not None:
                 due = due.where(among(self.session, Job.id, ids))
@@ -293,6 +311,15 @@ class JobService:
         job = self._get(job_id, lock=True)
         if job.state != "failed":
             raise ConflictError(f"job is {job.state}; only failed jobs are retried", field="state")
+        if job.kind == "grant" and job.assignment_id:
+            state = self.session.scalar(
+                select(Assignment.state).where(Assignment.id == job.assignment_id)
+            )
+            if state not in ("delivering", "active", "failed"):
+                raise ConflictError(
+                    f"its assignment is {state}: access that ended is not granted again",
+                    field="state",
+                )
         before = job_view(job)
         job.state, job.run_at, job.finished_at = "queued", now, None
         job.max_attempts = job.attempts + MAX_ATTEMPTS

@@ -10,11 +10,16 @@ from sqlalchemy.orm import Session
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor
 from policyd.services.assignments import LIVE_STATES, AssignmentService
-from policyd.services.directory import ACTIVE_USER, DELETED, DISABLED, DirectoryService
+from policyd.services.directory import (
+    ACTIVE_USER,
+    DELETED,
+    DISABLED,
+    DirectoryService,
+    lock_user,
+)
 from policyd.services.errors import ConflictError
 from policyd.services.requests import RequestService
-from policyd.store.models import ApiToken, Assignment, Job, User
-from policyd.store.query import among
+from policyd.store.models import ApiToken, Assignment, User
 
 
 class LeaverService:
@@ -60,6 +65,7 @@ class LeaverService:
     def leave(self, actor: Actor, user: User, state: str, *, now: datetime) -> dict[str, int]:
         """Everything `delete_user` and `disable_user` do but the commit (directory imports
         apply many changes in one transaction)."""
+        lock_user(self.session, user.id)  # a request being filed for them finishes first
         # Requests first: an approval being recorded right now finishes (its lock) before
         # they are read, so the assignment it creates is among those ended below.
         requests = RequestService(self.session, self.runtime, self.listeners)
@@ -70,18 +76,6 @@ class LeaverService:
             .order_by(Assignment.id)
             .with_for_update()
         ).all()
-        if live:
-            # Grants still waiting in the outbox are not delivered to someone who left.
-            self.session.execute(
-                update(Job)
-                .where(
-                    among(self.session, Job.assignment_id, [a.id for a in live]),
-                    Job.kind == "grant",
-                    Job.state == "queued",
-                )
-                .values(state="failed", finished_at=now, last_error=f"canceled: {user.id} left"),
-                execution_options={"synchronize_session": False},
-            )
         AssignmentService(self.session, self.runtime).end_many(
             actor, live, "assignment.user_left", now=now
         )

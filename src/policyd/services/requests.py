@@ -17,11 +17,12 @@ from policyd.services.approvers import approver_ids, present
 from policyd.services.assignments import AssignmentService
 from policyd.services.audit import audit
 from policyd.services.decisions import DecisionService
+from policyd.services.directory import lock_user
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.events import Event, emit, request_event
 from policyd.services.notifications import notify
 from policyd.services.sod import APPROVED, FILING, Conflict, SodService
-from policyd.store.models import AccessRequest, Approval, StageApprover, User
+from policyd.store.models import AccessRequest, Approval, StageApprover
 from policyd.store.query import insert_many, page
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -216,12 +217,10 @@ class RequestService:
     def _refuse_leavers(self, subject_id: str) -> None:
         """A disabled user requests nothing (a deleted one is not in the directory at all).
 
-        The user's row is share-locked until the request is stored, so a deletion running
-        at the same moment (which locks it for update) either waits for this request and
-        then ends it, or comes first and this request is refused."""
-        state = self.session.scalar(
-            select(User.state).where(User.id == subject_id).with_for_update(read=True)
-        )
+        The user's row stays locked until the request is stored, so a deletion running at
+        the same moment either waits for this request and then ends it, or comes first and
+        this request is refused."""
+        state = lock_user(self.session, subject_id, share=True)
         if state not in (None, "active"):
             raise ConflictError(f"user {subject_id!r} is {state}", field="subject.id")
 

@@ -266,7 +266,9 @@ def test_an_import_enabling_a_disabled_user_lets_them_request_again(
     assert file(client, token("bob"), "scope-a-readers").status_code == 201
 
 
-def test_reconcile_finds_nothing_left_behind_after_a_deletion(app, client, token, admin, people):
+def test_reconcile_finds_nothing_left_behind_after_a_deletion(
+    app, client, token, admin, people, clock
+):
     """After ada's deletion no connector still holds access for her: reconcile reports no
     difference (before the tombstone, her access could not even be found to mend)."""
     from policyd.services.reconcile import reconcile
@@ -275,9 +277,7 @@ def test_reconcile_finds_nothing_left_behind_after_a_deletion(app, client, token
     client.delete("/v1/users/ada", headers=admin)
 
     with app.extensions["policyd.db"].session() as session:
-        report = reconcile(
-            session, app.extensions["policyd.connectors"], now=app.config["POLICYD_CLOCK"]()
-        )
+        report = reconcile(session, app.extensions["policyd.connectors"], now=clock())
     assert [
         (d.resource, d.missing, d.unauthorised) for d in report if d.missing or d.unauthorised
     ] == []
@@ -341,7 +341,7 @@ def test_a_deleted_users_api_tokens_stop_working(client, token, admin, people):
 
 
 def test_a_request_racing_the_deletion_of_its_subject_never_leaves_live_access(
-    app, client, token, admin, people
+    app, client, token, admin, people, clock
 ):
     """Eight eligible users are each deleted while a request of theirs is being filed, at
     the same moment: whichever comes first, none of them is left with live access or in
@@ -375,7 +375,7 @@ def test_a_request_racing_the_deletion_of_its_subject_never_leaves_live_access(
 
     # A grant that was running when its access ended finishes first; a worker's sweep
     # then runs the revoke that waited for it.
-    app.extensions["policyd.worker"].sweep(now=app.config["POLICYD_CLOCK"]())
+    app.extensions["policyd.worker"].sweep(now=clock())
     assert {answers[user, "delete"] for user in users} == {204}
     assert {answers[user, "file"] for user in users} <= {201, 401, 404, 409}
     for user in users:

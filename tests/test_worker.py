@@ -443,10 +443,16 @@ def test_a_running_policyd_worker_follows_a_newly_published_version(stack, datab
     the expiry reminder of a's holder reaches the sink as access.expiring."""
     from policyd.cli.worker import _worker
     from policyd.rules import load_bundle
+    from policyd.settings import Settings
 
-    with _worker(
-        database_url, tmp_path / "connectors.yaml", reminders=parse_reminders("PT2H")
-    ) as runner:
+    settings = Settings.from_mapping(
+        {
+            "POLICYD_DATABASE_URL": database_url,
+            "POLICYD_CONNECTORS": str(tmp_path / "connectors.yaml"),
+            "POLICYD_REMINDERS": "PT2H",
+        }
+    )
+    with _worker(settings) as runner:
         first = runner.runtime.active.version
         stack.request("p00", "a")
         runner.sweep(now=stack.clock())
@@ -562,7 +568,7 @@ def test_a_worker_leaves_the_jobs_of_a_live_worker_alone(stack):
 @pytest.mark.parametrize("value", ["PT0S", "PT0.5S", "P2D", "5", "P1M"])
 def test_a_bad_job_lease_stops_the_start_naming_the_setting(database_url, value):
     """POLICYD_JOB_LEASE must be an ISO-8601 duration from PT1S to P1D."""
-    from policyd.api import SettingError
+    from policyd.settings import SettingError
 
     with pytest.raises(SettingError, match="POLICYD_JOB_LEASE"):
         create_app({"POLICYD_DATABASE_URL": database_url, "POLICYD_JOB_LEASE": value})

@@ -143,9 +143,10 @@ def _durations(value: Any) -> tuple[timedelta, ...]:
 
 def _lease(value: Any) -> timedelta:
     """A job lease: an ISO-8601 duration from PT1S to P1D (or such a timedelta)."""
-    from policyd.services.jobs import check_lease, parse_lease
-
-    return check_lease(value) if isinstance(value, timedelta) else parse_lease(_text(value))
+    lease = value if isinstance(value, timedelta) else parse_duration(_text(value))
+    if not isinstance(lease, timedelta) or not timedelta(seconds=1) <= lease <= timedelta(days=1):
+        raise ValueError(f"{value!r} is not a lease from PT1S to P1D, e.g. PT1M")
+    return lease
 
 
 def _names(value: Any) -> tuple[str, ...]:

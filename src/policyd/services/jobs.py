@@ -28,7 +28,6 @@ MAX_DELAY = timedelta(hours=1)
 # every third of a lease), so a slow batch never loses its jobs to another worker, and a
 # dead worker's jobs wait one lease at most.
 LEASE = timedelta(minutes=1)
-MAX_LEASE = timedelta(days=1)
 # Jobs a worker claims at once, run one by one with each outcome committed.
 CLAIM_BATCH = 20
 # Jobs of connectors that work in bulk (one call for many targets, e.g. the directory) and
@@ -60,31 +59,6 @@ def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
     """Exponential backoff with full jitter: up to BASE_DELAY * 2**(attempts-1), capped."""
     ceiling = min(MAX_DELAY, BASE_DELAY * (2 ** max(0, attempts - 1)))
     return ceiling * (rng or random).uniform(0.5, 1.0)
-
-
-def parse_lease(text: str) -> timedelta:
-    """POLICYD_JOB_LEASE: an ISO-8601 duration from 1 second to 1 day.
-
-    Raises:
-        ValueError: saying what is wrong.
-    """
-    from policyd.rules.condition import parse_duration
-
-    lease = parse_duration(text)
-    if not isinstance(lease, timedelta):
-        raise ValueError(f"{text!r}: give a lease from PT1S to P1D, e.g. PT1M")
-    return check_lease(lease)
-
-
-def check_lease(lease: timedelta) -> timedelta:
-    """`lease` if it is from 1 second to 1 day.
-
-    Raises:
-        ValueError: saying what is wrong.
-    """
-    if not timedelta(seconds=1) <= lease <= MAX_LEASE:
-        raise ValueError(f"{lease} is not a lease from PT1S to P1D, e.g. PT1M")
-    return lease
 
 
 def job_view(job: Job) -> dict[str, Any]:

@@ -97,3 +97,28 @@ def test_a_fixed_end_is_kept_when_approved_within_the_window(client, token, admi
 
     assert approved["state"] == "delivered"
     assert approved["expires_at"] == "2026-04-01T00:00:00+00:00"
+
+
+def test_an_extension_counts_its_lifetime_from_its_own_approval(
+    client, token, admin, people, clock
+):
+    """Sam's 90-day Sales Support access is extended; the extension, approved two days after
+    it was asked for, ends 90 days after that approval."""
+    sam = token("sam")
+    request = file(client, sam, "sales-support", justification="launch").json
+    approve(client, token("max"), request)
+    approve(client, token("olga"), request)
+    (assignment,) = client.get("/v1/assignments", headers=sam).json
+    extension = client.post(
+        f"/v1/assignments/{assignment['id']}/extend", json={"justification": "more"}, headers=sam
+    ).json
+    clock.advance(days=2)
+
+    approve(client, token("max"), extension)
+    done = approve(client, token("olga"), extension).json
+
+    assert done["state"] == "delivered"
+    ends = clock() + timedelta(days=90)
+    assert datetime.fromisoformat(done["expires_at"]) == ends
+    shown = client.get(f"/v1/assignments/{assignment['id']}", headers=admin).json
+    assert datetime.fromisoformat(shown["expires_at"]) == ends

@@ -110,9 +110,12 @@ class RequestService:
                 self.session.flush()
         if actor.role is Role.USER and subject_id != actor.principal:
             raise ForbiddenError("users can only request access for themselves", field="subject.id")
+        # The user's row lock first, then the separation-of-duties lock, never the other way:
+        # a deletion holds the row while it waits for the person's requests, and an approval
+        # holds a request while it waits for the other.
+        self._refuse_leavers(subject_id)
         # Held until commit: filings and approvals for one person are checked one at a time.
         SodService(self.session, self.runtime).lock(subject_id)
-        self._refuse_leavers(subject_id)
         if not extends:
             self._refuse_duplicates(package, subject_id)
         decisions = DecisionService(self.session, self.runtime)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from policyd.rules import load_bundle
 from policyd.store.models import DecisionRecord
+from tests.conftest import POLICIES
 
 
 def file(client, headers, package, **extra):
@@ -122,3 +124,34 @@ def test_an_extension_counts_its_lifetime_from_its_own_approval(
     assert datetime.fromisoformat(done["expires_at"]) == ends
     shown = client.get(f"/v1/assignments/{assignment['id']}", headers=admin).json
     assert datetime.fromisoformat(shown["expires_at"]) == ends
+
+
+PERMANENT = """apiVersion: policyd/v1
+package:
+  id: wiki-editors
+  displayName: Wiki editors
+  resources:
+    - {connector: directory, resource: "group:Wiki.Editors"}
+  lifetime: {permanent: true}
+  rules:
+    - id: carol-approves
+      then:
+        decision: require_approval
+        approval: {stages: [{approvers: ["user:carol"], timeout: P7D}]}
+"""
+
+
+def test_permanent_access_approved_later_stays_permanent(client, token, admin, people, clock):
+    """A permanent package approved two days after the request is granted with no end, and
+    the request says so."""
+    files = {"wiki.yaml": PERMANENT, **load_bundle(POLICIES).files}
+    assert client.post("/v1/policy-versions", json={"files": files}, headers=admin).status_code
+    request = file(client, token("bob"), "wiki-editors").json
+    clock.advance(days=2)
+
+    approved = approve(client, token("carol"), request).json
+
+    assert approved["state"] == "delivered" and approved["expires_at"] is None
+    assert approved["lifetime"]["span_seconds"] is None
+    assert approved["lifetime"]["expires_at"] is None
+    assert approved["lifetime"]["explanation"].startswith("permanent: no end date")

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from policyd.connectors.config import Connectors, load_instances
 from policyd.notify.config import Notifiers, load_notifiers
 from policyd.rules import PolicyRuntime
+from policyd.services.decision_log import Drainer, default_folder
 from policyd.services.external_users import ExternalUsers
 from policyd.services.memberships import DirectoryMemberships
 from policyd.services.versions import PolicySync
@@ -50,3 +54,14 @@ def build_worker(
         lease=settings.job_lease,
         policy_sync=sync,
     )
+
+
+@contextmanager
+def open_drainer(settings: Settings) -> Iterator[Drainer]:
+    """A drainer of this host's decision-log spool folder into the settings' database
+    (`policyd decision-log drain`, `policyd worker`); its database is closed afterwards."""
+    database = Database(settings.database)
+    try:
+        yield Drainer(database.engine, settings.spool_dir or default_folder(database.engine))
+    finally:
+        database.dispose()

@@ -77,6 +77,14 @@ def _count(value: Any) -> int:
     return number
 
 
+def _seconds(value: Any) -> float:
+    """A number of seconds above 0 (an interval: 0 would make a busy loop)."""
+    number = _number(value)
+    if number <= 0:
+        raise ValueError(f"{value!r} must be a number of seconds > 0")
+    return number
+
+
 def _port(value: Any) -> int:
     number = _count(value)
     if not 0 < number < 65536:
@@ -107,6 +115,11 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
         return text
 
     return parse
+
+
+def _optional_choice(*allowed: str) -> Callable[[Any], str | None]:
+    choice = _choice(*allowed)
+    return lambda value: None if value is None or _text(value) == "" else choice(value)
 
 
 def _duration(value: Any) -> Any:
@@ -275,32 +288,28 @@ class Settings:
         "How long a claimed outbox job is its worker's before another may take it; the "
         "worker renews it while it works on the job (ISO-8601, PT1S to P1D).",
     )
-    decision_log: str = _setting(
-        "POLICYD_DECISION_LOG",
-        _choice("spool", "sync"),
-        "spool",
-        "`spool`: decisions are appended to a local file and stored in the background; "
-        "`sync`: stored by the request itself.",
-    )
     spool_dir: Path | None = _setting(
         "POLICYD_SPOOL_DIR",
         _optional_path,
         None,
-        "Folder of the decision-log spool. Default: beside the SQLite file, or a folder in "
-        "the system's temporary folder named after the database.",
+        "Folder of the decision-log spool, shared by the servers and drainers of a host. "
+        "Default: beside the SQLite file, or a folder in the system's temporary folder named "
+        "after the database.",
+    )
+    decision_log_drain: str | None = _setting(
+        "POLICYD_DECISION_LOG_DRAIN",
+        _optional_choice("external", "thread"),
+        None,
+        "Who stores the decision-log entries an API process spools: `external` (`policyd "
+        "decision-log drain` or `policyd worker` on the same host; the process reports the lag) "
+        "or `thread` (a thread of the process). Default: `thread` in `policyd serve`, "
+        "`external` in other servers (gunicorn).",
     )
     decision_log_interval: float = _setting(
         "POLICYD_DECISION_LOG_INTERVAL",
-        _number,
+        _seconds,
         0.1,
-        "Seconds between stores of spooled decision-log entries.",
-    )
-    decision_log_storer: str = _setting(
-        "POLICYD_DECISION_LOG_STORER",
-        _choice("process", "thread", "none"),
-        "thread",
-        "Who stores spooled entries: `thread` (one in each serving process), `process` (a "
-        "shipper process per spool folder at idle CPU priority) or `none`.",
+        "Seconds between a drainer's passes over the decision-log spool.",
     )
     subject_cache_seconds: float = _setting(
         "POLICYD_SUBJECT_CACHE_SECONDS",

@@ -10,10 +10,8 @@ def test_ready_with_the_example_policies(client, app):
     assert client.get("/healthz").json == {"status": "ok"}
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json == {
-        "status": "ready",
-        "version": app.extensions["policyd.runtime"].active.version,
-    }
+    assert response.json["status"] == "ready"
+    assert response.json["version"] == app.extensions["policyd.runtime"].active.version
 
 
 def test_not_ready_without_a_valid_policy_version(tmp_path):

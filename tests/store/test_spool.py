@@ -1,4 +1,4 @@
-"""Spool files: one write per record, read back by their owner, swept after their owner died."""
+"""Spool files: one write per record, read by drainers, released when their writer lets go."""
 
 from __future__ import annotations
 
@@ -10,11 +10,25 @@ from pathlib import Path
 
 import pytest
 
-from policyd.store.spool import DONE_SUFFIX, SUFFIX, Spool
+from policyd.store.spool import SUFFIX, Spool, SpoolFile, open_files
 
 
 def spool_files(folder: Path) -> list[Path]:
     return sorted(folder.glob(f"*{SUFFIX}"))
+
+
+def opened(folder: Path) -> list[SpoolFile]:
+    return list(open_files(folder))
+
+
+def close_all(files: list[SpoolFile]) -> None:
+    for each in files:
+        each.close()
+
+
+def records(file: SpoolFile) -> list[bytes]:
+    batch = file.read(0, file.size(), 1 << 20)
+    return batch.records if batch else []
 
 
 def test_no_file_until_the_first_record(tmp_path):
@@ -25,30 +39,33 @@ def test_no_file_until_the_first_record(tmp_path):
     assert spool_files(tmp_path) == [spool.path]
 
 
-def test_the_owner_reads_back_what_it_has_not_stored(tmp_path):
-    """`pending` returns whole records after the last `advance`, and nothing once all are in."""
+def test_a_live_writers_file_is_read_but_not_released(tmp_path):
+    """A drainer reads a file still written to, and may never remove it."""
     spool = Spool(tmp_path)
-    for record in (b"one\n", b"two\n"):
-        spool.append(record)
-    offset, records = spool.pending()
-    assert records == [b"one", b"two"]
-    spool.append(b"three\n")
-    spool.advance(offset)
-    offset, records = spool.pending()
-    assert records == [b"three"]
-    spool.advance(offset)
-    assert spool.pending() == (0, [])
+    spool.append(b"one\n")
+    spool.append(b"two\n")
+    (file,) = files = opened(tmp_path)
+    assert not file.released and records(file) == [b"one", b"two"]
+    with pytest.raises(AssertionError):
+        file.remove()
+    close_all(files)
 
 
-def test_a_live_owners_file_is_never_an_orphan(tmp_path):
-    """Another spool on the same folder (another process, or app) leaves a locked file alone."""
-    owner, sweeper = Spool(tmp_path), Spool(tmp_path)
-    owner.append(b"mine\n")
-    assert list(sweeper.orphans()) == []
+def test_a_closed_writers_file_is_released_to_one_drainer_at_a_time(tmp_path):
+    """After close() the file is released; the drainer that opened it first holds its lock."""
+    spool = Spool(tmp_path)
+    spool.append(b"mine\n")
+    assert spool.close() == spool_files(tmp_path)[0].name
+    (first,) = opened(tmp_path)
+    (second,) = theirs = opened(tmp_path)
+    assert first.released and not second.released
+    close_all(theirs)
+    first.remove()
+    assert spool_files(tmp_path) == []
 
 
-def test_a_dead_owners_records_are_swept_once(tmp_path):
-    """When the owner's lock is gone its complete records go to one sweeper, then the file."""
+def test_a_dead_writers_file_is_released(tmp_path):
+    """When the writer dies without a word, its lock goes with it."""
     script = (
         "import os, sys\n"
         "from policyd.store.spool import Spool\n"
@@ -58,68 +75,41 @@ def test_a_dead_owners_records_are_swept_once(tmp_path):
         "os._exit(0)  # no clean-up, like a crash\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True)
-    sweeper = Spool(tmp_path)
-    (orphan,) = sweeper.orphans()
-    assert orphan.records() == [b"first", b"second"]
-    assert list(Spool(tmp_path).orphans()) == []  # locked by the sweeper meanwhile
-    orphan.remove()
-    assert spool_files(tmp_path) == [] and list(sweeper.orphans()) == []
+    (file,) = files = opened(tmp_path)
+    assert file.released and records(file) == [b"first", b"second"]
+    close_all(files)
 
 
-def test_only_spool_files_are_swept(tmp_path):
+def test_only_spool_files_are_read(tmp_path):
     """Other files in the folder (rejected entries, notes) are never taken for a spool."""
     (tmp_path / "rejected.txt").write_bytes(b"kept\n")
     (tmp_path / f"notes{SUFFIX}").write_bytes(b"mine\n")
-    assert list(Spool(tmp_path).orphans()) == []
+    assert opened(tmp_path) == []
+
+
+def test_a_missing_folder_holds_no_files(tmp_path):
+    """A drainer of a folder nothing was ever spooled to finds nothing (and creates nothing)."""
+    assert opened(tmp_path / "nowhere") == [] and not (tmp_path / "nowhere").exists()
 
 
 def test_a_torn_last_record_is_left_out(tmp_path):
     """A write cut short by a crash (no newline yet) is not a record."""
     (tmp_path / f"1-dead{SUFFIX}").write_bytes(b"whole\nhalf a rec")
-    (orphan,) = Spool(tmp_path).orphans()
-    assert orphan.records() == [b"whole"]
-    orphan.release()
+    (file,) = files = opened(tmp_path)
+    assert records(file) == [b"whole"]
+    close_all(files)
 
 
-def test_a_sweep_skips_what_the_dead_owner_had_stored(tmp_path):
-    """The `.done` offset beside a file says how much of it is already in the database."""
-    spool = Spool(tmp_path)
-    spool.append(b"stored\n")
-    spool.append(b"not yet\n")
-    spool.advance(len(b"stored\n"))
-    path = spool.path
-    assert path is not None and path.with_suffix(DONE_SUFFIX).exists()
-    del spool  # dropped without close(): its lock goes with it
-    (orphan,) = Spool(tmp_path).orphans()
-    assert orphan.path == path and orphan.records() == [b"not yet"]
-    orphan.release()
-
-
-def test_a_fully_stored_large_file_is_replaced(tmp_path):
-    """Past `rotate_bytes`, a file whose records are all stored makes way for a new one."""
+def test_a_full_file_is_released_at_the_next_append(tmp_path):
+    """Past `rotate_bytes` the writer starts a new file and lets a drainer finish the old one."""
     spool = Spool(tmp_path, rotate_bytes=10)
     spool.append(b"0123456789\n")
     first = spool.path
-    offset, _ = spool.pending()
-    spool.advance(offset)
-    assert spool_files(tmp_path) == []
     spool.append(b"next\n")
-    assert spool.path not in (None, first) and spool.pending()[1] == [b"next"]
-
-
-def test_close_removes_a_stored_file_and_keeps_an_unstored_one(tmp_path):
-    """A clean shutdown leaves a file behind only when some of it is not yet stored."""
-    stored, unstored = Spool(tmp_path), Spool(tmp_path)
-    stored.append(b"a\n")
-    stored.advance(stored.pending()[0])
-    unstored.append(b"b\n")
-    kept = unstored.path
-    stored.close()
-    unstored.close()
-    assert spool_files(tmp_path) == [kept]
-    (orphan,) = Spool(tmp_path).orphans()
-    assert orphan.records() == [b"b"]
-    orphan.release()
+    assert spool.path not in (None, first)
+    files = opened(tmp_path)
+    assert {(f.path, f.released) for f in files} == {(first, True), (spool.path, False)}
+    close_all(files)
 
 
 def test_a_failed_write_does_not_swallow_the_next_record(tmp_path, monkeypatch):
@@ -139,7 +129,9 @@ def test_a_failed_write_does_not_swallow_the_next_record(tmp_path, monkeypatch):
         spool.append(b"lost\n")
     monkeypatch.undo()
     spool.append(b"after\n")
-    assert spool.pending()[1] == [b"before", b"los", b"after"]
+    (file,) = files = opened(tmp_path)
+    assert records(file) == [b"before", b"los", b"after"]
+    close_all(files)
 
 
 def test_a_forked_child_writes_a_file_of_its_own(tmp_path):
@@ -152,10 +144,9 @@ def test_a_forked_child_writes_a_file_of_its_own(tmp_path):
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    spool.append(b'child\\n')\n"
-        "    os._exit(0 if spool.pending()[1] == [b'child'] else 1)\n"
+        "    os._exit(0)\n"
         "_, status = os.waitpid(pid, 0)\n"
         "assert os.waitstatus_to_exitcode(status) == 0\n"
-        "assert spool.pending()[1] == [b'parent']\n"
         "print(spool.path)\n"
     )
     # A fresh process: forking pytest itself, with other tests' threads about, is not safe.
@@ -165,6 +156,7 @@ def test_a_forked_child_writes_a_file_of_its_own(tmp_path):
     parent_file = Path(result.stdout.strip())
     files = spool_files(tmp_path)
     assert len(files) == 2 and parent_file in files
+    assert parent_file.read_bytes() == b"parent\n"
     child_file = next(path for path in files if path != parent_file)
     with open(child_file, "rb") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the child is gone: unlocked

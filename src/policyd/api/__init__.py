@@ -113,17 +113,18 @@ def _init_store(app: Flask, settings: Settings) -> None:
 
 
 def _init_decisions(app: Flask, settings: Settings) -> None:
-    """The decision-log writer (its flusher thread starts here) and the subject cache."""
+    """The decision-log writer (its drain or lag-check thread starts here) and the subject
+    cache."""
     from policyd.services.decision_log import DecisionLog
     from policyd.services.subject_cache import SubjectCache
 
     database: Database = app.extensions["policyd.db"]
     decision_log = DecisionLog(
         database.engine,
-        settings.decision_log,
         settings.spool_dir,
         interval=settings.decision_log_interval,
-        storer=settings.decision_log_storer,
+        drain=settings.decision_log_drain == "thread",
+        clock=settings.clock,
     )
     decision_log.start()
     app.extensions["policyd.decision_log"] = decision_log

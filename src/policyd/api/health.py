@@ -31,6 +31,16 @@ def init_app(app: Flask) -> None:
         registry=registry,
         multiprocess_mode="liveall",
     )
+    # How far the decision log is behind this host's spool (docs/storage.md): the same value
+    # in every process of a host, so the largest one counts.
+    log_lag = {
+        name: Gauge(name, text, registry=registry, multiprocess_mode="max")
+        for name, text in (
+            ("policyd_decision_log_pending_bytes", "Spooled decision-log bytes not stored"),
+            ("policyd_decision_log_pending_entries", "Spooled decision-log entries not stored"),
+            ("policyd_decision_log_oldest_pending_seconds", "Age of the oldest unstored entry"),
+        )
+    }
     app.extensions["policyd.metrics"] = {"decisions": decisions, "latency": latency}
 
     @app.before_request
@@ -63,7 +73,9 @@ def init_app(app: Flask) -> None:
         policy = app.extensions["policyd.runtime"].active
         if policy is None:
             return jsonify(status="unavailable", message="no valid policy version is loaded"), 503
-        return jsonify(status="ready", version=policy.version)
+        now = app.config["POLICYD_CLOCK"]()
+        lag = app.extensions["policyd.decision_log"].lag().to_dict(now)
+        return jsonify(status="ready", version=policy.version, decision_log=lag)
 
     @app.get("/metrics")
     def metrics():
@@ -71,6 +83,11 @@ def init_app(app: Flask) -> None:
         from policyd.services.jobs import JobService
 
         backlog.set(JobService(context.session()).backlog())
+        lag = app.extensions["policyd.decision_log"].lag()
+        log_lag["policyd_decision_log_pending_bytes"].set(lag.bytes)
+        log_lag["policyd_decision_log_pending_entries"].set(lag.entries)
+        seconds = lag.seconds(app.config["POLICYD_CLOCK"]())
+        log_lag["policyd_decision_log_oldest_pending_seconds"].set(seconds)
         source = registry
         if app.extensions["policyd.settings"].prometheus_multiproc_dir:
             # Under gunicorn every worker writes its samples to this folder; add them up.

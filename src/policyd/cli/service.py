@@ -277,8 +277,8 @@ class Server:
     url: str
 
     def close(self) -> None:
-        """Release the port, the decision-log spool (storing what it holds), the rules engine
-        and the database pool."""
+        """Release the port, the decision log (storing what is spooled), the rules engine and
+        the database pool."""
         self.http.server_close()
         close_server(self.app)
 
@@ -292,6 +292,8 @@ def build_server(settings: Settings, *, actor: Actor, now: datetime) -> Server:
     from policyd.api import SettingError, create_app  # Flask only for this command
 
     _sqlite_folder(settings.database)
+    if settings.decision_log_drain is None:  # the embedded server drains its own spool
+        settings = settings.replace(decision_log_drain="thread")
     try:
         app = create_app(settings)
     except SettingError as err:
@@ -338,8 +340,8 @@ def build_server(settings: Settings, *, actor: Actor, now: datetime) -> Server:
 
 
 def close_server(app: Flask) -> None:
-    """Release what `create_app` opened: the decision-log spool (storing what it holds), the
-    rules engine and the database pool."""
+    """Release what `create_app` opened: the decision log (its thread stopped, what is
+    spooled stored), the rules engine and the database pool."""
     app.extensions["policyd.decision_log"].close()
     app.extensions["policyd.runtime"].close()
     app.extensions["policyd.db"].dispose()

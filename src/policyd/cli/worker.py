@@ -23,6 +23,7 @@ from policyd.cli.base import (
     main,
     settings_for,
 )
+from policyd.cli.decision_log import interval_option, open_drainer, run_drainer, spool_option
 from policyd.connectors.config import load_instances
 from policyd.rules import PolicyRuntime, ProblemsError
 from policyd.services.jobs import JobService
@@ -96,6 +97,8 @@ def _worker(settings: Settings) -> Iterator[Worker]:
     help="How long a claimed job is this worker's; renewed while it works on it, so a dead "
     "worker's jobs wait this long at most [env: POLICYD_JOB_LEASE; default: PT1M].",
 )
+@spool_option
+@interval_option
 @database_option
 @connectors_option
 def worker(
@@ -105,10 +108,15 @@ def worker(
     external_delete_after: str | None,
     reminders: str | None,
     job_lease: str | None,
+    spool_dir: Path | None,
+    decision_log_interval: str | None,
     database_url: str,
     connectors_file: Path | None,
 ) -> None:
-    """Run grant/revoke jobs and expire access; several workers may share a PostgreSQL."""
+    """Run grant/revoke jobs and expire access; several workers may share a PostgreSQL.
+
+    It also drains the decision-log spool of this host (docs/storage.md).
+    """
     settings = settings_for(
         database_url=database_url,
         connectors=connectors_file,
@@ -116,19 +124,26 @@ def worker(
         external_delete_after=external_delete_after,
         reminders=reminders,
         job_lease=job_lease,
+        spool_dir=spool_dir,
+        decision_log_interval=decision_log_interval,
     )
     settings.configure_logging()
-    with _worker(settings) as runner:
+    with _worker(settings) as runner, open_drainer(settings) as drainer:
         if once:
             click.echo(f"swept: {runner.sweep(now=datetime.now(UTC))}")
+            click.echo(f"decision log: stored {drainer.drain()} entries from {drainer.folder}")
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        draining = run_drainer(drainer, stop, settings.decision_log_interval)
         log.info("worker %s running; Ctrl-C or SIGTERM stops it", runner.name)
         try:
             runner.loop(stop, interval=interval)
         except KeyboardInterrupt:
             stop.set()
+        finally:
+            stop.set()
+            draining.join()
 
 
 @main.group("jobs")

@@ -139,12 +139,13 @@ class DecisionService:
         *,
         now: datetime,
     ) -> LoggedDecision:
-        """Decide with no side effect but the decision log (spooled, or committed here).
+        """Decide with no side effect but the decision log (spooled; without a log, committed
+        here).
 
         Raises:
             InvalidError: also when the database would refuse a value of the log entry.
         """
-        if self.log is not None and self.log.spooled:
+        if self.log is not None:
             logged, entry = self._decide(
                 actor, package, subject_id, supplied, request, now, self.subjects
             )
@@ -215,13 +216,13 @@ class DecisionService:
         return logged, entry
 
     def catch_up(self) -> None:
-        """Store what this process spooled, so that it reads its own decisions back at once."""
+        """Store what this host spooled, so that a read sees decisions answered a moment ago."""
         if self.log is None:
             return
         try:
-            self.log.flush()
+            self.log.catch_up()
         except OperationalError:
-            # Busy or unreachable: the background flusher retries; this read may lag.
+            # Busy or unreachable: the drainer retries; this read may lag.
             logger.warning("decision log: could not store spooled entries before a read")
 
     def get(self, decision_id: str) -> DecisionRecord:

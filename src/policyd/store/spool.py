@@ -1,4 +1,4 @@
-"""Per-process append-only spool files: one unbuffered write per record, swept after a crash."""
+"""Per-process append-only spool files: one unbuffered write per record, read by drainers."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 SUFFIX = ".jsonl"
-DONE_SUFFIX = ".done"  # beside each spool file: how many of its bytes are in the database
 _NAME = re.compile(r"\d+-[0-9a-f]+" + re.escape(SUFFIX))  # <pid>-<random>.jsonl; nothing else
 _STALE_TMP_SECONDS = 60.0
 
@@ -31,32 +30,21 @@ class Pending(NamedTuple):
 
 
 class Spool:
-    """This process's spool file in `folder`, exclusively locked (flock) while the process lives.
+    """This process's spool file in `folder`, exclusively locked (flock) while it writes to it.
 
     `append` writes one newline-terminated record with a single unbuffered `os.write`: once it
     returns, the record is in the OS page cache and survives a crash of this process (not of the
-    OS). The owner reads its records back with `pending` and marks them stored with `advance`.
-    Files whose lock nobody holds belong to dead processes: `orphans` hands them to a sweeper.
-    The file is created on the first append and again after a fork, so a gunicorn master that
-    preloads the app never owns one its workers would share.
-
-    With `handoff`, another process stores the records (the decision-log shipper): a file that
-    has reached `rotate_bytes` is released at the next append and a new one started, `close`
-    releases the file, and neither ever removes one. The process that stores a released
-    file's last records removes it, so no file is removed while another process still reads it.
+    OS). The writer never reads its file back and never removes it: drainers (`SpoolFile`) read
+    every file of the folder, and remove a file once its writer released it and it is stored.
+    A file that has reached `rotate_bytes` is released at the next append and a new one started;
+    `close` releases the last one. The file is created on the first append and again after a
+    fork, so a gunicorn master that preloads the app never owns one its workers would share.
     """
 
-    def __init__(
-        self,
-        folder: str | os.PathLike[str],
-        *,
-        rotate_bytes: int = 8 << 20,
-        handoff: bool = False,
-    ):
+    def __init__(self, folder: str | os.PathLike[str], *, rotate_bytes: int = 8 << 20):
         self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rotate_bytes = rotate_bytes
-        self.handoff = handoff
         self._locked_pid = os.getpid()
         self._lock = threading.Lock()
         self._file: _OwnFile | None = None
@@ -83,8 +71,8 @@ class Spool:
             current = self._file
             if current is None or current.pid != os.getpid():
                 current = None  # none yet, or the parent's (after a fork): start one
-            elif self.handoff and current.size >= self.rotate_bytes:
-                current.release()  # its reader stores the rest and removes it
+            elif current.size >= self.rotate_bytes:
+                current.release()  # a drainer stores the rest and removes it
                 current = None
             if current is None:
                 current = self._file = _OwnFile.create(self.folder)
@@ -98,15 +86,6 @@ class Spool:
                 view = view[written:]
             self._torn = False
 
-    def pending(self, limit: int = 4 << 20) -> tuple[int, list[bytes]]:
-        """Complete records this process appended but has not yet `advance`d past.
-
-        Returns:
-            The offset to pass to `advance` once the records are stored, and the records.
-        """
-        batch = self.unstored(limit)
-        return (batch.end, batch.records) if batch else (0, [])
-
     def written(self) -> tuple[str, int] | None:
         """The name of this process's current file and how many bytes are written to it."""
         with self._guard():
@@ -115,86 +94,18 @@ class Spool:
                 return None
             return current.path.name, current.size
 
-    def unstored(self, limit: int = 4 << 20) -> Pending | None:
-        """Like `pending`, with the file's name and the offset the records start at."""
-        with self._guard():
-            current = self._file
-            if current is None or current.pid != os.getpid() or current.done >= current.size:
-                return None
-            start, size = current.done, current.size
-        return read_pending(current.fd, current.path.name, start, size, limit)
-
-    def advance(self, offset: int) -> str | None:
-        """Records before `offset` are stored; a fully stored, large file is replaced.
-
-        Returns:
-            The name of the file if it was removed.
-        """
-        with self._guard():
-            current = self._file
-            if current is None or current.pid != os.getpid() or offset <= current.done:
-                return None
-            current.mark_done(offset)
-            if not self.handoff and current.done >= current.size >= self.rotate_bytes:
-                self._file = None  # the next append starts a new file
-                current.remove()
-                return current.path.name
-            return None
-
-    def orphans(self) -> Iterator[Orphan]:
-        """Spool files of processes that died, each locked for the caller until it is closed."""
-        now = time.time()
-        for path in sorted(self.folder.iterdir()):
-            if path.suffix == ".tmp":
-                _remove_stale_tmp(path, now)
-            if not _NAME.fullmatch(path.name) or path == self.path:
-                continue
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # another sweeper finished it meanwhile
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)  # its owner is alive
-                continue
-            if os.fstat(fd).st_nlink == 0:
-                os.close(fd)  # swept and removed while we waited to open it
-                continue
-            yield Orphan(path, fd)
-
-    def others_live(self) -> Iterator[Path]:
-        """Spool files in the folder that another live process owns (holds the lock of)."""
-        for path in sorted(self.folder.iterdir()):
-            if not _NAME.fullmatch(path.name) or path == self.path:
-                continue
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield path  # its owner holds the lock
-            finally:
-                os.close(fd)
-
     def close(self) -> str | None:
-        """Release this process's file; removed if everything in it is stored (unless
-        `handoff`), else left for a sweep.
+        """Release this process's file (a drainer stores what is left and removes it).
 
         Returns:
-            The name of the file if it was removed.
+            The name of the file released, if there was one.
         """
         with self._guard():
             current, self._file = self._file, None
             if current is None or current.pid != os.getpid():
                 return None
-            if current.done >= current.size and not self.handoff:
-                current.remove()
-                return current.path.name
             current.release()
-            return None
+            return current.path.name
 
 
 class _OwnFile:
@@ -203,15 +114,12 @@ class _OwnFile:
         self.fd = fd
         self.pid = os.getpid()
         self.size = 0
-        self.done = 0
-        self._done_fd: int | None = None
-        self._fds = [fd]
-        # A Spool dropped without close() still frees its lock, so a sweep can take over.
-        self._finalizer = weakref.finalize(self, _close_fds, self._fds)
+        # A Spool dropped without close() still frees its lock, so a drainer can take over.
+        self._finalizer = weakref.finalize(self, _close_fd, fd)
 
     @classmethod
     def create(cls, folder: Path) -> _OwnFile:
-        # Locked under a temporary name, then renamed: a sweeper never sees an unlocked file
+        # Locked under a temporary name, then renamed: a drainer never sees an unlocked file
         # that a live process is about to use.
         name = f"{os.getpid()}-{secrets.token_hex(6)}"
         temporary = folder / f"{name}.tmp"
@@ -223,86 +131,120 @@ class _OwnFile:
         os.rename(temporary, path)
         return cls(path, fd)
 
-    def mark_done(self, offset: int) -> None:
-        self.done = offset
-        if self._done_fd is None:
-            self._done_fd = os.open(
-                self.path.with_suffix(DONE_SUFFIX), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600
-            )
-            self._fds.append(self._done_fd)
-        os.pwrite(self._done_fd, b"%20d\n" % offset, 0)
-
-    def remove(self) -> None:
-        with suppress(FileNotFoundError):
-            self.path.with_suffix(DONE_SUFFIX).unlink()
-        with suppress(FileNotFoundError):
-            self.path.unlink()
-        self.release()
-
     def release(self) -> None:
         self._finalizer()
 
 
-class Orphan:
-    """A dead process's spool file, locked by this process until `remove` or `release`."""
+class SpoolFile:
+    """A spool file as a drainer opened it.
 
-    def __init__(self, path: Path, fd: int):
+    `released` when its writer let it go (stopped, died, or rotated to a new file): this reader
+    then holds the file's lock, so one drainer at a time finishes it and may `remove` it. A
+    file still written to is read without a lock; drainers racing over it rely on the stored
+    offsets in the database, never on the file, to store each record once.
+    """
+
+    def __init__(self, path: Path, fd: int, released: bool):
         self.path = path
         self.fd = fd
-        self._data: bytes | None = None
+        self.released = released
 
     @property
     def name(self) -> str:
         return self.path.name
 
-    def stored_bytes(self) -> int:
-        """How much of the file its owner marked stored (`.done`), 0 if nothing."""
-        return _stored_bytes(self.path)
+    def size(self) -> int:
+        return os.fstat(self.fd).st_size
 
-    def records(self) -> list[bytes]:
-        """Every complete record not yet marked stored; a torn last line is left out."""
-        return _complete_lines(self._read()[self.stored_bytes() :])[1]
+    def read(self, start: int, end: int, limit: int) -> Pending | None:
+        """The complete records from byte `start` (a record boundary) up to byte `end`."""
+        return read_pending(self.fd, self.name, start, end, limit)
 
-    def batch(self, start: int, count: int) -> Pending | None:
-        """Up to `count` complete records from byte `start` (a record boundary) on; None
-        when there is no complete record after `start`."""
-        data = self._read()
-        end = start
-        records: list[bytes] = []
-        while len(records) < count:
-            newline = data.find(b"\n", end)
-            if newline < 0:
-                break  # a torn last line is no record
-            if newline > end:
-                records.append(data[end:newline])
-            end = newline + 1
-        return Pending(self.name, start, end, records) if end > start else None
+    def oldest(self, start: int) -> bytes | None:
+        """The first complete record from byte `start` on, if any."""
+        batch = read_pending(self.fd, self.name, start, self.size(), 64 << 10)
+        return batch.records[0] if batch and batch.records else None
 
-    def _read(self) -> bytes:
-        if self._data is None:
-            with open(self.fd, "rb", closefd=False) as handle:
-                handle.seek(0)
-                self._data = handle.read()
-        return self._data
+    def count(self, start: int, end: int, chunk: int = 1 << 20) -> int:
+        """How many records end between byte `start` and byte `end`."""
+        lines = 0
+        while start < end:
+            data = os.pread(self.fd, min(chunk, end - start), start)
+            if not data:
+                break
+            lines += data.count(b"\n")
+            start += len(data)
+        return lines
 
     def remove(self) -> None:
-        with suppress(FileNotFoundError):
-            self.path.with_suffix(DONE_SUFFIX).unlink()
+        """Remove a released file (its records are stored, or torn beyond use)."""
+        assert self.released, "only the drainer holding a released file removes it"
         with suppress(FileNotFoundError):
             self.path.unlink()
-        self.release()
+        self.close()
 
-    def release(self) -> None:
-        os.close(self.fd)
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def open_files(folder: Path) -> Iterator[SpoolFile]:
+    """Every spool file in `folder`, oldest name first, each closed by the caller.
+
+    A file whose lock nobody holds is `released`, and locked for this caller alone. Empty
+    temporary files of processes that died while creating theirs are removed on the way.
+    """
+    try:
+        paths = sorted(folder.iterdir())
+    except FileNotFoundError:
+        return  # nothing was ever spooled here
+    now = time.time()
+    for path in paths:
+        if path.suffix == ".tmp":
+            _remove_stale_tmp(path, now)
+        if not _NAME.fullmatch(path.name):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # another drainer removed it meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield SpoolFile(path, fd, released=False)  # its writer (or another drainer) has it
+            continue
+        if os.fstat(fd).st_nlink == 0:
+            os.close(fd)  # drained and removed while we opened it
+            continue
+        yield SpoolFile(path, fd, released=True)
+
+
+def peek_files(folder: Path) -> Iterator[SpoolFile]:
+    """Every spool file in `folder`, opened to be read without taking any lock (to measure
+    what waits; drainers use `open_files`)."""
+    try:
+        paths = sorted(folder.iterdir())
+    except FileNotFoundError:
+        return
+    for path in paths:
+        if _NAME.fullmatch(path.name):
+            with suppress(FileNotFoundError):
+                yield SpoolFile(path, os.open(path, os.O_RDONLY | os.O_CLOEXEC), released=False)
 
 
 def read_pending(fd: int, name: str, start: int, size: int, limit: int) -> Pending | None:
     """The complete records of spool file `name` (open as `fd`) from byte `start` (a record
     boundary) up to byte `size`, reading at most `limit` bytes unless a single record is
     longer; None when no record is complete yet."""
+    if size <= start:
+        return None
     data = os.pread(fd, min(size - start, limit), start)
-    if b"\n" not in data and start + len(data) < size:
-        data = os.pread(fd, size - start, start)  # one record longer than `limit`
+    if b"\n" not in data:  # a record longer than `limit`, or one still being written
+        while b"\n" not in data and start + len(data) < size:
+            more = min(size - start - len(data), max(limit, 64 << 10))
+            data += os.pread(fd, more, start + len(data))
+        data = data[: data.find(b"\n") + 1]  # that one record
     end, records = _complete_lines(data)
     return Pending(name, start, start + end, records) if end else None
 
@@ -311,13 +253,6 @@ def _complete_lines(data: bytes) -> tuple[int, list[bytes]]:
     """The length of `data` up to its last newline, and the non-empty lines in that part."""
     end = data.rfind(b"\n") + 1
     return end, [line for line in data[:end].split(b"\n") if line]
-
-
-def _stored_bytes(path: Path) -> int:
-    try:
-        return int(path.with_suffix(DONE_SUFFIX).read_bytes() or 0)
-    except (FileNotFoundError, ValueError):
-        return 0
 
 
 def _remove_stale_tmp(path: Path, now: float) -> None:
@@ -332,7 +267,6 @@ def _remove_stale_tmp(path: Path, now: float) -> None:
             os.close(fd)
 
 
-def _close_fds(fds: list[int]) -> None:
-    for fd in fds:
-        with suppress(OSError):
-            os.close(fd)
+def _close_fd(fd: int) -> None:
+    with suppress(OSError):
+        os.close(fd)

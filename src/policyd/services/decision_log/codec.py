@@ -1,0 +1,117 @@
+"""The spool line of a decision-log entry: the `decisions` row, encoded once, decoded for SQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String, Table
+
+from policyd.services.errors import InvalidError
+from policyd.store.models import DecisionRecord
+
+TABLE: Table = DecisionRecord.__table__
+COLUMNS = tuple(c.name for c in TABLE.columns)
+JSON_COLUMNS = ("matched", "input", "result")  # spooled and inserted as JSON text
+_HEAD = frozenset(COLUMNS) - frozenset(JSON_COLUMNS)
+_ENCODERS = {  # by allow_nan
+    nan: json.JSONEncoder(allow_nan=nan, separators=(",", ":"), check_circular=False)
+    for nan in (True, False)
+}
+# Text columns and their lengths. PostgreSQL refuses longer values and NUL characters (SQLite
+# stores anything); entries are checked before they are spooled, because a row the drainer
+# could never insert must be the caller's 422.
+_TEXT = {c.name: c.type.length for c in TABLE.columns if isinstance(c.type, String)}
+MALFORMED = "a value is too long or malformed for the database"  # as api.errors says on DataError
+NOT_AN_ENTRY = "not a decision-log entry"
+
+# A spool line that is no entry, and why: kept aside by the storer, never dropped.
+Refused = tuple[bytes, str]
+
+
+class JsonText(str):
+    """The JSON text of a JSON column's value, encoded already (compact, ASCII, no NaN):
+    `encode` spools it as it is instead of encoding the value again."""
+
+
+def encode(entry: dict[str, Any], *, allow_nan: bool, strict: bool) -> bytes:
+    """One spool line for a `decisions` row: its plain columns as a JSON object, then each
+    JSON column's text, separated by tabs (JSON text never holds a raw tab or newline).
+
+    Raises:
+        InvalidError: with `strict` (PostgreSQL), a text value the column refuses (too long,
+            NUL characters); without `allow_nan`, NaN or infinity in the JSON columns.
+    """
+    if strict:
+        for name, limit in _TEXT.items():
+            value = entry.get(name)
+            if isinstance(value, str) and ("\x00" in value or (limit and len(value) > limit)):
+                raise InvalidError(MALFORMED)
+    head = {name: entry[name] for name in _HEAD}
+    head["at"] = entry["at"].isoformat()
+    encoder = _ENCODERS[allow_nan]
+    try:
+        parts = [encoder.encode(head)]
+        for name in JSON_COLUMNS:
+            value = entry[name]
+            parts.append(value if type(value) is JsonText else encoder.encode(value))
+    except ValueError:
+        raise InvalidError(MALFORMED) from None
+    return "\t".join(parts).encode("ascii") + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    """The row in a spool line, its JSON columns still as text.
+
+    Raises:
+        ValueError: not a line `encode` wrote.
+    """
+    row = parse(line)
+    row["at"] = datetime.fromisoformat(row["at"])
+    return row
+
+
+def parse(line: bytes) -> dict[str, Any]:
+    """`decode` with `at` left as its ISO 8601 text."""
+    head, *documents = line.decode("ascii").split("\t")
+    row = json.loads(head)
+    if len(documents) != len(JSON_COLUMNS) or not isinstance(row, dict) or row.keys() != _HEAD:
+        raise ValueError(NOT_AN_ENTRY)
+    if not isinstance(row["at"], str):
+        raise TypeError(NOT_AN_ENTRY)
+    row.update(zip(JSON_COLUMNS, documents, strict=True))
+    return row
+
+
+def decoded(lines: list[bytes], bad: list[Refused]) -> list[dict[str, Any]]:
+    """The rows in `lines`; lines that are no entry are added to `bad`."""
+    rows = []
+    for line in lines:
+        try:
+            rows.append(decode(line))
+        except (ValueError, KeyError, TypeError):
+            bad.append((line, NOT_AN_ENTRY))
+    return rows
+
+
+def copy_values(lines: list[bytes], bad: list[Refused]) -> Iterator[list[Any]]:
+    """The `COLUMNS` values of the entries in `lines`, for COPY: `at` stays ISO 8601 text
+    with its UTC offset (a timestamptz takes it as it is), the JSON columns stay text; lines
+    that are no entry are added to `bad`."""
+    for line in lines:
+        try:
+            row = parse(line)
+        except (ValueError, KeyError, TypeError):
+            bad.append((line, NOT_AN_ENTRY))
+            continue
+        yield [row[name] for name in COLUMNS]
+
+
+def entry_time(line: bytes) -> datetime | None:
+    """When the entry in `line` was decided; None if it is no entry."""
+    try:
+        return datetime.fromisoformat(parse(line)["at"])
+    except (ValueError, KeyError, TypeError):
+        return None

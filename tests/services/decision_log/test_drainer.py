@@ -1,0 +1,128 @@
+"""The drainer: every file of a spool folder stored once, released files removed, lag known."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from policyd.services.decision_log import REJECTED, Drainer
+from policyd.store.spool import SUFFIX, Spool, open_files
+from tests.spool_support import AT, line, progress_rows, spool_dead, stored_subjects, subjects
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def drainer(store, folder) -> Drainer:
+    return Drainer(store.engine, folder)
+
+
+def spool(folder, first: int, count: int) -> Spool:
+    writer = Spool(folder)
+    for number in range(first, first + count):
+        writer.append(line(number))
+    return writer
+
+
+def test_a_pass_stores_every_file_of_the_folder_once(store, folder, drainer):
+    """Two live writers and a dead one: one pass stores all, the next finds nothing new."""
+    spool(folder, 0, 3)
+    spool(folder, 3, 2)
+    spool_dead(folder, 5, 4)
+    assert drainer.drain() == 9
+    assert drainer.drain() == 0
+    assert sorted(stored_subjects(store.url)) == subjects(0, 9)
+
+
+def test_a_live_file_is_kept_and_a_released_one_removed_with_its_offset(store, folder, drainer):
+    """Only a file its writer let go is removed, once stored, and its offset row with it."""
+    live, closed = spool(folder, 0, 2), spool(folder, 2, 2)
+    released = closed.close()
+    assert drainer.drain() == 4
+    assert [path.name for path in folder.glob(f"*{SUFFIX}")] == [live.path.name]
+    assert progress_rows(store.url) == [live.path.name]
+    assert released not in progress_rows(store.url)
+
+
+def test_entries_appended_after_a_pass_go_in_with_the_next(store, folder, drainer):
+    """A drainer resumes a live file where it stopped."""
+    writer = spool(folder, 0, 2)
+    assert drainer.drain() == 2
+    writer.append(line(2))
+    assert drainer.drain() == 1
+    assert sorted(stored_subjects(store.url)) == subjects(0, 3)
+
+
+def test_drainers_share_the_offsets_so_nothing_is_stored_twice(store, folder, drainer):
+    """What one drainer stored, another (a read catching up, a sidecar) skips."""
+    writer = spool(folder, 0, 2)
+    other = Drainer(store.engine, folder)
+    assert other.drain() == 2
+    writer.append(line(2))
+    assert drainer.drain() == 1
+    assert other.drain() == 0
+    assert sorted(stored_subjects(store.url)) == subjects(0, 3)
+
+
+def test_a_commit_whose_answer_was_lost_is_not_stored_again(store, folder, drainer):
+    """If a batch committed but its drainer never heard, the retry finds the offset ahead of
+    it and moves on instead of inserting the batch again."""
+    writer = spool(folder, 0, 3)
+    (file,) = open_files(folder)
+    batch = file.read(0, file.size(), 1 << 20)
+    file.close()
+    assert drainer.storer.store(batch) == (batch.end, 3)  # committed; nobody noted it
+    assert drainer.drain() == 0
+    assert writer.path.exists() and len(stored_subjects(store.url)) == 3
+
+
+def test_a_forgotten_offset_does_not_duplicate_entries(store, folder, drainer):
+    """One drainer removed a file and forgot its offset while another still stored it: the
+    second stores nothing twice (inserts that skip stored ids)."""
+    writer = spool(folder, 0, 3)
+    assert drainer.drain() == 3
+    drainer.storer.forget(writer.path.name)
+    assert Drainer(store.engine, folder).drain() == 3  # handled again, none inserted twice
+    assert sorted(stored_subjects(store.url)) == subjects(0, 3)
+
+
+def test_entries_the_database_refuses_are_kept_aside(store, folder, drainer):
+    """A line that cannot be stored is kept in rejected.txt; the ones around it get in."""
+    writer = spool(folder, 0, 1)
+    writer.append(b"not a decision-log entry\n")
+    writer.append(line(1))
+    assert drainer.drain() == 3
+    assert sorted(stored_subjects(store.url)) == subjects(0, 2)
+    assert (folder / REJECTED).read_bytes() == b"not a decision-log entry\n"
+    assert drainer.drain() == 0  # and it is never taken for a spool
+
+
+def test_a_limited_pass_stops_early_and_the_next_goes_on(store, folder, drainer):
+    """A read catching up stores about `limit` bytes, not a whole backlog."""
+    spool(folder, 0, 200)
+    first = drainer.drain(limit=len(line(0)) * 50)
+    assert 0 < first < 200
+    assert first + drainer.drain() == 200
+
+
+def test_lag_says_what_waits_and_since_when(store, folder, drainer):
+    """Bytes and entries not stored, and the age of the oldest, from the entries' own time."""
+    writer = Spool(folder)
+    for number, minutes in ((0, 5), (1, 3)):
+        writer.append(line(number, AT - timedelta(minutes=minutes)))
+    lag = drainer.lag()
+    assert (lag.files, lag.entries, lag.estimated) == (1, 2, False)
+    assert lag.bytes == writer.written()[1] and lag.seconds(AT) == 300
+    drainer.drain()
+    after = drainer.lag()
+    assert (after.bytes, after.entries, after.oldest_at, after.seconds(AT)) == (0, 0, None, 0)
+
+
+def test_a_folder_nothing_was_spooled_to_has_no_lag(store, tmp_path):
+    """A worker on a host without API servers drains an empty (or missing) folder."""
+    drainer = Drainer(store.engine, tmp_path / "never")
+    assert drainer.drain() == 0 and drainer.lag().bytes == 0

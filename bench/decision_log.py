@@ -1,4 +1,4 @@
-"""In-process cost of the decision-log flusher: CPU per stored entry, client and database."""
+"""In-process cost of draining the decision log: CPU per stored entry, client and database."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from policyd.services.decision_log import DecisionLog, encode
+from policyd.services.decision_log import Drainer, encode
 from policyd.store import Database
+from policyd.store.spool import Spool
 from policyd.store.types import new_id
 from throwaway import postgres_database
 
@@ -83,20 +84,21 @@ def run(url: str, rows: int, rounds: int) -> list[tuple[float, float, float]]:
     database.upgrade()
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        decision_log = DecisionLog(database.engine, "spool", folder, interval=3600, storer="thread")
+        spool, drainer = Spool(folder), Drainer(database.engine, folder)
         allow_nan = not url.startswith("postgresql")
         now = datetime.now(UTC)
-        decision_log.flush()  # warm up: connect, prepare
+        drainer.drain()  # warm up: connect, prepare
         for _ in range(rounds):
             for _ in range(rows):
-                decision_log.spool.append(encode(entry(now), allow_nan=allow_nan, strict=True))
+                spool.append(encode(entry(now), allow_nan=allow_nan, strict=True))
             wall, cpu, server = time.perf_counter(), own_cpu(), postgres_cpu()
-            stored = decision_log.flush()
+            stored = drainer.drain()
             wall, cpu = time.perf_counter() - wall, own_cpu() - cpu
             server = postgres_cpu() - server
             assert stored == rows, stored
             results.append((wall, cpu, server))
-        decision_log.close()
+        spool.close()
+        drainer.drain()
     database.dispose()
     return results
 
@@ -113,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             with postgres_database(ADMIN_URL) as url:
                 results = run(url, args.rows, args.rounds)
-    print(f"{args.database}: flush() of {args.rows} spooled entries, {args.rounds} rounds")
+    print(f"{args.database}: a drain of {args.rows} spooled entries, {args.rounds} rounds")
     print("round    wall ms  client CPU us/row  database CPU us/row")
     rounds = list(enumerate(results, 1)) if len(results) <= 10 else []
     rounds.append(("all", tuple(map(sum, zip(*results, strict=True)))))

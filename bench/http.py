@@ -441,26 +441,20 @@ def prepare(url: str, config: dict[str, str]) -> str:
 
 
 def count_logged(url: str, config: dict[str, str]) -> int:
-    """Entries in the decision log once the spools of the stopped servers are swept: by the
-    shipper (files the servers released) or by the start of an app here (what is left)."""
+    """Entries in the decision log once what the stopped servers spooled is drained (the
+    drainer may have fallen behind under the load, or there was none)."""
     from sqlalchemy import func, select
 
-    from policyd.api import create_app
-    from policyd.services.log_shipper import shipper_running
+    from policyd.services.decision_log import Drainer
+    from policyd.store import Database
     from policyd.store.models import DecisionRecord
 
-    folder = Path(config["POLICYD_SPOOL_DIR"])
-    deadline = time.monotonic() + 300
-    while any(folder.glob("*.jsonl")) and shipper_running(folder) and time.monotonic() < deadline:
-        time.sleep(0.2)  # a shipper that fell behind under the load catches up
-    app = create_app({**config, "POLICYD_DATABASE_URL": url, "POLICYD_POLICIES": ""})  # sweeps
-    db = app.extensions["policyd.db"]
+    db = Database(url)
     try:
+        Drainer(db.engine, config["POLICYD_SPOOL_DIR"]).drain()
         with db.session() as session:
             return session.scalar(select(func.count()).select_from(DecisionRecord)) or 0
     finally:
-        app.extensions["policyd.decision_log"].close()
-        app.extensions["policyd.runtime"].close()
         db.dispose()
 
 
@@ -500,6 +494,29 @@ def start_server(
         server = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     stack.callback(stop_server, server)
     return server, port, logfile
+
+
+def start_drainer(
+    stack: ExitStack, how: str, tmp: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes] | None:
+    """`policyd decision-log drain` as a deployment runs it beside the servers: with `idle`,
+    in Linux's idle scheduling class, as the systemd unit in docs/storage.md does (it gets a
+    CPU only when no request needs one); with `normal`, at the servers' priority."""
+    if how == "none":
+        return None
+    command = [sys.executable, "-c", "from policyd.cli import main; main(prog_name='policyd')"]
+    command += ["decision-log", "drain"]
+    with (tmp / "drainer.log").open("wb") as output:
+        drainer = subprocess.Popen(
+            command,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    stack.callback(stop_server, drainer)
+    if how == "idle":  # its one thread; started a moment ago, it has done nothing yet
+        os.sched_setscheduler(drainer.pid, os.SCHED_IDLE, os.sched_param(0))
+    return drainer
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
@@ -586,7 +603,7 @@ def report(
     print(
         f"gunicorn {settings['workers']} sync workers, {settings['database']}; "
         f"{settings['concurrency']} clients in {settings['processes']} load processes; "
-        f"{os.cpu_count()} cores; decision log {settings['decision_log']}"
+        f"{os.cpu_count()} cores; decision-log drainer {settings['drainer']}"
         + "".join(f"; {setting}" for setting in settings.get("set", ()))
     )
     print()
@@ -656,10 +673,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="load processes the clients are spread over (default: cores, at most 4)",
     )
     parser.add_argument(
-        "--decision-log",
-        choices=("spool", "sync"),
-        default="spool",
-        help="POLICYD_DECISION_LOG of the decisions server (default spool, the app's default)",
+        "--drainer",
+        choices=("idle", "normal", "none"),
+        default="idle",
+        help="the `policyd decision-log drain` sidecar beside the servers: at idle CPU priority"
+        " (default, as docs/storage.md's systemd unit), at normal priority, or none (the log is"
+        " drained once the servers stopped)",
     )
     parser.add_argument(
         "--set",
@@ -686,10 +705,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="policyd-bench-")))
         url = stack.enter_context(database(args.database_url, tmp))
-        config = {
-            "POLICYD_DECISION_LOG": args.decision_log,
-            "POLICYD_SPOOL_DIR": str(tmp / "spool"),
-        } | dict(setting.partition("=")[::2] for setting in args.set)
+        config = {"POLICYD_SPOOL_DIR": str(tmp / "spool")} | dict(
+            setting.partition("=")[::2] for setting in args.set
+        )
         log("preparing the database (migrate, publish policies, token, directory)")
         token = prepare(url, config)
         (tmp / "bare_echo.py").write_text(BARE_APP)
@@ -701,6 +719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bare, bare_port, bare_log = start_server(
             stack, "bare", "bare_echo:app", tmp, env, args.workers
         )
+        start_drainer(stack, args.drainer, tmp, real_env)
         wait_ready(real, real_port, real_log)
         wait_ready(bare, bare_port, bare_log)
         bodies = [
@@ -735,12 +754,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         at_end = count_rows(url)  # how far the storing kept up with the load
         time.sleep(1.0)
         a_second_later = count_rows(url)
-        stop_server(real)  # its workers' spools are left for the sweep below
+        stop_server(real)  # what the drainer has not stored yet is drained below
         stored = count_logged(url, config)
         settings = {
             "workers": args.workers,
             "database": "postgresql" if args.database_url else "sqlite",
-            "decision_log": args.decision_log,
+            "drainer": args.drainer,
             "set": args.set,
             "logged": {
                 "answered": decided,

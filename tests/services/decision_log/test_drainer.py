@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from policyd.services.decision_log import REJECTED, Drainer
-from policyd.store.spool import SUFFIX, Spool, open_files
+from policyd.services.decision_log import Drainer
+from policyd.store.spool import SUFFIX, Spool
 from tests.spool_support import AT, line, progress_rows, spool_dead, stored_subjects, subjects
 
 
@@ -66,39 +66,6 @@ def test_drainers_share_the_offsets_so_nothing_is_stored_twice(store, folder, dr
     assert drainer.drain() == 1
     assert other.drain() == 0
     assert sorted(stored_subjects(store.url)) == subjects(0, 3)
-
-
-def test_a_commit_whose_answer_was_lost_is_not_stored_again(store, folder, drainer):
-    """If a batch committed but its drainer never heard, the retry finds the offset ahead of
-    it and moves on instead of inserting the batch again."""
-    writer = spool(folder, 0, 3)
-    (file,) = open_files(folder)
-    batch = file.read(0, file.size(), 1 << 20)
-    file.close()
-    assert drainer.storer.store(batch) == (batch.end, 3)  # committed; nobody noted it
-    assert drainer.drain() == 0
-    assert writer.path.exists() and len(stored_subjects(store.url)) == 3
-
-
-def test_a_forgotten_offset_does_not_duplicate_entries(store, folder, drainer):
-    """One drainer removed a file and forgot its offset while another still stored it: the
-    second stores nothing twice (inserts that skip stored ids)."""
-    writer = spool(folder, 0, 3)
-    assert drainer.drain() == 3
-    drainer.storer.forget(writer.path.name)
-    assert Drainer(store.engine, folder).drain() == 3  # handled again, none inserted twice
-    assert sorted(stored_subjects(store.url)) == subjects(0, 3)
-
-
-def test_entries_the_database_refuses_are_kept_aside(store, folder, drainer):
-    """A line that cannot be stored is kept in rejected.txt; the ones around it get in."""
-    writer = spool(folder, 0, 1)
-    writer.append(b"not a decision-log entry\n")
-    writer.append(line(1))
-    assert drainer.drain() == 3
-    assert sorted(stored_subjects(store.url)) == subjects(0, 2)
-    assert (folder / REJECTED).read_bytes() == b"not a decision-log entry\n"
-    assert drainer.drain() == 0  # and it is never taken for a spool
 
 
 def test_a_limited_pass_stops_early_and_the_next_goes_on(store, folder, drainer):

@@ -149,7 +149,7 @@ def test_the_drain_sidecar_stores_entries_as_they_come_and_stops_on_sigterm(stor
     drainer = policyd(
         "decision-log",
         "drain",
-        "--drain-interval",
+        "--decision-log-interval",
         "0.05",
         "--spool-dir",
         tmp_path,
@@ -240,7 +240,7 @@ def test_the_worker_drains_the_spool_of_its_host(store, tmp_path):
         "worker",
         "--interval",
         "1",
-        "--drain-interval",
+        "--decision-log-interval",
         "0.05",
         "--spool-dir",
         tmp_path,
@@ -278,9 +278,18 @@ def test_status_shows_the_lag_and_fails_past_max_age(runner, store, tmp_path):
 
 
 def test_drain_on_a_database_without_the_schema_says_what_to_do(runner, tmp_path):
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    path = tmp_path / "empty.db"
+    path.touch()
+    url = f"sqlite:///{path}"
     result = runner.invoke(main, ["decision-log", "drain", "--once", "--database-url", url])
     assert result.exit_code == 1 and "run `policyd db upgrade` first" in result.output
+
+
+def test_drain_on_a_missing_database_names_it_and_creates_nothing(runner, tmp_path):
+    url = f"sqlite:///{tmp_path / 'nowhere.db'}"
+    result = runner.invoke(main, ["decision-log", "drain", "--once", "--database-url", url])
+    assert result.exit_code == 1 and "no policyd database at" in result.output
+    assert not (tmp_path / "nowhere.db").exists()
 
 
 def test_a_gunicorn_stop_leaves_no_process_behind(store, tmp_path):

@@ -73,8 +73,8 @@ def init_app(app: Flask) -> None:
         policy = app.extensions["policyd.runtime"].active
         if policy is None:
             return jsonify(status="unavailable", message="no valid policy version is loaded"), 503
-        now = app.config["POLICYD_CLOCK"]()
-        lag = app.extensions["policyd.decision_log"].lag().to_dict(now)
+        decision_log = app.extensions["policyd.decision_log"]
+        lag = decision_log.lag().to_dict(decision_log.clock())
         return jsonify(status="ready", version=policy.version, decision_log=lag)
 
     @app.get("/metrics")
@@ -83,10 +83,11 @@ def init_app(app: Flask) -> None:
         from policyd.services.jobs import JobService
 
         backlog.set(JobService(context.session()).backlog())
-        lag = app.extensions["policyd.decision_log"].lag()
+        decision_log = app.extensions["policyd.decision_log"]
+        lag = decision_log.lag()
         log_lag["policyd_decision_log_pending_bytes"].set(lag.bytes)
         log_lag["policyd_decision_log_pending_entries"].set(lag.entries)
-        seconds = lag.seconds(app.config["POLICYD_CLOCK"]())
+        seconds = lag.seconds(decision_log.clock())
         log_lag["policyd_decision_log_oldest_pending_seconds"].set(seconds)
         source = registry
         if app.extensions["policyd.settings"].prometheus_multiproc_dir:

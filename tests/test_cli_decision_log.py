@@ -97,9 +97,11 @@ def post_decision(port: int, token: str) -> str:
         return json.load(response)["decision_id"]
 
 
-def wait_ready(port: int, process: subprocess.Popen[str]) -> None:
+def wait_ready(port: int, process: subprocess.Popen[str], log: Path | None = None) -> None:
     def ready() -> bool:
-        assert process.poll() is None, process.stdout.read()
+        if process.poll() is not None:
+            output = log.read_text() if log else process.stdout.read()
+            raise AssertionError(f"exited with {process.returncode}:\n{output}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
                 return True
@@ -292,46 +294,96 @@ def test_drain_on_a_missing_database_names_it_and_creates_nothing(runner, tmp_pa
     assert not (tmp_path / "nowhere.db").exists()
 
 
-def test_a_gunicorn_stop_leaves_no_process_behind(store, tmp_path):
-    """SIGTERM to gunicorn stops every process it and the app started: none of its process
-    group survives. What its workers spooled waits for a drainer, and is stored once."""
-    token, port = admin_token(store), free_port()
+# A gunicorn app whose processes check the lag every 0.2 s and call one second "behind"
+# (instead of a minute each), so that the test need not wait minutes for the warning.
+IMPATIENT_APP = """
+import policyd.services.decision_log as decision_log
+
+decision_log.LAG_CHECK, decision_log.LAG_WARNING = 0.2, 1.0
+
+from policyd.api import create_app
+
+app = create_app()
+"""
+
+
+def start_gunicorn(store, tmp_path: Path, app: str) -> tuple[subprocess.Popen[str], int, Path]:
+    """gunicorn with two workers on the test database, in a session of its own; what it
+    prints goes to the returned log file."""
+    port, log = free_port(), tmp_path / "gunicorn.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYD_")} | {
         "POLICYD_DATABASE_URL": store.url,
         "POLICYD_POLICIES": str(POLICIES),
-        "POLICYD_SPOOL_DIR": str(tmp_path),
+        "POLICYD_SPOOL_DIR": str(tmp_path / "spool"),
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "policyd.api:create_app()",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
+    command += ["--workers", "2", "--pythonpath", str(tmp_path), app]
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     try:
-        wait_ready(port, server)
+        wait_ready(port, server, log)
+    except BaseException:
+        stop_quietly(server)
+        raise
+    return server, port, log
+
+
+def stop_quietly(server: subprocess.Popen[str]) -> None:
+    if server.poll() is None:
+        server.terminate()
+    server.wait(timeout=30)
+
+
+def test_a_gunicorn_stop_leaves_no_process_behind(store, tmp_path):
+    """SIGTERM to gunicorn stops every process it and the app started: none of its process
+    group or session survives. What its workers spooled waits for a drainer, and is stored
+    once."""
+    token = admin_token(store)
+    server, port, log = start_gunicorn(store, tmp_path, "policyd.api:create_app()")
+    try:
         answered = [post_decision(port, token) for _ in range(20)]
         assert len(group_members(server.pid)) >= 3  # the master and its two workers
     finally:
-        stop(server)
+        stop_quietly(server)
+    assert server.returncode == 0, log.read_text()
     eventually(lambda: group_members(server.pid) == [], seconds=10)
     finish(
         policyd(
-            "decision-log", "drain", "--once", "--spool-dir", tmp_path, "--database-url", store.url
+            "decision-log",
+            "drain",
+            "--once",
+            "--spool-dir",
+            tmp_path / "spool",
+            "--database-url",
+            store.url,
         )
     )
     assert sorted(stored_ids(store.url)) == sorted(answered)
+
+
+def test_a_gunicorn_deployment_without_a_drainer_logs_how_far_behind_it_is(store, tmp_path):
+    """No drainer runs: the servers' log says how many entries wait, how old the oldest is,
+    and what to run, instead of staying silent (with the checks sped up)."""
+    (tmp_path / "impatient.py").write_text(IMPATIENT_APP)
+    token = admin_token(store)
+    server, port, log = start_gunicorn(store, tmp_path, "impatient:app")
+    try:
+        for _ in range(3):
+            post_decision(port, token)
+        eventually(lambda: "are not stored; the oldest is" in log.read_text(), seconds=30)
+    finally:
+        stop_quietly(server)
+    warning = next(line for line in log.read_text().splitlines() if "are not stored" in line)
+    assert "3 entries" in warning and "policyd decision-log drain" in warning
+    assert stored_ids(store.url) == []
 
 
 def test_the_embedded_serve_stores_entries_with_its_thread(store, tmp_path):

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from policyd.services.decision_log import Drainer
-from policyd.store.spool import SUFFIX, Spool
+from policyd.store.spool import SUFFIX, Spool, open_files
 from tests.spool_support import AT, line, progress_rows, spool_dead, stored_subjects, subjects
 
 
@@ -93,3 +93,16 @@ def test_a_folder_nothing_was_spooled_to_has_no_lag(store, tmp_path):
     """A worker on a host without API servers drains an empty (or missing) folder."""
     drainer = Drainer(store.engine, tmp_path / "never")
     assert drainer.drain() == 0 and drainer.lag().bytes == 0
+
+
+def test_draining_one_file_leaves_the_others_unlocked(store, folder, drainer):
+    """A process that stops drains its own file only; another released file stays free for
+    the next drainer to finish and remove (its lock is not kept)."""
+    other, own = spool(folder, 0, 2), spool(folder, 2, 3)
+    other_name, own_name = other.close(), own.close()
+    assert drainer.drain(only=own_name) == 3
+    assert [path.name for path in folder.glob(f"*{SUFFIX}")] == [other_name]
+    (file,) = open_files(folder)
+    assert file.released
+    file.close()
+    assert Drainer(store.engine, folder).drain() == 2 and not list(folder.glob(f"*{SUFFIX}"))

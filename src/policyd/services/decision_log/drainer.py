@@ -83,24 +83,31 @@ class Drainer:
             OperationalError: the database is unavailable; what is not stored stays spooled.
         """
         with self._guard():
-            files = [f for f in open_files(self.folder) if only is None or f.name == only]
+            files: list[SpoolFile] = []
             try:
-                unknown = [f.name for f in files if f.released or f.name not in self._offsets]
-                offsets = self._offsets | self.storer.stored_offsets(unknown)
-                self._offsets = {f.name: offsets.get(f.name, 0) for f in files if not f.released}
-                handled = 0
-                budget = limit
-                for file in files:
-                    count, used = self._drain_file(file, offsets.get(file.name, 0), budget)
-                    handled += count
-                    if budget is not None:
-                        budget -= used
-                        if budget <= 0:
-                            break
-                return handled
+                for file in open_files(self.folder):
+                    if only is None or file.name == only:
+                        files.append(file)
+                    else:
+                        file.close()  # and its lock, for the drainer whose file it is
+                return self._drain_files(files, limit)
             finally:
                 for file in files:
                     file.close()
+
+    def _drain_files(self, files: list[SpoolFile], limit: int | None) -> int:
+        unknown = [f.name for f in files if f.released or f.name not in self._offsets]
+        offsets = self._offsets | self.storer.stored_offsets(unknown)
+        self._offsets = {f.name: offsets.get(f.name, 0) for f in files if not f.released}
+        handled, budget = 0, limit
+        for file in files:
+            count, used = self._drain_file(file, offsets.get(file.name, 0), budget)
+            handled += count
+            if budget is not None:
+                budget -= used
+                if budget <= 0:
+                    break
+        return handled
 
     def _drain_file(self, file: SpoolFile, offset: int, budget: int | None) -> tuple[int, int]:
         """Store `file` from `offset`; (entries handled, bytes read). A released file that

@@ -106,3 +106,11 @@ def test_draining_one_file_leaves_the_others_unlocked(store, folder, drainer):
     assert file.released
     file.close()
     assert Drainer(store.engine, folder).drain() == 2 and not list(folder.glob(f"*{SUFFIX}"))
+
+
+def test_lag_estimates_the_entries_of_a_large_backlog(store, folder, drainer):
+    """Past the bytes it counts (64 MiB by default), the lag scales the count it has."""
+    spool(folder, 0, 1000)
+    lag = drainer.lag(count=len(line(500)) * 100)
+    assert lag.estimated and 900 <= lag.entries <= 1100
+    assert not drainer.lag().estimated and drainer.lag().entries == 1000

@@ -150,10 +150,12 @@ class Drainer:
             if stop.wait(interval):
                 return
 
-    def lag(self) -> Lag:
-        """What waits in the folder now (read without locks; a drainer may be at work)."""
-        files = list(peek_files(self.folder))
+    def lag(self, *, count: int = _COUNT) -> Lag:
+        """What waits in the folder now (read without locks; a drainer may be at work).
+        Entries are counted in the first `count` bytes that wait, and estimated past them."""
+        files: list[SpoolFile] = []
         try:
+            files.extend(peek_files(self.folder))  # kept as they open: closed below whatever
             offsets = self.storer.stored_offsets(f.name for f in files)
             pending = entries = counted = 0
             oldest: datetime | None = None
@@ -162,7 +164,7 @@ class Drainer:
                 if size <= start:
                     continue
                 pending += size - start
-                end = min(size, start + max(0, _COUNT - counted))
+                end = min(size, start + max(0, count - counted))
                 entries += file.count(start, end)
                 counted += end - start
                 line = file.oldest(start)

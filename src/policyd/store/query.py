@@ -91,7 +91,7 @@ def copy_rows(
     text form: str, numbers, None) into `table` in the connection's transaction.
 
     No conversion and no ON CONFLICT: for callers that know their rows are new, such as the
-    decision-log flusher (an INSERT per row costs the server and psycopg several times more).
+    decision-log drainer (an INSERT per row costs the server and psycopg several times more).
 
     Returns:
         The number of rows sent.

@@ -307,7 +307,9 @@ app = create_app()
 """
 
 
-def start_gunicorn(store, tmp_path: Path, app: str) -> tuple[subprocess.Popen[str], int, Path]:
+def start_gunicorn(
+    store, tmp_path: Path, app: str, *options: str
+) -> tuple[subprocess.Popen[str], int, Path]:
     """gunicorn with two workers on the test database, in a session of its own; what it
     prints goes to the returned log file."""
     port, log = free_port(), tmp_path / "gunicorn.log"
@@ -317,7 +319,7 @@ def start_gunicorn(store, tmp_path: Path, app: str) -> tuple[subprocess.Popen[st
         "POLICYD_SPOOL_DIR": str(tmp_path / "spool"),
     }
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
-    command += ["--workers", "2", "--pythonpath", str(tmp_path), app]
+    command += ["--workers", "2", "--pythonpath", str(tmp_path), *options, app]
     with log.open("w") as output:
         server = subprocess.Popen(
             command,
@@ -342,12 +344,13 @@ def stop_quietly(server: subprocess.Popen[str]) -> None:
     server.wait(timeout=30)
 
 
-def test_a_gunicorn_stop_leaves_no_process_behind(store, tmp_path):
+@pytest.mark.parametrize("options", [(), ("--preload",)], ids=["app-per-worker", "preload"])
+def test_a_gunicorn_stop_leaves_no_process_behind(store, tmp_path, options):
     """SIGTERM to gunicorn stops every process it and the app started: none of its process
     group or session survives. What its workers spooled waits for a drainer, and is stored
     once."""
     token = admin_token(store)
-    server, port, log = start_gunicorn(store, tmp_path, "policyd.api:create_app()")
+    server, port, log = start_gunicorn(store, tmp_path, "policyd.api:create_app()", *options)
     try:
         answered = [post_decision(port, token) for _ in range(20)]
         assert len(group_members(server.pid)) >= 3  # the master and its two workers

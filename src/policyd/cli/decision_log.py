@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -84,7 +83,7 @@ def drain(
         spool_dir=spool_dir,
         decision_log_interval=decision_log_interval,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings.configure_logging()
     with open_drainer(settings) as drainer:
         _check(drainer)
         if once:

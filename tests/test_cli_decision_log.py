@@ -409,3 +409,10 @@ def test_the_embedded_serve_stores_entries_with_its_thread(store, tmp_path):
         stop(server, signal.SIGINT)
     eventually(lambda: group_members(server.pid) == [], seconds=10)
     assert list(tmp_path.glob("*.jsonl")) == []  # its last file stored and removed at exit
+
+
+def test_a_bad_interval_is_refused_naming_the_option(runner, store):
+    """An interval of 0 would make a busy loop: exit 2, naming --decision-log-interval."""
+    args = ["decision-log", "drain", "--decision-log-interval", "0", "--database-url", store.url]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 2 and "--decision-log-interval" in result.output

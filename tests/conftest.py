@@ -74,6 +74,13 @@ def database_url(request, tmp_path_factory) -> Iterator[str]:
         yield url
 
 
+def empty_tables(database: Database) -> None:
+    """Delete every row, so the next test that shares the session's database starts clean."""
+    with database.engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
 @pytest.fixture
 def store(database_url: str) -> Iterator[Database]:
     """The schema on the backend's database, emptied again after the test."""

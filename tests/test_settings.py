@@ -12,8 +12,7 @@ import pytest
 from policyd.api import create_app
 from policyd.cli import main
 from policyd.settings import SettingError, Settings, markdown_table, table
-from policyd.store.models import Base
-from tests.conftest import POLICIES, ROOT
+from tests.conftest import POLICIES, ROOT, empty_tables
 
 # A value given as text, as the environment gives it, for every setting.
 GOOD = {
@@ -150,9 +149,7 @@ def test_a_textual_sync_interval_serves_requests(database_url):
     finally:
         app.extensions["policyd.decision_log"].close()
         app.extensions["policyd.runtime"].close()
-        with app.extensions["policyd.db"].engine.begin() as connection:
-            for table in reversed(Base.metadata.sorted_tables):
-                connection.execute(table.delete())
+        empty_tables(app.extensions["policyd.db"])
         app.extensions["policyd.db"].dispose()
 
 

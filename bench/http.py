@@ -36,8 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
 HOST = "127.0.0.1"
 PATH = "/v1/decisions"
-THROUGHPUT_TARGET = 0.70  # decisions req/s over bare req/s, at least
-P99_TARGET = 1.5  # decisions p99 over bare p99, at most
+THROUGHPUT_TARGET = 0.70  # decisions req/s over bare req/s at saturation, at least
+P99_TARGET = 1.5  # decisions p99 over bare p99 at the fixed rate, at most
+CPU_TARGET = 1.3  # server CPU per decision over the echo's at the fixed rate, at most
+LAG_TARGET = 5.0  # seconds the decision log may be behind at the fixed rate, at most
+RATE_SHARE = 0.5  # the fixed rate: this share of the echo's saturated throughput
 
 # Directory users: id -> PUT /v1/users/<id> body; groups: id -> member ids.
 USERS: dict[str, dict[str, Any]] = {
@@ -197,6 +200,11 @@ class LoadSpec:
     quotas: tuple[int, ...]  # requests per client thread of this process
     seconds: float
     timeout: float
+    # Fixed rate: each client sends every `interval` seconds on a schedule (None: as fast as it
+    # can), and latency counts from the scheduled moment, so a late answer also delays what
+    # should have been sent meanwhile in the numbers (no coordinated omission).
+    interval: float | None = None
+    clients: int = 1  # all clients of the run, to spread their schedules evenly
 
 
 @dataclass
@@ -220,10 +228,18 @@ def run_client(spec: LoadSpec, index: int, quota: int, deadline: float) -> Clien
     connection = Connection(spec.port, spec.timeout)
     messages, count = spec.messages, len(spec.messages)
     sent = 0
+    scheduled = time.perf_counter()
+    if spec.interval is not None:
+        scheduled += spec.interval * index / spec.clients
     while sent < quota and time.monotonic() < deadline:
         message = messages[(index + sent) % count]
         sent += 1
         began = time.perf_counter()
+        if spec.interval is not None:
+            if scheduled > began:
+                time.sleep(scheduled - began)
+            began = scheduled
+            scheduled += spec.interval
         try:
             status, _ = connection.request(message)
         except (OSError, ValueError, _ClosedEarly) as err:
@@ -330,8 +346,12 @@ def measure(
     seconds: float,
     concurrency: int,
     processes: int,
+    rate: float | None = None,
 ) -> Stats:
+    """Drive `concurrency` clients for `requests` or `seconds`; with `rate`, at that many
+    requests per second in all (each client on a schedule) instead of as fast as they can."""
     context = multiprocessing.get_context("spawn")
+    interval = concurrency / rate if rate else None
     processes = max(1, min(processes, concurrency))
     barrier = context.Barrier(processes + 1)
     queue = context.Queue()
@@ -339,7 +359,15 @@ def measure(
     quotas = split(requests, concurrency)
     workers, offset = [], 0
     for count in threads:
-        spec = LoadSpec(port, messages, tuple(quotas[offset : offset + count]), seconds, 60.0)
+        spec = LoadSpec(
+            port,
+            messages,
+            tuple(quotas[offset : offset + count]),
+            seconds,
+            60.0,
+            interval,
+            concurrency,
+        )
         workers.append(context.Process(target=drive, args=(spec, offset, barrier, queue)))
         offset += count
     for worker in workers:
@@ -570,6 +598,37 @@ def preflight(decisions_port: int, bare_port: int, token: str, bodies: list[byte
 # --- report ------------------------------------------------------------------------------------
 
 
+class LagSampler:
+    """Reads how far the decision log is behind (GET /readyz) twice a second, keeping the
+    worst, while a run lasts."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LagSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                connection = Connection(self.port, 5.0)
+                status, body = connection.request(http_message("GET", self.port, "/readyz"))
+                connection.close()
+                if status == 200:
+                    seconds = json.loads(body)["decision_log"]["oldest_pending_seconds"]
+                    self.worst = max(self.worst, float(seconds))
+            except (OSError, ValueError, KeyError, _ClosedEarly):
+                continue
+
+
 def server_us_per_request(stats: Stats) -> float:
     """Server CPU per answered request: steadier than req/s when other jobs share the cores."""
     return stats.server_cores / stats.throughput * 1e6 if stats.throughput else math.nan
@@ -579,22 +638,46 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
+def ratio(a: float, b: float) -> float:
+    return a / b if b and not math.isnan(b) else math.nan
+
+
 def report(
-    bare: Stats, decisions: Stats, settings: dict[str, Any], as_json: bool
+    bare: Stats,
+    decisions: Stats,
+    paced: tuple[Stats, Stats, float, float],
+    settings: dict[str, Any],
+    as_json: bool,
 ) -> dict[str, Any]:
-    throughput_ratio = decisions.throughput / bare.throughput if bare.throughput else math.nan
-    p99_ratio = decisions.p99_ms / bare.p99_ms if bare.p99_ms else math.nan
+    """Print (or dump) the table; `paced` is the fixed-rate run: bare, decisions, the rate and
+    the decision log's largest lag meanwhile, in seconds."""
+    paced_bare, paced_decisions, rate, lag = paced
+    throughput_ratio = ratio(decisions.throughput, bare.throughput)
+    p99_ratio = ratio(paced_decisions.p99_ms, paced_bare.p99_ms)
+    cpu_ratio = ratio(server_us_per_request(paced_decisions), server_us_per_request(paced_bare))
     driver_limited = max(bare.driver_busiest, decisions.driver_busiest) > 0.85
     summary = {
         "settings": settings,
         "bare": asdict(bare),
         "decisions": asdict(decisions),
+        "fixed_rate": {
+            "rate": rate,
+            "bare": asdict(paced_bare),
+            "decisions": asdict(paced_decisions),
+            "decision_log_max_lag_s": lag,
+        },
         "throughput_ratio": throughput_ratio,
         "throughput_target": THROUGHPUT_TARGET,
         "throughput_pass": throughput_ratio >= THROUGHPUT_TARGET,
+        "saturated_p99_ratio": ratio(decisions.p99_ms, bare.p99_ms),
         "p99_ratio": p99_ratio,
         "p99_target": P99_TARGET,
         "p99_pass": p99_ratio <= P99_TARGET,
+        "cpu_ratio": cpu_ratio,
+        "cpu_target": CPU_TARGET,
+        "cpu_pass": cpu_ratio <= CPU_TARGET,
+        "lag_target": LAG_TARGET,
+        "lag_pass": lag <= LAG_TARGET,
         "driver_limited": driver_limited,
     }
     if as_json:
@@ -608,22 +691,41 @@ def report(
     )
     print()
     print(
-        f"{'workload':<10} {'requests':>8} {'seconds':>7} {'req/s':>8} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'errors':>6}"
+        f"{'load':<11} {'workload':<10} {'requests':>8} {'seconds':>7} {'req/s':>8} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'us CPU/req':>10} {'errors':>6}"
     )
-    for stats in (bare, decisions):
+    rows = [("saturation", bare), ("saturation", decisions)]
+    rows += [(f"{rate:.0f}/s", paced_bare), (f"{rate:.0f}/s", paced_decisions)]
+    for load, stats in rows:
         print(
-            f"{stats.name:<10} {stats.requests:>8} {stats.seconds:>7.1f} {stats.throughput:>8.1f} "
-            f"{stats.p50_ms:>7.1f} {stats.p99_ms:>7.1f} {stats.errors:>6}"
+            f"{load:<11} {stats.name:<10} {stats.requests:>8} {stats.seconds:>7.1f} "
+            f"{stats.throughput:>8.1f} {stats.p50_ms:>7.1f} {stats.p99_ms:>7.1f} "
+            f"{server_us_per_request(stats):>10.0f} {stats.errors:>6}"
         )
     print()
     print(
-        f"throughput decisions/bare {throughput_ratio:5.2f}  target >= {THROUGHPUT_TARGET:.2f}  "
-        f"{verdict(summary['throughput_pass'])}"
+        f"fixed rate {rate:.0f} req/s = {RATE_SHARE:.0%} of the echo's saturated throughput, "
+        "latency counted from each request's scheduled moment"
     )
     print(
-        f"p99        decisions/bare {p99_ratio:5.2f}  target <= {P99_TARGET:.2f}  "
+        f"throughput at saturation, decisions/bare {throughput_ratio:5.2f}  "
+        f"target >= {THROUGHPUT_TARGET:.2f}  {verdict(summary['throughput_pass'])}"
+    )
+    print(
+        f"p99 at the fixed rate, decisions/bare    {p99_ratio:5.2f}  target <= {P99_TARGET:.2f}  "
         f"{verdict(summary['p99_pass'])}"
+    )
+    print(
+        f"server CPU per request, decisions/bare   {cpu_ratio:5.2f}  target <= {CPU_TARGET:.2f}  "
+        f"{verdict(summary['cpu_pass'])}"
+    )
+    print(
+        f"decision log behind at most, fixed rate  {lag:5.1f} s  target <= {LAG_TARGET:.0f} s  "
+        f"{verdict(summary['lag_pass'])}"
+    )
+    print(
+        f"(p99 at saturation, decisions/bare {summary['saturated_p99_ratio']:.2f}: there the "
+        "load driver shares the cores with the servers)"
     )
     print()
     for stats in (bare, decisions):
@@ -688,6 +790,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="a setting of the decisions server, e.g. POLICYD_DECISION_LOG_INTERVAL=1 (repeatable;"
         " the bench's own POLICYD_* environment is not passed on)",
     )
+    parser.add_argument(
+        "--paced-seconds",
+        type=float,
+        default=20.0,
+        help="seconds of each fixed-rate run (default 20)",
+    )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
     for setting in args.set:
@@ -751,6 +859,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **common,
             )
         decided += answered(results["decisions"])
+        rate = RATE_SHARE * results["bare"].throughput
+        paced: dict[str, Stats] = {}
+        lag = 0.0
+        for name, server, port in (("bare", bare, bare_port), ("decisions", real, real_port)):
+            messages = tuple(http_message("POST", port, PATH, token, body) for body in bodies)
+            log(f"{name}: {rate:.0f} requests/s for {args.paced_seconds:g} s")
+            with LagSampler(real_port) as sampler:
+                paced[name] = measure(
+                    name,
+                    port,
+                    server.pid,
+                    messages,
+                    requests=10**9,
+                    seconds=args.paced_seconds,
+                    concurrency=args.concurrency,
+                    processes=args.processes,
+                    rate=rate,
+                )
+            if name == "decisions":
+                lag = sampler.worst
+        decided += answered(paced["decisions"])
         at_end = count_rows(url)  # how far the storing kept up with the load
         time.sleep(1.0)
         a_second_later = count_rows(url)
@@ -773,7 +902,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds": args.seconds,
             "warmup": args.warmup,
         }
-        report(results["bare"], results["decisions"], settings, args.json)
+        report(
+            results["bare"],
+            results["decisions"],
+            (paced["bare"], paced["decisions"], rate, lag),
+            settings,
+            args.json,
+        )
         failed = results["decisions"].errors + results["bare"].errors
         if failed:
             log(f"FAILED: {failed} requests without a 200 response")

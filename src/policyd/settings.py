@@ -85,6 +85,13 @@ def _seconds(value: Any) -> float:
     return number
 
 
+def _bytes(value: Any) -> int:
+    number = _count(value)
+    if number == 0:
+        raise ValueError(f"{value!r} must be a whole number of bytes > 0")
+    return number
+
+
 def _port(value: Any) -> int:
     number = _count(value)
     if not 0 < number < 65536:
@@ -328,6 +335,12 @@ class Settings:
         _flag,
         True,
         "Plain `POST /v1/decisions` calls skip Flask's dispatch (same checks, less CPU).",
+    )
+    max_body_bytes: int = _setting(
+        "POLICYD_MAX_BODY_BYTES",
+        _bytes,
+        1024 * 1024,
+        "Largest request body the API reads, in bytes; a larger one is a 413 (docs/api.md).",
     )
     disable_plugin_autoload: bool = _setting(
         "POLICYD_DISABLE_PLUGIN_AUTOLOAD",

@@ -6,12 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
-from flask_smorest import Api
 from sqlalchemy.exc import IntegrityError
 from swagger_ui_bundle import swagger_ui_path
 
 from policyd import compose
-from policyd.api.errors import ApiErrorSchema
+from policyd.api.blueprint import PolicydApi
 from policyd.rules import PolicyRuntime
 from policyd.settings import SettingError, Settings
 from policyd.store import Database
@@ -43,6 +42,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         )
     app.extensions["policyd.settings"] = settings
     app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,  # larger bodies: 413 (api/errors.py)
         API_TITLE="policyd",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
@@ -95,10 +95,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         api.register_blueprint(module.blp)
     app.wsgi_app = hotpath.DecisionHotPath(app, app.wsgi_app)  # type: ignore[method-assign]
     return app
-
-
-class PolicydApi(Api):
-    ERROR_SCHEMA = ApiErrorSchema  # one error shape for every documented error
 
 
 def _init_store(app: Flask, settings: Settings) -> None:

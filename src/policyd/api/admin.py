@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from policyd.api import context
-from policyd.api.auth import require
+from policyd.api.auth import guard
+from policyd.api.blueprint import Blueprint
 from policyd.api.schemas import AuditOutSchema, AuditQuerySchema, TokenInSchema, TokenOutSchema
 from policyd.services.actor import Role
 from policyd.services.audit import AuditService
@@ -18,20 +18,20 @@ blp = Blueprint("admin", __name__, url_prefix="/v1", description="Tokens and aud
 
 @blp.route("/tokens")
 class Tokens(MethodView):
+    @guard(Role.ADMIN, Role.AUDITOR)
     @blp.response(200, TokenOutSchema(many=True))
     @blp.paginate()
     def get(self, pagination_parameters):
         """List API tokens (never their secret)."""
-        require(Role.ADMIN, Role.AUDITOR)
         return context.paged(pagination_parameters, TokenService(context.session()).list)
 
+    @guard(Role.ADMIN)
     @blp.arguments(TokenInSchema())
     @blp.response(201, TokenOutSchema)
     def post(self, data):
         """Create a token; its secret is in the response once."""
-        actor = require(Role.ADMIN)
         token, plain = TokenService(context.session()).create(
-            actor,
+            context.actor(),
             data["principal"],
             data["role"],
             now=context.now(),
@@ -46,21 +46,22 @@ class Tokens(MethodView):
 
 @blp.route("/tokens/<token_id>")
 class TokenById(MethodView):
+    @guard(Role.ADMIN)
     @blp.response(200, TokenOutSchema)
     def delete(self, token_id):
         """Revoke a token."""
-        actor = require(Role.ADMIN)
-        token = TokenService(context.session()).revoke(actor, token_id, now=context.now())
+        service = TokenService(context.session())
+        token = service.revoke(context.actor(), token_id, now=context.now())
         current_app.extensions["policyd.token_cache"].clear()
         return token
 
 
 @blp.route("/audit")
 class Audit(MethodView):
+    @guard(Role.ADMIN, Role.AUDITOR)
     @blp.arguments(AuditQuerySchema(), location="query")
     @blp.response(200, AuditOutSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
         """The audit trail, oldest first."""
-        require(Role.ADMIN, Role.AUDITOR)
         return context.paged(pagination_parameters, AuditService(context.session()).list, **args)

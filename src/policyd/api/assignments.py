@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from policyd.api import context
-from policyd.api.auth import require
+from policyd.api.auth import guard
+from policyd.api.blueprint import Blueprint
 from policyd.api.errors import ApiErrorSchema
 from policyd.api.requests import idempotency_key, options
 from policyd.api.schemas import (
@@ -28,6 +28,7 @@ def service() -> AssignmentService:
 
 @blp.route("")
 class Assignments(MethodView):
+    @guard()
     @blp.arguments(AssignmentQuerySchema(), location="query")
     @blp.response(200, AssignmentOutSchema(many=True))
     @blp.paginate()
@@ -38,33 +39,35 @@ class Assignments(MethodView):
 
 @blp.route("/<assignment_id>")
 class AssignmentById(MethodView):
+    @guard()
     @blp.response(200, AssignmentOutSchema)
     def get(self, assignment_id):
         """One assignment."""
         return service().get(context.actor(), assignment_id)
 
+    @guard(Role.USER, Role.ADMIN)
     @blp.response(200, AssignmentOutSchema)
     @blp.alt_response(409, schema=ApiErrorSchema)
     def delete(self, assignment_id):
         """Remove access now (an admin or the holder)."""
-        actor = require(Role.USER, Role.ADMIN)
-        assignment = service().remove(actor, assignment_id, now=context.now())
+        assignment = service().remove(context.actor(), assignment_id, now=context.now())
         context.deliver()
         return assignment
 
 
 @blp.route("/<assignment_id>/extend")
 class ExtendAssignment(MethodView):
+    @guard(Role.USER, Role.APP, Role.ADMIN)
     @blp.arguments(ExtendInSchema())
     @blp.response(201, RequestOutSchema)
+    @blp.alt_response(200, schema=RequestOutSchema, description="the Idempotency-Key's request")
     @blp.alt_response(409, schema=ApiErrorSchema)
     def post(self, data, assignment_id):
         """Ask for more time; the current rules decide it as a new request."""
-        actor = require(Role.USER, Role.APP, Role.ADMIN)
         request, created = RequestService(
             context.session(), context.runtime(), context.listeners()
         ).extend(
-            actor,
+            context.actor(),
             assignment_id,
             options(data),
             now=context.now(),

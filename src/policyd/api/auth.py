@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from flask import Flask, current_app, g, request
 
@@ -144,3 +148,71 @@ def require(*roles: Role) -> Actor:
         allowed = ", ".join(r.value for r in roles)
         raise ForbiddenError(f"this needs one of the roles: {allowed}")
     return current
+
+
+ALL_ROLES = tuple(Role)
+
+
+def guard(*roles: Role) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a view method (outermost): authorise, then refuse unknown query parameters,
+    before any input is parsed, so a caller without the role learns nothing from its input.
+
+    Every /v1 operation carries it (tests/api/test_authz_matrix.py checks). `roles` are who
+    may call the operation at all; a view may narrow it further by the data (own records).
+    """
+    allowed = roles or ALL_ROLES
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)  # keeps flask-smorest's _apidoc
+        def guarded(*args, **kwargs):
+            require(*allowed)
+            refuse_unknown_query()
+            return view(*args, **kwargs)
+
+        guarded.roles = allowed  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate
+
+
+_PATH_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")
+
+
+def refuse_unknown_query() -> None:
+    """422 naming `query.<name>` for a query parameter the OpenAPI document does not declare
+    for this operation (the document is the one list of what each operation takes).
+
+    Raises:
+        HTTPException: 422 naming every unknown parameter.
+    """
+    from flask_smorest import abort
+
+    if not request.args or request.url_rule is None:
+        return
+    known = _declared_query(current_app).get(
+        (_PATH_VARIABLE.sub(r"{\1}", request.url_rule.rule), request.method.lower()), frozenset()
+    )
+    unknown = sorted(set(request.args) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        abort(
+            422,
+            message=f"unknown query parameter(s): {', '.join(unknown)}; this takes: {takes}",
+            messages={"query": {name: ["Unknown field."] for name in unknown}},
+        )
+
+
+def _declared_query(app: Flask) -> dict[tuple[str, str], frozenset[str]]:
+    declared = app.extensions.get("policyd.query")
+    if declared is None:
+        api = app.extensions["flask-smorest"]["apis"][""]["ext_obj"]
+        declared = {}
+        for path, operations in api.spec.to_dict()["paths"].items():
+            for method, operation in operations.items():
+                if isinstance(operation, dict):
+                    names = {
+                        p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"
+                    }
+                    declared[(path, method)] = frozenset(names)
+        app.extensions["policyd.query"] = declared
+    return declared

@@ -20,7 +20,12 @@ class ApiErrorSchema(Schema):
     message = fields.String()
     errors = fields.Dict(
         keys=fields.String(),
-        metadata={"description": "field (or `files`) -> messages; file errors read file:line"},
+        values=fields.List(fields.String()),
+        metadata={
+            "description": "field -> messages. Nested fields read `subject.attributes.x`, "
+            "query-string ones `query.name`, the body as a whole `body`; rule-file errors "
+            "under `files` read file:line"
+        },
     )
 
 
@@ -29,6 +34,24 @@ def error_body(code: int, message: str, errors: dict | None = None) -> dict:
     if errors:
         body["errors"] = errors
     return body
+
+
+def flatten(errors: dict[str, list[str]], name: str, messages, prefix: str = "") -> None:
+    """marshmallow's nested messages as {"a.b.c": [message, ...]} into `errors`."""
+    if isinstance(messages, dict):
+        for key, inner in messages.items():
+            # A dict's value errors come as {key: {"value": [...]}}: name the key only.
+            key = str(key)
+            flatten(errors, f"{prefix}{key}" if key != "value" else name, inner, f"{prefix}{key}.")
+        return
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        errors.setdefault(name, []).extend(messages)
+        return
+    if isinstance(messages, list):  # a list's item errors are keyed by index
+        for index, inner in enumerate(messages):
+            flatten(errors, f"{name}.{index}", inner, f"{name}.{index}.")
+        return
+    errors.setdefault(name, []).append(str(messages))
 
 
 def init_app(app: Flask) -> None:
@@ -42,15 +65,26 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
         data = getattr(err, "data", None) or {}
-        errors = {}
-        # webargs nests validation errors by location (json, query, headers): flatten them.
+        errors: dict[str, list[str]] = {}
+        # webargs nests validation errors by location (json, query, headers) and by field:
+        # flatten them to dotted names. A location's own list (an unreadable body) is `body`.
         for location, fields_ in (data.get("messages") or {}).items():
-            for name, messages in (fields_ or {}).items():
-                errors[name if location == "json" else f"{location}.{name}"] = messages
+            prefix = "" if location == "json" else f"{location}."
+            flatten(errors, prefix.rstrip(".") or "body", fields_, prefix)
         message = data.get("message") or err.description or ""
+        if err.code == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            message = f"the request body is larger than {limit} bytes (POLICYD_MAX_BODY_BYTES)"
+            errors = {"body": [message]}
         if errors and not data.get("message"):
             message = "invalid input: " + ", ".join(sorted(errors))
-        return jsonify(error_body(err.code or 500, message, errors)), err.code or 500
+        code = err.code or 500
+        response = jsonify(error_body(code, message, errors))
+        # What the exception says beside its body: Allow (405), WWW-Authenticate (401), ...
+        for name, value in err.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, code
 
     @app.errorhandler(DataError)
     def data_error(err: DataError):

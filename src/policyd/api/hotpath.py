@@ -12,7 +12,6 @@ always has. tests/api/test_hotpath.py holds both paths to the same answers.
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,21 +20,21 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from policyd.api.auth import TokenCache, bearer_credential
-from policyd.api.decisions import decision_json
-from policyd.api.parser import decision_body
+from policyd.api.decisions import DECIDERS, decision_json
+from policyd.api.parser import decision_body, load_json
 from policyd.domain import RequestOptions
 from policyd.logs import accepted_request_id, new_request_id, request_id
-from policyd.services.actor import Actor, Role
+from policyd.services.actor import Actor
 from policyd.services.decisions import DecisionService
 from policyd.services.tokens import PREFIX
 
 PATH = "/v1/decisions"
 ENDPOINT = "decisions.Decisions"  # the view's endpoint, as the metrics name it
-ROLES = frozenset({Role.USER, Role.APP, Role.ADMIN})  # whom Decisions.post admits
+ROLES = frozenset(DECIDERS)  # whom Decisions.post admits
 MAX_BODY = 64 * 1024  # larger bodies are no plain decision; Flask applies its own limit
-# Flask settings under which Flask could answer differently (host checks, body limits): the
-# hot path then steps aside.
-_FLASK_CHECKS = ("SERVER_NAME", "TRUSTED_HOSTS", "MAX_CONTENT_LENGTH")
+# Flask settings under which Flask could answer differently (host checks): the hot path then
+# steps aside. A body over MAX_CONTENT_LENGTH goes to Flask, which answers 413.
+_FLASK_CHECKS = ("SERVER_NAME", "TRUSTED_HOSTS")
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -113,8 +112,8 @@ class DecisionHotPath:
             actor = self._actor(environ.get("HTTP_AUTHORIZATION", ""), now, config)
             if actor is None or actor.role not in ROLES:
                 return None
-            # As the parser reads a body (UTF-8 only), and only bodies its shortcut takes.
-            data = decision_body(json.loads(body.decode("utf-8")))
+            # As the parser reads a body (load_json), and only bodies its shortcut takes.
+            data = decision_body(load_json(body))
             if data is None:
                 return None
             service = DecisionService(
@@ -165,7 +164,7 @@ def _plain_body(environ: dict[str, Any], config: Any) -> bytes | None:
     length = environ.get("CONTENT_LENGTH", "")
     if (
         not (length.isascii() and length.isdigit())
-        or int(length) > MAX_BODY
+        or int(length) > min(MAX_BODY, config.get("MAX_CONTENT_LENGTH") or MAX_BODY)
         or "HTTP_TRANSFER_ENCODING" in environ
         or any(config.get(name) for name in _FLASK_CHECKS)
     ):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from policyd.api import context
-from policyd.api.auth import require
+from policyd.api.auth import guard
+from policyd.api.blueprint import Blueprint
 from policyd.api.errors import ApiErrorSchema
 from policyd.api.schemas import JobOutSchema, JobQuerySchema
 from policyd.services.actor import Role
@@ -18,33 +18,33 @@ READERS = (Role.ADMIN, Role.AUDITOR)
 
 @blp.route("")
 class Jobs(MethodView):
+    @guard(*READERS)
     @blp.arguments(JobQuerySchema(), location="query")
     @blp.response(200, JobOutSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
         """List grant and revoke jobs (state=failed shows what needs attention)."""
-        require(*READERS)
         return context.paged(pagination_parameters, JobService(context.session()).list, **args)
 
 
 @blp.route("/<job_id>")
 class JobById(MethodView):
+    @guard(*READERS)
     @blp.response(200, JobOutSchema)
     def get(self, job_id):
         """One job with its attempts and last error."""
-        require(*READERS)
         return JobService(context.session()).get(job_id)
 
 
 @blp.route("/<job_id>/retry")
 class RetryJob(MethodView):
+    @guard(Role.ADMIN)
     @blp.response(200, JobOutSchema)
     @blp.alt_response(409, schema=ApiErrorSchema)
     def post(self, job_id):
         """Queue a failed job again."""
-        actor = require(Role.ADMIN)
         session = context.session()
-        job = JobService(session).retry(actor, job_id, now=context.now())
+        job = JobService(session).retry(context.actor(), job_id, now=context.now())
         session.info.setdefault("enqueued", []).append(job.id)
         session.commit()
         context.deliver()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import request as http_request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from policyd.api import context
-from policyd.api.auth import require
+from policyd.api.auth import guard
+from policyd.api.blueprint import Blueprint
 from policyd.api.errors import ApiErrorSchema
 from policyd.api.schemas import (
     RequestInSchema,
@@ -28,13 +28,7 @@ def service() -> RequestService:
 
 
 def options(data: dict) -> RequestOptions:
-    from policyd.rules.condition import parse_duration
-
-    if data.get("duration"):
-        try:
-            parse_duration(data["duration"])
-        except ValueError as err:
-            raise InvalidError(str(err), field="duration") from None
+    # The schema's DurationText has checked the duration.
     return RequestOptions(data.get("duration"), data.get("justification"))
 
 
@@ -47,12 +41,14 @@ def idempotency_key() -> str | None:
 
 @blp.route("")
 class Requests(MethodView):
+    @guard(Role.USER, Role.APP, Role.ADMIN)
     @blp.arguments(RequestInSchema())
     @blp.response(201, RequestOutSchema)
+    @blp.alt_response(200, schema=RequestOutSchema, description="the Idempotency-Key's request")
     @blp.alt_response(409, schema=ApiErrorSchema)
     def post(self, data):
         """File an access request (Idempotency-Key honoured for 24 hours)."""
-        actor = require(Role.USER, Role.APP, Role.ADMIN)
+        actor = context.actor()
         subject: Subject | None = data["subject"]
         subject_id = subject.id if subject else actor.principal
         request, created = service().create(
@@ -67,6 +63,7 @@ class Requests(MethodView):
         context.deliver()
         return request, 201 if created else 200
 
+    @guard()
     @blp.arguments(RequestQuerySchema(), location="query")
     @blp.response(200, RequestOutSchema(many=True))
     @blp.paginate()
@@ -77,6 +74,7 @@ class Requests(MethodView):
 
 @blp.route("/<request_id>")
 class RequestById(MethodView):
+    @guard()
     @blp.response(200, RequestOutSchema)
     def get(self, request_id):
         """One request with its stages and approvals."""
@@ -84,7 +82,7 @@ class RequestById(MethodView):
 
 
 def _verdict(request_id: str, data: dict, verdict: str):
-    actor = require(Role.USER, Role.APP, Role.ADMIN)
+    actor = context.actor()
     comment = data.get("comment") or data.get("justification")
     request = service().decide_stage(actor, request_id, verdict, comment=comment, now=context.now())
     context.deliver()
@@ -93,6 +91,7 @@ def _verdict(request_id: str, data: dict, verdict: str):
 
 @blp.route("/<request_id>/approve")
 class ApproveRequest(MethodView):
+    @guard(Role.USER, Role.APP, Role.ADMIN)
     @blp.arguments(VerdictInSchema())
     @blp.response(200, RequestOutSchema)
     @blp.alt_response(409, schema=ApiErrorSchema)
@@ -103,6 +102,7 @@ class ApproveRequest(MethodView):
 
 @blp.route("/<request_id>/deny")
 class DenyRequest(MethodView):
+    @guard(Role.USER, Role.APP, Role.ADMIN)
     @blp.arguments(VerdictInSchema())
     @blp.response(200, RequestOutSchema)
     @blp.alt_response(409, schema=ApiErrorSchema)
@@ -113,9 +113,9 @@ class DenyRequest(MethodView):
 
 @blp.route("/<request_id>/cancel")
 class CancelRequest(MethodView):
+    @guard(Role.USER, Role.APP, Role.ADMIN)
     @blp.response(200, RequestOutSchema)
     @blp.alt_response(409, schema=ApiErrorSchema)
     def post(self, request_id):
         """Cancel a request that is still waiting (the requester only)."""
-        actor = require(Role.USER, Role.APP, Role.ADMIN)
-        return service().cancel(actor, request_id, now=context.now())
+        return service().cancel(context.actor(), request_id, now=context.now())

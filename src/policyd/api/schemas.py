@@ -2,11 +2,43 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from policyd.rules.condition import parse_duration
-from policyd.rules.inputs import RequestSchema, SubjectSchema
+from policyd.rules.inputs import (
+    DURATION_PATTERN,
+    MAX_ID,
+    MAX_NAME,
+    MAX_TEXT,
+    Attributes,
+    DurationText,
+    Id,
+    RequestSchema,
+    SubjectSchema,
+    Text,
+    check_duration,
+)
 from policyd.services.jobs import KINDS
+
+# The states a list may be filtered by (docs/lifecycle.md); any other value is a 422.
+REQUEST_STATES = (
+    "submitted",
+    "pending_approval",
+    "approved",
+    "delivering",
+    "delivered",
+    "partially_delivered",
+    "denied",
+    "canceled",
+    "expired",
+    "failed",
+)
+ASSIGNMENT_STATES = ("delivering", "active", "expiring", "removed", "failed")
+MAX_SPONSORS = 100  # domains or sponsors of one connected organisation
+MAX_FILES = 1000  # files in one published bundle
+MAX_PATH = 255  # a file's relative path
 
 
 class Strict(Schema):
@@ -15,17 +47,37 @@ class Strict(Schema):
 
 
 class IsoDuration(fields.String):
+    """An ISO-8601 duration as DurationText takes it, loaded as its timedelta."""
+
+    def __init__(self, **kwargs):
+        super().__init__(metadata={"pattern": DURATION_PATTERN, "example": "P30D"}, **kwargs)
+
     def _deserialize(self, value, attr, data, **kwargs):
-        text = super()._deserialize(value, attr, data, **kwargs)
+        text = check_duration(super()._deserialize(value, attr, data, **kwargs))
+        return parse_duration(text)
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO-8601 date and time with an offset, loaded as UTC.
+
+    Every date the API takes passes here: one that UTC cannot hold (0001-01-01T00:00:00+14:00
+    is in year 0) is refused by name instead of overflowing later in a comparison.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=None, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
         try:
-            return parse_duration(text)
-        except ValueError as err:
-            raise ValidationError(str(err)) from None
+            return moment.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise ValidationError("the date is outside the years 1 to 9999 in UTC") from None
 
 
 # decisions ------------------------------------------------------------------------------------
 class DecisionInSchema(Strict):
-    package = fields.String(required=True, validate=validate.Length(min=1))
+    package = Id(required=True)
     subject = fields.Nested(SubjectSchema, required=True)
     request = fields.Nested(RequestSchema, load_default=None)
 
@@ -74,10 +126,10 @@ class DecisionOutSchema(Schema):
 
 
 class DecisionQuerySchema(Strict):
-    subject = fields.String()
-    package = fields.String()
-    version = fields.String()
-    since = fields.AwareDateTime(default_timezone=None)
+    subject = Text(MAX_ID)
+    package = Text(MAX_ID)
+    version = Text(MAX_ID)
+    since = UtcDateTime()
 
 
 class DecisionRecordSchema(Schema):
@@ -96,19 +148,19 @@ class DecisionRecordSchema(Schema):
 
 # requests -------------------------------------------------------------------------------------
 class RequestInSchema(Strict):
-    package = fields.String(required=True, validate=validate.Length(min=1))
+    package = Id(required=True)
     subject = fields.Nested(
         SubjectSchema,
         load_default=None,
         metadata={"description": "whom the access is for; defaults to the caller"},
     )
-    duration = fields.String(load_default=None, metadata={"description": "ISO-8601, e.g. PT4H"})
-    justification = fields.String(load_default=None)
+    duration = DurationText(load_default=None, allow_none=True)
+    justification = Text(MAX_TEXT, load_default=None, allow_none=True)
 
 
 class VerdictInSchema(Strict):
-    comment = fields.String(load_default=None)
-    justification = fields.String(load_default=None)
+    comment = Text(MAX_TEXT, load_default=None, allow_none=True)
+    justification = Text(MAX_TEXT, load_default=None, allow_none=True)
 
 
 class StageStateSchema(Schema):
@@ -161,9 +213,9 @@ class RequestOutSchema(Schema):
 
 
 class RequestQuerySchema(Strict):
-    state = fields.String()
-    approver = fields.String(metadata={"description": "`me` for the caller's approval inbox"})
-    subject = fields.String()
+    state = fields.String(validate=validate.OneOf(REQUEST_STATES))
+    approver = Text(MAX_ID, metadata={"description": "`me` for the caller's approval inbox"})
+    subject = Text(MAX_ID)
 
 
 # assignments ----------------------------------------------------------------------------------
@@ -182,27 +234,28 @@ class AssignmentOutSchema(Schema):
 
 
 class AssignmentQuerySchema(Strict):
-    subject = fields.String()
-    package = fields.String()
-    state = fields.String()
-    expiring_before = fields.AwareDateTime(default_timezone=None)
+    subject = Text(MAX_ID)
+    package = Text(MAX_ID)
+    state = fields.String(validate=validate.OneOf(ASSIGNMENT_STATES))
+    expiring_before = UtcDateTime()
 
 
 class ExtendInSchema(Strict):
-    duration = fields.String(load_default=None)
-    justification = fields.String(load_default=None)
+    duration = DurationText(load_default=None, allow_none=True)
+    justification = Text(MAX_TEXT, load_default=None, allow_none=True)
 
 
 # policy versions ------------------------------------------------------------------------------
 class PublishInSchema(Strict):
     files = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1)),
-        values=fields.String(),
+        keys=Text(MAX_PATH, min_size=1),
+        values=Text(size=None),
         required=True,
-        metadata={"description": "relative path -> rule-file text"},
+        validate=validate.Length(max=MAX_FILES),
+        metadata={"description": "relative path -> rule-file text", "maxProperties": MAX_FILES},
     )
-    message = fields.String(load_default="")
-    git_commit = fields.String(load_default=None)
+    message = Text(MAX_TEXT, load_default="")
+    git_commit = Text(MAX_NAME, load_default=None, allow_none=True)
 
 
 class VersionOutSchema(Schema):
@@ -221,26 +274,42 @@ class VersionDetailSchema(VersionOutSchema):
 
 
 # directory ------------------------------------------------------------------------------------
-def _text(size: int, **kwargs) -> fields.String:
-    return fields.String(allow_none=True, validate=validate.Length(max=size), **kwargs)
+def _text(size: int, **kwargs) -> Text:
+    return Text(size, allow_none=True, **kwargs)
 
 
 class UserSchema(Strict):
+    """A directory user. PUT sets the fields sent (null clears one) and keeps the others."""
+
     id = fields.String(dump_only=True)
-    email = _text(320)
-    display_name = _text(200)
-    type = fields.String(load_default="member", validate=validate.OneOf(["member", "guest"]))
-    manager_id = _text(200)
-    organization_id = _text(200)
-    department = _text(200)
-    job_title = _text(200)
+    email = fields.Email(
+        allow_none=True,
+        validate=validate.Length(max=320),
+        metadata={"description": "an e-mail address"},
+    )
+    display_name = _text(MAX_NAME)
+    type = fields.String(validate=validate.OneOf(["member", "guest"]))
+    manager_id = _text(MAX_ID, metadata={"description": "a user in the directory"})
+    manager_external = fields.Boolean(
+        load_only=True,
+        load_default=False,
+        metadata={
+            "description": "true: `manager_id` names someone outside the directory (checked "
+            "only on this request; not stored)"
+        },
+    )
+    organization_id = _text(MAX_ID)
+    department = _text(MAX_NAME)
+    job_title = _text(MAX_NAME)
     employee_type = _text(100)
-    attributes = fields.Dict(keys=fields.String(), load_default=dict)
+    attributes = Attributes()
 
 
 class GroupSchema(Strict):
+    """A group. PUT sets `display_name` when sent (null clears it); members are separate."""
+
     id = fields.String(dump_only=True)
-    display_name = _text(200, load_default=None)
+    display_name = _text(MAX_NAME)
 
 
 class MemberSchema(Schema):
@@ -249,23 +318,21 @@ class MemberSchema(Schema):
 
 class OrganizationSchema(Strict):
     id = fields.String(dump_only=True)
-    display_name = fields.String(required=True, validate=validate.Length(max=200))
-    domains = fields.List(fields.String(), load_default=list)
-    internal_sponsors = fields.List(fields.String(), load_default=list)
-    external_sponsors = fields.List(fields.String(), load_default=list)
-    state = fields.String(
-        load_default="configured", validate=validate.OneOf(["configured", "proposed"])
-    )
+    display_name = Text(MAX_NAME, required=True)
+    domains = fields.List(Text(253), validate=validate.Length(max=MAX_SPONSORS))
+    internal_sponsors = fields.List(Id(), validate=validate.Length(max=MAX_SPONSORS))
+    external_sponsors = fields.List(Id(), validate=validate.Length(max=MAX_SPONSORS))
+    state = fields.String(validate=validate.OneOf(["configured", "proposed"]))
 
 
 # tokens and audit -----------------------------------------------------------------------------
 class TokenInSchema(Strict):
-    principal = fields.String(required=True, validate=validate.Length(min=1))
+    principal = Id(required=True)
     role = fields.String(
         required=True, validate=validate.OneOf(["user", "app", "admin", "auditor"])
     )
-    expires_in = IsoDuration(load_default=None)
-    description = fields.String(load_default=None)
+    expires_in = IsoDuration(load_default=None, allow_none=True)
+    description = Text(MAX_NAME, load_default=None, allow_none=True)
 
 
 class TokenOutSchema(Schema):
@@ -280,9 +347,9 @@ class TokenOutSchema(Schema):
 
 
 class AuditQuerySchema(Strict):
-    object_id = fields.String()
-    action = fields.String()
-    since = fields.AwareDateTime(default_timezone=None)
+    object_id = Text(MAX_ID)
+    action = Text(MAX_NAME)
+    since = UtcDateTime()
 
 
 class AuditOutSchema(Schema):
@@ -301,7 +368,7 @@ class AuditOutSchema(Schema):
 class JobQuerySchema(Strict):
     state = fields.String(validate=validate.OneOf(["queued", "running", "done", "failed"]))
     kind = fields.String(validate=validate.OneOf(KINDS))
-    assignment = fields.String()
+    assignment = Text(MAX_ID)
 
 
 class JobOutSchema(Schema):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from policyd.api import context
-from policyd.api.auth import require
+from policyd.api.auth import guard
+from policyd.api.blueprint import Blueprint
 from policyd.api.errors import ApiErrorSchema
 from policyd.api.schemas import PublishInSchema, VersionDetailSchema, VersionOutSchema
 from policyd.services.actor import Role
@@ -43,6 +43,7 @@ def after_change() -> None:
 
 @blp.route("")
 class Versions(MethodView):
+    @guard()
     @blp.response(200, VersionOutSchema(many=True))
     @blp.paginate()
     def get(self, pagination_parameters):
@@ -52,14 +53,14 @@ class Versions(MethodView):
         active = service.active_id()
         return [view(v, active) for v in items]
 
+    @guard(Role.ADMIN)
     @blp.arguments(PublishInSchema())
     @blp.response(201, VersionOutSchema)
     @blp.alt_response(422, schema=ApiErrorSchema, description="file:line errors under errors.files")
     def post(self, data):
         """Validate, store and activate a bundle; a bundle with any error is rejected whole."""
-        actor = require(Role.ADMIN)
         version = VersionService(context.session()).publish(
-            actor,
+            context.actor(),
             data["files"],
             message=data["message"],
             git_commit=data["git_commit"],
@@ -72,6 +73,7 @@ class Versions(MethodView):
 
 @blp.route("/<version_id>")
 class VersionById(MethodView):
+    @guard()
     @blp.response(200, VersionDetailSchema)
     def get(self, version_id):
         """One version with the text of every file."""
@@ -81,11 +83,12 @@ class VersionById(MethodView):
 
 @blp.route("/<version_id>/activate")
 class ActivateVersion(MethodView):
+    @guard(Role.ADMIN)
     @blp.response(200, VersionOutSchema)
     @blp.alt_response(422, schema=ApiErrorSchema, description="it no longer loads: errors.id")
     def post(self, version_id):
         """Make a stored version active again (roll back or forward)."""
-        actor = require(Role.ADMIN)
-        version = VersionService(context.session()).activate(actor, version_id, now=context.now())
+        service = VersionService(context.session())
+        version = service.activate(context.actor(), version_id, now=context.now())
         after_change()
         return view(version, version.id)

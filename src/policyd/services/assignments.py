@@ -305,11 +305,18 @@ class AssignmentService:
 
     def get(self, actor: Actor, assignment_id: str, *, lock: bool = False) -> Assignment:
         assignment = self.session.get(Assignment, assignment_id, with_for_update=lock or None)
-        if assignment is None or (
-            actor.role is Role.USER and assignment.subject_id != actor.principal
-        ):
+        if assignment is None or not self._visible(actor, assignment):
             raise NotFoundError(f"no assignment {assignment_id!r}", field="id")
         return assignment
+
+    def _visible(self, actor: Actor, assignment: Assignment) -> bool:
+        """Users see what they hold; apps what their own requests granted; others all."""
+        if actor.role is Role.USER:
+            return assignment.subject_id == actor.principal
+        if actor.role is Role.APP:
+            filed_by = self.session.get(AccessRequest, assignment.request_id)
+            return filed_by is not None and filed_by.principal == actor.principal
+        return True
 
     def remove(self, actor: Actor, assignment_id: str, *, now: datetime) -> Assignment:
         """End access now (admin or the holder)."""
@@ -385,6 +392,9 @@ class AssignmentService:
         query = select(Assignment)
         if actor.role is Role.USER:
             query = query.where(Assignment.subject_id == actor.principal)
+        elif actor.role is Role.APP:
+            filed = select(AccessRequest.id).where(AccessRequest.principal == actor.principal)
+            query = query.where(Assignment.request_id.in_(filed))
         if subject:
             query = query.where(Assignment.subject_id == subject)
         if package:

@@ -225,10 +225,23 @@ class DecisionService:
             # Busy or unreachable: the drainer retries; this read may lag.
             logger.warning("decision log: could not store spooled entries before a read")
 
-    def get(self, decision_id: str) -> DecisionRecord:
+    def get(self, decision_id: str, actor: Actor | None = None) -> DecisionRecord:
+        """A logged decision; an `actor` who may not see it gets NotFoundError too."""
         self.catch_up()
         record = self.session.get(DecisionRecord, decision_id)
-        if record is None:
+        hidden = actor is not None and (
+            (
+                actor.role is Role.USER
+                and record is not None
+                and record.subject_id != actor.principal
+            )
+            or (
+                actor.role is Role.APP
+                and record is not None
+                and record.principal != actor.principal
+            )
+        )
+        if record is None or hidden:
             raise NotFoundError(f"no decision {decision_id!r}", field="id")
         return record
 
@@ -245,8 +258,10 @@ class DecisionService:
     ) -> tuple[list[DecisionRecord], int]:
         self.catch_up()
         query = select(DecisionRecord)
-        if actor.role is Role.USER:
+        if actor.role is Role.USER:  # decisions about them
             query = query.where(DecisionRecord.subject_id == actor.principal)
+        elif actor.role is Role.APP:  # decisions they asked for
+            query = query.where(DecisionRecord.principal == actor.principal)
         if subject:
             query = query.where(DecisionRecord.subject_id == subject)
         if package:

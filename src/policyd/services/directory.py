@@ -54,16 +54,25 @@ USER_COLUMNS = (
 
 MAX_ID = 200  # the id columns' length
 ACTIVE_USER, DISABLED, DELETED = "active", "disabled", "deleted"  # User.state
+KEEP: Any = object()  # put_group: leave the display name as it is
 
 
 def check_id(value: str, field: str = "id") -> str:
-    """Ids are 1 to 200 characters on every backend (SQLite would not enforce it).
+    """Ids are 1 to 200 characters of text every backend stores alike (SQLite would take a
+    longer one, or a NUL character PostgreSQL refuses).
 
     Raises:
         InvalidError: naming `field`.
     """
     if not value or len(value) > MAX_ID:
         raise InvalidError(f"an id has 1 to {MAX_ID} characters", field=field)
+    if "\x00" in value:
+        raise InvalidError("an id may not contain the NUL character", field=field)
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise InvalidError("an id must be valid Unicode text", field=field) from None
     return value
 
 
@@ -112,9 +121,35 @@ class DirectoryService:
         query = select(User).where(User.state != DELETED).order_by(User.id)
         return page(self.session, query, offset, limit)
 
-    def put_user(self, actor: Actor, user_id: str, data: dict[str, Any], *, now: datetime) -> User:
-        """Create or replace a user; audited with before and after."""
+    def put_user(
+        self,
+        actor: Actor,
+        user_id: str,
+        data: dict[str, Any],
+        *,
+        now: datetime,
+        keep_missing: bool = False,
+        external_manager: bool = True,
+    ) -> User:
+        """Create or replace a user; audited with before and after.
+
+        Args:
+            keep_missing: fields absent from `data` keep an existing user's value (the API's
+                PUT) instead of being reset (an import replaces the whole record).
+            external_manager: False: a `manager_id` must name a user in the directory.
+
+        Raises:
+            InvalidError: a bad id, or a manager the directory lacks when it must have them.
+        """
         check_id(user_id)
+        manager = data.get("manager_id")
+        boss = self.session.get(User, manager) if manager and not external_manager else None
+        if manager and not external_manager and (boss is None or boss.state == DELETED):
+            raise InvalidError(
+                f"no user {manager!r} in the directory; send manager_external: true for "
+                "a manager outside it",
+                field="manager_id",
+            )
         user = self.session.get(User, user_id)
         if user is not None and user.state == DELETED:
             # The id is used again: a new user, while the tombstone's history stays.
@@ -126,6 +161,8 @@ class DirectoryService:
             user = User(id=user_id)
             self.session.add(user)
         for name in USER_FIELDS:
+            if name not in data and keep_missing and before is not None:
+                continue
             default = {} if name == "attributes" else ("member" if name == "type" else None)
             setattr(user, name, data.get(name, default))
         self.session.flush()
@@ -177,13 +214,15 @@ class DirectoryService:
     def put_group(
         self, actor: Actor, group_id: str, display_name: str | None, *, now: datetime
     ) -> Group:
+        """Create a group or set its display name (KEEP: leave it); members stay as they are."""
         check_id(group_id)
         group = self.session.get(Group, group_id)
         before = {"display_name": group.display_name} if group else None
         if group is None:
             group = Group(id=group_id)
             self.session.add(group)
-        group.display_name = display_name
+        if display_name is not KEEP:
+            group.display_name = display_name
         audit(
             self.session,
             actor,
@@ -191,7 +230,7 @@ class DirectoryService:
             ("group", group_id),
             now=now,
             before=before,
-            after={"display_name": display_name},
+            after={"display_name": group.display_name},
         )
         return group
 
@@ -303,8 +342,16 @@ class DirectoryService:
 
     # connected organisations -----------------------------------------------------------------
     def put_organization(
-        self, actor: Actor, org_id: str, data: dict[str, Any], *, now: datetime
+        self,
+        actor: Actor,
+        org_id: str,
+        data: dict[str, Any],
+        *,
+        now: datetime,
+        keep_missing: bool = False,
     ) -> ConnectedOrganization:
+        """Create or replace a connected organisation; with `keep_missing`, fields absent
+        from `data` keep an existing organisation's value."""
         check_id(org_id)
         org = self.session.get(ConnectedOrganization, org_id)
         fields = ("display_name", "domains", "internal_sponsors", "external_sponsors", "state")
@@ -312,6 +359,8 @@ class DirectoryService:
         if org is None:
             org = ConnectedOrganization(id=org_id)
             self.session.add(org)
+        elif keep_missing:
+            data = {**before, **data}
         org.display_name = data.get("display_name", org_id)
         org.domains = sorted({d.strip().lower() for d in data.get("domains", []) if d.strip()})
         self._claim_domains(org_id, org.domains)

@@ -67,6 +67,9 @@ def request_view(request: AccessRequest) -> dict[str, Any]:
     }
 
 
+OWN_ONLY = (Role.USER, Role.APP)  # who sees only the requests they are part of
+
+
 class RequestService:
     def __init__(
         self, session: Session, runtime: PolicyRuntime, listeners: frozenset[str] = frozenset()
@@ -517,7 +520,8 @@ class RequestService:
         return request
 
     def _visible(self, actor: Actor, request: AccessRequest) -> bool:
-        if actor.role is not Role.USER:
+        # Users and apps see the requests they are part of; admins and auditors all.
+        if actor.role not in OWN_ONLY:
             return True
         approvers = {a for s in request.stages for a in s["approvers"]}
         return actor.principal in (request.subject_id, request.principal) or (
@@ -605,7 +609,7 @@ class RequestService:
         if subject:
             query = query.where(AccessRequest.subject_id == subject)
         me = actor.principal if approver == "me" else approver
-        if actor.role is Role.USER:
+        if actor.role in OWN_ONLY:
             if me is not None and me != actor.principal:
                 raise ForbiddenError("users can only list their own approvals", field="approver")
             if me is None:

@@ -1,9 +1,14 @@
-"""The Blueprint every API module uses: one bounded body parser, one documented page header."""
+"""The Api and the Blueprint every API module uses: one bounded body parser, one error
+schema, and an OpenAPI document that says what the server checks."""
 
 from __future__ import annotations
 
-import flask_smorest
+from typing import Any
 
+import flask_smorest
+from marshmallow import fields
+
+from policyd.api.errors import ApiErrorSchema
 from policyd.api.parser import PolicydParser
 
 PAGINATION_HEADER = {
@@ -22,3 +27,37 @@ class Blueprint(flask_smorest.Blueprint):
         # The header is JSON text; flask-smorest documents it as an object, which no header
         # value is, so clients and schema checkers disagreed with what we send.
         resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = PAGINATION_HEADER
+
+
+class PolicydApi(flask_smorest.Api):
+    ERROR_SCHEMA = ApiErrorSchema  # one error shape for every documented error
+
+    def _init_spec(self, *args: Any, **kwargs: Any) -> None:
+        super()._init_spec(*args, **kwargs)
+        self.ma_plugin.converter.add_attribute_function(dict_keys2properties)
+        self.ma_plugin.converter.add_attribute_function(nullable_nested2properties)
+
+
+def dict_keys2properties(self, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+    """`propertyNames` for a Dict whose keys are checked (length, no NUL), so the document
+    states the rule the server applies (apispec documents only a Dict's values)."""
+    key_field = getattr(field, "key_field", None)
+    if not isinstance(field, fields.Dict) or key_field is None:
+        return {}
+    names = self.field2property(key_field)
+    kept = {k: v for k, v in names.items() if k in ("type", "minLength", "maxLength", "pattern")}
+    return {"propertyNames": kept} if len(kept) > 1 else {}
+
+
+def nullable_nested2properties(self, field: fields.Field, **kwargs: Any) -> dict[str, Any]:
+    """A nullable Nested field is its schema or null: apispec's second branch, a nullable
+    object of any shape, would admit objects the server refuses (OpenAPI 3.0.3 spells
+    "only null" as nullable with enum [null])."""
+    ret = kwargs.get("ret", {})
+    branches = ret.get("anyOf")
+    if not isinstance(field, fields.Nested) or not field.allow_none or not branches:
+        return {}
+    return {
+        "anyOf": [b for b in branches if "$ref" in b]
+        + [{"type": "object", "nullable": True, "enum": [None]}]
+    }

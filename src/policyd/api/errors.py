@@ -40,9 +40,11 @@ def flatten(errors: dict[str, list[str]], name: str, messages, prefix: str = "")
     """marshmallow's nested messages as {"a.b.c": [message, ...]} into `errors`."""
     if isinstance(messages, dict):
         for key, inner in messages.items():
-            # A dict's value errors come as {key: {"value": [...]}}: name the key only.
+            # A dict's key and value errors come as {key: {"key"/"value": [...]}}: name the
+            # key only.
             key = str(key)
-            flatten(errors, f"{prefix}{key}" if key != "value" else name, inner, f"{prefix}{key}.")
+            inner_name = name if key in ("key", "value") else f"{prefix}{key}"
+            flatten(errors, inner_name, inner, f"{prefix}{key}.")
         return
     if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         errors.setdefault(name, []).extend(messages)

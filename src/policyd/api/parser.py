@@ -23,7 +23,6 @@ from policyd.domain import RequestOptions, Subject, UserType
 from policyd.rules.condition import parse_duration
 from policyd.rules.inputs import (
     _DURATION,
-    MAX_ATTRIBUTE_KEY,
     MAX_ATTRIBUTE_TEXT,
     MAX_ATTRIBUTES,
     MAX_ID,
@@ -35,6 +34,7 @@ from policyd.rules.inputs import (
 )
 
 MAX_DEPTH = 32  # arrays and objects within one another in a JSON body
+MAX_BODY_TEXT = 1 << 62  # no limit but the body's
 
 Shortcut = Callable[[Any], Any]  # a JSON body -> the schema's result, or None: not sure
 
@@ -232,7 +232,7 @@ def _subject(data: Any) -> Subject | None:
             type(attributes) is not dict
             or len(attributes) > MAX_ATTRIBUTES
             or not all(
-                key and _plain(key, MAX_ATTRIBUTE_KEY) and _plain_scalar(value)
+                _plain(key, MAX_BODY_TEXT) and _plain_scalar(value)
                 for key, value in attributes.items()
             )
         ):

@@ -18,6 +18,7 @@ from policyd.rules.inputs import (
     RequestSchema,
     SubjectSchema,
     Text,
+    at_most,
     check_duration,
 )
 from policyd.services.jobs import KINDS
@@ -251,7 +252,7 @@ class PublishInSchema(Strict):
         keys=Text(MAX_PATH, min_size=1),
         values=Text(size=None),
         required=True,
-        validate=validate.Length(max=MAX_FILES),
+        validate=at_most(MAX_FILES, "files"),
         metadata={"description": "relative path -> rule-file text", "maxProperties": MAX_FILES},
     )
     message = Text(MAX_TEXT, load_default="")

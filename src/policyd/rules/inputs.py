@@ -22,7 +22,6 @@ MAX_ID = 200  # ids: users, groups, packages, organisations (the id columns' len
 MAX_NAME = 200  # names and short texts: display names, department, job title
 MAX_TEXT = 2000  # justifications and comments
 MAX_ATTRIBUTES = 100  # attributes of one subject or user
-MAX_ATTRIBUTE_KEY = 100
 MAX_ATTRIBUTE_TEXT = 1000  # an attribute's text value
 MAX_ITEMS = 500  # groups or packages sent with one subject
 MAX_NUMBER = sys.float_info.max  # numbers a double holds: the rules compare them as doubles
@@ -155,12 +154,25 @@ class _Scalar(fields.Field):
         return check_scalar(value)
 
 
+def at_most(count: int, what: str):
+    """A validator: at most `count` entries (a Dict's Length would be documented as the
+    length of a string)."""
+
+    def check(value) -> None:
+        if len(value) > count:
+            raise ValidationError(f"at most {count} {what}")
+
+    return check
+
+
 def Attributes(**kwargs) -> fields.Dict:
     """Attribute names -> text, finite numbers or true/false; at most MAX_ATTRIBUTES."""
     return fields.Dict(
-        keys=Text(MAX_ATTRIBUTE_KEY, min_size=1),
+        # Any text but NUL: a rule reads only keys of its own form (rules/condition.py), and
+        # the number of attributes and the body limit bound their size.
+        keys=Text(None),
         values=_Scalar(allow_none=kwargs.pop("values_allow_none", False)),
-        validate=validate.Length(max=MAX_ATTRIBUTES),
+        validate=at_most(MAX_ATTRIBUTES, "attributes"),
         metadata={"maxProperties": MAX_ATTRIBUTES},
         **kwargs,
     )

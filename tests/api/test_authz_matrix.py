@@ -167,3 +167,49 @@ def test_every_endpoint_answers_each_role_as_documented(client, token, admin, ro
         if got >= 400:
             assert response.is_json and response.json["code"] == got
     assert failures == []
+
+
+def test_an_app_reads_only_what_it_asked_for(client, token, admin, people):
+    """Least privilege, like Entra's app permissions: an app sees the decisions it asked for,
+    the requests it filed (or takes part in) and the assignments those granted; not others'."""
+    portal, other = token("portal", "app"), token("other-app", "app")
+    body = {"package": "scope-a-readers", "subject": {"id": "ada"}}
+    mine = client.post("/v1/decisions", json=body, headers=portal).json["decision_id"]
+    theirs = client.post("/v1/decisions", json=body, headers=other).json["decision_id"]
+    filed = client.post("/v1/requests", json={**body, "justification": "x"}, headers=portal).json
+    by_admin = client.post(
+        "/v1/requests", json={"package": "scope-a-readers", "subject": {"id": "bob"}}, headers=admin
+    ).json
+    granted = client.get("/v1/assignments", headers=admin).json
+    assert {a["request_id"] for a in granted} >= {filed["id"]}
+
+    def ids(url: str) -> set[str]:
+        return {item["id"] for item in client.get(url, headers=portal).json}
+
+    assert ids("/v1/decisions") == {mine, filed["decision_id"]}  # its request's decision too
+    assert ids("/v1/requests") == {filed["id"]}
+    assert {a["request_id"] for a in client.get("/v1/assignments", headers=portal).json} == {
+        filed["id"]
+    }
+    assert client.get(f"/v1/decisions/{mine}", headers=portal).status_code == 200
+    assert client.get(f"/v1/decisions/{theirs}", headers=portal).status_code == 404
+    assert client.get(f"/v1/requests/{by_admin['id']}", headers=portal).status_code == 404
+    others = [a for a in granted if a["request_id"] != filed["id"]]
+    for assignment in others:
+        response = client.get(f"/v1/assignments/{assignment['id']}", headers=portal)
+        assert response.status_code == 404
+    assert client.get(f"/v1/decisions/{theirs}", headers=token("aud", "auditor")).status_code == 200
+
+
+def test_every_operation_is_guarded(app):
+    """Every /v1 view method declares its roles with @guard, which authorises before any
+    input is parsed (a new endpoint without it fails here)."""
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/v1"):
+            continue
+        view = app.view_functions[rule.endpoint].view_class
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            if not getattr(getattr(view, method.lower()), "roles", None):
+                missing.append(f"{method} {rule.rule}")
+    assert missing == []

@@ -74,12 +74,12 @@ def init_app(app: Flask) -> None:
             prefix = "" if location == "json" else f"{location}."
             flatten(errors, prefix.rstrip(".") or "body", fields_, prefix)
         message = data.get("message") or err.description or ""
+        if errors and not data.get("message"):
+            message = "invalid input: " + ", ".join(sorted(errors))
         if err.code == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             message = f"the request body is larger than {limit} bytes (POLICYD_MAX_BODY_BYTES)"
             errors = {"body": [message]}
-        if errors and not data.get("message"):
-            message = "invalid input: " + ", ".join(sorted(errors))
         code = err.code or 500
         response = jsonify(error_body(code, message, errors))
         # What the exception says beside its body: Allow (405), WWW-Authenticate (401), ...

@@ -124,9 +124,23 @@ def test_nul_characters_are_a_422_naming_the_field(client, admin, people, method
 
 
 def test_nul_characters_in_path_ids_are_a_422(client, admin):
-    """A user id with a NUL in the path: 422 naming `id`, nothing stored."""
-    assert_error(client.put("/v1/users/a%00b", json={}, headers=admin), 422, "id")
+    """A user id with a NUL in the path: 422 naming it, nothing stored."""
+    assert_error(client.put("/v1/users/a%00b", json={}, headers=admin), 422, "user_id")
     assert client.get("/v1/users", headers=admin).json == []
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("/v1/requests/a%00b", "request_id"),
+        ("/v1/assignments/a%00b", "assignment_id"),
+        ("/v1/decisions/a%00b", "decision_id"),
+        ("/v1/jobs/a%00b", "job_id"),
+    ],
+)
+def test_nul_characters_in_any_path_id_are_a_422_on_both_backends(client, admin, url, field):
+    """Looking up an id with a NUL: 422 naming it (PostgreSQL could not even compare it)."""
+    assert_error(client.get(url, headers=admin), 422, field)
 
 
 def test_nul_characters_in_query_filters_are_a_422(client, admin):

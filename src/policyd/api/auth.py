@@ -167,12 +167,27 @@ def guard(*roles: Role) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def guarded(*args, **kwargs):
             require(*allowed)
             refuse_unknown_query()
+            refuse_nul_in_path(kwargs)
             return view(*args, **kwargs)
 
         guarded.roles = allowed  # type: ignore[attr-defined]
         return guarded
 
     return decorate
+
+
+def refuse_nul_in_path(values: dict[str, Any]) -> None:
+    """422 naming a path id that holds a NUL character: no stored id has one, and PostgreSQL
+    would refuse to compare it (SQLite would answer 404).
+
+    Raises:
+        InvalidError: naming the path parameter.
+    """
+    from policyd.services.errors import InvalidError
+
+    for name, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidError("an id may not contain the NUL character", field=name)
 
 
 _PATH_VARIABLE = re.compile(r"<(?:[^<>:]+:)?([^<>]+)>")

@@ -335,3 +335,34 @@ def test_the_pagination_header_is_what_the_document_declares(client, admin, peop
         "previous_page": 1,
         "next_page": 3,
     }
+
+
+def test_the_body_limit_is_a_setting(database_url, clock):
+    """POLICYD_MAX_BODY_BYTES sets the limit: a 3 KB body with a 2 KB limit is a 413."""
+    from policyd.api import create_app
+
+    small = create_app(
+        {
+            "POLICYD_DATABASE_URL": database_url,
+            "POLICYD_POLICIES": "",
+            "POLICYD_CLOCK": clock,
+            "POLICYD_MAX_BODY_BYTES": "2048",
+        }
+    )
+    try:
+        body = b'{"package": "' + b"p" * 3000 + b'"}'
+        response = send(small.test_client(), "post", "/v1/requests", {}, body)
+        assert_error(response, 401)  # no token: authentication comes first, body unread
+        with small.extensions["policyd.db"].session() as session:
+            from policyd.services.actor import SYSTEM
+            from policyd.services.tokens import TokenService
+
+            _, plain = TokenService(session).create(SYSTEM, "ada", "user", now=clock())
+        headers = {"Authorization": f"Bearer {plain}"}
+        response = send(small.test_client(), "post", "/v1/requests", headers, body)
+        assert_error(response, 413, "body")
+        assert "2048 bytes" in response.json["message"]
+    finally:
+        small.extensions["policyd.decision_log"].close()
+        small.extensions["policyd.runtime"].close()
+        small.extensions["policyd.db"].dispose()

@@ -289,6 +289,12 @@ def test_an_unknown_query_parameter_is_a_422(client, admin, people, url):
     assert_error(response, 422, f"query.{unknown}")
 
 
+def test_a_head_request_takes_the_query_parameters_of_its_get(client, admin, people):
+    """HEAD /v1/users?page=2 is GET's query: accepted, with the page's header."""
+    response = client.head("/v1/users?page=2&page_size=2", headers=admin)
+    assert response.status_code == 200 and "X-Pagination" in response.headers
+
+
 @pytest.mark.parametrize(
     ("url", "field"),
     [

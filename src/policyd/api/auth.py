@@ -204,9 +204,9 @@ def refuse_unknown_query() -> None:
 
     if not request.args or request.url_rule is None:
         return
-    known = _declared_query(current_app).get(
-        (_PATH_VARIABLE.sub(r"{\1}", request.url_rule.rule), request.method.lower()), frozenset()
-    )
+    method = "get" if request.method == "HEAD" else request.method.lower()  # HEAD is GET's
+    path = _PATH_VARIABLE.sub(r"{\1}", request.url_rule.rule)
+    known = _declared_query(current_app).get((path, method), frozenset())
     unknown = sorted(set(request.args) - known)
     if unknown:
         takes = ", ".join(sorted(known)) or "none"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
 from policyd.api import context
-from policyd.api.auth import require
-from policyd.api.schemas import Strict
+from policyd.api.auth import guard
+from policyd.api.blueprint import Blueprint
+from policyd.api.schemas import MAX_FILES, MAX_PATH, Strict, UtcDateTime
+from policyd.rules.inputs import MAX_ID, Text, at_most
 from policyd.services.actor import Role
 from policyd.services.replay import ReplayService
 
@@ -20,17 +21,25 @@ MAX_EXAMINED = 200_000
 
 
 class ReplayInSchema(Strict):
-    version = fields.String(
-        load_default=None, metadata={"description": "a published version id (active or not)"}
+    version = Text(
+        MAX_ID,
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "a published version id (active or not)"},
     )
     files = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1, max=500)),
-        values=fields.String(),
+        keys=Text(MAX_PATH, min_size=1),
+        values=Text(None),
         load_default=None,
-        metadata={"description": "or the candidate's files: relative path -> text"},
+        allow_none=True,
+        validate=at_most(MAX_FILES, "files"),
+        metadata={
+            "description": "or the candidate's files: relative path -> text",
+            "maxProperties": MAX_FILES,
+        },
     )
-    since = fields.AwareDateTime(load_default=None)
-    package = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
+    since = UtcDateTime(load_default=None, allow_none=True)
+    package = Text(64, min_size=1, load_default=None, allow_none=True)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=0, max=10_000))
 
     @validates_schema
@@ -71,12 +80,12 @@ class ReplayOutSchema(Schema):
 
 @blp.route("")
 class Replay(MethodView):
+    @guard(Role.ADMIN, Role.AUDITOR)
     @blp.arguments(ReplayInSchema())
     @blp.response(200, ReplayOutSchema)
     def post(self, data):
         """Decide the logged decisions again under a candidate (a version or files) and list
         those that would change, with counts per package; writes nothing."""
-        require(Role.ADMIN, Role.AUDITOR)
         service = ReplayService(context.session())
         candidate = service.candidate(version=data["version"], files=data["files"])
         report, changes = service.run(

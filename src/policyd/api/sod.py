@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, fields
 
 from policyd.api import context
-from policyd.api.auth import require
+from policyd.api.auth import guard
+from policyd.api.blueprint import Blueprint
+from policyd.api.schemas import Strict
+from policyd.rules.inputs import MAX_ID, Text
 from policyd.services.actor import Role
 from policyd.services.sod import SodService
 
@@ -35,21 +37,22 @@ class ViolationOutSchema(Schema):
     reason = fields.String()
 
 
-class ViolationQuerySchema(Schema):
-    subject = fields.String(validate=validate.Length(min=1, max=200))
-    package = fields.String(
-        validate=validate.Length(min=1, max=64),
+class ViolationQuerySchema(Strict):
+    subject = Text(MAX_ID, min_size=1)
+    package = Text(
+        64,
+        min_size=1,
         metadata={"description": "conflicts this package is part of, on either side"},
     )
 
 
 @blp.route("/sod-violations")
 class SodViolations(MethodView):
+    @guard(Role.ADMIN, Role.AUDITOR)
     @blp.arguments(ViolationQuerySchema(), location="query")
     @blp.response(200, ViolationOutSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
         """People who hold incompatible access now (admins and auditors)."""
-        actor = require(Role.ADMIN, Role.AUDITOR)
         service = SodService(context.session(), context.runtime())
-        return context.paged(pagination_parameters, service.violations, actor, **args)
+        return context.paged(pagination_parameters, service.violations, context.actor(), **args)

@@ -32,9 +32,10 @@ MAX_DIGITS = 4300  # the most digits Python turns into an integer (sys.int_info)
 # pattern cannot name them, and no generator writes them.
 NO_NUL = "^[^\\x00]*$"
 # ISO-8601 durations as the API takes them: whole numbers without leading zeros, so every
-# value the pattern admits is longer than zero and far below the 5000-year limit.
+# value the pattern admits is longer than zero and below parse_duration's 1,000 years (all
+# parts at their largest add up to about 810 years).
 DURATION_PATTERN = (
-    "^P(?!T?$)(?:[1-9][0-9]{0,2}Y)?(?:[1-9][0-9]{0,3}M)?(?:[1-9][0-9]{0,3}W)?"
+    "^P(?!T?$)(?:[1-9][0-9]{0,1}Y)?(?:[1-9][0-9]{0,2}M)?(?:[1-9][0-9]{0,3}W)?"
     "(?:[1-9][0-9]{0,4}D)?(?:T(?!$)(?:[1-9][0-9]{0,5}H)?(?:[1-9][0-9]{0,6}M)?"
     "(?:[1-9][0-9]{0,8}S)?)?$"
 )

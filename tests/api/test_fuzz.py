@@ -24,10 +24,12 @@ from schemathesis.checks import positive_data_acceptance
 
 EXAMPLES = int(os.environ.get("POLICYD_FUZZ_EXAMPLES", "2"))
 ROLES = ("user", "app", "admin")
-# Operations whose valid input depends on stored data as well as on the document: there a
-# schema-valid body may rightly be a 422, so the positive-acceptance check does not apply.
+# Operations whose valid input depends on more than the document can say (stored data, rule
+# files, one field or another): there a schema-valid body may rightly be a 422, so the
+# positive-acceptance check does not apply.
 DATA_DEPENDENT = {
     "POST /v1/policy-versions": "the files must be valid rule files",
+    "POST /v1/replay": "exactly one of version and files; the files must be valid rule files",
     "PUT /v1/users/{user_id}": "manager_id must name a directory user",
 }
 

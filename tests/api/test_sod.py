@@ -16,8 +16,8 @@ DECLARED = "  incompatibleWith: [payments-entry]\n"
 def finance(client, admin):
     """pat, an AP clerk managed by max; carol is a controller (owner of quarter-end close)."""
     users = {
+        "max": {"department": "Finance"},  # first: a manager must be in the directory
         "pat": {"department": "Finance", "job_title": "AP Clerk", "manager_id": "max"},
-        "max": {"department": "Finance"},
         "carol": {"department": "Finance"},
     }
     for user_id, body in users.items():

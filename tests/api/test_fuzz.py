@@ -91,6 +91,8 @@ def test_generated_requests_pass_every_check(app, client, token, mode):
     assert len(operations) >= 30
     statuses: Counter[int] = Counter()
     for operation in operations:
+        if mode is GenerationMode.NEGATIVE and not (len(operation.query) or len(operation.body)):
+            continue  # no input to spoil but the token (and text path ids): nothing negative
         for role in ROLES:
             fuzz(operation, mode, headers[role], statuses)
     print(f"{mode.value}: {sum(statuses.values())} requests, by status {sorted(statuses.items())}")

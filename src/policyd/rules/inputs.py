@@ -102,15 +102,16 @@ def check_duration(text: str) -> str:
     Raises:
         ValidationError: otherwise, saying why.
     """
+    if len(text) <= 50:  # parse_duration's own reason first: "at most 1000 years", ...
+        try:
+            parse_duration(text)
+        except ValueError as err:
+            raise ValidationError(str(err)) from None
     if _DURATION.match(text) is None:
         raise ValidationError(
             f"{text[:60]!r} is not an ISO-8601 duration such as P90D or PT8H "
             "(whole numbers without leading zeros)"
         )
-    try:
-        parse_duration(text)
-    except ValueError as err:
-        raise ValidationError(str(err)) from None
     return text
 
 

@@ -65,3 +65,31 @@ def test_waiting_requests_get_their_deadline_and_inbox(empty: Database):
         inbox = session.execute(select(StageApprover.request_id, StageApprover.user_id)).all()
     assert due == {"waiting": started + timedelta(hours=1), "done": None}
     assert sorted(inbox) == [("waiting", "bob"), ("waiting", "cy")]
+
+
+def test_existing_audit_records_are_chained_and_new_ones_follow(empty: Database):
+    """Revision 0010 chains the records written before it in id order, and records written
+    after it extend that chain."""
+    from policyd.services.actor import SYSTEM
+    from policyd.services.audit import GENESIS, AuditService, audit
+
+    empty.upgrade("0008")
+    at = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    with empty.engine.begin() as connection:
+        for number in range(3):
+            connection.execute(
+                text(
+                    "INSERT INTO audit (at, actor, action, object_type, object_id, after)"
+                    " VALUES (:at, 'root', 'directory.user_created', 'user', :id, :after)"
+                ),
+                {"at": at, "id": f"u{number}", "after": json.dumps({"n": number, "é": "ü"})},
+            )
+    empty.upgrade()
+    with empty.session() as session:
+        audit(session, SYSTEM, "version.activated", ("policy_version", "v1"), now=at)
+        session.commit()
+        rows = list(AuditService(session).rows())
+        report = AuditService(session).verify()
+    assert [row["object_id"] for row in rows] == ["u0", "u1", "u2", "v1"]
+    assert rows[0]["prev_hash"] == GENESIS and rows[3]["id"] == rows[2]["id"] + 1
+    assert report.intact and report.records == 4

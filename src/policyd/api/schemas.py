@@ -363,6 +363,9 @@ class AuditOutSchema(Schema):
     before = fields.Dict(allow_none=True)
     after = fields.Dict(allow_none=True)
     version = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True, metadata={"description": "its X-Request-ID"})
+    prev_hash = fields.String(metadata={"description": "the hash of the record before it"})
+    hash = fields.String(metadata={"description": "sha256 of its canonical content"})
 
 
 # jobs -----------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from policyd.store.types import UTCDateTime, new_id
 # Partial-index conditions: the rows the lifecycle sweeps look for.
 LIVE_CONDITION = "state IN ('delivering', 'active', 'failed')"
 PENDING_CONDITION = "state = 'pending_approval'"
+GRANT_CONDITION = "kind = 'grant'"
 
 
 class Base(DeclarativeBase):
@@ -225,11 +226,15 @@ class Assignment(Base):
             postgresql_where=text(LIVE_CONDITION),
             sqlite_where=text(LIVE_CONDITION),
         ),
+        # Who held a package (or what a person held) at a time: the access report reads
+        # these up to that time; their first column serves every lookup by package or person.
+        Index("ix_assignments_package_starts", "package", "starts_at"),
+        Index("ix_assignments_subject_starts", "subject_id", "starts_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    subject_id: Mapped[str] = mapped_column(String(200), index=True)
-    package: Mapped[str] = mapped_column(String(64), index=True)
+    subject_id: Mapped[str] = mapped_column(String(200))
+    package: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(20), index=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"))
     decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"))
@@ -241,11 +246,15 @@ class Assignment(Base):
 
 
 class AuditRecord(Base):
-    """Append-only: who did what to which object, before and after, under which rule version."""
+    """Append-only: who did what to which object, before and after, under which rule version,
+    in which HTTP request; each record hashes its content with the previous record's hash
+    (services/audit.py, docs/audit.md)."""
 
     __tablename__ = "audit"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Given by the chain's writer (the tail's id + 1), never by a sequence, so that id order
+    # is chain order.
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(64), index=True)
@@ -254,6 +263,9 @@ class AuditRecord(Base):
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     version: Mapped[str | None] = mapped_column(String(12))
+    request_id: Mapped[str | None] = mapped_column(String(128))  # X-Request-ID, if any
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class ApiToken(Base):
@@ -277,7 +289,16 @@ class Job(Base):
     """
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_due", "state", "run_at"),)
+    __table_args__ = (
+        Index("ix_jobs_due", "state", "run_at"),
+        # The access report's lookup of what a resource was granted through (grants only).
+        Index(
+            "ix_jobs_grant_resource",
+            "resource",
+            postgresql_where=text(GRANT_CONDITION),
+            sqlite_where=text(GRANT_CONDITION),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     kind: Mapped[str] = mapped_column(

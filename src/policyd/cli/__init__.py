@@ -2,6 +2,7 @@
 
 from policyd.cli import (  # noqa: F401 - registers commands
     authoring,
+    compliance,
     decision_log,
     directory,
     governance,

@@ -73,3 +73,13 @@ def test_expired_tokens_stop_working(client, admin, clock):
     assert client.get("/v1/decisions", headers=headers).status_code == 401
     bad = client.post("/v1/tokens", json={"principal": "x", "role": "god"}, headers=admin)
     assert bad.status_code == 422 and "role" in bad.json["errors"]
+
+
+def test_a_change_carries_the_callers_request_id(client, admin):
+    """A change made with X-Request-ID: abc has an audit record with request_id abc, inside
+    its hashed content."""
+    response = client.put("/v1/users/zed", json={}, headers={**admin, "X-Request-ID": "abc"})
+    assert response.status_code == 200
+    [record] = client.get("/v1/audit?object_id=zed", headers=admin).json
+    assert record["request_id"] == "abc"
+    assert len(record["hash"]) == 64 and len(record["prev_hash"]) == 64

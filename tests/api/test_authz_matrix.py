@@ -119,6 +119,8 @@ MATRIX = [
     ("post", "/v1/jobs/{id}/retry", None, {"user": 403, "app": 403, "admin": OK, "auditor": 403}),
     ("get", "/v1/audit", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
     ("get", "/v1/sod-violations", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
+    ("get", "/v1/audit/verify", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
+    ("get", "/v1/access-report", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
 ]
 
 

@@ -68,6 +68,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         admin,
         assignments,
         auth,
+        compliance,
         decisions,
         directory,
         errors,
@@ -91,7 +92,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     )
     api.spec.options["security"] = [{"bearer": []}]
     blueprints = (decisions, requests, assignments, versions, directory, jobs, admin)
-    for module in (*blueprints, replay, sod):
+    for module in (*blueprints, replay, sod, compliance):
         api.register_blueprint(module.blp)
     app.wsgi_app = hotpath.DecisionHotPath(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

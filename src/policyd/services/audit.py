@@ -45,9 +45,15 @@ _PENDING = "policyd.audit.pending"
 _BATCH = 5000
 
 
+# One encoder, made once: json.dumps with these options would build a new one per call.
+_CANONICAL_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+
+
 def canonical_time(at: datetime) -> str:
     """`at` as the chain hashes it: UTC, microseconds, a Z (2026-01-05T09:00:00.000000Z)."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:
@@ -55,9 +61,7 @@ def canonical(record: Mapping[str, Any]) -> bytes:
     sorted keys, ASCII only (non-ASCII as \\u escapes), `at` as canonical_time."""
     content = {name: record[name] for name in HASHED}
     content["at"] = canonical_time(record["at"])
-    return json.dumps(
-        content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
+    return _CANONICAL_JSON.encode(content).encode("ascii")
 
 
 def record_hash(record: Mapping[str, Any]) -> str:

@@ -56,17 +56,18 @@ def canonical_time(at: datetime) -> str:
     return at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def canonical(record: Mapping[str, Any]) -> bytes:
+def canonical(record: Mapping[str, Any], at: str | None = None) -> bytes:
     """The bytes a record's hash is taken over: every column but `hash` as compact JSON with
-    sorted keys, ASCII only (non-ASCII as \\u escapes), `at` as canonical_time."""
+    sorted keys, ASCII only (non-ASCII as \\u escapes), `at` as canonical_time (`at`: that
+    text, when the caller has it already)."""
     content = {name: record[name] for name in HASHED}
-    content["at"] = canonical_time(record["at"])
+    content["at"] = at or canonical_time(record["at"])
     return _CANONICAL_JSON.encode(content).encode("ascii")
 
 
-def record_hash(record: Mapping[str, Any]) -> str:
+def record_hash(record: Mapping[str, Any], at: str | None = None) -> str:
     """sha256 (hex) of the record's canonical content, which includes its prev_hash."""
-    return hashlib.sha256(canonical(record)).hexdigest()
+    return hashlib.sha256(canonical(record, at)).hexdigest()
 
 
 def audit(
@@ -144,10 +145,12 @@ def _chain_pending(session: Session) -> None:
     last_id, prev = connection.execute(
         select(AuditRecord.id, AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)
     ).first() or (0, GENESIS)
+    times: dict[datetime, str] = {}  # a bulk write's records share their time
     for number, row in enumerate(rows, start=last_id + 1):
         row["id"] = number
         row["prev_hash"] = prev
-        row["hash"] = prev = record_hash(row)
+        at = times.get(row["at"]) or times.setdefault(row["at"], canonical_time(row["at"]))
+        row["hash"] = prev = record_hash(row, at)
     insert_many(session, AuditRecord, rows)
 
 

@@ -83,3 +83,11 @@ def test_a_change_carries_the_callers_request_id(client, admin):
     [record] = client.get("/v1/audit?object_id=zed", headers=admin).json
     assert record["request_id"] == "abc"
     assert len(record["hash"]) == 64 and len(record["prev_hash"]) == 64
+
+
+def test_the_audit_trail_lists_what_one_request_changed(client, admin):
+    """?request_id= lists the records written during that HTTP request, and only those."""
+    client.put("/v1/users/zed", json={}, headers={**admin, "X-Request-ID": "r-1"})
+    client.put("/v1/users/zoe", json={}, headers={**admin, "X-Request-ID": "r-2"})
+    records = client.get("/v1/audit?request_id=r-2", headers=admin).json
+    assert [(r["object_id"], r["request_id"]) for r in records] == [("zoe", "r-2")]

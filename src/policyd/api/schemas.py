@@ -351,6 +351,7 @@ class AuditQuerySchema(Strict):
     object_id = Text(MAX_ID)
     action = Text(MAX_NAME)
     since = UtcDateTime()
+    request_id = Text(128, metadata={"description": "the changes one HTTP request made"})
 
 
 class AuditOutSchema(Schema):

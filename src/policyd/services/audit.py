@@ -217,12 +217,15 @@ class AuditService:
         object_id: str | None = None,
         action: str | None = None,
         since: datetime | None = None,
+        request_id: str | None = None,
         offset: int = 0,
         limit: int = 100,
     ) -> tuple[list[AuditRecord], int]:
         query = select(AuditRecord)
         if object_id:
             query = query.where(AuditRecord.object_id == object_id)
+        if request_id:
+            query = query.where(AuditRecord.request_id == request_id)
         if action:
             query = query.where(AuditRecord.action == action)
         if since:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -259,3 +260,14 @@ def test_audit_export_streams_records_with_their_hashes(runner, store, scenario)
     rows = report_rows(later.output)
     assert rows and all(row["at"] >= "2026-01-10" for row in rows)
     assert rows[-1]["hash"] == lines[-1]["hash"]
+
+
+def test_an_export_is_rechecked_with_the_documented_recipe(runner, store, scenario):
+    """Each exported line's hash is the sha256 of its other columns as canonical JSON
+    (docs/audit.md), computed here without policyd's code."""
+    result = run(runner, store, "audit", "export")
+    for line in result.output.splitlines():
+        record = json.loads(line)
+        digest = record.pop("hash")
+        content = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        assert hashlib.sha256(content.encode("ascii")).hexdigest() == digest

@@ -8,11 +8,16 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select, text
 
 from policyd import logs
-from policyd.services.actor import Actor, Role
+from policyd.domain import RequestOptions
+from policyd.rules import PolicyRuntime, load_bundle
+from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.audit import GENESIS, AuditService, audit, audit_many, record_hash
 from policyd.services.directory import DirectoryService
+from policyd.services.requests import RequestService
+from policyd.services.versions import VersionService
 from policyd.store import Database
 from policyd.store.models import AuditRecord
+from tests.conftest import POLICIES
 
 ROOT = Actor("root", Role.ADMIN)
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -207,3 +212,66 @@ def test_parallel_writers_form_one_chain(store: Database):
     report = verify(store)
     assert report.intact and report.records == threads * each
     assert (report.first_id, report.last_id) == (1, threads * each)
+
+
+def test_parallel_approvals_and_directory_writes_form_one_chain(store: Database):
+    """Approvals (which lock their request and create assignments) racing directory writes
+    leave one intact chain holding every change: the chain lock, taken last, deadlocks with
+    no row lock."""
+    runtime = PolicyRuntime()
+    bundle = load_bundle(POLICIES)
+    with store.session() as session:
+        VersionService(session).publish(SYSTEM, bundle.files, message="examples", now=NOW)
+        directory = DirectoryService(session)
+        directory.put_group(SYSTEM, "Group.ScopeA.Approvers", None, now=NOW)
+        for user in ["bob", *(f"r{n}" for n in range(12))]:
+            directory.put_user(SYSTEM, user, {}, now=NOW)
+        directory.add_member(SYSTEM, "Group.ScopeA.Approvers", "bob", now=NOW)
+        session.commit()
+    runtime.activate(bundle)
+    pending = []
+    for number in range(12):
+        with store.session() as session:
+            request, _ = RequestService(session, runtime).create(
+                Actor(f"r{number}", Role.USER),
+                "scope-a-readers",
+                f"r{number}",
+                None,
+                RequestOptions(),
+                now=NOW,
+            )
+            pending.append(request.id)
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def approve(ids: list[str]) -> None:
+        try:
+            start.wait()
+            for request_id in ids:
+                with store.session() as session:
+                    RequestService(session, runtime).decide_stage(
+                        Actor("bob", Role.USER), request_id, "approve", comment=None, now=NOW
+                    )
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    def edit_directory() -> None:
+        try:
+            start.wait()
+            write_users(store, 12, prefix="x")
+        except BaseException as err:
+            errors.append(err)
+
+    workers = [threading.Thread(target=approve, args=(pending[n::3],)) for n in range(3)]
+    workers.append(threading.Thread(target=edit_directory))
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    runtime.close()
+    assert errors == []
+    with store.session() as session:
+        approved = AuditService(session).list(action="request.approved", limit=100)[1]
+        created = AuditService(session).list(action="directory.user_created", limit=100)[1]
+    assert (approved, created) == (12, 1 + 12 + 12)
+    assert verify(store).intact

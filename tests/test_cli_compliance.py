@@ -263,11 +263,14 @@ def test_audit_export_streams_records_with_their_hashes(runner, store, scenario)
 
 
 def test_an_export_is_rechecked_with_the_documented_recipe(runner, store, scenario):
-    """Each exported line's hash is the sha256 of its other columns as canonical JSON
-    (docs/audit.md), computed here without policyd's code."""
+    """Each exported line's hash is sha256 of ID:PREV_HASH:CONTENT_DIGEST, the digest being
+    the sha256 of its other columns as canonical JSON (docs/audit.md), computed here without
+    policyd's code."""
     result = run(runner, store, "audit", "export")
     for line in result.output.splitlines():
         record = json.loads(line)
-        digest = record.pop("hash")
+        digest, record_id, prev = record.pop("hash"), record.pop("id"), record.pop("prev_hash")
         content = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        assert hashlib.sha256(content.encode("ascii")).hexdigest() == digest
+        content_digest = hashlib.sha256(content.encode("ascii")).hexdigest()
+        chained = f"{record_id}:{prev}:{content_digest}".encode("ascii")
+        assert hashlib.sha256(chained).hexdigest() == digest

@@ -25,9 +25,8 @@ from policyd.store.models import AuditRecord
 from policyd.store.query import insert_many, page
 
 GENESIS = "0" * 64  # the prev_hash of the first record
-# Hashed, in this order of documentation (the canonical JSON sorts its keys).
-HASHED = (
-    "id",
+# The content a record's digest covers: every column but id, prev_hash and hash (the chain's).
+CONTENT = (
     "at",
     "actor",
     "action",
@@ -37,9 +36,8 @@ HASHED = (
     "after",
     "version",
     "request_id",
-    "prev_hash",
 )
-COLUMNS = (*HASHED, "hash")
+COLUMNS = ("id", *CONTENT, "prev_hash", "hash")
 _CHAIN_LOCK = 0x706F6C6963_0A  # pg_advisory_xact_lock key: one chain writer at a time
 _PENDING = "policyd.audit.pending"
 _BATCH = 5000
@@ -57,17 +55,28 @@ def canonical_time(at: datetime) -> str:
 
 
 def canonical(record: Mapping[str, Any], at: str | None = None) -> bytes:
-    """The bytes a record's hash is taken over: every column but `hash` as compact JSON with
-    sorted keys, ASCII only (non-ASCII as \\u escapes), `at` as canonical_time (`at`: that
-    text, when the caller has it already)."""
-    content = {name: record[name] for name in HASHED}
+    """The bytes a record's content digest is taken over: its CONTENT columns as compact JSON
+    with sorted keys, ASCII only (non-ASCII as \\u escapes), `at` as canonical_time (`at`:
+    that text, when the caller has it already)."""
+    content = {name: record[name] for name in CONTENT}
     content["at"] = at or canonical_time(record["at"])
     return _CANONICAL_JSON.encode(content).encode("ascii")
 
 
-def record_hash(record: Mapping[str, Any], at: str | None = None) -> str:
-    """sha256 (hex) of the record's canonical content, which includes its prev_hash."""
+def content_digest(record: Mapping[str, Any], at: str | None = None) -> str:
+    """sha256 (hex) of the record's canonical content."""
     return hashlib.sha256(canonical(record, at)).hexdigest()
+
+
+def chain_hash(record_id: int, prev_hash: str, digest: str) -> str:
+    """A record's hash: sha256 (hex) of `ID:PREV_HASH:CONTENT_DIGEST` in ASCII. Only this
+    step needs the chain's tail, so the costly digest is made before the chain lock."""
+    return hashlib.sha256(f"{record_id}:{prev_hash}:{digest}".encode("ascii")).hexdigest()
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """The hash a stored record (with its id and prev_hash) must have."""
+    return chain_hash(record["id"], record["prev_hash"], content_digest(record))
 
 
 def audit(
@@ -134,6 +143,13 @@ def _chain_pending(session: Session) -> None:
     if entry is None or entry[0] is not session.get_transaction() or not entry[1]:
         return
     rows = entry[1]
+    times: dict[datetime, str] = {}  # a bulk write's records share their time
+    digests = [  # before any lock: the chain step below is one small sha256 per record
+        content_digest(
+            row, times.get(row["at"]) or times.setdefault(row["at"], canonical_time(row["at"]))
+        )
+        for row in rows
+    ]
     session.flush()  # the changes first: on SQLite this takes the write lock, if anything
     connection = session.connection()
     if connection.dialect.name == "postgresql":
@@ -145,12 +161,10 @@ def _chain_pending(session: Session) -> None:
     last_id, prev = connection.execute(
         select(AuditRecord.id, AuditRecord.hash).order_by(AuditRecord.id.desc()).limit(1)
     ).first() or (0, GENESIS)
-    times: dict[datetime, str] = {}  # a bulk write's records share their time
-    for number, row in enumerate(rows, start=last_id + 1):
+    for number, (row, digest) in enumerate(zip(rows, digests, strict=True), start=last_id + 1):
         row["id"] = number
         row["prev_hash"] = prev
-        at = times.get(row["at"]) or times.setdefault(row["at"], canonical_time(row["at"]))
-        row["hash"] = prev = record_hash(row, at)
+        row["hash"] = prev = chain_hash(number, prev, digest)
     insert_many(session, AuditRecord, rows)
 
 

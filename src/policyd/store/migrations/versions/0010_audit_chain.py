@@ -20,8 +20,7 @@ branch_labels = None
 depends_on = None
 
 GENESIS = "0" * 64
-HASHED = (
-    "id",
+CONTENT = (
     "at",
     "actor",
     "action",
@@ -31,20 +30,20 @@ HASHED = (
     "after",
     "version",
     "request_id",
-    "prev_hash",
 )
 BATCH = 5000
 
 
-def _hash(row: dict) -> str:
+def _hash(row: dict, prev: str) -> str:
     """The chain's hash as of this revision (docs/audit.md): frozen here, so that this
     migration backfills the same chain whatever the service's code becomes."""
-    content = {name: row[name] for name in HASHED}
+    content = {name: row[name] for name in CONTENT}
     content["at"] = row["at"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     text = json.dumps(
         content, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
     )
-    return hashlib.sha256(text.encode("ascii")).hexdigest()
+    digest = hashlib.sha256(text.encode("ascii")).hexdigest()
+    return hashlib.sha256(f"{row['id']}:{prev}:{digest}".encode("ascii")).hexdigest()
 
 
 def upgrade() -> None:
@@ -93,7 +92,7 @@ def _backfill() -> None:
         sa.column("prev_hash", sa.String()),
         sa.column("hash", sa.String()),
     )
-    columns = [audit.c[name] for name in HASHED if name != "prev_hash"]
+    columns = [audit.c.id, *(audit.c[name] for name in CONTENT)]
     update = (
         sa.update(audit)
         .where(audit.c.id == sa.bindparam("record"))
@@ -109,7 +108,7 @@ def _backfill() -> None:
             return
         changes = []
         for row in rows:
-            digest = _hash({**row, "prev_hash": prev})
+            digest = _hash(row, prev)
             changes.append({"record": row["id"], "prev": prev, "digest": digest})
             prev = digest
         bind.execute(update, changes)

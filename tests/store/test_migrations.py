@@ -73,7 +73,7 @@ def test_existing_audit_records_are_chained_and_new_ones_follow(empty: Database)
     from policyd.services.actor import SYSTEM
     from policyd.services.audit import GENESIS, AuditService, audit
 
-    empty.upgrade("0008")
+    empty.upgrade("0009")
     at = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     with empty.engine.begin() as connection:
         for number in range(3):

@@ -366,7 +366,7 @@ class AuditOutSchema(Schema):
     version = fields.String(allow_none=True)
     request_id = fields.String(allow_none=True, metadata={"description": "its X-Request-ID"})
     prev_hash = fields.String(metadata={"description": "the hash of the record before it"})
-    hash = fields.String(metadata={"description": "sha256 of its canonical content"})
+    hash = fields.String(metadata={"description": "sha256 of ID:PREV_HASH:CONTENT_DIGEST"})
 
 
 # jobs -----------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ ROLES = ("user", "app", "admin")
 DATA_DEPENDENT = {
     "POST /v1/policy-versions": "the files must be valid rule files",
     "POST /v1/replay": "exactly one of version and files; the files must be valid rule files",
+    "GET /v1/access-report": "exactly one of package, resource and subject; at, or from and to",
     "PUT /v1/users/{user_id}": "manager_id must name a directory user",
 }
 

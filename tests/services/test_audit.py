@@ -275,3 +275,11 @@ def test_parallel_approvals_and_directory_writes_form_one_chain(store: Database)
         created = AuditService(session).list(action="directory.user_created", limit=100)[1]
     assert (approved, created) == (12, 1 + 12 + 12)
     assert verify(store).intact
+
+
+def test_an_anchor_beyond_any_record_id_is_a_missing_record(store: Database):
+    """An anchor naming an id no record can have is reported missing, on every database."""
+    write_users(store, 1)
+    assert verify(store, anchor=("a" * 64, 10**15)).problems == [
+        (10**15, "the anchor's record is missing (deleted)")
+    ]

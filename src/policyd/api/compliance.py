@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
-from marshmallow import Schema, ValidationError, fields, post_load
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from policyd.api import context
-from policyd.api.auth import require
-from policyd.api.schemas import Strict
+from policyd.api.auth import guard
+from policyd.api.blueprint import Blueprint
+from policyd.api.schemas import Strict, UtcDateTime
+from policyd.rules.inputs import MAX_ID, Text
 from policyd.services.access_report import AccessReportService, check_target, window
 from policyd.services.actor import Role
 from policyd.services.audit import AuditService, parse_anchor
@@ -17,23 +18,13 @@ from policyd.services.errors import InvalidError
 blp = Blueprint("compliance", __name__, url_prefix="/v1", description="Who had access; audit chain")
 
 
-@blp.before_request
-def admins_and_auditors_only() -> None:
-    """Refuse other roles before their query is read: a 403, never a 422, for them."""
-    require(Role.ADMIN, Role.AUDITOR)
-
-
 class AccessReportQuerySchema(Strict):
-    package = fields.String(metadata={"description": "who held this access package"})
-    resource = fields.String(metadata={"description": "who held this resource (group:...)"})
-    subject = fields.String(metadata={"description": "what this person held"})
-    at = fields.AwareDateTime(default_timezone=None, metadata={"description": "a moment"})
-    start = fields.AwareDateTime(
-        default_timezone=None, data_key="from", metadata={"description": "a period's start"}
-    )
-    end = fields.AwareDateTime(
-        default_timezone=None, data_key="to", metadata={"description": "its end (exclusive)"}
-    )
+    package = Text(64, min_size=1, metadata={"description": "who held this access package"})
+    resource = Text(500, min_size=1, metadata={"description": "who held this resource (group:...)"})
+    subject = Text(MAX_ID, min_size=1, metadata={"description": "what this person held"})
+    at = UtcDateTime(metadata={"description": "a moment"})
+    start = UtcDateTime(data_key="from", metadata={"description": "a period's start"})
+    end = UtcDateTime(data_key="to", metadata={"description": "its end (exclusive)"})
 
     @post_load
     def checked(self, data, **_kwargs):
@@ -84,9 +75,14 @@ class HoldingSchema(Schema):
     )
 
 
+ANCHOR = r"^[0-9a-fA-F]{64}@[0-9]{1,18}$"
+
+
 class VerifyQuerySchema(Strict):
     from_anchor = fields.String(
-        load_default=None, metadata={"description": "HASH@ID kept from an earlier check"}
+        load_default=None,
+        validate=validate.Regexp(ANCHOR, error="an anchor reads HASH@ID (64 hex digits, @, an id)"),
+        metadata={"description": "HASH@ID kept from an earlier check", "pattern": ANCHOR},
     )
 
     @post_load
@@ -115,24 +111,24 @@ class ChainReportSchema(Schema):
 
 @blp.route("/access-report")
 class AccessReport(MethodView):
+    @guard(Role.ADMIN, Role.AUDITOR)
     @blp.arguments(AccessReportQuerySchema(), location="query")
     @blp.response(200, HoldingSchema(many=True))
     @blp.paginate()
     def get(self, args, pagination_parameters):
         """Who held a package, a resource or a person's access at a moment (`at`) or during
         a period (`from`, `to`), with request, approvers, rule and version (admin, auditor)."""
-        actor = require(Role.ADMIN, Role.AUDITOR)
         service = AccessReportService(context.session())
-        return context.paged(pagination_parameters, service.holders, actor, **args)
+        return context.paged(pagination_parameters, service.holders, context.actor(), **args)
 
 
 @blp.route("/audit/verify")
 class AuditVerify(MethodView):
+    @guard(Role.ADMIN, Role.AUDITOR)
     @blp.arguments(VerifyQuerySchema(), location="query")
     @blp.response(200, ChainReportSchema)
     def get(self, args):
         """Walk the audit chain (from an anchor) and report every break (admin, auditor)."""
-        require(Role.ADMIN, Role.AUDITOR)
         report = AuditService(context.session()).verify(**args)
         return {
             "intact": report.intact,

@@ -38,6 +38,7 @@ CONTENT = (
     "request_id",
 )
 COLUMNS = ("id", *CONTENT, "prev_hash", "hash")
+MAX_RECORD_ID = 2**31 - 1  # the id column is a 32-bit integer
 _CHAIN_LOCK = 0x706F6C6963_0A  # pg_advisory_xact_lock key: one chain writer at a time
 _PENDING = "policyd.audit.pending"
 _BATCH = 5000
@@ -277,7 +278,11 @@ class AuditService:
         anchor_id = None
         if anchor is not None:
             digest, anchor_id = anchor
-            found = self.session.scalar(select(AuditRecord.hash).where(AuditRecord.id == anchor_id))
+            found = (  # ids are 32-bit: a larger one names no record (and PostgreSQL refuses it)
+                self.session.scalar(select(AuditRecord.hash).where(AuditRecord.id == anchor_id))
+                if anchor_id <= MAX_RECORD_ID
+                else None
+            )
             if found is None:
                 report.add(anchor_id, "the anchor's record is missing (deleted)")
                 return report

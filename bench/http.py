@@ -451,8 +451,10 @@ def prepare(url: str, config: dict[str, str]) -> str:
             _, token = TokenService(session).create(SYSTEM, "bench", "admin", now=datetime.now(UTC))
         client = app.test_client()
         headers = {"Authorization": f"Bearer {token}"}
+        # Managers first: a user's manager must be in the directory already.
+        ordered = sorted(USERS.items(), key=lambda item: "manager_id" in item[1])
         calls: list[tuple[str, dict[str, Any] | None]] = [
-            (f"/v1/users/{user_id}", body) for user_id, body in USERS.items()
+            (f"/v1/users/{user_id}", body) for user_id, body in ordered
         ]
         for group_id, members in GROUPS.items():
             calls.append((f"/v1/groups/{group_id}", {}))

@@ -108,6 +108,8 @@ def publish(
             message=message,
             now=datetime.now(UTC),
             git_commit=bundle.version.git_commit,
+            # Outside a git work tree whether anything was uncommitted is not known.
+            git_dirty=bundle.version.git_dirty if bundle.version.git_commit else None,
         )
     if before == version.id:
         click.echo(f"version {version.id} is already active; nothing changed")

@@ -1,0 +1,111 @@
+"""A BundleDiff as text for a terminal and as Markdown for a pull-request comment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from policyd.rules.diff import BundleDiff, FieldChange, PackageChange
+
+NO_CHANGE = "no effective change"
+_SIGN = {"added": "+", "removed": "-", "changed": "~"}
+
+
+def show(value: Any) -> str:
+    """A normalised value on one line, as flow YAML (what a rule file would say)."""
+    if isinstance(value, str) and "\n" not in value:
+        return value
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9, allow_unicode=True)
+    return text.strip().removesuffix("...").strip()
+
+
+def summary_line(diff: BundleDiff) -> str:
+    """`1 package changed, 1 field changed, 1 rule added`, or `no effective change`."""
+    if not diff.effective:
+        return NO_CHANGE
+    parts = []
+    for kind, counts in diff.summary().items():
+        noun = kind.removesuffix("s")
+        for change, count in counts.items():
+            if count:
+                parts.append(f"{count} {noun}{'s' if count != 1 else ''} {change}")
+    return ", ".join(parts)
+
+
+def render_text(diff: BundleDiff) -> str:
+    lines = [f"--- {diff.old}", f"+++ {diff.new}"]
+    for package in diff.packages:
+        lines.append(f"{_SIGN[package.change]} package {package.id} ({package.file})")
+        lines += [f"    {_field(change)}" for change in package.fields]
+        for resource in package.resources:
+            lines.append(
+                f"  {_SIGN[resource.change]} resource {resource.connector} "
+                f"{resource.resource} (role {resource.role})"
+            )
+        for rule in package.rules:
+            lines.append(f"  {_SIGN[rule.change]} rule {rule.id} (line {rule.line})")
+            lines += [f"      {_field(change)}" for change in rule.fields]
+    lines.append(summary_line(diff))
+    return "\n".join(lines)
+
+
+def _field(change: FieldChange) -> str:
+    if change.before is None:
+        return f"{change.field}: {show(change.after)}"
+    if change.after is None:
+        return f"{change.field}: {show(change.before)}"
+    return f"{change.field}: {show(change.before)} -> {show(change.after)}"
+
+
+def render_markdown(diff: BundleDiff) -> str:
+    lines = [
+        "### Policy diff",
+        "",
+        f"`{diff.old}` → `{diff.new}`: **{summary_line(diff)}**",
+    ]
+    for package in diff.packages:
+        lines += ["", *_package_table(package)]
+    return "\n".join(lines) + "\n"
+
+
+def _package_table(package: PackageChange) -> list[str]:
+    lines = [
+        f"#### {_SIGN[package.change]} package `{package.id}` ({package.file}): {package.change}",
+        "",
+        "| change | what | before | after |",
+        "|---|---|---|---|",
+    ]
+    for change in package.fields:
+        lines.append(_row(package.change, change.field, change.before, change.after))
+    for resource in package.resources:
+        what = f"resource `{resource.connector}` `{resource.resource}` (role {resource.role})"
+        lines.append(f"| {resource.change} | {_cell(what)} | | |")
+    for rule in package.rules:
+        before = "<br>".join(
+            f"{c.field}: {_code(c.before)}" for c in rule.fields if c.before is not None
+        )
+        after = "<br>".join(
+            f"{c.field}: {_code(c.after)}" for c in rule.fields if c.after is not None
+        )
+        if rule.change == "changed":
+            before = "<br>".join(f"{c.field}: {_code(c.before)}" for c in rule.fields)
+            after = "<br>".join(f"{c.field}: {_code(c.after)}" for c in rule.fields)
+        what = f"rule `{rule.id}` (line {rule.line})"
+        lines.append(f"| {rule.change} | {_cell(what)} | {before} | {after} |")
+    return lines
+
+
+def _row(change: str, what: str, before: Any, after: Any) -> str:
+    return f"| {change} | {_cell(what)} | {_code(before)} | {_code(after)} |"
+
+
+def _code(value: Any) -> str:
+    if value is None:
+        return ""
+    text = show(value).replace("`", "'")
+    return f"`{_cell(text)}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")

@@ -109,7 +109,8 @@ class BundleDiff:
                 counts["rules"][rule.change] += 1
             for resource in package.resources:
                 counts["resources"][resource.change] += 1
-        return {**counts, "fields": {"changed": fields_changed}}
+        packages = counts.pop("packages")
+        return {"packages": packages, "fields": {"changed": fields_changed}, **counts}
 
     def to_dict(self) -> dict:
         return {
@@ -259,7 +260,7 @@ def _values(obj: Any, skip: frozenset[str], order: tuple[str, ...]) -> dict[str,
     out = {}
     for name in names:
         value = normalise(getattr(obj, name), set_like=name in _SETS)
-        if value is not None:
+        if value is not None and value != []:  # an empty list is the same as none
             out[_key(name)] = value
     return out
 

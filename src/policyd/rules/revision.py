@@ -55,7 +55,8 @@ def load_revision(cwd: Path, revision: str, path: str) -> Bundle:
     if commit is None:
         raise RevisionError(f"{revision!r} is not a git revision here")
     path = path.strip("/") or "."
-    archive = _git(cwd, "archive", "--format=tar", commit, "--", path, binary=True)
+    top = Path(_git(cwd, "rev-parse", "--show-toplevel").stdout.strip())
+    archive = _git(top, "archive", "--format=tar", commit, "--", path, binary=True)
     if archive.returncode != 0:
         raise RevisionError(f"{revision}:{path} is not a folder of that revision")
     shown = f"{revision}:{path}"

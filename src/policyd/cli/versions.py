@@ -9,7 +9,6 @@ import click
 
 from policyd.cli.base import _admin, _pages, _session, actor_option, database_option, main
 from policyd.services.versions import VersionService
-from policyd.store.models import PolicyVersion
 
 
 @main.group("versions")
@@ -17,14 +16,14 @@ def versions_group() -> None:
     """List, show and activate (roll back to) published policy versions."""
 
 
-def _git(version: PolicyVersion) -> str:
+def _git(version) -> str:
     if not version.git_commit:
         return "-"
     state = {True: " (uncommitted changes)", False: "", None: " (working tree not recorded)"}
     return version.git_commit[:12] + state[version.git_dirty]
 
 
-def _record(version: PolicyVersion, active: str | None, files: bool = False) -> dict:
+def _record(version, active: str | None, files: bool = False) -> dict:
     data = {
         "id": version.id,
         "active": version.id == active,

@@ -170,3 +170,22 @@ def test_markdown_output_is_a_table_per_package(runner, repo):
     assert lines[2].endswith("**1 package changed, 1 field changed, 1 rule added**")
     rows = [line for line in lines if line.startswith("| changed") or line.startswith("| added")]
     assert len(rows) == 2
+
+
+def test_outside_a_git_repository_a_bare_name_is_looked_up_as_a_version(
+    runner, store: Database, tmp_path, monkeypatch
+):
+    """Where git finds no repository, OLD is still read as a version id from the database."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    result = runner.invoke(main, ["publish", str(POLICIES), "-m", "m", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    version_id = json.loads(runner.invoke(main, ["bundle-id", str(POLICIES), "--json"]).stdout)[
+        "id"
+    ]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    result = runner.invoke(
+        main, ["diff", version_id, str(POLICIES), "--exit-code", "--database-url", url]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("no effective change\n")

@@ -58,10 +58,12 @@ def listed(runner, store: Database) -> list[dict]:
 
 def test_publish_records_a_clean_and_a_dirty_git_tree(runner, store, repo):
     """A publication from a committed tree records git_dirty false; one with uncommitted
-    edits records true, with the HEAD commit both times."""
-    publish(runner, store, repo / "policies", "clean")
+    edits records true (and says so), with the HEAD commit both times."""
+    clean = publish(runner, store, repo / "policies", "clean")
     shorten(repo / "policies")
-    publish(runner, store, repo / "policies", "dirty")
+    dirty = publish(runner, store, repo / "policies", "dirty")
+    assert "uncommitted" not in clean.stderr
+    assert "has uncommitted changes; the version records that it was published" in dirty.stderr
     by_message = {v["message"]: v for v in listed(runner, store)}
     assert by_message["clean"]["git_dirty"] is False
     assert by_message["dirty"]["git_dirty"] is True

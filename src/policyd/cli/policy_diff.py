@@ -79,14 +79,19 @@ def _side(ref: str, policies: str, database_url: str | None) -> tuple[Bundle, st
         bundle = _loaded(lambda: load_bundle(ref))
         return bundle, f"{ref} ({bundle.version.id})"
     revision, colon, path = ref.partition(":")
+    if not colon:
+        try:
+            is_revision = resolve_commit(cwd, revision) is not None
+        except RevisionError:  # no git here: it can still be a version id
+            is_revision = False
+        if not is_revision:
+            return _stored(ref, database_url), f"version {ref}"
     try:
-        if colon or resolve_commit(cwd, revision) is not None:
-            path = path if colon else repository_path(cwd, policies)
-            bundle = _loaded(lambda: load_revision(cwd, revision, path))
-            return bundle, f"{revision}:{path} ({bundle.version.id})"
+        path = path if colon else repository_path(cwd, policies)
     except RevisionError as err:
         raise DiffError(str(err)) from None
-    return _stored(ref, database_url), f"version {ref}"
+    bundle = _loaded(lambda: load_revision(cwd, revision, path))
+    return bundle, f"{revision}:{path} ({bundle.version.id})"
 
 
 def _loaded(load) -> Bundle:

@@ -111,6 +111,12 @@ def publish(
             # Outside a git work tree whether anything was uncommitted is not known.
             git_dirty=bundle.version.git_dirty if bundle.version.git_commit else None,
         )
+    if bundle.version.git_dirty:
+        click.echo(
+            f"note: {directory} has uncommitted changes; the version records that it was "
+            f"published from a dirty tree at {bundle.version.git_commit}",
+            err=True,
+        )
     if before == version.id:
         click.echo(f"version {version.id} is already active; nothing changed")
         return

@@ -203,3 +203,50 @@ def test_text_and_markdown_name_the_package_rule_and_values():
     assert text.endswith("1 package changed, 1 field changed")
     markdown = render_markdown(result)
     assert "| changed | lifetime | `{duration: P30D}` | `{duration: P7D}` |" in markdown
+
+
+TEMPLATE = rule_file(
+    """
+    apiVersion: policyd/v1
+    template:
+      id: scope-readers
+      parameters: [scope]
+      rowsFrom: scopes.csv
+      packages:
+        - id: "${scope|slug}-readers"
+          displayName: "${scope} readers"
+          resources:
+            - {connector: directory, resource: "group:Group.${scope}.Readers"}
+          lifetime: {duration: PT8H}
+          rules:
+            - id: eligible-members
+              when: {subject.groups: {contains: "Group.${scope}.Readers.Eligible"}}
+              then: {decision: auto_approve}
+    """
+)
+
+
+def templated(rows: list[str], template: str = TEMPLATE) -> dict[str, str]:
+    return {"scopes.yaml": template, "scopes.csv": "scope\n" + "".join(f"{r}\n" for r in rows)}
+
+
+def test_a_new_template_row_adds_its_packages_naming_the_template_and_row():
+    """One more parameter row is the packages it makes, added, each naming the template and
+    the row; rows reordered are no change."""
+    result = diff_of(templated(["ScopeB", "ScopeC"]), templated(["ScopeC", "ScopeB", "ScopeD"]))
+    (package,) = result.packages
+    assert (package.id, package.change) == ("scoped-readers", "added")
+    assert (package.template, package.row) == ("scope-readers", "scopes.csv:4")
+    assert "+ package scoped-readers (template scope-readers, row scopes.csv:4)" in render_text(
+        result
+    )
+
+
+def test_a_changed_template_changes_every_package_it_makes():
+    """The template's lifetime at 4 h: each generated package's lifetime changed, nothing else."""
+    shorter = TEMPLATE.replace("duration: PT8H", "duration: PT4H")
+    result = diff_of(templated(["ScopeB", "ScopeC"]), templated(["ScopeB", "ScopeC"], shorter))
+    assert [(p.id, [f.field for f in p.fields], p.rules) for p in result.packages] == [
+        ("scopeb-readers", ["lifetime"], ()),
+        ("scopec-readers", ["lifetime"], ()),
+    ]

@@ -120,6 +120,8 @@ class PackageChangeSchema(Schema):
     id = fields.String()
     change = fields.String(metadata={"description": "added, removed or changed"})
     file = fields.String()
+    template = fields.String(allow_none=True, metadata={"description": "the template that made it"})
+    row = fields.String(allow_none=True, metadata={"description": "its template row, file:line"})
     changes = fields.List(fields.Nested(FieldChangeSchema), data_key="fields", attribute="fields")
     resources = fields.List(fields.Nested(ResourceChangeSchema))
     rules = fields.List(fields.Nested(RuleChangeSchema))

@@ -16,8 +16,9 @@ from policyd.domain import Outcome
 from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not, Window
 from policyd.rules.model import AccessPackage, Bundle, Resource, Rule
 
-# Model fields that locate or identify a thing rather than say what it does.
-_PACKAGE_SKIP = frozenset({"id", "rules", "resources", "file"})
+# Model fields that locate or identify a thing rather than say what it does: a package moved
+# to another file, into a template or to another row of its template decides the same.
+_PACKAGE_SKIP = frozenset({"id", "rules", "resources", "file", "template", "template_row"})
 _RULE_SKIP = frozenset({"id", "line", "synthetic"})
 # Lists whose order means nothing: any approver of a stage may approve, and so on.
 _SETS = frozenset({"approvers", "escalate_to", "owners", "incompatible_with"})
@@ -73,12 +74,16 @@ class PackageChange:
     fields: tuple[FieldChange, ...] = ()
     resources: tuple[ResourceChange, ...] = ()
     rules: tuple[RuleChange, ...] = ()
+    template: str | None = None  # the template that made it, and from which row
+    row: str | None = None
 
     def to_dict(self) -> dict:
         return {
             "id": self.id,
             "change": self.change,
             "file": self.file,
+            "template": self.template,
+            "row": self.row,
             "fields": [f.to_dict() for f in self.fields],
             "resources": [r.to_dict() for r in self.resources],
             "rules": [r.to_dict() for r in self.rules],
@@ -157,7 +162,15 @@ def _whole(package: AccessPackage, change: str) -> PackageChange:
         fields=_field_changes({}, values) if added else _field_changes(values, {}),
         resources=tuple(_resource(change, r) for r in sorted(set(package.resources), key=_rkey)),
         rules=rules,
+        **_origin(package),
     )
+
+
+def _origin(package: AccessPackage) -> dict[str, str | None]:
+    return {
+        "template": getattr(package, "template", None),
+        "row": getattr(package, "template_row", None),
+    }
 
 
 def _package_change(old: AccessPackage, new: AccessPackage) -> PackageChange | None:
@@ -188,7 +201,7 @@ def _package_change(old: AccessPackage, new: AccessPackage) -> PackageChange | N
     if not (fields_ or resources or rules):
         return None
     return PackageChange(
-        new.id, "changed", new.file, tuple(fields_), tuple(resources), tuple(rules)
+        new.id, "changed", new.file, tuple(fields_), tuple(resources), tuple(rules), **_origin(new)
     )
 
 

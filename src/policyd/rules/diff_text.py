@@ -36,7 +36,7 @@ def summary_line(diff: BundleDiff) -> str:
 def render_text(diff: BundleDiff) -> str:
     lines = [f"--- {diff.old}", f"+++ {diff.new}"]
     for package in diff.packages:
-        lines.append(f"{_SIGN[package.change]} package {package.id} ({package.file})")
+        lines.append(f"{_SIGN[package.change]} package {package.id} ({_where(package)})")
         lines += [f"    {_field(change)}" for change in package.fields]
         for resource in package.resources:
             lines.append(
@@ -48,6 +48,13 @@ def render_text(diff: BundleDiff) -> str:
             lines += [f"      {_field(change)}" for change in rule.fields]
     lines.append(summary_line(diff))
     return "\n".join(lines)
+
+
+def _where(package: PackageChange) -> str:
+    """The package's file, or its template and the row that made it."""
+    if package.template:
+        return f"template {package.template}, row {package.row}"
+    return package.file
 
 
 def _field(change: FieldChange) -> str:
@@ -71,7 +78,8 @@ def render_markdown(diff: BundleDiff) -> str:
 
 def _package_table(package: PackageChange) -> list[str]:
     lines = [
-        f"#### {_SIGN[package.change]} package `{package.id}` ({package.file}): {package.change}",
+        f"#### {_SIGN[package.change]} package `{package.id}` ({_where(package)}): "
+        f"{package.change}",
         "",
         "| change | what | before | after |",
         "|---|---|---|---|",

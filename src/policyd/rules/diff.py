@@ -167,10 +167,7 @@ def _whole(package: AccessPackage, change: str) -> PackageChange:
 
 
 def _origin(package: AccessPackage) -> dict[str, str | None]:
-    return {
-        "template": getattr(package, "template", None),
-        "row": getattr(package, "template_row", None),
-    }
+    return {"template": package.template, "row": package.template_row}
 
 
 def _package_change(old: AccessPackage, new: AccessPackage) -> PackageChange | None:

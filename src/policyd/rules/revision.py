@@ -61,8 +61,12 @@ def load_revision(cwd: Path, revision: str, path: str) -> Bundle:
         raise RevisionError(f"{revision}:{path} is not a folder of that revision")
     shown = f"{revision}:{path}"
     with tempfile.TemporaryDirectory(prefix="policyd-rev-") as folder:
-        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-            tar.extractall(folder, filter="data")
+        try:
+            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+                # The data filter refuses links out of the folder, devices and odd modes.
+                tar.extractall(folder, filter="data")
+        except tarfile.TarError as err:
+            raise RevisionError(f"{shown}: cannot be read safely ({err})") from None
         root = Path(folder) / path
         try:
             bundle = load_bundle(root)

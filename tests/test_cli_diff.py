@@ -189,3 +189,20 @@ def test_outside_a_git_repository_a_bare_name_is_looked_up_as_a_version(
     )
     assert result.exit_code == 0, result.output
     assert result.stdout.endswith("no effective change\n")
+
+
+def test_active_names_the_version_the_service_decides_with(runner, store: Database, tmp_path):
+    """`policyd diff active DIR` compares the active version with a folder; with nothing
+    active it is a clear error, exit 2."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    empty = runner.invoke(main, ["diff", "active", str(POLICIES), "--database-url", url])
+    assert empty.exit_code == 2
+    assert "no policy version is active in the database" in empty.stderr
+    result = runner.invoke(main, ["publish", str(POLICIES), "-m", "m", "--database-url", url])
+    assert result.exit_code == 0, result.output
+    new = tmp_path / "new"
+    shutil.copytree(POLICIES, new)
+    jit_change(new)
+    result = diff_json(runner, "active", str(new), "--database-url", url)
+    assert_exactly_the_jit_change(result)
+    assert result["old"].startswith("active version ")

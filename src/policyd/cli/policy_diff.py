@@ -15,6 +15,7 @@ from policyd.rules.diff_text import render_markdown, render_text
 from policyd.rules.revision import RevisionError, load_revision, repository_path, resolve_commit
 
 TROUBLE = 2  # like diff(1): 0 the same, 1 different, 2 could not compare
+ACTIVE = "active"  # the version the service decides with now
 
 
 class DiffError(click.ClickException):
@@ -55,7 +56,8 @@ def diff_command(
 
     Each side is a folder of rule files, a git revision of the repository around the current
     folder (REV reads the --policies folder at REV; REV:PATH reads PATH from the top of the
-    repository), or the id of a published version. NEW defaults to the --policies folder.
+    repository), the id of a published version, or `active` for the version the service
+    decides with now. NEW defaults to the --policies folder.
     Reformatting, key order and comments are no effective change. Exit status 2 when a side
     cannot be read.
     """
@@ -85,7 +87,7 @@ def _side(ref: str, policies: str, database_url: str | None) -> tuple[Bundle, st
         except RevisionError:  # no git here: it can still be a version id
             is_revision = False
         if not is_revision:
-            return _stored(ref, database_url), f"version {ref}"
+            return _stored(ref, database_url)
     try:
         path = path if colon else repository_path(cwd, policies)
     except RevisionError as err:
@@ -107,7 +109,8 @@ def _loaded(load) -> Bundle:
         raise DiffError(str(err)) from None
 
 
-def _stored(version_id: str, database_url: str | None) -> Bundle:
+def _stored(version_id: str, database_url: str | None) -> tuple[Bundle, str]:
+    """A published version by id, or the active one for `active`."""
     from policyd.services.errors import NotFoundError
     from policyd.services.versions import VersionService
 
@@ -115,13 +118,19 @@ def _stored(version_id: str, database_url: str | None) -> Bundle:
     try:
         with _session(url) as session:
             service = VersionService(session)
+            label = f"version {version_id}"
+            if version_id == ACTIVE:
+                version_id = service.active_id() or ""
+                if not version_id:
+                    raise DiffError("no policy version is active in the database")
+                label = f"active version {version_id}"
             try:
                 service.get(version_id)
             except NotFoundError:
                 raise DiffError(
                     f"{version_id!r} is not a folder, a git revision or a published version"
                 ) from None
-            return _loaded(lambda: service.bundle(version_id))
+            return _loaded(lambda: service.bundle(version_id)), label
     except DiffError:
         raise
     except click.ClickException as err:

@@ -63,7 +63,7 @@ def test_publish_records_a_clean_and_a_dirty_git_tree(runner, store, repo):
     shorten(repo / "policies")
     dirty = publish(runner, store, repo / "policies", "dirty")
     assert "uncommitted" not in clean.stderr
-    assert "has uncommitted changes; the version records that it was published" in dirty.stderr
+    assert "has uncommitted changes since git " in dirty.stderr
     by_message = {v["message"]: v for v in listed(runner, store)}
     assert by_message["clean"]["git_dirty"] is False
     assert by_message["dirty"]["git_dirty"] is True

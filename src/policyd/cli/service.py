@@ -113,8 +113,8 @@ def publish(
         )
     if bundle.version.git_dirty:
         click.echo(
-            f"note: {directory} has uncommitted changes; the version records that it was "
-            f"published from a dirty tree at {bundle.version.git_commit}",
+            f"note: {directory} has uncommitted changes since git {bundle.version.git_commit} "
+            "(a newly stored version records that)",
             err=True,
         )
     if before == version.id:

@@ -7,7 +7,7 @@ import yaml
 from policyd.rules import load_texts
 from policyd.rules.diff import diff_bundles
 from policyd.rules.diff_text import NO_CHANGE, render_markdown, render_text
-from tests.conftest import rule_file
+from tests.conftest import POLICIES, rule_file
 
 DENY_CONTRACTORS = """\
     - id: no-contractors
@@ -250,3 +250,31 @@ def test_a_changed_template_changes_every_package_it_makes():
         ("scopeb-readers", ["lifetime"], ()),
         ("scopec-readers", ["lifetime"], ()),
     ]
+
+
+def test_a_removed_package_is_shown_whole_with_its_nested_values(example_bundle):
+    """Removing payments-entry lists its fields, resource and rule (lifetime with
+    `requested: any`) in text and Markdown, and the other side's incompatibleWith as removed."""
+    files = {k: v for k, v in example_bundle.files.items() if k != "payments-entry.yaml"}
+    files["quarter-end-finance.yaml"] = files["quarter-end-finance.yaml"].replace(
+        "incompatibleWith: [payments-entry]", ""
+    )
+    result = diff_bundles(example_bundle, load_texts(files))
+    text = render_text(result)
+    assert f"- package payments-entry ({POLICIES}/payments-entry.yaml)" in text
+    assert "      lifetime: {duration: P180D, max: P365D, requested: any}" in text
+    assert "    incompatibleWith: [payments-entry] -> (none)" in text
+    markdown = render_markdown(result)
+    assert "| removed | incompatibleWith | `[payments-entry]` |  |" in markdown
+    assert "lifetime: `{duration: P180D, max: P365D, requested: any}`" in markdown
+
+
+def test_a_field_dropped_from_a_changed_rule_reads_as_none():
+    """A reason removed from a kept rule: `reason: text -> (none)`."""
+    old = BASE.replace(
+        "then: {decision: auto_approve}\n    - id: second",
+        "then: {decision: auto_approve, reason: Sales}\n    - id: second",
+    )
+    result = diff_of({"p.yaml": old}, {"p.yaml": BASE})
+    assert "  ~ rule first (line 10)\n      reason: Sales -> (none)" in render_text(result)
+    assert "reason: `Sales` | reason: (none) |" in render_markdown(result)

@@ -285,10 +285,10 @@ def _key(name: str) -> str:
 def normalise(value: Any, *, set_like: bool = False) -> Any:
     """A plain, JSON-able value that is equal exactly when the meaning is equal: durations in
     ISO-8601, conditions in one canonical form, order-free lists sorted, defaults left out."""
+    if isinstance(value, Enum):  # before str: the model's enums are StrEnums
+        return value.value
     if value is None or isinstance(value, bool | str):
         return value
-    if isinstance(value, Enum):
-        return value.value
     if isinstance(value, int | float):
         return int(value) if float(value).is_integer() else value
     if isinstance(value, timedelta | isodate.Duration):

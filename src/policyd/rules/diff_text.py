@@ -9,6 +9,7 @@ import yaml
 from policyd.rules.diff import BundleDiff, FieldChange, PackageChange
 
 NO_CHANGE = "no effective change"
+NONE = "(none)"
 _SIGN = {"added": "+", "removed": "-", "changed": "~"}
 
 
@@ -37,7 +38,8 @@ def render_text(diff: BundleDiff) -> str:
     lines = [f"--- {diff.old}", f"+++ {diff.new}"]
     for package in diff.packages:
         lines.append(f"{_SIGN[package.change]} package {package.id} ({_where(package)})")
-        lines += [f"    {_field(change)}" for change in package.fields]
+        whole = package.change != "changed"
+        lines += [f"    {_field(change, whole)}" for change in package.fields]
         for resource in package.resources:
             lines.append(
                 f"  {_SIGN[resource.change]} resource {resource.connector} "
@@ -45,7 +47,8 @@ def render_text(diff: BundleDiff) -> str:
             )
         for rule in package.rules:
             lines.append(f"  {_SIGN[rule.change]} rule {rule.id} (line {rule.line})")
-            lines += [f"      {_field(change)}" for change in rule.fields]
+            whole = rule.change != "changed"
+            lines += [f"      {_field(change, whole)}" for change in rule.fields]
     lines.append(summary_line(diff))
     return "\n".join(lines)
 
@@ -57,12 +60,17 @@ def _where(package: PackageChange) -> str:
     return package.file
 
 
-def _field(change: FieldChange) -> str:
-    if change.before is None:
-        return f"{change.field}: {show(change.after)}"
-    if change.after is None:
-        return f"{change.field}: {show(change.before)}"
-    return f"{change.field}: {show(change.before)} -> {show(change.after)}"
+def _field(change: FieldChange, whole: bool) -> str:
+    """`field: value` for a whole added or removed thing; `field: before -> after` for a
+    change, with `(none)` for a side where the field is not set."""
+    if whole:
+        value = change.after if change.before is None else change.before
+        return f"{change.field}: {show(value)}"
+    return f"{change.field}: {_side(change.before)} -> {_side(change.after)}"
+
+
+def _side(value: Any) -> str:
+    return NONE if value is None else show(value)
 
 
 def render_markdown(diff: BundleDiff) -> str:
@@ -85,7 +93,10 @@ def _package_table(package: PackageChange) -> list[str]:
         "|---|---|---|---|",
     ]
     for change in package.fields:
-        lines.append(_row(package.change, change.field, change.before, change.after))
+        kind = package.change
+        if kind == "changed" and (change.before is None or change.after is None):
+            kind = "added" if change.before is None else "removed"  # the field, not the package
+        lines.append(_row(kind, change.field, change.before, change.after))
     for resource in package.resources:
         what = f"resource `{resource.connector}` `{resource.resource}` (role {resource.role})"
         lines.append(f"| {resource.change} | {_cell(what)} | | |")
@@ -97,8 +108,8 @@ def _package_table(package: PackageChange) -> list[str]:
             f"{c.field}: {_code(c.after)}" for c in rule.fields if c.after is not None
         )
         if rule.change == "changed":
-            before = "<br>".join(f"{c.field}: {_code(c.before)}" for c in rule.fields)
-            after = "<br>".join(f"{c.field}: {_code(c.after)}" for c in rule.fields)
+            before = "<br>".join(f"{c.field}: {_code(c.before) or NONE}" for c in rule.fields)
+            after = "<br>".join(f"{c.field}: {_code(c.after) or NONE}" for c in rule.fields)
         what = f"rule `{rule.id}` (line {rule.line})"
         lines.append(f"| {rule.change} | {_cell(what)} | {before} | {after} |")
     return lines

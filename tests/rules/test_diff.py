@@ -278,3 +278,21 @@ def test_a_field_dropped_from_a_changed_rule_reads_as_none():
     result = diff_of({"p.yaml": old}, {"p.yaml": BASE})
     assert "  ~ rule first (line 10)\n      reason: Sales -> (none)" in render_text(result)
     assert "reason: `Sales` | reason: (none) |" in render_markdown(result)
+
+
+def test_every_documented_rule_feature_renders_in_every_format():
+    """All docs/rules.md examples (every condition, lifetime and approval form), added to an
+    empty bundle and removed again, print as text, Markdown and JSON."""
+    import json
+
+    from tests.test_docs import examples, is_rule_file
+
+    documented = load_texts(
+        {f"e{i}.yaml": block for i, block in enumerate(examples()) if is_rule_file(block)}
+    )
+    empty = load_texts({"q.yaml": OTHER})
+    for old, new in ((empty, documented), (documented, empty)):
+        result = diff_bundles(old, new)
+        assert len(result.packages) >= 5
+        assert render_text(result) and render_markdown(result)
+        assert json.loads(json.dumps(result.to_dict())) == result.to_dict()

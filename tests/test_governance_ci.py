@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -67,16 +68,17 @@ def pull_request(tmp_path: Path) -> Path:
     return work
 
 
-def run_workflow(work: Path) -> tuple[list[tuple[str, int, str]], Path]:
+def run_workflow(work: Path, database_url: str = "") -> tuple[list[tuple[str, int, str]], Path]:
     """Every `run` step of the documented workflow except the install, as GitHub runs it
-    (bash -e) with a pull request's variables; (name, exit status, output) per step."""
+    (bash -e) with a pull request's variables; (name, exit status, output) per step.
+    `database_url` is the POLICYD_DATABASE_URL secret ("" when it is not set)."""
     summary = work.parent / "step-summary.md"
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "GITHUB_BASE_REF": "main",
         "GITHUB_STEP_SUMMARY": str(summary),
-        "POLICYD_DATABASE_URL": "",  # what GitHub gives for a secret that is not set
+        "POLICYD_DATABASE_URL": database_url,  # "": what GitHub gives for a missing secret
     }
     steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["policies"]["steps"]
     results = []
@@ -156,3 +158,47 @@ def test_the_pre_commit_hooks_run_policyd_check_and_test(pull_request: Path):
             timeout=300,
         )
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_with_a_database_the_replay_step_reports_the_decisions_that_flip(
+    pull_request: Path, tmp_path: Path
+):
+    """Given POLICYD_DATABASE_URL of a service that decided for a contractor and an eligible
+    member under main's rules, the summary's replay names the one decision that flips."""
+    from policyd.api import create_app
+    from policyd.services.actor import SYSTEM
+    from policyd.services.tokens import TokenService
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    main_rules = tmp_path / "main-policies"
+    git(pull_request, "worktree", "add", "-q", str(tmp_path / "main-tree"), "origin/main")
+    shutil.copytree(tmp_path / "main-tree" / "policies", main_rules)
+    app = create_app(
+        {
+            "POLICYD_DATABASE_URL": url,
+            "POLICYD_POLICIES": str(main_rules),
+            "POLICYD_AUTO_UPGRADE": True,
+        }
+    )
+    try:
+        with app.extensions["policyd.db"].session() as session:
+            _, plain = TokenService(session).create(SYSTEM, "ops", "admin", now=datetime.now(UTC))
+        client, headers = app.test_client(), {"Authorization": f"Bearer {plain}"}
+        client.put("/v1/users/cy", json={"employee_type": "contractor"}, headers=headers)
+        for subject in ("cy", "ada"):
+            body = {"package": "scope-a-readers", "subject": {"id": subject}}
+            assert client.post("/v1/decisions", json=body, headers=headers).status_code == 200
+    finally:
+        app.extensions["policyd.decision_log"].close()
+        app.extensions["policyd.runtime"].close()
+        app.extensions["policyd.db"].dispose()
+    results, summary = run_workflow(pull_request, database_url=url)
+    codes = {name: code for name, code, _ in results}
+    assert codes["Replay against the live service"] == 0, results
+    text = summary.read_text()
+    replay = text[text.index("### Replay of the last 30 days") :]
+    assert "examined 2 decisions under policies (version " in replay
+    assert ": 1 would change" in replay
+    assert "  cy  scope-a-readers  require_approval (everyone-else) -> deny (no-contractors)" in (
+        replay
+    )

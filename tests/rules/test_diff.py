@@ -296,3 +296,18 @@ def test_every_documented_rule_feature_renders_in_every_format():
         assert len(result.packages) >= 5
         assert render_text(result) and render_markdown(result)
         assert json.loads(json.dumps(result.to_dict())) == result.to_dict()
+
+
+def test_incompatible_groups_show_as_the_field_in_any_order():
+    """incompatibleGroups added is one field change (no derived rule); reordered, no change."""
+    old = BASE.replace(
+        "  lifetime: {duration: P30D}\n",
+        "  lifetime: {duration: P30D}\n  incompatibleGroups: [Payments.Clerks, Auditors]\n",
+    )
+    new = old.replace("[Payments.Clerks, Auditors]", "[Auditors, Payments.Clerks]")
+    assert not diff_of({"p.yaml": old}, {"p.yaml": new}).effective
+    (package,) = diff_of({"p.yaml": BASE}, {"p.yaml": old}).packages
+    assert package.rules == ()
+    assert [(f.field, f.before, f.after) for f in package.fields] == [
+        ("incompatibleGroups", None, ["Auditors", "Payments.Clerks"])
+    ]

@@ -21,7 +21,9 @@ from policyd.rules.model import AccessPackage, Bundle, Resource, Rule
 _PACKAGE_SKIP = frozenset({"id", "rules", "resources", "file", "template", "template_row"})
 _RULE_SKIP = frozenset({"id", "line", "synthetic"})
 # Lists whose order means nothing: any approver of a stage may approve, and so on.
-_SETS = frozenset({"approvers", "escalate_to", "owners", "incompatible_with"})
+_SETS = frozenset(
+    {"approvers", "escalate_to", "owners", "incompatible_with", "incompatible_groups"}
+)
 # Model names that differ from the rule-file keys reviewers read.
 _KEYS = {"outcome": "decision", "maximum": "max"}
 _RULE_ORDER = ("priority", "description", "when", "outcome", "reason", "approval", "lifetime")

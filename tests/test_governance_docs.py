@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.conftest import POLICIES, ROOT
@@ -18,6 +19,7 @@ from tests.conftest import POLICIES, ROOT
 DOC = ROOT / "docs" / "governance.md"
 BLOCK = re.compile(r"```(console|diff)\n(.*?)```", re.DOTALL)
 MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\+00:00|Z)?")
+DECISION_ID = re.compile(r"\[decision [0-9a-f-]{36},")
 BIN = Path(sys.executable).parent
 DENY_RULE = """\
     - id: no-contractors
@@ -67,7 +69,8 @@ def shell(command: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
 
 
 def start(folder: Path) -> tuple[Path, dict[str, str]]:
-    """main holds the examples, published as the active version, as the page begins."""
+    """main holds the examples, published as the active version, as the page begins; the
+    service has decided Scope A for ada (eligible) and cy (a contractor)."""
     repo, env = folder / "repo", environment(folder)
     shutil.copytree(POLICIES, repo / "policies")
     for command in (
@@ -76,7 +79,31 @@ def start(folder: Path) -> tuple[Path, dict[str, str]]:
     ):
         code, output = shell(command, repo, env)
         assert code == 0, output
+    decide(env["POLICYD_DATABASE_URL"])
     return repo, env
+
+
+def decide(url: str) -> None:
+    """Two Scope A decisions through the API, as the live service would have logged them."""
+    from policyd.api import create_app
+    from policyd.services.actor import SYSTEM
+    from policyd.services.tokens import TokenService
+
+    app = create_app({"POLICYD_DATABASE_URL": url, "POLICYD_POLICIES": ""})
+    try:
+        with app.extensions["policyd.db"].session() as session:
+            _, plain = TokenService(session).create(SYSTEM, "ops", "admin", now=datetime.now(UTC))
+        client, headers = app.test_client(), {"Authorization": f"Bearer {plain}"}
+        client.put("/v1/users/cy", json={"employee_type": "contractor"}, headers=headers)
+        client.put("/v1/groups/Group.ScopeA.Readers.Eligible", json={}, headers=headers)
+        client.put("/v1/groups/Group.ScopeA.Readers.Eligible/members/ada", headers=headers)
+        for subject in ("ada", "cy"):
+            body = {"package": "scope-a-readers", "subject": {"id": subject}}
+            assert client.post("/v1/decisions", json=body, headers=headers).status_code == 200
+    finally:
+        app.extensions["policyd.decision_log"].close()
+        app.extensions["policyd.runtime"].close()
+        app.extensions["policyd.db"].dispose()
 
 
 def edit(repo: Path) -> str:
@@ -132,7 +159,8 @@ def walk(folder: Path, text: str, regenerate: bool) -> tuple[list[tuple[str, str
 
 
 def masked(output: str) -> str:
-    return MOMENT.sub("<time>", output)
+    """Without what differs from run to run: times and decision ids."""
+    return DECISION_ID.sub("[decision <id>,", MOMENT.sub("<time>", output))
 
 
 def test_the_governance_walk_prints_what_the_page_shows(tmp_path):

@@ -311,3 +311,12 @@ def test_incompatible_groups_show_as_the_field_in_any_order():
     assert [(f.field, f.before, f.after) for f in package.fields] == [
         ("incompatibleGroups", None, ["Auditors", "Payments.Clerks"])
     ]
+
+
+def test_a_lifetime_made_permanent_is_one_field_change():
+    """`lifetime: {permanent: true}` instead of 30 days reads as that lifetime before and after."""
+    new = BASE.replace("lifetime: {duration: P30D}", "lifetime: {permanent: true}")
+    (package,) = diff_of({"p.yaml": BASE}, {"p.yaml": new}).packages
+    assert [(f.field, f.before, f.after) for f in package.fields] == [
+        ("lifetime", {"duration": "P30D"}, {"permanent": True})
+    ]

@@ -204,3 +204,32 @@ def test_a_version_published_through_the_api_has_no_git_state(client, admin):
     """The API's publication has no git: git_commit and git_dirty are null."""
     published = client.post("/v1/policy-versions", json={"files": changed_files()}, headers=admin)
     assert (published.json["git_commit"], published.json["git_dirty"]) == (None, None)
+
+
+def test_diff_with_a_stored_version_that_no_longer_loads_is_422_with_its_problems(
+    app, client, admin, clock
+):
+    """A version stored under older checks that this policyd refuses: 422 naming the side,
+    with the file:line problems, never a 500."""
+    from policyd.store.models import PolicyVersion
+
+    first = client.get("/readyz").json["version"]
+    with app.extensions["policyd.db"].session() as session:
+        session.add(
+            PolicyVersion(
+                id="0ld0ld0ld0ld",
+                content_hash="0" * 64,
+                files={"b.yaml": BROKEN},
+                author="someone",
+                message="",
+                created_at=clock(),
+                packages=["broken"],
+            )
+        )
+        session.commit()
+    response = client.get(f"/v1/policy-versions/{first}/diff/0ld0ld0ld0ld", headers=admin)
+    assert response.status_code == 422
+    assert response.json["message"] == "version 0ld0ld0ld0ld does not load with this policyd"
+    assert (
+        "b.yaml:2: package.displayName: required key is missing" in response.json["errors"]["new"]
+    )

@@ -97,7 +97,11 @@ def test_existing_audit_records_are_chained_and_new_ones_follow(empty: Database)
 
 def test_versions_published_before_0011_have_an_unknown_git_state(empty: Database):
     """Revision 0011 adds git_dirty; versions stored before it keep NULL (not known)."""
-    empty.upgrade("0008")
+    from alembic.script import ScriptDirectory
+
+    from policyd.store.database import MIGRATIONS
+
+    empty.upgrade(ScriptDirectory(str(MIGRATIONS)).get_revision("0011").down_revision)
     with empty.engine.begin() as connection:
         connection.execute(
             text(

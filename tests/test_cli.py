@@ -1,4 +1,4 @@
-"""The policy author's CLI: check, test, eval, version."""
+"""The policy author's CLI: check, test, eval, bundle-id."""
 
 from __future__ import annotations
 
@@ -294,9 +294,9 @@ def test_eval_unknown_package_lists_the_known_ones(runner):
     assert "unknown package 'nope'; known: merger-collaboration" in result.output
 
 
-def test_version_prints_the_content_hash(runner, example_bundle):
-    """`policyd version` prints the id and full hash of the rules."""
-    result = runner.invoke(main, ["version", str(POLICIES), "--json"])
+def test_bundle_id_prints_the_content_hash(runner, example_bundle):
+    """`policyd bundle-id` prints the id and full hash of the rules."""
+    result = runner.invoke(main, ["bundle-id", str(POLICIES), "--json"])
     assert result.exit_code == 0
     data = json.loads(result.output)
     assert data["id"] == example_bundle.version.id

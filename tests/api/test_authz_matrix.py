@@ -55,6 +55,7 @@ MATRIX = [
         {"user": 403, "app": 403, "admin": OK, "auditor": 403},
     ),
     ("get", "/v1/policy-versions/{id}", None, {r: OK for r in ROLES[1:]}),
+    ("get", "/v1/policy-versions/{id}/diff/{id}", None, {r: OK for r in ROLES[1:]}),
     (
         "post",
         "/v1/replay",

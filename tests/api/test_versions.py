@@ -128,3 +128,108 @@ def test_resources_must_be_in_a_form_their_connector_takes(client, admin):
         "scope-a-readers.yaml:9: package.resources[0].resource: 'directory': directory "
         "resources are group:<id>, not 'Group.ScopeA.Readers'"
     ]
+
+
+DENY_RULE = """\
+    - id: no-contractors
+      when: {subject.employeeType: contractor}
+      then: {decision: deny, reason: Contractors cannot read Scope A}
+
+"""
+
+
+def test_diff_between_versions_lists_exactly_the_changes(client, admin, token):
+    """The JIT package at 4 h plus a deny rule, diffed by an auditor: one changed lifetime and
+    one added rule, field by field."""
+    first = client.get("/readyz").json["version"]
+    files = changed_files()
+    text = files["scope-a-readers.yaml"]
+    files["scope-a-readers.yaml"] = text.replace("  rules:\n", "  rules:\n" + DENY_RULE, 1)
+    second = client.post("/v1/policy-versions", json={"files": files}, headers=admin).json["id"]
+    response = client.get(
+        f"/v1/policy-versions/{first}/diff/{second}", headers=token("aud", "auditor")
+    )
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert (body["old"], body["new"], body["effective"]) == (first, second, True)
+    (package,) = body["packages"]
+    assert package["fields"] == [
+        {
+            "field": "lifetime",
+            "before": {"duration": "PT8H", "max": "PT8H"},
+            "after": {"duration": "PT4H", "max": "PT4H"},
+        }
+    ]
+    assert [(r["id"], r["change"], r["line"]) for r in package["rules"]] == [
+        ("no-contractors", "added", 12)
+    ]
+    assert body["summary"]["rules"] == {"added": 1, "removed": 0, "changed": 0}
+
+
+def test_diff_of_versions_that_decide_alike_is_no_effective_change(client, admin):
+    """A version whose only change moves a rule of its own priority is another version with
+    no effective change."""
+    first = client.get("/readyz").json["version"]
+    files = example_files()
+    text = files["scope-a-readers.yaml"]
+    head, _, rules = text.partition("  rules:\n")
+    eligible, _, rest = rules.partition("\n    - id: everyone-else")
+    files["scope-a-readers.yaml"] = f"{head}  rules:\n    - id: everyone-else{rest}\n{eligible}"
+    second = client.post("/v1/policy-versions", json={"files": files}, headers=admin).json["id"]
+    assert second != first
+    body = client.get(f"/v1/policy-versions/{first}/diff/{second}", headers=admin).json
+    assert (body["effective"], body["packages"]) == (False, [])
+
+
+def test_diff_with_an_unknown_version_is_404_naming_the_side(client, admin):
+    """An unknown id on either side is a 404 whose errors name `old` or `new`."""
+    first = client.get("/readyz").json["version"]
+    for path, side in ((f"nope/diff/{first}", "old"), (f"{first}/diff/nope", "new")):
+        response = client.get(f"/v1/policy-versions/{path}", headers=admin)
+        assert response.status_code == 404
+        assert response.json["errors"] == {side: ["no policy version 'nope'"]}
+
+
+def test_the_diff_endpoint_is_documented_with_its_response_schema(client):
+    """/openapi.json describes the diff's answer: packages, rules and field changes."""
+    spec = client.get("/openapi.json").json
+    operation = spec["paths"]["/v1/policy-versions/{version_id}/diff/{other_id}"]["get"]
+    ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    schema = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+    assert {"old", "new", "effective", "summary", "packages"} <= set(schema["properties"])
+    assert "404" in operation["responses"]
+
+
+def test_a_version_published_through_the_api_has_no_git_state(client, admin):
+    """The API's publication has no git: git_commit and git_dirty are null."""
+    published = client.post("/v1/policy-versions", json={"files": changed_files()}, headers=admin)
+    assert (published.json["git_commit"], published.json["git_dirty"]) == (None, None)
+
+
+def test_diff_with_a_stored_version_that_no_longer_loads_is_422_with_its_problems(
+    app, client, admin, clock
+):
+    """A version stored under older checks that this policyd refuses: 422 naming the side,
+    with the file:line problems, never a 500."""
+    from policyd.store.models import PolicyVersion
+
+    first = client.get("/readyz").json["version"]
+    with app.extensions["policyd.db"].session() as session:
+        session.add(
+            PolicyVersion(
+                id="0ld0ld0ld0ld",
+                content_hash="0" * 64,
+                files={"b.yaml": BROKEN},
+                author="someone",
+                message="",
+                created_at=clock(),
+                packages=["broken"],
+            )
+        )
+        session.commit()
+    response = client.get(f"/v1/policy-versions/{first}/diff/0ld0ld0ld0ld", headers=admin)
+    assert response.status_code == 422
+    assert response.json["message"] == "version 0ld0ld0ld0ld does not load with this policyd"
+    assert (
+        "b.yaml:2: package.displayName: required key is missing" in response.json["errors"]["new"]
+    )

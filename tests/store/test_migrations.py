@@ -93,3 +93,25 @@ def test_existing_audit_records_are_chained_and_new_ones_follow(empty: Database)
     assert [row["object_id"] for row in rows] == ["u0", "u1", "u2", "v1"]
     assert rows[0]["prev_hash"] == GENESIS and rows[3]["id"] == rows[2]["id"] + 1
     assert report.intact and report.records == 4
+
+
+def test_versions_published_before_0011_have_an_unknown_git_state(empty: Database):
+    """Revision 0011 adds git_dirty; versions stored before it keep NULL (not known)."""
+    from alembic.script import ScriptDirectory
+
+    from policyd.store.database import MIGRATIONS
+
+    empty.upgrade(ScriptDirectory(str(MIGRATIONS)).get_revision("0011").down_revision)
+    with empty.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO policy_versions (id, content_hash, files, git_commit, author,"
+                " message, created_at, packages) VALUES ('v1', 'h1', '{}', 'abc', 'ann', 'm',"
+                " :at, '[]')"
+            ),
+            {"at": datetime(2026, 1, 5, tzinfo=UTC)},
+        )
+    empty.upgrade()
+    with empty.engine.connect() as connection:
+        row = connection.execute(text("SELECT git_commit, git_dirty FROM policy_versions")).one()
+    assert tuple(row) == ("abc", None)

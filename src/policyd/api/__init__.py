@@ -157,6 +157,7 @@ def _init_policies(app: Flask, settings: Settings) -> None:
                         bundle.files,
                         message=f"initial publication of {directory}",
                         git_commit=bundle.version.git_commit,
+                        git_dirty=(bundle.version.git_dirty if bundle.version.git_commit else None),
                         now=settings.clock(),
                         connectors=app.extensions["policyd.connectors"].types(),
                     )

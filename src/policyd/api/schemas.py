@@ -263,6 +263,10 @@ class VersionOutSchema(Schema):
     id = fields.String()
     content_hash = fields.String()
     git_commit = fields.String(allow_none=True)
+    git_dirty = fields.Boolean(
+        allow_none=True,
+        metadata={"description": "uncommitted changes at publication; null: not known"},
+    )
     author = fields.String()
     message = fields.String()
     created_at = fields.DateTime()

@@ -1,9 +1,10 @@
-"""Policy versions: publish, list, show, activate (roll back)."""
+"""Policy versions: publish, list, show, activate (roll back), diff."""
 
 from __future__ import annotations
 
 from flask import current_app
 from flask.views import MethodView
+from marshmallow import Schema, fields
 
 from policyd.api import context
 from policyd.api.auth import guard
@@ -25,6 +26,7 @@ def view(version, active: str | None, files: bool = False) -> dict:
             "id",
             "content_hash",
             "git_commit",
+            "git_dirty",
             "author",
             "message",
             "created_at",
@@ -92,3 +94,57 @@ class ActivateVersion(MethodView):
         version = service.activate(context.actor(), version_id, now=context.now())
         after_change()
         return view(version, version.id)
+
+
+class FieldChangeSchema(Schema):
+    field = fields.String(metadata={"description": "rule-file key, e.g. lifetime, when, owners"})
+    before = fields.Raw(allow_none=True, metadata={"description": "normalised; null: not set"})
+    after = fields.Raw(allow_none=True, metadata={"description": "normalised; null: not set"})
+
+
+class RuleChangeSchema(Schema):
+    id = fields.String()
+    change = fields.String(metadata={"description": "added, removed or changed"})
+    line = fields.Integer(metadata={"description": "in the new file (the old one if removed)"})
+    changes = fields.List(fields.Nested(FieldChangeSchema), data_key="fields", attribute="fields")
+
+
+class ResourceChangeSchema(Schema):
+    change = fields.String(metadata={"description": "added or removed"})
+    connector = fields.String()
+    resource = fields.String()
+    role = fields.String()
+
+
+class PackageChangeSchema(Schema):
+    id = fields.String()
+    change = fields.String(metadata={"description": "added, removed or changed"})
+    file = fields.String()
+    template = fields.String(allow_none=True, metadata={"description": "the template that made it"})
+    row = fields.String(allow_none=True, metadata={"description": "its template row, file:line"})
+    changes = fields.List(fields.Nested(FieldChangeSchema), data_key="fields", attribute="fields")
+    resources = fields.List(fields.Nested(ResourceChangeSchema))
+    rules = fields.List(fields.Nested(RuleChangeSchema))
+
+
+class VersionDiffSchema(Schema):
+    old = fields.String(metadata={"description": "the old version id"})
+    new = fields.String(metadata={"description": "the new version id"})
+    effective = fields.Boolean(metadata={"description": "false: no effective change"})
+    summary = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(keys=fields.String(), values=fields.Integer()),
+        metadata={"description": "counts: packages, rules, resources, fields by change"},
+    )
+    packages = fields.List(fields.Nested(PackageChangeSchema))
+
+
+@blp.route("/<version_id>/diff/<other_id>")
+class VersionDiff(MethodView):
+    @guard()
+    @blp.response(200, VersionDiffSchema)
+    @blp.alt_response(404, schema=ApiErrorSchema, description="no such version (errors.old/new)")
+    def get(self, version_id, other_id):
+        """What changed from one version to another: packages, rules and resources added,
+        removed and changed, field by field; formatting, key order and comments never count."""
+        return VersionService(context.session()).diff(version_id, other_id).to_dict()

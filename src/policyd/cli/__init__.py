@@ -6,8 +6,10 @@ from policyd.cli import (  # noqa: F401 - registers commands
     decision_log,
     directory,
     governance,
+    policy_diff,
     replay,
     service,
+    versions,
     worker,
 )
 from policyd.cli.base import main

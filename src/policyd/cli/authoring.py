@@ -1,4 +1,4 @@
-"""Commands for policy authors: check, test, eval, version."""
+"""Commands for policy authors: check, test, eval, bundle-id."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from policyd.rules import (
     load_bundle,
 )
 from policyd.rules.inputs import RequestSchema, SubjectSchema
+from policyd.rules.junit import junit_xml
 from policyd.rules.policytest import coverage, load_cases, run_case
 from policyd.rules.source import Problem, flatten_messages, parse_document
 
@@ -80,7 +81,15 @@ def check(directory: Path, connectors_file: Path | None) -> None:
     show_default=True,
     help="Fail when fewer than this percentage of rules is matched by some case.",
 )
-def test_command(directory: Path, min_coverage: float) -> None:
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "junit"]),
+    default="text",
+    show_default=True,
+    help="junit: JUnit XML on stdout for CI systems (one testcase per case, and coverage).",
+)
+def test_command(directory: Path, min_coverage: float, output: str) -> None:
     """Run the policy test cases in DIRECTORY/tests through the real engine."""
     bundle = _load(directory)
     try:
@@ -92,6 +101,12 @@ def test_command(directory: Path, min_coverage: float) -> None:
         results = [run_case(policy, case) for case in cases]
     finally:
         policy.close()
+    if output == "junit":
+        report = coverage(bundle, results)
+        click.echo(junit_xml(results, report, min_coverage), nl=False)
+        if any(not r.passed for r in results) or report.percent < min_coverage:
+            sys.exit(1)
+        return
     for result in results:
         status = "PASS" if result.passed else "FAIL"
         origin = result.decision.template
@@ -345,11 +360,12 @@ def _explain(decision: Decision) -> str:
     return "\n".join(lines)
 
 
-@main.command()
+@main.command("bundle-id")
 @policies_argument
 @click.option("--json", "as_json", is_flag=True)
-def version(directory: Path, as_json: bool) -> None:
-    """Print the content-derived version of the rules (and their git commit)."""
+def bundle_id(directory: Path, as_json: bool) -> None:
+    """Print the id a publication of DIRECTORY would get: a hash of the parsed rules (blind to
+    whitespace, key order and comments), with the git commit they are at."""
     bundle = _load(directory)
     v = bundle.version
     if as_json:
@@ -368,3 +384,17 @@ def version(directory: Path, as_json: bool) -> None:
     if v.git_commit:
         git = f"git {v.git_commit}" + (" (uncommitted changes)" if v.git_dirty else "")
     click.echo(f"{v.id}  sha256:{v.content_hash}  {git}")
+
+
+@main.command(hidden=True)
+@policies_argument
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def version(ctx: click.Context, directory: Path, as_json: bool) -> None:
+    """Deprecated: the old name of `policyd bundle-id`."""
+    click.echo(
+        "policyd version is deprecated: use `policyd bundle-id` (published versions: "
+        "`policyd versions list`)",
+        err=True,
+    )
+    ctx.invoke(bundle_id, directory=directory, as_json=as_json)

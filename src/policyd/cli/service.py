@@ -108,6 +108,14 @@ def publish(
             message=message,
             now=datetime.now(UTC),
             git_commit=bundle.version.git_commit,
+            # Outside a git work tree whether anything was uncommitted is not known.
+            git_dirty=bundle.version.git_dirty if bundle.version.git_commit else None,
+        )
+    if bundle.version.git_dirty:
+        click.echo(
+            f"note: {directory} has uncommitted changes since git {bundle.version.git_commit} "
+            "(a newly stored version records that)",
+            err=True,
         )
     if before == version.id:
         click.echo(f"version {version.id} is already active; nothing changed")

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from policyd.rules import Bundle, PolicyRuntime, Problem, ProblemsError, load_texts
+from policyd.rules.diff import BundleDiff, diff_bundles
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.errors import InvalidError, NotFoundError
@@ -34,9 +35,12 @@ class VersionService:
         message: str,
         now: datetime,
         git_commit: str | None = None,
+        git_dirty: bool | None = None,
         connectors: Mapping[str, str] | None = None,
     ) -> PolicyVersion:
         """Validate `files` as one bundle, store it immutably and make it active.
+
+        `git_dirty` records whether the files had uncommitted changes (None: not known).
 
         With `connectors` (configured instance name -> type), a resource naming any other
         instance, or one its connector type cannot work with, is an error too.
@@ -61,6 +65,7 @@ class VersionService:
                 content_hash=bundle.version.content_hash,
                 files=dict(files),
                 git_commit=git_commit,
+                git_dirty=git_dirty,
                 author=actor.principal,
                 message=message,
                 created_at=now,
@@ -73,7 +78,12 @@ class VersionService:
                 "version.published",
                 ("policy_version", version.id),
                 now=now,
-                after={"message": message, "git_commit": git_commit, "packages": version.packages},
+                after={
+                    "message": message,
+                    "git_commit": git_commit,
+                    "git_dirty": git_dirty,
+                    "packages": version.packages,
+                },
                 version=version.id,
             )
         self._activate(actor, version, now)
@@ -136,6 +146,29 @@ class VersionService:
 
     def bundle(self, version_id: str) -> Bundle:
         return load_texts(self.get(version_id).files)
+
+    def diff(self, old_id: str, new_id: str) -> BundleDiff:
+        """What changed from version `old_id` to version `new_id`, package by package, rule by
+        rule, field by field (formatting, key order and comments never count).
+
+        Raises:
+            NotFoundError: no such version; the field names the side (`old` or `new`).
+            InvalidError: a stored version does not load with this policyd.
+        """
+        bundles = []
+        for side, version_id in (("old", old_id), ("new", new_id)):
+            version = self.session.get(PolicyVersion, version_id)
+            if version is None:
+                raise NotFoundError(f"no policy version {version_id!r}", field=side)
+            try:
+                bundles.append(load_texts(version.files))
+            except ProblemsError as err:
+                raise InvalidError(
+                    f"version {version_id} does not load with this policyd",
+                    field=side,
+                    errors=[str(p) for p in err.problems],
+                ) from None
+        return diff_bundles(*bundles, old_label=old_id, new_label=new_id)
 
 
 def check_connectors(bundle: Bundle, connectors: Mapping[str, str]) -> None:

@@ -39,6 +39,9 @@ class PolicyVersion(Base):
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
     files: Mapped[dict[str, Any]] = mapped_column()  # relative path -> text
     git_commit: Mapped[str | None] = mapped_column(String(64))
+    # Whether the policies folder had uncommitted changes at publication; None: not known
+    # (published through the API, or not from a git work tree).
+    git_dirty: Mapped[bool | None] = mapped_column()
     author: Mapped[str] = mapped_column(String(200))
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column()

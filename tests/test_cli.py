@@ -484,3 +484,43 @@ def test_eval_and_test_name_the_template_of_a_generated_package(runner, tmp_path
     tested = runner.invoke(main, ["test", str(tmp_path)])
     assert tested.exit_code == 1
     assert "wrong on purpose  [scope-readers template, row scopes.csv:2]" in tested.output
+
+
+def test_a_fifty_scope_template_passes_its_policy_tests(runner, tmp_path):
+    """A 50-row template makes 100 packages whose 150 policy test cases pass with every
+    generated rule covered."""
+    from tests.rules.test_template import template
+
+    (tmp_path / "scopes.yaml").write_text(template("rowsFrom: scopes.csv"))
+    scopes = [f"Scope{n:02}" for n in range(50)]
+    (tmp_path / "scopes.csv").write_text("scope\n" + "".join(f"{s}\n" for s in scopes))
+    cases = ["apiVersion: policyd/v1", "tests:"]
+    for scope in scopes:
+        slug = scope.lower()
+        eligible = f"Group.{scope}.Readers.Eligible"
+        cases += [
+            f"  - name: {scope} eligible reader",
+            f"    package: {slug}-readers",
+            "    now: 2026-01-05T09:00:00Z",
+            f"    subject: {{id: ada, groups: [{eligible}]}}",
+            "    expect: {decision: auto_approve, rule: eligible-members}",
+            f"  - name: {scope} other reader",
+            f"    package: {slug}-readers",
+            "    now: 2026-01-05T09:00:00Z",
+            "    subject: {id: bob}",
+            "    expect:",
+            "      decision: require_approval",
+            "      rule: everyone-else",
+            f"      approvers: ['group:Group.{scope}.Approvers']",
+            f"  - name: {scope} eligibility",
+            f"    package: {slug}-eligibility",
+            "    now: 2026-01-05T09:00:00Z",
+            "    subject: {id: bob}",
+            "    expect: {decision: require_approval, rule: approvers-decide}",
+        ]
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "scopes.yaml").write_text("\n".join(cases) + "\n")
+    result = runner.invoke(main, ["test", str(tmp_path), "--min-coverage", "100"])
+    assert result.exit_code == 0, result.output
+    assert "policy tests: 150 passed, 0 failed" in result.output
+    assert "coverage: 150/150 rules matched by a case (100.0%)" in result.output

@@ -9,31 +9,17 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.conftest import POLICIES, ROOT
+from tests.test_governance_ci import BIN, DENY_CASE, DENY_RULE
 
 DOC = ROOT / "docs" / "governance.md"
 BLOCK = re.compile(r"```(console|diff)\n(.*?)```", re.DOTALL)
 MOMENT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\+00:00|Z)?")
 DECISION_ID = re.compile(r"\[decision [0-9a-f-]{36},")
-BIN = Path(sys.executable).parent
-DENY_RULE = """\
-    - id: no-contractors
-      when: {subject.employeeType: contractor}
-      then: {decision: deny, reason: Contractors cannot read Scope A}
-
-"""
-DENY_CASE = """
-  - name: a contractor is denied even when eligible
-    package: scope-a-readers
-    now: 2026-01-05T09:00:00Z
-    subject: {id: cy, employeeType: contractor, groups: [Group.ScopeA.Readers.Eligible]}
-    expect: {decision: deny, rule: no-contractors}
-"""
 
 
 def environment(folder: Path) -> dict[str, str]:

@@ -7,12 +7,14 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, select
 
 from policyd.services.decision_log import encode
 from policyd.store.models import DecisionRecord, SpoolProgress
+from policyd.store.spool import Spool
 from tests.conftest import ROOT
 
 AT = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -66,6 +68,14 @@ def run_script(script: str, *args: object, **options: Any) -> subprocess.Complet
         text=True,
         **options,
     )
+
+
+def spool(folder: Path, first: int, count: int) -> Spool:
+    """A live writer in this process that spooled entries first..first+count-1."""
+    writer = Spool(folder)
+    for number in range(first, first + count):
+        writer.append(line(number))
+    return writer
 
 
 def spool_dead(folder: object, first: int, count: int) -> None:

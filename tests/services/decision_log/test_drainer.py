@@ -4,28 +4,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from policyd.services.decision_log import Drainer
 from policyd.store.spool import SUFFIX, Spool, open_files
-from tests.spool_support import AT, line, progress_rows, spool_dead, stored_subjects, subjects
-
-
-@pytest.fixture
-def folder(tmp_path):
-    return tmp_path / "spool"
-
-
-@pytest.fixture
-def drainer(store, folder) -> Drainer:
-    return Drainer(store.engine, folder)
-
-
-def spool(folder, first: int, count: int) -> Spool:
-    writer = Spool(folder)
-    for number in range(first, first + count):
-        writer.append(line(number))
-    return writer
+from tests.spool_support import (
+    AT,
+    line,
+    progress_rows,
+    spool,
+    spool_dead,
+    stored_subjects,
+    subjects,
+)
 
 
 def test_a_pass_stores_every_file_of_the_folder_once(store, folder, drainer):

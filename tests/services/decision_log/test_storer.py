@@ -2,28 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 from policyd.services.decision_log import REJECTED, Drainer
-from policyd.store.spool import Spool, open_files
-from tests.spool_support import line, stored_subjects, subjects
-
-
-@pytest.fixture
-def folder(tmp_path):
-    return tmp_path / "spool"
-
-
-@pytest.fixture
-def drainer(store, folder) -> Drainer:
-    return Drainer(store.engine, folder)
-
-
-def spool(folder, first: int, count: int) -> Spool:
-    writer = Spool(folder)
-    for number in range(first, first + count):
-        writer.append(line(number))
-    return writer
+from policyd.store.spool import open_files
+from tests.spool_support import line, spool, stored_subjects, subjects
 
 
 def test_a_commit_whose_answer_was_lost_is_not_stored_again(store, folder, drainer):

@@ -80,6 +80,18 @@ MATRIX = [
         {"user": 403, "app": 403, "admin": OK, "auditor": 403},
     ),
     ("delete", "/v1/users/{new}", None, {"user": 403, "app": 403, "admin": OK, "auditor": 403}),
+    (
+        "post",
+        "/v1/users/{other}/disable",
+        None,
+        {"user": 403, "app": 403, "admin": OK, "auditor": 403},
+    ),
+    (
+        "post",
+        "/v1/users/{other}/enable",
+        None,
+        {"user": 403, "app": 403, "admin": OK, "auditor": 403},
+    ),
     ("get", "/v1/groups/{group}", None, {"user": 403, "app": OK, "admin": OK, "auditor": OK}),
     ("put", "/v1/groups/{group}", {}, {"user": 403, "app": 403, "admin": OK, "auditor": 403}),
     (

@@ -382,3 +382,29 @@ def test_a_request_racing_the_deletion_of_its_subject_never_leaves_live_access(
         held = client.get(f"/v1/assignments?subject={user}", headers=admin).json
         assert {a["state"] for a in held} <= {"removed"}, (user, held)
     assert set(members(client, admin, "Group.ScopeA.Readers")).isdisjoint(users)
+
+
+def test_disabling_a_user_over_the_api_ends_their_access_and_enabling_lets_them_request(
+    client, token, admin, people
+):
+    """POST /v1/users/ada/disable removes her live access through the connector and refuses
+    her new requests while she stays in the directory; a second disable is a 409; enable lets
+    her request again without giving the old access back."""
+    file(client, token("ada"), "scope-a-readers")
+    assert "ada" in members(client, admin, "Group.ScopeA.Readers")
+
+    assert client.post("/v1/users/ada/disable", headers=admin).status_code == 204
+
+    assert "ada" not in members(client, admin, "Group.ScopeA.Readers")
+    assert client.get("/v1/users/ada", headers=admin).status_code == 200
+    (assignment,) = client.get("/v1/assignments?subject=ada", headers=admin).json
+    assert assignment["state"] == "removed"
+    assert file(client, token("ada"), "scope-a-readers").status_code == 409
+    again = client.post("/v1/users/ada/disable", headers=admin)
+    assert again.status_code == 409 and "id" in again.json["errors"]
+
+    assert client.post("/v1/users/ada/enable", headers=admin).status_code == 204
+    assert "ada" not in members(client, admin, "Group.ScopeA.Readers")
+    assert file(client, token("ada"), "scope-a-readers").status_code == 201
+    assert client.post("/v1/users/ada/enable", headers=admin).status_code == 409
+    assert client.post("/v1/users/nobody/disable", headers=admin).status_code == 404

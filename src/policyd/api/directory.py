@@ -77,6 +77,29 @@ class UserById(MethodView):
         context.deliver()
 
 
+@blp.route("/users/<user_id>/disable")
+class DisableUser(MethodView):
+    @guard(Role.ADMIN)
+    @blp.response(204)
+    def post(self, user_id):
+        """Disable a user: as for a deletion their access is removed, their open requests
+        canceled and their pending approvals handed on, but they stay in the directory and may
+        be enabled again (docs/lifecycle.md#leavers)."""
+        leavers = LeaverService(context.session(), context.runtime(), context.listeners())
+        leavers.disable_user(context.actor(), user_id, now=context.now())
+        context.deliver()
+
+
+@blp.route("/users/<user_id>/enable")
+class EnableUser(MethodView):
+    @guard(Role.ADMIN)
+    @blp.response(204)
+    def post(self, user_id):
+        """Enable a disabled user: they may request access again (nothing is given back)."""
+        leavers = LeaverService(context.session(), context.runtime(), context.listeners())
+        leavers.enable_user(context.actor(), user_id, now=context.now())
+
+
 @blp.route("/groups")
 class Groups(MethodView):
     @guard(*READERS)

@@ -62,6 +62,19 @@ class LeaverService:
         self.session.commit()
         return ended
 
+    def enable_user(self, actor: Actor, user_id: str, *, now: datetime) -> None:
+        """Let a disabled user request access again (what they had is not given back); commits.
+
+        Raises:
+            ConflictError: the user is not disabled.
+        """
+        directory = DirectoryService(self.session)
+        user = directory.get_user(user_id, lock=True)
+        if user.state != DISABLED:
+            raise ConflictError(f"user {user_id!r} is {user.state}, not disabled", field="id")
+        directory.enable_user(actor, user, now=now)
+        self.session.commit()
+
     def leave(self, actor: Actor, user: User, state: str, *, now: datetime) -> dict[str, int]:
         """Everything `delete_user` and `disable_user` do but the commit (directory imports
         apply many changes in one transaction)."""

@@ -1,19 +1,19 @@
-"""Access requests: filing, approval stages, cancellation; approved access becomes assignments."""
+"""Access requests: filing, approval, cancellation; approved access becomes assignments (the
+stages themselves: services/request_stages.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from policyd.domain import Decision, Outcome, RequestOptions, ResolvedLifetime, Subject
+from policyd.domain import Outcome, RequestOptions, ResolvedLifetime, Subject
 from policyd.rules import PolicyRuntime
 from policyd.rules.model import SOD_GROUP, SOD_PACKAGE
-from policyd.services.actor import SYSTEM, Actor, Role
-from policyd.services.approvers import approver_ids, present
+from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.audit import audit
 from policyd.services.decisions import DecisionService
@@ -21,12 +21,12 @@ from policyd.services.directory import lock_user
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.events import Event, emit, request_event
 from policyd.services.notifications import notify
+from policyd.services.request_stages import OPEN_STATES, ApprovalStages, request_view
 from policyd.services.sod import APPROVED, FILING, Conflict, SodService
 from policyd.store.models import AccessRequest, Approval, StageApprover
-from policyd.store.query import insert_many, page
+from policyd.store.query import page
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-OPEN_STATES = ("submitted", "pending_approval", "approved", "delivering")
 
 
 def lifetime_terms(lifetime: ResolvedLifetime | None) -> dict[str, Any] | None:
@@ -57,20 +57,10 @@ def _stored_lifetime(terms: dict[str, Any], expires_at: datetime | None) -> Reso
     )
 
 
-def request_view(request: AccessRequest) -> dict[str, Any]:
-    return {
-        "state": request.state,
-        "stage": request.stage,
-        "rule": request.rule,
-        "version": request.version,
-        "reason": request.reason,
-    }
-
-
 OWN_ONLY = (Role.USER, Role.APP)  # who sees only the requests they are part of
 
 
-class RequestService:
+class RequestService(ApprovalStages):
     def __init__(
         self, session: Session, runtime: PolicyRuntime, listeners: frozenset[str] = frozenset()
     ):
@@ -248,168 +238,6 @@ class RequestService:
                 f"assignment {held.id} already grants this package; extend it instead",
                 field="package",
             )
-
-    def _resolve_stages(self, decision: Decision, subject: Subject, package_id: str) -> list:
-        package = self.runtime.active.bundle.package(package_id)
-        stages = []
-        for stage in decision.stages:
-            approvers = approver_ids(stage.approvers, subject, package, self.session)
-            fallback = approver_ids(stage.escalate_to, subject, package, self.session)
-            stages.append(
-                {
-                    "approvers": approvers,
-                    "escalate_to": fallback,
-                    "refs": list(stage.approvers),
-                    "timeout_seconds": int(stage.timeout.total_seconds()),
-                }
-            )
-        return stages
-
-    def _enter_stage(
-        self, actor: Actor, request: AccessRequest, number: int, now: datetime
-    ) -> None:
-        stage = {**request.stages[number - 1], "started_at": now.isoformat(), "escalated": False}
-        # Approvers resolved at filing who have left since are not asked.
-        stage["approvers"] = present(self.session, stage["approvers"])
-        stage["escalate_to"] = present(self.session, stage["escalate_to"])
-        if not stage["approvers"] and stage["escalate_to"]:
-            stage.update(approvers=stage["escalate_to"], escalated=True)
-        self._set_stage(request, number, stage)
-        if not stage["approvers"]:
-            request.reason = f"no approver could be resolved for stage {number}"
-            self._move(actor, request, "denied", now)
-            return
-        request.stage = number
-        self._move(actor, request, "pending_approval", now)
-        notify(self.session, "approval_needed", request.id, stage["approvers"], now=now)
-
-    def _set_stage(self, request: AccessRequest, number: int, stage: dict) -> None:
-        # A new list, so SQLAlchemy sees the JSON column change.
-        request.stages = [*request.stages[: number - 1], stage, *request.stages[number:]]
-        started = datetime.fromisoformat(stage["started_at"])
-        request.stage_due_at = started + timedelta(seconds=stage["timeout_seconds"])
-        self._clear_approvers(request)
-        rows = [{"request_id": request.id, "user_id": user} for user in stage["approvers"]]
-        insert_many(self.session, StageApprover, rows)
-
-    def _clear_approvers(self, request: AccessRequest) -> None:
-        self.session.execute(
-            delete(StageApprover).where(StageApprover.request_id == request.id),
-            execution_options={"synchronize_session": False},
-        )
-
-    def expire_stages(self, *, now: datetime) -> dict[str, int]:
-        """Escalate or end approval stages whose timeout has passed; idempotent.
-
-        A stage that times out goes to its escalation target once (with a fresh timeout);
-        a stage with none, or one that was escalated already, ends the request as `expired`.
-        """
-        counts = {"escalated": 0, "timed_out": 0}
-        waiting = self.session.scalars(
-            select(AccessRequest)
-            .where(AccessRequest.state == "pending_approval", AccessRequest.stage_due_at <= now)
-            .order_by(AccessRequest.stage_due_at)
-            .with_for_update(skip_locked=True)
-        ).all()
-        for request in waiting:
-            stage = request.stages[request.stage - 1]
-            started = datetime.fromisoformat(stage["started_at"])
-            if started + timedelta(seconds=stage["timeout_seconds"]) > now:
-                continue
-            if self._escalate(SYSTEM, request, now):
-                counts["escalated"] += 1
-            else:
-                request.reason = f"stage {request.stage} was not decided within its timeout"
-                self._move(SYSTEM, request, "expired", now)
-                counts["timed_out"] += 1
-        self.session.commit()
-        return counts
-
-    def _escalate(self, actor: Actor, request: AccessRequest, now: datetime) -> bool:
-        """Hand the current stage to its escalation target (those of it who have not left),
-        once, with a fresh timeout; False when it has none left or was escalated already."""
-        stage = request.stages[request.stage - 1]
-        fallback = present(self.session, stage["escalate_to"])
-        if not fallback or stage["escalated"]:
-            return False
-        before = request_view(request)
-        escalated = {
-            **stage,
-            "approvers": fallback,
-            "escalated": True,
-            "started_at": now.isoformat(),
-        }
-        self._set_stage(request, request.stage, escalated)
-        request.updated_at = now
-        notify(self.session, "approval_needed", request.id, escalated["approvers"], now=now)
-        audit(
-            self.session,
-            actor,
-            "request.escalated",
-            ("request", request.id),
-            now=now,
-            before={**before, "approvers": stage["approvers"]},
-            after={**request_view(request), "approvers": escalated["approvers"]},
-            version=request.version,
-        )
-        return True
-
-    def withdraw(self, actor: Actor, user_id: str, *, now: datetime) -> dict[str, int]:
-        """A user left: cancel their open requests and take them off every waiting stage
-        (the caller ends their access and commits).
-
-        A stage left with nobody goes to its escalation target, as on a timeout; one with
-        none ends the request as `denied`, as a stage that resolves to no approver does.
-
-        Returns:
-            How many requests were canceled, reassigned (approvers left), escalated, denied.
-        """
-        counts = {"canceled": 0, "reassigned": 0, "escalated": 0, "denied": 0}
-        own = self.session.scalars(
-            select(AccessRequest)
-            .where(AccessRequest.subject_id == user_id, AccessRequest.state.in_(OPEN_STATES))
-            .order_by(AccessRequest.id)
-            .with_for_update()
-        ).all()
-        for request in own:
-            request.reason = f"{user_id} left before the request was completed"
-            self._move(actor, request, "canceled", now)
-            counts["canceled"] += 1
-        waiting = self.session.scalars(
-            select(AccessRequest)
-            .join(StageApprover, StageApprover.request_id == AccessRequest.id)
-            .where(StageApprover.user_id == user_id, AccessRequest.state == "pending_approval")
-            .order_by(AccessRequest.id)
-            .with_for_update(of=AccessRequest)
-        ).all()
-        for request in waiting:
-            stage = request.stages[request.stage - 1]
-            rest = [approver for approver in stage["approvers"] if approver != user_id]
-            if rest:
-                before = request_view(request)
-                self._set_stage(request, request.stage, {**stage, "approvers": rest})
-                request.updated_at = now
-                audit(
-                    self.session,
-                    actor,
-                    "request.approver_left",
-                    ("request", request.id),
-                    now=now,
-                    before={**before, "approvers": stage["approvers"]},
-                    after={**request_view(request), "approvers": rest},
-                    version=request.version,
-                )
-                counts["reassigned"] += 1
-            elif self._escalate(actor, request, now):
-                counts["escalated"] += 1
-            else:
-                request.reason = (
-                    f"stage {request.stage}'s only approver {user_id} left and it has no "
-                    "escalation target"
-                )
-                self._move(actor, request, "denied", now)
-                counts["denied"] += 1
-        return counts
 
     def _move(self, actor: Actor, request: AccessRequest, state: str, now: datetime) -> None:
         before = request_view(request)

@@ -1,21 +1,38 @@
-"""The composition root: builds connectors, notifiers and the worker for every process kind
-(the API, `policyd serve`, `policyd worker`) from one Settings."""
+"""The composition root: builds the database, connectors, notifiers and the worker for every
+process kind (the API, `policyd serve`, `policyd worker`, CLI commands) from one Settings."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from policyd.connectors.config import Connectors, load_instances
 from policyd.notify.config import Notifiers, load_notifiers
-from policyd.rules import PolicyRuntime
+from policyd.rules import Bundle, PolicyRuntime
 from policyd.services.decision_log import Drainer, default_folder
 from policyd.services.external_users import ExternalUsers
 from policyd.services.memberships import DirectoryMemberships
-from policyd.services.versions import PolicySync
+from policyd.services.versions import PolicySync, check_connectors
 from policyd.settings import Settings, environment
 from policyd.store import Database
 from policyd.worker import Worker
+
+
+def open_database(url: str) -> Database:
+    """The database at `url`: one engine and session factory (dispose of it when done)."""
+    return Database(url)
+
+
+def check_connectors_file(bundle: Bundle, path: str | Path | None) -> None:
+    """Every resource of `bundle` names an instance of the connectors file at `path` (or a
+    built-in one), in a form its type accepts; publishing and `policyd check` use it.
+
+    Raises:
+        ProblemsError: the file is invalid, or a resource does not fit it (file:line).
+    """
+    instances = load_instances(path)
+    check_connectors(bundle, {name: config.type for name, config in instances.items()})
 
 
 def open_connectors(settings: Settings, database: Database) -> Connectors:

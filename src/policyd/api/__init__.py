@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +13,9 @@ from policyd import compose
 from policyd.api.blueprint import PolicydApi
 from policyd.rules import PolicyRuntime
 from policyd.settings import SettingError, Settings
-from policyd.store import Database
+
+if TYPE_CHECKING:
+    from policyd.store import Database
 
 # Keys of a `create_app` mapping that are settings; the rest is Flask's configuration.
 SETTING_PREFIXES = ("POLICYD_", "PROMETHEUS_")
@@ -101,7 +103,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 def _init_store(app: Flask, settings: Settings) -> None:
     from policyd.api import context
 
-    database = Database(settings.database)
+    database = compose.open_database(settings.database)
     auto_upgrade = settings.auto_upgrade
     if auto_upgrade if auto_upgrade is not None else database.is_sqlite:
         database.upgrade()

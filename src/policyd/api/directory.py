@@ -9,23 +9,18 @@ from policyd.api.auth import guard
 from policyd.api.blueprint import Blueprint
 from policyd.api.schemas import GroupSchema, MemberSchema, OrganizationSchema, UserSchema
 from policyd.services.actor import Role
-from policyd.services.directory import KEEP, DirectoryService
-from policyd.services.errors import ForbiddenError, NotFoundError
+from policyd.services.directory import KEEP
+from policyd.services.directory.admin import DirectoryAdmin
+from policyd.services.errors import ForbiddenError
 from policyd.services.leavers import LeaverService
-from policyd.store.models import ConnectedOrganization, Group
 
 blp = Blueprint("directory", __name__, url_prefix="/v1", description="Directory")
 READERS = (Role.ADMIN, Role.AUDITOR, Role.APP)
 READER_NAMES = ", ".join(r.value for r in READERS)
 
 
-def service() -> DirectoryService:
-    return DirectoryService(context.session())
-
-
-def commit(value):
-    context.session().commit()
-    return value
+def service() -> DirectoryAdmin:
+    return DirectoryAdmin(context.session())
 
 
 @blp.route("/users")
@@ -56,15 +51,13 @@ class UserById(MethodView):
         """Create a user, or update one: the fields sent are set (null clears one), the others
         keep their value."""
         external = data.pop("manager_external")
-        return commit(
-            service().put_user(
-                context.actor(),
-                user_id,
-                data,
-                now=context.now(),
-                keep_missing=True,
-                external_manager=external,
-            )
+        return service().put_user(
+            context.actor(),
+            user_id,
+            data,
+            now=context.now(),
+            keep_missing=True,
+            external_manager=external,
         )
 
     @guard(Role.ADMIN)
@@ -126,20 +119,15 @@ class GroupById(MethodView):
     @blp.response(200, GroupSchema)
     def get(self, group_id):
         """One group."""
-        group = context.session().get(Group, group_id)
-        if group is None:
-            raise NotFoundError(f"no group {group_id!r}", field="id")
-        return group
+        return service().get_group(group_id)
 
     @guard(Role.ADMIN)
     @blp.arguments(GroupSchema())
     @blp.response(200, GroupSchema)
     def put(self, data, group_id):
         """Create a group, or rename one when `display_name` is sent (members stay)."""
-        return commit(
-            service().put_group(
-                context.actor(), group_id, data.get("display_name", KEEP), now=context.now()
-            )
+        return service().put_group(
+            context.actor(), group_id, data.get("display_name", KEEP), now=context.now()
         )
 
 
@@ -161,14 +149,12 @@ class GroupMember(MethodView):
     def put(self, group_id, user_id):
         """Add a member (idempotent)."""
         service().add_member(context.actor(), group_id, user_id, now=context.now())
-        commit(None)
 
     @guard(Role.ADMIN)
     @blp.response(204)
     def delete(self, group_id, user_id):
         """Remove a member (idempotent)."""
         service().remove_member(context.actor(), group_id, user_id, now=context.now())
-        commit(None)
 
 
 @blp.route("/organizations/<org_id>")
@@ -177,10 +163,7 @@ class OrganizationById(MethodView):
     @blp.response(200, OrganizationSchema)
     def get(self, org_id):
         """One connected organisation."""
-        org = context.session().get(ConnectedOrganization, org_id)
-        if org is None:
-            raise NotFoundError(f"no connected organization {org_id!r}", field="id")
-        return org
+        return service().get_organization(org_id)
 
     @guard(Role.ADMIN)
     @blp.arguments(OrganizationSchema())
@@ -188,8 +171,6 @@ class OrganizationById(MethodView):
     def put(self, data, org_id):
         """Create a connected organisation, or update one: the fields sent are set, the
         others keep their value."""
-        return commit(
-            service().put_organization(
-                context.actor(), org_id, data, now=context.now(), keep_missing=True
-            )
+        return service().put_organization(
+            context.actor(), org_id, data, now=context.now(), keep_missing=True
         )

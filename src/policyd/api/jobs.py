@@ -43,9 +43,6 @@ class RetryJob(MethodView):
     @blp.alt_response(409, schema=ApiErrorSchema)
     def post(self, job_id):
         """Queue a failed job again."""
-        session = context.session()
-        job = JobService(session).retry(context.actor(), job_id, now=context.now())
-        session.info.setdefault("enqueued", []).append(job.id)
-        session.commit()
+        job = JobService(context.session()).retry(context.actor(), job_id, now=context.now())
         context.deliver()
         return job

@@ -56,12 +56,10 @@ def check(directory: Path, connectors_file: Path | None) -> None:
     except ProblemsError as err:
         problems.extend(err.problems)
     if connectors_file is not None:
-        from policyd.connectors.config import load_instances
-        from policyd.services.versions import check_connectors
+        from policyd.compose import check_connectors_file
 
         try:
-            instances = load_instances(connectors_file)
-            check_connectors(bundle, {name: c.type for name, c in instances.items()})
+            check_connectors_file(bundle, connectors_file)
         except ProblemsError as err:
             problems.extend(err.problems)
     if problems:

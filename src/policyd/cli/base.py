@@ -14,6 +14,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
+from policyd import compose
 from policyd.rules import (
     ProblemsError,
     load_bundle,
@@ -23,7 +24,6 @@ from policyd.rules.source import Problem
 from policyd.services.actor import Actor, Role
 from policyd.services.errors import ServiceError
 from policyd.settings import SettingError, Settings
-from policyd.store import Database
 
 DEFAULT_DIR = "policies"
 policies_argument = click.argument(
@@ -114,7 +114,7 @@ def _session(url: str) -> Iterator[Session]:
     """A session on `url`; a missing database or schema or a refused change becomes an error
     message. A SQLite file that does not exist is not created."""
     _require_existing(url)
-    database = Database(url)
+    database = compose.open_database(url)
     try:
         with database.session() as session:
             yield session

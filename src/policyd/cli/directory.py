@@ -10,10 +10,8 @@ import click
 from policyd.cli.base import _admin, _fail, _session, actor_option, database_option, main
 from policyd.rules import ProblemsError
 from policyd.rules.source import Problem
-from policyd.services.directory import DirectoryService
 from policyd.services.directory_import import (
-    apply_directory,
-    check_directory,
+    import_directory,
     parse_csv_directory,
     parse_json_directory,
 )
@@ -50,13 +48,9 @@ def directory_import(file: Path, file_format: str | None, database_url: str, act
     with _session(database_url) as session:
         try:
             parsed = parse(content, shown)
+            counts = import_directory(parsed, session, _admin(actor), now=datetime.now(UTC))
         except ProblemsError as err:
             _fail(err.problems)
-        problems = parsed.problems + check_directory(parsed, DirectoryService(session))
-        if problems:
-            _fail(ProblemsError(problems).problems)
-        counts = apply_directory(parsed, session, _admin(actor), now=datetime.now(UTC))
-        session.commit()
     click.echo(f"imported {shown}")
     for kind, count in counts.items():
         done = "added" if kind == "memberships" else "created"

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import inspect, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from policyd import compose
 from policyd.cli.base import (
     ADMIN_PRINCIPAL,
     _admin,
@@ -29,15 +29,12 @@ from policyd.cli.base import (
     policies_argument,
     settings_for,
 )
-from policyd.connectors.config import load_instances
 from policyd.rules import ProblemsError
 from policyd.rules.condition import parse_duration
 from policyd.services.actor import Actor, Role
-from policyd.services.tokens import TokenService
-from policyd.services.versions import VersionService, check_connectors
+from policyd.services.tokens import TokenService, token_state
+from policyd.services.versions import VersionService
 from policyd.settings import Settings
-from policyd.store import Database
-from policyd.store.models import ApiToken
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -54,11 +51,11 @@ def db_group() -> None:
 def db_upgrade(database_url: str) -> None:
     """Create the database (a SQLite file with its folder) or migrate it to the newest schema."""
     _sqlite_folder(database_url)
-    database = Database(database_url)
+    database = compose.open_database(database_url)
     try:
-        before = _revision(database)
+        before = database.revision()
         database.upgrade()
-        after = _revision(database)
+        after = database.revision()
     except (OperationalError, ProgrammingError) as err:
         raise click.ClickException(
             f"cannot upgrade {_shown(database_url)}: {_reason(err)}"
@@ -69,13 +66,6 @@ def db_upgrade(database_url: str) -> None:
         click.echo(f"{_shown(database_url)}: schema is up to date (revision {after})")
     else:
         click.echo(f"{_shown(database_url)}: schema upgraded from {before or 'empty'} to {after}")
-
-
-def _revision(database: Database) -> str | None:
-    with database.engine.connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return None
-        return connection.scalar(text("SELECT version_num FROM alembic_version"))
 
 
 @main.command()
@@ -95,8 +85,7 @@ def publish(
     """Validate DIRECTORY and make it the active policy version; on any error nothing changes."""
     bundle = _load(directory)
     try:
-        instances = load_instances(settings_for(connectors=connectors_file).connectors)
-        check_connectors(bundle, {name: config.type for name, config in instances.items()})
+        compose.check_connectors_file(bundle, settings_for(connectors=connectors_file).connectors)
     except ProblemsError as err:
         _fail(err.problems)
     with _session(database_url) as session:
@@ -189,7 +178,7 @@ def token_list(database_url: str) -> None:
             t.id,
             t.principal,
             t.role,
-            _token_state(t, now),
+            token_state(t, now),
             _when(t.created_at),
             _when(t.expires_at) if t.expires_at else "never",
             t.description or "",
@@ -201,14 +190,6 @@ def token_list(database_url: str) -> None:
         click.echo(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
-
-
-def _token_state(token: ApiToken, now: datetime) -> str:
-    if token.revoked_at is not None:
-        return "revoked"
-    if token.expires_at is not None and token.expires_at <= now:
-        return "expired"
-    return "active"
 
 
 def _when(moment: datetime) -> str:

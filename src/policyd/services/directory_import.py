@@ -323,3 +323,23 @@ def apply_directory(
             added = directory.add_member(actor, entry.data["id"], member, now=now)
             counts["memberships"]["added" if added else "unchanged"] += 1
     return counts
+
+
+def import_directory(
+    parsed: DirectoryImport, session: Session, actor: Actor, *, now: datetime
+) -> dict[str, Counter]:
+    """Check the whole import, then apply it in one transaction and commit.
+
+    Returns:
+        What apply_directory counted.
+
+    Raises:
+        ProblemsError: the file's own problems and those check_directory finds; nothing
+            is written.
+    """
+    problems = parsed.problems + check_directory(parsed, DirectoryService(session))
+    if problems:
+        raise ProblemsError(problems)
+    counts = apply_directory(parsed, session, actor, now=now)
+    session.commit()
+    return counts

@@ -281,7 +281,7 @@ class JobService:
         return job
 
     def retry(self, actor: Actor, job_id: str, *, now: datetime) -> Job:
-        """Put a failed job back in the queue, with a fresh set of attempts."""
+        """Put a failed job back in the queue, with a fresh set of attempts; commits."""
         job = self._get(job_id, lock=True)
         if job.state != "failed":
             raise ConflictError(f"job is {job.state}; only failed jobs are retried", field="state")
@@ -306,6 +306,9 @@ class JobService:
             before=before,
             after=job_view(job),
         )
+        # Lets the API run it right after the commit (inline delivery), as for a new job.
+        self.session.info.setdefault("enqueued", []).append(job.id)
+        self.session.commit()
         return job
 
     def _get(self, job_id: str, *, lock: bool = False) -> Job:

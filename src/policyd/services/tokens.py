@@ -31,6 +31,15 @@ def token_view(token: ApiToken) -> dict:
     }
 
 
+def token_state(token: ApiToken, now: datetime) -> str:
+    """`active`, `expired` or `revoked` at `now`."""
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= now:
+        return "expired"
+    return "active"
+
+
 class TokenService:
     def __init__(self, session: Session):
         self.session = session

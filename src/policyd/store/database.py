@@ -10,7 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +34,13 @@ class Database:
 
     def upgrade(self, revision: str = "head") -> None:
         upgrade(self.url, self.engine, revision)
+
+    def revision(self) -> str | None:
+        """The schema's alembic revision; None for an empty database."""
+        with self.engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.scalar(text("SELECT version_num FROM alembic_version"))
 
     def dispose(self) -> None:
         self.engine.dispose()

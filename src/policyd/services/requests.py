@@ -26,6 +26,8 @@ from policyd.services.sod import APPROVED, FILING, Conflict, SodService
 from policyd.store.models import AccessRequest, Approval, StageApprover
 from policyd.store.query import page
 
+# size: RequestService.create (filing: idempotency, authz, duplicates, decision, row, audit,
+# event, state, commit) is one transaction in one piece until request states are enums.
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 

@@ -12,6 +12,8 @@ from alembic import op
 
 import policyd.store.types
 
+# size: the first schema is one upgrade() creating every table; migrations are never edited.
+
 revision = "0001"
 down_revision = None
 branch_labels = None

@@ -14,7 +14,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from sqlalchemy import text
 
 
 def init_app(app: Flask) -> None:
@@ -64,9 +63,10 @@ def init_app(app: Flask) -> None:
     @app.get("/readyz")
     def readyz():
         from policyd.api import context
+        from policyd.services.probe import ping
 
         try:
-            context.session().execute(text("SELECT 1"))
+            ping(context.session())
         except Exception as err:
             return jsonify(status="unavailable", message=f"database unreachable: {err}"), 503
         context.current_sync().maybe_sync()

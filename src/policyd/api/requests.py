@@ -28,7 +28,7 @@ def service() -> RequestService:
 
 
 def options(data: dict) -> RequestOptions:
-    # The schema's DurationText has checked the duration.
+    # The schema's Duration field has checked the duration.
     return RequestOptions(data.get("duration"), data.get("justification"))
 
 

@@ -6,20 +6,17 @@ from datetime import UTC
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from policyd.rules.condition import parse_duration
 from policyd.rules.inputs import (
-    DURATION_PATTERN,
     MAX_ID,
     MAX_NAME,
     MAX_TEXT,
     Attributes,
-    DurationText,
+    Duration,
     Id,
     RequestSchema,
     SubjectSchema,
     Text,
     at_most,
-    check_duration,
 )
 from policyd.services.jobs import KINDS
 
@@ -45,17 +42,6 @@ MAX_PATH = 255  # a file's relative path
 class Strict(Schema):
     class Meta:
         unknown = RAISE
-
-
-class IsoDuration(fields.String):
-    """An ISO-8601 duration as DurationText takes it, loaded as its timedelta."""
-
-    def __init__(self, **kwargs):
-        super().__init__(metadata={"pattern": DURATION_PATTERN, "example": "P30D"}, **kwargs)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        text = check_duration(super()._deserialize(value, attr, data, **kwargs))
-        return parse_duration(text)
 
 
 class UtcDateTime(fields.AwareDateTime):
@@ -155,7 +141,7 @@ class RequestInSchema(Strict):
         load_default=None,
         metadata={"description": "whom the access is for; defaults to the caller"},
     )
-    duration = DurationText(load_default=None, allow_none=True)
+    duration = Duration(as_text=True, load_default=None, allow_none=True)
     justification = Text(MAX_TEXT, load_default=None, allow_none=True)
 
 
@@ -242,7 +228,7 @@ class AssignmentQuerySchema(Strict):
 
 
 class ExtendInSchema(Strict):
-    duration = DurationText(load_default=None, allow_none=True)
+    duration = Duration(as_text=True, load_default=None, allow_none=True)
     justification = Text(MAX_TEXT, load_default=None, allow_none=True)
 
 
@@ -336,7 +322,7 @@ class TokenInSchema(Strict):
     role = fields.String(
         required=True, validate=validate.OneOf(["user", "app", "admin", "auditor"])
     )
-    expires_in = IsoDuration(load_default=None, allow_none=True)
+    expires_in = Duration(load_default=None, allow_none=True, metadata={"example": "P30D"})
     description = Text(MAX_NAME, load_default=None, allow_none=True)
 
 

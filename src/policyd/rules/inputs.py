@@ -85,15 +85,34 @@ def Id(**kwargs) -> Text:
     return Text(MAX_ID, min_size=1, **kwargs)
 
 
-class DurationText(Text):
-    """An ISO-8601 duration such as PT8H or P90D, kept as its text."""
+class Duration(Text):
+    """An ISO-8601 duration such as PT8H or P90D, loaded as parse_duration's value, or kept as
+    written with `as_text`.
 
-    def __init__(self, **kwargs):
-        metadata = {"pattern": DURATION_PATTERN, "example": "PT8H", **kwargs.pop("metadata", {})}
-        super().__init__(50, metadata=metadata, **kwargs)
+    Inputs of the API take DURATION_PATTERN's form (whole numbers without leading zeros);
+    rule files (`any_form`) take every duration parse_duration reads.
+    """
+
+    def __init__(self, *, as_text: bool = False, any_form: bool = False, **kwargs):
+        metadata = {
+            "pattern": DURATION_PATTERN,
+            "maxLength": 50,
+            "example": "PT8H",
+            **kwargs.pop("metadata", {}),
+        }
+        # No length validator: it would run on the loaded timedelta; the pattern bounds it.
+        super().__init__(None, metadata=metadata, **kwargs)
+        self.as_text, self.any_form = as_text, any_form
 
     def _deserialize(self, value, attr, data, **kwargs):
-        return check_duration(super()._deserialize(value, attr, data, **kwargs))
+        if self.any_form:  # a rule file's value is whatever YAML made of it
+            try:
+                parsed = parse_duration(value)
+            except ValueError as err:
+                raise ValidationError(str(err)) from None
+            return value if self.as_text else parsed
+        text = check_duration(super()._deserialize(value, attr, data, **kwargs))
+        return text if self.as_text else parse_duration(text)
 
 
 def check_duration(text: str) -> str:
@@ -113,9 +132,6 @@ def check_duration(text: str) -> str:
             "(whole numbers without leading zeros)"
         )
     return text
-
-
-_DurationText = DurationText  # the name this module used before
 
 
 def check_scalar(value: Any) -> Any:
@@ -212,7 +228,7 @@ class RequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    duration = DurationText(allow_none=True)
+    duration = Duration(as_text=True, allow_none=True)
     justification = Text(MAX_TEXT, allow_none=True)
 
     @post_load

@@ -25,6 +25,7 @@ from policyd.rules.condition import (
     parse_window,
     to_utc,
 )
+from policyd.rules.inputs import Duration
 from policyd.rules.lifetime import lifetime_cron_problem
 from policyd.rules.model import (
     API_VERSION,
@@ -63,16 +64,6 @@ class GroupId(fields.String):
         if text.startswith("group:"):
             raise ValidationError(f"write the group id without 'group:' ({text[6:]!r})")
         return text
-
-
-class Duration(fields.Field):
-    """An ISO-8601 duration such as P90D or PT8H."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        try:
-            return parse_duration(value)
-        except ValueError as err:
-            raise ValidationError(str(err)) from None
 
 
 class Moment(fields.Field):
@@ -162,7 +153,7 @@ class StageSchema(Schema):
         unknown = RAISE
 
     approvers = _references(APPROVER_KINDS, required=True)
-    timeout = Duration(load_default=None)
+    timeout = Duration(any_form=True, load_default=None)
     escalate_to = _references(APPROVER_KINDS, data_key="escalateTo", load_default=())
 
     @post_load
@@ -197,13 +188,13 @@ class LifetimeSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    duration = Duration()
+    duration = Duration(any_form=True)
     end_date = Moment(data_key="endDate")
     until = fields.Nested(lambda: UntilSchema())
     permanent = fields.Boolean(
         validate=validate.Equal(True, error="permanent is true, or left out for a lifetime")
     )
-    maximum = Duration(data_key="max")
+    maximum = Duration(any_form=True, data_key="max")
     requested = fields.Enum(
         RequestedDuration, by_value=True, load_default=RequestedDuration.SHORTER
     )

@@ -13,7 +13,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from policyd.connectors.base import Connector, ConnectorContext, ConnectorError
 from policyd.connectors.registry import connector_types, create_connector
-from policyd.rules.model import API_VERSION
+from policyd.rules.apiversion import ApiVersion
 from policyd.rules.source import Problem, ProblemsError, flatten_messages, parse_document
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -52,11 +52,7 @@ class _FileSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    api_version = fields.String(
-        data_key="apiVersion",
-        required=True,
-        validate=validate.Equal(API_VERSION, error=f"unknown format version; use {API_VERSION}"),
-    )
+    api_version = ApiVersion()
     connectors = fields.List(fields.Nested(_InstanceSchema), load_default=list)
     notifiers = fields.List(fields.Nested(_InstanceSchema), load_default=list)
 

@@ -10,9 +10,10 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from policyd.domain import Decision, Outcome, RequestOptions, Subject
+from policyd.rules.apiversion import ApiVersion
 from policyd.rules.inputs import RequestSchema, SubjectSchema
 from policyd.rules.loader import SUFFIXES, TESTS_DIR
-from policyd.rules.model import API_VERSION, Bundle
+from policyd.rules.model import Bundle
 from policyd.rules.runtime import Policy
 from policyd.rules.schema import DecisionTime, Moment
 from policyd.rules.source import Problem, ProblemsError, flatten_messages, parse_document
@@ -122,11 +123,7 @@ class CaseFileSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    api_version = fields.String(
-        data_key="apiVersion",
-        required=True,
-        validate=validate.Equal(API_VERSION, error=f"unknown format version; use {API_VERSION}"),
-    )
+    api_version = ApiVersion()
     tests = fields.List(fields.Nested(CaseSchema), required=True, validate=validate.Length(min=1))
 
 

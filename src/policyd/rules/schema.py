@@ -17,6 +17,7 @@ from marshmallow import (
 )
 
 from policyd.domain import Outcome
+from policyd.rules.apiversion import ApiVersion
 from policyd.rules.condition import (
     ConditionError,
     check_decision_time,
@@ -28,7 +29,6 @@ from policyd.rules.condition import (
 from policyd.rules.inputs import Duration
 from policyd.rules.lifetime import lifetime_cron_problem
 from policyd.rules.model import (
-    API_VERSION,
     AccessPackage,
     ApprovalPolicy,
     LifetimePolicy,
@@ -348,14 +348,5 @@ class RuleFileSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    api_version = fields.String(data_key="apiVersion", required=True)
+    api_version = ApiVersion()
     package = fields.Nested(PackageSchema, required=True)
-
-    @validates_schema(pass_original=True)
-    def known_version(self, data, original, **kwargs):
-        version = original.get("apiVersion") if isinstance(original, dict) else None
-        if version is not None and version != API_VERSION:
-            raise ValidationError(
-                f"unknown format version {version!r}; this policyd reads {API_VERSION}",
-                field_name="apiVersion",
-            )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from policyd.rules.apiversion import api_version_problem
 from policyd.rules.model import API_VERSION
 from policyd.rules.source import Document, Path, Problem, ProblemsError, parse_document
 
@@ -102,8 +103,9 @@ def expand(
     """
     found: list[Problem] = []
     spec = document.data.get("template")
-    if document.data.get("apiVersion") != API_VERSION:
-        found.append(document.problem(("apiVersion",), f"must be {API_VERSION}"))
+    version_problem = api_version_problem(document.data.get("apiVersion"))
+    if version_problem is not None:
+        found.append(document.problem(("apiVersion",), version_problem))
     extra = sorted(set(document.data) - {"apiVersion", "template"})
     for key in extra:
         found.append(

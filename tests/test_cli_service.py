@@ -389,7 +389,7 @@ def test_directory_import_csv_errors_name_the_row_line(runner, db, tmp_path):
     people = tmp_path / "people.csv"
     people.write_text(
         "id,email,type,groups\n"
-        'ada,"ada@\nexample.com",member,g\n'
+        'ada,ada@example.com,member,"g;\nh"\n'
         "bob,bob@example.com\n"
         ",nobody@example.com,member,\n"
         "ada,ada@example.com,member,\n"
@@ -406,6 +406,24 @@ def test_directory_import_csv_errors_name_the_row_line(runner, db, tmp_path):
     ]
     with session_on(db) as session:
         assert DirectoryService(session).list_users()[1] == 0
+
+
+def test_directory_import_checks_users_as_the_api_does(runner, db, tmp_path):
+    """An import refuses what PUT /v1/users refuses: a bad e-mail, an attribute that is a list."""
+    people = tmp_path / "people.json"
+    people.write_text(
+        '{"users": [\n'
+        '  {"id": "ada", "email": "not an address"},\n'
+        '  {"id": "bob", "attributes": {"teams": ["a", "b"]}}\n'
+        "]}\n"
+    )
+    result = invoke(runner, db, "directory", "import", str(people))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[:2] == [
+        f"{people}:2: users[0].email: Not a valid email address.",
+        f"{people}:3: users[1].attributes.teams.value: "
+        "attribute values are text, numbers or true/false",
+    ]
 
 
 def test_directory_import_csv_needs_an_id_column(runner, db, tmp_path):

@@ -10,12 +10,12 @@ from policyd.rules.inputs import (
     MAX_ID,
     MAX_NAME,
     MAX_TEXT,
-    Attributes,
     Duration,
     Id,
     RequestSchema,
     SubjectSchema,
     Text,
+    UserFieldsSchema,
     at_most,
 )
 from policyd.services.jobs import KINDS
@@ -269,18 +269,10 @@ def _text(size: int, **kwargs) -> Text:
     return Text(size, allow_none=True, **kwargs)
 
 
-class UserSchema(Strict):
+class UserSchema(UserFieldsSchema):
     """A directory user. PUT sets the fields sent (null clears one) and keeps the others."""
 
     id = fields.String(dump_only=True)
-    email = fields.Email(
-        allow_none=True,
-        validate=validate.Length(max=320),
-        metadata={"description": "an e-mail address"},
-    )
-    display_name = _text(MAX_NAME)
-    type = fields.String(validate=validate.OneOf(["member", "guest"]))
-    manager_id = _text(MAX_ID, metadata={"description": "a user in the directory"})
     manager_external = fields.Boolean(
         load_only=True,
         load_default=False,
@@ -289,11 +281,6 @@ class UserSchema(Strict):
             "only on this request; not stored)"
         },
     )
-    organization_id = _text(MAX_ID)
-    department = _text(MAX_NAME)
-    job_title = _text(MAX_NAME)
-    employee_type = _text(100)
-    attributes = Attributes()
 
 
 class GroupSchema(Strict):

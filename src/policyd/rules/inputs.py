@@ -224,6 +224,27 @@ class SubjectSchema(Schema):
         return Subject(**data)
 
 
+class UserFieldsSchema(Schema):
+    """A directory user's fields, as `PUT /v1/users/<id>` and a directory import take them."""
+
+    class Meta:
+        unknown = RAISE
+
+    email = fields.Email(
+        allow_none=True,
+        validate=validate.Length(max=320),
+        metadata={"description": "an e-mail address"},
+    )
+    display_name = Text(allow_none=True)
+    type = fields.String(validate=validate.OneOf([t.value for t in UserType]))
+    manager_id = Text(MAX_ID, allow_none=True, metadata={"description": "a user in the directory"})
+    organization_id = Text(MAX_ID, allow_none=True)
+    department = Text(allow_none=True)
+    job_title = Text(allow_none=True)
+    employee_type = Text(100, allow_none=True)
+    attributes = Attributes()
+
+
 class RequestSchema(Schema):
     class Meta:
         unknown = RAISE

@@ -12,12 +12,13 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 from sqlalchemy.orm import Session
 
 from policyd.rules import (
     ProblemsError,
 )
+from policyd.rules.inputs import Id, UserFieldsSchema
 from policyd.rules.source import Document, Problem, flatten_messages, format_path, parse_document
 from policyd.services.actor import Actor
 from policyd.services.directory import (
@@ -25,6 +26,7 @@ from policyd.services.directory import (
     DISABLED,
     USER_FIELDS,
     DirectoryService,
+    user_defaults,
     user_view,
 )
 from policyd.services.errors import NotFoundError
@@ -32,32 +34,21 @@ from policyd.services.leavers import LeaverService
 from policyd.store.models import ConnectedOrganization, Group
 
 
-def _optional(size: int) -> fields.String:
-    return fields.String(allow_none=True, load_default=None, validate=validate.Length(max=size))
-
-
 def _identifier() -> fields.String:
     return fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
-class ImportUserSchema(Schema):
-    """A user as `PUT /v1/users/<id>` takes it, plus its id (lengths as the columns allow)."""
+class ImportUserSchema(UserFieldsSchema):
+    """A user as `PUT /v1/users/<id>` takes it, plus its id; a field left out is cleared
+    (an import replaces the whole record)."""
 
-    class Meta:
-        unknown = RAISE
-
-    id = _identifier()
-    email = _optional(320)
-    display_name = _optional(200)
-    type = fields.String(load_default="member", validate=validate.OneOf(["member", "guest"]))
-    manager_id = _optional(200)
-    organization_id = _optional(200)
-    department = _optional(200)
-    job_title = _optional(200)
-    employee_type = _optional(100)
-    attributes = fields.Dict(keys=fields.String(), load_default=dict)
+    id = Id(required=True)
     # false: the user left (HR's leaver feed); their access ends as when they are deleted
     account_enabled = fields.Boolean(load_default=True)
+
+    @post_load
+    def whole_record(self, data: dict[str, Any], **kwargs) -> dict[str, Any]:
+        return {**user_defaults(), **data}
 
 
 class ImportGroupSchema(Schema):

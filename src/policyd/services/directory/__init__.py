@@ -13,6 +13,7 @@ from policyd.services.directory.users import (
     USER_FIELDS,
     Users,
     lock_user,
+    user_defaults,
     user_view,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "DirectoryService",
     "check_id",
     "lock_user",
+    "user_defaults",
     "user_view",
 ]
 

@@ -26,6 +26,13 @@ USER_FIELDS = (
     "employee_type",
     "attributes",
 )
+
+
+def user_defaults() -> dict[str, Any]:
+    """The value of every field a new user is not given (fresh, so none is shared)."""
+    return {**dict.fromkeys(USER_FIELDS), "type": "member", "attributes": {}}
+
+
 ACTIVE_USER, DISABLED, DELETED = "active", "disabled", "deleted"  # User.state
 
 
@@ -103,11 +110,11 @@ class Users(DirectoryPart):
         if user is None:
             user = User(id=user_id)
             self.session.add(user)
+        defaults = user_defaults()
         for name in USER_FIELDS:
             if name not in data and keep_missing and before is not None:
                 continue
-            default = {} if name == "attributes" else ("member" if name == "type" else None)
-            setattr(user, name, data.get(name, default))
+            setattr(user, name, data[name] if name in data else defaults[name])
         self.session.flush()
         audit(
             self.session,

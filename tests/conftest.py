@@ -1,4 +1,4 @@
-"""Shared fixtures: example policies, a frozen clock, a database per backend, rule helpers."""
+"""Shared fixtures: example policies, one settable clock, a database per backend, rule helpers."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from textwrap import dedent
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.orm import Session
 
 from policyd.rules import Bundle, Policy, load_bundle, load_texts
 from policyd.store import Database
+from policyd.store.database import make_engine
 from policyd.store.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,10 +28,24 @@ PG_ADMIN_URL = os.environ.get(
 BACKENDS = os.environ.get("POLICYD_TEST_DATABASES", "sqlite,postgresql").split(",")
 
 
+class Clock:
+    """A clock that stands still until a test moves it: `clock()` is now (aware, UTC)."""
+
+    def __init__(self, start: datetime):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += timedelta(**delta)
+
+
 @pytest.fixture
-def clock() -> datetime:
-    """A fixed, timezone-aware `now` (tests pass time in; nothing reads the clock)."""
-    return datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+def clock() -> Clock:
+    """The one clock of a test, at 2026-01-05 09:00 UTC (tests pass time in; nothing reads
+    the real clock): the app's POLICYD_CLOCK, and `now=clock()` for a service."""
+    return Clock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +107,35 @@ def store(database_url: str) -> Iterator[Database]:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
     database.dispose()
+
+
+@pytest.fixture
+def session(store: Database) -> Iterator[Session]:
+    """A session on the backend's database whose every change is rolled back after the test,
+    commits included: it runs inside one outer transaction, and a service's commit only
+    releases a savepoint of it."""
+    engine = make_engine(store.url)
+    if engine.dialect.name == "sqlite":
+        # pysqlite begins transactions lazily and a savepoint's release would commit; with
+        # the driver in autocommit mode SQLAlchemy's own BEGIN makes the outer one real.
+        event.listen(engine, "connect", _driver_autocommit)
+        event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+    connection = engine.connect()
+    outer = connection.begin()
+    test_session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield test_session
+    finally:
+        test_session.close()
+        outer.rollback()
+        connection.close()
+        engine.dispose()
+
+
+def _driver_autocommit(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None
 
 
 @pytest.fixture

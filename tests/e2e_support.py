@@ -24,7 +24,7 @@ from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 from policyd.store.models import Assignment, Base, Job
 from policyd.worker import Worker
-from tests.api.conftest import Clock
+from tests.conftest import Clock
 from tests.connectors.ldap_server import ADMIN_DN, ADMIN_PASSWORD, GROUPS, USER_DN, Slapd
 from tests.connectors.scim_server import TOKEN, ScimServer
 from tests.connectors.webhook_server import SIGNING_KEY, WebhookServer

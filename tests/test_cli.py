@@ -312,12 +312,12 @@ def published(store, example_bundle, clock):
     (in the eligible group) and bob (not); returns the database URL."""
     admin = Actor("ops", Role.ADMIN)
     with store.session() as session:
-        VersionService(session).publish(admin, example_bundle.files, message="one", now=clock)
+        VersionService(session).publish(admin, example_bundle.files, message="one", now=clock())
         directory = DirectoryService(session)
         for user in ("ada", "bob"):
-            directory.put_user(admin, user, {"email": f"{user}@contoso.com"}, now=clock)
-        directory.put_group(admin, ELIGIBLE, None, now=clock)
-        directory.add_member(admin, ELIGIBLE, "ada", now=clock)
+            directory.put_user(admin, user, {"email": f"{user}@contoso.com"}, now=clock())
+        directory.put_group(admin, ELIGIBLE, None, now=clock())
+        directory.add_member(admin, ELIGIBLE, "ada", now=clock())
         session.commit()
     return store.url
 
@@ -366,7 +366,9 @@ def test_eval_version_evaluates_that_published_version(runner, published, clock,
     try:
         with database.session() as session:
             files = load_bundle(newer).files
-            VersionService(session).publish(Actor("ops", Role.ADMIN), files, message="2", now=clock)
+            VersionService(session).publish(
+                Actor("ops", Role.ADMIN), files, message="2", now=clock()
+            )
     finally:
         database.dispose()
     live = json.loads(eval_stored(runner, published, "--live", "--id", "ada", "--json").output)
@@ -436,7 +438,7 @@ def test_eval_version_of_a_stored_version_that_no_longer_loads_prints_why(runner
                     files={"never.yaml": rule_file(NEVER_FIRES)},
                     author="ops",
                     message="old",
-                    created_at=clock,
+                    created_at=clock(),
                     packages=["never"],
                 )
             )

@@ -174,7 +174,7 @@ def test_smtp_delivers_to_every_recipient(mail_server: MailServer):
     assert message["Auto-Submitted"] == "auto-generated"
 
 
-def test_smtp_dates_the_message_with_its_clock(mail_server: MailServer, clock: dt.datetime):
+def test_smtp_dates_the_message_with_its_clock(mail_server: MailServer, clock):
     """The Date header comes from the notifier's clock, not from deep inside."""
     notifier = SmtpNotifier(
         "mail",
@@ -182,11 +182,11 @@ def test_smtp_dates_the_message_with_its_clock(mail_server: MailServer, clock: d
         "policyd@example.org",
         port=mail_server.port,
         starttls=False,
-        clock=lambda: clock,
+        clock=clock,
     )
     notifier.send(APPROVAL)
     [(_, message)] = mail_server.mailbox.received
-    assert message["Date"].datetime == clock
+    assert message["Date"].datetime == clock()
 
 
 def test_smtp_folds_a_multi_line_subject_into_one(mail_server: MailServer):

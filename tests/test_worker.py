@@ -18,7 +18,7 @@ from policyd.services.external_users import ExternalUsers
 from policyd.services.tokens import TokenService
 from policyd.settings import parse_reminders
 from policyd.store.models import Base
-from tests.api.conftest import Clock
+from tests.conftest import Clock
 from tests.connectors.ldap_server import slapd
 from tests.connectors.scim_server import scim_server
 from tests.connectors.webhook_server import webhook_server

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -13,25 +12,7 @@ from policyd.api import create_app
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 from policyd.store.models import Base
-from tests.conftest import POLICIES
-
-
-class Clock:
-    """A settable clock; tests move time instead of sleeping."""
-
-    def __init__(self, start: datetime):
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta) -> None:
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))
+from tests.conftest import POLICIES, Clock
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import update
 
 from policyd.store.models import Assignment
-from tests.api.conftest import Clock
+from tests.conftest import Clock
 from tests.connectors.ldap_server import Slapd, slapd
 from tests.connectors.scim_server import ScimServer, scim_server
 from tests.connectors.webhook_server import webhook_server

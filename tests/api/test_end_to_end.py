@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime, timedelta
 
-from tests.api.conftest import Clock
+from tests.conftest import Clock
 from tests.connectors.ldap_server import Slapd, slapd
 from tests.connectors.scim_server import ScimServer, scim_server
 from tests.connectors.webhook_server import EVENT_ID_HEADER, SIGNATURE_HEADER, webhook_server

@@ -10,7 +10,7 @@ from flask import Flask
 
 from policyd.api import create_app
 from policyd.store.models import Base
-from tests.api.conftest import Clock
+from tests.conftest import Clock
 
 PACKAGE = """apiVersion: policyd/v1
 package:

@@ -121,62 +121,64 @@ def test_a_wrong_key_is_rejected_by_the_receiver(webhook_server: WebhookServer):
     assert webhook_server.deliveries == []
 
 
-def test_verify_signature_accepts_a_genuine_delivery(clock: datetime):
+def test_verify_signature_accepts_a_genuine_delivery(clock):
     """A body signed with the key at `now` verifies."""
-    timestamp = int(clock.timestamp())
+    timestamp = int(clock().timestamp())
     signature = sign(SIGNING_KEY, timestamp, b'{"event":"access.granted"}')
     assert verify_signature(
-        SIGNING_KEY, str(timestamp), b'{"event":"access.granted"}', signature, now=clock
+        SIGNING_KEY, str(timestamp), b'{"event":"access.granted"}', signature, now=clock()
     )
 
 
-def test_verify_signature_rejects_a_tampered_body(clock: datetime):
+def test_verify_signature_rejects_a_tampered_body(clock):
     """Changing one byte of the body breaks the signature."""
-    timestamp = int(clock.timestamp())
+    timestamp = int(clock().timestamp())
     signature = sign(SIGNING_KEY, timestamp, b'{"role":"member"}')
-    assert not verify_signature(SIGNING_KEY, timestamp, b'{"role":"owner"}', signature, clock)
+    assert not verify_signature(SIGNING_KEY, timestamp, b'{"role":"owner"}', signature, clock())
 
 
-def test_verify_signature_rejects_a_changed_timestamp(clock: datetime):
+def test_verify_signature_rejects_a_changed_timestamp(clock):
     """The timestamp is signed too, so a replay cannot refresh it."""
-    timestamp = int(clock.timestamp())
+    timestamp = int(clock().timestamp())
     signature = sign(SIGNING_KEY, timestamp - 600, b"{}")
-    assert not verify_signature(SIGNING_KEY, timestamp, b"{}", signature, clock)
+    assert not verify_signature(SIGNING_KEY, timestamp, b"{}", signature, clock())
 
 
-def test_verify_signature_rejects_an_old_timestamp(clock: datetime):
+def test_verify_signature_rejects_an_old_timestamp(clock):
     """A genuine delivery older than the tolerance is refused as a possible replay."""
-    old = int((clock - timedelta(seconds=301)).timestamp())
+    old = int((clock() - timedelta(seconds=301)).timestamp())
     signature = sign(SIGNING_KEY, old, b"{}")
-    assert not verify_signature(SIGNING_KEY, old, b"{}", signature, clock)
-    assert verify_signature(SIGNING_KEY, old, b"{}", signature, clock, tolerance=600)
+    assert not verify_signature(SIGNING_KEY, old, b"{}", signature, clock())
+    assert verify_signature(SIGNING_KEY, old, b"{}", signature, clock(), tolerance=600)
 
 
-def test_verify_signature_rejects_a_future_timestamp(clock: datetime):
+def test_verify_signature_rejects_a_future_timestamp(clock):
     """Clock skew is tolerated both ways, but only up to the tolerance."""
-    future = int((clock + timedelta(seconds=301)).timestamp())
-    assert not verify_signature(SIGNING_KEY, future, b"{}", sign(SIGNING_KEY, future, b"{}"), clock)
+    future = int((clock() + timedelta(seconds=301)).timestamp())
+    assert not verify_signature(
+        SIGNING_KEY, future, b"{}", sign(SIGNING_KEY, future, b"{}"), clock()
+    )
 
 
 @pytest.mark.parametrize("written", ["", "now", "+{0}", "{0}.0", "{0:_}", "-{0}"])
-def test_verify_signature_rejects_a_timestamp_not_in_digits(clock: datetime, written: str):
+def test_verify_signature_rejects_a_timestamp_not_in_digits(clock, written: str):
     """Only plain digits count, even when another spelling has the signed value."""
-    timestamp = int(clock.timestamp())
+    timestamp = int(clock().timestamp())
     signature = sign(SIGNING_KEY, timestamp, b"{}")
-    assert not verify_signature(SIGNING_KEY, written.format(timestamp), b"{}", signature, clock)
+    assert not verify_signature(SIGNING_KEY, written.format(timestamp), b"{}", signature, clock())
 
 
-def test_verify_signature_needs_an_aware_now(clock: datetime):
+def test_verify_signature_needs_an_aware_now(clock):
     """A naive `now` is a programming error, not a failed verification."""
     with pytest.raises(ValueError, match="timezone-aware"):
-        verify_signature(SIGNING_KEY, 0, b"{}", "v1=00", clock.replace(tzinfo=None))
+        verify_signature(SIGNING_KEY, 0, b"{}", "v1=00", clock().replace(tzinfo=None))
 
 
-def test_verify_signature_rejects_another_scheme(clock: datetime):
+def test_verify_signature_rejects_another_scheme(clock):
     """Only `v1=` signatures are understood."""
-    timestamp = int(clock.timestamp())
+    timestamp = int(clock().timestamp())
     digest = sign(SIGNING_KEY, timestamp, b"{}").removeprefix("v1=")
-    assert not verify_signature(SIGNING_KEY, timestamp, b"{}", f"v0={digest}", clock)
+    assert not verify_signature(SIGNING_KEY, timestamp, b"{}", f"v0={digest}", clock())
 
 
 @pytest.mark.parametrize("status", [500, 503, 429, 408])

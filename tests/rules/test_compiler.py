@@ -114,7 +114,7 @@ def test_large_packages_are_split_over_rulesets_and_still_match_every_rule(clock
         assert sum(_size(rule["all"][0]["m"])[0] for rule in ruleset.values()) < 64
     policy = Policy(bundle)
     try:
-        decision = policy.decide("big", Subject("u", department="Sales"), now=clock)
+        decision = policy.decide("big", Subject("u", department="Sales"), now=clock())
     finally:
         policy.close()
     assert len(decision.matched) == 300

@@ -40,7 +40,7 @@ def decide(clock):
     def run(rules: str, subject: Subject, request: RequestOptions | None = None, **kw):
         policy = policy_from(package(rules, kw.pop("extra", "")))
         opened.append(policy)
-        return policy.decide("pkg", subject, request, now=kw.pop("now", clock))
+        return policy.decide("pkg", subject, request, now=kw.pop("now", clock()))
 
     yield run
     for policy in opened:
@@ -118,7 +118,7 @@ def test_decision_carries_version_lifetime_and_resolved_stages(decide, clock):
 """
     decision = decide(rules, Subject("u", manager="max"))
     assert len(decision.version) == 12
-    assert decision.lifetime.expires_at == clock + timedelta(hours=8)
+    assert decision.lifetime.expires_at == clock() + timedelta(hours=8)
     first, second = decision.stages
     assert first.resolved == ("user:max", "user:olivia", "group:Owners")
     assert first.timeout == timedelta(days=2) and first.escalate_to == ("group:Helpdesk",)
@@ -218,7 +218,7 @@ def test_unknown_package_is_a_lookup_error(clock):
     policy = policy_from(package(APPROVE_HIGH))
     try:
         with pytest.raises(UnknownPackageError):
-            policy.decide("other", Subject("u"), now=clock)
+            policy.decide("other", Subject("u"), now=clock())
     finally:
         policy.close()
 
@@ -258,7 +258,7 @@ def test_a_published_cron_lifetime_that_stopped_firing_is_a_deny_not_an_error(cl
     bundle = dataclasses.replace(bundle, packages={"pkg": pkg})
     policy = Policy(bundle)
     try:
-        decision = policy.decide("pkg", Subject("u", department="Engineering"), now=clock)
+        decision = policy.decide("pkg", Subject("u", department="Engineering"), now=clock())
     finally:
         policy.close()
     assert decision.outcome is Outcome.DENY

@@ -30,17 +30,17 @@ def test_activate_swaps_the_version_and_closes_the_old_engine(clock):
     """After activate, decisions come from the new version and the old engine is closed."""
     runtime = PolicyRuntime(bundle("one"))
     old = runtime.active
-    assert runtime.decide("pkg", Subject("u"), now=clock).reason == "one"
+    assert runtime.decide("pkg", Subject("u"), now=clock()).reason == "one"
     new = runtime.activate(bundle("two"))
-    decision = runtime.decide("pkg", Subject("u"), now=clock)
+    decision = runtime.decide("pkg", Subject("u"), now=clock())
     assert (decision.reason, decision.version) == ("two", new.version)
     assert old.engine.closed
     with pytest.raises(EngineClosedError):
-        old.decide("pkg", Subject("u"), now=clock)
+        old.decide("pkg", Subject("u"), now=clock())
     runtime.close()
 
 
 def test_no_active_version_is_a_lookup_error(clock):
     """Deciding before any version is active raises LookupError."""
     with pytest.raises(LookupError):
-        PolicyRuntime().decide("pkg", Subject("u"), now=clock)
+        PolicyRuntime().decide("pkg", Subject("u"), now=clock())

@@ -27,7 +27,7 @@ def stored(store, example_bundle, clock):
     """The examples published and active, and an old version stored as if published before
     the current checks; returns its id."""
     with store.session() as session:
-        VersionService(session).publish(ADMIN, example_bundle.files, message="good", now=clock)
+        VersionService(session).publish(ADMIN, example_bundle.files, message="good", now=clock())
         session.add(
             PolicyVersion(
                 id="0ldversi0n00",
@@ -35,7 +35,7 @@ def stored(store, example_bundle, clock):
                 files=OLD_FILES,
                 author="ops",
                 message="old",
-                created_at=clock,
+                created_at=clock(),
                 packages=["never"],
             )
         )
@@ -49,7 +49,7 @@ def test_a_stored_version_that_no_longer_loads_cannot_be_activated(store, stored
         service = VersionService(session)
         before = service.active_id()
         with pytest.raises(InvalidError) as caught:
-            service.activate(ADMIN, stored, now=clock)
+            service.activate(ADMIN, stored, now=clock())
         assert caught.value.field == "id"
         assert caught.value.errors == [
             "never.yaml:9: package.rules[0].then.lifetime.until.cron: cron '0 0 31 2 *' never fires"

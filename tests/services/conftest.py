@@ -1,0 +1,50 @@
+"""Service-level fixtures over the rolled-back `session`: the example policies' runtime and
+the small directory the API tests use (`people`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from policyd.rules import Bundle, PolicyRuntime
+from policyd.services.actor import Actor, Role
+from policyd.services.directory import DirectoryService
+
+ROOT = Actor("root", Role.ADMIN)
+PEOPLE = {
+    "ada": {"email": "ada@contoso.com", "department": "Engineering"},
+    "bob": {"email": "bob@contoso.com"},
+    "carol": {"email": "carol@contoso.com"},
+    "max": {"email": "max@contoso.com", "department": "Sales"},
+    "sam": {"email": "sam@contoso.com", "department": "Sales", "manager_id": "max"},
+    "olga": {"email": "olga@contoso.com"},
+    "fab": {"email": "fab@fabrikam.com", "type": "guest"},
+}
+GROUPS = {
+    "Group.ScopeA.Readers.Eligible": ["ada"],
+    "Group.ScopeA.Approvers": ["bob", "carol", "ada"],
+    "Sales.Ops": ["olga"],
+}
+
+
+@pytest.fixture
+def runtime(example_bundle: Bundle) -> Iterator[PolicyRuntime]:
+    """The example policies, active."""
+    policies = PolicyRuntime(example_bundle)
+    yield policies
+    policies.close()
+
+
+@pytest.fixture
+def people(session, clock) -> dict[str, dict]:
+    """ada (eligible for Scope A), bob, carol and ada (Scope A approvers), max, sam (sales,
+    manager max), olga (Sales Ops), fab (a guest); committed."""
+    directory = DirectoryService(session)
+    for user_id, data in PEOPLE.items():
+        directory.put_user(ROOT, user_id, data, now=clock())
+    for group_id, members in GROUPS.items():
+        directory.put_group(ROOT, group_id, None, now=clock())
+        directory.add_members(ROOT, group_id, members, now=clock())
+    session.commit()
+    return PEOPLE

@@ -222,16 +222,6 @@ def test_an_empty_put_keeps_a_user_as_it_was(client, admin, people):
     assert client.get("/v1/users/sam", headers=admin).json == before
 
 
-def test_a_put_sets_the_fields_sent_and_null_clears_one(client, admin, people):
-    """Only the fields sent change; null clears a field."""
-    response = client.put(
-        "/v1/users/sam", json={"department": None, "job_title": "Rep"}, headers=admin
-    )
-    user = response.json
-    assert (user["department"], user["job_title"]) == (None, "Rep")
-    assert (user["email"], user["manager_id"]) == ("sam@contoso.com", "max")
-
-
 def test_an_empty_put_creates_a_group_and_keeps_a_named_one(client, admin):
     """{} creates an empty group (as the README's session does) and leaves a name in place."""
     assert client.put("/v1/groups/G", json={}, headers=admin).json == {
@@ -246,14 +236,6 @@ def test_an_empty_put_creates_a_group_and_keeps_a_named_one(client, admin):
     }
 
 
-def test_a_put_keeps_an_organizations_domains_and_sponsors(client, admin):
-    """Renaming a connected organisation does not drop its domains or sponsors."""
-    org = {"display_name": "Fabrikam", "domains": ["fabrikam.com"], "internal_sponsors": ["bob"]}
-    client.put("/v1/organizations/fab", json=org, headers=admin)
-    renamed = client.put("/v1/organizations/fab", json={"display_name": "F"}, headers=admin).json
-    assert renamed["domains"] == ["fabrikam.com"] and renamed["internal_sponsors"] == ["bob"]
-
-
 def test_email_must_be_an_email_address(client, admin):
     """A user's email is an e-mail address or null."""
     response = client.put("/v1/users/zed", json={"email": "not an address"}, headers=admin)
@@ -261,12 +243,10 @@ def test_email_must_be_an_email_address(client, admin):
 
 
 def test_a_manager_must_be_in_the_directory_unless_marked_external(client, admin, people):
-    """manager_id names a directory user; manager_external: true accepts someone outside."""
+    """An unknown manager_id is a 422 naming it; manager_external: true accepts someone outside
+    and is not echoed (the service's side: tests/services/test_directory.py)."""
     response = client.put("/v1/users/zed", json={"manager_id": "nobody"}, headers=admin)
     assert_error(response, 422, "manager_id")
-    assert client.get("/v1/users/zed", headers=admin).status_code == 404
-    ok = client.put("/v1/users/zed", json={"manager_id": "max"}, headers=admin)
-    assert ok.status_code == 200
     external = {"manager_id": "boss@partner", "manager_external": True}
     answer = client.put("/v1/users/zed", json=external, headers=admin)
     assert answer.status_code == 200 and answer.json["manager_id"] == "boss@partner"

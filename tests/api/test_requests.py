@@ -120,3 +120,29 @@ def test_bad_input_names_the_field(client, token, people):
     assert bad.status_code == 422 and "duration" in bad.json["errors"]
     unknown = client.post("/v1/requests", json={"package": "x", "colour": 1}, headers=bob)
     assert unknown.status_code == 422 and "colour" in unknown.json["errors"]
+
+
+def test_a_stage_that_times_out_escalates_once_then_expires(
+    app, client, token, admin, people, clock
+):
+    """The worker's sweep escalates Sales Support stage 1 (the manager, 3 days) to Sales Ops,
+    then expires it; the API shows each step (the steps themselves: tests/services)."""
+    request = file(client, token("sam"), "sales-support", justification="launch").json
+    worker = app.extensions["policyd.worker"]
+    clock.advance(days=2)
+    assert worker.sweep(now=clock())["escalated"] == 0
+    clock.advance(days=1, seconds=1)
+    assert worker.sweep(now=clock())["escalated"] == 1
+    shown = client.get(f"/v1/requests/{request['id']}", headers=admin).json
+    assert (shown["state"], shown["stages"][0]["approvers"]) == ("pending_approval", ["olga"])
+    assert (
+        client.get("/v1/requests?approver=me", headers=token("olga")).json[0]["id"]
+        == (request["id"])
+    )
+    clock.advance(days=3, seconds=1)
+    assert worker.sweep(now=clock())["timed_out"] == 1
+    ended = client.get(f"/v1/requests/{request['id']}", headers=admin).json
+    assert ended["state"] == "expired"
+    assert ended["reason"] == "stage 1 was not decided within its timeout"
+    late = client.post(f"/v1/requests/{request['id']}/approve", json={}, headers=token("olga"))
+    assert late.status_code == 409

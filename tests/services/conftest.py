@@ -1,15 +1,20 @@
-"""Service-level fixtures over the rolled-back `session`: the example policies' runtime and
-the small directory the API tests use (`people`)."""
+"""Service-level fixtures over the rolled-back `session`: the example policies' runtime, the
+small directory the API tests use (`people`) and a worker run (`deliver`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
+from sqlalchemy.orm import Session
 
+from policyd.connectors.config import Connectors, load_instances
 from policyd.rules import Bundle, PolicyRuntime
 from policyd.services.actor import Actor, Role
 from policyd.services.directory import DirectoryService
+from policyd.services.memberships import DirectoryMemberships
+from policyd.worker import Worker
 
 ROOT = Actor("root", Role.ADMIN)
 PEOPLE = {
@@ -48,3 +53,26 @@ def people(session, clock) -> dict[str, dict]:
         directory.add_members(ROOT, group_id, members, now=clock())
     session.commit()
     return PEOPLE
+
+
+@pytest.fixture
+def deliver(session, runtime):
+    """deliver(now) runs every due job as a worker would, through the directory connector,
+    in the test's transaction (each worker session joins it)."""
+
+    def sessions() -> Session:
+        return Session(
+            bind=session.connection(),
+            join_transaction_mode="create_savepoint",
+            expire_on_commit=False,
+        )
+
+    connectors = Connectors(load_instances(None), DirectoryMemberships(sessions))
+    worker = Worker(sessions, connectors, runtime)
+
+    def run(now: datetime) -> None:
+        worker.run_jobs(now=now, limit=1000)
+        session.expire_all()
+
+    yield run
+    connectors.close()

@@ -26,6 +26,23 @@ PG_ADMIN_URL = os.environ.get(
     "POLICYD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 BACKENDS = os.environ.get("POLICYD_TEST_DATABASES", "sqlite,postgresql").split(",")
+# The small directory of the `people` fixtures (tests/api over HTTP, tests/services direct):
+# ada (eligible for Scope A), bob, carol and ada (Scope A approvers), sam (sales, manager
+# max), olga (Sales Ops), fab (a guest).
+PEOPLE = {
+    "ada": {"email": "ada@contoso.com", "department": "Engineering"},
+    "bob": {"email": "bob@contoso.com"},
+    "carol": {"email": "carol@contoso.com"},
+    "max": {"email": "max@contoso.com", "department": "Sales"},
+    "sam": {"email": "sam@contoso.com", "department": "Sales", "manager_id": "max"},
+    "olga": {"email": "olga@contoso.com"},
+    "fab": {"email": "fab@fabrikam.com", "type": "guest"},
+}
+GROUPS = {
+    "Group.ScopeA.Readers.Eligible": ["ada"],
+    "Group.ScopeA.Approvers": ["bob", "carol", "ada"],
+    "Sales.Ops": ["olga"],
+}
 
 
 class Clock:

@@ -12,7 +12,7 @@ from policyd.api import create_app
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 from policyd.store.models import Base
-from tests.conftest import POLICIES, Clock
+from tests.conftest import GROUPS, PEOPLE, POLICIES, Clock
 
 
 @pytest.fixture
@@ -63,25 +63,11 @@ def admin(token) -> dict[str, str]:
 @pytest.fixture
 def people(client, admin):
     """A small directory: ada (eligible), bob and carol (approvers), sam (sales, manager max)."""
-    users = {
-        "ada": {"email": "ada@contoso.com", "department": "Engineering"},
-        "bob": {"email": "bob@contoso.com"},
-        "carol": {"email": "carol@contoso.com"},
-        "max": {"email": "max@contoso.com", "department": "Sales"},
-        "sam": {"email": "sam@contoso.com", "department": "Sales", "manager_id": "max"},
-        "olga": {"email": "olga@contoso.com"},
-        "fab": {"email": "fab@fabrikam.com", "type": "guest"},
-    }
-    for user_id, body in users.items():
+    for user_id, body in PEOPLE.items():
         assert client.put(f"/v1/users/{user_id}", json=body, headers=admin).status_code == 200
-    groups = {
-        "Group.ScopeA.Readers.Eligible": ["ada"],
-        "Group.ScopeA.Approvers": ["bob", "carol", "ada"],
-        "Sales.Ops": ["olga"],
-    }
-    for group_id, members in groups.items():
+    for group_id, members in GROUPS.items():
         assert client.put(f"/v1/groups/{group_id}", json={}, headers=admin).status_code == 200
         for user_id in members:
             response = client.put(f"/v1/groups/{group_id}/members/{user_id}", headers=admin)
             assert response.status_code == 204
-    return users
+    return {user_id: dict(body) for user_id, body in PEOPLE.items()}

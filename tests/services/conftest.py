@@ -15,22 +15,9 @@ from policyd.services.actor import Actor, Role
 from policyd.services.directory import DirectoryService
 from policyd.services.memberships import DirectoryMemberships
 from policyd.worker import Worker
+from tests.conftest import GROUPS, PEOPLE
 
 ROOT = Actor("root", Role.ADMIN)
-PEOPLE = {
-    "ada": {"email": "ada@contoso.com", "department": "Engineering"},
-    "bob": {"email": "bob@contoso.com"},
-    "carol": {"email": "carol@contoso.com"},
-    "max": {"email": "max@contoso.com", "department": "Sales"},
-    "sam": {"email": "sam@contoso.com", "department": "Sales", "manager_id": "max"},
-    "olga": {"email": "olga@contoso.com"},
-    "fab": {"email": "fab@fabrikam.com", "type": "guest"},
-}
-GROUPS = {
-    "Group.ScopeA.Readers.Eligible": ["ada"],
-    "Group.ScopeA.Approvers": ["bob", "carol", "ada"],
-    "Sales.Ops": ["olga"],
-}
 
 
 @pytest.fixture
@@ -52,7 +39,7 @@ def people(session, clock) -> dict[str, dict]:
         directory.put_group(ROOT, group_id, None, now=clock())
         directory.add_members(ROOT, group_id, members, now=clock())
     session.commit()
-    return PEOPLE
+    return {user_id: dict(body) for user_id, body in PEOPLE.items()}
 
 
 @pytest.fixture

@@ -88,3 +88,23 @@ def test_policyd_worker_writes_its_log_lines(tmp_path: Path):
     assert entry["logger"] == "policyd.cli.worker"
     assert entry["level"] == "info"
     assert "running" in entry["message"]
+
+
+def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
+    """Three failed passes log one error with its traceback; the next good pass logs the
+    recovery once; good passes outside an outage log nothing."""
+    outage = logs.Outage(logging.getLogger("policyd.test"), "storing failed", "storing again")
+    with caplog.at_level(logging.INFO, logger="policyd.test"):
+        outage.succeeded()
+        for _ in range(3):
+            try:
+                raise OSError("disk gone")
+            except OSError:
+                outage.failed()
+        outage.succeeded()
+        outage.succeeded()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "storing failed"),
+        ("INFO", "storing again"),
+    ]
+    assert caplog.records[0].exc_info[1].args == ("disk gone",)

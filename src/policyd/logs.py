@@ -82,3 +82,24 @@ def configure(level: str = "INFO", stream: IO[str] | None = None, json_lines: bo
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+class Outage:
+    """A retry loop's log: the first failure of a run is logged with its traceback, the
+    retries that fail after it are not, and the first success after it says so once."""
+
+    def __init__(self, logger: logging.Logger, failed: str, recovered: str):
+        self.logger, self.failed_message, self.recovered_message = logger, failed, recovered
+        self.down = False
+
+    def failed(self) -> None:
+        """Call from an `except` block: logs the exception unless this outage was logged."""
+        if not self.down:
+            self.logger.exception(self.failed_message)
+        self.down = True
+
+    def succeeded(self) -> None:
+        """Call after a pass that worked: logs the recovery when an outage was going on."""
+        if self.down:
+            self.logger.info(self.recovered_message)
+        self.down = False

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from policyd.logs import Outage
 from policyd.services.decision_log.codec import entry_time
 from policyd.services.decision_log.storer import Storer
 from policyd.store.spool import SpoolFile, open_files, peek_files
@@ -136,17 +137,18 @@ class Drainer:
     def run(self, stop: threading.Event, interval: float = DRAIN_INTERVAL) -> None:
         """Drain every `interval` seconds until `stop` is set; errors are logged once per
         outage and the pass is retried."""
-        failing = False
+        outage = Outage(
+            log,
+            "decision log: storing spooled entries failed; retrying",
+            "decision log: storing spooled entries again",
+        )
         while True:
             try:
                 self.drain()
-                if failing:
-                    log.info("decision log: storing spooled entries again")
-                failing = False
             except Exception:
-                if not failing:
-                    log.exception("decision log: storing spooled entries failed; retrying")
-                failing = True
+                outage.failed()
+            else:
+                outage.succeeded()
             if stop.wait(interval):
                 return
 

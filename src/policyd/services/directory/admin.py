@@ -14,7 +14,7 @@ class DirectoryAdmin(DirectoryService):
     """DirectoryService whose changes commit (DirectoryService's own never do: imports and
     leavers make many changes in one transaction)."""
 
-    def put_user(self, actor: Actor, user_id: str, data: dict[str, Any], **options) -> User:
+    def put_user(self, actor: Actor, user_id: str, data: dict[str, Any], **options: Any) -> User:
         user = super().put_user(actor, user_id, data, **options)
         self.session.commit()
         return user
@@ -27,7 +27,7 @@ class DirectoryAdmin(DirectoryService):
         return group
 
     def put_organization(
-        self, actor: Actor, org_id: str, data: dict[str, Any], **options
+        self, actor: Actor, org_id: str, data: dict[str, Any], **options: Any
     ) -> ConnectedOrganization:
         org = super().put_organization(actor, org_id, data, **options)
         self.session.commit()

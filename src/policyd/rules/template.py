@@ -134,9 +134,20 @@ def expand(
     if found:
         problems.extend(found)
         return []
+    return _stamp(document, template_id, spec.get("rowsFrom"), relative, rows, packages)
+
+
+def _stamp(
+    document: Document,
+    template_id: str,
+    source: str | None,
+    relative: str,
+    rows: list[Row],
+    packages: list[Any],
+) -> list[GeneratedDocument]:
+    """One package document per row and package of a template that has no problem."""
     made = []
     # Origins name files relative to the bundle, as stored versions do (not this machine's).
-    source = spec.get("rowsFrom")
     rows_file = relative if source is None else (PurePosixPath(relative).parent / source)
     for row in rows:
         origin = Origin(template_id, relative, f"{PurePosixPath(rows_file).as_posix()}:{row.line}")

@@ -4,8 +4,12 @@ durable_rules 2.0.28 crashes when its background dispatcher races a caller, when
 sessions collide on its 32-bit sid hash, past 1,024 live sessions, and when a session whose fact
 matched nothing is deleted (see docs/engine.md). So this adapter drives the C core directly — no
 `durable.engine.Host`, hence no dispatcher threads at all — with one process-wide lock around
-assert, read and delete; every evaluation uses a fresh session deleted before the lock is
-released; and every ruleset carries an always-true rule, so no fact ever goes unmatched.
+assert, read and retract; each ruleset has exactly one session, made when the ruleset is and
+emptied again (its fact retracted) before the lock is released; and every ruleset carries an
+always-true rule, so no fact ever goes unmatched.
+
+Creating a session costs ~8 KiB of zeroed tables per rule, so a fresh session per evaluation
+made up half of a decision's instructions; the one kept session costs nothing per evaluation.
 
 Matching is a pure function of the compiled bundle and the fact, so each engine remembers the
 matches of recent facts (a bounded LRU, keyed by the exact JSON the C core would read); it dies
@@ -15,7 +19,6 @@ with its engine, so a version swap starts afresh.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import threading
 from typing import Any
@@ -27,7 +30,9 @@ from policyd.rules.compiler import ALWAYS_ACTION, CompiledBundle
 # The C core keeps process-wide state and never releases the GIL, so one lock for every
 # ruleset costs no parallelism and rules out the races above.
 _CORE_LOCK = threading.Lock()
-_NOT_HANDLED = 1
+_HANDLED = 0
+SESSION = "1"  # the one session of every ruleset
+_SID_SUFFIX = f', "sid": "{SESSION}"}}'
 MEMO_SIZE = 2048  # facts remembered per engine
 MEMO_MAX_FACT = 2048  # characters; a longer fact (hundreds of groups) is matched, not remembered
 
@@ -52,10 +57,10 @@ class Engine:
         self.compiled = compiled
         # lru_cache is thread-safe; two threads missing on one fact both match it, alike.
         self._memo = functools.lru_cache(maxsize=max(memo_size, 0))(self._match_payload)
-        self._sids = itertools.count(1)
         self._closed = False
         self._broken: str | None = None
         self._handles: dict[str, int] = {}
+        self._sessions: set[str] = set()  # rulesets whose session exists
         with _CORE_LOCK:
             try:
                 for name, rules in compiled.rulesets.items():
@@ -77,7 +82,8 @@ class Engine:
         if package_id not in self.compiled.ruleset_of:
             raise KeyError(package_id)
         # Exactly what the C core reads: equal text, equal matches (1, 1.0 and true differ).
-        payload = json.dumps(fact)[:-1]  # the sid is appended per ruleset
+        payload = json.dumps(fact)[:-1]
+        payload += _SID_SUFFIX if len(payload) > 1 else _SID_SUFFIX[2:]
         if self._closed:  # a remembered match must not outlive its version either
             raise EngineClosedError(self.compiled.version)
         if self._broken:
@@ -105,36 +111,28 @@ class Engine:
         return self._memo.cache_info().currsize
 
     def _match_one(self, ruleset: str, payload: str, actions: list[str]) -> None:
-        """Assert the fact into one ruleset, collect its actions, delete the session.
+        """Assert the fact into the ruleset's session, collect its actions, retract the fact.
 
-        The caller holds _CORE_LOCK.
+        The caller holds _CORE_LOCK. Whatever fails leaves the session in an unknown state,
+        so the engine is marked broken and refuses further work.
         """
         handle = self._handles[ruleset]
-        sid = str(next(self._sids))
-        separator = ", " if len(payload) > 1 else ""
         try:
-            code, state = durable_rules_engine.assert_fact(
-                handle, f'{payload}{separator}"sid": "{sid}"}}'
-            )
-        except Exception as err:
-            self._broken = f"durable_rules failed: {err}"
-            raise EngineError(self._broken) from err
-        if code == _NOT_HANDLED:
-            # Cannot happen with the always-true rule; deleting such a session corrupts
-            # the heap, so stop using this engine instead.
-            self._broken = f"ruleset {ruleset} left a fact unmatched"
-            raise EngineError(self._broken)
-        try:
+            code, state = durable_rules_engine.assert_fact(handle, payload)
+            self._sessions.add(ruleset)
+            if code != _HANDLED:
+                # Unmatched cannot happen with the always-true rule, nor "already there" with
+                # every fact retracted; either way the session is not what we think it is.
+                raise EngineError(f"assert_fact returned {code}")
             result = durable_rules_engine.start_action_for_state(handle, state)
             message = result[1] if result else None
             while message:
                 actions.append(_action_name(message))
                 message = durable_rules_engine.complete_and_start_action(handle, state)
+            durable_rules_engine.retract_fact(handle, payload)
         except Exception as err:
-            self._broken = f"durable_rules failed: {err}"
+            self._broken = f"durable_rules failed on ruleset {ruleset}: {err}"
             raise EngineError(self._broken) from err
-        finally:
-            durable_rules_engine.delete_state(handle, sid)
 
     def close(self) -> None:
         """Release the C rulesets; later `match` calls raise EngineClosedError."""
@@ -145,9 +143,14 @@ class Engine:
         self._memo.cache_clear()
 
     def _release(self) -> None:
-        for handle in self._handles.values():
+        # delete_ruleset leaves sessions allocated: delete each ruleset's session first
+        # (only a session that holds no fact, so never one an error left half-used).
+        for name, handle in self._handles.items():
+            if name in self._sessions and not self._broken:
+                durable_rules_engine.delete_state(handle, SESSION)
             durable_rules_engine.delete_ruleset(handle)
         self._handles.clear()
+        self._sessions.clear()
 
     @property
     def closed(self) -> bool:

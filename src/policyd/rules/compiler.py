@@ -12,8 +12,9 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from policyd.domain import Outcome
 from policyd.rules.condition import All, AnyOf, Cmp, Condition, Kind, Not, Window, field_kind, walk
-from policyd.rules.model import Bundle
+from policyd.rules.model import Bundle, Rule
 
 MARKER = "pd"  # present in every fact, so "always" can be written as a condition
 # Every ruleset gets this always-true rule: a fact that matches nothing leaves durable_rules
@@ -59,6 +60,10 @@ class CompiledBundle:
     rule_of: dict[str, tuple[str, str]]  # action name -> (package id, rule id)
     windows: dict[Window, str] = field(default_factory=dict)  # cron window -> fact key
     fields: frozenset[str] = frozenset()  # every field some condition reads
+    # package id -> rule id -> (place in the deciding order, place in the file); the deciding
+    # order is deny first, then higher priority, then file order. A package whose rule ids
+    # repeat has none (decisions then walk its rules).
+    ranks: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
 
 
 # durable_rules' limits (its C source: events.c MAX_STACK_SIZE, rete.c MAX_SEQUENCE_EXPRESSIONS,
@@ -126,9 +131,25 @@ def compile_bundle(bundle: Bundle) -> CompiledBundle:
             rulesets[name] = chunk
             names.append(name)
         ruleset_of[package.id] = tuple(names)
+    ranks = {
+        package.id: rank
+        for package in bundle.packages.values()
+        if (rank := _ranks(package.rules)) is not None
+    }
     return CompiledBundle(
-        bundle.version.id, rulesets, ruleset_of, rule_of, windows, frozenset(fields)
+        bundle.version.id, rulesets, ruleset_of, rule_of, windows, frozenset(fields), ranks
     )
+
+
+def _ranks(rules: tuple[Rule, ...]) -> dict[str, tuple[int, int]] | None:
+    """Each rule id's (deciding rank, file position), or None when ids repeat."""
+    if len({rule.id for rule in rules}) != len(rules):
+        return None
+    order = sorted(
+        range(len(rules)),
+        key=lambda n: (rules[n].outcome is not Outcome.DENY, -rules[n].priority, n),
+    )
+    return {rules[n].id: (rank, n) for rank, n in enumerate(order)}
 
 
 def _size(expr: dict[str, Any]) -> tuple[int, int]:

@@ -81,10 +81,16 @@ def decide(
     """
     package = bundle.package(package_id)
     check_inputs(request, now)
-    fact = build_fact(engine.compiled, subject, request, now)
-    matched_ids = engine.match(package_id, fact)
-    matched = tuple(rule.id for rule in package.rules if rule.id in matched_ids)
-    rule = choose(package.rules, matched_ids)
+    compiled = engine.compiled
+    matched_ids = engine.match(package_id, build_fact(compiled, subject, request, now))
+    ranks = compiled.ranks.get(package_id)
+    if ranks is None:
+        matched = tuple(rule.id for rule in package.rules if rule.id in matched_ids)
+        rule = choose(package.rules, matched_ids)
+    else:  # as above, in steps per matched rule rather than per rule of the package
+        matched = tuple(sorted(matched_ids, key=lambda rule_id: ranks[rule_id][1]))
+        best = min(matched_ids, key=ranks.__getitem__, default=None)
+        rule = None if best is None else package.rules[ranks[best][1]]
     if rule is None:
         return Decision(
             outcome=Outcome.DENY,

@@ -21,6 +21,8 @@ from __future__ import annotations
 import functools
 import json
 import threading
+from collections.abc import Callable
+from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any
 
 import durable_rules_engine
@@ -35,6 +37,20 @@ SESSION = "1"  # the one session of every ruleset
 _SID_SUFFIX = f', "sid": "{SESSION}"}}'
 MEMO_SIZE = 2048  # facts remembered per engine
 MEMO_MAX_FACT = 2048  # characters; a longer fact (hundreds of groups) is matched, not remembered
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """json.dumps with its defaults, minus the per-call set-up of its C encoder."""
+    if c_make_encoder is None:  # Python built without the json accelerator
+        return json.dumps
+    chunks = c_make_encoder(
+        None, json.JSONEncoder().default, encode_basestring_ascii, None,
+        ": ", ", ", False, False, True,
+    )  # fmt: skip
+    return lambda value: "".join(chunks(value, 0))
+
+
+_to_json = _json_encoder()
 
 
 class EngineClosedError(RuntimeError):
@@ -82,7 +98,7 @@ class Engine:
         if package_id not in self.compiled.ruleset_of:
             raise KeyError(package_id)
         # Exactly what the C core reads: equal text, equal matches (1, 1.0 and true differ).
-        payload = json.dumps(fact)[:-1]
+        payload = _to_json(fact)[:-1]
         payload += _SID_SUFFIX if len(payload) > 1 else _SID_SUFFIX[2:]
         if self._closed:  # a remembered match must not outlive its version either
             raise EngineClosedError(self.compiled.version)

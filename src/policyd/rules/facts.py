@@ -9,18 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from policyd.domain import RequestOptions, Subject
 from policyd.rules.compiler import (
     FALSE,
     MARKER,
+    TEXT_PREFIX,
     TRUE,
     CompiledBundle,
     fact_key,
     number_key,
     number_value,
-    text_value,
 )
 from policyd.rules.condition import Window, as_number, canon_text, parse_duration
 
@@ -31,31 +31,70 @@ def build_fact(
     compiled: CompiledBundle, subject: Subject, request: RequestOptions, now: datetime
 ) -> dict[str, Any]:
     """The fact for one evaluation, holding only the fields the bundle's conditions read."""
-    wanted = compiled.fields
+    plan = _plan(compiled.fields)
     fact: dict[str, Any] = {MARKER: 1}
-    for name, read in _TEXT_FIELDS.items():
-        if name in wanted:
-            _put_text(fact, name, read(subject))
-    for key, value in subject.attributes.items():
-        name = f"subject.attributes.{key}"
-        if name in wanted:
-            _put_text(fact, name, value)
+    for key, read in plan.texts:
+        text = _text(read(subject))
+        if text:
+            fact[key] = TEXT_PREFIX + text
+    if plan.attributes:
+        for name, value in subject.attributes.items():
+            keys = plan.attributes.get(name)
+            if keys is None:
+                continue
+            text = _text(value)
+            if text:
+                fact[keys[0]] = TEXT_PREFIX + text
             number = as_number(value)
             if number is not None:
-                fact[number_key(name)] = number_value(number)
-    if "subject.groups" in wanted:
-        fact[fact_key("subject.groups")] = _text_list(subject.groups)
-    if "subject.packages" in wanted:
-        fact[fact_key("subject.packages")] = _text_list(subject.packages)
-    if "request.duration" in wanted:
+                fact[keys[1]] = number_value(number)
+    if plan.groups:
+        fact[plan.groups] = _text_list(subject.groups)
+    if plan.packages:
+        fact[plan.packages] = _text_list(subject.packages)
+    if plan.duration:
         seconds = requested_seconds(request, now)
         if seconds is not None:
-            fact[number_key("request.duration")] = number_value(seconds)
-    if "request.justification" in wanted and request.has_justification:
-        fact[fact_key("request.justification")] = TRUE
-    for window, key in compiled.windows.items():
-        fact[key] = TRUE if _within(window, now.replace(second=0, microsecond=0)) else FALSE
+            fact[plan.duration] = number_value(seconds)
+    if plan.justification and request.has_justification:
+        fact[plan.justification] = TRUE
+    if compiled.windows:
+        minute = now.replace(second=0, microsecond=0)
+        for window, key in compiled.windows.items():
+            fact[key] = TRUE if _within(window, minute) else FALSE
     return fact
+
+
+class _Plan(NamedTuple):
+    """Which fact keys a bundle's conditions read, worked out once per set of fields."""
+
+    texts: tuple[tuple[str, Callable[[Subject], Any]], ...]  # (fact key, reader)
+    attributes: dict[str, tuple[str, str]]  # attribute -> (text key, number key)
+    groups: str | None
+    packages: str | None
+    duration: str | None
+    justification: str | None
+
+
+@lru_cache(maxsize=64)
+def _plan(fields: frozenset[str]) -> _Plan:
+    def key_if(name: str, key: Callable[[str], str] = fact_key) -> str | None:
+        return key(name) if name in fields else None
+
+    prefix = "subject.attributes."
+    texts = [(fact_key(name), read) for name, read in _TEXT_FIELDS.items() if name in fields]
+    return _Plan(
+        texts=tuple(texts),
+        attributes={
+            name[len(prefix) :]: (fact_key(name), number_key(name))
+            for name in fields
+            if name.startswith(prefix)
+        },
+        groups=key_if("subject.groups"),
+        packages=key_if("subject.packages"),
+        duration=key_if("request.duration", number_key),
+        justification=key_if("request.justification"),
+    )
 
 
 _TEXT_FIELDS: dict[str, Callable[[Subject], Any]] = {
@@ -84,12 +123,11 @@ def requested_seconds(request: RequestOptions, now: datetime) -> float | None:
     return ((now + parse_duration(request.duration)) - now).total_seconds()
 
 
-def _put_text(fact: dict[str, Any], name: str, value: Any) -> None:
-    text = canon_text(value)
-    if text:
-        fact[fact_key(name)] = text_value(text)
+def _text(value: Any) -> str | None:
+    # canon_text, with its commonest case first
+    return value if type(value) is str else canon_text(value)
 
 
 def _text_list(values) -> list[str]:
-    items = {canon_text(v) for v in values}
-    return [SENTINEL, *sorted(text_value(v) for v in items if v)]
+    items = {TEXT_PREFIX + text for value in values if (text := _text(value))}
+    return [SENTINEL, *sorted(items)]

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from policyd.rules.compiler import ALWAYS_ACTION, _size, compile_bundle, number_value
+from policyd.rules.compiler import (
+    ALWAYS_ACTION,
+    MEMBER_LIMIT,
+    _size,
+    compile_bundle,
+    number_value,
+)
 from policyd.rules.condition import parse_condition
 from policyd.rules.loader import load_texts
 from tests.conftest import rule_file
@@ -25,9 +31,9 @@ TEXT = rule_file(
 )
 
 
-def compiled():
+def compiled(member_limit: int = 0):
     bundle = load_texts({"p.yaml": TEXT})
-    return bundle, compile_bundle(bundle)
+    return bundle, compile_bundle(bundle, member_limit=member_limit)
 
 
 def test_one_ruleset_per_package_named_with_the_version():
@@ -55,6 +61,36 @@ def test_ne_also_matches_a_missing_key_and_lists_use_iall():
             {"$iall": {"subject__groups": {"$neq": {"$i": "v:G"}}}},
         ]
     }
+
+
+def test_a_list_value_few_rules_name_is_read_from_its_own_key():
+    """With few named values, not_contains G is "no key for G" (plus the marker guard)."""
+    _, result = compiled(member_limit=MEMBER_LIMIT)
+    assert result.members == {"subject.groups": {"G": "subject__groups__m0"}}
+    expr = next(iter(result.rulesets.values()))["p0r0"]["all"][0]["m"]
+    assert expr["$and"][-1] == {"$nex": {"subject__groups__m0": 1}}
+
+
+def test_a_list_field_rules_name_many_values_of_is_searched_as_a_list():
+    """Past member_limit named values the rules search the fact's list with $iany."""
+    rules = "\n".join(
+        f"            - {{id: r{n}, when: {{subject.groups: G{n}}}, then: {{decision: deny}}}}"
+        for n in range(MEMBER_LIMIT + 1)
+    )
+    text = rule_file(
+        f"""
+        apiVersion: policyd/v1
+        package:
+          id: pkg
+          displayName: Many groups
+          rules:
+{rules}
+        """
+    )
+    result = compile_bundle(load_texts({"p.yaml": text}))
+    assert result.members == {}
+    first = result.rulesets[result.ruleset_of["pkg"][0]]["p0r0"]["all"][0]["m"]
+    assert first == {"$iany": {"subject__groups": {"$i": "v:G0"}}}
 
 
 def test_not_is_pushed_down_to_exact_complements():
@@ -127,6 +163,6 @@ def test_nested_groups_of_one_kind_are_flattened():
     )
     from policyd.rules.compiler import _Compiler
 
-    assert _Compiler({}).expr(tree, False) == {
+    assert _Compiler({}, {}).expr(tree, False) == {
         "$or": [{"subject__id": "v:a"}, {"subject__id": "v:b"}, {"subject__id": "v:c"}]
     }

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from policyd.domain import RequestOptions, Subject, UserType
-from policyd.rules.compiler import compile_bundle, number_value
+from policyd.rules.compiler import MEMBER_LIMIT, compile_bundle, number_value
 from policyd.rules.facts import build_fact
 from policyd.rules.loader import load_texts
 from tests.conftest import rule_file
 
 
-def compiled_for(when: str):
+def compiled_for(when: str, member_limit: int = MEMBER_LIMIT):
     text = rule_file(
         f"""
         apiVersion: policyd/v1
@@ -24,7 +24,7 @@ def compiled_for(when: str):
               then: {{decision: deny}}
         """
     )
-    return compile_bundle(load_texts({"p.yaml": text}))
+    return compile_bundle(load_texts({"p.yaml": text}), member_limit=member_limit)
 
 
 NOW = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
@@ -51,7 +51,8 @@ def test_only_read_fields_are_in_the_fact():
 def test_numbers_get_a_numeric_key_and_lists_a_sentinel():
     """Numeric attributes also appear as numbers; lists start with the empty sentinel."""
     compiled = compiled_for(
-        "{subject.attributes.level: {gt: 1}, subject.attributes.name: x, subject.groups: g}"
+        "{subject.attributes.level: {gt: 1}, subject.attributes.name: x, subject.groups: g}",
+        member_limit=0,
     )
     subject = Subject(
         "u", groups=frozenset({"b", "a"}), attributes={"level": "2.5", "name": "x", "n": 1}
@@ -62,6 +63,17 @@ def test_numbers_get_a_numeric_key_and_lists_a_sentinel():
     assert "subject__attributes__name__n" not in fact
     assert "subject__attributes__n" not in fact
     assert fact["subject__groups"] == ["", "v:a", "v:b"]
+
+
+def test_a_named_list_value_the_subject_holds_gets_its_own_key_and_no_list():
+    """With few named values, the fact has a key per named value held, and no list."""
+    compiled = compiled_for(
+        "{any: [{subject.groups: a}, {subject.groups: {contains_any: [b, c]}}]}"
+    )
+    keys = compiled.members["subject.groups"]
+    subject = Subject("u", groups=frozenset({"b", "a", "z", ""}))
+    fact = build_fact(compiled, subject, RequestOptions(), NOW)
+    assert fact == {"pd": 1, keys["a"]: 1, keys["b"]: 1}
 
 
 def test_request_and_time_are_derived():

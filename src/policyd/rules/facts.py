@@ -49,9 +49,9 @@ def build_fact(
             if number is not None:
                 fact[keys[1]] = number_value(number)
     if plan.groups:
-        fact[plan.groups] = _text_list(subject.groups)
+        _put_list(fact, plan.groups, subject.groups, compiled.members.get("subject.groups"))
     if plan.packages:
-        fact[plan.packages] = _text_list(subject.packages)
+        _put_list(fact, plan.packages, subject.packages, compiled.members.get("subject.packages"))
     if plan.duration:
         seconds = requested_seconds(request, now)
         if seconds is not None:
@@ -128,6 +128,14 @@ def _text(value: Any) -> str | None:
     return value if type(value) is str else canon_text(value)
 
 
-def _text_list(values) -> list[str]:
-    items = {TEXT_PREFIX + text for value in values if (text := _text(value))}
-    return [SENTINEL, *sorted(items)]
+def _put_list(fact: dict[str, Any], key: str, values, members: dict[str, str] | None) -> None:
+    """The list under `key`, or, when the bundle names few of its values, one key for each
+    named value the list holds (see compiler.MEMBER_LIMIT)."""
+    if members is None:
+        items = {TEXT_PREFIX + text for value in values if (text := _text(value))}
+        fact[key] = [SENTINEL, *sorted(items)]
+        return
+    for value in values:
+        member = members.get(_text(value))
+        if member is not None:
+            fact[member] = 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from policyd.domain import RequestOptions, Subject
@@ -34,7 +35,9 @@ def build_fact(
     plan = _plan(compiled.fields)
     fact: dict[str, Any] = {MARKER: 1}
     for key, read in plan.texts:
-        text = _text(read(subject))
+        text = read(subject)
+        if type(text) is not str:  # _text, inlined: most values are text already
+            text = canon_text(text)
         if text:
             fact[key] = TEXT_PREFIX + text
     if plan.attributes:
@@ -98,15 +101,15 @@ def _plan(fields: frozenset[str]) -> _Plan:
 
 
 _TEXT_FIELDS: dict[str, Callable[[Subject], Any]] = {
-    "subject.id": lambda s: s.id,
+    "subject.id": attrgetter("id"),
     "subject.email": lambda s: s.email.strip().lower() if s.email else None,
-    "subject.domain": lambda s: s.domain,
+    "subject.domain": attrgetter("domain"),
     "subject.type": lambda s: str(s.type).lower(),
-    "subject.manager": lambda s: s.manager,
-    "subject.organization": lambda s: s.organization,
-    "subject.department": lambda s: s.department,
-    "subject.jobTitle": lambda s: s.job_title,
-    "subject.employeeType": lambda s: s.employee_type,
+    "subject.manager": attrgetter("manager"),
+    "subject.organization": attrgetter("organization"),
+    "subject.department": attrgetter("department"),
+    "subject.jobTitle": attrgetter("job_title"),
+    "subject.employeeType": attrgetter("employee_type"),
 }
 
 
@@ -136,6 +139,6 @@ def _put_list(fact: dict[str, Any], key: str, values, members: dict[str, str] | 
         fact[key] = [SENTINEL, *sorted(items)]
         return
     for value in values:
-        member = members.get(_text(value))
+        member = members.get(value if type(value) is str else canon_text(value))
         if member is not None:
             fact[member] = 1

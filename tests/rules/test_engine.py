@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import durable_rules_engine
 import pytest
 from hypothesis import given, settings
 
@@ -24,7 +26,7 @@ from policyd.rules import (
 )
 from policyd.rules.compiler import compile_bundle
 from policyd.rules.decision import decide
-from policyd.rules.engine import MEMO_MAX_FACT, MEMO_SIZE, EngineError
+from policyd.rules.engine import MEMO_MAX_FACT, MEMO_SIZE, SESSION, EngineError
 from policyd.rules.facts import build_fact
 from tests.rules import test_properties as props
 
@@ -242,6 +244,19 @@ def test_evaluations_continue_past_the_session_limit():
         assert decision.rule == ("engineers" if n % 2 else None)
         fact = build_fact(compiled, subject, RequestOptions(), NOW)
         assert policy.engine.match("pkg-b", fact) == ({"engineers", "members"} if n % 2 else set())
+    policy.close()
+
+
+def test_each_ruleset_keeps_one_session_that_holds_no_fact_between_evaluations():
+    """After every evaluation each used ruleset's one session is back to its bare state."""
+    policy = Policy(mixed_bundle(), memo_size=0)
+    for package, subject, moment in cases():
+        policy.decide(package, subject, now=moment)
+        for name in policy.engine.compiled.ruleset_of[package]:
+            handle = policy.engine._handles[name]
+            assert durable_rules_engine.get_facts(handle, SESSION) == "[]"
+            state = json.loads(durable_rules_engine.get_state(handle, SESSION))
+            assert state == {"sid": SESSION, "id": f"sid-{SESSION}", "$s": 1}
     policy.close()
 
 

@@ -73,6 +73,7 @@ class Engine:
         self.compiled = compiled
         # lru_cache is thread-safe; two threads missing on one fact both match it, alike.
         self._memo = functools.lru_cache(maxsize=max(memo_size, 0))(self._match_payload)
+        self._memo_off = memo_size <= 0  # then skip the memo's wrapper too
         self._closed = False
         self._broken: str | None = None
         self._handles: dict[str, int] = {}
@@ -104,7 +105,7 @@ class Engine:
             raise EngineClosedError(self.compiled.version)
         if self._broken:
             raise EngineError(self._broken)
-        if len(payload) > MEMO_MAX_FACT:
+        if self._memo_off or len(payload) > MEMO_MAX_FACT:
             return self._match_payload(package_id, payload)
         return self._memo(package_id, payload)
 
@@ -142,8 +143,8 @@ class Engine:
                 raise EngineError(f"assert_fact returned {code}")
             result = durable_rules_engine.start_action_for_state(handle, state)
             message = result[1] if result else None
-            while message:
-                actions.append(_action_name(message))
+            while message:  # '{"<action>":{"m":{...fact...}}}'; action names are [a-z0-9]
+                actions.append(message[2 : message.index('"', 2)])
                 message = durable_rules_engine.complete_and_start_action(handle, state)
             durable_rules_engine.retract_fact(handle, payload)
         except Exception as err:
@@ -171,8 +172,3 @@ class Engine:
     @property
     def closed(self) -> bool:
         return self._closed
-
-
-def _action_name(message: str) -> str:
-    # A message is '{"<action>":{"m":{...fact...}}}'; action names are our own [a-z0-9].
-    return message[2 : message.index('"', 2)]

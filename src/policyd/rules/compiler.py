@@ -99,20 +99,7 @@ def compile_bundle(bundle: Bundle, *, member_limit: int = MEMBER_LIMIT) -> Compi
     Raises:
         EngineLimitError: a rule or the bundle exceeds what durable_rules can evaluate.
     """
-    windows: dict[Window, str] = {}
-    fields: set[str] = set()
-    named: dict[str, set[str]] = {}  # list field -> the values rules name
-    for package in bundle.packages.values():
-        for rule in package.rules:
-            for node in walk(rule.when):
-                if not isinstance(node, Cmp):
-                    continue
-                fields.add(node.field)
-                if node.op == "within" and node.value not in windows:
-                    windows[node.value] = f"now__w{len(windows)}"
-                if field_kind(node.field) is Kind.LIST:
-                    values = node.value if isinstance(node.value, tuple) else (node.value,)
-                    named.setdefault(node.field, set()).update(values)
+    fields, windows, named = _read_fields(bundle)
     keys = _check_key_hashes(fields, windows)
     members = _member_keys(named, keys, member_limit)
     compiler = _Compiler(windows, members)
@@ -161,6 +148,28 @@ def compile_bundle(bundle: Bundle, *, member_limit: int = MEMBER_LIMIT) -> Compi
         ranks,
         members,
     )
+
+
+def _read_fields(
+    bundle: Bundle,
+) -> tuple[set[str], dict[Window, str], dict[str, set[str]]]:
+    """The fields conditions read, a fact key per cron window, and each list field's named
+    values."""
+    windows: dict[Window, str] = {}
+    fields: set[str] = set()
+    named: dict[str, set[str]] = {}
+    for package in bundle.packages.values():
+        for rule in package.rules:
+            for node in walk(rule.when):
+                if not isinstance(node, Cmp):
+                    continue
+                fields.add(node.field)
+                if node.op == "within" and node.value not in windows:
+                    windows[node.value] = f"now__w{len(windows)}"
+                if field_kind(node.field) is Kind.LIST:
+                    values = node.value if isinstance(node.value, tuple) else (node.value,)
+                    named.setdefault(node.field, set()).update(values)
+    return fields, windows, named
 
 
 def _ranks(rules: tuple[Rule, ...]) -> dict[str, tuple[int, int]] | None:

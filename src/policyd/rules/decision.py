@@ -83,14 +83,7 @@ def decide(
     check_inputs(request, now)
     compiled = engine.compiled
     matched_ids = engine.match(package_id, build_fact(compiled, subject, request, now))
-    ranks = compiled.ranks.get(package_id)
-    if ranks is None:
-        matched = tuple(rule.id for rule in package.rules if rule.id in matched_ids)
-        rule = choose(package.rules, matched_ids)
-    else:  # as above, in steps per matched rule rather than per rule of the package
-        matched = tuple(sorted(matched_ids, key=lambda rule_id: ranks[rule_id][1]))
-        best = min(matched_ids, key=ranks.__getitem__, default=None)
-        rule = None if best is None else package.rules[ranks[best][1]]
+    matched, rule = _order(package, compiled.ranks.get(package_id), matched_ids)
     if rule is None:
         return Decision(
             outcome=Outcome.DENY,
@@ -134,6 +127,19 @@ def decide(
         stages=tuple(_stages(approval, package, subject)) if approval else (),
         justification_required=bool(approval and approval.require_justification),
     )
+
+
+def _order(
+    package: AccessPackage, ranks: dict[str, tuple[int, int]] | None, matched_ids: frozenset[str]
+) -> tuple[tuple[str, ...], Rule | None]:
+    """The matched rule ids in file order, and the deciding rule (see `choose`)."""
+    if ranks is None:
+        matched = tuple(rule.id for rule in package.rules if rule.id in matched_ids)
+        return matched, choose(package.rules, matched_ids)
+    # As above, in steps per matched rule rather than per rule of the package.
+    matched = tuple(sorted(matched_ids, key=lambda rule_id: ranks[rule_id][1]))
+    best = min(matched_ids, key=ranks.__getitem__, default=None)
+    return matched, None if best is None else package.rules[ranks[best][1]]
 
 
 def _origin(package: AccessPackage) -> tuple[str, str] | None:

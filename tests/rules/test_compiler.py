@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from policyd.rules.compiler import (
     ALWAYS_ACTION,
+    MAX_FACT_KEYS,
     MEMBER_LIMIT,
+    _member_keys,
     _size,
     compile_bundle,
     number_value,
@@ -166,3 +168,14 @@ def test_nested_groups_of_one_kind_are_flattened():
     assert _Compiler({}, {}).expr(tree, False) == {
         "$or": [{"subject__id": "v:a"}, {"subject__id": "v:b"}, {"subject__id": "v:c"}]
     }
+
+
+def test_member_keys_skip_names_whose_hash_is_taken_and_respect_the_key_limit():
+    """A member key never shares a hash with another key; past MAX_FACT_KEYS the list stays."""
+    named = {"subject.groups": {"a", "b"}}
+    taken = ["pd", "subject__groups__m0"]  # the first name the compiler would pick
+    assert _member_keys(named, taken, MEMBER_LIMIT) == {
+        "subject.groups": {"a": "subject__groups__m1", "b": "subject__groups__m2"}
+    }
+    crowded = [f"k{n}" for n in range(MAX_FACT_KEYS - 1)]
+    assert _member_keys(named, crowded, MEMBER_LIMIT) == {}

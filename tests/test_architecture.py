@@ -21,14 +21,16 @@ MAY_IMPORT: dict[str, set[str]] = {
     "rules": {"domain"},
     "store": {"domain"},
     "settings": {"rules", "logs"},
+    # The periodic-task registry and scheduler: framework-free, declared into by services.
+    "periodic": set(),
     "plugins": {"settings"},
     "connectors": {"domain", "rules", "plugins"},
     # Notifiers share the connectors file and the webhook connector's signed sender.
     "notify": {"domain", "plugins", "connectors"},
-    "services": {"domain", "rules", "store", "connectors", "notify", "logs"},
-    "worker": {"domain", "rules", "services", "connectors", "notify", "logs"},
+    "services": {"domain", "rules", "store", "connectors", "notify", "logs", "periodic"},
+    "worker": {"domain", "rules", "services", "connectors", "notify", "logs", "periodic"},
     "api": {"domain", "rules", "services", "settings", "compose", "logs"},
-    "cli": {"domain", "rules", "services", "settings", "compose", "logs", "api"},
+    "cli": {"domain", "rules", "services", "settings", "compose", "logs", "api", "periodic"},
     "testing": {"domain", "connectors"},
     "compose": {
         "domain",
@@ -40,6 +42,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "services",
         "worker",
         "logs",
+        "periodic",
     },
     "policyd": set(),
 }
@@ -47,14 +50,7 @@ MAY_IMPORT: dict[str, set[str]] = {
 # Imports that break the layering today, each to be removed by the architecture work; the
 # test fails on any import not allowed above and not listed here, and on a listed one that
 # is gone (so the list only shrinks).
-KNOWN: set[tuple[str, str]] = {
-    ("policyd.cli.worker", "policyd.connectors.base"),
-    ("policyd.cli.worker", "policyd.connectors.config"),
-    ("policyd.cli.worker", "policyd.store"),
-    ("policyd.cli.worker", "policyd.worker"),
-    ("policyd.worker", "policyd.store.models"),
-    ("policyd.worker", "policyd.store.query"),
-}
+KNOWN: set[tuple[str, str]] = set()
 
 # Module cycles that exist today (same rule: none may be added, a fixed one leaves the list).
 KNOWN_CYCLES: list[list[str]] = []

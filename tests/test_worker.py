@@ -299,7 +299,7 @@ def test_mass_expiry_counts_references_across_and_within_batches(stack):
 def test_reminders_follow_the_setting_and_go_out_once_per_assignment(stack):
     """POLICYD_REMINDERS="PT2H, P1D": 8-hour access gets the 2-hour reminder only (a day
     before would be before it began), each assignment once, whatever the sweeps."""
-    assert stack.worker.reminders == (timedelta(days=1), timedelta(hours=2))
+    assert stack.worker.scheduler.context.reminders == (timedelta(days=1), timedelta(hours=2))
     for person in PEOPLE:
         stack.request(person, "crm")
     stack.worker.sweep(now=stack.clock())
@@ -394,7 +394,7 @@ def token_for(stack, user):
 def test_guests_whose_access_ended_are_disabled_once_each_in_one_sweep(stack):
     """Five guests and a member lose their access at once: the five are disabled in the
     connectors that granted them something, once; the member is left alone."""
-    stack.worker.external_users = ExternalUsers.DISABLE
+    stack.worker.configure(external_users=ExternalUsers.DISABLE)
     guests = PEOPLE[:5]
     for person in PEOPLE[:6]:
         kind = "guest" if person in guests else "member"

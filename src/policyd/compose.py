@@ -1,14 +1,19 @@
-"""The composition root: builds the database, connectors, notifiers and the worker for every
-process kind (the API, `policyd serve`, `policyd worker`, CLI commands) from one Settings."""
+"""The composition root: builds the database, connectors, notifiers, the worker and its
+periodic tasks for every process kind (the API, `policyd serve`, `policyd worker`, CLI
+commands) from one Settings."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-from policyd.connectors.config import Connectors, load_instances
+from policyd.connectors.base import ConnectorError
+from policyd.connectors.config import Connectors, InstanceConfig, load_instances
 from policyd.notify.config import Notifiers, load_notifiers
+from policyd.periodic import SERVE, TASKS, WORKER, PeriodicTask
 from policyd.rules import Bundle, PolicyRuntime
 from policyd.services.decision_log import Drainer, default_folder
 from policyd.services.external_users import ExternalUsers
@@ -52,9 +57,13 @@ def build_worker(
     connectors: Connectors,
     runtime: PolicyRuntime,
     sync: PolicySync,
+    *,
+    process: str = SERVE,
+    drainer: Drainer | None = None,
 ) -> Worker:
-    """The lifecycle worker: delivery, expiry, timeouts, reminders, guests. `sync` keeps
-    `runtime` on the active version; every sweep checks it.
+    """The lifecycle worker: delivery, and the periodic tasks of `process` (expiry,
+    timeouts, reminders, guests; with `drainer`, this host's decision log). `sync` keeps
+    `runtime` on the active version; every pass checks it.
 
     Raises:
         ProblemsError: the notifiers in the connectors file are invalid (file:line).
@@ -70,7 +79,71 @@ def build_worker(
         reminders=settings.reminders,
         lease=settings.job_lease,
         policy_sync=sync,
+        process=process,
+        drainer=drainer,
+        every=task_periods(settings),
     )
+
+
+def task_periods(settings: Settings) -> dict[str, timedelta]:
+    """Periods of periodic tasks that settings set, by task name."""
+    return {"decision-log.drain": timedelta(seconds=settings.decision_log_interval)}
+
+
+def worker_tasks(process: str = WORKER) -> list[PeriodicTask]:
+    """The registered periodic tasks that `process` runs, in the order they run."""
+    return TASKS.tasks(process)
+
+
+@contextmanager
+def open_worker(settings: Settings, *, drain: bool = False) -> Iterator[Worker]:
+    """The worker of `settings` (`policyd worker`), on the active policy version, with
+    this host's decision-log drainer when `drain`; everything closed afterwards.
+
+    Raises:
+        ProblemsError: the connectors file is unreadable or invalid (file:line).
+    """
+    with ExitStack() as stack:
+        database = open_database(settings.database)
+        stack.callback(database.dispose)
+        runtime = PolicyRuntime(memo_size=settings.match_memo)
+        stack.callback(runtime.close)
+        connectors = open_connectors(settings, database)
+        stack.callback(connectors.close)
+        drainer = None
+        if drain:
+            drainer = Drainer(
+                database.engine, settings.spool_dir or default_folder(database.engine)
+            )
+        # A long-running worker follows publications, as the API does.
+        sync = PolicySync(runtime, database.session, settings.sync_interval)
+        worker = build_worker(
+            settings, database, connectors, runtime, sync, process=WORKER, drainer=drainer
+        )
+        sync.sync()
+        yield worker
+
+
+def connector_instances(settings: Settings) -> dict[str, InstanceConfig]:
+    """The connector instances the settings' file declares (the directory always).
+
+    Raises:
+        ProblemsError: the file is unreadable or invalid (file:line).
+    """
+    return load_instances(settings.connectors)
+
+
+def connector_health(connectors: Connectors) -> dict[str, str | None]:
+    """Each instance's answer to `health()`: None when it can work, else why not."""
+    answers: dict[str, Any] = {}
+    for name in connectors.instances:
+        try:
+            connectors.get(name).health()
+        except ConnectorError as err:
+            answers[name] = str(err)
+        else:
+            answers[name] = None
+    return answers
 
 
 @contextmanager

@@ -64,7 +64,7 @@ def test_an_approved_request_is_delivered_and_removed_at_expiry(
     assert granted["id"] in {d.headers[EVENT_ID_HEADER.lower()] for d in stack.webhook.deliveries}
     assert stack.webhook.rejected == 0  # the receiver verified every signature
 
-    stack.worker.reminders = (timedelta(hours=2),)
+    stack.worker.configure(reminders=(timedelta(hours=2),))
     clock.advance(hours=6, minutes=1)
     assert stack.sweep()["reminders"] == 1
     (expiring,) = stack.events("access.expiring")

@@ -42,15 +42,6 @@ def open_drainer(settings: Settings) -> Iterator[Drainer]:
         yield drainer
 
 
-def run_drainer(drainer: Drainer, stop: threading.Event, interval: float) -> threading.Thread:
-    """Drain in a thread of this process until `stop` is set (policyd worker's drain task)."""
-    thread = threading.Thread(
-        target=drainer.run, args=(stop, interval), name="policyd-decision-log-drain", daemon=True
-    )
-    thread.start()
-    return thread
-
-
 def _check(drainer: Drainer) -> None:
     try:
         drainer.storer.check()

@@ -6,9 +6,10 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,20 +18,21 @@ from policyd.cli.base import (
     _admin,
     _fail,
     _pages,
+    _require_existing,
     _session,
     actor_option,
     database_option,
     main,
     settings_for,
 )
-from policyd.cli.decision_log import interval_option, open_drainer, run_drainer, spool_option
-from policyd.connectors.config import load_instances
-from policyd.rules import PolicyRuntime, ProblemsError
+from policyd.cli.decision_log import interval_option, spool_option
+from policyd.periodic import SWEEP, WORKER
+from policyd.rules import ProblemsError
 from policyd.services.jobs import JobService
-from policyd.services.versions import PolicySync
 from policyd.settings import Settings
-from policyd.store import Database
-from policyd.worker import Worker
+
+if TYPE_CHECKING:
+    from policyd.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -50,32 +52,20 @@ connectors_option = click.option(
 
 
 @contextmanager
-def _worker(settings: Settings) -> Iterator[Worker]:
-    """The worker of `settings`, on the active policy version; closed afterwards."""
-    database = Database(settings.database)
-    runtime = PolicyRuntime(memo_size=settings.match_memo)
-    stack = ExitStack()
-    stack.callback(database.dispose)
-    stack.callback(runtime.close)
+def _worker(settings: Settings, *, drain: bool = False) -> Iterator[Worker]:
+    """The worker of `settings` (with this host's decision-log drainer when `drain`); a
+    bad connectors file is file:line errors and exit 1."""
     try:
-        connectors = compose.open_connectors(settings, database)
-        stack.callback(connectors.close)
-        # A long-running worker follows publications, as the API does.
-        sync = PolicySync(runtime, database.session, settings.sync_interval)
-        runner = compose.build_worker(settings, database, connectors, runtime, sync)
+        with compose.open_worker(settings, drain=drain) as runner:
+            yield runner
     except ProblemsError as err:
-        stack.close()
         _fail(err.problems)
-    try:
-        sync.sync()
-        yield runner
-    finally:
-        stack.close()
 
 
 @main.command()
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between sweeps.")
-@click.option("--once", is_flag=True, help="Run one sweep and exit.")
+@click.option("--once", is_flag=True, help="Run every periodic task once and exit.")
+@click.option("--list-tasks", is_flag=True, help="List the periodic tasks and exit.")
 @click.option(
     "--external-users",
     type=click.Choice(["none", "disable", "disable_then_delete"]),
@@ -104,6 +94,7 @@ def _worker(settings: Settings) -> Iterator[Worker]:
 def worker(
     interval: float,
     once: bool,
+    list_tasks: bool,
     external_users: str | None,
     external_delete_after: str | None,
     reminders: str | None,
@@ -113,9 +104,10 @@ def worker(
     database_url: str,
     connectors_file: Path | None,
 ) -> None:
-    """Run grant/revoke jobs and expire access; several workers may share a PostgreSQL.
+    """Run the periodic tasks (outbox jobs, expiry, approval timeouts, reminders, guests,
+    this host's decision log); several workers may share a PostgreSQL.
 
-    It also drains the decision-log spool of this host (docs/storage.md).
+    `--list-tasks` shows them (docs/architecture.md says where each is declared).
     """
     settings = settings_for(
         database_url=database_url,
@@ -127,15 +119,27 @@ def worker(
         spool_dir=spool_dir,
         decision_log_interval=decision_log_interval,
     )
+    if list_tasks:
+        _list_tasks(settings, interval)
+        return
     settings.configure_logging()
-    with _worker(settings) as runner, open_drainer(settings) as drainer:
+    _require_existing(settings.database)
+    with _worker(settings, drain=True) as runner:
         if once:
-            click.echo(f"swept: {runner.sweep(now=datetime.now(UTC))}")
-            click.echo(f"decision log: stored {drainer.drain()} entries from {drainer.folder}")
+            now = datetime.now(UTC)
+            click.echo(f"swept: {runner.sweep(now=now)}")
+            drained = runner.scheduler.run_due(now, lane="decision-log", every_task=True)
+            stored = sum(run.counts.get("decision-log.drain", 0) for run in drained.values())
+            folder = runner.scheduler.context.drainer.folder
+            click.echo(f"decision log: stored {stored} entries from {folder}")
+            failed = [run for run in runner.scheduler.last.values() if run.error]
+            for run in failed:
+                click.echo(f"task {run.name} failed: {run.error}", err=True)
+            if failed:
+                raise SystemExit(1)
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        draining = run_drainer(drainer, stop, settings.decision_log_interval)
         log.info("worker %s running; Ctrl-C or SIGTERM stops it", runner.name)
         try:
             runner.loop(stop, interval=interval)
@@ -143,7 +147,21 @@ def worker(
             stop.set()
         finally:
             stop.set()
-            draining.join()
+
+
+def _list_tasks(settings: Settings, interval: float) -> None:
+    """One line per periodic task of `policyd worker`: name, period, thread, what it does."""
+    periods = compose.task_periods(settings)
+    for task in compose.worker_tasks(WORKER):
+        every = periods.get(task.name, task.every)
+        if every is None:
+            period = f"every {interval:g} s (--interval)"
+        elif isinstance(every, str):
+            period = f"cron {every}"
+        else:
+            period = f"every {every.total_seconds():g} s"
+        lane = "" if task.lane == SWEEP else f" (own thread: {task.lane})"
+        click.echo(f"{task.name:26} {period}{lane}\n{'':26} {task.summary}")
 
 
 @main.group("jobs")
@@ -189,7 +207,7 @@ def connectors_group() -> None:
 def connectors_list(connectors_file: Path | None) -> None:
     """Instances and their types (the built-in `directory` is always there)."""
     try:
-        instances = load_instances(connectors_file)
+        instances = compose.connector_instances(settings_for(connectors=connectors_file))
     except ProblemsError as err:
         _fail(err.problems)
     for instance in instances.values():
@@ -201,16 +219,12 @@ def connectors_list(connectors_file: Path | None) -> None:
 @connectors_option
 def connectors_check(database_url: str, connectors_file: Path | None) -> None:
     """Ask every instance whether it can work; exit 1 if any cannot."""
-    from policyd.connectors.base import ConnectorError
-
     failed = 0
     with _worker(settings_for(database_url=database_url, connectors=connectors_file)) as runner:
-        for name in runner.connectors.instances:
-            try:
-                runner.connectors.get(name).health()
-            except ConnectorError as err:
+        for name, error in compose.connector_health(runner.connectors).items():
+            if error is not None:
                 failed += 1
-                click.echo(f"FAIL {name}: {err}")
+                click.echo(f"FAIL {name}: {error}")
             else:
                 click.echo(f"ok   {name}")
     if failed:

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.audit import audit, audit_many
@@ -405,3 +406,16 @@ class AssignmentService:
             query = query.where(Assignment.expires_at < expiring_before)
         query = query.order_by(Assignment.starts_at.desc(), Assignment.id)
         return page(self.session, query, offset, limit)
+
+
+@periodic_task("assignments.expire")
+def expire_assignments(context: TaskContext, now: datetime) -> dict[str, int]:
+    """End every live assignment past its expires_at, a batch per transaction."""
+    expired = 0
+    while True:
+        with context.sessions() as session:
+            service = AssignmentService(session, context.runtime)
+            count = service.expire_due(now=now, limit=context.expiry_batch)
+        expired += count
+        if count < context.expiry_batch:
+            return {"expired": expired}

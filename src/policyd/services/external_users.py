@@ -8,6 +8,7 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from policyd.periodic import TaskContext, periodic_task
 from policyd.services.jobs import JobService
 from policyd.store.models import Assignment, Job, User
 from policyd.store.query import among
@@ -96,3 +97,15 @@ def sweep_external_users(
         counts[counted] += len({user_id for user_id, _ in granted})
     session.commit()
     return counts
+
+
+@periodic_task("external-users.clean-up")
+def clean_up_external_users(context: TaskContext, now: datetime) -> dict[str, int]:
+    """Queue disable (then delete) jobs for guests whose last access ended."""
+    with context.sessions() as session:
+        return sweep_external_users(
+            session,
+            now=now,
+            mode=ExternalUsers(context.external_users),
+            delete_after=context.delete_after,
+        )

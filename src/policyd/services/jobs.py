@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, exists, func, select, update
+from sqlalchemy import ColumnElement, Row, exists, false, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from policyd.services.actor import Actor
@@ -17,9 +18,19 @@ from policyd.store.models import Assignment, Job
 from policyd.store.query import among, insert_many, page
 from policyd.store.types import new_id
 
-# grant and revoke deliver access; notify tells people; send delivers a lifecycle event to a
-# connector that takes them; disable_user and delete_user clean up after guests.
-KINDS = ("grant", "revoke", "notify", "send", "disable_user", "delete_user")
+
+class JobKind(StrEnum):
+    """What a job does; the worker runs each kind with the function its table names."""
+
+    GRANT = "grant"  # deliver access
+    REVOKE = "revoke"  # remove it
+    NOTIFY = "notify"  # tell a person (a notifier sends it)
+    SEND = "send"  # deliver a lifecycle event to a connector that takes them
+    DISABLE_USER = "disable_user"  # clean up after a guest
+    DELETE_USER = "delete_user"
+
+
+KINDS = tuple(kind.value for kind in JobKind)
 MAX_ATTEMPTS = 8
 BASE_DELAY = timedelta(seconds=5)
 MAX_DELAY = timedelta(hours=1)
@@ -319,6 +330,14 @@ class JobService:
 
     def get(self, job_id: str) -> Job:
         return self._get(job_id)
+
+    @staticmethod
+    def of(kinds: dict[str, list[str]]) -> ColumnElement[bool]:
+        """A claim filter: jobs of each kind for the connectors listed for it."""
+        clauses = [
+            (Job.kind == kind) & Job.connector.in_(names) for kind, names in kinds.items() if names
+        ]
+        return or_(*clauses) if clauses else false()
 
     def backlog(self) -> int:
         query = select(func.count()).where(Job.state.in_(("queued", "running")))

@@ -9,10 +9,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.services.events import Event, emit
 from policyd.services.jobs import JobService
-from policyd.store.models import AccessRequest, Assignment, Job
+from policyd.store.models import AccessRequest, Assignment, Job, User
 
 CHANNEL = "notify"  # the job's connector column: resolved to a notifier by the worker
 REMINDER_OFFSETS = (timedelta(days=14), timedelta(days=1))
@@ -116,6 +117,20 @@ def remind_due(
     return queued
 
 
+@periodic_task("notifications.remind")
+def send_reminders(context: TaskContext, now: datetime) -> dict[str, int]:
+    """Queue expiry reminders (POLICYD_REMINDERS) for access about to end."""
+    with context.sessions() as session:
+        queued = remind_due(
+            session,
+            now=now,
+            offsets=context.reminders,
+            runtime=context.runtime,
+            listeners=context.connectors.listeners() if context.connectors else frozenset(),
+        )
+    return {"reminders": queued}
+
+
 def _expiring(row: Any, offset: timedelta) -> Event:
     """The access.expiring event of a reminder."""
     fields = {
@@ -127,6 +142,17 @@ def _expiring(row: Any, offset: timedelta) -> Event:
         "seconds_left": int(offset.total_seconds()),
     }
     return "access.expiring", row.package, row.subject_id, fields, row.id
+
+
+def message(session: Session, resource: str, recipient: str) -> tuple[str, str, str] | None:
+    """(address, subject line, text) of a notify job for `recipient` about `resource`
+    (kind:object id); None when there is nobody to tell (no address, or deleted)."""
+    user = session.get(User, recipient)
+    if user is None or not user.email or user.state == "deleted":
+        return None
+    kind, _, object_id = resource.partition(":")
+    subject, text = render(session, kind, object_id)
+    return user.email, subject, text
 
 
 def render(session: Session, kind: str, object_id: str) -> tuple[str, str]:

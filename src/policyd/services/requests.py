@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from policyd.domain import Outcome, RequestOptions, ResolvedLifetime, Subject
+from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.rules.model import SOD_GROUP, SOD_PACKAGE
 from policyd.services.actor import Actor, Role
@@ -468,3 +469,11 @@ def _refused(request: AccessRequest, conflicts: list[Conflict]) -> ConflictError
         field="package",
         errors=[conflict.reason for conflict in conflicts],
     )
+
+
+@periodic_task("requests.expire-stages")
+def expire_stages(context: TaskContext, now: datetime) -> dict[str, int]:
+    """Escalate or time out approval stages whose timeout has passed."""
+    listeners = context.connectors.listeners() if context.connectors else frozenset()
+    with context.sessions() as session:
+        return RequestService(session, context.runtime, listeners).expire_stages(now=now)

@@ -13,12 +13,13 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
+from policyd.periodic import WORKER, TaskContext, periodic_task
 from policyd.services.decision_log.codec import JsonText, decode, encode
 from policyd.services.decision_log.drainer import DRAIN_INTERVAL, Drainer, Lag, default_folder
 from policyd.services.decision_log.storer import REJECTED, insert_rows
@@ -136,6 +137,18 @@ def _watch_lag(ref: weakref.ref[DecisionLog], stop: threading.Event) -> None:
         del decision_log
 
 
+@periodic_task(
+    "decision-log.drain",
+    every=timedelta(seconds=DRAIN_INTERVAL),  # POLICYD_DECISION_LOG_INTERVAL
+    lane="decision-log",  # its own thread: a long sweep never holds the log up
+    # `policyd serve`'s app drains its own spool (POLICYD_DECISION_LOG_DRAIN=thread).
+    processes=frozenset({WORKER}),
+)
+def drain_decision_log(context: TaskContext, now: datetime) -> int:
+    """Store the decision-log entries this host's servers spooled, each exactly once."""
+    return context.drainer.drain() if context.drainer is not None else 0
+
+
 def check_lag(decision_log: DecisionLog, behind: bool) -> bool:
     """Log a warning if the log has fallen behind (and was not before), or that it caught
     up; whether it is behind now."""
@@ -166,6 +179,7 @@ __all__ = [
     "check_lag",
     "decode",
     "default_folder",
+    "drain_decision_log",
     "encode",
     "insert_rows",
 ]

@@ -235,24 +235,18 @@ class TimedWorker(Worker):
         super().__init__(*args, **kwargs)
         self.sweeps: list[SweepTiming] = []
         self.removed: dict[str, float] = {}
-        self._expired_at: float | None = None
         self._revoking: dict[str, str] = {}  # revoke job id -> its assignment, while it runs
 
     def sweep(self, *, now: datetime, batch: int = EXPIRY_BATCH) -> dict[str, int]:
-        started, self._expired_at = time.time(), None
+        started = time.time()
         result = super().sweep(now=now, batch=batch)
         ended = time.time()
-        timing = SweepTiming(
-            started, self._expired_at or started, ended, result["expired"], result["jobs"]
-        )
+        # The expiry task's run ends with its last batch's commit.
+        expiry = self.scheduler.last.get("assignments.expire")
+        expired_at = expiry.ended if expiry is not None and result["expired"] else started
+        timing = SweepTiming(started, expired_at, ended, result["expired"], result["jobs"])
         self.sweeps.append(timing)
         return result
-
-    def expire_due(self, *, now: datetime, limit: int) -> int:
-        count = super().expire_due(now=now, limit=limit)
-        if count:
-            self._expired_at = time.time()
-        return count
 
     def _run_bulk(self, kind: str, name: str, jobs: list[Any], targets: Any) -> Any:
         self._note_revokes(jobs)

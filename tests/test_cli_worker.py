@@ -108,3 +108,16 @@ def test_worker_refuses_a_bad_reminder_offset(runner, granted):
     )
     assert result.exit_code == 2
     assert "--reminders" in result.output and "'P1M'" in result.output
+
+
+def test_worker_lists_its_periodic_tasks(runner):
+    """`policyd worker --list-tasks` shows each task with its period and what it does,
+    without a database."""
+    result = runner.invoke(
+        main, ["worker", "--list-tasks", "--interval", "7", "--decision-log-interval", "0.5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "assignments.expire         every 7 s (--interval)" in result.output
+    assert "decision-log.drain         every 0.5 s (own thread: decision-log)" in result.output
+    assert "End every live assignment past its expires_at" in result.output
+    assert "jobs.run-due" in result.output

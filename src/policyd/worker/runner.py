@@ -130,11 +130,6 @@ class Worker:
                 self._dialect = session.get_bind().dialect.name
         return self._dialect != "sqlite"
 
-    def expire_due(self, *, now: datetime, limit: int) -> int:
-        """End up to `limit` expired assignments in one transaction; returns how many."""
-        with self.sessions() as session:
-            return AssignmentService(session, self.runtime).expire_due(now=now, limit=limit)
-
     # --- outbox jobs ----------------------------------------------------------------------
 
     def run_jobs(

@@ -236,7 +236,7 @@ def serve(
     )
     settings.configure_logging()
     server = build_server(settings, actor=_admin(actor), now=datetime.now(UTC))
-    # The embedded default also runs the lifecycle worker (expiry, retries) in the background.
+    # The embedded default also runs the periodic tasks (expiry, jobs, ...) in a thread.
     stop = threading.Event()
     worker = threading.Thread(
         target=server.app.extensions["policyd.worker"].loop,

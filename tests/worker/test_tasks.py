@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -9,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from policyd.connectors.config import Connectors, load_instances
-from policyd.periodic import TASKS, WORKER, Registry, TaskContext
+from policyd.periodic import TASKS, WORKER, PeriodicTask, Registry, TaskContext
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import SYSTEM
 from policyd.services.directory import DirectoryService
@@ -86,3 +87,19 @@ def test_the_drain_task_is_not_part_of_a_sweep(make_worker, clock):
     result = make_worker().sweep(now=clock)
     assert "decision-log.drain" not in result
     assert "decision-log.drain" not in make_worker().scheduler.last
+
+
+def test_the_loop_returns_when_stopped_and_leaves_no_thread(make_worker):
+    """`Worker.loop` (policyd worker, policyd serve's thread) ends with `stop`, its lane
+    threads joined."""
+    stop = threading.Event()
+
+    def stopper(context: TaskContext, now: datetime) -> int:
+        stop.set()
+        return 0
+
+    worker = make_worker(tasks=[PeriodicTask("test.stop", stopper, every=timedelta(hours=1))])
+    before = threading.active_count()
+    worker.loop(stop, interval=3600)
+    assert worker.scheduler.last["test.stop"].error is None
+    assert threading.active_count() == before

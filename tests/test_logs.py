@@ -37,6 +37,17 @@ def test_lines_are_json_when_not_on_a_terminal():
     assert "request_id" not in line
 
 
+def test_a_periodic_tasks_line_names_the_task():
+    """A line logged for a periodic task's run carries the task's name as `task`."""
+    stream = io.StringIO()
+    handler = logs.configure("INFO", stream=stream)
+    try:
+        logging.getLogger("policyd.periodic").info("ran", extra={"task": "assignments.expire"})
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert json.loads(stream.getvalue())["task"] == "assignments.expire"
+
+
 def test_lines_are_text_on_a_terminal_and_name_the_request():
     """On a terminal a record is a plain line, with the request id when there is one."""
     stream = Terminal()

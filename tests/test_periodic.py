@@ -96,6 +96,7 @@ def test_each_run_is_recorded_with_its_counts_and_logged_by_name(caplog):
     assert (last.now, last.counts, last.error) == (NOW, {"disabled": 2, "deleted": 0}, None)
     assert last.seconds >= 0
     assert "periodic task guests: {'disabled': 2, 'deleted': 0}" in caplog.text
+    assert [record.task for record in caplog.records] == ["guests"]
 
 
 def test_the_outbox_task_runs_after_the_others_until_nothing_is_left():

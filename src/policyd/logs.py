@@ -38,7 +38,8 @@ class _RequestIdFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, request id, exception."""
+    """One JSON object per line: time, level, logger, message, request id, periodic task,
+    exception."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -49,6 +50,8 @@ class JsonFormatter(logging.Formatter):
         }
         if getattr(record, "request_id", None):
             entry["request_id"] = record.request_id
+        if getattr(record, "task", None):  # a periodic task's run (policyd.periodic)
+            entry["task"] = record.task
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

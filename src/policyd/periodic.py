@@ -269,13 +269,17 @@ class Scheduler:
         try:
             result = task.run(context or self.context, now)
         except Exception as err:  # a failing task must not stop the others
-            log.exception("periodic task %s failed; it runs again when next due", task.name)
+            log.exception(
+                "periodic task %s failed; it runs again when next due",
+                task.name,
+                extra={"task": task.name},
+            )
             run = TaskRun(task.name, now, time.monotonic() - started, {}, _reason(err))
         else:
             counts = {task.name: result} if isinstance(result, int) else dict(result)
             run = TaskRun(task.name, now, time.monotonic() - started, counts)
-            if any(counts.values()):
-                log.info("periodic task %s: %s", task.name, counts, extra={"task": task.name})
+            level = logging.INFO if any(counts.values()) else logging.DEBUG
+            log.log(level, "periodic task %s: %s", task.name, counts, extra={"task": task.name})
         run.ended = time.time()
         with self._lock:
             self.last[task.name] = run

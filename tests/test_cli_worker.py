@@ -121,3 +121,20 @@ def test_worker_lists_its_periodic_tasks(runner):
     assert "decision-log.drain         every 0.5 s (own thread: decision-log)" in result.output
     assert "End every live assignment past its expires_at" in result.output
     assert "jobs.run-due" in result.output
+
+
+def test_worker_once_exits_1_naming_a_task_that_failed(runner, granted, monkeypatch):
+    """A task that fails in `--once` does not stop the others; the command names it and
+    exits 1."""
+    from policyd.services import external_users
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("directory unreachable")
+
+    monkeypatch.setattr(external_users, "sweep_external_users", broken)
+    result = runner.invoke(main, ["worker", "--once", "--database-url", granted])
+    assert result.exit_code == 1
+    assert "task external-users.clean-up failed: RuntimeError: directory unreachable" in (
+        result.output
+    )
+    assert "'expired': 1" in result.output  # the other tasks ran

@@ -122,6 +122,42 @@ def test_the_outbox_task_runs_after_the_others_until_nothing_is_left():
         assert runs["out"].counts == {"jobs": 2} and queue == []
 
 
+def test_beside_the_others_the_outbox_runs_once_more_after_they_finish():
+    """A job queued while the outbox's pass was finding nothing still runs in this pass."""
+    queue: list[str] = []
+    looked, queued = threading.Event(), threading.Event()
+
+    def produce(_context: TaskContext, now: datetime) -> int:
+        looked.wait(5)
+        queue.append("late")
+        queued.set()
+        return 1
+
+    def consume(_context: TaskContext, now: datetime) -> dict[str, int]:
+        if queue:
+            queue.pop()
+            return {"jobs": 1}
+        looked.set()  # found nothing; the others queue their job before this pass ends
+        queued.wait(5)
+        return {"jobs": 0}
+
+    tasks = [PeriodicTask("in", produce), PeriodicTask("out", consume, outbox=True)]
+    runs = Scheduler(tasks, context(), overlap=True).run_due(NOW)
+    assert runs["out"].counts == {"jobs": 1} and queue == []
+
+
+def test_a_pass_runs_its_tasks_by_order_then_as_declared():
+    """`order` puts a task after those declared later; the rest keep their order."""
+    calls: list[str] = []
+    tasks = [
+        PeriodicTask("late", counter("late", calls), order=10),
+        PeriodicTask("one", counter("one", calls)),
+        PeriodicTask("two", counter("two", calls)),
+    ]
+    Scheduler(tasks, context()).run_due(NOW)
+    assert calls == ["one", "two", "late"]
+
+
 def test_run_stops_every_lane_with_stop():
     """`run(stop)` runs each lane in a thread and returns when stopped, no thread left."""
     stop = threading.Event()

@@ -91,8 +91,8 @@ def task_periods(settings: Settings) -> dict[str, timedelta]:
 
 
 def worker_tasks(process: str = WORKER) -> list[PeriodicTask]:
-    """The registered periodic tasks that `process` runs, in the order they run."""
-    return TASKS.tasks(process)
+    """The registered periodic tasks that `process` runs, in the order a pass runs them."""
+    return sorted(TASKS.tasks(process), key=lambda task: (task.outbox, task.order))
 
 
 @contextmanager

@@ -50,7 +50,9 @@ class PeriodicTask:
     `lane`: tasks of one lane run one after another in one thread (the drain of the decision
     log has its own, so a long sweep never holds it up). `outbox`: the task runs what the
     others queue; in a pass it runs after them, and again until nothing is due (on a database
-    with several writers, beside them). `processes`: which process kinds run it.
+    with several writers, beside them). `order`: a pass runs its tasks by `order`, then in
+    the order declared (which depends on import order, so a task that must come later says
+    so). `processes`: which process kinds run it.
     """
 
     name: str
@@ -58,6 +60,7 @@ class PeriodicTask:
     every: timedelta | str | None = None
     lane: str = SWEEP
     outbox: bool = False
+    order: int = 0
     processes: frozenset[str] = frozenset({WORKER, SERVE})
 
     def __post_init__(self) -> None:
@@ -161,7 +164,8 @@ class Scheduler:
     ):
         overrides = every or {}
         self.tasks = [
-            replace(t, every=overrides[t.name]) if t.name in overrides else t for t in tasks
+            replace(t, every=overrides[t.name]) if t.name in overrides else t
+            for t in sorted(tasks, key=lambda task: task.order)
         ]
         self.context = context
         self.interval = interval
@@ -237,26 +241,19 @@ class Scheduler:
         """Run each outbox task until a pass finds nothing (what a job's success queues,
         such as a notice, runs in the same pass) and the others have finished."""
         for task in tasks:
-            total = self.run_task(task, now, context)
+            total: TaskRun | None = None
             while True:
-                alive = producing is not None and producing.is_alive()
-                if total.error is not None or not (alive or any(total.counts.values())):
-                    break  # a failed run is tried again at the next pass
-                again = self.run_task(task, now, context)
-                total = replace(
-                    again,
-                    seconds=total.seconds + again.seconds,
-                    counts=_add(total.counts, again.counts),
-                    error=again.error or total.error,
-                )
-                if again.error is not None:
+                # A pass that finds nothing ends it only if the others had finished before it.
+                finished = producing is None or not producing.is_alive()
+                run = self.run_task(task, now, context)
+                total = run if total is None else _merged(total, run)
+                if run.error is not None:
+                    break  # tried again at the next pass
+                if any(run.counts.values()):
+                    continue
+                if finished:
                     break
-                if any(again.counts.values()):
-                    continue
-                if producing is not None and producing.is_alive():
-                    producing.join(timeout=0.05)  # wait for what the others queue next
-                    continue
-                break
+                producing.join(timeout=0.05)  # wait for what the others queue next
             runs[task.name] = total
             with self._lock:
                 self.last[task.name] = total
@@ -314,8 +311,13 @@ class Scheduler:
         return max(0.001, (min(upcoming, default=now) - now).total_seconds())
 
 
-def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-    return {key: a.get(key, 0) + b.get(key, 0) for key in {**a, **b}}
+def _merged(total: TaskRun, run: TaskRun) -> TaskRun:
+    """Two runs of one task in one pass as one: times and counts added, the last error."""
+    counts = {
+        key: total.counts.get(key, 0) + run.counts.get(key, 0)
+        for key in {**total.counts, **run.counts}
+    }
+    return replace(run, now=total.now, seconds=total.seconds + run.seconds, counts=counts)
 
 
 def _reason(err: Exception) -> str:

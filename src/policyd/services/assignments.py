@@ -408,7 +408,9 @@ class AssignmentService:
         return page(self.session, query, offset, limit)
 
 
-@periodic_task("assignments.expire")
+# After the tasks of a pass that look at access as it was (reminders, guests), as ending it
+# starts its revocations (beside them, on PostgreSQL).
+@periodic_task("assignments.expire", order=10)
 def expire_assignments(context: TaskContext, now: datetime) -> dict[str, int]:
     """End every live assignment past its expires_at, a batch per transaction."""
     expired = 0

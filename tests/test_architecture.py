@@ -22,7 +22,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "store": {"domain"},
     "settings": {"rules", "logs"},
     # The periodic-task registry and scheduler: framework-free, declared into by services.
-    "periodic": set(),
+    "periodic": {"logs"},
     "plugins": {"settings"},
     "connectors": {"domain", "rules", "plugins"},
     # Notifiers share the connectors file and the webhook connector's signed sender.

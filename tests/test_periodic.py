@@ -86,6 +86,28 @@ def test_a_failing_task_is_logged_and_recorded_and_the_others_still_run(caplog):
     assert "broken" in {task.name for task in scheduler.due(NOW + timedelta(seconds=5))}
 
 
+def test_a_task_failing_pass_after_pass_is_logged_once_until_it_works_again(caplog):
+    """The first failure has its traceback; the next ones are only recorded; the first
+    success after them is one line."""
+    failing = [True]
+
+    def flaky(_context: TaskContext, now: datetime) -> int:
+        if failing[0]:
+            raise RuntimeError("down")
+        return 0
+
+    scheduler = Scheduler([PeriodicTask("flaky", flaky, every=timedelta(0))], context())
+    with caplog.at_level(logging.INFO, logger="policyd.periodic"):
+        for _ in range(3):
+            scheduler.run_due(NOW)
+        failing[0] = False
+        scheduler.run_due(NOW)
+    messages = [record.getMessage() for record in caplog.records]
+    assert len([m for m in messages if "flaky failed" in m]) == 1
+    assert "periodic task flaky works again" in messages
+    assert {record.task for record in caplog.records} == {"flaky"}
+
+
 def test_each_run_is_recorded_with_its_counts_and_logged_by_name(caplog):
     """The last run of a task keeps its `now`, duration and counts; a log line names it."""
     task = PeriodicTask("guests", lambda _c, _now: {"disabled": 2, "deleted": 0})

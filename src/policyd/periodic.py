@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from croniter import croniter
 
+from policyd.logs import Outage
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -173,6 +175,7 @@ class Scheduler:
         self.before_pass = before_pass
         self.last: dict[str, TaskRun] = {}
         self._next: dict[str, datetime] = {}
+        self._outages = {task.name: _outage(task.name) for task in self.tasks}
         self._lock = threading.Lock()
 
     def lanes(self) -> list[str]:
@@ -266,13 +269,10 @@ class Scheduler:
         try:
             result = task.run(context or self.context, now)
         except Exception as err:  # a failing task must not stop the others
-            log.exception(
-                "periodic task %s failed; it runs again when next due",
-                task.name,
-                extra={"task": task.name},
-            )
+            self._outages.setdefault(task.name, _outage(task.name)).failed()
             run = TaskRun(task.name, now, time.monotonic() - started, {}, _reason(err))
         else:
+            self._outages.setdefault(task.name, _outage(task.name)).succeeded()
             counts = {task.name: result} if isinstance(result, int) else dict(result)
             run = TaskRun(task.name, now, time.monotonic() - started, counts)
             level = logging.INFO if any(counts.values()) else logging.DEBUG
@@ -318,6 +318,17 @@ def _merged(total: TaskRun, run: TaskRun) -> TaskRun:
         for key in {**total.counts, **run.counts}
     }
     return replace(run, now=total.now, seconds=total.seconds + run.seconds, counts=counts)
+
+
+def _outage(name: str) -> Outage:
+    """A task's failures: the first logged with its traceback, its recovery once."""
+    logger: Any = logging.LoggerAdapter(log, {"task": name})
+    return Outage(
+        logger,
+        f"periodic task {name} failed; it runs again when next due (until it works, "
+        "further failures are only recorded)",
+        f"periodic task {name} works again",
+    )
 
 
 def _reason(err: Exception) -> str:

@@ -36,11 +36,11 @@ def test_an_unknown_kind_in_the_database_is_a_failed_job(worker, store, clock):
     once, not retried, with the reason; it does not break the worker."""
     with store.session() as session:
         job = JobService(session).enqueue(
-            "frobnicate", "directory", "group:x", "member", "ada", assignment_id=None, now=clock
+            "frobnicate", "directory", "group:x", "member", "ada", assignment_id=None, now=clock()
         )
         session.commit()
         job_id = job.id
-    assert worker.run_jobs(now=clock) == 1
+    assert worker.run_jobs(now=clock()) == 1
     with store.session() as session:
         failed = JobService(session).get(job_id)
         assert failed.state == "failed"
@@ -50,15 +50,15 @@ def test_an_unknown_kind_in_the_database_is_a_failed_job(worker, store, clock):
 def test_a_grant_job_runs_the_connectors_grant(worker, store, clock):
     """A grant job for the built-in directory adds the member through the table."""
     with store.session() as session:
-        DirectoryService(session).put_user(SYSTEM, "ada", {}, now=clock)
-        DirectoryService(session).put_group(SYSTEM, "G", None, now=clock)
+        DirectoryService(session).put_user(SYSTEM, "ada", {}, now=clock())
+        DirectoryService(session).put_group(SYSTEM, "G", None, now=clock())
         session.commit()
         job = JobService(session).enqueue(
-            JobKind.GRANT, "directory", "group:G", "member", "ada", assignment_id=None, now=clock
+            JobKind.GRANT, "directory", "group:G", "member", "ada", assignment_id=None, now=clock()
         )
         session.commit()
         job_id = job.id
-    assert worker.run_jobs(now=clock) == 1
+    assert worker.run_jobs(now=clock()) == 1
     with store.session() as session:
         assert JobService(session).get(job_id).state == "done"
         assert DirectoryService(session).members("G")[0] == ["ada"]

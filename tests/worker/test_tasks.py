@@ -45,13 +45,13 @@ def test_a_task_declared_in_one_file_is_run_by_the_worker(make_worker, store, cl
     """The worker given the registry runs the new task with the built-in ones; its count
     is in the sweep's result under its name."""
     with store.session() as session:
-        DirectoryService(session).put_user(SYSTEM, "ada", {}, now=clock)
+        DirectoryService(session).put_user(SYSTEM, "ada", {}, now=clock())
         session.commit()
     worker = make_worker(tasks=TEST_TASKS)
-    result = worker.sweep(now=clock)
+    result = worker.sweep(now=clock())
     assert result["test.count-users"] == 1
     assert {"expired", "jobs", "reminders", "released"} <= set(result)
-    assert worker.scheduler.last["test.count-users"].now == clock
+    assert worker.scheduler.last["test.count-users"].now == clock()
 
 
 def test_the_built_in_tasks_are_declared_beside_their_domains():
@@ -77,14 +77,14 @@ def test_a_failing_task_leaves_the_sweep_to_the_others(make_worker, clock):
         raise RuntimeError("boom")
 
     worker = make_worker(tasks=tasks)
-    result = worker.sweep(now=clock)
+    result = worker.sweep(now=clock())
     assert "test.broken" not in result and result["expired"] == 0
     assert worker.scheduler.last["test.broken"].error == "RuntimeError: boom"
 
 
 def test_the_drain_task_is_not_part_of_a_sweep(make_worker, clock):
     """The decision-log drain runs in its own thread of `policyd worker`, not in sweeps."""
-    result = make_worker().sweep(now=clock)
+    result = make_worker().sweep(now=clock())
     assert "decision-log.drain" not in result
     assert "decision-log.drain" not in make_worker().scheduler.last
 

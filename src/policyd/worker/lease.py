@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from policyd.logs import Outage
 from policyd.services.jobs import JobService
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ def heartbeat(
     started = time.monotonic()
     beat = lease.total_seconds() / 3
 
+    outage = Outage(
+        log,
+        f"worker {holder}: could not renew its job leases",
+        f"worker {holder}: renews its job leases again",
+    )
+
     def renew() -> None:
         while not done.wait(beat):
             until = now + timedelta(seconds=time.monotonic() - started) + lease
@@ -63,7 +70,9 @@ def heartbeat(
                 with sessions() as session:
                     JobService(session).renew(job_ids, holder, until=until)
             except Exception:  # the next beat tries again; a lapsed lease is safe
-                log.exception("worker %s: could not renew its job leases", holder)
+                outage.failed()
+            else:
+                outage.succeeded()
 
     thread = threading.Thread(target=renew, name=f"{holder}:heartbeat", daemon=True)
     thread.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 
 class Outcome(StrEnum):
@@ -162,3 +162,117 @@ def _iso_duration(delta: timedelta) -> str:
     if time:
         text += "T" + time
     return text if text != "P" else "PT0S"
+
+
+class RequestState(StrEnum):
+    """Where an access request is in its lifecycle (docs/lifecycle.md)."""
+
+    SUBMITTED = "submitted"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    PARTIALLY_DELIVERED = "partially_delivered"
+    DENIED = "denied"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class AssignmentState(StrEnum):
+    """Where granted access is: being delivered, held, being taken away, gone."""
+
+    DELIVERING = "delivering"
+    ACTIVE = "active"
+    EXPIRING = "expiring"
+    REMOVED = "removed"
+    FAILED = "failed"
+
+
+class JobState(StrEnum):
+    """Where an outbox job is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+_R, _A, _J = RequestState, AssignmentState, JobState
+
+# Every move a request may make. A waiting request moves to pending_approval again when it
+# enters its next stage; an approved one is delivered at once when it extends access already
+# in place, or expires when its access window closed before approval. A leaver's open
+# requests are canceled in any open state.
+REQUEST_TRANSITIONS: dict[RequestState, frozenset[RequestState]] = {
+    _R.SUBMITTED: frozenset({_R.PENDING_APPROVAL, _R.APPROVED, _R.DENIED, _R.CANCELED}),
+    _R.PENDING_APPROVAL: frozenset(
+        {_R.PENDING_APPROVAL, _R.APPROVED, _R.DENIED, _R.CANCELED, _R.EXPIRED}
+    ),
+    _R.APPROVED: frozenset({_R.DELIVERING, _R.DELIVERED, _R.EXPIRED, _R.CANCELED}),
+    _R.DELIVERING: frozenset({_R.DELIVERED, _R.PARTIALLY_DELIVERED, _R.FAILED, _R.CANCELED}),
+    # A retried grant job settles a failed delivery again.
+    _R.FAILED: frozenset({_R.DELIVERED, _R.PARTIALLY_DELIVERED}),
+    _R.PARTIALLY_DELIVERED: frozenset({_R.DELIVERED}),
+    _R.DELIVERED: frozenset(),
+    _R.DENIED: frozenset(),
+    _R.CANCELED: frozenset(),
+    _R.EXPIRED: frozenset(),
+}
+
+# Access is delivered (active) or fails (retryable); live access ends by expiring, removed
+# once every revoke is done.
+ASSIGNMENT_TRANSITIONS: dict[AssignmentState, frozenset[AssignmentState]] = {
+    _A.DELIVERING: frozenset({_A.ACTIVE, _A.FAILED, _A.EXPIRING}),
+    _A.FAILED: frozenset({_A.ACTIVE, _A.EXPIRING}),
+    _A.ACTIVE: frozenset({_A.EXPIRING}),
+    _A.EXPIRING: frozenset({_A.REMOVED}),
+    _A.REMOVED: frozenset(),
+}
+
+# A running job whose lease lapsed is claimed again (running to running); one that fails
+# retryably, or whose worker is known dead, is queued again; an operator retries a failed
+# one. Queued grants of ending access fail unrun, and notifications with no notifier are
+# done unrun.
+JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    _J.QUEUED: frozenset({_J.RUNNING, _J.DONE, _J.FAILED}),
+    _J.RUNNING: frozenset({_J.RUNNING, _J.QUEUED, _J.DONE, _J.FAILED}),
+    _J.FAILED: frozenset({_J.QUEUED}),
+    _J.DONE: frozenset(),
+}
+
+State = RequestState | AssignmentState | JobState
+S = TypeVar("S", RequestState, AssignmentState, JobState)
+
+TRANSITIONS: dict[type, dict[Any, frozenset[Any]]] = {
+    RequestState: REQUEST_TRANSITIONS,
+    AssignmentState: ASSIGNMENT_TRANSITIONS,
+    JobState: JOB_TRANSITIONS,
+}
+
+_NOUNS = {RequestState: "request", AssignmentState: "assignment", JobState: "job"}
+
+
+class IllegalTransitionError(ValueError):
+    """A state change the transition table does not allow (the API answers 409)."""
+
+    def __init__(self, kind: str, current: str, new: str):
+        self.kind, self.current, self.new = kind, current, new
+        super().__init__(f"{kind} is {current}; it cannot become {new}")
+
+
+def allowed(current: str, new: State) -> bool:
+    """Whether the table lets an object in state `current` move to `new`."""
+    return new in TRANSITIONS[type(new)][type(new)(current)]
+
+
+def transition(current: str, new: S) -> S:
+    """Check the move from `current` (a stored state) to `new`; returns `new`.
+
+    Raises:
+        IllegalTransitionError: the table does not allow it.
+    """
+    kind = type(new)
+    if new not in TRANSITIONS[kind][kind(current)]:
+        raise IllegalTransitionError(_NOUNS[kind], str(current), str(new))
+    return new

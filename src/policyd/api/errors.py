@@ -9,6 +9,7 @@ from marshmallow import Schema, fields
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
+from policyd.domain import IllegalTransitionError
 from policyd.services.errors import ServiceError
 
 
@@ -63,6 +64,12 @@ def init_app(app: Flask) -> None:
         if err.field:
             errors[err.field] = err.errors or [err.message]
         return jsonify(error_body(err.status, err.message, errors)), err.status
+
+    @app.errorhandler(IllegalTransitionError)
+    def illegal_transition(err: IllegalTransitionError):
+        # The object's state does not allow the change (the transition table in domain.py).
+        message = str(err)
+        return jsonify(error_body(409, message, {"state": [message]})), 409
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):

@@ -6,6 +6,7 @@ from datetime import UTC
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from policyd.domain import AssignmentState, JobState, RequestState
 from policyd.rules.inputs import (
     MAX_ID,
     MAX_NAME,
@@ -21,19 +22,9 @@ from policyd.rules.inputs import (
 from policyd.services.jobs import KINDS
 
 # The states a list may be filtered by (docs/lifecycle.md); any other value is a 422.
-REQUEST_STATES = (
-    "submitted",
-    "pending_approval",
-    "approved",
-    "delivering",
-    "delivered",
-    "partially_delivered",
-    "denied",
-    "canceled",
-    "expired",
-    "failed",
-)
-ASSIGNMENT_STATES = ("delivering", "active", "expiring", "removed", "failed")
+REQUEST_STATES = tuple(state.value for state in RequestState)
+ASSIGNMENT_STATES = tuple(state.value for state in AssignmentState)
+JOB_STATES = tuple(state.value for state in JobState)
 MAX_SPONSORS = 100  # domains or sponsors of one connected organisation
 MAX_FILES = 1000  # files in one published bundle
 MAX_PATH = 255  # a file's relative path
@@ -348,7 +339,7 @@ class AuditOutSchema(Schema):
 
 # jobs -----------------------------------------------------------------------------------------
 class JobQuerySchema(Strict):
-    state = fields.String(validate=validate.OneOf(["queued", "running", "done", "failed"]))
+    state = fields.String(validate=validate.OneOf(JOB_STATES))
     kind = fields.String(validate=validate.OneOf(KINDS))
     assignment = Text(MAX_ID)
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from policyd import compose
+from policyd.domain import IllegalTransitionError
 from policyd.rules import (
     ProblemsError,
     load_bundle,
@@ -124,6 +125,8 @@ def _session(url: str) -> Iterator[Session]:
         ) from None
     except ServiceError as err:
         raise click.ClickException("\n".join([err.message, *err.errors])) from None
+    except IllegalTransitionError as err:
+        raise click.ClickException(str(err)) from None
     finally:
         database.dispose()
 

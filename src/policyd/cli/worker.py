@@ -26,6 +26,7 @@ from policyd.cli.base import (
     settings_for,
 )
 from policyd.cli.decision_log import interval_option, spool_option
+from policyd.domain import JobState
 from policyd.periodic import SWEEP, WORKER
 from policyd.rules import ProblemsError
 from policyd.services.jobs import JobService
@@ -170,7 +171,7 @@ def jobs_group() -> None:
 
 
 @jobs_group.command("list")
-@click.option("--state", type=click.Choice(["queued", "running", "done", "failed"]))
+@click.option("--state", type=click.Choice([state.value for state in JobState]))
 @database_option
 def jobs_list(state: str | None, database_url: str) -> None:
     """Jobs with their state, attempts and last error."""

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
+from policyd.domain import JobState, RequestState
 from policyd.services.actor import Actor, Role
 from policyd.services.errors import ForbiddenError, InvalidError
 from policyd.store.models import AccessRequest, Approval, Assignment, Job
@@ -176,7 +177,7 @@ class AccessReportService:
             # What each assignment granted is in its grant jobs (ix_jobs_grant_resource):
             # this holds for the versions of the rules in force then, not only today's.
             granted = select(Job.assignment_id).where(
-                Job.kind == "grant", Job.resource == resource, Job.state != "failed"
+                Job.kind == "grant", Job.resource == resource, Job.state != JobState.FAILED
             )
             query = query.where(Assignment.id.in_(granted))
         return query.order_by(Assignment.starts_at, Assignment.id)
@@ -194,13 +195,13 @@ class AccessReportService:
                     among(self.session, AccessRequest.id, {a.request_id for a in assignments})
                     | (
                         among(self.session, AccessRequest.extends_assignment_id, ids)
-                        & (AccessRequest.state == "delivered")
+                        & (AccessRequest.state == RequestState.DELIVERED)
                     )
                 )
             )
         }
         for request in requests.values():
-            if request.extends_assignment_id in ids and request.state == "delivered":
+            if request.extends_assignment_id in ids and request.state == RequestState.DELIVERED:
                 extensions[request.extends_assignment_id].append(request)
         approvals: dict[str, list[Approval]] = defaultdict(list)
         for approval in self.session.scalars(

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from policyd.domain import AssignmentState, JobState, RequestState, transition
 from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import SYSTEM, Actor, Role
@@ -21,9 +22,13 @@ from policyd.services.notifications import notify_many
 from policyd.store.models import AccessRequest, Assignment, Job
 from policyd.store.query import among, page, update_many
 
-ACTIVE = "active"
-LIVE_STATES = ("delivering", ACTIVE, "failed")  # access granted or being granted
+ACTIVE = AssignmentState.ACTIVE
+# access granted or being granted
+LIVE_STATES = (AssignmentState.DELIVERING, ACTIVE, AssignmentState.FAILED)
 REVOKE_ATTEMPTS = 1_000_000  # revocations are retried until they succeed
+# Assignments whose delivery is not settled yet, and grant job states still to finish.
+_UNSETTLED = (AssignmentState.DELIVERING, AssignmentState.FAILED)
+_UNFINISHED = {JobState.QUEUED, JobState.RUNNING}
 
 
 def assignment_view(assignment: Assignment) -> dict[str, Any]:
@@ -45,7 +50,7 @@ class AssignmentService:
         assignment = Assignment(
             subject_id=request.subject_id,
             package=request.package,
-            state="delivering",
+            state=AssignmentState.DELIVERING,
             request_id=request.id,
             decision_id=request.decision_id,
             version=request.version,
@@ -138,9 +143,13 @@ class AssignmentService:
             .where(
                 among(self.session, Job.assignment_id, [a.id for a in assignments]),
                 Job.kind == "grant",
-                Job.state == "queued",
+                Job.state == JobState.QUEUED,
             )
-            .values(state="failed", finished_at=now, last_error=f"canceled: {action}"),
+            .values(
+                state=transition(JobState.QUEUED, JobState.FAILED),
+                finished_at=now,
+                last_error=f"canceled: {action}",
+            ),
             execution_options={"synchronize_session": False},
         )
 
@@ -193,7 +202,7 @@ class AssignmentService:
                 among(self.session, Assignment.subject_id, subjects),
                 Assignment.state.in_(LIVE_STATES),
                 Job.kind == "grant",
-                Job.state != "failed",
+                Job.state != JobState.FAILED,
             )
         )
         for subject_id, connector, resource, role in rows:
@@ -232,7 +241,7 @@ class AssignmentService:
         ):
             if kind in ("grant", "revoke"):
                 jobs[assignment_id][kind].add(state)
-        delivering = [a.request_id for a in assignments if a.state in ("delivering", "failed")]
+        delivering = [a.request_id for a in assignments if a.state in _UNSETTLED]
         requests = {}
         if delivering:
             query = select(AccessRequest).where(among(self.session, AccessRequest.id, delivering))
@@ -243,20 +252,29 @@ class AssignmentService:
         decided: dict[str, list[AccessRequest]] = defaultdict(list)
         for assignment in assignments:
             states = jobs[assignment.id]
-            if assignment.state in ("delivering", "failed"):
+            if assignment.state in _UNSETTLED:
                 grants = states["grant"]
-                if grants <= {"done"}:
-                    state, request_state = ACTIVE, "delivered"
-                elif "failed" in grants and not grants & {"queued", "running"}:
-                    state = "failed"
-                    request_state = "partially_delivered" if "done" in grants else "failed"
+                if grants <= {JobState.DONE}:
+                    state, request_state = ACTIVE, RequestState.DELIVERED
+                elif JobState.FAILED in grants and not grants & _UNFINISHED:
+                    state = AssignmentState.FAILED
+                    request_state = (
+                        RequestState.PARTIALLY_DELIVERED
+                        if JobState.DONE in grants
+                        else RequestState.FAILED
+                    )
                 else:
                     continue
                 records += self._changed(assignment, state)
                 moved[state].append(assignment)
                 request = requests.get(assignment.request_id)
                 if request is not None and request.state != request_state:
-                    kind = "access_granted" if request_state == "delivered" else "request_decided"
+                    transition(request.state, request_state)
+                    kind = (
+                        "access_granted"
+                        if request_state is RequestState.DELIVERED
+                        else "request_decided"
+                    )
                     notes.append((kind, request.id, assignment.subject_id))
                     records.append(
                         {
@@ -268,9 +286,11 @@ class AssignmentService:
                         }
                     )
                     decided[request_state].append(request)
-            elif assignment.state == "expiring" and states["revoke"] <= {"done"}:
-                records += self._changed(assignment, "removed")
-                moved["removed"].append(assignment)
+            elif assignment.state == AssignmentState.EXPIRING and states["revoke"] <= {
+                JobState.DONE
+            }:
+                records += self._changed(assignment, AssignmentState.REMOVED)
+                moved[AssignmentState.REMOVED].append(assignment)
                 notes.append(("access_removed", assignment.id, assignment.subject_id))
         for state, changed in moved.items():
             update_many(self.session, changed, state=state)
@@ -280,10 +300,15 @@ class AssignmentService:
         notify_many(self.session, notes, now=now)
 
     @staticmethod
-    def _changed(assignment: Assignment, state: str) -> list[dict[str, Any]]:
-        """The audit record of an assignment's move to `state`, if that is a change."""
+    def _changed(assignment: Assignment, state: AssignmentState) -> list[dict[str, Any]]:
+        """The audit record of an assignment's move to `state`, if that is a change.
+
+        Raises:
+            IllegalTransitionError: the transition table does not allow the move.
+        """
         if assignment.state == state:
             return []
+        transition(assignment.state, state)
         before = assignment_view(assignment)
         return [
             {
@@ -346,11 +371,15 @@ class AssignmentService:
                     "action": action,
                     "object": ("assignment", assignment.id),
                     "before": before,
-                    "after": {**before, "state": "expiring"},
+                    "after": {
+                        **before,
+                        "state": transition(assignment.state, AssignmentState.EXPIRING),
+                    },
                     "version": assignment.version,
                 }
             )
-        update_many(self.session, list(assignments), state="expiring", removed_at=now)
+        expiring = AssignmentState.EXPIRING
+        update_many(self.session, list(assignments), state=expiring, removed_at=now)
         audit_many(self.session, actor, now, records)
         self._cancel_grants(assignments, action, now=now)
         revoking = self._enqueue_revokes(assignments, now=now)
@@ -368,7 +397,7 @@ class AssignmentService:
         due = self.session.scalars(
             select(Assignment)
             .where(
-                Assignment.state.in_(("delivering", ACTIVE, "failed")),
+                Assignment.state.in_(LIVE_STATES),
                 Assignment.expires_at <= now,
             )
             .order_by(Assignment.expires_at)

@@ -8,12 +8,18 @@ from enum import StrEnum
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from policyd.domain import AssignmentState
 from policyd.periodic import TaskContext, periodic_task
 from policyd.services.jobs import JobService
 from policyd.store.models import Assignment, Job, User
 from policyd.store.query import among
 
-LIVE = ("delivering", "active", "expiring", "failed")
+LIVE = (
+    AssignmentState.DELIVERING,
+    AssignmentState.ACTIVE,
+    AssignmentState.EXPIRING,
+    AssignmentState.FAILED,
+)
 
 
 class ExternalUsers(StrEnum):

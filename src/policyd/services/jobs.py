@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, exists, false, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from policyd.domain import AssignmentState, JobState, transition
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.errors import ConflictError, NotFoundError
@@ -44,6 +45,8 @@ CLAIM_BATCH = 20
 # Jobs of connectors that work in bulk (one call for many targets, e.g. the directory) and
 # notifications with no notifier to send them are claimed this many at once.
 BULK_CLAIM = 2000
+# Assignments whose failed grants may run again: access granted or being granted.
+_LIVE = (AssignmentState.DELIVERING, AssignmentState.ACTIVE, AssignmentState.FAILED)
 
 
 # A revoke waits while the grant it undoes is running (in a worker that took it before the
@@ -54,7 +57,7 @@ _REVOKE_WAITS = (Job.kind == "revoke") & (
     .where(
         _RUNNING_GRANT.assignment_id == Job.assignment_id,
         _RUNNING_GRANT.kind == "grant",
-        _RUNNING_GRANT.state == "running",
+        _RUNNING_GRANT.state == JobState.RUNNING,
         _RUNNING_GRANT.connector == Job.connector,
         _RUNNING_GRANT.resource == Job.resource,
         _RUNNING_GRANT.role == Job.role,
@@ -100,7 +103,7 @@ class JobService:
             role=role,
             subject_id=subject_id,
             assignment_id=assignment_id,
-            state="queued",
+            state=JobState.QUEUED,
             attempts=0,
             max_attempts=MAX_ATTEMPTS,
             run_at=now,
@@ -117,7 +120,7 @@ class JobService:
         rows = [
             {
                 "id": new_id(),
-                "state": "queued",
+                "state": JobState.QUEUED,
                 "attempts": 0,
                 "max_attempts": MAX_ATTEMPTS,
                 "run_at": now,
@@ -154,13 +157,19 @@ class JobService:
         claimed: list[ClaimedJob] = []
         # Two scans, each in index order ((state, run_at)) with no sort of the whole queue:
         # jobs whose worker died first, then queued jobs, oldest first.
-        for due in (
-            select(Job.id)
-            .where(Job.state == "running", Job.locked_until < now)
-            .order_by(Job.run_at),
-            select(Job.id)
-            .where(Job.state == "queued", Job.run_at <= now, ~_REVOKE_WAITS)
-            .order_by(Job.run_at),
+        for source, due in (
+            (
+                JobState.RUNNING,
+                select(Job.id)
+                .where(Job.state == JobState.RUNNING, Job.locked_until < now)
+                .order_by(Job.run_at),
+            ),
+            (
+                JobState.QUEUED,
+                select(Job.id)
+                .where(Job.state == JobState.QUEUED, Job.run_at <= now, ~_REVOKE_WAITS)
+                .order_by(Job.run_at),
+            ),
         ):
             if ids is not None:
                 due = due.where(among(self.session, Job.id, ids))
@@ -172,7 +181,7 @@ class JobService:
                 update(jobs)
                 .where(jobs.c.id.in_(due.scalar_subquery()))
                 .values(
-                    state="running",
+                    state=transition(source, JobState.RUNNING),
                     locked_by=worker,
                     locked_until=now + lease,
                     attempts=jobs.c.attempts + 1,
@@ -190,7 +199,7 @@ class JobService:
         result = self.session.execute(
             update(Job)
             .where(among(self.session, Job.id, job_ids))
-            .where(Job.state == "running", Job.locked_by == worker)
+            .where(Job.state == JobState.RUNNING, Job.locked_by == worker)
             .values(locked_until=until),
             execution_options={"synchronize_session": False},
         )
@@ -199,7 +208,7 @@ class JobService:
 
     def holders(self) -> set[str]:
         """The workers that hold running jobs now."""
-        query = select(Job.locked_by).where(Job.state == "running").distinct()
+        query = select(Job.locked_by).where(Job.state == JobState.RUNNING).distinct()
         return {holder for holder in self.session.scalars(query) if holder}
 
     def release(self, workers: Iterable[str], *, now: datetime) -> int:
@@ -210,8 +219,13 @@ class JobService:
             return 0
         result = self.session.execute(
             update(Job)
-            .where(Job.state == "running", Job.locked_by.in_(workers))
-            .values(state="queued", run_at=now, locked_by=None, locked_until=None),
+            .where(Job.state == JobState.RUNNING, Job.locked_by.in_(workers))
+            .values(
+                state=transition(JobState.RUNNING, JobState.QUEUED),
+                run_at=now,
+                locked_by=None,
+                locked_until=None,
+            ),
             execution_options={"synchronize_session": False},
         )
         self.session.commit()
@@ -222,7 +236,7 @@ class JobService:
         returns how many (notifications when no notifier is configured)."""
         due = (
             select(Job.id)
-            .where(Job.state == "queued", Job.run_at <= now, Job.kind == kind)
+            .where(Job.state == JobState.QUEUED, Job.run_at <= now, Job.kind == kind)
             .order_by(Job.run_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -231,7 +245,11 @@ class JobService:
         result = self.session.execute(
             update(jobs)
             .where(jobs.c.id.in_(due.scalar_subquery()))
-            .values(state="done", finished_at=now, attempts=jobs.c.attempts + 1)
+            .values(
+                state=transition(JobState.QUEUED, JobState.DONE),
+                finished_at=now,
+                attempts=jobs.c.attempts + 1,
+            )
         )
         self.session.commit()
         return result.rowcount
@@ -240,18 +258,20 @@ class JobService:
         """Whether `worker` still holds the job's lease (another worker may have taken over
         a job whose lease ran out; then only the new holder records the outcome)."""
         job = self._get(job_id, lock=True)
-        return job.state == "running" and job.locked_by == worker
+        return job.state == JobState.RUNNING and job.locked_by == worker
 
     def held(self, job_ids: Sequence[str], worker: str) -> set[str]:
         """Which of `job_ids` `worker` still holds (`holds` for many, without locking)."""
         query = select(Job.id).where(
-            among(self.session, Job.id, job_ids), Job.state == "running", Job.locked_by == worker
+            among(self.session, Job.id, job_ids),
+            Job.state == JobState.RUNNING,
+            Job.locked_by == worker,
         )
         return set(self.session.scalars(query))
 
     def finish(self, job_id: str, *, now: datetime) -> Job:
         job = self._get(job_id, lock=True)
-        job.state, job.finished_at = "done", now
+        job.state, job.finished_at = transition(job.state, JobState.DONE), now
         job.locked_by = job.locked_until = None
         job.last_error = None
         return job
@@ -271,8 +291,9 @@ class JobService:
         rows = self.session.execute(
             update(Job)
             .where(among(self.session, Job.id, job_ids))
-            .where(Job.state == "running", Job.locked_by == worker)
-            .values(state="done", finished_at=now, locked_by=None, locked_until=None)
+            .where(Job.state == JobState.RUNNING, Job.locked_by == worker)
+            .values(state=transition(JobState.RUNNING, JobState.DONE), finished_at=now)
+            .values(locked_by=None, locked_until=None)
             .values(last_error=None)
             .returning(Job.id, Job.assignment_id, Job.kind),
             execution_options={"synchronize_session": False},
@@ -285,28 +306,29 @@ class JobService:
         job.last_error = error[:2000]
         job.locked_by = job.locked_until = None
         if retryable and job.attempts < job.max_attempts:
-            job.state = "queued"
+            job.state = transition(job.state, JobState.QUEUED)
             job.run_at = now + backoff(job.attempts)
         else:
-            job.state, job.finished_at = "failed", now
+            job.state, job.finished_at = transition(job.state, JobState.FAILED), now
         return job
 
     def retry(self, actor: Actor, job_id: str, *, now: datetime) -> Job:
         """Put a failed job back in the queue, with a fresh set of attempts; commits."""
         job = self._get(job_id, lock=True)
-        if job.state != "failed":
+        if job.state != JobState.FAILED:
             raise ConflictError(f"job is {job.state}; only failed jobs are retried", field="state")
         if job.kind == "grant" and job.assignment_id:
             state = self.session.scalar(
                 select(Assignment.state).where(Assignment.id == job.assignment_id)
             )
-            if state not in ("delivering", "active", "failed"):
+            if state not in _LIVE:
                 raise ConflictError(
                     f"its assignment is {state}: access that ended is not granted again",
                     field="state",
                 )
         before = job_view(job)
-        job.state, job.run_at, job.finished_at = "queued", now, None
+        job.state = transition(job.state, JobState.QUEUED)
+        job.run_at, job.finished_at = now, None
         job.max_attempts = job.attempts + MAX_ATTEMPTS
         audit(
             self.session,
@@ -340,7 +362,7 @@ class JobService:
         return or_(*clauses) if clauses else false()
 
     def backlog(self) -> int:
-        query = select(func.count()).where(Job.state.in_(("queued", "running")))
+        query = select(func.count()).where(Job.state.in_((JobState.QUEUED, JobState.RUNNING)))
         return self.session.scalar(query) or 0
 
     def list(

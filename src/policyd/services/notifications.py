@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from policyd.domain import AssignmentState
 from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.services.events import Event, emit
@@ -96,7 +97,7 @@ def remind_due(
                 Assignment.expires_at,
             )
             .where(
-                Assignment.state == "active",
+                Assignment.state == AssignmentState.ACTIVE,
                 Assignment.expires_at > now,
                 Assignment.expires_at <= now + offset,
                 ~sent,

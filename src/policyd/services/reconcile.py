@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from policyd.connectors.base import ConnectorError
 from policyd.connectors.config import Connectors
+from policyd.domain import AssignmentState, JobState
 from policyd.services.assignments import LIVE_STATES, REVOKE_ATTEMPTS
 from policyd.services.jobs import JobService
 from policyd.store.models import Assignment, Job
@@ -57,13 +58,13 @@ def reconcile(
         .join(Assignment, Assignment.id == Job.assignment_id)
         .where(
             Job.kind == "grant",
-            Job.state != "failed",
-            Assignment.state.in_((*LIVE_STATES, "expiring")),
+            Job.state != JobState.FAILED,
+            Assignment.state.in_((*LIVE_STATES, AssignmentState.EXPIRING)),
         )
     )
     for connector, resource, role, subject, assignment, state, assignment_state in rows:
         authorised[(connector, resource)].add(subject)
-        if state == "done" and assignment_state in LIVE_STATES:
+        if state == JobState.DONE and assignment_state in LIVE_STATES:
             expected[(connector, resource)][subject] = (assignment, role)
     # Resources we granted in the past may hold people no live assignment covers.
     for connector, resource, role in session.execute(

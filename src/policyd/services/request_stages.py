@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from policyd.domain import Decision, Subject
+from policyd.domain import Decision, RequestState, Subject
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import SYSTEM, Actor
 from policyd.services.approvers import approver_ids, present
@@ -19,7 +19,12 @@ from policyd.services.notifications import notify
 from policyd.store.models import AccessRequest, StageApprover
 from policyd.store.query import insert_many
 
-OPEN_STATES = ("submitted", "pending_approval", "approved", "delivering")
+OPEN_STATES = (
+    RequestState.SUBMITTED,
+    RequestState.PENDING_APPROVAL,
+    RequestState.APPROVED,
+    RequestState.DELIVERING,
+)
 
 
 def request_view(request: AccessRequest) -> dict[str, Any]:
@@ -67,10 +72,10 @@ class ApprovalStages:
         self._set_stage(request, number, stage)
         if not stage["approvers"]:
             request.reason = f"no approver could be resolved for stage {number}"
-            self._move(actor, request, "denied", now)
+            self._move(actor, request, RequestState.DENIED, now)
             return
         request.stage = number
-        self._move(actor, request, "pending_approval", now)
+        self._move(actor, request, RequestState.PENDING_APPROVAL, now)
         notify(self.session, "approval_needed", request.id, stage["approvers"], now=now)
 
     def _set_stage(self, request: AccessRequest, number: int, stage: dict) -> None:
@@ -97,7 +102,10 @@ class ApprovalStages:
         counts = {"escalated": 0, "timed_out": 0}
         waiting = self.session.scalars(
             select(AccessRequest)
-            .where(AccessRequest.state == "pending_approval", AccessRequest.stage_due_at <= now)
+            .where(
+                AccessRequest.state == RequestState.PENDING_APPROVAL,
+                AccessRequest.stage_due_at <= now,
+            )
             .order_by(AccessRequest.stage_due_at)
             .with_for_update(skip_locked=True)
         ).all()
@@ -110,7 +118,7 @@ class ApprovalStages:
                 counts["escalated"] += 1
             else:
                 request.reason = f"stage {request.stage} was not decided within its timeout"
-                self._move(SYSTEM, request, "expired", now)
+                self._move(SYSTEM, request, RequestState.EXPIRED, now)
                 counts["timed_out"] += 1
         self.session.commit()
         return counts
@@ -163,12 +171,15 @@ class ApprovalStages:
         ).all()
         for request in own:
             request.reason = f"{user_id} left before the request was completed"
-            self._move(actor, request, "canceled", now)
+            self._move(actor, request, RequestState.CANCELED, now)
             counts["canceled"] += 1
         waiting = self.session.scalars(
             select(AccessRequest)
             .join(StageApprover, StageApprover.request_id == AccessRequest.id)
-            .where(StageApprover.user_id == user_id, AccessRequest.state == "pending_approval")
+            .where(
+                StageApprover.user_id == user_id,
+                AccessRequest.state == RequestState.PENDING_APPROVAL,
+            )
             .order_by(AccessRequest.id)
             .with_for_update(of=AccessRequest)
         ).all()
@@ -197,6 +208,6 @@ class ApprovalStages:
                     f"stage {request.stage}'s only approver {user_id} left and it has no "
                     "escalation target"
                 )
-                self._move(actor, request, "denied", now)
+                self._move(actor, request, RequestState.DENIED, now)
                 counts["denied"] += 1
         return counts

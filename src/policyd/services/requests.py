@@ -10,7 +10,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from policyd.domain import Outcome, RequestOptions, ResolvedLifetime, Subject
+from policyd.domain import (
+    AssignmentState,
+    Outcome,
+    RequestOptions,
+    RequestState,
+    ResolvedLifetime,
+    Subject,
+    transition,
+)
 from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.rules.model import SOD_GROUP, SOD_PACKAGE
@@ -61,6 +69,9 @@ def _stored_lifetime(terms: dict[str, Any], expires_at: datetime | None) -> Reso
 
 
 OWN_ONLY = (Role.USER, Role.APP)  # who sees only the requests they are part of
+# What a requester may still cancel: nothing is granted yet (a leaver's open requests are
+# canceled in any open state, services/request_stages.py).
+CANCELABLE = (RequestState.SUBMITTED, RequestState.PENDING_APPROVAL)
 
 
 class RequestService(ApprovalStages):
@@ -135,7 +146,7 @@ class RequestService(ApprovalStages):
             package=package,
             subject_id=subject.id,
             principal=actor.principal,
-            state="submitted",
+            state=RequestState.SUBMITTED,
             decision_id=logged.id,
             version=decision.version,
             rule=decision.rule,
@@ -170,7 +181,7 @@ class RequestService(ApprovalStages):
         if conflicts:
             self._deny_conflicting(actor, request, conflicts, now)
         elif decision.outcome is Outcome.DENY:
-            self._move(actor, request, "denied", now)
+            self._move(actor, request, RequestState.DENIED, now)
         elif decision.outcome is Outcome.AUTO_APPROVE:
             self._grant(actor, request, now, subject)
         else:
@@ -211,7 +222,7 @@ class RequestService(ApprovalStages):
         request.rule, request.version = conflicts[0].rule, conflicts[0].version
         reasons = "; ".join(conflict.reason for conflict in conflicts)
         request.reason = f"separation of duties: {reasons}"
-        self._move(actor, request, "denied", now)
+        self._move(actor, request, RequestState.DENIED, now)
 
     def _refuse_leavers(self, subject_id: str) -> None:
         """A disabled user requests nothing (a deleted one is not in the directory at all).
@@ -242,13 +253,20 @@ class RequestService(ApprovalStages):
                 field="package",
             )
 
-    def _move(self, actor: Actor, request: AccessRequest, state: str, now: datetime) -> None:
+    def _move(
+        self, actor: Actor, request: AccessRequest, state: RequestState, now: datetime
+    ) -> None:
+        """Move the request to `state`, as the transition table allows, with its audit record.
+
+        Raises:
+            IllegalTransitionError: the table does not allow the move.
+        """
         before = request_view(request)
-        request.state = state
+        request.state = transition(request.state, state)
         request.updated_at = now
-        if state in ("denied", "expired"):
+        if state in (RequestState.DENIED, RequestState.EXPIRED):
             notify(self.session, "request_decided", request.id, [request.subject_id], now=now)
-        if state != "pending_approval":
+        if state is not RequestState.PENDING_APPROVAL:
             if request.stage is not None:
                 self._clear_approvers(request)
             request.stage = None
@@ -274,19 +292,21 @@ class RequestService(ApprovalStages):
         """
         if conflicts := self._refuse_conflicts(actor, request, subject, APPROVED, now):
             return conflicts
-        self._move(actor, request, "approved", now)
+        self._move(actor, request, RequestState.APPROVED, now)
         # Approved by its last approver, or by the rules at once (no stages: approved_by null).
         approver = actor.principal if request.stages else None
         if not self._start_lifetime(request, now):
-            self._move(actor, request, "expired", now)
+            self._move(actor, request, RequestState.EXPIRED, now)
             return []
         self._emit(request_event("request.approved", request, approved_by=approver), now)
         assignments = AssignmentService(self.session, self.runtime)
         if request.extends_assignment_id:
             assignments.prolong(actor, request, now=now)
-            self._move(actor, request, "delivered", now)  # the access is already in place
+            self._move(
+                actor, request, RequestState.DELIVERED, now
+            )  # the access is already in place
         else:
-            self._move(actor, request, "delivering", now)
+            self._move(actor, request, RequestState.DELIVERING, now)
             assignments.create(actor, request, now=now)
         return []
 
@@ -323,7 +343,7 @@ class RequestService(ApprovalStages):
     ) -> tuple[AccessRequest, bool]:
         """Ask for more time on an active assignment, decided by the rules in force now."""
         assignment = AssignmentService(self.session, self.runtime).get(actor, assignment_id)
-        if assignment.state != "active":
+        if assignment.state != AssignmentState.ACTIVE:
             raise ConflictError(f"assignment is {assignment.state}; only active access extends")
         open_request = self.session.scalar(
             select(AccessRequest.id).where(
@@ -375,7 +395,7 @@ class RequestService(ApprovalStages):
             ForbiddenError: the actor is not an approver of the stage, or is the requester.
         """
         request = self.get(actor, request_id, lock=True)
-        if request.state != "pending_approval" or request.stage is None:
+        if request.state != RequestState.PENDING_APPROVAL or request.stage is None:
             raise ConflictError(f"request is {request.state}; nothing to approve", field="state")
         if actor.principal in (request.subject_id,):
             raise ForbiddenError("nobody approves their own request")
@@ -405,7 +425,7 @@ class RequestService(ApprovalStages):
             raise ConflictError("this stage was already decided", field="stage") from None
         if verdict == "deny":
             request.reason = comment or f"denied by {actor.principal} at stage {request.stage}"
-            self._move(actor, request, "denied", now)
+            self._move(actor, request, RequestState.DENIED, now)
         elif request.stage < len(request.stages):
             self._enter_stage(actor, request, request.stage + 1, now)
         elif conflicts := self._grant(actor, request, now, subject):
@@ -418,9 +438,9 @@ class RequestService(ApprovalStages):
         request = self.get(actor, request_id, lock=True)
         if actor.principal not in (request.subject_id, request.principal):
             raise ForbiddenError("only the requester can cancel a request")
-        if request.state not in ("submitted", "pending_approval"):
+        if request.state not in CANCELABLE:
             raise ConflictError(f"request is {request.state}; it can no longer be canceled")
-        self._move(actor, request, "canceled", now)
+        self._move(actor, request, RequestState.CANCELED, now)
         self.session.commit()
         return request
 
@@ -453,7 +473,7 @@ class RequestService(ApprovalStages):
             query = query.join(
                 StageApprover,
                 (StageApprover.request_id == AccessRequest.id) & (StageApprover.user_id == me),
-            ).where(AccessRequest.state == "pending_approval")
+            ).where(AccessRequest.state == RequestState.PENDING_APPROVAL)
         return page(self.session, query, offset, limit)
 
 

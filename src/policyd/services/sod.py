@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Select, func, literal, null, select, text, tuple_, union_all, update
 from sqlalchemy.orm import Session, aliased
 
-from policyd.domain import RequestOptions, Subject
+from policyd.domain import AssignmentState, RequestOptions, RequestState, Subject
 from policyd.rules import PolicyRuntime
 from policyd.rules.model import SOD_GROUP, SOD_PACKAGE, Bundle
 from policyd.services.actor import Actor, Role
@@ -24,12 +24,22 @@ from policyd.store.models import AccessRequest, Assignment, Membership, User
 
 # Assignments that hold access, or may: being delivered, active, failed (retryable, perhaps
 # partly granted) or expiring (revocation still under way).
-HELD_STATES = ("delivering", "active", "failed", "expiring")
+HELD_STATES = (
+    AssignmentState.DELIVERING,
+    AssignmentState.ACTIVE,
+    AssignmentState.FAILED,
+    AssignmentState.EXPIRING,
+)
 # The requests a check counts beside assignments. Filing counts every open request, so
 # nobody asks for both sides; an approval or a delivery counts requests approved already,
 # so that of two requests on file for incompatible packages the first approved wins.
-FILING = ("submitted", "pending_approval", "approved", "delivering")
-APPROVED = ("approved", "delivering")
+FILING = (
+    RequestState.SUBMITTED,
+    RequestState.PENDING_APPROVAL,
+    RequestState.APPROVED,
+    RequestState.DELIVERING,
+)
+APPROVED = (RequestState.APPROVED, RequestState.DELIVERING)
 
 # Keys of the PostgreSQL advisory locks taken per subject: (this namespace, a hash of the id).
 _LOCK_NAMESPACE = 0x736F64  # "sod"

@@ -18,11 +18,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from policyd.domain import AssignmentState, RequestState
 from policyd.store.types import UTCDateTime, new_id
 
 # Partial-index conditions: the rows the lifecycle sweeps look for.
-LIVE_CONDITION = "state IN ('delivering', 'active', 'failed')"
-PENDING_CONDITION = "state = 'pending_approval'"
+_LIVE = (AssignmentState.DELIVERING, AssignmentState.ACTIVE, AssignmentState.FAILED)
+LIVE_CONDITION = f"state IN ({', '.join(repr(state.value) for state in _LIVE)})"
+PENDING_CONDITION = f"state = '{RequestState.PENDING_APPROVAL.value}'"
 GRANT_CONDITION = "kind = 'grant'"
 
 
@@ -312,7 +314,7 @@ class Job(Base):
     role: Mapped[str] = mapped_column(String(100))
     subject_id: Mapped[str] = mapped_column(String(200), index=True)
     assignment_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    state: Mapped[str] = mapped_column(String(20))  # queued | running | done | failed
+    state: Mapped[str] = mapped_column(String(20))  # a policyd.domain.JobState
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer)
     run_at: Mapped[datetime] = mapped_column()

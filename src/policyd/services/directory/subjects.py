@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, literal, select, union_all
 
-from policyd.domain import Subject, UserType
+from policyd.domain import AssignmentState, Subject, UserType
 from policyd.services.directory.base import DirectoryPart
 from policyd.services.directory.users import DELETED
 from policyd.services.errors import InvalidError, NotFoundError
@@ -16,7 +16,7 @@ from policyd.store.models import Assignment, Membership, OrganizationDomain, Use
 if TYPE_CHECKING:
     from policyd.services.subject_cache import SubjectCache
 
-ACTIVE_STATES = ("delivering", "active", "expiring")
+ACTIVE_STATES = (AssignmentState.DELIVERING, AssignmentState.ACTIVE, AssignmentState.EXPIRING)
 USER_COLUMNS = (
     User.id,
     User.email,

@@ -345,12 +345,15 @@ class AssignmentService:
         return True
 
     def remove(self, actor: Actor, assignment_id: str, *, now: datetime) -> Assignment:
-        """End access now (admin or the holder)."""
+        """End access now (admin or the holder).
+
+        Raises:
+            IllegalTransitionError: the assignment is ending or ended already.
+        """
         assignment = self.get(actor, assignment_id, lock=True)
         if actor.role is not Role.ADMIN and actor.principal != assignment.subject_id:
             raise ForbiddenError("only an admin or the holder can remove an assignment")
-        if assignment.state not in LIVE_STATES:
-            raise ConflictError(f"assignment is already {assignment.state}", field="state")
+        transition(assignment.state, AssignmentState.EXPIRING)  # 409 once it is ending
         self.end(actor, assignment, "assignment.removal_requested", now=now)
         self.session.commit()
         return assignment

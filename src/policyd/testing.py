@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from policyd.connectors.base import Connector, Target
+from policyd.connectors.base import Abilities, Connector, Target
 
 
 def check_connector_contract(connector: Connector, target: Target) -> None:
@@ -16,6 +16,7 @@ def check_connector_contract(connector: Connector, target: Target) -> None:
 
     Raises:
         AssertionError: naming the step that broke the contract.
+        AbilityError: an optional ability is declared with the wrong shape.
     """
     assert isinstance(connector, Connector), "does not implement the Connector protocol"
     connector.health()
@@ -29,7 +30,7 @@ def check_connector_contract(connector: Connector, target: Target) -> None:
     connector.revoke(target)
     members = connector.members(target.resource)
     assert target.user_id not in members, f"revoke did not remove {target.user_id!r}"
-    if callable(getattr(connector, "grant_many", None)):
+    if Abilities.of(connector, connector.name).bulk:
         _check_bulk(connector, target)
 
 

@@ -1,7 +1,9 @@
-"""The contract every connector keeps: idempotent grant, revoke and member listing."""
+"""The contract every connector keeps (idempotent grant, revoke, member listing) and the optional
+abilities a connector may declare, checked once when it is loaded."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -80,6 +82,132 @@ class BulkConnector(Connector, Protocol):
     def grant_many(self, targets: Sequence[Target]) -> Sequence[ConnectorError | None]: ...
 
     def revoke_many(self, targets: Sequence[Target]) -> Sequence[ConnectorError | None]: ...
+
+
+@runtime_checkable
+class EventReceiver(Protocol):
+    """Optional: takes lifecycle events (webhooks). Its factory says so with a true
+    `takes_events` attribute, so that listeners are known without creating instances."""
+
+    def send(self, event: str, payload: Mapping[str, Any], event_id: str) -> bool:
+        """Deliver one event (a retry reuses `event_id`); False when filtered out."""
+        ...
+
+
+@runtime_checkable
+class UserDisabler(Protocol):
+    """Optional: can disable a guest's account in the system it grants in."""
+
+    def disable_user(self, user_id: str) -> None: ...
+
+
+@runtime_checkable
+class UserDeleter(Protocol):
+    """Optional: can delete a guest's account in the system it grants in."""
+
+    def delete_user(self, user_id: str) -> None: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """Optional: holds connections (LDAP pools, HTTP clients) to close at shutdown."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class MaybeReconcilable(Protocol):
+    """Optional: says whether `members` can be trusted; False makes reconciliation skip it."""
+
+    reconcilable: bool
+
+
+@runtime_checkable
+class EventTakingFactory(Protocol):
+    """Optional, on a factory: a true `takes_events` makes its instances event listeners."""
+
+    takes_events: bool
+
+
+@runtime_checkable
+class ResourceChecker(Protocol):
+    """Optional, on a factory: why a resource and role could never work (a message), or None;
+    publishing a bundle reports it at the resource's line."""
+
+    def check_resource(self, resource: str, role: str) -> str | None: ...
+
+
+class AbilityError(ConnectorError):
+    """A connector declares an optional ability with the wrong shape (never retryable)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=False)
+
+
+# Instance abilities: the Abilities field, its protocol, and the methods that declare it.
+_METHODS: dict[str, tuple[type, tuple[str, ...]]] = {
+    "bulk": (BulkConnector, ("grant_many", "revoke_many")),
+    "receives_events": (EventReceiver, ("send",)),
+    "disables_users": (UserDisabler, ("disable_user",)),
+    "deletes_users": (UserDeleter, ("delete_user",)),
+    "closes": (Closable, ("close",)),
+}
+
+
+@dataclass(frozen=True)
+class Abilities:
+    """The optional abilities of one connector instance, checked once when it is created."""
+
+    bulk: bool = False  # grant_many and revoke_many (BulkConnector)
+    receives_events: bool = False  # send (EventReceiver)
+    disables_users: bool = False  # disable_user (UserDisabler)
+    deletes_users: bool = False  # delete_user (UserDeleter)
+    closes: bool = False  # close (Closable)
+    reconcilable: bool = True  # members can be trusted (MaybeReconcilable)
+
+    @classmethod
+    def of(cls, connector: object, name: str) -> Abilities:
+        """What `connector` (the instance called `name`) declares.
+
+        A method of an ability counts as declaring it; then every method of the ability
+        must be there and take what policyd passes it.
+
+        Raises:
+            AbilityError: naming the connector and the method that is missing or wrong.
+        """
+        found: dict[str, bool] = {}
+        for ability, (protocol, methods) in _METHODS.items():
+            declared = [method for method in methods if hasattr(connector, method)]
+            if declared:
+                for method in methods:
+                    if method not in declared:
+                        raise AbilityError(f"connector {name!r} has {declared[0]} but not {method}")
+                    check_method(connector, method, protocol, f"connector {name!r}")
+            found[ability] = bool(declared)
+        reconcilable = True
+        if isinstance(connector, MaybeReconcilable):
+            reconcilable = connector.reconcilable
+            if not isinstance(reconcilable, bool):
+                raise AbilityError(f"connector {name!r}: reconcilable must be true or false")
+        return cls(reconcilable=reconcilable, **found)
+
+
+def check_method(owner: object, method: str, protocol: type, who: str) -> None:
+    """Raise AbilityError unless `owner.method` can be called as `protocol` declares it
+    (with the same positional arguments)."""
+    wanted = list(inspect.signature(getattr(protocol, method)).parameters)[1:]  # no self
+    found = getattr(owner, method)
+    expected = f"{method}({', '.join(wanted)})"
+    if not callable(found):
+        raise AbilityError(f"{who}: {method} is not a method; expected {expected}")
+    try:
+        signature = inspect.signature(found)
+    except (TypeError, ValueError):  # a builtin without a signature: trust it
+        return
+    try:
+        signature.bind(*wanted)
+    except TypeError:
+        raise AbilityError(f"{who}: {method}{signature} cannot be called as {expected}") from None
 
 
 ConnectorFactory = Callable[[ConnectorContext], Connector]

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from policyd.connectors.base import Connector, ConnectorContext, ConnectorError
-from policyd.connectors.registry import connector_types, create_connector
+from policyd.connectors.base import (
+    Abilities,
+    AbilityError,
+    Connector,
+    ConnectorContext,
+    ConnectorError,
+)
+from policyd.connectors.registry import (
+    connector_types,
+    create_connector,
+    takes_events,
+    type_abilities,
+)
 from policyd.rules.apiversion import ApiVersion
 from policyd.rules.source import Problem, ProblemsError, flatten_messages, parse_document
 
@@ -61,15 +72,22 @@ def load_instances(path: str | Path | None) -> dict[str, InstanceConfig]:
     """Configured connector instances plus the built-in `directory`.
 
     Raises:
-        ProblemsError: every problem as file:line (unknown type, duplicate name, bad keys).
+        ProblemsError: every problem as file:line (unknown type, duplicate name, bad keys, a
+            type whose factory declares an optional ability with the wrong shape).
     """
     builtins = {name: InstanceConfig(name, kind) for name, kind in BUILTIN.items()}
-    return read_instances(path, "connectors", connector_types(), builtins)
+    return read_instances(path, "connectors", connector_types(), builtins, type_abilities)
 
 
 def read_instances(
-    path: str | Path | None, section: str, types: Mapping[str, Any], builtins: dict
+    path: str | Path | None,
+    section: str,
+    types: Mapping[str, Any],
+    builtins: dict,
+    check_type: Callable[[str], object] | None = None,
 ) -> dict[str, InstanceConfig]:
+    """Instances of `section` read from `path`, over `builtins`; `check_type(type name)`
+    raises AbilityError for a type that cannot be used."""
     instances = dict(builtins)
     if not path:
         return instances
@@ -91,6 +109,11 @@ def read_instances(
             known = ", ".join(sorted(types))
             message = f"unknown type {item['type']!r}; installed: {known}"
             problems.append(document.problem((*where, "type"), message))
+        elif check_type is not None:
+            try:
+                check_type(item["type"])
+            except AbilityError as err:
+                problems.append(document.problem((*where, "type"), f"{item['name']!r}: {err}"))
         if item["name"] in instances and item["name"] not in builtins:
             problems.append(document.problem((*where, "name"), f"duplicate name {item['name']!r}"))
         instances[item["name"]] = InstanceConfig(**item)
@@ -116,7 +139,8 @@ def resolve_secrets(config: InstanceConfig, environ: Mapping[str, str]) -> dict[
 
 
 class Connectors:
-    """The configured instances, created lazily once; missing secrets fail the instance."""
+    """The configured instances, created lazily once, each with its abilities checked and
+    recorded then; missing secrets or a malformed ability fail the instance."""
 
     def __init__(
         self,
@@ -128,6 +152,7 @@ class Connectors:
         self._memberships = memberships
         self._environ = {} if environ is None else environ
         self._created: dict[str, Connector] = {}
+        self._abilities: dict[str, Abilities] = {}
         self._listeners: frozenset[str] | None = None
         self._lock = threading.Lock()
 
@@ -139,8 +164,6 @@ class Connectors:
         """The instances that take lifecycle events (webhooks), known without creating them
         (worked out once: the instances are fixed)."""
         if self._listeners is None:
-            from policyd.connectors.registry import takes_events
-
             self._listeners = frozenset(
                 name for name, config in self.instances.items() if takes_events(config.type)
             )
@@ -152,21 +175,37 @@ class Connectors:
         Raises:
             KeyError: no such instance is configured.
             ConnectorError: a secret is missing (not retryable until configured).
+            AbilityError: the instance declares an optional ability with the wrong shape,
+                or its type takes events and it has no `send`.
         """
         with self._lock:
             if name not in self._created:
                 config = self.instances[name]
-                self._created[name] = create_connector(config.type, self._context(config))
+                connector = create_connector(config.type, self._context(config))
+                abilities = Abilities.of(connector, name)
+                if type_abilities(config.type).takes_events and not abilities.receives_events:
+                    raise AbilityError(f"connector {name!r} takes events but has no send")
+                self._abilities[name] = abilities
+                self._created[name] = connector
             return self._created[name]
+
+    def abilities(self, name: str) -> Abilities:
+        """The optional abilities of the instance called `name` (created if need be).
+
+        Raises:
+            KeyError, ConnectorError: as `get`.
+        """
+        self.get(name)
+        return self._abilities[name]
 
     def close(self) -> None:
         """Close every created instance that holds connections (LDAP pools, HTTP clients)."""
         with self._lock:
             created, self._created = self._created, {}
-        for connector in created.values():
-            close = getattr(connector, "close", None)
-            if callable(close):
-                close()
+            abilities, self._abilities = self._abilities, {}
+        for name, connector in created.items():
+            if abilities[name].closes:
+                connector.close()
 
     def _context(self, config: InstanceConfig) -> ConnectorContext:
         secrets = resolve_secrets(config, self._environ)

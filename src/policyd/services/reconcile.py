@@ -79,11 +79,10 @@ def reconcile(
         drift = Drift(name, resource)
         report.append(drift)
         try:
-            connector = connectors.get(name)
-            if not getattr(connector, "reconcilable", True):
+            if not connectors.abilities(name).reconcilable:
                 drift.error = "this connector cannot list members; skipped"
                 continue
-            actual = connector.members(resource)
+            actual = connectors.get(name).members(resource)
         except (KeyError, ConnectorError) as err:
             drift.error = str(err)
             continue

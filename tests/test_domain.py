@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 
@@ -18,6 +19,7 @@ from policyd.domain import (
     allowed,
     transition,
 )
+from tests.conftest import ROOT
 
 # Where each kind of object starts, and the states it ends in.
 START = {
@@ -100,3 +102,24 @@ def test_states_are_the_strings_stored_before():
     assert RequestState.PENDING_APPROVAL == "pending_approval"
     assert {"done"} == {JobState.DONE}
     assert f"request.{RequestState.DENIED}" == "request.denied"
+
+
+def documented_tables() -> dict[type, dict]:
+    """docs/lifecycle.md's state tables: state -> the states named in its row."""
+    text = (ROOT / "docs" / "lifecycle.md").read_text(encoding="utf-8")
+    found: dict[type, dict] = {}
+    nouns = {RequestState: "request", AssignmentState: "assignment", JobState: "job"}
+    for kind, noun in nouns.items():
+        rows = re.search(rf"\| {noun} state \| may become \|\n\|---\|---\|\n((?:\|.*\n)+)", text)
+        table: dict = {}
+        for row in rows.group(1).splitlines():
+            states, targets = row.strip("|").split("|")
+            for state in re.findall(r"`(\w+)`", states):
+                table[kind(state)] = frozenset(kind(t) for t in re.findall(r"`(\w+)`", targets))
+        found[kind] = table
+    return found
+
+
+def test_the_lifecycle_page_shows_the_tables():
+    """docs/lifecycle.md lists exactly the moves of each table."""
+    assert documented_tables() == TRANSITIONS

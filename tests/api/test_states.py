@@ -14,3 +14,16 @@ def test_removing_an_ended_assignment_is_a_conflict_naming_its_state(client, tok
     assert again.status_code == 409
     assert again.json["errors"] == {"state": ["assignment is removed; it cannot become expiring"]}
     assert client.get(url, headers=ada).json["state"] == "removed"
+
+
+def test_moves_a_request_cannot_make_are_conflicts_naming_its_state(client, token, admin, people):
+    """Canceling, approving or denying a request that is done waiting: 409 with `errors.state`."""
+    ada = token("ada")
+    request = client.post("/v1/requests", json={"package": "scope-a-readers"}, headers=ada).json
+    assert request["state"] == "delivered"
+    url = f"/v1/requests/{request['id']}"
+    for verb, who in (("cancel", ada), ("approve", admin), ("deny", admin)):
+        refused = client.post(f"{url}/{verb}", json={}, headers=who)
+        assert refused.status_code == 409, (verb, refused.json)
+        assert list(refused.json["errors"]) == ["state"], verb
+    assert client.get(url, headers=ada).json["state"] == "delivered"

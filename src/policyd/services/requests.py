@@ -344,7 +344,9 @@ class RequestService(ApprovalStages):
         """Ask for more time on an active assignment, decided by the rules in force now."""
         assignment = AssignmentService(self.session, self.runtime).get(actor, assignment_id)
         if assignment.state != AssignmentState.ACTIVE:
-            raise ConflictError(f"assignment is {assignment.state}; only active access extends")
+            raise ConflictError(
+                f"assignment is {assignment.state}; only active access extends", field="state"
+            )
         open_request = self.session.scalar(
             select(AccessRequest.id).where(
                 AccessRequest.extends_assignment_id == assignment.id,
@@ -439,7 +441,9 @@ class RequestService(ApprovalStages):
         if actor.principal not in (request.subject_id, request.principal):
             raise ForbiddenError("only the requester can cancel a request")
         if request.state not in CANCELABLE:
-            raise ConflictError(f"request is {request.state}; it can no longer be canceled")
+            raise ConflictError(
+                f"request is {request.state}; it can no longer be canceled", field="state"
+            )
         self._move(actor, request, RequestState.CANCELED, now)
         self.session.commit()
         return request

@@ -204,9 +204,12 @@ class Lifecycle(RuleBasedStateMachine):
         package=st.sampled_from(["auto", "staged"]), mode=st.sampled_from(["up", "refusing"])
     )
     def first(self, package, mode):
-        """Every run starts with a request of pat's, delivered or refused, so that later
-        steps have something to move."""
+        """Every run starts with a request of pat's, approved (by both stages of `staged`)
+        and delivered or refused, so that later steps have something to move."""
         self.file("pat", package)
+        if package == "staged":
+            self.decide(0, "stage's own", "approve")
+            self.decide(0, "stage's own", "approve")
         self.deliver(mode)
 
     @rule(person=st.sampled_from(PEOPLE), package=st.sampled_from(["auto", "staged", "never"]))

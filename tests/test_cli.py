@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import click
 import pytest
 
 from policyd.cli import main
+from policyd.cli.base import _session
+from policyd.domain import JobState, transition
 from policyd.rules import load_bundle
 from policyd.services.actor import Actor, Role
 from policyd.services.directory import DirectoryService
@@ -526,3 +529,10 @@ def test_a_fifty_scope_template_passes_its_policy_tests(runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert "policy tests: 150 passed, 0 failed" in result.output
     assert "coverage: 150/150 rules matched by a case (100.0%)" in result.output
+
+
+def test_a_refused_state_change_in_a_command_is_an_error_message(store):
+    """An IllegalTransitionError inside a command's session ends it with its message."""
+    with pytest.raises(click.ClickException) as caught, _session(store.url):
+        transition(JobState.DONE, JobState.QUEUED)
+    assert caught.value.message == "job is done; it cannot become queued"

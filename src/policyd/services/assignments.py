@@ -26,9 +26,22 @@ ACTIVE = AssignmentState.ACTIVE
 # access granted or being granted
 LIVE_STATES = (AssignmentState.DELIVERING, ACTIVE, AssignmentState.FAILED)
 REVOKE_ATTEMPTS = 1_000_000  # revocations are retried until they succeed
-# Assignments whose delivery is not settled yet, and grant job states still to finish.
+# Assignments whose delivery is not settled yet; job states of work finished, or not yet.
 _UNSETTLED = (AssignmentState.DELIVERING, AssignmentState.FAILED)
-_UNFINISHED = {JobState.QUEUED, JobState.RUNNING}
+_DONE, _UNFINISHED = {JobState.DONE}, {JobState.QUEUED, JobState.RUNNING}
+
+
+def _delivery_outcome(grants: set[str]) -> tuple[AssignmentState, RequestState] | None:
+    """What an assignment being delivered, and its request, become from the states of its
+    grant jobs; None while some of them are still to run."""
+    if grants <= _DONE:
+        return ACTIVE, RequestState.DELIVERED
+    if JobState.FAILED in grants and not grants & _UNFINISHED:
+        partly = JobState.DONE in grants
+        return AssignmentState.FAILED, (
+            RequestState.PARTIALLY_DELIVERED if partly else RequestState.FAILED
+        )
+    return None
 
 
 def assignment_view(assignment: Assignment) -> dict[str, Any]:
@@ -253,18 +266,9 @@ class AssignmentService:
         for assignment in assignments:
             states = jobs[assignment.id]
             if assignment.state in _UNSETTLED:
-                grants = states["grant"]
-                if grants <= {JobState.DONE}:
-                    state, request_state = ACTIVE, RequestState.DELIVERED
-                elif JobState.FAILED in grants and not grants & _UNFINISHED:
-                    state = AssignmentState.FAILED
-                    request_state = (
-                        RequestState.PARTIALLY_DELIVERED
-                        if JobState.DONE in grants
-                        else RequestState.FAILED
-                    )
-                else:
+                if (outcome := _delivery_outcome(states["grant"])) is None:
                     continue
+                state, request_state = outcome
                 records += self._changed(assignment, state)
                 moved[state].append(assignment)
                 request = requests.get(assignment.request_id)
@@ -286,9 +290,7 @@ class AssignmentService:
                         }
                     )
                     decided[request_state].append(request)
-            elif assignment.state == AssignmentState.EXPIRING and states["revoke"] <= {
-                JobState.DONE
-            }:
+            elif assignment.state == AssignmentState.EXPIRING and states["revoke"] <= _DONE:
                 records += self._changed(assignment, AssignmentState.REMOVED)
                 moved[AssignmentState.REMOVED].append(assignment)
                 notes.append(("access_removed", assignment.id, assignment.subject_id))

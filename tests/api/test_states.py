@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from policyd.domain import AssignmentState, transition
+from policyd.services.assignments import AssignmentService
+
 
 def test_removing_an_ended_assignment_is_a_conflict_naming_its_state(client, token, people):
     """The transition table refuses a second removal: 409 with `errors.state`."""
@@ -12,8 +15,22 @@ def test_removing_an_ended_assignment_is_a_conflict_naming_its_state(client, tok
     assert client.delete(url, headers=ada).json["state"] == "removed"
     again = client.delete(url, headers=ada)
     assert again.status_code == 409
-    assert again.json["errors"] == {"state": ["assignment is removed; it cannot become expiring"]}
+    assert again.json["errors"] == {"state": ["assignment is already removed"]}
     assert client.get(url, headers=ada).json["state"] == "removed"
+
+
+def test_an_illegal_transition_raised_in_a_service_is_a_409_naming_the_state(
+    client, token, people, monkeypatch
+):
+    """Should a service attempt a move the table forbids, the API answers 409, not 500."""
+
+    def attempt(self, actor, assignment_id, *, now):
+        return transition(AssignmentState.REMOVED, AssignmentState.ACTIVE)
+
+    monkeypatch.setattr(AssignmentService, "remove", attempt)
+    refused = client.delete("/v1/assignments/any", headers=token("ada"))
+    assert refused.status_code == 409
+    assert refused.json["errors"] == {"state": ["assignment is removed; it cannot become active"]}
 
 
 def test_moves_a_request_cannot_make_are_conflicts_naming_its_state(client, token, admin, people):

@@ -36,7 +36,7 @@ from policyd.rules import PolicyRuntime, load_texts
 from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.assignments import LIVE_STATES, AssignmentService
 from policyd.services.directory import DirectoryService
-from policyd.services.errors import ServiceError
+from policyd.services.errors import ConflictError, ServiceError
 from policyd.services.jobs import JobService
 from policyd.services.leavers import LeaverService
 from policyd.services.memberships import DirectoryMemberships
@@ -274,7 +274,7 @@ class Lifecycle(RuleBasedStateMachine):
             lambda session: AssignmentService(session, self.runtime).remove(
                 ADMIN, assignment_id, now=self.now
             ),
-            (IllegalTransitionError,),
+            (ConflictError,),
         )
         # Removal is refused by the table, and only for access that is ending or ended.
         assert (refused is not None) == (state not in LIVE_STATES), (state, refused)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from policyd.domain import AssignmentState, JobState, RequestState, transition
+from policyd.domain import AssignmentState, JobState, RequestState, allowed, transition
 from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import SYSTEM, Actor, Role
@@ -350,12 +350,13 @@ class AssignmentService:
         """End access now (admin or the holder).
 
         Raises:
-            IllegalTransitionError: the assignment is ending or ended already.
+            ConflictError: the transition table does not let it end (it is ending or ended).
         """
         assignment = self.get(actor, assignment_id, lock=True)
         if actor.role is not Role.ADMIN and actor.principal != assignment.subject_id:
             raise ForbiddenError("only an admin or the holder can remove an assignment")
-        transition(assignment.state, AssignmentState.EXPIRING)  # 409 once it is ending
+        if not allowed(assignment.state, AssignmentState.EXPIRING):
+            raise ConflictError(f"assignment is already {assignment.state}", field="state")
         self.end(actor, assignment, "assignment.removal_requested", now=now)
         self.session.commit()
         return assignment

@@ -11,7 +11,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from policyd.domain import (
-    AssignmentState,
     Outcome,
     RequestOptions,
     RequestState,
@@ -23,7 +22,7 @@ from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.rules.model import SOD_GROUP, SOD_PACKAGE
 from policyd.services.actor import Actor, Role
-from policyd.services.assignments import AssignmentService
+from policyd.services.assignments import ACTIVE, AssignmentService
 from policyd.services.audit import audit
 from policyd.services.decisions import DecisionService
 from policyd.services.directory import lock_user
@@ -256,11 +255,7 @@ class RequestService(ApprovalStages):
     def _move(
         self, actor: Actor, request: AccessRequest, state: RequestState, now: datetime
     ) -> None:
-        """Move the request to `state`, as the transition table allows, with its audit record.
-
-        Raises:
-            IllegalTransitionError: the table does not allow the move.
-        """
+        """Move the request to `state`, audited; IllegalTransitionError unless allowed."""
         before = request_view(request)
         request.state = transition(request.state, state)
         request.updated_at = now
@@ -343,7 +338,7 @@ class RequestService(ApprovalStages):
     ) -> tuple[AccessRequest, bool]:
         """Ask for more time on an active assignment, decided by the rules in force now."""
         assignment = AssignmentService(self.session, self.runtime).get(actor, assignment_id)
-        if assignment.state != AssignmentState.ACTIVE:
+        if assignment.state != ACTIVE:
             raise ConflictError(
                 f"assignment is {assignment.state}; only active access extends", field="state"
             )

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from policyd.connectors.base import BulkConnector, Connector, ConnectorError, Target
+from policyd.connectors.base import (
+    Abilities,
+    BulkConnector,
+    ConnectorError,
+    Target,
+    UserDeleter,
+    UserDisabler,
+)
 from policyd.notify import Notification
 from policyd.services.jobs import ClaimedJob, JobKind
 from policyd.services.notifications import message
@@ -32,15 +39,18 @@ def _send(worker: Worker, job: ClaimedJob, targets: dict[str, Target]) -> None:
     connector.send(job.role, event_payload(job, targets[job.id]), job.id)
 
 
-def _user_step(ability: str) -> Run:
-    """Disable or delete a guest; connectors that cannot do it skip the job."""
+def _disable_user(worker: Worker, job: ClaimedJob, targets: dict[str, Target]) -> None:
+    """Disable a guest; a connector without the ability (checked at load) skips the job."""
+    connector = worker.connector(job.connector)
+    if worker.connectors.abilities(job.connector).disables_users:
+        cast(UserDisabler, connector).disable_user(job.subject_id)
 
-    def run(worker: Worker, job: ClaimedJob, targets: dict[str, Target]) -> None:
-        method = getattr(worker.connector(job.connector), ability, None)
-        if method is not None:
-            method(job.subject_id)
 
-    return run
+def _delete_user(worker: Worker, job: ClaimedJob, targets: dict[str, Target]) -> None:
+    """Delete a guest; a connector without the ability (checked at load) skips the job."""
+    connector = worker.connector(job.connector)
+    if worker.connectors.abilities(job.connector).deletes_users:
+        cast(UserDeleter, connector).delete_user(job.subject_id)
 
 
 def _notify(worker: Worker, job: ClaimedJob, targets: dict[str, Target]) -> None:
@@ -62,8 +72,8 @@ RUN: dict[JobKind, Run] = {
     JobKind.REVOKE: _revoke,
     JobKind.NOTIFY: _notify,
     JobKind.SEND: _send,
-    JobKind.DISABLE_USER: _user_step("disable_user"),
-    JobKind.DELETE_USER: _user_step("delete_user"),
+    JobKind.DISABLE_USER: _disable_user,
+    JobKind.DELETE_USER: _delete_user,
 }
 RUN_MANY: dict[JobKind, RunMany] = {
     JobKind.GRANT: lambda connector, targets: connector.grant_many(targets),
@@ -87,9 +97,10 @@ def kind_of(job: ClaimedJob) -> JobKind:
         raise ConnectorError(message, retryable=False) from None
 
 
-def runs_in_bulk(connector: Connector, kind: str) -> bool:
-    """Whether jobs of `kind` for `connector` go in one call (grant_many, revoke_many)."""
-    return kind in RUN_MANY and isinstance(connector, BulkConnector)
+def runs_in_bulk(abilities: Abilities, kind: str) -> bool:
+    """Whether jobs of `kind` for a connector with `abilities` go in one call (grant_many,
+    revoke_many)."""
+    return kind in RUN_MANY and abilities.bulk
 
 
 def event_payload(job: ClaimedJob, target: Target) -> dict[str, Any]:

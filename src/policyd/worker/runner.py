@@ -212,10 +212,10 @@ class Worker:
         if kind not in dispatch.RUN_MANY:
             return False
         try:
-            connector = self.connectors.get(name)
+            abilities = self.connectors.abilities(name)
         except (KeyError, ConnectorError):
             return False  # run one by one, where the job records why it failed
-        return dispatch.runs_in_bulk(connector, kind)
+        return dispatch.runs_in_bulk(abilities, kind)
 
     def bulk_jobs(self) -> ColumnElement[bool] | None:
         """Which grant and revoke jobs run in bulk with this worker's connectors."""

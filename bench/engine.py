@@ -491,8 +491,9 @@ def verify(workload: Workload, policy: Policy, cedar: CedarPolicy, rego: RegoPol
         decision = policy.decide(package_id, subject, REQUEST, now=NOW)
         expected: Verdict = (decision.outcome, decision.rule)
         package = workload.packages[package_id]
-        fact = build_fact(policy.engine.compiled, subject, REQUEST, NOW)
-        engine_matched = policy.engine.match(package_id, fact)
+        engine = policy.engine_for(package_id)
+        fact = build_fact(engine.compiled, subject, REQUEST, NOW)
+        engine_matched = engine.match(package_id, fact)
         result = cedar.authorize(cedar.request(package_id, subject))
         cedar_verdict = cedar.verdict(package_id, result)
         rego_verdict = rego.decide(package_id, subject)
@@ -581,7 +582,9 @@ def implementations(
 ) -> list[tuple[str, Callable[[int], object]]]:
     ids = [package_id for package_id, _ in workload.inputs]
     subjects = [subject for _, subject in workload.inputs]
-    facts = [build_fact(policy.engine.compiled, s, REQUEST, NOW) for s in subjects]
+    engines = [policy.engine_for(p) for p in ids]  # each package is compiled on its own
+    pairs = zip(engines, subjects, strict=True)
+    facts = [build_fact(engine.compiled, s, REQUEST, NOW) for engine, s in pairs]
     requests = [cedar.request(p, s) for p, s in workload.inputs]
     inputs = [rego.input_json(s) for s in subjects]
     rules = [workload.packages[p] for p in ids]
@@ -599,7 +602,7 @@ def implementations(
         return rego.execute(ids[i], inputs[i])
 
     def policyd_engine(i: int) -> object:
-        return policy.engine.match(ids[i], facts[i])
+        return engines[i].match(ids[i], facts[i])
 
     def cedar_full(i: int) -> object:
         return cedar.decide(ids[i], subjects[i])

@@ -173,11 +173,12 @@ def test_memory_stays_flat_across_version_swaps_and_old_engines_close():
 
     def swap(tag: str) -> None:
         previous = runtime.active
+        engine = previous.engine_for("pkg")
         runtime.activate(bundles[tag])
         assert runtime.decide("pkg", Subject("u1"), now=NOW).reason == f"version {tag}"
-        assert previous.engine.closed
+        assert previous.closed and engine.closed
         with pytest.raises(EngineClosedError):
-            previous.engine.match("pkg", {"pd": 1})
+            engine.match("pkg", {"pd": 1})
 
     for tag in tags[1:6]:  # warm-up: allocator pools, caches, first-use imports
         swap(tag)
@@ -237,13 +238,14 @@ def test_evaluations_continue_past_the_session_limit():
     """2,000 sequential evaluations, past durable_rules' 1,024 live sessions, all stay correct."""
     policy = Policy(mixed_bundle(), memo_size=0)  # every evaluation reaches the C core
     engineer, sales = SUBJECTS[0], SUBJECTS[2]
-    compiled = policy.engine.compiled
+    compiled = policy.engine_for("pkg-b").compiled
     for n in range(2000):
         subject = engineer if n % 2 else sales
         decision = policy.decide("pkg-a", subject, now=NOW)
         assert decision.rule == ("engineers" if n % 2 else None)
         fact = build_fact(compiled, subject, RequestOptions(), NOW)
-        assert policy.engine.match("pkg-b", fact) == ({"engineers", "members"} if n % 2 else set())
+        matched = policy.engine_for("pkg-b").match("pkg-b", fact)
+        assert matched == ({"engineers", "members"} if n % 2 else set())
     policy.close()
 
 
@@ -335,7 +337,7 @@ def test_a_remembered_match_decides_exactly_as_a_fresh_one(rules, subject, reque
     try:
         expected = fresh.decide("pkg", subject, request, now=now)
         first = memoised.decide("pkg", subject, request, now=now)
-        assert memoised.engine.remembered == 1
+        assert memoised.engine_for("pkg").remembered == 1
         again = memoised.decide("pkg", subject, request, now=now)
     finally:
         fresh.close()
@@ -373,8 +375,8 @@ def test_the_memo_keeps_at_most_memo_size_facts():
     for subject in subjects * 2:
         decided = small.decide("pkg-a", subject, now=NOW)
         assert decided == fresh.decide("pkg-a", subject, now=NOW)
-        assert small.engine.remembered <= 4
-    assert fresh.engine.remembered == 0
+        assert small.engine_for("pkg-a").remembered <= 4
+    assert fresh.engine_for("pkg-a").remembered == 0
     small.close()
     fresh.close()
 
@@ -402,14 +404,14 @@ package:
 def test_a_version_swap_forgets_what_the_old_version_remembered():
     """After a swap the old engine remembers nothing and refuses even a fact it had remembered."""
     runtime = PolicyRuntime(versioned_bundle("ONE"))
-    old = runtime.active
     assert runtime.decide("pkg", Subject("u1"), now=NOW).reason == "version ONE"
-    assert old.engine.remembered == 1
+    old = runtime.active.engine_for("pkg")
+    assert old.remembered == 1
     runtime.activate(versioned_bundle("TWO"))
-    assert old.engine.remembered == 0
-    fact = build_fact(old.engine.compiled, Subject("u1"), RequestOptions(), NOW)
+    assert old.remembered == 0
+    fact = build_fact(old.compiled, Subject("u1"), RequestOptions(), NOW)
     with pytest.raises(EngineClosedError):
-        old.engine.match("pkg", fact)
+        old.match("pkg", fact)
     assert runtime.decide("pkg", Subject("u1"), now=NOW).reason == "version TWO"
     runtime.close()
 
@@ -419,10 +421,10 @@ def test_a_fact_too_long_to_remember_is_still_matched():
     long_text = "x" * (MEMO_MAX_FACT + 1)
     subject = Subject("u", groups=frozenset({"blocked"}), attributes={"level": long_text})
     policy = Policy(mixed_bundle())
-    fact = build_fact(policy.engine.compiled, subject, RequestOptions(), NOW)
+    fact = build_fact(policy.engine_for("pkg-a").compiled, subject, RequestOptions(), NOW)
     assert len(str(fact)) > MEMO_MAX_FACT
     assert policy.decide("pkg-a", subject, now=NOW).rule == "blocked"
-    assert policy.engine.remembered == 0
+    assert policy.engine_for("pkg-a").remembered == 0
     policy.close()
 
 
@@ -430,7 +432,8 @@ def test_a_broken_engine_refuses_facts_it_remembers():
     """Once the engine failed, it answers nothing, not even from its memo."""
     policy = Policy(mixed_bundle())
     policy.decide("pkg-a", SUBJECTS[0], now=NOW)
-    policy.engine._broken = "simulated failure"  # what a failed assert_fact leaves behind
+    # What a failed assert_fact leaves behind:
+    policy.engine_for("pkg-a")._broken = "simulated failure"
     with pytest.raises(EngineError):
         policy.decide("pkg-a", SUBJECTS[0], now=NOW)
     policy.close()

@@ -31,10 +31,11 @@ def test_activate_swaps_the_version_and_closes_the_old_engine(clock):
     runtime = PolicyRuntime(bundle("one"))
     old = runtime.active
     assert runtime.decide("pkg", Subject("u"), now=clock()).reason == "one"
+    engine = old.engine_for("pkg")
     new = runtime.activate(bundle("two"))
     decision = runtime.decide("pkg", Subject("u"), now=clock())
     assert (decision.reason, decision.version) == ("two", new.version)
-    assert old.engine.closed
+    assert old.closed and engine.closed
     with pytest.raises(EngineClosedError):
         old.decide("pkg", Subject("u"), now=clock())
     runtime.close()

@@ -1,0 +1,255 @@
+"""The packed form of a validated bundle: plain JSON per package, decoded only when asked for."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from policyd.domain import Outcome
+from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not, Window
+from policyd.rules.model import (
+    AccessPackage,
+    ApprovalPolicy,
+    Bundle,
+    LifetimePolicy,
+    RequestedDuration,
+    Resource,
+    Rule,
+    StagePolicy,
+    Version,
+)
+
+# Bump when the encoding changes: a version packed in another format is loaded from its files.
+FORMAT = "policyd-packed/1"
+
+
+class PackedFormatError(ValueError):
+    """The text is not a packed bundle in this policyd's format."""
+
+
+def pack_bundle(bundle: Bundle) -> str:
+    """One header line, then one `id<TAB>json` line per package (rule files are data, so the
+    form is data too: no code, no pickles). Each line decodes on its own."""
+    version = bundle.version
+    header = {
+        "format": FORMAT,
+        "content_hash": version.content_hash,
+        "git_commit": version.git_commit,
+        "git_dirty": version.git_dirty,
+    }
+    lines = [json.dumps(header, sort_keys=True)]
+    for package_id, package in bundle.packages.items():
+        lines.append(f"{package_id}\t{json.dumps(_package(package), separators=(',', ':'))}")
+    return "\n".join(lines)
+
+
+def unpack_bundle(text: str) -> Bundle:
+    """A Bundle whose packages decode on first access (its `files` are not kept).
+
+    Raises:
+        PackedFormatError: not this format; load the version from its files instead.
+    """
+    head, _, body = text.partition("\n")
+    try:
+        header = json.loads(head)
+    except ValueError:
+        raise PackedFormatError("no packed header") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise PackedFormatError(f"packed format {header!r} is not {FORMAT}")
+    raw: dict[str, str] = {}
+    for line in body.split("\n") if body else ():
+        package_id, _, encoded = line.partition("\t")
+        raw[package_id] = encoded
+    version = Version(header["content_hash"], header["git_commit"], header["git_dirty"])
+    return Bundle(packages=PackedPackages(raw), version=version)  # type: ignore[arg-type]
+
+
+class PackedPackages(Mapping[str, AccessPackage]):
+    """Package id -> AccessPackage, decoding each package's JSON once, when first read."""
+
+    def __init__(self, raw: dict[str, str]):
+        self._raw = raw
+        self._decoded: dict[str, AccessPackage] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, package_id: str) -> AccessPackage:
+        package = self._decoded.get(package_id)
+        if package is None:
+            encoded = self._raw[package_id]  # KeyError for an unknown package, as a dict
+            package = _unpackage(json.loads(encoded))
+            with self._lock:
+                package = self._decoded.setdefault(package_id, package)
+        return package
+
+    def __contains__(self, package_id: object) -> bool:
+        return package_id in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @property
+    def decoded(self) -> int:
+        """How many packages have been decoded so far."""
+        return len(self._decoded)
+
+
+def _package(package: AccessPackage) -> dict[str, Any]:
+    return {
+        "id": package.id,
+        "name": package.display_name,
+        "rules": [_rule(rule) for rule in package.rules],
+        "resources": [[r.connector, r.resource, r.role, r.line] for r in package.resources],
+        "description": package.description,
+        "catalog": package.catalog,
+        "owners": list(package.owners),
+        "incompatible": list(package.incompatible_with),
+        "groups": list(package.incompatible_groups),
+        "lifetime": _lifetime(package.lifetime),
+        "file": package.file,
+        "template": package.template,
+        "row": package.template_row,
+    }
+
+
+def _unpackage(data: dict[str, Any]) -> AccessPackage:
+    return AccessPackage(
+        id=data["id"],
+        display_name=data["name"],
+        rules=tuple(_unrule(rule) for rule in data["rules"]),
+        resources=tuple(Resource(c, r, role, line) for c, r, role, line in data["resources"]),
+        description=data["description"],
+        catalog=data["catalog"],
+        owners=tuple(data["owners"]),
+        incompatible_with=tuple(data["incompatible"]),
+        incompatible_groups=tuple(data["groups"]),
+        lifetime=_unlifetime(data["lifetime"]),
+        file=data["file"],
+        template=data["template"],
+        template_row=data["row"],
+    )
+
+
+def _rule(rule: Rule) -> dict[str, Any]:
+    approval = rule.approval
+    return {
+        "id": rule.id,
+        "outcome": rule.outcome.value,
+        "when": _condition(rule.when),
+        "priority": rule.priority,
+        "reason": rule.reason,
+        "description": rule.description,
+        "approval": None
+        if approval is None
+        else {
+            "stages": [
+                [list(s.approvers), _span(s.timeout), list(s.escalate_to)] for s in approval.stages
+            ],
+            "justification": approval.require_justification,
+        },
+        "lifetime": _lifetime(rule.lifetime),
+        "line": rule.line,
+        "synthetic": rule.synthetic,
+    }
+
+
+def _unrule(data: dict[str, Any]) -> Rule:
+    approval = data["approval"]
+    return Rule(
+        id=data["id"],
+        outcome=Outcome(data["outcome"]),
+        when=_uncondition(data["when"]),
+        priority=data["priority"],
+        reason=data["reason"],
+        description=data["description"],
+        approval=None
+        if approval is None
+        else ApprovalPolicy(
+            stages=tuple(
+                StagePolicy(tuple(approvers), _unspan(timeout), tuple(escalate))
+                for approvers, timeout, escalate in approval["stages"]
+            ),
+            require_justification=approval["justification"],
+        ),
+        lifetime=_unlifetime(data["lifetime"]),
+        line=data["line"],
+        synthetic=data["synthetic"],
+    )
+
+
+def _condition(node: Condition) -> list[Any]:
+    if isinstance(node, All):
+        return ["all", [_condition(item) for item in node.items]]
+    if isinstance(node, AnyOf):
+        return ["any", [_condition(item) for item in node.items]]
+    if isinstance(node, Not):
+        return ["not", _condition(node.item)]
+    value = node.value
+    if isinstance(value, Window):
+        value = {"cron": value.cron, "timezone": value.timezone}
+    elif isinstance(value, tuple):
+        value = list(value)
+    return ["cmp", node.field, node.op, value]
+
+
+def _uncondition(data: list[Any]) -> Condition:
+    kind = data[0]
+    if kind == "all":
+        return All(tuple(_uncondition(item) for item in data[1]))
+    if kind == "any":
+        return AnyOf(tuple(_uncondition(item) for item in data[1]))
+    if kind == "not":
+        return Not(_uncondition(data[1]))
+    _, field, op, value = data
+    if isinstance(value, dict):
+        value = Window(value["cron"], value["timezone"])
+    elif isinstance(value, list):
+        value = tuple(value)
+    return Cmp(field, op, value)
+
+
+def _lifetime(policy: LifetimePolicy | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    until = policy.until
+    return {
+        "duration": _span(policy.duration),
+        "end": policy.end_date.isoformat() if policy.end_date else None,
+        "until": None if until is None else {"cron": until.cron, "timezone": until.timezone},
+        "max": _span(policy.maximum),
+        "requested": policy.requested.value,
+        "extendable": policy.extendable,
+        "permanent": policy.permanent,
+    }
+
+
+def _unlifetime(data: dict[str, Any] | None) -> LifetimePolicy | None:
+    if data is None:
+        return None
+    until = data["until"]
+    return LifetimePolicy(
+        duration=_unspan(data["duration"]),
+        end_date=datetime.fromisoformat(data["end"]) if data["end"] else None,
+        until=None if until is None else Window(until["cron"], until["timezone"]),
+        maximum=_unspan(data["max"]),
+        requested=RequestedDuration(data["requested"]),
+        extendable=data["extendable"],
+        permanent=data["permanent"],
+    )
+
+
+def _span(span: timedelta | None) -> list[int] | None:
+    """A timedelta exactly, as [days, seconds, microseconds]."""
+    return None if span is None else [span.days, span.seconds, span.microseconds]
+
+
+def _unspan(data: list[int] | None) -> timedelta | None:
+    if data is None:
+        return None
+    days, seconds, microseconds = data
+    return timedelta(days=days, seconds=seconds, microseconds=microseconds)

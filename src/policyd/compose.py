@@ -106,7 +106,7 @@ def open_worker(settings: Settings, *, drain: bool = False) -> Iterator[Worker]:
     with ExitStack() as stack:
         database = open_database(settings.database)
         stack.callback(database.dispose)
-        runtime = PolicyRuntime(memo_size=settings.match_memo)
+        runtime = PolicyRuntime(memo_size=settings.match_memo, resident=settings.resident_packages)
         stack.callback(runtime.close)
         connectors = open_connectors(settings, database)
         stack.callback(connectors.close)

@@ -77,6 +77,13 @@ def _count(value: Any) -> int:
     return number
 
 
+def _positive(value: Any) -> int:
+    number = _count(value)
+    if number == 0:
+        raise ValueError(f"{value!r} must be a whole number > 0")
+    return number
+
+
 def _seconds(value: Any) -> float:
     """A number of seconds above 0 (an interval: 0 would make a busy loop)."""
     number = _number(value)
@@ -328,7 +335,14 @@ class Settings:
         "POLICYD_MATCH_MEMO",
         _count,
         2048,
-        "Facts whose matched rules each loaded version remembers (0: none).",
+        "Facts whose matched rules each package compiled into the engine remembers (0: none).",
+    )
+    resident_packages: int = _setting(
+        "POLICYD_RESIDENT_PACKAGES",
+        _positive,
+        1000,
+        "Packages of the active version held compiled in the engine at once; the least "
+        "recently decided is released past it and compiled again on its next decision.",
     )
     decision_hotpath: bool = _setting(
         "POLICYD_DECISION_HOTPATH",

@@ -140,7 +140,7 @@ def _init_policies(app: Flask, settings: Settings) -> None:
     from policyd.services.versions import PolicySync, VersionService
 
     database: Database = app.extensions["policyd.db"]
-    runtime = PolicyRuntime(memo_size=settings.match_memo)
+    runtime = PolicyRuntime(memo_size=settings.match_memo, resident=settings.resident_packages)
     sync = PolicySync(runtime, database.session, settings.sync_interval)
     app.extensions["policyd.runtime"] = runtime
     app.extensions["policyd.sync"] = sync

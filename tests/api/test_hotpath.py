@@ -196,6 +196,9 @@ def test_a_new_version_is_picked_up_within_the_sync_interval(client, admin, data
         ).json["id"]
         assert post(other_client, admin, body).json["version"] == before["version"]  # not yet
         other.extensions["policyd.sync"]._checked -= 60  # the interval is over
+        # That request starts building the new version and is answered by a whole one.
+        assert post(other_client, admin, body).json["version"] in (before["version"], published)
+        other.extensions["policyd.sync"].join()
         assert post(other_client, admin, body).json["version"] == published
         assert post(other_client, admin, body).json["version"] == published
     finally:

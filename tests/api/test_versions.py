@@ -84,6 +84,8 @@ def test_every_process_picks_up_a_new_version(app, client, admin, database_url, 
         )
         new = published.json["id"]
         assert new != old
+        other.test_client().get("/readyz")  # starts building the new version beside requests
+        other.extensions["policyd.sync"].join()
         assert other.test_client().get("/readyz").json["version"] == new
     finally:
         other.extensions["policyd.runtime"].close()

@@ -1,12 +1,15 @@
-"""Stored versions that no longer load (published under older checks) never stop a process."""
+"""Stored versions: their packed form, versions that no longer load (published under older
+checks) never stop a process, and following the active one without blocking decisions."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
-from policyd.rules import PolicyRuntime
+from policyd.rules import PolicyRuntime, load_texts
+from policyd.rules.packed import pack_bundle
 from policyd.services.actor import Actor, Role
 from policyd.services.errors import InvalidError
 from policyd.services.versions import ACTIVE_KEY, PolicySync, VersionService
@@ -78,4 +81,76 @@ def test_a_process_keeps_its_version_when_the_active_one_no_longer_loads(
         assert f"policy version {stored} does not load with this policyd" in record.getMessage()
         assert "cron '0 0 31 2 *' never fires" in record.getMessage()
     finally:
+        runtime.close()
+
+
+def test_publishing_stores_the_packed_form_that_processes_load(store, example_bundle, clock):
+    """A process loads the version from its packed form: the same packages, no files parsed."""
+    with store.session() as session:
+        service = VersionService(session)
+        version = service.publish(ADMIN, example_bundle.files, message="m", now=clock)
+        assert version.packed.startswith('{"content_hash"')
+        loaded = service.bundle(version.id)
+    assert loaded.files == {}  # not parsed from the files
+    assert dict(loaded.packages) == load_texts(example_bundle.files).packages
+    assert loaded.version.id == example_bundle.version.id
+
+
+@pytest.mark.parametrize(
+    "packed",
+    [None, '{"format": "policyd-packed/0"}', "not json", "wrong hash"],
+    ids=["none", "older format", "not json", "another version's"],
+)
+def test_a_version_without_a_usable_packed_form_loads_from_its_files(
+    store, example_bundle, clock, packed
+):
+    """Versions published before packing, or packed otherwise, are parsed and validated."""
+    with store.session() as session:
+        service = VersionService(session)
+        version = service.publish(ADMIN, example_bundle.files, message="m", now=clock)
+        if packed == "wrong hash":
+            other = load_texts({"p.yaml": OLD_FILES["never.yaml"].replace("31 2", "1 1")})
+            packed = pack_bundle(other)
+        version.packed = packed
+        session.commit()
+        loaded = service.bundle(version.id)
+    assert loaded.files == example_bundle.files
+    assert loaded.packages == load_texts(example_bundle.files).packages
+
+
+def test_a_background_sync_keeps_deciding_with_the_old_version_until_the_new_is_built(
+    store, example_bundle, clock, monkeypatch
+):
+    """maybe_sync returns at once while the new version builds in its own thread; the
+    runtime swaps only when that build is done."""
+    with store.session() as session:
+        first = VersionService(session).publish(
+            ADMIN, example_bundle.files, message="one", now=clock
+        )
+    runtime = PolicyRuntime()
+    sync = PolicySync(runtime, store.session, interval=0, background=True)
+    try:
+        sync.sync()
+        assert runtime.active.version == first.id
+        changed = dict(example_bundle.files)
+        changed["extra.yaml"] = OLD_FILES["never.yaml"].replace("31 2", "1 1")
+        with store.session() as session:
+            second = VersionService(session).publish(ADMIN, changed, message="two", now=clock)
+        gate, building = threading.Event(), threading.Event()
+        load = VersionService.bundle
+
+        def held(service, version_id):
+            building.set()
+            assert gate.wait(30)
+            return load(service, version_id)
+
+        monkeypatch.setattr(VersionService, "bundle", held)
+        sync.maybe_sync()  # returns without waiting for the build
+        assert building.wait(30)
+        assert runtime.active.version == first.id
+        gate.set()
+        sync.join(30)
+        assert runtime.active.version == second.id
+    finally:
+        gate.set()
         runtime.close()

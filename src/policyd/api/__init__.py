@@ -141,7 +141,8 @@ def _init_policies(app: Flask, settings: Settings) -> None:
 
     database: Database = app.extensions["policyd.db"]
     runtime = PolicyRuntime(memo_size=settings.match_memo, resident=settings.resident_packages)
-    sync = PolicySync(runtime, database.session, settings.sync_interval)
+    # Requests never wait for a new version: it is built beside them, then swapped in.
+    sync = PolicySync(runtime, database.session, settings.sync_interval, background=True)
     app.extensions["policyd.runtime"] = runtime
     app.extensions["policyd.sync"] = sync
     with database.session() as session:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from policyd.rules import Bundle, PolicyRuntime, Problem, ProblemsError, load_texts
 from policyd.rules.diff import BundleDiff, diff_bundles
+from policyd.rules.packed import PackedFormatError, pack_bundle, unpack_bundle
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.errors import InvalidError, NotFoundError
@@ -70,6 +71,7 @@ class VersionService:
                 message=message,
                 created_at=now,
                 packages=sorted(bundle.packages),
+                packed=pack_bundle(bundle),
             )
             self.session.add(version)
             audit(
@@ -145,6 +147,30 @@ class VersionService:
         return page(self.session, query, offset, limit)
 
     def bundle(self, version_id: str) -> Bundle:
+        """The validated bundle of a stored version, from the packed form stored with it
+        (validated when it was published; its packages decode when first read). A version
+        without one in this policyd's format is parsed and validated from its files.
+
+        Raises:
+            NotFoundError: no such version.
+            ProblemsError: its files do not load with this policyd.
+        """
+        row = self.session.execute(
+            select(PolicyVersion.content_hash, PolicyVersion.packed).where(
+                PolicyVersion.id == version_id
+            )
+        ).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no policy version {version_id!r}", field="id")
+        content_hash, packed = row
+        if packed:
+            try:
+                bundle = unpack_bundle(packed)
+            except PackedFormatError:
+                pass
+            else:
+                if bundle.version.content_hash == content_hash:
+                    return bundle
         return load_texts(self.get(version_id).files)
 
     def diff(self, old_id: str, new_id: str) -> BundleDiff:
@@ -207,7 +233,9 @@ class PolicySync:
     """Keeps a process's PolicyRuntime on the version the database says is active.
 
     Every process polls at most once per `interval` seconds (one primary-key read), so a
-    publication reaches all processes within that interval without a restart.
+    publication reaches all processes within that interval without a restart. With
+    `background`, `maybe_sync` builds a new version in a thread of its own while the process
+    goes on deciding with the version it has; the swap happens once the new one is ready.
     """
 
     def __init__(
@@ -215,12 +243,17 @@ class PolicySync:
         runtime: PolicyRuntime,
         sessions: Callable[[], Session],
         interval: float = 2.0,
+        *,
+        background: bool = False,
     ):
         self.runtime = runtime
         self.sessions = sessions
         self.interval = interval
+        self.background = background
         self._checked = 0.0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _building
+        self._load_lock = threading.Lock()  # one build at a time
+        self._building: threading.Thread | None = None
         self._unloadable: str | None = None  # the active id that failed to load, tried once
 
     @property
@@ -230,29 +263,71 @@ class PolicySync:
 
     def maybe_sync(self) -> None:
         if self.due:
-            self.sync()
+            self.sync(wait=not self.background)
 
-    def sync(self) -> str | None:
-        """Load the active version if it changed; returns the active version id."""
-        with self._lock:
-            self._checked = time.monotonic()
-            with self.sessions() as session:
-                service = VersionService(session)
-                active = service.active_id()
-                current = self.runtime.active.version if self.runtime.active else None
-                if active and active not in (current, self._unloadable):
-                    try:
-                        bundle = service.bundle(active)
-                    except ProblemsError as err:
-                        # Published under older checks: keep deciding with what is loaded.
-                        self._unloadable = active
-                        logger.error(
-                            "policy version %s does not load with this policyd; still using "
-                            "%s; publish a fixed version:\n%s",
-                            active,
-                            current or "none",
-                            err,
-                        )
-                    else:
-                        self.runtime.activate(bundle)
+    def sync(self, *, wait: bool = True) -> str | None:
+        """Follow the active version; returns its id.
+
+        Args:
+            wait: build a new version before returning; otherwise start building it in a
+                background thread (unless one is under way) and return at once.
+        """
+        self._checked = time.monotonic()
+        with self.sessions() as session:
+            active = VersionService(session).active_id()
+        if not self._wanted(active):
             return active
+        if wait:
+            self._load(active)
+            return active
+        with self._lock:
+            if self._building is None:
+                self._building = threading.Thread(
+                    target=self._load_in_background,
+                    args=(active,),
+                    name="policyd-version-build",
+                    daemon=True,
+                )
+                self._building.start()
+        return active
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for a background build under way, if any, to finish."""
+        with self._lock:
+            building = self._building
+        if building is not None:
+            building.join(timeout)
+
+    def _wanted(self, active: str | None) -> bool:
+        current = self.runtime.active.version if self.runtime.active else None
+        return bool(active) and active not in (current, self._unloadable)
+
+    def _load_in_background(self, active: str) -> None:
+        try:
+            self._load(active)
+        except Exception:  # a thread has no caller to tell: log it, try again next interval
+            logger.exception("building policy version %s failed", active)
+        finally:
+            with self._lock:
+                self._building = None
+
+    def _load(self, active: str) -> None:
+        with self._load_lock:
+            if not self._wanted(active):
+                return  # another caller built it meanwhile
+            current = self.runtime.active.version if self.runtime.active else None
+            with self.sessions() as session:
+                try:
+                    bundle = VersionService(session).bundle(active)
+                except ProblemsError as err:
+                    # Published under older checks: keep deciding with what is loaded.
+                    self._unloadable = active
+                    logger.error(
+                        "policy version %s does not load with this policyd; still using "
+                        "%s; publish a fixed version:\n%s",
+                        active,
+                        current or "none",
+                        err,
+                    )
+                    return
+            self.runtime.activate(bundle)

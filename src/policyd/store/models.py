@@ -48,6 +48,10 @@ class PolicyVersion(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column()
     packages: Mapped[list[Any]] = mapped_column()  # package ids, for listing
+    # The validated bundle in policyd.rules.packed's form, written once at publication; a
+    # process loads this instead of parsing and validating the files again. Deferred: the
+    # version list and most reads never need it.
+    packed: Mapped[str | None] = mapped_column(Text, deferred=True)
 
 
 class Setting(Base):

@@ -54,6 +54,18 @@ MATRIX = [
         "FILES",
         {"user": 403, "app": 403, "admin": OK, "auditor": 403},
     ),
+    (
+        "post",
+        "/v1/policy-versions/publications",
+        "FILES",
+        {"user": 403, "app": 403, "admin": OK, "auditor": 403},
+    ),
+    (
+        "get",
+        "/v1/policy-versions/publications/{id}",
+        None,
+        {"user": 403, "app": 403, "admin": OK, "auditor": OK},
+    ),
     ("get", "/v1/policy-versions/{id}", None, {r: OK for r in ROLES[1:]}),
     ("get", "/v1/policy-versions/{id}/diff/{id}", None, {r: OK for r in ROLES[1:]}),
     (

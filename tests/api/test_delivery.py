@@ -186,6 +186,7 @@ def test_expiry_revokes_through_the_connectors(make_app, clock):
         "disabled": 0,
         "deleted": 0,
         "released": 0,
+        "published": 0,
     }
     assert worker.sweep(now=clock()) == {**idle, "jobs": 1}  # the access-granted notice
     assert worker.sweep(now=clock()) == idle

@@ -235,3 +235,57 @@ def test_diff_with_a_stored_version_that_no_longer_loads_is_422_with_its_problem
     assert (
         "b.yaml:2: package.displayName: required key is missing" in response.json["errors"]["new"]
     )
+
+
+def test_an_accepted_publication_is_published_by_the_worker_and_becomes_active(
+    app, client, admin, clock
+):
+    """202 at once with a status to poll; the worker's next sweep stores and activates it."""
+    accepted = client.post(
+        "/v1/policy-versions/publications",
+        json={"files": changed_files(), "message": "4h"},
+        headers=admin,
+    )
+    assert accepted.status_code == 202
+    where = accepted.headers["Location"]
+    assert where == f"/v1/policy-versions/publications/{accepted.json['id']}"
+    assert (accepted.json["state"], accepted.json["version"]) == ("queued", None)
+    assert client.get(where, headers=admin).json["state"] == "queued"
+    assert app.extensions["policyd.worker"].sweep(now=clock())["published"] == 1
+    status = client.get(where, headers=admin).json
+    assert (status["state"], status["errors"], status["message"]) == ("active", None, "4h")
+    listed = client.get("/v1/policy-versions", headers=admin).json
+    assert [v["id"] for v in listed if v["active"]] == [status["version"]]
+
+
+def test_an_accepted_broken_bundle_is_rejected_with_file_line_errors(app, client, admin, clock):
+    """The worker rejects it with every file:line problem; the active version stays."""
+    before = client.get("/readyz").json["version"]
+    accepted = client.post(
+        "/v1/policy-versions/publications", json={"files": {"b.yaml": BROKEN}}, headers=admin
+    )
+    assert accepted.status_code == 202
+    app.extensions["policyd.worker"].sweep(now=clock())
+    status = client.get(accepted.headers["Location"], headers=admin).json
+    assert (status["state"], status["version"]) == ("rejected", None)
+    assert status["errors"] == [
+        "b.yaml:2: package.displayName: required key is missing",
+        "b.yaml:4: package.displayname: unknown key (check its spelling; see docs/rules.md)",
+        "b.yaml:5: package.rules: a package needs at least one rule",
+    ]
+    listed = client.get("/v1/policy-versions", headers=admin).json
+    assert [v["id"] for v in listed if v["active"]] == [before]
+
+
+def test_an_unknown_publication_is_404_naming_the_id(client, admin):
+    """Polling a publication that does not exist names the id."""
+    response = client.get("/v1/policy-versions/publications/nope", headers=admin)
+    assert response.status_code == 404
+    assert "id" in response.json["errors"]
+
+
+def test_a_publication_without_files_is_422_naming_the_field(client, admin):
+    """The request's shape is checked at once, before anything is queued."""
+    response = client.post("/v1/policy-versions/publications", json={}, headers=admin)
+    assert response.status_code == 422
+    assert "files" in response.json["errors"]

@@ -1,8 +1,9 @@
-"""Policy versions: publish, list, show, activate (roll back), diff."""
+"""Policy versions: publish (at once, or accepted for a worker), list, show, activate (roll
+back), diff."""
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, url_for
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
@@ -12,6 +13,7 @@ from policyd.api.blueprint import Blueprint
 from policyd.api.errors import ApiErrorSchema
 from policyd.api.schemas import PublishInSchema, VersionDetailSchema, VersionOutSchema
 from policyd.services.actor import Role
+from policyd.services.publications import PublicationService
 from policyd.services.versions import VersionService
 
 blp = Blueprint(
@@ -71,6 +73,60 @@ class Versions(MethodView):
         )
         after_change()
         return view(version, version.id)
+
+
+class PublicationOutSchema(Schema):
+    id = fields.String()
+    state = fields.String(
+        metadata={
+            "description": "queued (a worker publishes it next), active (stored as `version` "
+            "and activated) or rejected (`errors` lists every problem; nothing was stored)",
+            "enum": ["queued", "active", "rejected"],
+        }
+    )
+    version = fields.String(
+        attribute="version_id", allow_none=True, metadata={"description": "once active"}
+    )
+    errors = fields.List(
+        fields.String(), allow_none=True, metadata={"description": "file:line: key: message"}
+    )
+    message = fields.String()
+    git_commit = fields.String(allow_none=True)
+    author = fields.String()
+    created_at = fields.DateTime()
+    updated_at = fields.DateTime()
+
+
+@blp.route("/publications")
+class Publications(MethodView):
+    @guard(Role.ADMIN)
+    @blp.arguments(PublishInSchema())
+    @blp.response(202, PublicationOutSchema)
+    def post(self, data):
+        """Accept a bundle for publication and return at once; poll the publication (its
+        Location) until it is active or rejected. For bundles too large to validate within
+        one request's time; `policyd worker` publishes it."""
+        publication = PublicationService(context.session()).accept(
+            context.actor(),
+            data["files"],
+            message=data["message"],
+            git_commit=data["git_commit"],
+            now=context.now(),
+            connectors=current_app.extensions["policyd.connectors"].types(),
+        )
+        where = url_for("versions.PublicationById", publication_id=publication.id)
+        return publication, {"Location": where}
+
+
+@blp.route("/publications/<publication_id>")
+class PublicationById(MethodView):
+    @guard(Role.ADMIN, Role.AUDITOR)
+    @blp.response(200, PublicationOutSchema)
+    @blp.alt_response(404, schema=ApiErrorSchema, description="no such publication (errors.id)")
+    def get(self, publication_id):
+        """A publication's state: queued, active (with its version) or rejected (with every
+        file:line problem)."""
+        return PublicationService(context.session()).get(publication_id)
 
 
 @blp.route("/<version_id>")

@@ -49,6 +49,31 @@ class VersionService:
         Raises:
             InvalidError: with every `file:line: message` problem; nothing is stored.
         """
+        version = self.store_and_activate(
+            actor,
+            files,
+            message=message,
+            now=now,
+            git_commit=git_commit,
+            git_dirty=git_dirty,
+            connectors=connectors,
+        )
+        self.session.commit()
+        return version
+
+    def store_and_activate(
+        self,
+        actor: Actor,
+        files: Mapping[str, str],
+        *,
+        message: str,
+        now: datetime,
+        git_commit: str | None = None,
+        git_dirty: bool | None = None,
+        connectors: Mapping[str, str] | None = None,
+    ) -> PolicyVersion:
+        """`publish` in the caller's transaction (a service that commits it with its own
+        change); see `publish`."""
         try:
             bundle = load_texts(dict(files))
             if connectors is not None:
@@ -89,7 +114,6 @@ class VersionService:
                 version=version.id,
             )
         self._activate(actor, version, now)
-        self.session.commit()
         return version
 
     def activate(self, actor: Actor, version_id: str, *, now: datetime) -> PolicyVersion:

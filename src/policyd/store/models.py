@@ -54,6 +54,27 @@ class PolicyVersion(Base):
     packed: Mapped[str | None] = mapped_column(Text, deferred=True)
 
 
+class PolicyPublication(Base):
+    """A bundle accepted over the API; a worker validates, stores and activates it (or rejects
+    it with every problem) and the caller polls its state."""
+
+    __tablename__ = "policy_publications"
+    __table_args__ = (Index("ix_policy_publications_state", "state", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    state: Mapped[str] = mapped_column(String(16))  # PublicationState
+    files: Mapped[dict[str, Any] | None] = mapped_column()  # dropped once handled
+    message: Mapped[str] = mapped_column(Text, default="")
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    # Connector instance -> type, as the accepting process had them configured.
+    connectors: Mapped[dict[str, Any] | None] = mapped_column()
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    version_id: Mapped[str | None] = mapped_column(String(12))
+    errors: Mapped[list[Any] | None] = mapped_column()  # file:line problems when rejected
+
+
 class Setting(Base):
     """Small process-wide state; `active_version` is polled by every process."""
 

@@ -9,6 +9,7 @@ import policyd.services.assignments
 import policyd.services.decision_log
 import policyd.services.external_users
 import policyd.services.notifications
+import policyd.services.publications
 import policyd.services.requests
 import policyd.worker.tasks  # noqa: F401
 from policyd.worker.dispatch import DELIVERY, event_payload

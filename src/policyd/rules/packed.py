@@ -49,49 +49,60 @@ def pack_bundle(bundle: Bundle) -> str:
 def unpack_bundle(text: str) -> Bundle:
     """A Bundle whose packages decode on first access (its `files` are not kept).
 
+    Only `text` and each package's place in it are held, so the packed form costs its own size
+    once; nothing is copied line by line.
+
     Raises:
         PackedFormatError: not this format; load the version from its files instead.
     """
-    head, _, body = text.partition("\n")
+    end = text.find("\n")
+    end = len(text) if end < 0 else end
     try:
-        header = json.loads(head)
+        header = json.loads(text[:end])
     except ValueError:
         raise PackedFormatError("no packed header") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise PackedFormatError(f"packed format {header!r} is not {FORMAT}")
-    raw: dict[str, str] = {}
-    for line in body.split("\n") if body else ():
-        package_id, _, encoded = line.partition("\t")
-        raw[package_id] = encoded
+    places: dict[str, tuple[int, int]] = {}
+    find = text.find
+    while end < len(text):
+        start = end + 1
+        tab = find("\t", start)
+        end = find("\n", start)
+        end = len(text) if end < 0 else end
+        if not start < tab < end:
+            raise PackedFormatError(f"packed line at character {start} has no package id")
+        places[text[start:tab]] = (tab + 1, end)
     version = Version(header["content_hash"], header["git_commit"], header["git_dirty"])
-    return Bundle(packages=PackedPackages(raw), version=version)  # type: ignore[arg-type]
+    return Bundle(packages=PackedPackages(text, places), version=version)  # type: ignore[arg-type]
 
 
 class PackedPackages(Mapping[str, AccessPackage]):
     """Package id -> AccessPackage, decoding each package's JSON once, when first read."""
 
-    def __init__(self, raw: dict[str, str]):
-        self._raw = raw
+    def __init__(self, text: str, places: dict[str, tuple[int, int]]):
+        self._text = text
+        self._places = places  # package id -> where its JSON is in `text`
         self._decoded: dict[str, AccessPackage] = {}
         self._lock = threading.Lock()
 
     def __getitem__(self, package_id: str) -> AccessPackage:
         package = self._decoded.get(package_id)
         if package is None:
-            encoded = self._raw[package_id]  # KeyError for an unknown package, as a dict
-            package = _unpackage(json.loads(encoded))
+            start, end = self._places[package_id]  # KeyError for an unknown package, as a dict
+            package = _unpackage(json.loads(self._text[start:end]))
             with self._lock:
                 package = self._decoded.setdefault(package_id, package)
         return package
 
     def __contains__(self, package_id: object) -> bool:
-        return package_id in self._raw
+        return package_id in self._places
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._raw)
+        return iter(self._places)
 
     def __len__(self) -> int:
-        return len(self._raw)
+        return len(self._places)
 
     @property
     def decoded(self) -> int:

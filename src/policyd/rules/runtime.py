@@ -14,7 +14,7 @@ from policyd.rules.decision import decide
 from policyd.rules.engine import MEMO_SIZE, Engine, EngineClosedError
 from policyd.rules.model import Bundle
 
-RESIDENT = 1000  # packages compiled into the engine at once, per version
+RESIDENT = 500  # packages compiled into the engine at once, per version
 
 
 class Policy:

@@ -22,7 +22,8 @@ from policyd.rules.model import (
     Version,
 )
 
-# Bump when the encoding changes: a version packed in another format is loaded from its files.
+# Bump when the encoding, or what a valid bundle is, changes: a version packed in another format
+# is loaded, and so validated again, from its files.
 FORMAT = "policyd-packed/1"
 
 

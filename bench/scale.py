@@ -225,7 +225,7 @@ def verdicts(result: dict[str, float]) -> str:
     if result["rules"] >= 10_000 and result["packages"] < 20_000:
         checks.append(("load <= 2 s", load <= 2))
         checks.append(("RSS <= 250 MB", result["peak_rss_mb"] <= 250))
-    if result["packages"] >= 100_000:
+    if result["packages"] >= 99_000:  # a size of 100,000 makes 99,999
         checks.append(("load <= 30 s", load <= 30))
     ratio = result["switch_p99_us"] / result["steady_p99_us"]
     checks.append(("switch p99 <= 2x", ratio <= 2))

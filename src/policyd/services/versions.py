@@ -212,7 +212,7 @@ class VersionService:
             if version is None:
                 raise NotFoundError(f"no policy version {version_id!r}", field=side)
             try:
-                bundles.append(load_texts(version.files))
+                bundles.append(self.bundle(version_id))
             except ProblemsError as err:
                 raise InvalidError(
                     f"version {version_id} does not load with this policyd",

@@ -29,6 +29,9 @@ ROLES = ("user", "app", "admin")
 # positive-acceptance check does not apply.
 DATA_DEPENDENT = {
     "POST /v1/policy-versions": "the files must be valid rule files",
+    # Validated later, by the worker; but its paths (keys) must be 1 to 255 characters, which
+    # the generator does not apply to keys.
+    "POST /v1/policy-versions/publications": "file paths of 1 to 255 characters",
     "POST /v1/replay": "exactly one of version and files; the files must be valid rule files",
     "GET /v1/access-report": "exactly one of package, resource and subject; at, or from and to",
     "PUT /v1/users/{user_id}": "manager_id must name a directory user",

@@ -88,7 +88,7 @@ def test_publishing_stores_the_packed_form_that_processes_load(store, example_bu
     """A process loads the version from its packed form: the same packages, no files parsed."""
     with store.session() as session:
         service = VersionService(session)
-        version = service.publish(ADMIN, example_bundle.files, message="m", now=clock)
+        version = service.publish(ADMIN, example_bundle.files, message="m", now=clock())
         assert version.packed.startswith('{"content_hash"')
         loaded = service.bundle(version.id)
     assert loaded.files == {}  # not parsed from the files
@@ -107,7 +107,7 @@ def test_a_version_without_a_usable_packed_form_loads_from_its_files(
     """Versions published before packing, or packed otherwise, are parsed and validated."""
     with store.session() as session:
         service = VersionService(session)
-        version = service.publish(ADMIN, example_bundle.files, message="m", now=clock)
+        version = service.publish(ADMIN, example_bundle.files, message="m", now=clock())
         if packed == "wrong hash":
             other = load_texts({"p.yaml": OLD_FILES["never.yaml"].replace("31 2", "1 1")})
             packed = pack_bundle(other)
@@ -125,7 +125,7 @@ def test_a_background_sync_keeps_deciding_with_the_old_version_until_the_new_is_
     runtime swaps only when that build is done."""
     with store.session() as session:
         first = VersionService(session).publish(
-            ADMIN, example_bundle.files, message="one", now=clock
+            ADMIN, example_bundle.files, message="one", now=clock()
         )
     runtime = PolicyRuntime()
     sync = PolicySync(runtime, store.session, interval=0, background=True)
@@ -135,7 +135,7 @@ def test_a_background_sync_keeps_deciding_with_the_old_version_until_the_new_is_
         changed = dict(example_bundle.files)
         changed["extra.yaml"] = OLD_FILES["never.yaml"].replace("31 2", "1 1")
         with store.session() as session:
-            second = VersionService(session).publish(ADMIN, changed, message="two", now=clock)
+            second = VersionService(session).publish(ADMIN, changed, message="two", now=clock())
         gate, building = threading.Event(), threading.Event()
         load = VersionService.bundle
 

@@ -254,8 +254,9 @@ def test_each_ruleset_keeps_one_session_that_holds_no_fact_between_evaluations()
     policy = Policy(mixed_bundle(), memo_size=0)
     for package, subject, moment in cases():
         policy.decide(package, subject, now=moment)
-        for name in policy.engine.compiled.ruleset_of[package]:
-            handle = policy.engine._handles[name]
+        engine = policy.engine_for(package)
+        for name in engine.compiled.ruleset_of[package]:
+            handle = engine._handles[name]
             assert durable_rules_engine.get_facts(handle, SESSION) == "[]"
             state = json.loads(durable_rules_engine.get_state(handle, SESSION))
             assert state == {"sid": SESSION, "id": f"sid-{SESSION}", "$s": 1}

@@ -340,7 +340,7 @@ class Settings:
     resident_packages: int = _setting(
         "POLICYD_RESIDENT_PACKAGES",
         _positive,
-        500,
+        250,
         "Packages of the active version held compiled in the engine at once; the least "
         "recently decided is released past it and compiled again on its next decision.",
     )

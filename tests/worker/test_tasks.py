@@ -60,6 +60,7 @@ def test_the_built_in_tasks_are_declared_beside_their_domains():
     assert where == {
         "assignments.expire": "policyd.services.assignments",
         "requests.expire-stages": "policyd.services.requests",
+        "versions.publish-accepted": "policyd.services.publications",
         "notifications.remind": "policyd.services.notifications",
         "external-users.clean-up": "policyd.services.external_users",
         "decision-log.drain": "policyd.services.decision_log",

@@ -64,6 +64,48 @@ class Rule:
     synthetic: bool = False  # made by the loader (incompatible packages, groups), not in a file
 
 
+class Verdict(StrEnum):
+    """What a reviewer (or a recommendation) says about one person's access."""
+
+    KEEP = "keep"
+    REMOVE = "remove"
+
+
+class NoResponse(StrEnum):
+    """What happens to an item nobody decided when its campaign ends."""
+
+    REMOVE = "remove"
+    KEEP = "keep"
+    RECOMMENDATION = "recommendation"  # the recommendation; keep where there is none
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    id: str
+    verdict: Verdict
+    when: Condition = ALWAYS
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """A recurring access review of one package's assignments."""
+
+    id: str
+    schedule: Window  # a campaign opens each time the cron fires
+    duration: timedelta
+    reviewers: tuple[str, ...]
+    fallback: tuple[str, ...] = ()  # when the reviewers resolve to nobody
+    reminders: tuple[timedelta, ...] = ()  # before the end, to reviewers with open items
+    on_no_response: NoResponse = NoResponse.KEEP
+    recommendations: tuple[Recommendation, ...] = ()
+    description: str | None = None
+
+    @property
+    def self_review(self) -> bool:
+        return "self" in self.reviewers or "self" in self.fallback
+
+
 @dataclass(frozen=True)
 class Resource:
     connector: str
@@ -87,6 +129,7 @@ class AccessPackage:
     file: str = ""
     template: str | None = None  # the template that made it, if any
     template_row: str | None = None  # and the row: "scopes.csv:4"
+    reviews: tuple[ReviewPolicy, ...] = ()  # recurring access reviews (docs/reviews.md)
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:

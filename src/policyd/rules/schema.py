@@ -32,11 +32,16 @@ from policyd.rules.model import (
     AccessPackage,
     ApprovalPolicy,
     LifetimePolicy,
+    NoResponse,
+    Recommendation,
     RequestedDuration,
     Resource,
+    ReviewPolicy,
     Rule,
     StagePolicy,
+    Verdict,
 )
+from policyd.rules.review import overlap_problem
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 SLUG_HELP = "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit"
@@ -309,6 +314,87 @@ class ResourceSchema(Schema):
         return Resource(**data)
 
 
+REVIEWER_KINDS = ("self", "manager", "owners", "user:<id>", "group:<id>")
+
+
+def _unique_ids(items: list) -> None:
+    ids = [item.id for item in items]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValidationError(f"duplicate id(s): {', '.join(repeated)}")
+
+
+class RecommendationSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    id = Slug(required=True)
+    when = ConditionField(required=True)
+    recommend = fields.Enum(Verdict, by_value=True, required=True)
+    reason = fields.String()
+
+    @post_load
+    def make(self, data, **kwargs):
+        return Recommendation(data["id"], data["recommend"], data["when"], data.get("reason"))
+
+
+class ReviewSchema(Schema):
+    """An access review (docs/reviews.md)."""
+
+    class Meta:
+        unknown = RAISE
+
+    id = Slug(required=True)
+    description = fields.String()
+    schedule = CronWindow(required=True)
+    duration = Duration(required=True)
+    reviewers = _references(REVIEWER_KINDS, required=True)
+    fallback = _references(REVIEWER_KINDS, load_default=())
+    reminders = fields.List(Duration(), load_default=())
+    on_no_response = fields.Enum(
+        NoResponse, by_value=True, data_key="onNoResponse", load_default=NoResponse.KEEP
+    )
+    recommendations = fields.List(
+        fields.Nested(RecommendationSchema), load_default=(), validate=_unique_ids
+    )
+
+    @validates_schema
+    def consistent(self, data, **kwargs):
+        duration, origin = data.get("duration"), datetime(2000, 1, 1)
+        if duration is not None and origin + duration <= origin:
+            raise ValidationError("a review lasts longer than nothing", field_name="duration")
+        for reminder in data.get("reminders", ()):
+            if duration is not None and origin + reminder >= origin + duration:
+                raise ValidationError(
+                    "a reminder comes before the end, within the duration", field_name="reminders"
+                )
+        if data.get("schedule") and duration is not None:
+            problem = overlap_problem(data["schedule"], origin + duration - origin)
+            if problem:
+                raise ValidationError(problem, field_name="duration")
+        wants = data.get("on_no_response") is NoResponse.RECOMMENDATION
+        if wants and not data.get("recommendations"):
+            raise ValidationError(
+                "onNoResponse: recommendation needs recommendations", field_name="onNoResponse"
+            )
+
+    @post_load
+    def make(self, data, **kwargs):
+        return ReviewPolicy(
+            id=data["id"],
+            schedule=data["schedule"],
+            duration=data["duration"],
+            reviewers=tuple(data["reviewers"]),
+            fallback=tuple(data["fallback"]),
+            reminders=tuple(
+                sorted(data["reminders"], key=lambda d: datetime(2000, 1, 1) + d, reverse=True)
+            ),
+            on_no_response=data["on_no_response"],
+            recommendations=tuple(data["recommendations"]),
+            description=data.get("description"),
+        )
+
+
 class PackageSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -327,6 +413,13 @@ class PackageSchema(Schema):
         required=True,
         validate=validate.Length(min=1, error="a package needs at least one rule"),
     )
+    reviews = fields.List(fields.Nested(ReviewSchema), load_default=(), validate=_unique_ids)
+
+    @validates_schema
+    def review_owners(self, data, **kwargs):
+        for review in data.get("reviews", ()):
+            if not data.get("owners") and "owners" in (*review.reviewers, *review.fallback):
+                raise ValidationError("reviewer 'owners' needs package.owners", "reviews")
 
     @post_load
     def make(self, data, **kwargs):
@@ -341,6 +434,7 @@ class PackageSchema(Schema):
             resources=tuple(data["resources"]),
             lifetime=data.get("lifetime"),
             rules=tuple(data["rules"]),
+            reviews=tuple(data["reviews"]),
         )
 
 

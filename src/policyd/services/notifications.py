@@ -14,7 +14,7 @@ from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.services.events import Event, emit
 from policyd.services.jobs import JobService
-from policyd.store.models import AccessRequest, Assignment, Job, User
+from policyd.store.models import AccessRequest, Assignment, Job, ReviewCampaign, User
 
 CHANNEL = "notify"  # the job's connector column: resolved to a notifier by the worker
 REMINDER_OFFSETS = (timedelta(days=14), timedelta(days=1))
@@ -25,6 +25,8 @@ SUBJECTS = {
     "access_granted": "You now have {package}",
     "access_expiring": "Your access to {package} ends {expires}",
     "access_removed": "Your access to {package} has ended",
+    "review_needed": "Access review: {package}, until {expires}",
+    "review_reminder": "Reminder: access review of {package} ends {expires}",
 }
 TEXTS = {
     "approval_needed": (
@@ -36,6 +38,10 @@ TEXTS = {
     "access_expiring": "Your access to {package} ends {expires}. Extend it in policyd if "
     "you still need it.",
     "access_removed": "Your access to {package} (assignment {id}) has been removed.",
+    "review_needed": "Please review who holds {package} in policyd by {expires} (campaign "
+    "{id}): keep or remove each, with a justification.",
+    "review_reminder": "You still have access to review for {package} (campaign {id}); "
+    "the review ends {expires}.",
 }
 
 
@@ -176,6 +182,13 @@ def render(session: Session, kind: str, object_id: str) -> tuple[str, str]:
             subject=assignment.subject_id,
             state=assignment.state,
             expires=_when(assignment.expires_at),
+        )
+    elif (campaign := session.get(ReviewCampaign, object_id)) is not None:
+        values.update(
+            package=campaign.package,
+            subject="-",
+            state=campaign.state,
+            expires=_when(campaign.ends_at),
         )
     else:
         values.update(package="?", subject="?", state="gone", expires="-")

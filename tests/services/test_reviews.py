@@ -1,0 +1,288 @@
+"""Access reviews: opening on schedule, reviewers, decisions, reminders, results, export."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from policyd.connectors.config import Connectors, load_instances
+from policyd.services.actor import SYSTEM, Actor, Role
+from policyd.services.directory import DirectoryService
+from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
+from policyd.services.memberships import DirectoryMemberships
+from policyd.services.reviews import ReviewService
+from policyd.store import Database
+from policyd.store.models import AuditRecord, Job, Membership, ReviewCampaign, ReviewItem
+from tests.review_support import ENDS, NOW, STALE, World, make_world, reviewed_package
+
+MAX = Actor("max", Role.USER)
+OLIVIA = Actor("olivia", Role.USER)
+ADMIN = Actor("root", Role.ADMIN)
+PEOPLE = {
+    "pat": {"manager_id": "max"},
+    "sue": {"manager_id": "max"},
+    "quinn": {},
+    "max": {},
+    "olivia": {},
+}
+
+
+@pytest.fixture
+def world(store: Database) -> Iterator[World]:
+    connectors = Connectors(load_instances(None), DirectoryMemberships(store.session))
+    made = make_world(store, connectors, reviewed_package())
+    made.people(PEOPLE)
+    yield made
+    connectors.close()
+    made.runtime.close()
+
+
+def service(world: World, session) -> ReviewService:
+    return ReviewService(session, world.runtime)
+
+
+def open_campaign(world: World, *subjects: str) -> dict[str, str]:
+    """Grant crm to `subjects`, open the review; item id by subject."""
+    world.grant("crm", *subjects)
+    with world.session() as session:
+        assert service(world, session).open_due(now=NOW) == 1
+        return dict(session.execute(select(ReviewItem.subject_id, ReviewItem.id)).all())
+
+
+def decide(world: World, actor: Actor, item: str, decision: str, why: str | None = "ok"):
+    with world.session() as session:
+        return service(world, session).decide(actor, item, decision, why, now=NOW)
+
+
+def close(world: World, now=ENDS) -> int:
+    with world.session() as session:
+        return service(world, session).close_due(now=now)
+
+
+def test_a_due_review_opens_one_campaign_with_an_item_per_live_assignment(world):
+    """The schedule fired on 1 January: one campaign until the 15th, one item per holder."""
+    items = open_campaign(world, "pat", "quinn")
+    assert sorted(items) == ["pat", "quinn"]
+    with world.session() as session:
+        campaign = session.scalars(select(ReviewCampaign)).one()
+        assert (campaign.state, campaign.ends_at) == ("open", ENDS)
+        assert campaign.version == world.runtime.active.version
+
+
+def test_opening_again_in_the_same_period_opens_nothing(world):
+    """open_due is idempotent: a second sweep in the period finds the campaign."""
+    open_campaign(world, "pat")
+    with world.session() as session:
+        assert service(world, session).open_due(now=NOW + timedelta(days=3)) == 0
+    assert world.count(ReviewCampaign) == 1
+
+
+def test_a_period_already_over_opens_no_campaign(world):
+    """After the 15th nothing opens until the schedule fires again on 1 April."""
+    world.grant("crm", "pat")
+    with world.session() as session:
+        assert service(world, session).open_due(now=ENDS + timedelta(days=1)) == 0
+
+
+def test_the_manager_reviews_and_the_owners_are_the_fallback(world):
+    """pat's manager max reviews pat; quinn has no manager, so the owner olivia does."""
+    open_campaign(world, "pat", "quinn")
+    with world.session() as session:
+        mine, total = service(world, session).items(MAX)
+        assert (total, [i.subject_id for i in mine]) == (1, ["pat"])
+        theirs, _ = service(world, session).items(OLIVIA)
+        assert [i.subject_id for i in theirs] == ["quinn"]
+
+
+def test_nobody_is_their_own_reviewer_through_the_fallback(world):
+    """olivia holds crm and owns it: she is not her own reviewer; only an admin decides."""
+    items = open_campaign(world, "olivia")
+    with world.session() as session:
+        assert service(world, session).items(OLIVIA)[1] == 0
+    with pytest.raises(ForbiddenError):
+        decide(world, OLIVIA, items["olivia"], "keep")
+    assert decide(world, ADMIN, items["olivia"], "keep").decided_by == "root"
+
+
+def test_only_an_assigned_reviewer_decides(world):
+    """olivia reviews quinn, not pat: pat's item does not exist for her."""
+    items = open_campaign(world, "pat", "quinn")
+    with pytest.raises(NotFoundError):
+        decide(world, OLIVIA, items["pat"], "remove")
+
+
+def test_a_decision_needs_a_justification(world):
+    """An empty justification is refused, naming the field."""
+    items = open_campaign(world, "pat")
+    with pytest.raises(InvalidError) as refused:
+        decide(world, MAX, items["pat"], "keep", "  ")
+    assert refused.value.field == "justification"
+
+
+def test_a_decision_is_keep_or_remove(world):
+    items = open_campaign(world, "pat")
+    with pytest.raises(InvalidError) as refused:
+        decide(world, MAX, items["pat"], "maybe")
+    assert refused.value.field == "decision"
+
+
+def test_a_decided_item_leaves_the_reviewers_pending_list_and_is_audited(world):
+    """The decision records who, when and the rule version, in the item and the audit."""
+    items = open_campaign(world, "pat")
+    decided = decide(world, MAX, items["pat"], "keep", "still on the team")
+    assert (decided.decision, decided.decided_by, decided.decided_at) == ("keep", "max", NOW)
+    with world.session() as session:
+        assert service(world, session).items(MAX)[1] == 0
+        record = session.scalars(
+            select(AuditRecord).where(AuditRecord.action == "review.decided")
+        ).one()
+    assert (record.actor, record.object_id) == ("max", items["pat"])
+    assert record.version == world.runtime.active.version
+    assert record.after["justification"] == "still on the team"
+
+
+def test_a_closed_campaign_takes_no_decisions(world):
+    items = open_campaign(world, "pat")
+    close(world)
+    with pytest.raises(ConflictError):
+        decide(world, MAX, items["pat"], "keep")
+
+
+def test_closing_removes_unreviewed_access_and_keeps_what_was_kept(world):
+    """remove on no response: sue's undecided access is revoked through the outbox, pat's
+    kept access stays, both in the audit."""
+    world.grant("crm", "pat", "sue")
+    with world.session() as session:
+        service(world, session).open_due(now=NOW)
+        items = dict(session.execute(select(ReviewItem.subject_id, ReviewItem.id)).all())
+    decide(world, MAX, items["pat"], "keep")
+    assert close(world) == 1
+    world.worker.run_jobs(now=ENDS, limit=100)
+    with world.session() as session:
+        members = set(session.scalars(select(Membership.user_id)))
+        results = dict(session.execute(select(ReviewItem.subject_id, ReviewItem.result)).all())
+        applied = session.scalars(
+            select(AuditRecord.after).where(AuditRecord.action == "review.applied")
+        ).all()
+    assert results == {"pat": "kept", "sue": "removed"}
+    assert {"pat", "sue"} & members == {"pat"}
+    assert sorted((a["subject_id"], a["result"], a["basis"]) for a in applied) == [
+        ("pat", "kept", "decision"),
+        ("sue", "removed", "no response"),
+    ]
+
+
+def test_closing_is_idempotent(world):
+    open_campaign(world, "pat")
+    assert close(world) == 1
+    assert close(world) == 0
+
+
+def test_a_campaign_is_not_closed_before_its_end(world):
+    open_campaign(world, "pat")
+    assert close(world, now=ENDS - timedelta(seconds=1)) == 0
+
+
+def test_reminders_go_to_reviewers_with_undecided_items_once_per_offset(world):
+    """Seven days before the end max (one item open) is reminded, once; olivia, who decided
+    hers, is not."""
+    items = open_campaign(world, "pat", "quinn")
+    decide(world, OLIVIA, items["quinn"], "keep")
+    with world.session() as session:
+        assert service(world, session).remind_due(now=ENDS - timedelta(days=8)) == 0
+        assert service(world, session).remind_due(now=ENDS - timedelta(days=7)) == 1
+        assert service(world, session).remind_due(now=ENDS - timedelta(days=6)) == 0
+        reminded = session.scalars(
+            select(Job.subject_id).where(Job.resource.like("review_reminder:%"))
+        ).all()
+    assert reminded == ["max"]
+
+
+def test_reviewers_are_told_when_a_campaign_opens(world):
+    open_campaign(world, "pat", "quinn")
+    with world.session() as session:
+        told = session.scalars(
+            select(Job.subject_id).where(Job.resource.like("review_needed:%"))
+        ).all()
+    assert sorted(told) == ["max", "olivia"]
+
+
+def test_a_self_review_lets_holders_decide_their_own_access(store: Database):
+    """reviewers: [self]: pat reviews pat."""
+    connectors = Connectors(load_instances(None), DirectoryMemberships(store.session))
+    world = make_world(store, connectors, reviewed_package(reviewers="[self]"))
+    try:
+        world.people(PEOPLE)
+        items = open_campaign(world, "pat")
+        assert decide(world, Actor("pat", Role.USER), items["pat"], "keep").decision == "keep"
+    finally:
+        connectors.close()
+        world.runtime.close()
+
+
+def test_the_recommendation_decides_unanswered_items(store: Database):
+    """onNoResponse: recommendation: no sign-in for 120 days is removed, a recent sign-in
+    (no recommendation) kept; the recommendation and its rule are on the item."""
+    connectors = Connectors(load_instances(None), DirectoryMemberships(store.session))
+    text = reviewed_package(on_no_response="recommendation", extra=STALE)
+    world = make_world(store, connectors, text)
+    try:
+        world.people(
+            {
+                **PEOPLE,
+                "pat": {"manager_id": "max", "attributes": {"lastSignIn": "2025-09-07"}},
+                "sue": {"manager_id": "max", "attributes": {"lastSignIn": "2026-01-02"}},
+            }
+        )
+        open_campaign(world, "pat", "sue")
+        with world.session() as session:
+            rows = session.execute(
+                select(ReviewItem.subject_id, ReviewItem.recommendation_rule)
+            ).all()
+        assert dict(rows) == {"pat": "no-sign-in-for-90-days", "sue": None}
+        close(world)
+        with world.session() as session:
+            results = dict(session.execute(select(ReviewItem.subject_id, ReviewItem.result)).all())
+        assert results == {"pat": "removed", "sue": "kept"}
+    finally:
+        connectors.close()
+        world.runtime.close()
+
+
+def test_a_guest_whose_sponsors_left_is_recommended_for_removal(store: Database):
+    """The organisation's only sponsor has left: its guest gets the sponsor rule."""
+    connectors = Connectors(load_instances(None), DirectoryMemberships(store.session))
+    text = reviewed_package(on_no_response="recommendation", extra=STALE)
+    world = make_world(store, connectors, text)
+    try:
+        world.people({**PEOPLE, "gus": {"type": "guest", "attributes": {"sponsor": "quinn"}}})
+        world.grant("crm", "gus")
+        with world.session() as session:
+            directory = DirectoryService(session)
+            directory.mark_left(SYSTEM, directory.get_user("quinn"), "disabled", now=NOW, ended={})
+            session.commit()
+        with world.session() as session:
+            service(world, session).open_due(now=NOW)
+            rule = session.scalar(select(ReviewItem.recommendation_rule))
+        assert rule == "guest-whose-sponsor-left"
+    finally:
+        connectors.close()
+        world.runtime.close()
+
+
+def test_the_export_has_one_row_per_item_with_decision_and_result(world):
+    items = open_campaign(world, "pat", "quinn")
+    decide(world, MAX, items["pat"], "keep", "needs it, for the Q1 audit")
+    close(world)
+    with world.session() as session:
+        campaign = session.scalar(select(ReviewCampaign.id))
+        text = service(world, session).export_csv(ADMIN, campaign)
+    rows = {row["subject_id"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert rows["pat"]["decision"] == "keep" and rows["pat"]["result"] == "kept"
+    assert rows["pat"]["justification"] == "needs it, for the Q1 audit"
+    assert rows["quinn"]["reviewers"] == "olivia" and rows["quinn"]["result"] == "removed"

@@ -146,6 +146,27 @@ MATRIX = [
     ("get", "/v1/sod-violations", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
     ("get", "/v1/audit/verify", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
     ("get", "/v1/access-report", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
+    ("get", "/v1/reviews/campaigns", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
+    (
+        "get",
+        "/v1/reviews/campaigns/{id}",
+        None,
+        {"user": 403, "app": 403, "admin": OK, "auditor": OK},
+    ),
+    (
+        "get",
+        "/v1/reviews/campaigns/{id}/export",
+        None,
+        {"user": 403, "app": 403, "admin": OK, "auditor": OK},
+    ),
+    ("get", "/v1/reviews/items", None, {"user": OK, "app": 403, "admin": OK, "auditor": OK}),
+    ("get", "/v1/reviews/items/{id}", None, {"user": OK, "app": 403, "admin": OK, "auditor": OK}),
+    (
+        "post",
+        "/v1/reviews/items/{id}/decision",
+        {"decision": "keep", "justification": "still needed"},
+        {"user": OK, "app": 403, "admin": OK, "auditor": 403},
+    ),
 ]
 
 

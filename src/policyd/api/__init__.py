@@ -80,6 +80,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         replay,
         request_id,
         requests,
+        reviews,
         sod,
         versions,
     )
@@ -94,7 +95,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     )
     api.spec.options["security"] = [{"bearer": []}]
     blueprints = (decisions, requests, assignments, versions, directory, jobs, admin)
-    for module in (*blueprints, replay, sod, compliance):
+    for module in (*blueprints, replay, sod, compliance, reviews):
         api.register_blueprint(module.blp)
     app.wsgi_app = hotpath.DecisionHotPath(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

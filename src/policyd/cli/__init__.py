@@ -8,6 +8,7 @@ from policyd.cli import (  # noqa: F401 - registers commands
     governance,
     policy_diff,
     replay,
+    reviews,
     service,
     versions,
     worker,

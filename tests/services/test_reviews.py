@@ -15,6 +15,7 @@ from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.memberships import DirectoryMemberships
+from policyd.services.notifications import render
 from policyd.services.reviews import ReviewService
 from policyd.store import Database
 from policyd.store.models import AuditRecord, Job, Membership, ReviewCampaign, ReviewItem
@@ -286,3 +287,13 @@ def test_the_export_has_one_row_per_item_with_decision_and_result(world):
     assert rows["pat"]["decision"] == "keep" and rows["pat"]["result"] == "kept"
     assert rows["pat"]["justification"] == "needs it, for the Q1 audit"
     assert rows["quinn"]["reviewers"] == "olivia" and rows["quinn"]["result"] == "removed"
+
+
+def test_the_review_notifications_name_the_package_and_the_end(world):
+    """review_needed and review_reminder render from the campaign when sent."""
+    open_campaign(world, "pat")
+    with world.session() as session:
+        campaign = session.scalar(select(ReviewCampaign.id))
+        subject, text = render(session, "review_reminder", campaign)
+    assert subject == "Reminder: access review of crm ends 2026-01-15 00:00 UTC"
+    assert campaign in text

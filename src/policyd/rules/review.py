@@ -54,11 +54,17 @@ def overlap_problem(schedule: Window, duration: timedelta) -> str | None:
         second = fires.get_next(datetime)
         if second - first < duration:
             return (
-                f"campaigns would overlap: the schedule fires every {second - first} at times "
-                f"and a campaign lasts {duration}"
+                f"campaigns would overlap: a campaign lasts {_span(duration)}, but the "
+                f"schedule fires again after {_span(second - first)}"
             )
         first = second
     return None
+
+
+def _span(delta: timedelta) -> str:
+    if delta % timedelta(days=1):
+        return str(delta)
+    return f"{delta.days} day" + ("s" if delta.days != 1 else "")
 
 
 def review_subject(subject: Subject, now: datetime, *, sponsor_left: bool | None = None) -> Subject:

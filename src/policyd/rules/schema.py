@@ -135,8 +135,9 @@ def _nest(problems: list[tuple[tuple, str]]) -> dict:
 class Reference(fields.String):
     """A directory principal: `user:<id>` or `group:<id>`, plus named approver kinds."""
 
-    def __init__(self, kinds: tuple[str, ...], **kwargs):
+    def __init__(self, kinds: tuple[str, ...], noun: str = "approver", **kwargs):
         self.kinds = kinds
+        self.noun = noun
         super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -145,12 +146,12 @@ class Reference(fields.String):
         if text in self.kinds or (f"{kind}:<id>" in self.kinds and ident.strip()):
             return text
         raise ValidationError(
-            f"unknown approver kind {text!r}; use one of: {', '.join(self.kinds)}"
+            f"unknown {self.noun} kind {text!r}; use one of: {', '.join(self.kinds)}"
         )
 
 
-def _references(kinds: tuple[str, ...], **kwargs) -> fields.List:
-    return fields.List(Reference(kinds), validate=validate.Length(min=1), **kwargs)
+def _references(kinds: tuple[str, ...], noun: str = "approver", **kwargs) -> fields.List:
+    return fields.List(Reference(kinds, noun), validate=validate.Length(min=1), **kwargs)
 
 
 class StageSchema(Schema):
@@ -348,8 +349,8 @@ class ReviewSchema(Schema):
     description = fields.String()
     schedule = CronWindow(required=True)
     duration = Duration(required=True)
-    reviewers = _references(REVIEWER_KINDS, required=True)
-    fallback = _references(REVIEWER_KINDS, load_default=())
+    reviewers = _references(REVIEWER_KINDS, "reviewer", required=True)
+    fallback = _references(REVIEWER_KINDS, "reviewer", load_default=())
     reminders = fields.List(Duration(), load_default=())
     on_no_response = fields.Enum(
         NoResponse, by_value=True, data_key="onNoResponse", load_default=NoResponse.KEEP

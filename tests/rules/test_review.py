@@ -101,3 +101,15 @@ def test_a_matched_remove_wins_over_a_matched_keep():
         advisor.close()
     assert (kept.id, kept.verdict) == ("everyone-keeps", Verdict.KEEP)
     assert (removed.id, removed.verdict) == ("guest-whose-sponsor-left", Verdict.REMOVE)
+
+
+def test_a_changed_review_is_a_change_in_the_semantic_diff():
+    """policyd diff shows a review's new default as a change of the package's reviews."""
+    from policyd.rules.diff import diff_bundles
+
+    old = load_texts({"crm.yaml": reviewed_package()})
+    new = load_texts({"crm.yaml": reviewed_package(on_no_response="keep")})
+    (change,) = diff_bundles(old, new).packages
+    (field,) = change.fields
+    assert field.field == "reviews"
+    assert (field.before[0]["onNoResponse"], field.after[0].get("onNoResponse")) == ("remove", None)

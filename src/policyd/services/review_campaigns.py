@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -145,8 +145,8 @@ class ReviewCampaigns:
         items, reviewers = build_items(
             self.session, campaign.id, package, review, assignments, advisor, now=now
         )
-        insert_many(self.session, ReviewItem, items)
-        insert_many(self.session, ReviewReviewer, reviewers)
+        _insert(self.session, ReviewItem, items)
+        _insert(self.session, ReviewReviewer, reviewers)
         audit(
             self.session,
             SYSTEM,
@@ -299,6 +299,15 @@ class ReviewCampaigns:
                 .with_for_update()
             ).all()
         return found
+
+
+def _insert(session: Session, model: type, rows: list[dict[str, Any]]) -> None:
+    """insert_many, but on SQLite through Core: the ORM's bulk insert sends rows holding
+    None one statement each (half of the items, those without a recommendation)."""
+    if session.get_bind().dialect.name == "postgresql":
+        insert_many(session, model, rows)
+    elif rows:
+        session.execute(insert(model.__table__), rows)
 
 
 def _seconds(duration, start: datetime) -> float:

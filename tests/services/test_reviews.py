@@ -297,3 +297,61 @@ def test_the_review_notifications_name_the_package_and_the_end(world):
         subject, text = render(session, "review_reminder", campaign)
     assert subject == "Reminder: access review of crm ends 2026-01-15 00:00 UTC"
     assert campaign in text
+
+
+def test_any_member_of_a_reviewer_group_decides_but_not_on_their_own_access(store: Database):
+    """reviewers: [group:CRM.Leads]: max and olivia review sue; olivia, a lead herself, is
+    not among the reviewers of her own access."""
+    connectors = Connectors(load_instances(None), DirectoryMemberships(store.session))
+    world = make_world(store, connectors, reviewed_package(reviewers='["group:CRM.Leads"]'))
+    try:
+        world.people(PEOPLE)
+        with world.session() as session:
+            directory = DirectoryService(session)
+            directory.put_group(SYSTEM, "CRM.Leads", None, now=NOW)
+            for lead in ("max", "olivia"):
+                directory.add_member(SYSTEM, "CRM.Leads", lead, now=NOW)
+            session.commit()
+        items = open_campaign(world, "sue", "olivia")
+        with world.session() as session:
+            reviewers = ReviewService(session, world.runtime).reviewers_of(list(items.values()))
+        assert reviewers[items["sue"]] == ["max", "olivia"]
+        assert reviewers[items["olivia"]] == ["max"]
+        assert decide(world, OLIVIA, items["sue"], "remove").decided_by == "olivia"
+    finally:
+        connectors.close()
+        world.runtime.close()
+
+
+SAME_GROUP = """\
+apiVersion: policyd/v1
+package:
+  id: crm-reports
+  displayName: CRM reports
+  lifetime: {permanent: true}
+  resources:
+    - {connector: directory, resource: "group:CRM.Users", role: member}
+  rules:
+    - {id: anyone, then: {decision: auto_approve}}
+"""
+
+
+def test_a_removal_keeps_a_group_another_live_assignment_grants(store: Database):
+    """Reference counting: pat's crm is removed by the review, but crm-reports grants the
+    same group, so pat stays a member; sue, who held only crm, leaves it."""
+    connectors = Connectors(load_instances(None), DirectoryMemberships(store.session))
+    world = make_world(store, connectors, reviewed_package(), SAME_GROUP)
+    try:
+        world.people(PEOPLE)
+        world.grant("crm-reports", "pat")
+        open_campaign(world, "pat", "sue")
+        close(world)
+        world.worker.run_jobs(now=ENDS, limit=100)
+        with world.session() as session:
+            members = set(session.scalars(select(Membership.user_id)))
+            results = dict(session.execute(select(ReviewItem.subject_id, ReviewItem.result)).all())
+        assert results == {"pat": "removed", "sue": "removed"}
+        assert {"pat", "sue"} & members == {"pat"}
+    finally:
+        connectors.close()
+        world.runtime.close()

@@ -76,7 +76,10 @@ class ReviewService(ReviewCampaigns):
         if len(text) > MAX_JUSTIFICATION:
             raise InvalidError(f"at most {MAX_JUSTIFICATION} characters", field="justification")
         item = self._item(actor, item_id, lock=True)
-        campaign = self.session.get(ReviewCampaign, item.campaign_id)
+        # Shared: closing (FOR UPDATE) waits for this decision, or this one sees it closed.
+        campaign = self.session.get(
+            ReviewCampaign, item.campaign_id, with_for_update={"read": True}
+        )
         if campaign.state != CampaignState.OPEN:
             raise ConflictError("the campaign is closed", field="state")
         if actor.principal == item.subject_id and not campaign.self_review:

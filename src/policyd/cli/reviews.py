@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 
 from policyd.cli.base import _admin, _pages, _session, actor_option, database_option, main
+from policyd.cli.compliance import TIME
 from policyd.rules import PolicyRuntime
 from policyd.services.reviews import ItemState, ReviewService
+from policyd.services.versions import VersionService
 
 
 def _service(session) -> ReviewService:
@@ -104,3 +106,35 @@ def review_export(campaign_id: str, output: Path | None, database_url: str) -> N
     else:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {text.count(chr(10)) - 1} item(s) to {output}", err=True)
+
+
+@review_group.command("sweep")
+@click.option(
+    "--at",
+    "moment",
+    type=TIME,
+    default=None,
+    help="The time to act at (default: now); an ISO-8601 time with an offset, or a date.",
+)
+@database_option
+def review_sweep(moment: datetime | None, database_url: str) -> None:
+    """Open due campaigns, send due reminders and close ended campaigns under the active
+    policy version, as the worker does; removals go to the outbox for the worker to run."""
+    now = moment or datetime.now(UTC)
+    with _session(database_url) as session:
+        versions = VersionService(session)
+        active = versions.active_id()
+        if active is None:
+            raise click.ClickException("no policy version is active: publish one first")
+        runtime = PolicyRuntime(versions.bundle(active))
+        try:
+            service = ReviewService(session, runtime)
+            opened = service.open_due(now=now)
+            reminded = service.remind_due(now=now)
+            closed = service.close_due(now=now)
+        finally:
+            runtime.close()
+    click.echo(
+        f"opened {opened} campaign(s), queued {reminded} reminder(s), closed {closed} "
+        f"campaign(s) at {now.isoformat()}"
+    )

@@ -113,3 +113,33 @@ def test_a_changed_review_is_a_change_in_the_semantic_diff():
     (field,) = change.fields
     assert field.field == "reviews"
     assert (field.before[0]["onNoResponse"], field.after[0].get("onNoResponse")) == ("remove", None)
+
+
+def test_a_review_in_a_template_reviews_every_package_it_makes():
+    """Packages reviewed alike: the template's review is in each generated package, with
+    the row's values substituted."""
+    template = """\
+apiVersion: policyd/v1
+template:
+  id: scope-readers
+  parameters: [scope]
+  rows: [{scope: ScopeB}, {scope: ScopeC}]
+  packages:
+    - id: "${scope|slug}-readers"
+      displayName: "${scope} readers"
+      owners: ["group:Group.${scope}.Owners"]
+      lifetime: {permanent: true}
+      rules:
+        - {id: anyone, then: {decision: auto_approve}}
+      reviews:
+        - id: quarterly
+          schedule: "0 0 1 1,4,7,10 *"
+          duration: P14D
+          reviewers: ["group:Group.${scope}.Owners"]
+"""
+    bundle = load_texts({"scopes.yaml": template})
+    reviewers = {pid: p.reviews[0].reviewers for pid, p in bundle.packages.items()}
+    assert reviewers == {
+        "scopeb-readers": ("group:Group.ScopeB.Owners",),
+        "scopec-readers": ("group:Group.ScopeC.Owners",),
+    }

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from policyd.rules import PolicyRuntime
-from policyd.rules.model import NoResponse, ReviewPolicy, Verdict
+from policyd.rules.model import AccessPackage, NoResponse, ReviewPolicy, Verdict
 from policyd.rules.review import Advisor, last_start
 from policyd.services.actor import SYSTEM
 from policyd.services.assignments import LIVE_STATES, AssignmentService
@@ -116,7 +116,16 @@ class ReviewCampaigns:
             is not None
         )
 
-    def _open(self, package, review: ReviewPolicy, start, version, advisor, now) -> int:
+    def _open(
+        self,
+        package: AccessPackage,
+        review: ReviewPolicy,
+        start: datetime,
+        version: str,
+        advisor: Advisor,
+        now: datetime,
+    ) -> int:
+        """Open one campaign and commit it; 0 when another process opened it first."""
         campaign = ReviewCampaign(
             id=new_id(),
             package=package.id,
@@ -147,6 +156,21 @@ class ReviewCampaigns:
         )
         _insert(self.session, ReviewItem, items)
         _insert(self.session, ReviewReviewer, reviewers)
+        self._record_opening(campaign, items, reviewers, now=now)
+        self.session.commit()
+        return 1
+
+    def _record_opening(
+        self,
+        campaign: ReviewCampaign,
+        items: list[dict[str, Any]],
+        reviewers: list[dict[str, str]],
+        *,
+        now: datetime,
+    ) -> None:
+        """Audit the campaign and each item (its reviewers and recommendation); tell the
+        reviewers."""
+        version = campaign.version
         audit(
             self.session,
             SYSTEM,
@@ -180,12 +204,8 @@ class ReviewCampaigns:
                 for item in items
             ],
         )
-        notes = {row["user_id"] for row in reviewers}  # type: ignore[assignment]
-        notify_many(
-            self.session, [("review_needed", campaign.id, u) for u in sorted(notes)], now=now
-        )
-        self.session.commit()
-        return 1
+        told = sorted({row["user_id"] for row in reviewers})
+        notify_many(self.session, [("review_needed", campaign.id, u) for u in told], now=now)
 
     def remind_due(self, *, now: datetime) -> int:
         """Remind reviewers who still have items to decide, at each of the review's reminder

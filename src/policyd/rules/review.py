@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -33,13 +34,18 @@ SPONSOR_LEFT = "sponsorLeft"
 def last_start(review: ReviewPolicy, now: datetime) -> datetime | None:
     """The latest time at or before `now` the review's schedule fired, in UTC; None if it
     never did within a year before `now`."""
-    zone = ZoneInfo(review.schedule.timezone)
-    local = now.astimezone(zone)
-    probe = local + timedelta(seconds=1)  # a fire exactly at `now` counts
+    if len(review.schedule.cron.split()) == 5:
+        # Five-field crons fire on whole minutes, so one answer serves the whole minute (and
+        # every package a template made with the same schedule).
+        return _last_fire(review.schedule, now.astimezone(UTC).replace(second=0, microsecond=0))
+    return _last_fire.__wrapped__(review.schedule, now)
+
+
+@lru_cache(maxsize=1024)
+def _last_fire(schedule: Window, now: datetime) -> datetime | None:
+    probe = now.astimezone(ZoneInfo(schedule.timezone)) + timedelta(seconds=1)  # `now` counts
     try:
-        fired = croniter(review.schedule.cron, probe, max_years_between_matches=1).get_prev(
-            datetime
-        )
+        fired = croniter(schedule.cron, probe, max_years_between_matches=1).get_prev(datetime)
     except Exception:  # croniter raises its own errors when nothing fires in range
         return None
     return fired.astimezone(UTC)

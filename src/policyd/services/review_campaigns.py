@@ -87,34 +87,34 @@ class ReviewCampaigns:
         policy = self.runtime.active
         if policy is None:
             return 0
+        due = []
+        for package in policy.bundle.packages.values():
+            for review in package.reviews:
+                start = last_start(review, now)
+                if start is not None and now < start + review.duration:
+                    due.append((package, review, start))
+        if not due:
+            return 0
+        existing = {
+            tuple(row)
+            for row in self.session.execute(
+                select(
+                    ReviewCampaign.package, ReviewCampaign.review, ReviewCampaign.starts_at
+                ).where(ReviewCampaign.starts_at >= min(start for _, _, start in due))
+            )
+        }
         opened = 0
         advisor: Advisor | None = None
         try:
-            for package in policy.bundle.packages.values():
-                for review in package.reviews:
-                    start = last_start(review, now)
-                    if start is None or now >= start + review.duration:
-                        continue
-                    if self._campaign_exists(package.id, review.id, start):
-                        continue
-                    advisor = advisor or Advisor(policy.bundle)
-                    opened += self._open(package, review, start, policy.version, advisor, now)
+            for package, review, start in due:
+                if (package.id, review.id, start) in existing:
+                    continue
+                advisor = advisor or Advisor(policy.bundle)
+                opened += self._open(package, review, start, policy.version, advisor, now)
         finally:
             if advisor is not None:
                 advisor.close()
         return opened
-
-    def _campaign_exists(self, package: str, review: str, start: datetime) -> bool:
-        return (
-            self.session.scalar(
-                select(ReviewCampaign.id).where(
-                    ReviewCampaign.package == package,
-                    ReviewCampaign.review == review,
-                    ReviewCampaign.starts_at == start,
-                )
-            )
-            is not None
-        )
 
     def _open(
         self,

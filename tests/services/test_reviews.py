@@ -12,10 +12,12 @@ from sqlalchemy import select
 
 from policyd.connectors.config import Connectors, load_instances
 from policyd.services.actor import SYSTEM, Actor, Role
+from policyd.services.assignments import AssignmentService
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.memberships import DirectoryMemberships
 from policyd.services.notifications import render
+from policyd.services.review_campaigns import outcome
 from policyd.services.reviews import ReviewService
 from policyd.store import Database
 from policyd.store.models import AuditRecord, Job, Membership, ReviewCampaign, ReviewItem
@@ -352,6 +354,73 @@ def test_a_removal_keeps_a_group_another_live_assignment_grants(store: Database)
             results = dict(session.execute(select(ReviewItem.subject_id, ReviewItem.result)).all())
         assert results == {"pat": "removed", "sue": "removed"}
         assert {"pat", "sue"} & members == {"pat"}
+    finally:
+        connectors.close()
+        world.runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("decision", "recommendation", "default", "expected"),
+    [
+        ("keep", "remove", "remove", ("keep", "decision")),
+        ("remove", None, "keep", ("remove", "decision")),
+        (None, "keep", "remove", ("remove", "no response")),
+        (None, "remove", "keep", ("keep", "no response")),
+        (None, "remove", "recommendation", ("remove", "recommendation")),
+        (None, None, "recommendation", ("keep", "no recommendation")),
+    ],
+)
+def test_an_items_outcome_is_the_decision_else_the_default(
+    decision, recommendation, default, expected
+):
+    """A reviewer's decision always wins; otherwise the campaign's default applies."""
+    item = ReviewItem(decision=decision, recommendation=recommendation)
+    verdict, basis = outcome(item, default)
+    assert (str(verdict), basis) == expected
+
+
+def test_deciding_again_replaces_the_decision_and_audits_both(world):
+    items = open_campaign(world, "pat")
+    decide(world, MAX, items["pat"], "keep", "first look")
+    decide(world, MAX, items["pat"], "remove", "moved teams")
+    with world.session() as session:
+        records = session.scalars(
+            select(AuditRecord)
+            .where(AuditRecord.action == "review.decided")
+            .order_by(AuditRecord.id)
+        ).all()
+    assert [(r.before["decision"], r.after["decision"]) for r in records] == [
+        (None, "keep"),
+        ("keep", "remove"),
+    ]
+
+
+def test_access_that_ended_during_the_campaign_is_gone_not_removed_again(world):
+    """pat removed their own access mid-campaign: closing records `gone`, revokes nothing."""
+    items = open_campaign(world, "pat")
+    with world.session() as session:
+        assignment = session.scalar(select(ReviewItem.assignment_id))
+        AssignmentService(session, world.runtime).remove(
+            Actor("pat", Role.USER), assignment, now=NOW
+        )
+    world.worker.run_jobs(now=NOW, limit=100)
+    revokes = world.count(Job, kind="revoke")
+    close(world)
+    with world.session() as session:
+        assert session.get(ReviewItem, items["pat"]).result == "gone"
+    assert world.count(Job, kind="revoke") == revokes
+
+
+def test_keep_on_no_response_keeps_unanswered_access(store: Database):
+    connectors = Connectors(load_instances(None), DirectoryMemberships(store.session))
+    world = make_world(store, connectors, reviewed_package(on_no_response="keep"))
+    try:
+        world.people(PEOPLE)
+        (assignment,) = world.grant("crm", "pat")
+        with world.session() as session:
+            ReviewService(session, world.runtime).open_due(now=NOW)
+        close(world)
+        assert world.state(assignment) == "active"
     finally:
         connectors.close()
         world.runtime.close()

@@ -424,3 +424,26 @@ def test_keep_on_no_response_keeps_unanswered_access(store: Database):
     finally:
         connectors.close()
         world.runtime.close()
+
+
+def test_an_item_whose_reviewers_all_left_goes_to_the_fallback(world):
+    """max leaves mid-campaign: the next reminder sweep hands pat's item to the owner olivia
+    (audited, told), who may then decide it; max is not reminded."""
+    items = open_campaign(world, "pat")
+    with world.session() as session:
+        directory = DirectoryService(session)
+        directory.mark_left(SYSTEM, directory.get_user("max"), "disabled", now=NOW, ended={})
+        session.commit()
+    with world.session() as session:
+        # olivia is told twice: the item is hers now, and the reminder is due
+        assert service(world, session).remind_due(now=ENDS - timedelta(days=7)) == 2
+        reviewers = service(world, session).reviewers_of([items["pat"]])[items["pat"]]
+        handed = session.scalars(
+            select(AuditRecord.after).where(AuditRecord.action == "review.reassigned")
+        ).all()
+        reminded = session.scalars(
+            select(Job.subject_id).where(Job.resource.like("review_reminder:%"))
+        ).all()
+    assert reviewers == ["max", "olivia"] and reminded == ["olivia"]
+    assert handed == [{"reviewer": "olivia", "reason": "every reviewer left"}]
+    assert decide(world, OLIVIA, items["pat"], "remove").decided_by == "olivia"

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,8 +19,8 @@ from policyd.services.actor import SYSTEM
 from policyd.services.assignments import LIVE_STATES, AssignmentService
 from policyd.services.audit import audit, audit_many
 from policyd.services.notifications import notify_many
-from policyd.services.review_opening import build_items
-from policyd.store.models import Assignment, ReviewCampaign, ReviewItem, ReviewReviewer
+from policyd.services.review_opening import ACTIVE_USER, build_items, reviewers_now
+from policyd.store.models import Assignment, ReviewCampaign, ReviewItem, ReviewReviewer, User
 from policyd.store.query import among, insert_many, update_many
 from policyd.store.types import new_id
 
@@ -208,8 +208,10 @@ class ReviewCampaigns:
         notify_many(self.session, [("review_needed", campaign.id, u) for u in told], now=now)
 
     def remind_due(self, *, now: datetime) -> int:
-        """Remind reviewers who still have items to decide, at each of the review's reminder
-        offsets before the end; returns how many reminders were queued. Idempotent."""
+        """Hand the undecided items whose reviewers have all left to the review's reviewers
+        as they resolve now (else its fallback), then remind reviewers who still have items
+        to decide at each reminder offset before the end. Returns how many reminders and
+        hand-overs were queued. Idempotent."""
         queued = 0
         campaigns = self.session.scalars(
             select(ReviewCampaign)
@@ -217,6 +219,7 @@ class ReviewCampaigns:
             .with_for_update(skip_locked=True)
         ).all()
         for campaign in campaigns:
+            queued += self._hand_on(campaign, now=now)
             due = [
                 s
                 for s in campaign.reminders
@@ -229,7 +232,12 @@ class ReviewCampaigns:
                     self.session.scalars(
                         select(ReviewReviewer.user_id)
                         .join(ReviewItem, ReviewItem.id == ReviewReviewer.item_id)
-                        .where(ReviewItem.campaign_id == campaign.id, ReviewItem.decision.is_(None))
+                        .outerjoin(User, User.id == ReviewReviewer.user_id)
+                        .where(
+                            ReviewItem.campaign_id == campaign.id,
+                            ReviewItem.decision.is_(None),
+                            or_(User.id.is_(None), User.state == ACTIVE_USER),
+                        )
                     )
                 )
             )
@@ -240,6 +248,49 @@ class ReviewCampaigns:
             queued += len(waiting)
         self.session.commit()
         return queued
+
+    def _hand_on(self, campaign: ReviewCampaign, *, now: datetime) -> int:
+        """New reviewers for undecided items whose every reviewer has left; how many were
+        told. Items of a review the active rules no longer declare stay with an admin."""
+        present = (
+            select(ReviewReviewer.item_id)
+            .outerjoin(User, User.id == ReviewReviewer.user_id)
+            .where(or_(User.id.is_(None), User.state == ACTIVE_USER))
+        )
+        orphans = self.session.scalars(
+            select(ReviewItem).where(
+                ReviewItem.campaign_id == campaign.id,
+                ReviewItem.decision.is_(None),
+                ReviewItem.id.in_(select(ReviewReviewer.item_id)),
+                ReviewItem.id.not_in(present),
+            )
+        ).all()
+        policy = self.runtime.active
+        package = policy.bundle.packages.get(campaign.package) if policy else None
+        review = (
+            next((r for r in package.reviews if r.id == campaign.review), None) if package else None
+        )
+        if not orphans or review is None:
+            return 0
+        rows = reviewers_now(self.session, package, review, orphans)
+        _insert(self.session, ReviewReviewer, rows)
+        audit_many(
+            self.session,
+            SYSTEM,
+            now,
+            [
+                {
+                    "action": "review.reassigned",
+                    "object": ("review_item", row["item_id"]),
+                    "after": {"reviewer": row["user_id"], "reason": "every reviewer left"},
+                    "version": campaign.version,
+                }
+                for row in rows
+            ],
+        )
+        told = sorted({row["user_id"] for row in rows})
+        notify_many(self.session, [("review_needed", campaign.id, u) for u in told], now=now)
+        return len(told)
 
     def close_due(self, *, now: datetime, limit: int = 10) -> int:
         """Close every open campaign whose end has passed (`limit` at most), applying its

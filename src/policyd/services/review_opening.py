@@ -171,3 +171,20 @@ def build_items(
         )
         reviewers.extend({"item_id": item_id, "user_id": user} for user in chosen)
     return items, reviewers
+
+
+def reviewers_now(
+    session: Session, package: AccessPackage, review: ReviewPolicy, items: Sequence[Any]
+) -> list[dict[str, str]]:
+    """review_reviewers rows for `items` as the review's reviewers (else its fallback)
+    resolve today; those who have left are never among them."""
+    directory = load_directory(session, sorted({item.subject_id for item in items}))
+    rows = []
+    for item in items:
+        holder = directory.users.get(item.subject_id)
+        args = (item.subject_id, holder, package, directory)
+        chosen = reviewers_for(session, review.reviewers, *args) or reviewers_for(
+            session, review.fallback, *args
+        )
+        rows.extend({"item_id": item.id, "user_id": user} for user in chosen)
+    return rows

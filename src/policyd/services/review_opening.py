@@ -164,11 +164,7 @@ def build_items(
                 "recommendation_reason": recommendation.reason if recommendation else None,
             }
         )
-        chosen = reviewers_for(
-            session, review.reviewers, assignment.subject_id, holder, package, directory
-        ) or reviewers_for(
-            session, review.fallback, assignment.subject_id, holder, package, directory
-        )
+        chosen = _chosen(session, review, assignment.subject_id, holder, package, directory)
         reviewers.extend({"item_id": item_id, "user_id": user} for user in chosen)
     return items, reviewers
 
@@ -182,9 +178,21 @@ def reviewers_now(
     rows = []
     for item in items:
         holder = directory.users.get(item.subject_id)
-        args = (item.subject_id, holder, package, directory)
-        chosen = reviewers_for(session, review.reviewers, *args) or reviewers_for(
-            session, review.fallback, *args
-        )
+        chosen = _chosen(session, review, item.subject_id, holder, package, directory)
         rows.extend({"item_id": item.id, "user_id": user} for user in chosen)
     return rows
+
+
+def _chosen(
+    session: Session,
+    review: ReviewPolicy,
+    holder_id: str,
+    holder: Any,
+    package: AccessPackage,
+    directory: Directory,
+) -> list[str]:
+    """The review's reviewers of one holder, else its fallback."""
+    args = (holder_id, holder, package, directory)
+    return reviewers_for(session, review.reviewers, *args) or reviewers_for(
+        session, review.fallback, *args
+    )

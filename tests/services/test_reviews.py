@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from policyd.connectors.config import Connectors, load_instances
+from policyd.periodic import TaskContext
 from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.directory import DirectoryService
@@ -18,7 +19,7 @@ from policyd.services.errors import ConflictError, ForbiddenError, InvalidError,
 from policyd.services.memberships import DirectoryMemberships
 from policyd.services.notifications import render
 from policyd.services.review_campaigns import outcome
-from policyd.services.reviews import ReviewService
+from policyd.services.reviews import ReviewService, close_reviews, open_reviews, remind_reviewers
 from policyd.store import Database
 from policyd.store.models import AuditRecord, Job, Membership, ReviewCampaign, ReviewItem
 from tests.review_support import ENDS, NOW, STALE, World, make_world, reviewed_package
@@ -447,3 +448,13 @@ def test_an_item_whose_reviewers_all_left_goes_to_the_fallback(world):
     assert reviewers == ["max", "olivia"] and reminded == ["olivia"]
     assert handed == [{"reviewer": "olivia", "reason": "every reviewer left"}]
     assert decide(world, OLIVIA, items["pat"], "remove").decided_by == "olivia"
+
+
+def test_the_periodic_task_functions_open_remind_and_close(world):
+    """open_reviews, remind_reviewers and close_reviews run the steps with a TaskContext."""
+    world.grant("crm", "pat")
+    context = TaskContext(sessions=world.database.session, runtime=world.runtime)
+    assert open_reviews(context, NOW) == {"opened": 1}
+    assert remind_reviewers(context, ENDS - timedelta(days=7)) == {"reminded": 1}
+    assert close_reviews(context, ENDS) == {"closed": 1}
+    assert close_reviews(context, ENDS) == {"closed": 0}

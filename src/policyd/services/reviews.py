@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from sqlalchemy import select
 
+from policyd.periodic import TaskContext
 from policyd.rules.model import Verdict
 from policyd.services.actor import Actor, Role
 from policyd.services.audit import audit
@@ -219,3 +220,29 @@ class ReviewService(ReviewCampaigns):
                 ]
             )
         return out.getvalue()
+
+
+# The periodic steps in the shape of policyd.periodic tasks, `(context, now) -> counts`. They
+# are not registered here: the worker's task list is being settled elsewhere; registering is
+# `@periodic_task("reviews.open")` on each and an import in worker/__init__.py.
+def open_reviews(context: TaskContext, now: datetime) -> dict[str, int]:
+    """Open the access-review campaigns whose schedule fired."""
+    with context.sessions() as session:
+        return {"opened": ReviewService(session, context.runtime).open_due(now=now)}
+
+
+def remind_reviewers(context: TaskContext, now: datetime) -> dict[str, int]:
+    """Hand on review items whose reviewers left; remind reviewers before the end."""
+    with context.sessions() as session:
+        return {"reminded": ReviewService(session, context.runtime).remind_due(now=now)}
+
+
+def close_reviews(context: TaskContext, now: datetime) -> dict[str, int]:
+    """Close ended access-review campaigns, removing what they remove (before expiry)."""
+    closed = 0
+    while True:
+        with context.sessions() as session:
+            count = ReviewService(session, context.runtime).close_due(now=now)
+        closed += count
+        if count == 0:
+            return {"closed": closed}

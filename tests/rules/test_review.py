@@ -143,3 +143,13 @@ template:
         "scopeb-readers": ("group:Group.ScopeB.Owners",),
         "scopec-readers": ("group:Group.ScopeC.Owners",),
     }
+
+
+def test_the_packed_form_of_a_version_keeps_its_reviews():
+    """A stored version loaded from its packed form has the same reviews as from its files."""
+    from policyd.rules.packed import pack_bundle, unpack_bundle
+
+    text = reviewed_package(on_no_response="recommendation", extra=STALE)
+    bundle = load_texts({"crm.yaml": text})
+    unpacked = unpack_bundle(pack_bundle(bundle))
+    assert unpacked.packages["crm"].reviews == bundle.packages["crm"].reviews

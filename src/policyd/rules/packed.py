@@ -8,23 +8,29 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import isodate
+
 from policyd.domain import Outcome
-from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not, Window
+from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not, Window, parse_duration
 from policyd.rules.model import (
     AccessPackage,
     ApprovalPolicy,
     Bundle,
     LifetimePolicy,
+    NoResponse,
+    Recommendation,
     RequestedDuration,
     Resource,
+    ReviewPolicy,
     Rule,
     StagePolicy,
+    Verdict,
     Version,
 )
 
 # Bump when the encoding, or what a valid bundle is, changes: a version packed in another format
 # is loaded, and so validated again, from its files.
-FORMAT = "policyd-packed/1"
+FORMAT = "policyd-packed/2"  # 2: packages carry their access reviews
 
 
 class PackedFormatError(ValueError):
@@ -126,6 +132,7 @@ def _package(package: AccessPackage) -> dict[str, Any]:
         "file": package.file,
         "template": package.template,
         "row": package.template_row,
+        "reviews": [_review(review) for review in package.reviews],
     }
 
 
@@ -144,6 +151,7 @@ def _unpackage(data: dict[str, Any]) -> AccessPackage:
         file=data["file"],
         template=data["template"],
         template_row=data["row"],
+        reviews=tuple(_unreview(review) for review in data["reviews"]),
     )
 
 
@@ -265,3 +273,37 @@ def _unspan(data: list[int] | None) -> timedelta | None:
         return None
     days, seconds, microseconds = data
     return timedelta(days=days, seconds=seconds, microseconds=microseconds)
+
+
+def _review(review: ReviewPolicy) -> dict[str, Any]:
+    return {
+        "id": review.id,
+        "cron": review.schedule.cron,
+        "timezone": review.schedule.timezone,
+        "duration": isodate.duration_isoformat(review.duration),  # months stay months
+        "reviewers": list(review.reviewers),
+        "fallback": list(review.fallback),
+        "reminders": [isodate.duration_isoformat(r) for r in review.reminders],
+        "default": review.on_no_response.value,
+        "recommendations": [
+            [r.id, r.verdict.value, _condition(r.when), r.reason] for r in review.recommendations
+        ],
+        "description": review.description,
+    }
+
+
+def _unreview(data: dict[str, Any]) -> ReviewPolicy:
+    return ReviewPolicy(
+        id=data["id"],
+        schedule=Window(data["cron"], data["timezone"]),
+        duration=parse_duration(data["duration"]),
+        reviewers=tuple(data["reviewers"]),
+        fallback=tuple(data["fallback"]),
+        reminders=tuple(parse_duration(r) for r in data["reminders"]),
+        on_no_response=NoResponse(data["default"]),
+        recommendations=tuple(
+            Recommendation(rid, Verdict(verdict), _uncondition(when), reason)
+            for rid, verdict, when, reason in data["recommendations"]
+        ),
+        description=data["description"],
+    )

@@ -1,7 +1,7 @@
 """access reviews: campaigns, their items and each item's reviewers
 
-Revision ID: 0015
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-06
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import policyd.store.types
 
-revision = "0015"
-down_revision = "0011"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

@@ -6,12 +6,12 @@ import csv
 import io
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
 
-from policyd.periodic import TaskContext
+from policyd.periodic import TaskContext, periodic_task
 from policyd.rules.model import Verdict
 from policyd.services.actor import Actor, Role
 from policyd.services.audit import audit
@@ -222,21 +222,23 @@ class ReviewService(ReviewCampaigns):
         return out.getvalue()
 
 
-# The periodic steps in the shape of policyd.periodic tasks, `(context, now) -> counts`. They
-# are not registered here: the worker's task list is being settled elsewhere; registering is
-# `@periodic_task("reviews.open")` on each and an import in worker/__init__.py.
+# Campaign schedules have minute resolution, so opening and closing follow the worker's pass;
+# closing runs before expiry (order 10) so an ended campaign's removals go with that sweep.
+@periodic_task("reviews.open")
 def open_reviews(context: TaskContext, now: datetime) -> dict[str, int]:
     """Open the access-review campaigns whose schedule fired."""
     with context.sessions() as session:
         return {"opened": ReviewService(session, context.runtime).open_due(now=now)}
 
 
+@periodic_task("reviews.remind", every=timedelta(minutes=15))
 def remind_reviewers(context: TaskContext, now: datetime) -> dict[str, int]:
     """Hand on review items whose reviewers left; remind reviewers before the end."""
     with context.sessions() as session:
         return {"reminded": ReviewService(session, context.runtime).remind_due(now=now)}
 
 
+@periodic_task("reviews.close", order=5)
 def close_reviews(context: TaskContext, now: datetime) -> dict[str, int]:
     """Close ended access-review campaigns, removing what they remove (before expiry)."""
     closed = 0

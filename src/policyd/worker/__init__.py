@@ -11,6 +11,7 @@ import policyd.services.external_users
 import policyd.services.notifications
 import policyd.services.publications
 import policyd.services.requests
+import policyd.services.reviews
 import policyd.worker.tasks  # noqa: F401
 from policyd.worker.dispatch import DELIVERY, event_payload
 from policyd.worker.lease import dead_here, worker_id

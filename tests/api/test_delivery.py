@@ -187,6 +187,9 @@ def test_expiry_revokes_through_the_connectors(make_app, clock):
         "deleted": 0,
         "released": 0,
         "published": 0,
+        "opened": 0,
+        "reminded": 0,
+        "closed": 0,
     }
     assert worker.sweep(now=clock()) == {**idle, "jobs": 1}  # the access-granted notice
     assert worker.sweep(now=clock()) == idle

@@ -1,0 +1,61 @@
+"""indexes that end with each list's order, for keyset pages; a person's memberships
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0012"
+down_revision = "0011"
+branch_labels = None
+depends_on = None
+
+# (name, table, columns now, columns before or None when new): each list reads a page as a
+# range of one index, newest first by reading it backwards, instead of sorting every match.
+INDEXES = [
+    ("ix_decisions_at", "decisions", ["at", "id"], ["at"]),
+    ("ix_decisions_subject_at", "decisions", ["subject_id", "at", "id"], ["subject_id", "at"]),
+    ("ix_decisions_package", "decisions", ["package", "at", "id"], ["package"]),
+    ("ix_decisions_version", "decisions", ["version", "at", "id"], ["version"]),
+    ("ix_requests_created", "requests", ["created_at", "id"], None),
+    ("ix_requests_state", "requests", ["state", "created_at", "id"], ["state"]),
+    ("ix_requests_subject_id", "requests", ["subject_id", "created_at", "id"], ["subject_id"]),
+    ("ix_assignments_starts", "assignments", ["starts_at", "id"], None),
+    ("ix_assignments_state", "assignments", ["state", "starts_at", "id"], ["state"]),
+    (
+        "ix_assignments_package_starts",
+        "assignments",
+        ["package", "starts_at", "id"],
+        ["package", "starts_at"],
+    ),
+    (
+        "ix_assignments_subject_starts",
+        "assignments",
+        ["subject_id", "starts_at", "id"],
+        ["subject_id", "starts_at"],
+    ),
+    ("ix_audit_action", "audit", ["action", "id"], ["action"]),
+    ("ix_audit_object_id", "audit", ["object_id", "id"], ["object_id"]),
+    ("ix_audit_request_id", "audit", ["request_id", "id"], None),
+    ("ix_jobs_created", "jobs", ["created_at", "id"], None),
+    ("ix_jobs_state_created", "jobs", ["state", "created_at", "id"], None),
+    ("ix_memberships_user_id", "memberships", ["user_id"], None),
+]
+
+
+def upgrade() -> None:
+    for name, table, columns, before in INDEXES:
+        if before is not None:
+            op.drop_index(name, table_name=table)
+        op.create_index(name, table, columns, unique=False)
+
+
+def downgrade() -> None:
+    for name, table, _columns, before in reversed(INDEXES):
+        op.drop_index(name, table_name=table)
+        if before is not None:
+            op.create_index(name, table, before, unique=False)

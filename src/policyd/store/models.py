@@ -206,7 +206,7 @@ class AccessRequest(Base):
     state: Mapped[str] = mapped_column(String(30))
     stage: Mapped[int | None] = mapped_column(Integer)  # 1-based while pending_approval
     stages: Mapped[list[Any]] = mapped_column(default=list)  # resolved approvers per stage
-    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"))
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), index=True)
     version: Mapped[str] = mapped_column(String(12))
     rule: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
@@ -283,7 +283,7 @@ class Assignment(Base):
     package: Mapped[str] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(20))
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"))
-    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"))
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), index=True)
     version: Mapped[str] = mapped_column(String(12))
     rule: Mapped[str | None] = mapped_column(String(200))
     starts_at: Mapped[datetime] = mapped_column()

@@ -1,4 +1,4 @@
-"""indexes that end with each list's order, for keyset pages; a person's memberships
+"""indexes that end with each list's order, for keyset pages; memberships by person; decision refs
 
 Revision ID: 0012
 Revises: 0011
@@ -44,6 +44,10 @@ INDEXES = [
     ("ix_jobs_created", "jobs", ["created_at", "id"], None),
     ("ix_jobs_state_created", "jobs", ["state", "created_at", "id"], None),
     ("ix_memberships_user_id", "memberships", ["user_id"], None),
+    # The decision-log retention keeps the entries these refer to, and deleting an entry
+    # checks their foreign keys: without these, each check reads the whole table.
+    ("ix_requests_decision_id", "requests", ["decision_id"], None),
+    ("ix_assignments_decision_id", "assignments", ["decision_id"], None),
 ]
 
 

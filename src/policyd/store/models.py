@@ -26,6 +26,7 @@ _LIVE = (AssignmentState.DELIVERING, AssignmentState.ACTIVE, AssignmentState.FAI
 LIVE_CONDITION = f"state IN ({', '.join(repr(state.value) for state in _LIVE)})"
 PENDING_CONDITION = f"state = '{RequestState.PENDING_APPROVAL.value}'"
 GRANT_CONDITION = "kind = 'grant'"
+EXTENDS_CONDITION = "extends_assignment_id IS NOT NULL"
 
 
 class Base(DeclarativeBase):
@@ -197,6 +198,13 @@ class AccessRequest(Base):
         Index("ix_requests_created", "created_at", "id"),
         Index("ix_requests_state", "state", "created_at", "id"),
         Index("ix_requests_subject_id", "subject_id", "created_at", "id"),
+        # The access report's lookup of an assignment's extensions (few requests extend one).
+        Index(
+            "ix_requests_extends",
+            "extends_assignment_id",
+            postgresql_where=text(EXTENDS_CONDITION),
+            sqlite_where=text(EXTENDS_CONDITION),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

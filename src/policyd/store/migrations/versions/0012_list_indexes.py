@@ -7,6 +7,7 @@ Create Date: 2026-12-06
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
@@ -51,14 +52,27 @@ INDEXES = [
 ]
 
 
+EXTENDS = "extends_assignment_id IS NOT NULL"
+
+
 def upgrade() -> None:
     for name, table, columns, before in INDEXES:
         if before is not None:
             op.drop_index(name, table_name=table)
         op.create_index(name, table, columns, unique=False)
+    # The access report looked up each page's extensions with a scan of every request.
+    op.create_index(
+        "ix_requests_extends",
+        "requests",
+        ["extends_assignment_id"],
+        unique=False,
+        postgresql_where=sa.text(EXTENDS),
+        sqlite_where=sa.text(EXTENDS),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_requests_extends", table_name="requests")
     for name, table, _columns, before in reversed(INDEXES):
         op.drop_index(name, table_name=table)
         if before is not None:

@@ -378,20 +378,34 @@ def time_reconcile(application) -> Timing:
     return Timing("reconcile (one pass, no --fix)", took, took, note=f"{len(report):,} resources")
 
 
-def print_table(sizes: Sizes, took: dict[str, float], results: list[Timing]) -> None:
-    print(
-        f"\n{sizes.assignments:,} assignments, {sizes.decisions:,} decisions, {sizes.users:,} "
+def table(sizes: Sizes, took: dict[str, float], results: list[Timing]) -> str:
+    lines = [
+        f"{sizes.assignments:,} assignments, {sizes.decisions:,} decisions, {sizes.users:,} "
         f"users, {sizes.pending:,} pending requests, {sizes.audit:,} audit records; "
-        f"seeded in {took['total']:.0f} s\n"
-    )
-    print(f"| call | p50 ms | p99 ms | p99 ≤ {TARGET_MS:g} ms | SQL ms |")
-    print("|---|---|---|---|---|")
+        f"seeded in {took['total']:.0f} s",
+        "",
+        f"| call | p50 ms | p99 ms | p99 ≤ {TARGET_MS:g} ms | SQL ms |",
+        "|---|---|---|---|---|",
+    ]
     for row in results:
         verdict = "yes" if row.p99 <= TARGET_MS else "no"
         note = f" ({row.note})" if row.note else ""
         sql = "" if row.sql is None else f"{row.sql:.1f}"
-        print(f"| {row.call}{note} | {row.p50:.1f} | {row.p99:.1f} | {verdict} | {sql} |")
-    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        lines.append(f"| {row.call}{note} | {row.p50:.1f} | {row.p99:.1f} | {verdict} | {sql} |")
+    lines += ["", f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"]
+    return "\n".join(lines)
+
+
+def run(scale: float = 1.0, repeat: int = 50, postgres_url: str = DEFAULT_POSTGRES) -> str:
+    """Seed a throwaway PostgreSQL database at `scale`, time every call, drop it; the table
+    (what bench/scale.py prints for its database figures)."""
+    with postgres_database(postgres_url, log) as url:
+        database = Database(url)
+        database.upgrade()
+        database.dispose()
+        took = seed(url, scale)
+        results = measure(url, scale, repeat)
+    return table(Sizes.at(scale), took, results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -400,13 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=50, help="timed calls per row")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="a server to create on")
     args = parser.parse_args(argv)
-    with postgres_database(args.postgres_url, log) as url:
-        database = Database(url)
-        database.upgrade()
-        database.dispose()
-        took = seed(url, args.scale)
-        results = measure(url, args.scale, args.calls)
-    print_table(Sizes.at(args.scale), took, results)
+    print(run(args.scale, args.calls, args.postgres_url))
     return 0
 
 

@@ -60,7 +60,7 @@ def keyset_page(
 def _order(query: Select) -> list[tuple[Any, bool]]:
     """(column, descending) for each ORDER BY term of `query`."""
     keys = []
-    for term in query._order_by_clauses:
+    for term in query._order_by_clauses:  # SQLAlchemy has no public reader of a Select's order
         descending = isinstance(term, UnaryExpression) and term.modifier is operators.desc_op
         column = term.element if isinstance(term, UnaryExpression) else term
         keys.append((column, descending))

@@ -254,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000", help="packages per bundle, comma list")
     parser.add_argument("--measure", nargs=2, metavar=("FOLDER", "URL"), help=argparse.SUPPRESS)
     parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--database-scale",
+        type=float,
+        help="also time the lists on PostgreSQL seeded with this fraction of bench/million.py",
+    )
     args = parser.parse_args(argv)
     if args.measure:
         print(json.dumps(measure(*args.measure)))
@@ -285,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if n == 0:
             print("  ".join("-" * w for w in widths))
+    if args.database_scale:
+        import million  # beside this file
+
+        print("\n" + million.run(args.database_scale))
     return 0
 
 

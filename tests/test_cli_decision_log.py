@@ -20,6 +20,7 @@ from policyd.cli import main
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 from tests.conftest import POLICIES, ROOT
+from tests.services.decision_log.test_retention import entry as decision_entry
 from tests.spool_support import (
     eventually,
     progress_rows,
@@ -417,3 +418,24 @@ def test_a_bad_interval_is_refused_naming_the_option(runner, store):
     args = ["decision-log", "drain", "--decision-log-interval", "0", "--database-url", store.url]
     result = runner.invoke(main, args)
     assert result.exit_code == 2 and "--decision-log-interval" in result.output
+
+
+def test_prune_deletes_entries_past_the_days_given(runner, store):
+    """`decision-log prune --days N` deletes older entries and says how many; 0 deletes none."""
+    with store.session() as session:
+        session.add(decision_entry("ancient", datetime(2020, 1, 1, tzinfo=UTC)))
+        session.commit()
+    args = ["decision-log", "prune", "--database-url", store.url]
+    kept = runner.invoke(main, args, env={"POLICYD_DECISION_LOG_RETENTION": "0"})
+    assert kept.exit_code == 0 and "nothing to delete" in kept.output
+    result = runner.invoke(main, [*args, "--days", "30"])
+    assert result.exit_code == 0, result.output
+    assert "deleted 1 decision-log entries older than 30 days" in result.output
+
+
+def test_prune_refuses_negative_days(runner, store):
+    """A bad --days is a usage error naming the option (exit 2)."""
+    result = runner.invoke(
+        main, ["decision-log", "prune", "--days", "-1", "--database-url", store.url]
+    )
+    assert result.exit_code == 2 and "--days" in result.output

@@ -325,6 +325,14 @@ class Settings:
         0.1,
         "Seconds between a drainer's passes over the decision-log spool.",
     )
+    decision_log_retention: int = _setting(
+        "POLICYD_DECISION_LOG_RETENTION",
+        _count,
+        0,
+        "Days the decision log keeps an entry; older ones are deleted by `policyd decision-log "
+        "prune` (or the worker's periodic task), except those a request or assignment refers "
+        "to. 0: keep every entry.",
+    )
     subject_cache_seconds: float = _setting(
         "POLICYD_SUBJECT_CACHE_SECONDS",
         _number,

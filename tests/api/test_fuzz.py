@@ -38,6 +38,12 @@ DATA_DEPENDENT = {
 }
 
 
+def names_a_cursor(case) -> bool:
+    """A case with an `after` value: only a cursor a list gave is one (the document cannot
+    say which strings are), so a schema-valid value may rightly be a 422 naming `after`."""
+    return bool((case.query or {}).get("after"))
+
+
 def nul_in_names(body) -> bool:
     """A body with a NUL in an attribute name: the document's propertyNames forbids it, but
     the generator does not apply propertyNames to keys (so such a body is no positive case)."""
@@ -74,7 +80,10 @@ def fuzz(operation, mode, headers: dict[str, str], statuses: Counter) -> None:
             assume(not nul_in_names(case.body))
         else:
             assume(not rests_on_the_token(case))
-        response = case.call_and_validate(headers=headers, excluded_checks=excluded)
+        skipped = excluded
+        if mode is GenerationMode.POSITIVE and names_a_cursor(case):
+            skipped = [positive_data_acceptance]
+        response = case.call_and_validate(headers=headers, excluded_checks=skipped)
         statuses[response.status_code] += 1
 
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from policyd.connectors.directory import DirectoryConnector
 from policyd.services.assignments import REVOKE_ATTEMPTS
 from policyd.services.reconcile import reconcile
 from policyd.store.models import Assignment, Job
@@ -93,3 +94,22 @@ def test_mending_keeps_the_role_and_never_gives_up_a_revoke(
     assert by_kind["grant"].subject_id == "ada" and by_kind["revoke"].subject_id == "bob"
     assert by_kind["grant"].role == granted[0] and by_kind["revoke"].role == granted[0]
     assert by_kind["revoke"].max_attempts == REVOKE_ATTEMPTS
+
+
+def test_the_directory_is_listed_in_batches_not_per_group(
+    app, client, admin, token, people, clock, monkeypatch
+):
+    """Reconcile asks the directory for its groups' members a batch at a time (one query
+    each), never group by group, and the drift it finds is the same."""
+    asked: list[str] = []
+    original = DirectoryConnector.members
+
+    def one_group(self, resource):
+        asked.append(resource)
+        return original(self, resource)
+
+    monkeypatch.setattr(DirectoryConnector, "members", one_group)
+    client.post("/v1/requests", json={"package": "scope-a-readers"}, headers=token("ada"))
+    client.put(f"/v1/groups/{GROUP}/members/bob", headers=admin)
+    assert drift(app, clock) == ([], ["bob"])
+    assert asked == []

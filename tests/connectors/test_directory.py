@@ -101,3 +101,15 @@ def test_bulk_and_single_calls_agree(store, directory):
     directory.revoke(people[1])
     assert directory.revoke_many(people) == [None, None, None]
     assert directory.members("group:Mixed") == set()
+
+
+def test_members_of_lists_many_groups_at_once(directory):
+    """members_of gives each group's holders (an empty set for a group nobody holds) and
+    leaves out what is no directory group, for `members` to name the problem."""
+    granted = [("ada", "group:A"), ("bob", "group:A"), ("cy", "group:B")]
+    directory.grant_many([Target(user, group) for user, group in granted])
+    assert directory.members_of(["group:A", "group:B", "group:C", "role:A", "group:"]) == {
+        "group:A": {"ada", "bob"},
+        "group:B": {"cy"},
+        "group:C": set(),
+    }

@@ -3,6 +3,7 @@ schema, and an OpenAPI document that says what the server checks."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import flask_smorest
@@ -13,7 +14,8 @@ from policyd.api.parser import PolicydParser
 
 PAGINATION_HEADER = {
     "description": "The page as a JSON object: total, total_pages, first_page, last_page, and "
-    "page, previous_page, next_page where they exist.",
+    "page, previous_page, next_page where they exist; next_after, the cursor of the next page, "
+    "on the lists that take `after` (a cursor page holds only next_after).",
     "required": True,
     "schema": {"type": "string", "pattern": "^\\{.*\\}$"},
     "example": '{"total": 3, "total_pages": 1, "first_page": 1, "last_page": 1, "page": 1}',
@@ -22,6 +24,18 @@ PAGINATION_HEADER = {
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = PolicydParser()
+
+    def _set_pagination_metadata(self, page_params, result, headers):
+        result, headers = super()._set_pagination_metadata(page_params, result, headers)
+        next_after = getattr(page_params, "next_after", None)
+        if getattr(page_params, "cursor", False):
+            metadata = {} if next_after is None else {"next_after": next_after}
+        else:
+            metadata = json.loads(headers[self.PAGINATION_HEADER_NAME])
+            if next_after is not None:
+                metadata["next_after"] = next_after
+        headers[self.PAGINATION_HEADER_NAME] = json.dumps(metadata)
+        return result, headers
 
     def _document_pagination_metadata(self, spec, resp_doc):
         # The header is JSON text; flask-smorest documents it as an object, which no header

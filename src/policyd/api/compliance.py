@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, post_load, validate
 from policyd.api import context
 from policyd.api.auth import guard
 from policyd.api.blueprint import Blueprint
-from policyd.api.schemas import Strict, UtcDateTime
+from policyd.api.schemas import Cursor, Strict, UtcDateTime
 from policyd.rules.inputs import MAX_ID, Text
 from policyd.services.access_report import AccessReportService, check_target, window
 from policyd.services.actor import Role
@@ -25,6 +25,7 @@ class AccessReportQuerySchema(Strict):
     at = UtcDateTime(metadata={"description": "a moment"})
     start = UtcDateTime(data_key="from", metadata={"description": "a period's start"})
     end = UtcDateTime(data_key="to", metadata={"description": "its end (exclusive)"})
+    after = Cursor()
 
     @post_load
     def checked(self, data, **_kwargs):
@@ -36,7 +37,7 @@ class AccessReportQuerySchema(Strict):
             raise ValidationError({err.field or "package": [err.message]}) from None
         return {
             "when": when,
-            **{key: data.get(key) for key in ("package", "resource", "subject")},
+            **{key: data.get(key) for key in ("package", "resource", "subject", "after")},
         }
 
 

@@ -20,6 +20,7 @@ from policyd.rules.inputs import (
     at_most,
 )
 from policyd.services.jobs import KINDS
+from policyd.services.listing import MAX_CURSOR
 
 # The states a list may be filtered by (docs/lifecycle.md); any other value is a 422.
 REQUEST_STATES = tuple(state.value for state in RequestState)
@@ -33,6 +34,19 @@ MAX_PATH = 255  # a file's relative path
 class Strict(Schema):
     class Meta:
         unknown = RAISE
+
+
+class Cursor(Text):
+    """The `after` query field of a list that pages by cursor (docs/api.md, Pagination)."""
+
+    def __init__(self):
+        super().__init__(
+            MAX_CURSOR,
+            metadata={
+                "description": "a cursor from X-Pagination's next_after: the page after it, "
+                "without totals; empty for the first page"
+            },
+        )
 
 
 class UtcDateTime(fields.AwareDateTime):
@@ -104,6 +118,7 @@ class DecisionOutSchema(Schema):
 
 
 class DecisionQuerySchema(Strict):
+    after = Cursor()
     subject = Text(MAX_ID)
     package = Text(MAX_ID)
     version = Text(MAX_ID)
@@ -191,6 +206,7 @@ class RequestOutSchema(Schema):
 
 
 class RequestQuerySchema(Strict):
+    after = Cursor()
     state = fields.String(validate=validate.OneOf(REQUEST_STATES))
     approver = Text(MAX_ID, metadata={"description": "`me` for the caller's approval inbox"})
     subject = Text(MAX_ID)
@@ -212,6 +228,7 @@ class AssignmentOutSchema(Schema):
 
 
 class AssignmentQuerySchema(Strict):
+    after = Cursor()
     subject = Text(MAX_ID)
     package = Text(MAX_ID)
     state = fields.String(validate=validate.OneOf(ASSIGNMENT_STATES))
@@ -316,6 +333,7 @@ class TokenOutSchema(Schema):
 
 
 class AuditQuerySchema(Strict):
+    after = Cursor()
     object_id = Text(MAX_ID)
     action = Text(MAX_NAME)
     since = UtcDateTime()
@@ -339,6 +357,7 @@ class AuditOutSchema(Schema):
 
 # jobs -----------------------------------------------------------------------------------------
 class JobQuerySchema(Strict):
+    after = Cursor()
     state = fields.String(validate=validate.OneOf(JOB_STATES))
     kind = fields.String(validate=validate.OneOf(KINDS))
     assignment = Text(MAX_ID)

@@ -13,8 +13,15 @@ import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from policyd import compose
-from policyd.cli.base import _reason, _require_existing, database_option, main, settings_for
-from policyd.services.decision_log import Drainer
+from policyd.cli.base import (
+    _reason,
+    _require_existing,
+    _session,
+    database_option,
+    main,
+    settings_for,
+)
+from policyd.services.decision_log import Drainer, drop_expired_entries
 from policyd.settings import Settings
 
 spool_option = click.option(
@@ -53,7 +60,7 @@ def _check(drainer: Drainer) -> None:
 
 @main.group("decision-log")
 def decision_log_group() -> None:
-    """The decision log's spool on this host."""
+    """The decision log: its spool on this host, and its retention."""
 
 
 @decision_log_group.command("drain")
@@ -116,3 +123,24 @@ def status(max_age: float | None, spool_dir: Path | None, database_url: str) -> 
     click.echo(f"oldest unstored entry: {f'{age:.1f} s old' if lag.oldest_at else 'none'}")
     if max_age is not None and age > max_age:
         raise SystemExit(1)
+
+
+@decision_log_group.command("prune")
+@click.option(
+    "--days",
+    type=click.IntRange(min=0, max=10**6),
+    help="Delete entries older than this many days; 0 keeps every entry "
+    "[env: POLICYD_DECISION_LOG_RETENTION; default: 0].",
+)
+@database_option
+def prune(days: int | None, database_url: str) -> None:
+    """Delete decision-log entries past the retention, in batches that never block the
+    drainers' inserts; entries a request or assignment refers to stay (docs/storage.md)."""
+    settings = settings_for(database_url=database_url, decision_log_retention=days)
+    keep = settings.decision_log_retention
+    if keep == 0:
+        click.echo("retention is 0 (keep every entry): nothing to delete")
+        return
+    with _session(settings.database) as session:
+        deleted = drop_expired_entries(session, datetime.now(UTC), keep)
+    click.echo(f"deleted {deleted} decision-log entries older than {keep} days")

@@ -210,4 +210,16 @@ def check_method(owner: object, method: str, protocol: type, who: str) -> None:
         raise AbilityError(f"{who}: {method}{signature} cannot be called as {expected}") from None
 
 
+@runtime_checkable
+class ListingConnector(Connector, Protocol):
+    """Optional: a connector that can list the holders of many resources in one call.
+    Reconciliation then asks it a batch of resources at a time instead of one call each
+    (the directory answers a thousand groups with one query)."""
+
+    def members_of(self, resources: Sequence[str]) -> dict[str, set[str]]:
+        """The holders of each resource it could list; a resource left out is asked alone
+        with `members`, which says what is wrong with it."""
+        ...
+
+
 ConnectorFactory = Callable[[ConnectorContext], Connector]

@@ -34,6 +34,8 @@ class MembershipStore(Protocol):
 
     def members(self, group_id: str) -> set[str]: ...
 
+    def members_of(self, group_ids: Sequence[str]) -> dict[str, set[str]]: ...
+
     def ping(self) -> None: ...
 
 
@@ -112,6 +114,12 @@ class DirectoryConnector:
 
     def members(self, resource: str) -> set[str]:
         return self._store.members(self._group(resource))
+
+    def members_of(self, resources: Sequence[str]) -> dict[str, set[str]]:
+        groups = {r.removeprefix("group:"): r for r in resources if r.startswith("group:")}
+        groups.pop("", None)  # `members` names what is wrong with it
+        found = self._store.members_of(list(groups))
+        return {resource: found.get(group, set()) for group, resource in groups.items()}
 
     def health(self) -> None:
         self._store.ping()

@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 from policyd.domain import JobState, RequestState
 from policyd.services.actor import Actor, Role
 from policyd.services.errors import ForbiddenError, InvalidError
+from policyd.services.listing import list_page
+from policyd.store.keyset import Rows
 from policyd.store.models import AccessRequest, Approval, Assignment, Job
-from policyd.store.query import among, page
+from policyd.store.query import among
 
 
 @dataclass(frozen=True)
@@ -115,14 +117,17 @@ class AccessReportService:
         package: str | None = None,
         resource: str | None = None,
         subject: str | None = None,
+        after: str | None = None,
         offset: int = 0,
         limit: int = 100,
-    ) -> tuple[list[Holding], int]:
+    ) -> tuple[list[Holding], int | None]:
         """One page of the holders (admins and auditors), oldest grant first, and how many
         there are in all."""
         query = self._query(actor, when, package, resource, subject)
-        assignments, total = page(self.session, query, offset, limit)
-        return self._holdings(assignments, when), total
+        rows, total = list_page(self.session, query, after=after, offset=offset, limit=limit)
+        holdings = Rows(self._holdings(rows, when))
+        holdings.next_after = rows.next_after
+        return holdings, total
 
     def stream(
         self,

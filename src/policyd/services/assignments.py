@@ -18,9 +18,10 @@ from policyd.services.audit import audit, audit_many
 from policyd.services.directory import ACTIVE_STATES
 from policyd.services.errors import ConflictError, ForbiddenError, NotFoundError
 from policyd.services.jobs import JobService
+from policyd.services.listing import list_page
 from policyd.services.notifications import notify_many
 from policyd.store.models import AccessRequest, Assignment, Job
-from policyd.store.query import among, page, update_many
+from policyd.store.query import among, update_many
 
 ACTIVE = AssignmentState.ACTIVE
 # access granted or being granted
@@ -422,9 +423,10 @@ class AssignmentService:
         package: str | None = None,
         state: str | None = None,
         expiring_before: datetime | None = None,
+        after: str | None = None,
         offset: int = 0,
         limit: int = 100,
-    ) -> tuple[list[Assignment], int]:
+    ) -> tuple[list[Assignment], int | None]:
         query = select(Assignment)
         if actor.role is Role.USER:
             query = query.where(Assignment.subject_id == actor.principal)
@@ -439,8 +441,8 @@ class AssignmentService:
             query = query.where(Assignment.state == state)
         if expiring_before:
             query = query.where(Assignment.expires_at < expiring_before)
-        query = query.order_by(Assignment.starts_at.desc(), Assignment.id)
-        return page(self.session, query, offset, limit)
+        query = query.order_by(Assignment.starts_at.desc(), Assignment.id.desc())
+        return list_page(self.session, query, after=after, offset=offset, limit=limit)
 
 
 # After the tasks of a pass that look at access as it was (reminders, guests), as ending it

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, SessionTransaction
 from policyd import logs
 from policyd.services.actor import Actor
 from policyd.services.errors import InvalidError
+from policyd.services.listing import list_page
 from policyd.store.models import AuditRecord
-from policyd.store.query import insert_many, page
+from policyd.store.query import insert_many
 
 GENESIS = "0" * 64  # the prev_hash of the first record
 # The content a record's digest covers: every column but id, prev_hash and hash (the chain's).
@@ -233,9 +234,10 @@ class AuditService:
         action: str | None = None,
         since: datetime | None = None,
         request_id: str | None = None,
+        after: str | None = None,
         offset: int = 0,
         limit: int = 100,
-    ) -> tuple[list[AuditRecord], int]:
+    ) -> tuple[list[AuditRecord], int | None]:
         query = select(AuditRecord)
         if object_id:
             query = query.where(AuditRecord.object_id == object_id)
@@ -245,7 +247,8 @@ class AuditService:
             query = query.where(AuditRecord.action == action)
         if since:
             query = query.where(AuditRecord.at >= since)
-        return page(self.session, query.order_by(AuditRecord.id), offset, limit)
+        query = query.order_by(AuditRecord.id)
+        return list_page(self.session, query, after=after, offset=offset, limit=limit)
 
     def rows(
         self, *, since: datetime | None = None, after_id: int = 0, batch: int = _BATCH

@@ -20,9 +20,9 @@ from policyd.services.approvers import with_resolved_approvers
 from policyd.services.decision_log import DecisionLog, JsonText
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ForbiddenError, InvalidError, NotFoundError
+from policyd.services.listing import list_page
 from policyd.services.subject_cache import SubjectCache
 from policyd.store.models import DecisionRecord
-from policyd.store.query import page
 from policyd.store.types import new_id
 
 
@@ -253,9 +253,10 @@ class DecisionService:
         package: str | None = None,
         version: str | None = None,
         since: datetime | None = None,
+        after: str | None = None,
         offset: int = 0,
         limit: int = 100,
-    ) -> tuple[list[DecisionRecord], int]:
+    ) -> tuple[list[DecisionRecord], int | None]:
         self.catch_up()
         query = select(DecisionRecord)
         if actor.role is Role.USER:  # decisions about them
@@ -270,5 +271,5 @@ class DecisionService:
             query = query.where(DecisionRecord.version == version)
         if since:
             query = query.where(DecisionRecord.at >= since)
-        query = query.order_by(DecisionRecord.at.desc(), DecisionRecord.id)
-        return page(self.session, query, offset, limit)
+        query = query.order_by(DecisionRecord.at.desc(), DecisionRecord.id.desc())
+        return list_page(self.session, query, after=after, offset=offset, limit=limit)

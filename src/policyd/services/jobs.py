@@ -15,8 +15,9 @@ from policyd.domain import AssignmentState, JobState, transition
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.errors import ConflictError, NotFoundError
+from policyd.services.listing import list_page
 from policyd.store.models import Assignment, Job
-from policyd.store.query import among, insert_many, page
+from policyd.store.query import among, insert_many
 from policyd.store.types import new_id
 
 
@@ -371,9 +372,10 @@ class JobService:
         state: str | None = None,
         kind: str | None = None,
         assignment: str | None = None,
+        after: str | None = None,
         offset: int = 0,
         limit: int = 100,
-    ) -> tuple[list[Job], int]:
+    ) -> tuple[list[Job], int | None]:
         query = select(Job)
         if state:
             query = query.where(Job.state == state)
@@ -381,4 +383,5 @@ class JobService:
             query = query.where(Job.kind == kind)
         if assignment:
             query = query.where(Job.assignment_id == assignment)
-        return page(self.session, query.order_by(Job.created_at, Job.id), offset, limit)
+        query = query.order_by(Job.created_at, Job.id)
+        return list_page(self.session, query, after=after, offset=offset, limit=limit)

@@ -3,7 +3,7 @@ call is one transaction, idempotent under concurrent workers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -85,6 +85,16 @@ class DirectoryMemberships:
         with self._sessions() as session:
             query = select(Membership.user_id).where(Membership.group_id == group_id)
             return set(session.scalars(query))
+
+    def members_of(self, group_ids: Sequence[str]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {group_id: set() for group_id in group_ids}
+        with self._sessions() as session:
+            query = select(Membership.group_id, Membership.user_id).where(
+                among(session, Membership.group_id, group_ids)
+            )
+            for group_id, user_id in session.execute(query):
+                found[group_id].add(user_id)
+        return found
 
     def ping(self) -> None:
         with self._sessions() as session:

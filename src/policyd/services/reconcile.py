@@ -9,12 +9,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from policyd.connectors.base import ConnectorError
+from policyd.connectors.base import ConnectorError, ListingConnector
 from policyd.connectors.config import Connectors
 from policyd.domain import AssignmentState, JobState
 from policyd.services.assignments import LIVE_STATES, REVOKE_ATTEMPTS
 from policyd.services.jobs import JobService
 from policyd.store.models import Assignment, Job
+
+LISTING = 1000  # resources per members_of call: one query each for the directory
 
 
 @dataclass
@@ -73,6 +75,7 @@ def reconcile(
         roles[(connector, resource)].add(role)
     report = []
     jobs = JobService(session)
+    listed = _list_members(connectors, [key for key in sorted(roles) if not only or key[0] == only])
     for (name, resource), granted_roles in sorted(roles.items()):
         if only and name != only:
             continue
@@ -82,7 +85,9 @@ def reconcile(
             if not connectors.abilities(name).reconcilable:
                 drift.error = "this connector cannot list members; skipped"
                 continue
-            actual = connectors.get(name).members(resource)
+            actual = listed.get((name, resource))
+            if actual is None:
+                actual = connectors.get(name).members(resource)
         except (KeyError, ConnectorError) as err:
             drift.error = str(err)
             continue
@@ -103,3 +108,29 @@ def reconcile(
                 job.max_attempts = REVOKE_ATTEMPTS
     session.commit()
     return report
+
+
+def _list_members(
+    connectors: Connectors, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], set[str]]:
+    """The holders of each (connector, resource) that a connector able to list many at once
+    (ListingConnector) gave, LISTING resources a call; the rest are asked one by one."""
+    by_connector: dict[str, list[str]] = defaultdict(list)
+    for name, resource in keys:
+        by_connector[name].append(resource)
+    listed: dict[tuple[str, str], set[str]] = {}
+    for name, resources in by_connector.items():
+        try:
+            connector = connectors.get(name)
+        except (KeyError, ConnectorError):
+            continue  # the loop reports it per resource
+        listing = isinstance(connector, ListingConnector)
+        if not listing or not connectors.abilities(name).reconcilable:
+            continue
+        for start in range(0, len(resources), LISTING):
+            try:
+                found = connector.members_of(resources[start : start + LISTING])
+            except ConnectorError:
+                continue  # asked one by one, each failure is reported with its resource
+            listed.update(((name, resource), members) for resource, members in found.items())
+    return listed

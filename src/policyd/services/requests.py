@@ -28,11 +28,11 @@ from policyd.services.decisions import DecisionService
 from policyd.services.directory import lock_user
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.events import Event, emit, request_event
+from policyd.services.listing import list_page
 from policyd.services.notifications import notify
 from policyd.services.request_stages import OPEN_STATES, ApprovalStages, request_view
 from policyd.services.sod import APPROVED, FILING, Conflict, SodService
 from policyd.store.models import AccessRequest, Approval, StageApprover
-from policyd.store.query import page
 
 # size: RequestService.create (filing: idempotency, authz, duplicates, decision, row, audit,
 # event, state, commit) is one transaction in one piece until request states are enums.
@@ -450,9 +450,10 @@ class RequestService(ApprovalStages):
         state: str | None = None,
         approver: str | None = None,
         subject: str | None = None,
+        after: str | None = None,
         offset: int = 0,
         limit: int = 100,
-    ) -> tuple[list[AccessRequest], int]:
+    ) -> tuple[list[AccessRequest], int | None]:
         query = select(AccessRequest)
         if state:
             query = query.where(AccessRequest.state == state)
@@ -467,13 +468,13 @@ class RequestService(ApprovalStages):
                     AccessRequest.principal == actor.principal
                 )
                 query = query.where(mine)
-        query = query.order_by(AccessRequest.created_at.desc(), AccessRequest.id)
+        query = query.order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc())
         if me is not None:  # the inbox: requests whose waiting stage `me` may decide
             query = query.join(
                 StageApprover,
                 (StageApprover.request_id == AccessRequest.id) & (StageApprover.user_id == me),
             ).where(AccessRequest.state == RequestState.PENDING_APPROVAL)
-        return page(self.session, query, offset, limit)
+        return list_page(self.session, query, after=after, offset=offset, limit=limit)
 
 
 def _separates_duties(rule: str | None) -> bool:

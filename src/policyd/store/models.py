@@ -26,6 +26,7 @@ _LIVE = (AssignmentState.DELIVERING, AssignmentState.ACTIVE, AssignmentState.FAI
 LIVE_CONDITION = f"state IN ({', '.join(repr(state.value) for state in _LIVE)})"
 PENDING_CONDITION = f"state = '{RequestState.PENDING_APPROVAL.value}'"
 GRANT_CONDITION = "kind = 'grant'"
+EXTENDS_CONDITION = "extends_assignment_id IS NOT NULL"
 
 
 class Base(DeclarativeBase):
@@ -134,6 +135,8 @@ class Group(Base):
 
 class Membership(Base):
     __tablename__ = "memberships"
+    # The key starts with the group; a person's groups (every uncached decision) need this.
+    __table_args__ = (Index("ix_memberships_user_id", "user_id"),)
 
     group_id: Mapped[str] = mapped_column(
         ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
@@ -147,17 +150,24 @@ class DecisionRecord(Base):
     """One decision with the full input facts, so it can be replayed under another version."""
 
     __tablename__ = "decisions"
-    __table_args__ = (Index("ix_decisions_subject_at", "subject_id", "at"),)
+    # Each list filter's index ends with the list's order (at, id) so that a page is a range
+    # scan, read backwards for newest first; `at` alone also serves the retention's deletes.
+    __table_args__ = (
+        Index("ix_decisions_at", "at", "id"),
+        Index("ix_decisions_subject_at", "subject_id", "at", "id"),
+        Index("ix_decisions_package", "package", "at", "id"),
+        Index("ix_decisions_version", "version", "at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    at: Mapped[datetime] = mapped_column(index=True)
-    package: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column()
+    package: Mapped[str] = mapped_column(String(64))
     subject_id: Mapped[str] = mapped_column(String(200))
     outcome: Mapped[str] = mapped_column(String(20))
     rule: Mapped[str | None] = mapped_column(String(200))
     matched: Mapped[list[Any]] = mapped_column()
     reason: Mapped[str] = mapped_column(Text)
-    version: Mapped[str] = mapped_column(String(12), index=True)
+    version: Mapped[str] = mapped_column(String(12))
     input: Mapped[dict[str, Any]] = mapped_column()  # subject, request, now as evaluated
     result: Mapped[dict[str, Any]] = mapped_column()  # Decision.to_dict()
     principal: Mapped[str] = mapped_column(String(200))
@@ -184,16 +194,27 @@ class AccessRequest(Base):
             postgresql_where=text(PENDING_CONDITION),
             sqlite_where=text(PENDING_CONDITION),
         ),
+        # The list's order (newest first) and its filters, each ending with that order.
+        Index("ix_requests_created", "created_at", "id"),
+        Index("ix_requests_state", "state", "created_at", "id"),
+        Index("ix_requests_subject_id", "subject_id", "created_at", "id"),
+        # The access report's lookup of an assignment's extensions (few requests extend one).
+        Index(
+            "ix_requests_extends",
+            "extends_assignment_id",
+            postgresql_where=text(EXTENDS_CONDITION),
+            sqlite_where=text(EXTENDS_CONDITION),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     package: Mapped[str] = mapped_column(String(64), index=True)
-    subject_id: Mapped[str] = mapped_column(String(200), index=True)
+    subject_id: Mapped[str] = mapped_column(String(200))
     principal: Mapped[str] = mapped_column(String(200))  # who filed it (self or an app)
-    state: Mapped[str] = mapped_column(String(30), index=True)
+    state: Mapped[str] = mapped_column(String(30))
     stage: Mapped[int | None] = mapped_column(Integer)  # 1-based while pending_approval
     stages: Mapped[list[Any]] = mapped_column(default=list)  # resolved approvers per stage
-    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"))
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), index=True)
     version: Mapped[str] = mapped_column(String(12))
     rule: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
@@ -258,16 +279,19 @@ class Assignment(Base):
         ),
         # Who held a package (or what a person held) at a time: the access report reads
         # these up to that time; their first column serves every lookup by package or person.
-        Index("ix_assignments_package_starts", "package", "starts_at"),
-        Index("ix_assignments_subject_starts", "subject_id", "starts_at"),
+        # Ending with (starts_at, id), they also serve the list's pages (read backwards).
+        Index("ix_assignments_package_starts", "package", "starts_at", "id"),
+        Index("ix_assignments_subject_starts", "subject_id", "starts_at", "id"),
+        Index("ix_assignments_starts", "starts_at", "id"),
+        Index("ix_assignments_state", "state", "starts_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     subject_id: Mapped[str] = mapped_column(String(200))
     package: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(20), index=True)
+    state: Mapped[str] = mapped_column(String(20))
     request_id: Mapped[str] = mapped_column(ForeignKey("requests.id"))
-    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"))
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), index=True)
     version: Mapped[str] = mapped_column(String(12))
     rule: Mapped[str | None] = mapped_column(String(200))
     starts_at: Mapped[datetime] = mapped_column()
@@ -281,15 +305,21 @@ class AuditRecord(Base):
     (services/audit.py, docs/audit.md)."""
 
     __tablename__ = "audit"
+    # The list pages in id order; each filter's index ends with it.
+    __table_args__ = (
+        Index("ix_audit_action", "action", "id"),
+        Index("ix_audit_object_id", "object_id", "id"),
+        Index("ix_audit_request_id", "request_id", "id"),
+    )
 
     # Given by the chain's writer (the tail's id + 1), never by a sequence, so that id order
     # is chain order.
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(index=True)
     actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64))
     object_type: Mapped[str] = mapped_column(String(64))
-    object_id: Mapped[str] = mapped_column(String(200), index=True)
+    object_id: Mapped[str] = mapped_column(String(200))
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     version: Mapped[str | None] = mapped_column(String(12))
@@ -321,6 +351,9 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_due", "state", "run_at"),
+        # The list's order, alone and after its state filter.
+        Index("ix_jobs_created", "created_at", "id"),
+        Index("ix_jobs_state_created", "state", "created_at", "id"),
         # The access report's lookup of what a resource was granted through (grants only).
         Index(
             "ix_jobs_grant_resource",

@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from policyd.periodic import WORKER, TaskContext, periodic_task
 from policyd.services.decision_log.codec import JsonText, decode, encode
 from policyd.services.decision_log.drainer import DRAIN_INTERVAL, Drainer, Lag, default_folder
+from policyd.services.decision_log.retention import drop_expired_entries
 from policyd.services.decision_log.storer import REJECTED, insert_rows
 from policyd.store.spool import Spool
 
@@ -180,6 +181,7 @@ __all__ = [
     "decode",
     "default_folder",
     "drain_decision_log",
+    "drop_expired_entries",
     "encode",
     "insert_rows",
 ]

@@ -82,6 +82,7 @@ def build_worker(
         process=process,
         drainer=drainer,
         every=task_periods(settings),
+        decision_log_retention=settings.decision_log_retention,
     )
 
 

@@ -42,6 +42,7 @@ class TaskContext:
     delete_after: timedelta = timedelta(days=30)  # POLICYD_EXTERNAL_DELETE_AFTER
     reminders: tuple[timedelta, ...] = ()  # POLICYD_REMINDERS
     expiry_batch: int = 2000  # assignments ended per transaction
+    decision_log_retention: int = 0  # POLICYD_DECISION_LOG_RETENTION, days (0: keep all)
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ def test_the_built_in_tasks_are_declared_beside_their_domains():
         "notifications.remind": "policyd.services.notifications",
         "external-users.clean-up": "policyd.services.external_users",
         "decision-log.drain": "policyd.services.decision_log",
+        "decision-log.prune": "policyd.services.decision_log",
         "jobs.release-dead": "policyd.worker.tasks",
         "jobs.run-due": "policyd.worker.tasks",
     }

@@ -56,12 +56,14 @@ class Worker:
         process: str = WORKER,
         drainer: object = None,
         every: dict[str, timedelta] | None = None,
+        decision_log_retention: int = 0,
     ):
         """`lease`: how long a claimed job is this worker's before another may take it (the
         heartbeat renews it while the job is in hand). `policy_sync`: keeps `runtime` on the
         active version; each pass checks it. `tasks`: the periodic tasks (default: the
         registered ones of `process`); `drainer`: the decision-log drainer of this host;
-        `every`: periods that replace the declared ones, by task name."""
+        `every`: periods that replace the declared ones, by task name;
+        `decision_log_retention`: days the decision log keeps an entry (0: all)."""
         self.sessions = sessions
         self.connectors = connectors
         self.runtime = runtime
@@ -81,6 +83,7 @@ class Worker:
             delete_after=delete_after,
             reminders=tuple(reminders),
             expiry_batch=EXPIRY_BATCH,
+            decision_log_retention=decision_log_retention,
         )
         self.scheduler = Scheduler(
             list(tasks) if tasks is not None else TASKS.tasks(process),

@@ -9,9 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
+from policyd.connectors.config import Connectors, load_instances
+from policyd.rules import PolicyRuntime
 from policyd.services.decision_log import drop_expired_entries
+from policyd.services.memberships import DirectoryMemberships
 from policyd.store import Database
 from policyd.store.models import AccessRequest, AuditRecord, DecisionRecord
+from policyd.worker import Worker
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -137,3 +141,21 @@ def test_a_writer_keeps_writing_while_a_prune_runs(store: Database):
     assert deleted == 3000
     assert len(during) >= 5, f"{len(during)} commits during a {ended - began:.2f} s prune"
     assert ids(store) == {f"new-{n:05d}" for n in range(len(written))}
+
+
+def test_the_worker_prunes_with_its_retention_setting(aged):
+    """The `decision-log.prune` task deletes what the worker's retention lets go, and a
+    worker without a retention deletes nothing."""
+    runtime = PolicyRuntime()
+    connectors = Connectors(load_instances(None), DirectoryMemberships(aged.session))
+    try:
+        keep_all = Worker(aged.session, connectors, runtime)
+        keep_all.sweep(now=NOW)
+        assert ids(aged) == {"old", "month", "recent", "kept"}
+        pruning = Worker(aged.session, connectors, runtime, decision_log_retention=30)
+        pruning.sweep(now=NOW)
+        assert ids(aged) == {"recent", "kept"}
+        assert pruning.scheduler.last["decision-log.prune"].now == NOW
+    finally:
+        connectors.close()
+        runtime.close()

@@ -138,6 +138,15 @@ def _watch_lag(ref: weakref.ref[DecisionLog], stop: threading.Event) -> None:
         del decision_log
 
 
+@periodic_task("decision-log.prune", every=timedelta(hours=1), processes=frozenset({WORKER}))
+def prune_decision_log(context: TaskContext, now: datetime) -> int:
+    """Delete decision-log entries older than POLICYD_DECISION_LOG_RETENTION days."""
+    if context.decision_log_retention <= 0:
+        return 0
+    with context.sessions() as session:
+        return drop_expired_entries(session, now, context.decision_log_retention)
+
+
 @periodic_task(
     "decision-log.drain",
     every=timedelta(seconds=DRAIN_INTERVAL),  # POLICYD_DECISION_LOG_INTERVAL

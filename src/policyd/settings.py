@@ -14,6 +14,9 @@ from typing import Any
 
 from policyd.rules.condition import parse_duration
 
+# size: `Settings` is the one declared list of every setting, each with its type, default and
+# the text docs/configuration.md shows; one place to read them all is the point of the module.
+
 log = logging.getLogger(__name__)
 
 PREFIX = "POLICYD_"

@@ -78,11 +78,11 @@ def test_a_quarterly_review_removes_unreviewed_access_through_slapd_and_scim(
         response = stack.client.put(f"/v1/users/{person.user_id}", json=body, headers=stack.admin)
         assert response.status_code == 200
         stack.request("payroll", person)
-    stack.sweep()
+    swept = stack.sweep()  # the schedule fires now: the worker's reviews.open task opens it
+    assert swept["opened"] == 1
     assert set(stack.ldap_members(ldap_group)) == {BYSTANDER_DN, kept.dn, dropped.dn}
     assert set(stack.scim_members(scim_group)) == {kept.scim_id, dropped.scim_id}
-
-    assert reviews(stack, "open_due")  # the worker's periodic step, called directly
+    assert reviews(stack, "open_due") == 0  # the step called directly: nothing left to open
     manager = token_for(stack, boss.user_id)
     pending = stack.client.get("/v1/reviews/items", headers=manager).json
     by_holder = {item["subject_id"]: item["id"] for item in pending}
@@ -95,8 +95,7 @@ def test_a_quarterly_review_removes_unreviewed_access_through_slapd_and_scim(
     assert decided.status_code == 200
 
     clock.now = clock().replace(day=15, hour=0) + timedelta(minutes=1)  # the campaign ended
-    assert reviews(stack, "close_due")
-    stack.sweep()
+    assert stack.sweep()["closed"] == 1  # reviews.close applies it; the outbox revokes
 
     assert set(stack.ldap_members(ldap_group)) == {BYSTANDER_DN, kept.dn}
     assert set(stack.scim_members(scim_group)) == {kept.scim_id}

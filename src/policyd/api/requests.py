@@ -29,7 +29,7 @@ def service() -> RequestService:
 
 def options(data: dict) -> RequestOptions:
     # The schema's Duration field has checked the duration.
-    return RequestOptions(data.get("duration"), data.get("justification"))
+    return RequestOptions(data.get("duration"), data.get("justification"), data.get("answers"))
 
 
 def idempotency_key() -> str | None:

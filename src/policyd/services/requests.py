@@ -154,6 +154,7 @@ class RequestService(ApprovalStages):
             requested_duration=options.duration,
             expires_at=decision.lifetime.expires_at if decision.lifetime else None,
             lifetime=lifetime_terms(decision.lifetime),
+            answers=logged.answers,
             extends_assignment_id=extends,
             idempotency_key=idempotency_key,
             created_at=now,
@@ -167,7 +168,7 @@ class RequestService(ApprovalStages):
             "request.created",
             ("request", request.id),
             now=now,
-            after=request_view(request),
+            after={**request_view(request), "answers": request.answers},
             version=decision.version,
         )
         conflicts = (

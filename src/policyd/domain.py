@@ -54,7 +54,8 @@ class RequestOptions:
     duration: str | None = None  # ISO-8601 duration as written by the requester
     justification: str | None = None
     # The requester's answers to the package's questions (question id -> value); see
-    # docs/rules.md, "Questions". Checked against the package when a decision is made.
+    # docs/rules.md, "Questions". Checked against the package when a decision is made; None
+    # when nobody was asked (then no question is required), {} for "asked, nothing answered".
     answers: Mapping[str, Any] | None = field(default=None, hash=False)
 
     @property

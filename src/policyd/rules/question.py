@@ -124,7 +124,9 @@ class AnswerError(ValueError):
 
 def check_answers(package: AccessPackage, answers: Mapping[str, Any] | None) -> dict[str, Any]:
     """The answers, checked against the package's questions (normalised: dates as ISO text,
-    text trimmed; an empty text answer counts as none).
+    text trimmed; an empty text answer counts as none). None means nobody was asked (a
+    probe, a replay of a decision logged without answers): the answers are then empty and no
+    question is required.
 
     Raises:
         AnswerError: naming the first unknown, missing or unfitting answer.
@@ -139,8 +141,8 @@ def check_answers(package: AccessPackage, answers: Mapping[str, Any] | None) -> 
         if isinstance(value, str) and question.type is not QuestionType.CHOICE:
             value = value.strip() or None
         if value is None:
-            if question.required:
-                raise AnswerError(question.id, "this question requires an answer")
+            if question.required and answers is not None:
+                raise AnswerError(question.id, f"question {question.id!r} requires an answer")
             continue
         checked[question.id] = _fit(question, value)
     return checked

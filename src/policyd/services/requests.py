@@ -3,6 +3,7 @@ stages themselves: services/request_stages.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -351,6 +352,9 @@ class RequestService(ApprovalStages):
         )
         if open_request:
             raise ConflictError(f"extension request {open_request} is still open")
+        if not options.answers:  # asked again only if the requester answers anew
+            first = self.session.get(AccessRequest, assignment.request_id or "")
+            options = replace(options, answers=first.answers if first else None)
         return self.create(
             actor,
             assignment.package,

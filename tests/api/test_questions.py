@@ -168,3 +168,31 @@ def test_the_documented_exchange_holds(client, token, incident):
     sent, answered = (json.loads(block) for block in JSON_BLOCK.findall(section)[:2])
     response = client.post("/v1/requests", json=sent, headers=token("bob"))
     assert (response.status_code, response.json) == (422, answered)
+
+
+def test_a_requester_reads_the_questions_in_their_language(client, token, incident):
+    """GET /v1/packages/{id}/questions lists them in order, text in `lang` when written."""
+    response = client.get("/v1/packages/incident-access/questions?lang=fr", headers=token("bob"))
+    assert response.status_code == 200, response.json
+    ticket, severity, hours = response.json
+    assert (ticket["id"], ticket["text"], ticket["required"]) == (
+        "ticket",
+        "Ticket d'incident",
+        True,
+    )
+    assert ticket["texts"] == {"en": "Incident ticket", "fr": "Ticket d'incident"}
+    assert (severity["type"], severity["options"]) == ("choice", ["sev1", "sev2", "sev3"])
+    assert (hours["min"], hours["max"], hours["text"]) == (1, 24, "Hours needed")
+
+
+def test_questions_of_an_unknown_package_are_a_404_naming_it(client, token, incident):
+    """An unknown package id is a 404 naming `package`."""
+    response = client.get("/v1/packages/nope/questions", headers=token("bob"))
+    assert response.status_code == 404
+    assert list(response.json["errors"]) == ["package"]
+
+
+def test_a_package_without_questions_lists_none(client, token, incident):
+    """A package that asks nothing answers an empty list."""
+    response = client.get("/v1/packages/scope-a-readers/questions", headers=token("bob"))
+    assert (response.status_code, response.json) == (200, [])

@@ -84,7 +84,8 @@ def test_localised_text_is_picked_by_language_with_a_fallback():
     ticket = load().package("pkg").question("ticket")
     assert ticket.text_for("fr-CA") == "Numéro de ticket"
     assert ticket.text_for("de") == "Ticket number"
-    assert question_view(ticket)["text"] == {"en": "Ticket number", "fr": "Numéro de ticket"}
+    assert question_view(ticket, "fr")["text"] == "Numéro de ticket"
+    assert question_view(ticket)["texts"] == {"en": "Ticket number", "fr": "Numéro de ticket"}
 
 
 def test_a_choice_without_options_is_an_error_at_its_line():

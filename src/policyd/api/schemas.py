@@ -157,6 +157,23 @@ class RequestInSchema(Strict):
     )
 
 
+class QuestionQuerySchema(Strict):
+    lang = Text(35, metadata={"description": "the requester's language tag, e.g. fr or pt-BR"})
+
+
+class QuestionOutSchema(Schema):
+    id = fields.String()
+    type = fields.String(metadata={"enum": ["text", "choice", "number", "date"]})
+    text = fields.String(metadata={"description": "in `lang`, else the first text written"})
+    texts = fields.Dict(
+        keys=fields.String(), values=fields.String(), allow_none=True
+    )  # language tag -> text, when localised
+    required = fields.Boolean()
+    options = fields.List(fields.String(), allow_none=True)
+    min = fields.Float(allow_none=True)
+    max = fields.Float(allow_none=True)
+
+
 class VerdictInSchema(Strict):
     comment = Text(MAX_TEXT, load_default=None, allow_none=True)
     justification = Text(MAX_TEXT, load_default=None, allow_none=True)

@@ -184,18 +184,17 @@ def _plain(number: float) -> str:
     return str(int(number)) if number.is_integer() else repr(number)
 
 
-def question_view(question: Question) -> dict[str, Any]:
-    """A question as the API shows it to requesters."""
+def question_view(question: Question, language: str | None = None) -> dict[str, Any]:
+    """A question as the API shows it to requesters: `text` in `language` (see
+    Question.text_for) and, when localised, every text under `texts`."""
     view: dict[str, Any] = {
         "id": question.id,
         "type": str(question.type),
-        "text": dict(question.text) if question.text[0][0] else question.text[0][1],
+        "text": question.text_for(language),
+        "texts": dict(question.text) if question.text[0][0] else None,
         "required": question.required,
+        "options": list(question.options) if question.options else None,
+        "min": question.minimum,
+        "max": question.maximum,
     }
-    if question.options:
-        view["options"] = list(question.options)
-    if question.minimum is not None:
-        view["min"] = question.minimum
-    if question.maximum is not None:
-        view["max"] = question.maximum
     return view

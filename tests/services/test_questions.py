@@ -8,7 +8,8 @@ from sqlalchemy import select
 from policyd.domain import RequestOptions
 from policyd.rules import PolicyRuntime, load_bundle, load_texts
 from policyd.services.actor import Actor, Role
-from policyd.services.errors import InvalidError
+from policyd.services.errors import InvalidError, NotFoundError
+from policyd.services.questions import QuestionService
 from policyd.services.requests import RequestService
 from policyd.store.models import AuditRecord, DecisionRecord
 from tests.api.test_questions import INCIDENT
@@ -61,3 +62,15 @@ def test_the_decision_log_input_holds_the_answers(requests, session, clock):
     logged = session.get(DecisionRecord, request.decision_id)
     assert logged.input["request"]["answers"] == {"ticket": "INC-9", "severity": "sev1", "hours": 3}
     assert logged.rule == "sev1-auto"
+
+
+def test_the_question_service_lists_the_active_version_s_questions(requests):
+    """QuestionService lists a package's questions in order; an unknown package is NotFound."""
+    questions = QuestionService(requests.runtime)
+    assert [q["id"] for q in questions.list("incident-access", "fr")] == [
+        "ticket",
+        "severity",
+        "hours",
+    ]
+    with pytest.raises(NotFoundError):
+        questions.list("nope")

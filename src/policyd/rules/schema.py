@@ -42,8 +42,8 @@ from policyd.rules.model import (
     StagePolicy,
     Verdict,
 )
-from policyd.rules.review import overlap_problem
 from policyd.rules.question import question_problems, questions_field
+from policyd.rules.review import overlap_problem
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 SLUG_HELP = "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit"

@@ -10,6 +10,7 @@ from policyd.rules import PolicyRuntime, load_bundle, load_texts
 from policyd.services.actor import Actor, Role
 from policyd.services.errors import InvalidError, NotFoundError
 from policyd.services.questions import QuestionService
+from policyd.services.replay import ReplayService
 from policyd.services.requests import RequestService
 from policyd.store.models import AuditRecord, DecisionRecord
 from tests.api.test_questions import INCIDENT
@@ -74,3 +75,16 @@ def test_the_question_service_lists_the_active_version_s_questions(requests):
     ]
     with pytest.raises(NotFoundError):
         questions.list("nope")
+
+
+def test_a_replay_decides_on_the_logged_answers(requests, session, clock):
+    """Replaying the same rules flips nothing (the answers are replayed); rules that stop
+    reading them flip the decision."""
+    file(requests, clock, {"ticket": "INC-9", "severity": "sev1"})
+    replay = ReplayService(session)
+    same = load_texts({"incident-access.yaml": INCIDENT})
+    report, changes = replay.run(same, package="incident-access")
+    assert (report.examined, changes) == (1, [])
+    stricter = INCIDENT.replace("{answers.severity: sev1}", "{answers.hours: {exists: true}}")
+    report, changes = replay.run(load_texts({"i.yaml": stricter}), package="incident-access")
+    assert [(c.before[1], c.after[1]) for c in changes] == [("sev1-auto", "ask-the-owners")]

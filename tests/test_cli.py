@@ -18,6 +18,7 @@ from policyd.services.versions import VersionService
 from policyd.store import Database
 from policyd.store.models import PolicyVersion
 from tests.conftest import POLICIES, rule_file
+from tests.rules.test_question import QUESTIONS
 from tests.rules.test_source import billion_laughs
 
 
@@ -536,3 +537,22 @@ def test_a_refused_state_change_in_a_command_is_an_error_message(store):
     with pytest.raises(click.ClickException) as caught, _session(store.url):
         transition(JobState.DONE, JobState.QUEUED)
     assert caught.value.message == "job is done; it cannot become queued"
+
+
+def test_eval_takes_answers_to_the_package_questions(runner, tmp_path):
+    """`--answer ID=VALUE` answers a question (numbers read as numbers); the rule on it decides."""
+    (tmp_path / "pkg.yaml").write_text(QUESTIONS)
+    args = ["eval", "pkg", "-p", str(tmp_path), "--id", "ada", "--json", "--answer", "ticket=T"]
+    approved = runner.invoke(main, [*args, "--answer", "team=payments"])
+    assert json.loads(approved.output)["rule"] == "payments-with-ticket", approved.output
+    denied = runner.invoke(main, [*args, "--answer", "hours=21"])
+    assert json.loads(denied.output)["rule"] == "long-hours", denied.output
+
+
+def test_eval_names_an_unfitting_answer(runner, tmp_path):
+    """A required question left out, or a bad answer, exits 2 naming answers.<id>."""
+    (tmp_path / "pkg.yaml").write_text(QUESTIONS)
+    args = ["eval", "pkg", "-p", str(tmp_path), "--id", "ada", "--answer", "team=legal"]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 2
+    assert "answers.ticket" in result.output and "Traceback" not in result.output

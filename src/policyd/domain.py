@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -52,6 +53,10 @@ class RequestOptions:
 
     duration: str | None = None  # ISO-8601 duration as written by the requester
     justification: str | None = None
+    # The requester's answers to the package's questions (question id -> value); see
+    # docs/rules.md, "Questions". Checked against the package when a decision is made; None
+    # when nobody was asked (then no question is required), {} for "asked, nothing answered".
+    answers: Mapping[str, Any] | None = field(default=None, hash=False)
 
     @property
     def has_justification(self) -> bool:

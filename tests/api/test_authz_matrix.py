@@ -29,6 +29,7 @@ MATRIX = [
         {"user": OK, "app": OK, "admin": OK, "auditor": 403},
     ),
     ("get", "/v1/requests", None, {r: OK for r in ROLES[1:]}),
+    ("get", "/v1/packages/{package}/questions", None, {r: OK for r in ROLES[1:]}),
     ("get", "/v1/requests/{id}", None, {r: OK for r in ROLES[1:]}),
     ("post", "/v1/requests/{id}/approve", {}, {"user": OK, "app": OK, "admin": OK, "auditor": 403}),
     ("post", "/v1/requests/{id}/deny", {}, {"user": OK, "app": OK, "admin": OK, "auditor": 403}),
@@ -177,6 +178,7 @@ VALUES = {
     "new": "new",
     "group": "g",
     "org": "o",
+    "package": "scope-a-readers",
 }
 PLACEHOLDER = re.compile(r"\{[a-z]+\}")
 

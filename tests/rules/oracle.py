@@ -43,6 +43,7 @@ SUBJECT_TEXT = {
     "subject.employeeType": lambda s: s.employee_type,
 }
 ATTRIBUTE = "subject.attributes."
+ANSWER = "answers."
 
 
 def holds(tree: Condition, subject: Subject, request: RequestOptions, now: datetime) -> bool:
@@ -83,7 +84,7 @@ def _compare(cmp: Cmp, subject: Subject, request: RequestOptions, now: datetime)
         if op == "not_contains":
             return value not in items
         return any(v in items for v in value)  # contains_any
-    raw = _subject_value(subject, field)
+    raw = _answer(request, field) if field.startswith(ANSWER) else _subject_value(subject, field)
     if op in ORDER:
         number = as_number(raw)
         return number is not None and ORDER[op](number, value)
@@ -101,6 +102,14 @@ def _subject_value(subject: Subject, field: str) -> Any:
     if field.startswith(ATTRIBUTE):
         return subject.attributes.get(field[len(ATTRIBUTE) :])
     return SUBJECT_TEXT[field](subject)
+
+
+def _answer(request: RequestOptions, field: str) -> Any:
+    """An answer as rules read it: text trimmed (blank is no answer); choices as chosen."""
+    value = (request.answers or {}).get(field[len(ANSWER) :])
+    if isinstance(value, str) and field != "answers.team":  # team is a choice question
+        return value.strip() or None
+    return value
 
 
 def _text(field: str, value: Any) -> str | None:

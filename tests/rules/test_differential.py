@@ -26,6 +26,16 @@ PACKAGES = ("pkg-a", "pkg-b")
 ATTRIBUTE_KEYS = ("k", "n", "level")
 TEXT_FIELDS = [name for name, kind in FIELDS.items() if kind is Kind.TEXT]
 ATTRIBUTE_FIELDS = [f"subject.attributes.{key}" for key in ATTRIBUTE_KEYS]
+# Both packages ask these; rules compare answers like attributes (text, or number to order).
+QUESTIONS = [
+    {"id": "ticket", "text": "Ticket", "type": "text"},
+    {"id": "team", "text": "Team", "type": "choice", "options": ["a", "b", "1", " a"]},
+    {"id": "hours", "text": {"en": "Hours"}, "type": "number"},
+]
+ANSWER_FIELDS = ["answers.ticket", "answers.team", "answers.hours"]
+TICKETS = [None, "", "  ", "a", " a ", "b", "1", "1.0", " 2 ", "true", "é", "1e3", "2024-01-01"]
+TEAMS = [None, "a", "b", "1", " a"]
+HOURS = [None, 0, 1, 1.0, 1.5, 2, -1, 1000, 1e16, 2.5e-05, -0.0, -2e20]
 
 RULE_TEXTS = ["a", "b", "A", "1", 1, 1.0, "1.0", 2, True, "true", "é", 'q"t', date(2024, 1, 1)]
 RULE_EMAILS = ["x@fab.com", "X@Fab.com", "y@fab.com", "a"]
@@ -111,6 +121,7 @@ def _duration_spec():
 FIELD_SPECS = st.one_of(
     *(st.tuples(st.just(f), _text_spec(f, ordered=False)) for f in TEXT_FIELDS),
     *(st.tuples(st.just(f), _text_spec(f, ordered=True)) for f in ATTRIBUTE_FIELDS),
+    *(st.tuples(st.just(f), _text_spec(f, ordered=True)) for f in ANSWER_FIELDS),
     *(st.tuples(st.just(f), _list_spec(f)) for f in ("subject.groups", "subject.packages")),
     st.tuples(st.just("request.duration"), _duration_spec()),
     st.tuples(st.just("request.justification"), st.fixed_dictionaries({"exists": st.booleans()})),
@@ -163,6 +174,7 @@ def bundle_texts(draw) -> dict[str, str]:
             "id": package_id,
             "displayName": package_id.upper(),
             "lifetime": {"duration": "P30D"},
+            "questions": QUESTIONS,
             "rules": draw(rules(draw(st.integers(1, 4)))),
         }
         if package_id == "pkg-a" and draw(st.booleans()):
@@ -197,6 +209,14 @@ CASES = st.tuples(
         RequestOptions,
         duration=st.sampled_from(DURATIONS),
         justification=st.sampled_from(JUSTIFICATIONS),
+        answers=st.fixed_dictionaries(
+            {},
+            optional={
+                "ticket": st.sampled_from(TICKETS),
+                "team": st.sampled_from(TEAMS),
+                "hours": st.sampled_from(HOURS),
+            },
+        ),
     ),
     st.sampled_from(MOMENTS),
 )

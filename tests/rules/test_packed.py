@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from policyd.rules import load_texts
 from policyd.rules.packed import FORMAT, PackedFormatError, pack_bundle, unpack_bundle
 from tests.rules import test_properties as props
+from tests.rules.test_question import QUESTIONS
 
 
 def test_the_example_policies_unpack_to_exactly_what_was_loaded(example_bundle):
@@ -26,6 +27,14 @@ def test_any_valid_package_unpacks_to_exactly_what_was_loaded(rules):
     """Generated rules (every operator, window and duration) come back equal, field by field."""
     bundle = load_texts({"pkg.yaml": props.file_text(rules)})
     assert dict(unpack_bundle(pack_bundle(bundle)).packages) == bundle.packages
+
+
+def test_questions_unpack_to_exactly_what_was_loaded():
+    """A package's questions (every type, localised text, bounds, options) survive packing."""
+    bundle = load_texts({"pkg.yaml": QUESTIONS})
+    unpacked = unpack_bundle(pack_bundle(bundle)).packages["pkg"]
+    assert unpacked.questions == bundle.package("pkg").questions
+    assert unpacked == bundle.package("pkg")
 
 
 def test_a_package_is_decoded_only_when_first_read(example_bundle):

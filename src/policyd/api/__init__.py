@@ -77,6 +77,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         health,
         hotpath,
         jobs,
+        questions,
         replay,
         request_id,
         requests,
@@ -95,7 +96,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     )
     api.spec.options["security"] = [{"bearer": []}]
     blueprints = (decisions, requests, assignments, versions, directory, jobs, admin)
-    for module in (*blueprints, replay, sod, compliance, reviews):
+    for module in (*blueprints, replay, sod, compliance, reviews, questions):
         api.register_blueprint(module.blp)
     app.wsgi_app = hotpath.DecisionHotPath(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

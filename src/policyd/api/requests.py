@@ -28,8 +28,10 @@ def service() -> RequestService:
 
 
 def options(data: dict) -> RequestOptions:
-    # The schema's Duration field has checked the duration.
-    return RequestOptions(data.get("duration"), data.get("justification"))
+    # The schema's Duration field has checked the duration. A requester is always asked the
+    # package's questions, so no answers at all is {} (its required questions unanswered).
+    answers = data.get("answers") or {}
+    return RequestOptions(data.get("duration"), data.get("justification"), answers)
 
 
 def idempotency_key() -> str | None:

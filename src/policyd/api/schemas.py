@@ -11,6 +11,7 @@ from policyd.rules.inputs import (
     MAX_ID,
     MAX_NAME,
     MAX_TEXT,
+    Answers,
     Duration,
     Id,
     RequestSchema,
@@ -149,6 +150,28 @@ class RequestInSchema(Strict):
     )
     duration = Duration(as_text=True, load_default=None, allow_none=True)
     justification = Text(MAX_TEXT, load_default=None, allow_none=True)
+    answers = Answers(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "question id -> answer, for the package's questions"},
+    )
+
+
+class QuestionQuerySchema(Strict):
+    lang = Text(35, metadata={"description": "the requester's language tag, e.g. fr or pt-BR"})
+
+
+class QuestionOutSchema(Schema):
+    id = fields.String()
+    type = fields.String(metadata={"enum": ["text", "choice", "number", "date"]})
+    text = fields.String(metadata={"description": "in `lang`, else the first text written"})
+    texts = fields.Dict(
+        keys=fields.String(), values=fields.String(), allow_none=True
+    )  # language tag -> text, when localised
+    required = fields.Boolean()
+    options = fields.List(fields.String(), allow_none=True)
+    min = fields.Float(allow_none=True)
+    max = fields.Float(allow_none=True)
 
 
 class VerdictInSchema(Strict):
@@ -198,6 +221,7 @@ class RequestOutSchema(Schema):
     reason = fields.String()
     justification = fields.String(allow_none=True)
     requested_duration = fields.String(allow_none=True)
+    answers = fields.Dict(allow_none=True)  # to the package's questions, as filed
     expires_at = fields.DateTime(allow_none=True)
     lifetime = fields.Nested(RequestLifetimeSchema, allow_none=True)
     extends_assignment_id = fields.String(allow_none=True)

@@ -30,6 +30,7 @@ from policyd.rules import (
     UnknownPackageError,
     load_bundle,
 )
+from policyd.rules.condition import as_number
 from policyd.rules.inputs import RequestSchema, SubjectSchema
 from policyd.rules.junit import junit_xml
 from policyd.rules.policytest import coverage, load_cases, run_case
@@ -171,6 +172,12 @@ def test_command(directory: Path, min_coverage: float, output: str) -> None:
 @click.option("--attr", "attrs", multiple=True, help="Extra attribute KEY=VALUE (repeatable).")
 @click.option("--duration", help="Requested duration, ISO-8601 (e.g. PT4H).")
 @click.option("--justification")
+@click.option(
+    "--answer",
+    "answers",
+    multiple=True,
+    help="Answer to a question of the package, ID=VALUE (repeatable; numbers read as numbers).",
+)
 @click.option("--now", "now_text", help="Evaluate at this ISO-8601 time (default: current time).")
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @click.pass_context
@@ -311,7 +318,14 @@ def _subject(subject_file, subject_id: str | None, flags: dict) -> Subject:
 
 
 def _request(flags: dict) -> RequestOptions:
-    raw = {k: flags[k] for k in ("duration", "justification") if flags.get(k)}
+    raw: dict = {k: flags[k] for k in ("duration", "justification") if flags.get(k)}
+    for item in flags.get("answers", ()):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not ID=VALUE", param_hint="--answer")
+        number = as_number(value)
+        answer = value if number is None else int(number) if number.is_integer() else number
+        raw.setdefault("answers", {})[key] = answer
     try:
         return RequestSchema().load(raw)
     except ValidationError as err:

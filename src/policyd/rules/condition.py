@@ -15,6 +15,9 @@ import isodate
 from croniter import CroniterError, croniter
 
 ATTRIBUTE_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# A question id: a stable slug that is also a fact key (see rules/question.py).
+QUESTION_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+ANSWERS = "answers."
 
 # Decisions are made at times in this range: croniter matches cron windows exactly only
 # until about 2250 (it works with float timestamps), and a lifetime counted from such a time
@@ -109,6 +112,8 @@ def field_kind(name: str) -> Kind | None:
     prefix = "subject.attributes."
     if name.startswith(prefix) and ATTRIBUTE_KEY.match(name[len(prefix) :]):
         return Kind.SCALAR
+    if name.startswith(ANSWERS) and QUESTION_ID.match(name[len(ANSWERS) :]):
+        return Kind.SCALAR  # text for equality, number for ordering, like attributes
     return None
 
 
@@ -377,6 +382,15 @@ def referenced_packages(tree: Condition) -> list[str]:
         if isinstance(node, Cmp) and node.field == "subject.packages":
             found.extend(node.value if isinstance(node.value, tuple) else [node.value])
     return found
+
+
+def referenced_answers(tree: Condition) -> list[str]:
+    """Question ids named by `answers.<id>` comparisons, for reference checks."""
+    return [
+        node.field[len(ANSWERS) :]
+        for node in walk(tree)
+        if isinstance(node, Cmp) and node.field.startswith(ANSWERS)
+    ]
 
 
 def walk(tree: Condition):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 
 from policyd.domain import (
@@ -17,6 +18,7 @@ from policyd.rules.engine import Engine
 from policyd.rules.facts import build_fact
 from policyd.rules.lifetime import LifetimeError, resolve_lifetime
 from policyd.rules.model import AccessPackage, Bundle, Rule
+from policyd.rules.question import AnswerError, check_answers
 
 NO_RULE_MATCHED = "no rule matched"
 LIFETIME_UNRESOLVED = "the deciding rule's lifetime has no end after now, so access is denied"
@@ -81,6 +83,12 @@ def decide(
     """
     package = bundle.package(package_id)
     check_inputs(request, now)
+    try:
+        answers = check_answers(package, request.answers)
+    except AnswerError as err:
+        raise InvalidInputError(err.field, err.message) from None
+    if answers != (request.answers or {}):
+        request = replace(request, answers=answers)  # as normalised: dates in ISO form
     compiled = engine.compiled
     matched_ids = engine.match(package_id, build_fact(compiled, subject, request, now))
     matched, rule = _order(package, compiled.ranks.get(package_id), matched_ids)

@@ -25,7 +25,7 @@ _SETS = frozenset(
     {"approvers", "escalate_to", "owners", "incompatible_with", "incompatible_groups"}
 )
 # Model names that differ from the rule-file keys reviewers read.
-_KEYS = {"outcome": "decision", "maximum": "max"}
+_KEYS = {"outcome": "decision", "maximum": "max", "minimum": "min"}
 _RULE_ORDER = ("priority", "description", "when", "outcome", "reason", "approval", "lifetime")
 
 

@@ -55,6 +55,8 @@ def build_fact(
         _put_list(fact, plan.groups, subject.groups, compiled.members.get("subject.groups"))
     if plan.packages:
         _put_list(fact, plan.packages, subject.packages, compiled.members.get("subject.packages"))
+    if plan.answers and request.answers:
+        _put_scalars(fact, plan.answers, request.answers)
     if plan.duration:
         seconds = requested_seconds(request, now)
         if seconds is not None:
@@ -77,6 +79,7 @@ class _Plan(NamedTuple):
     packages: str | None
     duration: str | None
     justification: str | None
+    answers: dict[str, tuple[str, str]]  # question id -> (text key, number key)
 
 
 @lru_cache(maxsize=64)
@@ -85,6 +88,7 @@ def _plan(fields: frozenset[str]) -> _Plan:
         return key(name) if name in fields else None
 
     prefix = "subject.attributes."
+    answers = "answers."
     texts = [(fact_key(name), read) for name, read in _TEXT_FIELDS.items() if name in fields]
     return _Plan(
         texts=tuple(texts),
@@ -97,6 +101,11 @@ def _plan(fields: frozenset[str]) -> _Plan:
         packages=key_if("subject.packages"),
         duration=key_if("request.duration", number_key),
         justification=key_if("request.justification"),
+        answers={
+            name[len(answers) :]: (fact_key(name), number_key(name))
+            for name in fields
+            if name.startswith(answers)
+        },
     )
 
 
@@ -129,6 +138,18 @@ def requested_seconds(request: RequestOptions, now: datetime) -> float | None:
 def _text(value: Any) -> str | None:
     # canon_text, with its commonest case first
     return value if type(value) is str else canon_text(value)
+
+
+def _put_scalars(fact: dict[str, Any], keys_of: dict[str, tuple[str, str]], values) -> None:
+    """Text and number keys for the answers the rules read (as for attributes)."""
+    for name, (text_key, numeric_key) in keys_of.items():
+        value = values.get(name)
+        text = _text(value)
+        if text:
+            fact[text_key] = TEXT_PREFIX + text
+        number = as_number(value)
+        if number is not None:
+            fact[numeric_key] = number_value(number)
 
 
 def _put_list(fact: dict[str, Any], key: str, values, members: dict[str, str] | None) -> None:

@@ -196,6 +196,21 @@ def Attributes(**kwargs) -> fields.Dict:
     )
 
 
+MAX_ANSWERS = 20  # answers in one request (rules/question.py: MAX_QUESTIONS)
+
+
+def Answers(**kwargs) -> fields.Dict:
+    """Question ids -> answers (text, numbers); each is checked against its package's
+    question when the decision is made (rules/question.py)."""
+    return fields.Dict(
+        keys=Text(64),
+        values=_Scalar(allow_none=True),
+        validate=at_most(MAX_ANSWERS, "answers"),
+        metadata={"maxProperties": MAX_ANSWERS, **kwargs.pop("metadata", {})},
+        **kwargs,
+    )
+
+
 def Names(**kwargs) -> fields.List:
     """A list of at most MAX_ITEMS ids."""
     return fields.List(Id(), validate=validate.Length(max=MAX_ITEMS), **kwargs)
@@ -251,6 +266,7 @@ class RequestSchema(Schema):
 
     duration = Duration(as_text=True, allow_none=True)
     justification = Text(MAX_TEXT, allow_none=True)
+    answers = Answers(allow_none=True)
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs) -> RequestOptions:

@@ -106,6 +106,37 @@ class ReviewPolicy:
         return "self" in self.reviewers or "self" in self.fallback
 
 
+class QuestionType(StrEnum):
+    """What kind of answer a question takes."""
+
+    TEXT = "text"
+    CHOICE = "choice"  # one of `options`
+    NUMBER = "number"  # between `minimum` and `maximum`, when given
+    DATE = "date"  # an ISO-8601 calendar date, 2026-12-31
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question asked when a package is requested; its answer is `answers.<id>` in rules."""
+
+    id: str
+    type: QuestionType
+    text: tuple[tuple[str, str], ...]  # (language tag, text); the tag is "" for plain text
+    required: bool = False
+    options: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def text_for(self, language: str | None = None) -> str:
+        """The text in `language` (or its primary subtag), else the first one written."""
+        texts = dict(self.text)
+        if language:
+            for tag in (language, language.split("-")[0]):
+                if tag in texts:
+                    return texts[tag]
+        return self.text[0][1]
+
+
 @dataclass(frozen=True)
 class Resource:
     connector: str
@@ -126,6 +157,7 @@ class AccessPackage:
     incompatible_with: tuple[str, ...] = ()
     incompatible_groups: tuple[str, ...] = ()  # directory groups whose members are denied
     lifetime: LifetimePolicy | None = None
+    questions: tuple[Question, ...] = ()  # asked at request time, in this order
     file: str = ""
     template: str | None = None  # the template that made it, if any
     template_row: str | None = None  # and the row: "scopes.csv:4"
@@ -136,6 +168,9 @@ class AccessPackage:
             if rule.id == rule_id:
                 return rule
         raise KeyError(rule_id)
+
+    def question(self, question_id: str) -> Question | None:
+        return next((q for q in self.questions if q.id == question_id), None)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from policyd.rules.model import (
     Bundle,
     LifetimePolicy,
     NoResponse,
+    Question,
+    QuestionType,
     Recommendation,
     RequestedDuration,
     Resource,
@@ -30,7 +32,7 @@ from policyd.rules.model import (
 
 # Bump when the encoding, or what a valid bundle is, changes: a version packed in another format
 # is loaded, and so validated again, from its files.
-FORMAT = "policyd-packed/2"  # 2: packages carry their access reviews
+FORMAT = "policyd-packed/3"  # 2: packages carry their access reviews; 3: and their questions
 
 
 class PackedFormatError(ValueError):
@@ -129,6 +131,7 @@ def _package(package: AccessPackage) -> dict[str, Any]:
         "incompatible": list(package.incompatible_with),
         "groups": list(package.incompatible_groups),
         "lifetime": _lifetime(package.lifetime),
+        "questions": [_question(q) for q in package.questions],
         "file": package.file,
         "template": package.template,
         "row": package.template_row,
@@ -148,10 +151,37 @@ def _unpackage(data: dict[str, Any]) -> AccessPackage:
         incompatible_with=tuple(data["incompatible"]),
         incompatible_groups=tuple(data["groups"]),
         lifetime=_unlifetime(data["lifetime"]),
+        questions=tuple(_unquestion(q) for q in data["questions"]),
         file=data["file"],
         template=data["template"],
         template_row=data["row"],
         reviews=tuple(_unreview(review) for review in data["reviews"]),
+    )
+
+
+def _question(question: Question) -> list[Any]:
+    q = question
+    return [
+        q.id,
+        q.type.value,
+        [list(t) for t in q.text],
+        q.required,
+        list(q.options),
+        q.minimum,
+        q.maximum,
+    ]
+
+
+def _unquestion(data: list[Any]) -> Question:
+    question_id, kind, text, required, options, minimum, maximum = data
+    return Question(
+        id=question_id,
+        type=QuestionType(kind),
+        text=tuple((tag, words) for tag, words in text),
+        required=required,
+        options=tuple(options),
+        minimum=minimum,
+        maximum=maximum,
     )
 
 

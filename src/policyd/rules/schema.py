@@ -24,6 +24,7 @@ from policyd.rules.condition import (
     parse_condition,
     parse_duration,
     parse_window,
+    referenced_answers,
     to_utc,
 )
 from policyd.rules.inputs import Duration
@@ -41,6 +42,7 @@ from policyd.rules.model import (
     StagePolicy,
     Verdict,
 )
+from policyd.rules.question import question_problems, questions_field
 from policyd.rules.review import overlap_problem
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -409,6 +411,7 @@ class PackageSchema(Schema):
     incompatible_groups = fields.List(GroupId(), data_key="incompatibleGroups", load_default=())
     resources = fields.List(fields.Nested(ResourceSchema), load_default=())
     lifetime = fields.Nested(LifetimeSchema)
+    questions = questions_field()
     rules = fields.List(
         fields.Nested(RuleSchema),
         required=True,
@@ -422,6 +425,23 @@ class PackageSchema(Schema):
             if not data.get("owners") and "owners" in (*review.reviewers, *review.fallback):
                 raise ValidationError("reviewer 'owners' needs package.owners", "reviews")
 
+    @validates_schema
+    def answers_asked(self, data, **kwargs):
+        """Questions are unique, and rules read answers only to questions the package asks."""
+        questions = tuple(data.get("questions") or ())
+        problem = question_problems(questions)
+        if problem:
+            raise ValidationError(problem, field_name="questions")
+        asked = {q.id for q in questions}
+        errors: dict = {}
+        for number, rule in enumerate(data.get("rules") or ()):
+            unknown = sorted(set(referenced_answers(rule.when)) - asked)
+            if unknown:
+                message = f"answers.{unknown[0]}: the package declares no question {unknown[0]!r}"
+                errors[number] = {"when": [message]}
+        if errors:
+            raise ValidationError({"rules": errors})
+
     @post_load
     def make(self, data, **kwargs):
         return AccessPackage(
@@ -434,6 +454,7 @@ class PackageSchema(Schema):
             incompatible_groups=tuple(data["incompatible_groups"]),
             resources=tuple(data["resources"]),
             lifetime=data.get("lifetime"),
+            questions=tuple(data["questions"]),
             rules=tuple(data["rules"]),
             reviews=tuple(data["reviews"]),
         )

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from policyd.domain import Decision, RequestOptions, Subject, UserType
 from policyd.rules import InvalidInputError, PolicyRuntime, UnknownPackageError
+from policyd.rules.question import check_answers
 from policyd.services.actor import Actor, Role
 from policyd.services.approvers import with_resolved_approvers
 from policyd.services.decision_log import DecisionLog, JsonText
@@ -63,6 +64,15 @@ def subject_from_view(view: dict[str, Any]) -> Subject:
     )
 
 
+def _checked_answers(policy, version: str, package: str, request: RequestOptions):
+    """The answers as the deciding version checked them (dates in ISO form)."""
+    if not request.answers:
+        return None
+    if policy is None or policy.version != version:
+        return dict(request.answers)  # swapped meanwhile: that version accepted them as given
+    return check_answers(policy.bundle.package(package), request.answers)
+
+
 _INSERT_LOG = DecisionRecord.__table__.insert()
 # Compact and ASCII, as the decision log encodes its JSON columns (a result holds no floats).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
@@ -78,6 +88,7 @@ class LoggedDecision:
     subject: Subject
     result: dict[str, Any]  # decision.to_dict(), as logged
     result_json: str  # its JSON text, compact and ASCII: encoded once, for the log and answers
+    answers: dict[str, Any] | None = None  # to the package's questions, as checked
 
 
 class DecisionService:
@@ -193,6 +204,7 @@ class DecisionService:
             # Approvers as the request resolves them (sponsors too), by the same resolver.
             package_rules = policy.bundle.package(package)
             decision = with_resolved_approvers(decision, subject, package_rules, self._open_session)
+        answers = _checked_answers(policy, decision.version, package, request)
         result = decision.to_dict()
         entry = dict(
             id=new_id(),
@@ -206,13 +218,19 @@ class DecisionService:
             version=decision.version,
             input={
                 "subject": subject_view(subject),
-                "request": {"duration": request.duration, "justification": request.justification},
+                "request": {
+                    "duration": request.duration,
+                    "justification": request.justification,
+                    **({"answers": answers} if answers else {}),
+                },
                 "now": now.isoformat(),
             },
             result=result,
             principal=actor.principal,
         )
-        logged = LoggedDecision(entry["id"], decision, subject, result, _ENCODER.encode(result))
+        logged = LoggedDecision(
+            entry["id"], decision, subject, result, _ENCODER.encode(result), answers or None
+        )
         return logged, entry
 
     def catch_up(self) -> None:

@@ -3,6 +3,7 @@ stages themselves: services/request_stages.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -154,6 +155,7 @@ class RequestService(ApprovalStages):
             requested_duration=options.duration,
             expires_at=decision.lifetime.expires_at if decision.lifetime else None,
             lifetime=lifetime_terms(decision.lifetime),
+            answers=logged.answers,
             extends_assignment_id=extends,
             idempotency_key=idempotency_key,
             created_at=now,
@@ -167,7 +169,7 @@ class RequestService(ApprovalStages):
             "request.created",
             ("request", request.id),
             now=now,
-            after=request_view(request),
+            after={**request_view(request), "answers": request.answers},
             version=decision.version,
         )
         conflicts = (
@@ -350,6 +352,9 @@ class RequestService(ApprovalStages):
         )
         if open_request:
             raise ConflictError(f"extension request {open_request} is still open")
+        if not options.answers:  # asked again only if the requester answers anew
+            first = self.session.get(AccessRequest, assignment.request_id or "")
+            options = replace(options, answers=first.answers if first else None)
         return self.create(
             actor,
             assignment.package,

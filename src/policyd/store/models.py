@@ -223,6 +223,7 @@ class AccessRequest(Base):
     expires_at: Mapped[datetime | None] = mapped_column()  # of the access, once granted
     # How the lifetime counts from the grant, and why (clamps included): see lifetime_terms
     lifetime: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    answers: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # to the package's questions
     stage_due_at: Mapped[datetime | None] = mapped_column()  # the current stage times out
     extends_assignment_id: Mapped[str | None] = mapped_column(String(36))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))

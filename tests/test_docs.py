@@ -18,7 +18,7 @@ def examples() -> list[str]:
 
 
 def is_rule_file(block: str) -> bool:
-    return re.search(r"^package:", block, re.MULTILINE) is not None
+    return re.search(r"^(package|catalogs):", block, re.MULTILINE) is not None
 
 
 def test_docs_have_examples_of_rules_and_tests():

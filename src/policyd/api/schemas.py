@@ -231,6 +231,7 @@ class AssignmentQuerySchema(Strict):
     after = Cursor()
     subject = Text(MAX_ID)
     package = Text(MAX_ID)
+    catalog = Text(MAX_ID)
     state = fields.String(validate=validate.OneOf(ASSIGNMENT_STATES))
     expiring_before = UtcDateTime()
 

@@ -123,6 +123,7 @@ class AccessPackage:
     description: str | None = None
     catalog: str | None = None
     owners: tuple[str, ...] = ()
+    managers: tuple[str, ...] = ()  # `user:`/`group:` who administer its assignments
     incompatible_with: tuple[str, ...] = ()
     incompatible_groups: tuple[str, ...] = ()  # directory groups whose members are denied
     lifetime: LifetimePolicy | None = None
@@ -136,6 +137,18 @@ class AccessPackage:
             if rule.id == rule_id:
                 return rule
         raise KeyError(rule_id)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A named group of packages whose owners administer the packages' assignments."""
+
+    id: str
+    display_name: str
+    owners: tuple[str, ...] = ()  # `user:<id>` or `group:<id>`
+    description: str | None = None
+    file: str = ""
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -158,6 +171,7 @@ class Bundle:
     packages: dict[str, AccessPackage]
     version: Version
     files: dict[str, str] = field(default_factory=dict)  # relative path -> text
+    catalogs: dict[str, Catalog] = field(default_factory=dict)
 
     def package(self, package_id: str) -> AccessPackage:
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
@@ -54,13 +54,16 @@ def is_catalog_file(document: Document) -> bool:
     return isinstance(data, dict) and "catalogs" in data and "package" not in data
 
 
-def load_catalogs(document: Document, problems: list[Problem]) -> list[Catalog]:
-    """The catalogs of one catalog file, each knowing its file and line; problems appended."""
+def load_catalogs(
+    document: Document, problems: list[Problem], plain: Callable[[str], str] = str
+) -> list[Catalog]:
+    """The catalogs of one catalog file, each knowing its file and line; problems appended,
+    their messages through `plain` (the loader's wording of marshmallow's)."""
     try:
         loaded = CatalogFileSchema().load(document.data)
     except ValidationError as err:
         for path, message in flatten_messages(err.messages):
-            problems.append(document.problem(path, message))
+            problems.append(document.problem(path, plain(message)))
         return []
     return [
         dataclasses.replace(catalog, file=document.file, line=document.line_of(("catalogs", index)))

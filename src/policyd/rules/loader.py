@@ -101,7 +101,7 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
             packages.extend(_generated_packages(generated, schema, problems))
             continue
         if is_catalog_file(document):
-            catalogs.extend(load_catalogs(document, problems))
+            catalogs.extend(load_catalogs(document, problems, _plain))
             continue
         package = _load_package(document, schema, problems)
         if package is not None:

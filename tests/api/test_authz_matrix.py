@@ -53,6 +53,12 @@ MATRIX = [
         None,
         {"user": 403, "owner": 403, "app": OK, "admin": OK, "auditor": OK},
     ),
+    (
+        "post",
+        "/v1/assignments",
+        {"package": "scope-a-readers", "subject": "u-user", "duration": "PT1H"},
+        {"user": 403, "owner": OK, "app": 403, "admin": OK, "auditor": 403},
+    ),
     ("get", "/v1/assignments/{id}", None, {r: OK for r in ROLES[1:]}),
     ("delete", "/v1/assignments/{id}", None, {"user": OK, "app": 403, "admin": OK, "auditor": 403}),
     (

@@ -67,3 +67,25 @@ def test_a_catalog_owner_sees_their_catalogs_requests(client, token, held):
     """carol lists ada's Scope A request but not sam's Sales Support one."""
     listed = client.get("/v1/requests", headers=token("carol")).json
     assert [r["package"] for r in listed] == ["scope-a-readers"]
+
+
+def test_a_catalog_owner_assigns_directly_within_the_policy(client, token, held):
+    """carol gives bob Scope A for 4 hours (201); 9 hours, past the package's PT8H, is a 422
+    naming `duration`; Sales Support, outside her catalog, a 403 naming `package`."""
+    carol = token("carol")
+    body = {"package": "scope-a-readers", "subject": "bob", "duration": "PT4H"}
+    created = client.post("/v1/assignments", json=body, headers=carol)
+    assert created.status_code == 201 and created.json["subject_id"] == "bob"
+    too_long = client.post("/v1/assignments", json={**body, "duration": "PT9H"}, headers=carol)
+    assert too_long.status_code == 422 and list(too_long.json["errors"]) == ["duration"]
+    outside = client.post(
+        "/v1/assignments", json={**body, "package": "sales-support"}, headers=carol
+    )
+    assert outside.status_code == 403 and list(outside.json["errors"]) == ["package"]
+
+
+def test_a_direct_assignment_with_a_missing_field_is_422_naming_it(client, admin, held):
+    """The body's required fields are named when absent."""
+    response = client.post("/v1/assignments", json={"package": "scope-a-readers"}, headers=admin)
+    assert response.status_code == 422
+    assert {"subject", "duration"} <= set(response.json["errors"])

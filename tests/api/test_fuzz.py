@@ -35,6 +35,8 @@ DATA_DEPENDENT = {
     "POST /v1/replay": "exactly one of version and files; the files must be valid rule files",
     "GET /v1/access-report": "exactly one of package, resource and subject; at, or from and to",
     "PUT /v1/users/{user_id}": "manager_id must name a directory user",
+    "POST /v1/assignments": "the caller must administer the package; the user must exist; "
+    "the duration must fit the package's lifetime",
     "GET /v1/assignments": "catalog must name a catalog of the active version (and be the "
     "caller's own, for a user)",
 }

@@ -3,6 +3,8 @@ assignments and requests, and nothing outside them."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -11,7 +13,8 @@ from policyd.rules import PolicyRuntime, load_texts
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.delegation import DelegationService
-from policyd.services.errors import ForbiddenError, InvalidError, NotFoundError
+from policyd.services.direct_assignments import DIRECT_RULE, DirectAssignmentService
+from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.requests import RequestService
 from policyd.store.models import AuditRecord
 from tests.conftest import rule_file
@@ -161,3 +164,51 @@ def test_delegation_follows_the_active_version(session, runtime, example_bundle,
     """Publishing catalogs without max as owner takes his reach away at once."""
     runtime.activate(example_bundle)
     assert packages_seen(granted, user("max")) == []
+
+
+def test_a_catalog_owner_assigns_directly_for_a_lifetime_audited(session, runtime, people, clock):
+    """olga grants sam tools for a day: an assignment ending then, whose request names the
+    direct-assignment rule, audited as olga's with the version."""
+    service = DirectAssignmentService(session, runtime)
+    assignment = service.assign(user("olga"), "tools", "sam", timedelta(hours=12), now=clock())
+    assert (assignment.subject_id, assignment.expires_at) == ("sam", clock() + timedelta(hours=12))
+    assert (assignment.rule, assignment.version) == (DIRECT_RULE, runtime.active.version)
+    actions = session.scalars(
+        select(AuditRecord.action).where(AuditRecord.actor == "olga").order_by(AuditRecord.id)
+    ).all()
+    assert actions[:2] == ["request.assigned_directly", "assignment.created"]
+
+
+def test_a_direct_assignment_longer_than_the_policy_allows_is_refused(
+    session, runtime, people, clock
+):
+    """tools grants a day at most: two days is 422 naming `duration`."""
+    service = DirectAssignmentService(session, runtime)
+    with pytest.raises(InvalidError) as err:
+        service.assign(user("olga"), "tools", "sam", timedelta(days=2), now=clock())
+    assert err.value.field == "duration"
+
+
+def test_a_direct_assignment_outside_ones_catalogs_is_refused(session, runtime, people, clock):
+    """olga may not assign scope-a-readers (engineering): 403 naming `package` and why."""
+    service = DirectAssignmentService(session, runtime)
+    with pytest.raises(ForbiddenError) as err:
+        service.assign(user("olga"), "scope-a-readers", "sam", timedelta(hours=1), now=clock())
+    assert err.value.field == "package"
+    assert "nor an owner of its catalog 'engineering'" in err.value.message
+
+
+def test_a_direct_assignment_of_held_access_is_a_conflict(session, runtime, granted, clock):
+    """ada already holds tools: assigning it again is 409 naming `package`."""
+    service = DirectAssignmentService(session, runtime)
+    with pytest.raises(ConflictError) as err:
+        service.assign(user("bob"), "tools", "ada", timedelta(hours=1), now=clock())
+    assert err.value.field == "package"
+
+
+def test_a_direct_assignment_to_an_unknown_user_is_not_found(session, runtime, people, clock):
+    """A subject the directory does not know is 404 naming `subject`."""
+    service = DirectAssignmentService(session, runtime)
+    with pytest.raises(NotFoundError) as err:
+        service.assign(user("bob"), "tools", "nobody", timedelta(hours=1), now=clock())
+    assert err.value.field == "subject"

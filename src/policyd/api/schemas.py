@@ -236,6 +236,16 @@ class AssignmentQuerySchema(Strict):
     expiring_before = UtcDateTime()
 
 
+class DirectAssignmentInSchema(Strict):
+    package = Id(required=True)
+    subject = Text(MAX_ID, required=True, metadata={"description": "the directory user's id"})
+    duration = Duration(
+        required=True,
+        metadata={"description": "how long the access lasts; at most the package's longest"},
+    )
+    justification = Text(MAX_TEXT, load_default=None, allow_none=True)
+
+
 class ExtendInSchema(Strict):
     duration = Duration(as_text=True, load_default=None, allow_none=True)
     justification = Text(MAX_TEXT, load_default=None, allow_none=True)

@@ -78,3 +78,13 @@ def test_the_documented_template_makes_two_packages_per_row():
         "scopec-readers",
     ]
     assert {p.template for p in bundle.packages.values()} == {"scope-readers"}
+
+
+def test_the_documented_catalog_and_managers_load():
+    """The catalog example declares engineering with its owners; build-agents joins it and
+    names its manager."""
+    bundle = load_texts({f"e{i}.yaml": b for i, b in enumerate(examples()) if is_rule_file(b)})
+    engineering = bundle.catalogs["engineering"]
+    assert engineering.owners == ("group:Engineering.CatalogOwners", "user:grace")
+    agents = bundle.packages["build-agents"]
+    assert (agents.catalog, agents.managers) == ("engineering", ("user:hank",))

@@ -53,7 +53,11 @@ def nul_in_names(body) -> bool:
     the generator does not apply propertyNames to keys (so such a body is no positive case)."""
     if not isinstance(body, dict):
         return False
-    found = [body.get("attributes"), (body.get("subject") or {}).get("attributes")]
+    subject = body.get("subject")  # an object in requests and decisions, an id elsewhere
+    found = [
+        body.get("attributes"),
+        subject.get("attributes") if isinstance(subject, dict) else None,
+    ]
     return any(isinstance(a, dict) and any("\x00" in k for k in a) for a in found)
 
 

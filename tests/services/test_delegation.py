@@ -212,3 +212,17 @@ def test_a_direct_assignment_to_an_unknown_user_is_not_found(session, runtime, p
     with pytest.raises(NotFoundError) as err:
         service.assign(user("bob"), "tools", "nobody", timedelta(hours=1), now=clock())
     assert err.value.field == "subject"
+
+
+def test_seeing_an_assignment_does_not_let_an_owner_extend_or_cancel_for_its_holder(
+    session, runtime, granted, clock
+):
+    """Delegation covers listing, direct assignment and removal: olga may not extend ada's
+    tools access, nor cancel a request she did not file."""
+    requests = RequestService(session, runtime)
+    (tools,) = granted.list(user("olga"))[0]
+    with pytest.raises(ForbiddenError):
+        requests.extend(user("olga"), tools.id, RequestOptions(), now=clock())
+    (filed,) = requests.list(user("olga"))[0]
+    with pytest.raises(ForbiddenError):
+        requests.cancel(user("olga"), filed.id, now=clock())

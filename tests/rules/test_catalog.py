@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policyd.rules import ProblemsError, load_bundle, load_texts
+from policyd.rules.packed import pack_bundle, unpack_bundle
 from tests.conftest import POLICIES, rule_file
 
 CATALOGS = """
@@ -122,3 +123,23 @@ def test_catalogs_are_part_of_the_version():
     changed = CATALOGS.replace('"user:fiona"', '"user:frank"')
     second = load_texts({"catalogs.yaml": changed, "ledger.yaml": package()})
     assert first.version.id != second.version.id
+
+
+def test_each_catalog_lists_its_packages_and_the_bundle_its_managed_packages():
+    """The loader indexes catalog membership and managers, so nothing needs every package."""
+    text = package(managers='"user:hank"')
+    bundle = load_texts({"catalogs.yaml": rule_file(CATALOGS), "ledger.yaml": text})
+    assert bundle.catalogs["finance"].packages == ("ledger",)
+    assert bundle.catalogs["sales"].packages == ()
+    assert bundle.managed == {"ledger": ("user:hank",)}
+
+
+def test_the_packed_form_carries_catalogs_and_managers():
+    """A packed bundle unpacks to the same catalogs, index of managers and package managers."""
+    text = package(managers='"user:hank"')
+    bundle = load_texts({"catalogs.yaml": rule_file(CATALOGS), "ledger.yaml": text})
+    unpacked = unpack_bundle(pack_bundle(bundle))
+    assert unpacked.catalogs == bundle.catalogs
+    assert unpacked.managed == bundle.managed
+    assert unpacked.packages.decoded == 0
+    assert unpacked.packages["ledger"] == bundle.packages["ledger"]

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from policyd.domain import RequestOptions
 from policyd.rules import PolicyRuntime, load_texts
+from policyd.rules.packed import pack_bundle, unpack_bundle
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.delegation import DelegationService
@@ -226,3 +227,13 @@ def test_seeing_an_assignment_does_not_let_an_owner_extend_or_cancel_for_its_hol
     (filed,) = requests.list(user("olga"))[0]
     with pytest.raises(ForbiddenError):
         requests.cancel(user("olga"), filed.id, now=clock())
+
+
+def test_delegation_on_a_packed_version_decodes_no_package(session, runtime, people):
+    """Who administers what comes from the bundle's indexes: a packed version answers
+    without decoding its packages."""
+    packed = unpack_bundle(pack_bundle(runtime.active.bundle))
+    runtime.activate(packed)
+    scope = DelegationService(session, runtime).scope(user("olga"))
+    assert scope.package_ids == ["sales-support", "tools"]
+    assert runtime.active.bundle.packages.decoded == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
@@ -74,8 +74,8 @@ def load_catalogs(
 def link_catalogs(
     catalogs: Sequence[Catalog], packages: Sequence[tuple[AccessPackage, Document]]
 ) -> tuple[dict[str, Catalog], list[Problem]]:
-    """Catalogs by id, and the problems: a catalog declared twice, a package naming a catalog
-    no file declares."""
+    """Catalogs by id, each with the ids of its packages, and the problems: a catalog
+    declared twice, a package naming a catalog no file declares."""
     problems: list[Problem] = []
     by_id: dict[str, Catalog] = {}
     for catalog in catalogs:
@@ -85,9 +85,21 @@ def link_catalogs(
             problems.append(Problem(catalog.file, catalog.line, message, "catalogs.id"))
             continue
         by_id[catalog.id] = catalog
+    members: dict[str, list[str]] = {catalog_id: [] for catalog_id in by_id}
     for package, document in packages:
         if package.catalog is not None and package.catalog not in by_id:
             known = ", ".join(sorted(by_id)) or "none declared"
             message = f"unknown catalog {package.catalog!r} (catalogs: {known})"
             problems.append(document.problem(("package", "catalog"), message))
-    return by_id, problems
+        elif package.catalog is not None:
+            members[package.catalog].append(package.id)
+    linked = {
+        catalog_id: dataclasses.replace(catalog, packages=tuple(sorted(members[catalog_id])))
+        for catalog_id, catalog in by_id.items()
+    }
+    return linked, problems
+
+
+def managed_packages(packages: Iterable[AccessPackage]) -> dict[str, tuple[str, ...]]:
+    """Package id -> managers, for the packages that name any."""
+    return {package.id: package.managers for package in packages if package.managers}

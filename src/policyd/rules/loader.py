@@ -10,7 +10,12 @@ from pathlib import Path
 from marshmallow import ValidationError
 
 from policyd.domain import Outcome
-from policyd.rules.catalog import is_catalog_file, link_catalogs, load_catalogs
+from policyd.rules.catalog import (
+    is_catalog_file,
+    link_catalogs,
+    load_catalogs,
+    managed_packages,
+)
 from policyd.rules.compiler import EngineLimitError, compile_bundle
 from policyd.rules.condition import Cmp, canon_text, referenced_packages
 from policyd.rules.model import (
@@ -121,7 +126,11 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
         for pid, package in by_id.items()
     }
     bundle = Bundle(
-        packages=by_id, version=_version(documents), files=dict(texts), catalogs=by_catalog
+        packages=by_id,
+        version=_version(documents),
+        files=dict(texts),
+        catalogs=by_catalog,
+        managed=managed_packages(by_id.values()),
     )
     _check_engine_limits(bundle, display_root)
     return bundle

@@ -147,6 +147,7 @@ class Catalog:
     display_name: str
     owners: tuple[str, ...] = ()  # `user:<id>` or `group:<id>`
     description: str | None = None
+    packages: tuple[str, ...] = ()  # ids of the packages that name it, filled by the loader
     file: str = ""
     line: int = field(default=0, compare=False)
 
@@ -172,6 +173,9 @@ class Bundle:
     version: Version
     files: dict[str, str] = field(default_factory=dict)  # relative path -> text
     catalogs: dict[str, Catalog] = field(default_factory=dict)
+    # package id -> its managers, for the packages that have any: delegation reads these
+    # without decoding every package of a packed bundle
+    managed: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def package(self, package_id: str) -> AccessPackage:
         try:

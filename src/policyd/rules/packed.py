@@ -16,6 +16,7 @@ from policyd.rules.model import (
     AccessPackage,
     ApprovalPolicy,
     Bundle,
+    Catalog,
     LifetimePolicy,
     NoResponse,
     Recommendation,
@@ -30,7 +31,7 @@ from policyd.rules.model import (
 
 # Bump when the encoding, or what a valid bundle is, changes: a version packed in another format
 # is loaded, and so validated again, from its files.
-FORMAT = "policyd-packed/2"  # 2: packages carry their access reviews
+FORMAT = "policyd-packed/3"  # 2: packages carry their access reviews; 3: catalogs, managers
 
 
 class PackedFormatError(ValueError):
@@ -46,6 +47,8 @@ def pack_bundle(bundle: Bundle) -> str:
         "content_hash": version.content_hash,
         "git_commit": version.git_commit,
         "git_dirty": version.git_dirty,
+        "catalogs": [_catalog(catalog) for catalog in bundle.catalogs.values()],
+        "managed": {package_id: list(refs) for package_id, refs in bundle.managed.items()},
     }
     lines = [json.dumps(header, sort_keys=True)]
     for package_id, package in bundle.packages.items():
@@ -81,7 +84,14 @@ def unpack_bundle(text: str) -> Bundle:
             raise PackedFormatError(f"packed line at character {start} has no package id")
         places[text[start:tab]] = (tab + 1, end)
     version = Version(header["content_hash"], header["git_commit"], header["git_dirty"])
-    return Bundle(packages=PackedPackages(text, places), version=version)  # type: ignore[arg-type]
+    catalogs = {data["id"]: _uncatalog(data) for data in header.get("catalogs", [])}
+    managed = {package_id: tuple(refs) for package_id, refs in header.get("managed", {}).items()}
+    return Bundle(
+        packages=PackedPackages(text, places),  # type: ignore[arg-type]
+        version=version,
+        catalogs=catalogs,
+        managed=managed,
+    )
 
 
 class PackedPackages(Mapping[str, AccessPackage]):
@@ -117,6 +127,30 @@ class PackedPackages(Mapping[str, AccessPackage]):
         return len(self._decoded)
 
 
+def _catalog(catalog: Catalog) -> dict[str, Any]:
+    return {
+        "id": catalog.id,
+        "name": catalog.display_name,
+        "owners": list(catalog.owners),
+        "description": catalog.description,
+        "packages": list(catalog.packages),
+        "file": catalog.file,
+        "line": catalog.line,
+    }
+
+
+def _uncatalog(data: dict[str, Any]) -> Catalog:
+    return Catalog(
+        id=data["id"],
+        display_name=data["name"],
+        owners=tuple(data["owners"]),
+        description=data["description"],
+        packages=tuple(data["packages"]),
+        file=data["file"],
+        line=data["line"],
+    )
+
+
 def _package(package: AccessPackage) -> dict[str, Any]:
     return {
         "id": package.id,
@@ -126,6 +160,7 @@ def _package(package: AccessPackage) -> dict[str, Any]:
         "description": package.description,
         "catalog": package.catalog,
         "owners": list(package.owners),
+        "managers": list(package.managers),
         "incompatible": list(package.incompatible_with),
         "groups": list(package.incompatible_groups),
         "lifetime": _lifetime(package.lifetime),
@@ -145,6 +180,7 @@ def _unpackage(data: dict[str, Any]) -> AccessPackage:
         description=data["description"],
         catalog=data["catalog"],
         owners=tuple(data["owners"]),
+        managers=tuple(data["managers"]),
         incompatible_with=tuple(data["incompatible"]),
         incompatible_groups=tuple(data["groups"]),
         lifetime=_unlifetime(data["lifetime"]),

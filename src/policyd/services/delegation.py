@@ -63,13 +63,15 @@ class DelegationService:
         if actor.role not in DELEGATES or bundle is None:
             return NOTHING
         me = self.principals(actor)
-        owned = {c.id for c in bundle.catalogs.values() if me & set(c.owners)}
+        # From the bundle's indexes, so a packed bundle decodes none of its packages here.
         packages: dict[str, str] = {}
-        for package in bundle.packages.values():
-            if package.catalog in owned:
-                packages[package.id] = f"owner of catalog {package.catalog!r}"
-            elif me & set(package.managers):
-                packages[package.id] = f"manager of package {package.id!r}"
+        for catalog in bundle.catalogs.values():
+            if me & set(catalog.owners):
+                for package_id in catalog.packages:
+                    packages[package_id] = f"owner of catalog {catalog.id!r}"
+        for package_id, managers in bundle.managed.items():
+            if package_id not in packages and me & set(managers):
+                packages[package_id] = f"manager of package {package_id!r}"
         return Scope(packages=packages)
 
     def require_package(self, actor: Actor, package: str, *, field: str = "package") -> None:
@@ -100,7 +102,7 @@ class DelegationService:
         bundle = self._bundle()
         if bundle is None or catalog not in bundle.catalogs:
             raise InvalidError(f"no catalog {catalog!r} in the active version", field="catalog")
-        packages = sorted(p.id for p in bundle.packages.values() if p.catalog == catalog)
+        packages = list(bundle.catalogs[catalog].packages)
         if actor.role not in DELEGATES:
             return packages
         owners = set(bundle.catalogs[catalog].owners)

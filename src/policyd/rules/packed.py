@@ -47,8 +47,11 @@ def pack_bundle(bundle: Bundle) -> str:
         "content_hash": version.content_hash,
         "git_commit": version.git_commit,
         "git_dirty": version.git_dirty,
-        "catalogs": [_catalog(catalog) for catalog in bundle.catalogs.values()],
-        "managed": {package_id: list(refs) for package_id, refs in bundle.managed.items()},
+        # who administers which packages (catalogs and package managers)
+        "delegation": {
+            "catalogs": [_catalog(catalog) for catalog in bundle.catalogs.values()],
+            "managed": {package_id: list(refs) for package_id, refs in bundle.managed.items()},
+        },
     }
     lines = [json.dumps(header, sort_keys=True)]
     for package_id, package in bundle.packages.items():
@@ -84,8 +87,9 @@ def unpack_bundle(text: str) -> Bundle:
             raise PackedFormatError(f"packed line at character {start} has no package id")
         places[text[start:tab]] = (tab + 1, end)
     version = Version(header["content_hash"], header["git_commit"], header["git_dirty"])
-    catalogs = {data["id"]: _uncatalog(data) for data in header.get("catalogs", [])}
-    managed = {package_id: tuple(refs) for package_id, refs in header.get("managed", {}).items()}
+    delegation = header.get("delegation", {})
+    catalogs = {data["id"]: _uncatalog(data) for data in delegation.get("catalogs", [])}
+    managed = {pid: tuple(refs) for pid, refs in delegation.get("managed", {}).items()}
     return Bundle(
         packages=PackedPackages(text, places),  # type: ignore[arg-type]
         version=version,

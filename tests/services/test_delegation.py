@@ -237,3 +237,30 @@ def test_delegation_on_a_packed_version_decodes_no_package(session, runtime, peo
     scope = DelegationService(session, runtime).scope(user("olga"))
     assert scope.package_ids == ["sales-support", "tools"]
     assert runtime.active.bundle.packages.decoded == 0
+
+
+LOCKED = """
+apiVersion: policyd/v1
+package:
+  id: locked
+  displayName: Locked
+  managers: ["user:bob"]
+  incompatibleGroups: [Sales.Ops]
+  lifetime: {duration: P1D}
+  rules:
+    - {id: all, then: {decision: auto_approve}}
+"""
+
+
+def test_separation_of_duties_refuses_a_direct_assignment(
+    session, runtime, example_bundle, people, clock
+):
+    """bob may assign `locked`, but not to olga, whose group is incompatible with it: 409
+    naming `package` with the rule's reason."""
+    files = {**runtime.active.bundle.files, "locked.yaml": rule_file(LOCKED)}
+    runtime.activate(load_texts(files))
+    service = DirectAssignmentService(session, runtime)
+    with pytest.raises(ConflictError) as err:
+        service.assign(user("bob"), "locked", "olga", timedelta(hours=1), now=clock())
+    assert err.value.field == "package" and "Sales.Ops" in err.value.message
+    assert service.assign(user("bob"), "locked", "sam", timedelta(hours=1), now=clock())

@@ -13,7 +13,7 @@ from policyd.rules.model import SOD_GROUP, SOD_PACKAGE, AccessPackage
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.audit import audit
-from policyd.services.decisions import DecisionService
+from policyd.services.decisions import DecisionService, LoggedDecision
 from policyd.services.delegation import DelegationService
 from policyd.services.directory import lock_user
 from policyd.services.errors import ConflictError, InvalidError, NotFoundError
@@ -77,31 +77,14 @@ class DirectAssignmentService:
                 holds something incompatible with it.
         """
         DelegationService(self.session, self.runtime).require_package(actor, package)
-        access = self._package(package)
-        longest = longest_lifetime(access)
+        longest = longest_lifetime(self._package(package))
         if longest is not None and now + duration > now + longest:
             raise InvalidError(
                 f"longer than package {package!r} allows (at most {longest})", field="duration"
             )
-        state = lock_user(self.session, subject_id, share=True)
-        if state is None:
-            raise NotFoundError(f"no user {subject_id!r}", field="subject")
-        if state != "active":
-            raise ConflictError(f"user {subject_id!r} is {state}", field="subject")
-        SodService(self.session, self.runtime).lock(subject_id)
-        self._refuse_held(package, subject_id)
-        # Decided and logged as an app would ask about someone else: on directory data, so
-        # the decision log shows what the rules said, and separation of duties still holds.
-        asking = Actor(actor.principal, Role.APP)
-        options = RequestOptions(justification=justification)
-        logged = DecisionService(self.session, self.runtime).evaluate(
-            asking, package, subject_id, None, options, now=now
-        )
+        self._refuse_subject(package, subject_id)
+        logged = self._decide(actor, package, subject_id, justification, now)
         decision = logged.decision
-        if decision.outcome is Outcome.DENY and (decision.rule or "").startswith(
-            (SOD_PACKAGE, SOD_GROUP)
-        ):
-            raise ConflictError(decision.reason, field="package")
         request = AccessRequest(
             package=package,
             subject_id=subject_id,
@@ -131,6 +114,40 @@ class DirectAssignmentService:
         assignment = AssignmentService(self.session, self.runtime).create(actor, request, now=now)
         self.session.commit()
         return assignment
+
+    def _refuse_subject(self, package: str, subject_id: str) -> None:
+        """Lock the user (as a request does) and refuse a missing or disabled one, or one who
+        holds or has asked for the package."""
+        state = lock_user(self.session, subject_id, share=True)
+        if state is None:
+            raise NotFoundError(f"no user {subject_id!r}", field="subject")
+        if state != "active":
+            raise ConflictError(f"user {subject_id!r} is {state}", field="subject")
+        SodService(self.session, self.runtime).lock(subject_id)
+        self._refuse_held(package, subject_id)
+
+    def _decide(
+        self,
+        actor: Actor,
+        package: str,
+        subject_id: str,
+        justification: str | None,
+        now: datetime,
+    ) -> LoggedDecision:
+        """The rules' decision, logged; a separation-of-duties deny refuses the assignment."""
+        # Decided and logged as an app would ask about someone else: on directory data, so
+        # the decision log shows what the rules said, and separation of duties still holds.
+        asking = Actor(actor.principal, Role.APP)
+        options = RequestOptions(justification=justification)
+        logged = DecisionService(self.session, self.runtime).evaluate(
+            asking, package, subject_id, None, options, now=now
+        )
+        decision = logged.decision
+        if decision.outcome is Outcome.DENY and (decision.rule or "").startswith(
+            (SOD_PACKAGE, SOD_GROUP)
+        ):
+            raise ConflictError(decision.reason, field="package")
+        return logged
 
     def _package(self, package: str) -> AccessPackage:
         active = self.runtime.active

@@ -67,6 +67,7 @@ MATRIX = [
         {},
         {"user": OK, "app": OK, "admin": OK, "auditor": 403},
     ),
+    ("get", "/v1/catalogs", None, {r: OK for r in ROLES[1:]}),
     ("get", "/v1/policy-versions", None, {r: OK for r in ROLES[1:]}),
     (
         "post",

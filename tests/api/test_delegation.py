@@ -89,3 +89,14 @@ def test_a_direct_assignment_with_a_missing_field_is_422_naming_it(client, admin
     response = client.post("/v1/assignments", json={"package": "scope-a-readers"}, headers=admin)
     assert response.status_code == 422
     assert {"subject", "duration"} <= set(response.json["errors"])
+
+
+def test_a_person_lists_the_catalogs_they_own_and_an_admin_all(client, token, admin, held):
+    """carol sees engineering with its package; ada, who owns none, an empty list; an admin
+    every catalog of the active version."""
+    (mine,) = client.get("/v1/catalogs", headers=token("carol")).json
+    assert (mine["id"], mine["packages"]) == ("engineering", ["scope-a-readers"])
+    assert mine["owners"] == ["group:Engineering.CatalogOwners"]
+    assert client.get("/v1/catalogs", headers=token("ada")).json == []
+    every = client.get("/v1/catalogs", headers=admin).json
+    assert [c["id"] for c in every] == ["engineering", "finance", "integration", "sales"]

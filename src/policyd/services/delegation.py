@@ -8,6 +8,7 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from policyd.rules import Bundle, PolicyRuntime
+from policyd.rules.model import Catalog
 from policyd.services.actor import Actor, Role
 from policyd.services.errors import ForbiddenError, InvalidError
 from policyd.store.models import AccessRequest, Membership
@@ -73,6 +74,18 @@ class DelegationService:
             if package_id not in packages and me & set(managers):
                 packages[package_id] = f"manager of package {package_id!r}"
         return Scope(packages=packages)
+
+    def catalogs(
+        self, actor: Actor, *, offset: int = 0, limit: int = 100
+    ) -> tuple[list[Catalog], int]:
+        """A page of the active version's catalogs, by id, and how many: a person sees the
+        ones they own; every other role all of them."""
+        bundle = self._bundle()
+        found = sorted(bundle.catalogs.values(), key=lambda c: c.id) if bundle else []
+        if actor.role in DELEGATES:
+            me = self.principals(actor)
+            found = [catalog for catalog in found if me & set(catalog.owners)]
+        return found[offset : offset + limit], len(found)
 
     def require_package(self, actor: Actor, package: str, *, field: str = "package") -> None:
         """Refuse, naming why, an actor who does not administer `package`.

@@ -18,7 +18,7 @@ def examples() -> list[str]:
 
 
 def is_rule_file(block: str) -> bool:
-    return re.search(r"^package:", block, re.MULTILINE) is not None
+    return re.search(r"^(package|catalogs):", block, re.MULTILINE) is not None
 
 
 def test_docs_have_examples_of_rules_and_tests():
@@ -105,3 +105,13 @@ def test_the_documented_questions_refuse_a_missing_required_answer():
     finally:
         policy.close()
     assert caught.value.field == "answers.ticket"
+
+
+def test_the_documented_catalog_and_managers_load():
+    """The catalog example declares engineering with its owners; build-agents joins it and
+    names its manager."""
+    bundle = load_texts({f"e{i}.yaml": b for i, b in enumerate(examples()) if is_rule_file(b)})
+    engineering = bundle.catalogs["engineering"]
+    assert engineering.owners == ("group:Engineering.CatalogOwners", "user:grace")
+    agents = bundle.packages["build-agents"]
+    assert (agents.catalog, agents.managers) == ("engineering", ("user:hank",))

@@ -8,7 +8,9 @@ import pytest
 
 from tests.conftest import POLICIES
 
-ROLES = ("none", "user", "app", "admin", "auditor")
+# "owner" is a user token whose principal owns the example catalog `engineering` (through the
+# group Engineering.CatalogOwners): a row without an "owner" entry expects the user's answer.
+ROLES = ("none", "user", "owner", "app", "admin", "auditor")
 OK = "ok"
 
 # (method, path, json body, {role: expected}) — "ok" means any 2xx, or a 4xx other than
@@ -18,7 +20,7 @@ MATRIX = [
         "post",
         "/v1/decisions",
         {"package": "scope-a-readers", "subject": {"id": "u-user"}},
-        {"user": OK, "app": OK, "admin": OK, "auditor": 403},
+        {"user": OK, "owner": 403, "app": OK, "admin": OK, "auditor": 403},
     ),
     ("get", "/v1/decisions", None, {r: OK for r in ROLES[1:]}),
     ("get", "/v1/decisions/{id}", None, {r: OK for r in ROLES[1:]}),
@@ -40,6 +42,24 @@ MATRIX = [
         {"user": OK, "app": OK, "admin": OK, "auditor": 403},
     ),
     ("get", "/v1/assignments", None, {r: OK for r in ROLES[1:]}),
+    (
+        "get",
+        "/v1/assignments?catalog=engineering",
+        None,
+        {"user": 403, "owner": OK, "app": OK, "admin": OK, "auditor": OK},
+    ),
+    (
+        "get",
+        "/v1/assignments?catalog=sales",
+        None,
+        {"user": 403, "owner": 403, "app": OK, "admin": OK, "auditor": OK},
+    ),
+    (
+        "post",
+        "/v1/assignments",
+        {"package": "scope-a-readers", "subject": "u-user", "duration": "PT1H"},
+        {"user": 403, "owner": OK, "app": 403, "admin": OK, "auditor": 403},
+    ),
     ("get", "/v1/assignments/{id}", None, {r: OK for r in ROLES[1:]}),
     ("delete", "/v1/assignments/{id}", None, {"user": OK, "app": 403, "admin": OK, "auditor": 403}),
     (
@@ -48,6 +68,7 @@ MATRIX = [
         {},
         {"user": OK, "app": OK, "admin": OK, "auditor": 403},
     ),
+    ("get", "/v1/catalogs", None, {r: OK for r in ROLES[1:]}),
     ("get", "/v1/policy-versions", None, {r: OK for r in ROLES[1:]}),
     (
         "post",
@@ -84,7 +105,7 @@ MATRIX = [
     ("get", "/v1/groups", None, {"user": 403, "app": OK, "admin": OK, "auditor": OK}),
     ("get", "/v1/organizations", None, {"user": 403, "app": OK, "admin": OK, "auditor": OK}),
     ("get", "/v1/users", None, {"user": 403, "app": OK, "admin": OK, "auditor": OK}),
-    ("get", "/v1/users/{user}", None, {r: OK for r in ROLES[1:]}),
+    ("get", "/v1/users/{user}", None, {**{r: OK for r in ROLES[1:]}, "owner": 403}),
     ("get", "/v1/users/{other}", None, {"user": 403, "app": OK, "admin": OK, "auditor": OK}),
     (
         "put",
@@ -185,7 +206,7 @@ PLACEHOLDER = re.compile(r"\{[a-z]+\}")
 
 def test_matrix_covers_every_route(app):
     """Every /v1 route and method appears in the matrix (a new endpoint needs a row)."""
-    covered = {(m.upper(), PLACEHOLDER.sub("X", p)) for m, p, _, _ in MATRIX}
+    covered = {(m.upper(), PLACEHOLDER.sub("X", p.split("?")[0])) for m, p, _, _ in MATRIX}
     routes = set()
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/v1"):
@@ -200,7 +221,11 @@ def test_every_endpoint_answers_each_role_as_documented(client, token, admin, ro
     """401 without a token; 403 for a role without the right; otherwise past authorisation."""
     client.put("/v1/users/{user}", json={"email": "u@contoso.com"}, headers=admin)
     client.put("/v1/groups/{group}", json={}, headers=admin)
-    headers = {} if role == "none" else token("u-user" if role == "user" else f"u-{role}", role)
+    client.put("/v1/groups/Engineering.CatalogOwners", json={}, headers=admin)
+    client.put("/v1/users/u-owner", json={"email": "o@contoso.com"}, headers=admin)
+    client.put("/v1/groups/Engineering.CatalogOwners/members/u-owner", headers=admin)
+    principal = "u-user" if role == "user" else f"u-{role}"
+    headers = {} if role == "none" else token(principal, "user" if role == "owner" else role)
     from policyd.rules import load_bundle
 
     files = load_bundle(POLICIES).files
@@ -209,7 +234,7 @@ def test_every_endpoint_answers_each_role_as_documented(client, token, admin, ro
         payload = {"files": files} if body == "FILES" else body
         url = path.format(**VALUES)
         response = getattr(client, method)(url, json=payload, headers=headers)
-        want = 401 if role == "none" else expected[role]
+        want = 401 if role == "none" else expected.get(role, expected.get("user"))
         got = response.status_code
         ok = (got not in (401, 403) and got < 500) if want == OK else got == want
         if not ok:

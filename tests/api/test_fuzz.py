@@ -1,8 +1,8 @@
 """Schemathesis drives every documented operation with generated input and runs all its checks.
 
-Every operation is called by a user, an app and an admin token, with input that fits the
-OpenAPI document (positive) and input that does not (negative). Each response goes through
-every check schemathesis has: no 5xx, a documented status code, content type and headers, a
+Every operation is called by a user, a catalog owner, an app and an admin token, with input
+that fits the OpenAPI document (positive) and input that does not (negative). Each response goes
+through every check schemathesis has: no 5xx, a documented status code, content type and headers, a
 body that fits its schema, schema-invalid input refused, schema-valid input accepted, 405
 with an Allow header for undocumented methods, and 401 without the token.
 
@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 
 EXAMPLES = int(os.environ.get("POLICYD_FUZZ_EXAMPLES", "2"))
-ROLES = ("user", "app", "admin")
+ROLES = ("user", "owner", "app", "admin")  # owner: a user who owns the catalog engineering
 # Operations whose valid input depends on more than the document can say (stored data, rule
 # files, one field or another): there a schema-valid body may rightly be a 422, so the
 # positive-acceptance check does not apply.
@@ -35,6 +35,10 @@ DATA_DEPENDENT = {
     "POST /v1/replay": "exactly one of version and files; the files must be valid rule files",
     "GET /v1/access-report": "exactly one of package, resource and subject; at, or from and to",
     "PUT /v1/users/{user_id}": "manager_id must name a directory user",
+    "POST /v1/assignments": "the caller must administer the package; the user must exist; "
+    "the duration must fit the package's lifetime",
+    "GET /v1/assignments": "catalog must name a catalog of the active version (and be the "
+    "caller's own, for a user)",
 }
 
 
@@ -49,7 +53,11 @@ def nul_in_names(body) -> bool:
     the generator does not apply propertyNames to keys (so such a body is no positive case)."""
     if not isinstance(body, dict):
         return False
-    found = [body.get("attributes"), (body.get("subject") or {}).get("attributes")]
+    subject = body.get("subject")  # an object in requests and decisions, an id elsewhere
+    found = [
+        body.get("attributes"),
+        subject.get("attributes") if isinstance(subject, dict) else None,
+    ]
     return any(isinstance(a, dict) and any("\x00" in k for k in a) for a in found)
 
 
@@ -98,7 +106,12 @@ def fuzz(operation, mode, headers: dict[str, str], statuses: Counter) -> None:
 def test_generated_requests_pass_every_check(app, client, token, mode):
     """Whatever a user, an app or an admin sends to any operation, every check passes."""
     headers = {"admin": token("root", "admin"), "user": token("ada"), "app": token("portal", "app")}
+    headers["owner"] = token("carol")
     client.put("/v1/users/ada", json={"email": "ada@contoso.com"}, headers=headers["admin"])
+    client.put("/v1/users/carol", json={"email": "carol@contoso.com"}, headers=headers["admin"])
+    client.put("/v1/groups/Engineering.CatalogOwners", json={}, headers=headers["admin"])
+    owners = "/v1/groups/Engineering.CatalogOwners/members/carol"
+    client.put(owners, headers=headers["admin"])
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 30

@@ -70,6 +70,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         admin,
         assignments,
         auth,
+        catalogs,
         compliance,
         decisions,
         directory,
@@ -96,7 +97,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     )
     api.spec.options["security"] = [{"bearer": []}]
     blueprints = (decisions, requests, assignments, versions, directory, jobs, admin)
-    for module in (*blueprints, replay, sod, compliance, reviews, questions):
+    for module in (*blueprints, replay, sod, compliance, reviews, questions, catalogs):
         api.register_blueprint(module.blp)
     app.wsgi_app = hotpath.DecisionHotPath(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

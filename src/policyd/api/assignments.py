@@ -1,4 +1,4 @@
-"""Assignments: list, remove, extend."""
+"""Assignments: list, assign directly, remove, extend."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from policyd.api.requests import idempotency_key, options
 from policyd.api.schemas import (
     AssignmentOutSchema,
     AssignmentQuerySchema,
+    DirectAssignmentInSchema,
     ExtendInSchema,
     RequestOutSchema,
 )
 from policyd.services.actor import Role
 from policyd.services.assignments import AssignmentService
+from policyd.services.direct_assignments import DirectAssignmentService
 from policyd.services.requests import RequestService
 
 blp = Blueprint("assignments", __name__, url_prefix="/v1/assignments", description="Assignments")
@@ -36,6 +38,24 @@ class Assignments(MethodView):
         """List assignments (users see their own)."""
         return context.paged(pagination_parameters, service().list, context.actor(), **args)
 
+    @guard(Role.USER, Role.ADMIN)
+    @blp.arguments(DirectAssignmentInSchema())
+    @blp.response(201, AssignmentOutSchema)
+    @blp.alt_response(409, schema=ApiErrorSchema)
+    def post(self, data):
+        """Assign a package directly, for a lifetime (an admin, a catalog owner or a package
+        manager)."""
+        assignment = DirectAssignmentService(context.session(), context.runtime()).assign(
+            context.actor(),
+            data["package"],
+            data["subject"],
+            data["duration"],
+            justification=data["justification"],
+            now=context.now(),
+        )
+        context.deliver()
+        return assignment
+
 
 @blp.route("/<assignment_id>")
 class AssignmentById(MethodView):
@@ -49,7 +69,7 @@ class AssignmentById(MethodView):
     @blp.response(200, AssignmentOutSchema)
     @blp.alt_response(409, schema=ApiErrorSchema)
     def delete(self, assignment_id):
-        """Remove access now (an admin or the holder)."""
+        """Remove access now (an admin, the holder, or who administers its package)."""
         assignment = service().remove(context.actor(), assignment_id, now=context.now())
         context.deliver()
         return assignment

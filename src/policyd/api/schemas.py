@@ -255,8 +255,19 @@ class AssignmentQuerySchema(Strict):
     after = Cursor()
     subject = Text(MAX_ID)
     package = Text(MAX_ID)
+    catalog = Text(MAX_ID)
     state = fields.String(validate=validate.OneOf(ASSIGNMENT_STATES))
     expiring_before = UtcDateTime()
+
+
+class DirectAssignmentInSchema(Strict):
+    package = Id(required=True)
+    subject = Text(MAX_ID, required=True, metadata={"description": "the directory user's id"})
+    duration = Duration(
+        required=True,
+        metadata={"description": "how long the access lasts; at most the package's longest"},
+    )
+    justification = Text(MAX_TEXT, load_default=None, allow_none=True)
 
 
 class ExtendInSchema(Strict):

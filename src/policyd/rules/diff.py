@@ -22,7 +22,7 @@ _PACKAGE_SKIP = frozenset({"id", "rules", "resources", "file", "template", "temp
 _RULE_SKIP = frozenset({"id", "line", "synthetic"})
 # Lists whose order means nothing: any approver of a stage may approve, and so on.
 _SETS = frozenset(
-    {"approvers", "escalate_to", "owners", "incompatible_with", "incompatible_groups"}
+    {"approvers", "escalate_to", "owners", "managers", "incompatible_with", "incompatible_groups"}
 )
 # Model names that differ from the rule-file keys reviewers read.
 _KEYS = {"outcome": "decision", "maximum": "max", "minimum": "min"}

@@ -10,9 +10,23 @@ from pathlib import Path
 from marshmallow import ValidationError
 
 from policyd.domain import Outcome
+from policyd.rules.catalog import (
+    is_catalog_file,
+    link_catalogs,
+    load_catalogs,
+    managed_packages,
+)
 from policyd.rules.compiler import EngineLimitError, compile_bundle
 from policyd.rules.condition import Cmp, canon_text, referenced_packages
-from policyd.rules.model import SOD_GROUP, SOD_PACKAGE, AccessPackage, Bundle, Rule, Version
+from policyd.rules.model import (
+    SOD_GROUP,
+    SOD_PACKAGE,
+    AccessPackage,
+    Bundle,
+    Catalog,
+    Rule,
+    Version,
+)
 from policyd.rules.schema import RuleFileSchema
 from policyd.rules.source import (
     Document,
@@ -74,6 +88,7 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
     problems: list[Problem] = []
     documents: list[Document] = []
     packages: list[tuple[AccessPackage, Document]] = []
+    catalogs: list[Catalog] = []
     schema = RuleFileSchema()  # one for every file: building its nested schemas costs more
     for relative, text in sorted(texts.items()):
         if is_row_file(relative):
@@ -90,10 +105,15 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
             documents.extend(generated)  # the version covers the rows too
             packages.extend(_generated_packages(generated, schema, problems))
             continue
+        if is_catalog_file(document):
+            catalogs.extend(load_catalogs(document, problems, _plain))
+            continue
         package = _load_package(document, schema, problems)
         if package is not None:
             packages.append((package, document))
     problems.extend(_link(packages))
+    by_catalog, catalog_problems = link_catalogs(catalogs, packages)
+    problems.extend(catalog_problems)
     if problems:
         raise ProblemsError(problems)
     by_id = {package.id: package for package, _ in packages}
@@ -105,7 +125,13 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
         pid: _with_incompatibility_rules(package, by_id, declared_by[pid])
         for pid, package in by_id.items()
     }
-    bundle = Bundle(packages=by_id, version=_version(documents), files=dict(texts))
+    bundle = Bundle(
+        packages=by_id,
+        version=_version(documents),
+        files=dict(texts),
+        catalogs=by_catalog,
+        managed=managed_packages(by_id.values()),
+    )
     _check_engine_limits(bundle, display_root)
     return bundle
 

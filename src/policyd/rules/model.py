@@ -154,6 +154,7 @@ class AccessPackage:
     description: str | None = None
     catalog: str | None = None
     owners: tuple[str, ...] = ()
+    managers: tuple[str, ...] = ()  # `user:`/`group:` who administer its assignments
     incompatible_with: tuple[str, ...] = ()
     incompatible_groups: tuple[str, ...] = ()  # directory groups whose members are denied
     lifetime: LifetimePolicy | None = None
@@ -171,6 +172,19 @@ class AccessPackage:
 
     def question(self, question_id: str) -> Question | None:
         return next((q for q in self.questions if q.id == question_id), None)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A named group of packages whose owners administer the packages' assignments."""
+
+    id: str
+    display_name: str
+    owners: tuple[str, ...] = ()  # `user:<id>` or `group:<id>`
+    description: str | None = None
+    packages: tuple[str, ...] = ()  # ids of the packages that name it, filled by the loader
+    file: str = ""
+    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -193,6 +207,10 @@ class Bundle:
     packages: dict[str, AccessPackage]
     version: Version
     files: dict[str, str] = field(default_factory=dict)  # relative path -> text
+    catalogs: dict[str, Catalog] = field(default_factory=dict)
+    # package id -> its managers, for the packages that have any: delegation reads these
+    # without decoding every package of a packed bundle
+    managed: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def package(self, package_id: str) -> AccessPackage:
         try:

@@ -16,6 +16,7 @@ from policyd.rules.model import (
     AccessPackage,
     ApprovalPolicy,
     Bundle,
+    Catalog,
     LifetimePolicy,
     NoResponse,
     Question,
@@ -32,7 +33,8 @@ from policyd.rules.model import (
 
 # Bump when the encoding, or what a valid bundle is, changes: a version packed in another format
 # is loaded, and so validated again, from its files.
-FORMAT = "policyd-packed/3"  # 2: packages carry their access reviews; 3: and their questions
+FORMAT = "policyd-packed/4"  # 2: packages carry their access reviews; 3: their questions;
+# 4: catalogs and package managers
 
 
 class PackedFormatError(ValueError):
@@ -48,6 +50,11 @@ def pack_bundle(bundle: Bundle) -> str:
         "content_hash": version.content_hash,
         "git_commit": version.git_commit,
         "git_dirty": version.git_dirty,
+        # who administers which packages (catalogs and package managers)
+        "delegation": {
+            "catalogs": [_catalog(catalog) for catalog in bundle.catalogs.values()],
+            "managed": {package_id: list(refs) for package_id, refs in bundle.managed.items()},
+        },
     }
     lines = [json.dumps(header, sort_keys=True)]
     for package_id, package in bundle.packages.items():
@@ -83,7 +90,15 @@ def unpack_bundle(text: str) -> Bundle:
             raise PackedFormatError(f"packed line at character {start} has no package id")
         places[text[start:tab]] = (tab + 1, end)
     version = Version(header["content_hash"], header["git_commit"], header["git_dirty"])
-    return Bundle(packages=PackedPackages(text, places), version=version)  # type: ignore[arg-type]
+    delegation = header.get("delegation", {})
+    catalogs = {data["id"]: _uncatalog(data) for data in delegation.get("catalogs", [])}
+    managed = {pid: tuple(refs) for pid, refs in delegation.get("managed", {}).items()}
+    return Bundle(
+        packages=PackedPackages(text, places),  # type: ignore[arg-type]
+        version=version,
+        catalogs=catalogs,
+        managed=managed,
+    )
 
 
 class PackedPackages(Mapping[str, AccessPackage]):
@@ -119,6 +134,30 @@ class PackedPackages(Mapping[str, AccessPackage]):
         return len(self._decoded)
 
 
+def _catalog(catalog: Catalog) -> dict[str, Any]:
+    return {
+        "id": catalog.id,
+        "name": catalog.display_name,
+        "owners": list(catalog.owners),
+        "description": catalog.description,
+        "packages": list(catalog.packages),
+        "file": catalog.file,
+        "line": catalog.line,
+    }
+
+
+def _uncatalog(data: dict[str, Any]) -> Catalog:
+    return Catalog(
+        id=data["id"],
+        display_name=data["name"],
+        owners=tuple(data["owners"]),
+        description=data["description"],
+        packages=tuple(data["packages"]),
+        file=data["file"],
+        line=data["line"],
+    )
+
+
 def _package(package: AccessPackage) -> dict[str, Any]:
     return {
         "id": package.id,
@@ -128,6 +167,7 @@ def _package(package: AccessPackage) -> dict[str, Any]:
         "description": package.description,
         "catalog": package.catalog,
         "owners": list(package.owners),
+        "managers": list(package.managers),
         "incompatible": list(package.incompatible_with),
         "groups": list(package.incompatible_groups),
         "lifetime": _lifetime(package.lifetime),
@@ -148,6 +188,7 @@ def _unpackage(data: dict[str, Any]) -> AccessPackage:
         description=data["description"],
         catalog=data["catalog"],
         owners=tuple(data["owners"]),
+        managers=tuple(data["managers"]),
         incompatible_with=tuple(data["incompatible"]),
         incompatible_groups=tuple(data["groups"]),
         lifetime=_unlifetime(data["lifetime"]),

@@ -407,6 +407,7 @@ class PackageSchema(Schema):
     description = fields.String()
     catalog = fields.String()
     owners = _references(("user:<id>", "group:<id>"), load_default=())
+    managers = _references(("user:<id>", "group:<id>"), load_default=())
     incompatible_with = fields.List(Slug(), data_key="incompatibleWith", load_default=())
     incompatible_groups = fields.List(GroupId(), data_key="incompatibleGroups", load_default=())
     resources = fields.List(fields.Nested(ResourceSchema), load_default=())
@@ -450,6 +451,7 @@ class PackageSchema(Schema):
             description=data.get("description"),
             catalog=data.get("catalog"),
             owners=tuple(data["owners"]),
+            managers=tuple(data["managers"]),
             incompatible_with=tuple(data["incompatible_with"]),
             incompatible_groups=tuple(data["incompatible_groups"]),
             resources=tuple(data["resources"]),

@@ -15,6 +15,7 @@ from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.audit import audit, audit_many
+from policyd.services.delegation import DelegationService
 from policyd.services.directory import ACTIVE_STATES
 from policyd.services.errors import ConflictError, ForbiddenError, NotFoundError
 from policyd.services.jobs import JobService
@@ -58,6 +59,7 @@ class AssignmentService:
     def __init__(self, session: Session, runtime: PolicyRuntime):
         self.session = session
         self.runtime = runtime
+        self._delegation = DelegationService(session, runtime)
 
     def create(self, actor: Actor, request: AccessRequest, *, now: datetime) -> Assignment:
         """Grant approved access (the caller commits)."""
@@ -339,28 +341,49 @@ class AssignmentService:
         return assignment
 
     def _visible(self, actor: Actor, assignment: Assignment) -> bool:
-        """Users see what they hold; apps what their own requests granted; others all."""
+        """Users see what they hold and what they administer (catalog owners, package
+        managers); apps what their own requests granted; others all."""
         if actor.role is Role.USER:
-            return assignment.subject_id == actor.principal
+            return assignment.subject_id == actor.principal or self._delegation.scope(actor).covers(
+                assignment.package
+            )
         if actor.role is Role.APP:
             filed_by = self.session.get(AccessRequest, assignment.request_id)
             return filed_by is not None and filed_by.principal == actor.principal
         return True
 
     def remove(self, actor: Actor, assignment_id: str, *, now: datetime) -> Assignment:
-        """End access now (admin or the holder).
+        """End access now (an admin, the holder, or who administers its package).
 
         Raises:
             ConflictError: the transition table does not let it end (it is ending or ended).
         """
+        self._refuse_outside_delegation(actor, assignment_id)
         assignment = self.get(actor, assignment_id, lock=True)
-        if actor.role is not Role.ADMIN and actor.principal != assignment.subject_id:
-            raise ForbiddenError("only an admin or the holder can remove an assignment")
+        if actor.principal != assignment.subject_id or actor.role is not Role.USER:
+            self._delegation.require_package(actor, assignment.package, field="id")
         if not allowed(assignment.state, AssignmentState.EXPIRING):
             raise ConflictError(f"assignment is already {assignment.state}", field="state")
         self.end(actor, assignment, "assignment.removal_requested", now=now)
         self.session.commit()
         return assignment
+
+    def _refuse_outside_delegation(self, actor: Actor, assignment_id: str) -> None:
+        """A catalog owner or package manager is told 403 for someone else's assignment
+        outside what they administer; a person who administers nothing still finds nothing
+        (404), as before delegation."""
+        assignment = self.session.get(Assignment, assignment_id)
+        if assignment is None or actor.role is not Role.USER:
+            return
+        if assignment.subject_id == actor.principal:
+            return
+        scope = self._delegation.scope(actor)
+        if scope.package_ids and not scope.covers(assignment.package):
+            raise ForbiddenError(
+                f"{actor.principal!r} administers only the packages of the catalogs they own "
+                "and the packages they manage; this assignment's package is not one of them",
+                field="id",
+            )
 
     def end(self, actor: Actor, assignment: Assignment, action: str, *, now: datetime) -> None:
         """Start taking access away: expiring now, removed once every revoke job is done."""
@@ -421,15 +444,29 @@ class AssignmentService:
         *,
         subject: str | None = None,
         package: str | None = None,
+        catalog: str | None = None,
         state: str | None = None,
         expiring_before: datetime | None = None,
         after: str | None = None,
         offset: int = 0,
         limit: int = 100,
     ) -> tuple[list[Assignment], int | None]:
+        """A page of the assignments `actor` may see, filtered, and how many there are (None
+        when paging by `after`).
+
+        Raises:
+            ForbiddenError: a person filters by a catalog they do not own.
+            InvalidError: the catalog is not in the active version.
+        """
         query = select(Assignment)
+        if catalog is not None:
+            packages = self._delegation.catalog_packages(actor, catalog)
+            query = query.where(Assignment.package.in_(packages))
         if actor.role is Role.USER:
-            query = query.where(Assignment.subject_id == actor.principal)
+            managed = self._delegation.scope(actor).package_ids
+            query = query.where(
+                (Assignment.subject_id == actor.principal) | Assignment.package.in_(managed)
+            )
         elif actor.role is Role.APP:
             filed = select(AccessRequest.id).where(AccessRequest.principal == actor.principal)
             query = query.where(Assignment.request_id.in_(filed))

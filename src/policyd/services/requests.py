@@ -26,6 +26,7 @@ from policyd.services.actor import Actor, Role
 from policyd.services.assignments import ACTIVE, AssignmentService
 from policyd.services.audit import audit
 from policyd.services.decisions import DecisionService
+from policyd.services.delegation import DelegationService
 from policyd.services.directory import lock_user
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
 from policyd.services.events import Event, emit, request_event
@@ -377,8 +378,9 @@ class RequestService(ApprovalStages):
         if actor.role not in OWN_ONLY:
             return True
         approvers = {a for s in request.stages for a in s["approvers"]}
-        return actor.principal in (request.subject_id, request.principal) or (
-            actor.principal in approvers
+        mine = actor.principal in (request.subject_id, request.principal, *approvers)
+        return mine or DelegationService(self.session, self.runtime).scope(actor).covers(
+            request.package
         )
 
     def decide_stage(
@@ -469,10 +471,8 @@ class RequestService(ApprovalStages):
             if me is not None and me != actor.principal:
                 raise ForbiddenError("users can only list their own approvals", field="approver")
             if me is None:
-                mine = (AccessRequest.subject_id == actor.principal) | (
-                    AccessRequest.principal == actor.principal
-                )
-                query = query.where(mine)
+                delegation = DelegationService(self.session, self.runtime)
+                query = query.where(delegation.requests_seen_by(actor))
         query = query.order_by(AccessRequest.created_at.desc(), AccessRequest.id.desc())
         if me is not None:  # the inbox: requests whose waiting stage `me` may decide
             query = query.join(

@@ -165,3 +165,15 @@ def test_a_decision_without_sponsors_resolves_managers_and_owners_as_before(clie
     decision = decide(client, token("sam"), "sales-support", {"id": "sam"}).json
     stages = decision["approval"]["stages"]
     assert [stage["resolved"] for stage in stages] == [["user:max"], ["group:Sales.Ops"]]
+
+
+def test_the_openapi_document_names_the_decision_schema(client):
+    """The request body of POST /v1/decisions is documented by DecisionIn, its one validator."""
+    spec = client.get("/openapi.json").json
+    body = spec["paths"]["/v1/decisions"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/DecisionIn"}
+    assert set(spec["components"]["schemas"]["DecisionIn"]["properties"]) == {
+        "package",
+        "subject",
+        "request",
+    }

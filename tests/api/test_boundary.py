@@ -324,7 +324,9 @@ def test_the_pagination_header_is_what_the_document_declares(client, admin, peop
 
 
 def test_the_body_limit_is_a_setting(database_url, clock):
-    """POLICYD_MAX_BODY_BYTES sets the limit: a 3 KB body with a 2 KB limit is a 413."""
+    """POLICYD_MAX_BODY_BYTES sets the limit: a 3 KB body with a 2 KB limit is a 413, for
+    whoever sends it (the request pipeline refuses it by its length, before authentication,
+    and never reads it)."""
     from policyd.api import create_app
 
     small = create_app(
@@ -338,7 +340,7 @@ def test_the_body_limit_is_a_setting(database_url, clock):
     try:
         body = b'{"package": "' + b"p" * 3000 + b'"}'
         response = send(small.test_client(), "post", "/v1/requests", {}, body)
-        assert_error(response, 401)  # no token: authentication comes first, body unread
+        assert_error(response, 413, "body")  # no token: the limit comes first
         with small.extensions["policyd.db"].session() as session:
             from policyd.services.actor import SYSTEM
             from policyd.services.tokens import TokenService

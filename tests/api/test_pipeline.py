@@ -7,10 +7,10 @@ import json
 import logging
 
 import pytest
-from flask import request
+from flask import Response, request
 
 from policyd import logs
-from policyd.api import create_app
+from policyd.api import create_app, decisions
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 
@@ -127,16 +127,49 @@ def test_the_body_limit_applies_to_decisions_as_to_every_route(database_url, clo
     assert answers[0].status_code == 413 and "body" in answers[0].json["errors"]
 
 
-def test_an_app_wide_hook_runs_for_decisions(app, client, admin):
-    """A before-request hook added to the app (a rate limit, say) sees POST /v1/decisions."""
+def test_an_app_wide_step_runs_for_decisions_as_for_every_route(app, client, admin):
+    """A step of the request pipeline (a rate limit, say) sees POST /v1/decisions and the
+    routes Flask answers alike, and its answer is the caller's, with the request id."""
+    seen = []
+
+    def refuse_probe(environ):
+        seen.append((environ["REQUEST_METHOD"], environ["PATH_INFO"]))
+        if environ.get("HTTP_X_PROBE"):
+            return Response('{"code":429}', status=429, mimetype="application/json")
+        return None
+
+    app.wsgi_app.steps.append(refuse_probe)
+    assert client.post("/v1/decisions", json=DECISION, headers=admin).status_code == 200
+    assert client.get("/v1/policy-versions", headers=admin).status_code == 200
+    refused = client.post("/v1/decisions", json=DECISION, headers={**admin, "X-Probe": "1"})
+    assert seen[:2] == [("POST", "/v1/decisions"), ("GET", "/v1/policy-versions")]
+    assert refused.status_code == 429 and refused.headers["X-Request-ID"]
+
+
+def test_the_documented_decision_schema_is_the_one_the_route_loads_with(app):
+    """The OpenAPI document's body of POST /v1/decisions comes from DECISION_IN, the schema
+    instance DecisionRoute validates every body with."""
+    view = app.view_functions["decisions.Decisions"].view_class.post
+    documented = view._apidoc["arguments"]["parameters"][0]["schema"]
+    assert documented is decisions.DECISION_IN
+    spec = app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec.to_dict()
+    body = spec["paths"]["/v1/decisions"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/DecisionIn"}
+
+
+def test_post_decisions_never_reaches_flask(app, client, admin):
+    """The pipeline answers every POST /v1/decisions, errors too; no Flask hook sees it."""
     seen = []
 
     @app.before_request
     def note():
-        seen.append((request.method, request.path))
+        seen.append(request.path)
 
-    assert client.post("/v1/decisions", json=DECISION, headers=admin).status_code == 200
-    assert ("POST", "/v1/decisions") in seen
+    bodies = (DECISION, {"package": "nope", "subject": {"id": "ada"}}, {"subject": 1})
+    answers = [client.post("/v1/decisions", json=body, headers=admin) for body in bodies]
+    answers.append(client.post("/v1/decisions", json=DECISION))
+    assert [a.status_code for a in answers] == [200, 404, 422, 401]
+    assert seen == []
 
 
 def test_decisions_are_counted_by_outcome_and_timed(client, admin, people):

@@ -11,7 +11,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from policyd import compose
 from policyd.api.blueprint import PolicydApi
-from policyd.api.pipeline import PolicydFlask, RequestPipeline
+from policyd.api.pipeline import DECISIONS, PolicydFlask, RequestPipeline, body_limit
 from policyd.rules import PolicyRuntime
 from policyd.settings import SettingError, Settings
 
@@ -96,8 +96,15 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     for module in (*blueprints, replay, sod, compliance, reviews):
         api.register_blueprint(module.blp)
     # Around every route, before routing: every answer, a 401 or 404 too, carries the id.
-    metrics = app.extensions["policyd.metrics"]
-    app.wsgi_app = RequestPipeline(app.wsgi_app, metrics)  # type: ignore[method-assign]
+    # POST /v1/decisions is answered here, by its one implementation (api/decisions.py).
+    app.wsgi_app = RequestPipeline(  # type: ignore[method-assign]
+        app.wsgi_app,
+        app.extensions["policyd.metrics"],
+        steps=[body_limit(app)],
+        routes={
+            (DECISIONS[1], decisions.PATH): (DECISIONS[0], decisions.DecisionRoute(app)),
+        },
+    )
     return app
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from policyd.api import create_app
+from policyd.services.decisions import DecisionService
 
 
 def decide(client, headers, package, subject):
@@ -177,3 +182,71 @@ def test_the_openapi_document_names_the_decision_schema(client):
         "subject",
         "request",
     }
+
+
+DECISION = {"package": "scope-a-readers", "subject": {"id": "ada"}}
+
+
+def test_an_unknown_query_parameter_on_a_decision_is_a_422_naming_it(client, admin):
+    response = client.post("/v1/decisions?dry=1", json=DECISION, headers=admin)
+    assert response.status_code == 422
+    assert response.json["errors"] == {"query.dry": ["Unknown field."]}
+    assert response.json["message"].endswith("this takes: none")
+
+
+def test_a_body_of_another_content_type_is_read_as_no_body(client, admin):
+    """As webargs reads a JSON body: a text/plain body is none, so both fields are missing."""
+    response = client.post(
+        "/v1/decisions", data=b'{"package": "p"}', content_type="text/plain", headers=admin
+    )
+    assert response.status_code == 422
+    assert sorted(response.json["errors"]) == ["package", "subject"]
+
+
+def test_a_chunked_body_past_the_limit_is_a_413_naming_body(app, admin):
+    """Without a Content-Length the body is held to POLICYD_MAX_BODY_BYTES as it is read."""
+    big = b'{"package": "' + b"p" * (2 << 20) + b'"}'
+    environ = EnvironBuilder(
+        path="/v1/decisions", method="POST", headers=admin, content_type="application/json"
+    ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ |= {
+        "wsgi.input": io.BytesIO(big),
+        "wsgi.input_terminated": True,
+        "HTTP_TRANSFER_ENCODING": "chunked",
+    }
+    body, status, _headers = run_wsgi_app(app, environ, buffered=True)
+    assert status == "413 REQUEST ENTITY TOO LARGE"
+    assert "body" in json.loads(b"".join(body))["errors"]
+
+
+def test_an_unexpected_failure_is_a_500_in_the_error_shape_and_logged(
+    client, admin, monkeypatch, caplog
+):
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(DecisionService, "decide", fail)
+    response = client.post("/v1/decisions", json=DECISION, headers=admin)
+    assert response.status_code == 500 and response.headers["X-Request-ID"]
+    assert response.json["message"] == "internal error; see the server log"
+    assert "boom" in caplog.text
+
+
+def test_a_token_not_cached_is_checked_in_the_database(app, client, admin):
+    """After the token cache forgets it, the token is looked up; an unknown one is a 401."""
+    app.extensions["policyd.token_cache"].clear()
+    assert client.post("/v1/decisions", json=DECISION, headers=admin).status_code == 200
+    refused = client.post(
+        "/v1/decisions", json=DECISION, headers={"Authorization": "Bearer pd_unknown"}
+    )
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"]
+    assert refused.json["message"] == "the token is unknown, revoked or expired"
+
+
+def test_an_auditor_is_refused_before_the_body_is_read(client, token):
+    response = client.post(
+        "/v1/decisions", data=b"{", content_type="application/json", headers=token("x", "auditor")
+    )
+    assert response.status_code == 403
+    assert response.json["message"] == "this needs one of the roles: user, app, admin"

@@ -8,10 +8,14 @@ integer, 422 naming its field.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import flask
 from flask_smorest import abort
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, missing
+from marshmallow.decorators import POST_LOAD, PRE_LOAD, VALIDATES, VALIDATES_SCHEMA
+from marshmallow.fields import Field
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
@@ -88,3 +92,101 @@ class PolicydParser(FlaskParser):
             return load_json(data)
         except BodyError as err:
             abort(400, message=str(err), messages={"json": [str(err)]})
+
+
+_UNSUPPORTED_HOOKS = (PRE_LOAD, VALIDATES, VALIDATES_SCHEMA)
+
+
+class SchemaLoader:
+    """`schema.load(data)` with marshmallow's per-call bookkeeping precomputed once.
+
+    The fields judge every value as `load` has them do (`Field.deserialize`: the same checks
+    and messages); what is done once here is the walk around them: each field's data key,
+    attribute and default, the set of known keys, and the post_load hooks, for this schema
+    and the nested schemas of its Nested fields. A load with errors raises ValidationError
+    with `load`'s messages. A schema using what this does not precompute (pre_load, validators
+    on the schema, `many`, partial loading, INCLUDE) is loaded by `schema.load` itself.
+    """
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.plain = _precomputable(schema)
+        self.type_error = schema.error_messages["type"]
+        self.unknown_error = schema.error_messages["unknown"]
+        self.raise_unknown = schema.unknown == RAISE
+        # (data key, attribute, field, nested loader, what a missing value loads to: the
+        # "required" error or the default, or nothing)
+        self.fields: list[tuple[str, str, Field, SchemaLoader | None, list[str] | None, Any]] = []
+        for name, field in schema.load_fields.items():
+            key = field.data_key if field.data_key is not None else name
+            nested = None
+            if isinstance(field, fields.Nested) and _plain_nested(field):
+                nested = SchemaLoader(field.schema)
+            required = field.make_error("required").messages if field.required else None
+            self.fields.append(
+                (key, field.attribute or name, field, nested, required, field.load_default)
+            )
+        self.keys = frozenset(key for key, *_ in self.fields)
+        self.post_load = [getattr(schema, name) for name, _many, _kw in schema._hooks[POST_LOAD]]
+
+    def __call__(self, data: Any) -> Any:
+        if not self.plain:
+            return self.schema.load(data)
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise ValidationError({"_schema": [self.type_error]}, data=data)
+        result: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        for key, attribute, field, nested, required, default in self.fields:
+            value = data.get(key, missing)
+            if value is missing:  # as Field.deserialize has it, without the call
+                if required is not None:
+                    errors[key] = required
+                elif default is not missing:
+                    result[attribute] = default() if callable(default) else default
+                continue
+            try:
+                if nested is None or value is None:
+                    value = field.deserialize(value, key, data)
+                else:
+                    value = nested(value)
+            except ValidationError as err:
+                errors[key] = err.messages
+                continue
+            if value is not missing:
+                result[attribute] = value
+        if self.raise_unknown and not data.keys() <= self.keys:
+            for key in data.keys() - self.keys:
+                errors[key] = [self.unknown_error]
+        if errors:
+            raise ValidationError(errors, data=data, valid_data=result)
+        try:
+            for hook in self.post_load:
+                result = hook(result, many=False, partial=None, unknown=self.schema.unknown)
+        except ValidationError as err:
+            raise ValidationError(err.normalized_messages(), data=data) from err
+        return result
+
+
+def _precomputable(schema: Schema) -> bool:
+    hooks = schema._hooks
+    return (
+        not schema.many
+        and not schema.partial
+        and schema.unknown in (RAISE, EXCLUDE)
+        and not any(hooks[tag] for tag in _UNSUPPORTED_HOOKS)
+        and all(not many and not kw.get("pass_original") for _, many, kw in hooks[POST_LOAD])
+    )
+
+
+def _plain_nested(field: fields.Nested) -> bool:
+    """A Nested field that only loads its schema (no own options, validators or hooks)."""
+    return (
+        not field.many
+        and field.unknown is None
+        and not field.only
+        and not field.exclude
+        and not field.validators
+        and not field.pre_load
+        and not field.post_load
+        and _precomputable(field.schema)
+    )

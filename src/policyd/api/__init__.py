@@ -95,17 +95,20 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     blueprints = (decisions, requests, assignments, versions, directory, jobs, admin)
     for module in (*blueprints, replay, sod, compliance, reviews):
         api.register_blueprint(module.blp)
-    # Around every route, before routing: every answer, a 401 or 404 too, carries the id.
-    # POST /v1/decisions is answered here, by its one implementation (api/decisions.py).
-    app.wsgi_app = RequestPipeline(  # type: ignore[method-assign]
+    app.wsgi_app = _pipeline(app, decisions.DecisionRoute(app))  # type: ignore[method-assign]
+    return app
+
+
+def _pipeline(app: Flask, decide: Any) -> RequestPipeline:
+    """Around every route, before routing (every answer, a 401 or 404 too, carries the id);
+    POST /v1/decisions is answered there, by its one implementation (api/decisions.py)."""
+    method_path = (DECISIONS[1], "/v1/decisions")
+    return RequestPipeline(
         app.wsgi_app,
         app.extensions["policyd.metrics"],
         steps=[body_limit(app)],
-        routes={
-            (DECISIONS[1], decisions.PATH): (DECISIONS[0], decisions.DecisionRoute(app)),
-        },
+        routes={method_path: (DECISIONS[0], decide)},
     )
-    return app
 
 
 def _init_store(app: Flask, settings: Settings) -> None:

@@ -152,6 +152,7 @@ def test_the_documented_decision_schema_is_the_one_the_route_loads_with(app):
     view = app.view_functions["decisions.Decisions"].view_class.post
     documented = view._apidoc["arguments"]["parameters"][0]["schema"]
     assert documented is decisions.DECISION_IN
+    assert decisions._LOAD.schema is decisions.DECISION_IN  # what DecisionRoute loads with
     spec = app.extensions["flask-smorest"]["apis"][""]["ext_obj"].spec.to_dict()
     body = spec["paths"]["/v1/decisions"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/DecisionIn"}

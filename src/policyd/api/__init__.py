@@ -95,14 +95,15 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     blueprints = (decisions, requests, assignments, versions, directory, jobs, admin)
     for module in (*blueprints, replay, sod, compliance, reviews):
         api.register_blueprint(module.blp)
-    app.wsgi_app = _pipeline(app, decisions.DecisionRoute(app))  # type: ignore[method-assign]
+    route = decisions.DecisionRoute(app)
+    app.wsgi_app = _pipeline(app, decisions.PATH, route)  # type: ignore[method-assign]
     return app
 
 
-def _pipeline(app: Flask, decide: Any) -> RequestPipeline:
+def _pipeline(app: Flask, decisions_path: str, decide: Any) -> RequestPipeline:
     """Around every route, before routing (every answer, a 401 or 404 too, carries the id);
     POST /v1/decisions is answered there, by its one implementation (api/decisions.py)."""
-    method_path = (DECISIONS[1], "/v1/decisions")
+    method_path = (DECISIONS[1], decisions_path)
     return RequestPipeline(
         app.wsgi_app,
         app.extensions["policyd.metrics"],

@@ -10,6 +10,7 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from policyd.api import create_app
 from policyd.services.decisions import DecisionService
+from tests.api.test_versions import changed_files
 
 
 def decide(client, headers, package, subject):
@@ -250,3 +251,36 @@ def test_an_auditor_is_refused_before_the_body_is_read(client, token):
     )
     assert response.status_code == 403
     assert response.json["message"] == "this needs one of the roles: user, app, admin"
+
+
+def test_a_new_version_is_picked_up_within_the_sync_interval(client, admin, database_url, clock):
+    """Another process's decision route switches versions when its sync interval is over."""
+    other = create_app(
+        {
+            "POLICYD_DATABASE_URL": database_url,
+            "POLICYD_POLICIES": "",
+            "POLICYD_CLOCK": clock,
+            "POLICYD_SYNC_INTERVAL": 60,
+        }
+    )
+    body = {"package": "scope-a-readers", "subject": {"id": "someone"}}  # an admin's subject
+    try:
+        other_client = other.test_client()
+
+        def version() -> str:
+            return other_client.post("/v1/decisions", json=body, headers=admin).json["version"]
+
+        before = version()
+        published = client.post(
+            "/v1/policy-versions", json={"files": changed_files()}, headers=admin
+        ).json["id"]
+        assert version() == before  # not yet
+        other.extensions["policyd.sync"]._checked -= 60  # the interval is over
+        # That request starts building the new version and is answered by a whole one.
+        assert version() in (before, published)
+        other.extensions["policyd.sync"].join()
+        assert version() == published
+    finally:
+        other.extensions["policyd.decision_log"].close()
+        other.extensions["policyd.runtime"].close()
+        other.extensions["policyd.db"].dispose()

@@ -42,7 +42,6 @@ GOOD = {
     "POLICYD_SUBJECT_CACHE_SECONDS": "1.5",
     "POLICYD_MATCH_MEMO": "0",
     "POLICYD_RESIDENT_PACKAGES": "200",
-    "POLICYD_DECISION_HOTPATH": "off",
     "POLICYD_MAX_BODY_BYTES": "65536",
     "POLICYD_DISABLE_PLUGIN_AUTOLOAD": "1",
     "POLICYD_LOG_LEVEL": "debug",
@@ -66,7 +65,6 @@ BAD = {
     "POLICYD_SUBJECT_CACHE_SECONDS": "1e400",
     "POLICYD_MATCH_MEMO": "2.5",
     "POLICYD_RESIDENT_PACKAGES": "0",
-    "POLICYD_DECISION_HOTPATH": "sometimes",
     "POLICYD_MAX_BODY_BYTES": "0",
     "POLICYD_DISABLE_PLUGIN_AUTOLOAD": "2",
     "POLICYD_LOG_LEVEL": "loud",
@@ -115,7 +113,7 @@ def test_numbers_lists_and_durations_get_their_types():
     assert settings.reminders == (timedelta(days=7), timedelta(days=1))
     assert settings.external_delete_after == timedelta(days=7)
     assert settings.auto_upgrade is True
-    assert settings.decision_hotpath is False
+    assert settings.disable_plugin_autoload is True
 
 
 @pytest.mark.parametrize("variable", sorted(BAD))

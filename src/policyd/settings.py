@@ -355,12 +355,6 @@ class Settings:
         "Packages of the active version held compiled in the engine at once; the least "
         "recently decided is released past it and compiled again on its next decision.",
     )
-    decision_hotpath: bool = _setting(
-        "POLICYD_DECISION_HOTPATH",
-        _flag,
-        True,
-        "Plain `POST /v1/decisions` calls skip Flask's dispatch (same checks, less CPU).",
-    )
     max_body_bytes: int = _setting(
         "POLICYD_MAX_BODY_BYTES",
         _bytes,

@@ -57,8 +57,8 @@ def test_an_unreadable_body_is_a_400_or_403_for_every_role_and_endpoint(client, 
             assert_error(response, 403)
 
 
-def test_the_hot_path_refuses_deep_nesting_as_flask_does(client, admin, people):
-    """A decision body nested 10,000 levels, from a token the hot path knows: 400 naming body."""
+def test_a_decision_nested_past_the_limit_is_a_400_as_on_every_route(client, admin, people):
+    """A decision body nested 10,000 levels, from a cached token: 400 naming body."""
     plain = json.dumps({"package": "scope-a-readers", "subject": {"id": "ada"}}).encode()
     assert send(client, "post", "/v1/decisions", admin, plain).status_code == 200  # cached
     deep = b'{"package": "scope-a-readers", "subject": {"id": "ada", "attributes": {"a": '
@@ -96,7 +96,7 @@ def test_huge_integers_in_subject_attributes_are_a_422_naming_them(client, admin
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
 def test_non_finite_numbers_are_refused_on_every_backend(client, admin, people, value):
     """NaN and infinities in attributes are a 422 naming the attribute, for a stored user and
-    for a decision's subject (both the hot path's shortcut and marshmallow refuse them)."""
+    for a decision's subject (the decision route's loader refuses them as marshmallow does)."""
     user = '{"email": "zed@contoso.com", "attributes": {"level": VALUE}}'.replace("VALUE", value)
     assert_error(
         send(client, "put", "/v1/users/zed", admin, user.encode()), 422, "attributes.level"
@@ -324,7 +324,9 @@ def test_the_pagination_header_is_what_the_document_declares(client, admin, peop
 
 
 def test_the_body_limit_is_a_setting(database_url, clock):
-    """POLICYD_MAX_BODY_BYTES sets the limit: a 3 KB body with a 2 KB limit is a 413."""
+    """POLICYD_MAX_BODY_BYTES sets the limit: a 3 KB body with a 2 KB limit is a 413, for
+    whoever sends it (the request pipeline refuses it by its length, before authentication,
+    and never reads it)."""
     from policyd.api import create_app
 
     small = create_app(
@@ -338,7 +340,7 @@ def test_the_body_limit_is_a_setting(database_url, clock):
     try:
         body = b'{"package": "' + b"p" * 3000 + b'"}'
         response = send(small.test_client(), "post", "/v1/requests", {}, body)
-        assert_error(response, 401)  # no token: authentication comes first, body unread
+        assert_error(response, 413, "body")  # no token: the limit comes first
         with small.extensions["policyd.db"].session() as session:
             from policyd.services.actor import SYSTEM
             from policyd.services.tokens import TokenService

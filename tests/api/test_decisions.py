@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from policyd.api import create_app
+from policyd.services.decisions import DecisionService
+from tests.api.test_versions import changed_files
 
 
 def decide(client, headers, package, subject):
@@ -165,3 +171,116 @@ def test_a_decision_without_sponsors_resolves_managers_and_owners_as_before(clie
     decision = decide(client, token("sam"), "sales-support", {"id": "sam"}).json
     stages = decision["approval"]["stages"]
     assert [stage["resolved"] for stage in stages] == [["user:max"], ["group:Sales.Ops"]]
+
+
+def test_the_openapi_document_names_the_decision_schema(client):
+    """The request body of POST /v1/decisions is documented by DecisionIn, its one validator."""
+    spec = client.get("/openapi.json").json
+    body = spec["paths"]["/v1/decisions"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/DecisionIn"}
+    assert set(spec["components"]["schemas"]["DecisionIn"]["properties"]) == {
+        "package",
+        "subject",
+        "request",
+    }
+
+
+DECISION = {"package": "scope-a-readers", "subject": {"id": "ada"}}
+
+
+def test_an_unknown_query_parameter_on_a_decision_is_a_422_naming_it(client, admin):
+    response = client.post("/v1/decisions?dry=1", json=DECISION, headers=admin)
+    assert response.status_code == 422
+    assert response.json["errors"] == {"query.dry": ["Unknown field."]}
+    assert response.json["message"].endswith("this takes: none")
+
+
+def test_a_body_of_another_content_type_is_read_as_no_body(client, admin):
+    """As webargs reads a JSON body: a text/plain body is none, so both fields are missing."""
+    response = client.post(
+        "/v1/decisions", data=b'{"package": "p"}', content_type="text/plain", headers=admin
+    )
+    assert response.status_code == 422
+    assert sorted(response.json["errors"]) == ["package", "subject"]
+
+
+def test_a_chunked_body_past_the_limit_is_a_413_naming_body(app, admin):
+    """Without a Content-Length the body is held to POLICYD_MAX_BODY_BYTES as it is read."""
+    big = b'{"package": "' + b"p" * (2 << 20) + b'"}'
+    environ = EnvironBuilder(
+        path="/v1/decisions", method="POST", headers=admin, content_type="application/json"
+    ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ |= {
+        "wsgi.input": io.BytesIO(big),
+        "wsgi.input_terminated": True,
+        "HTTP_TRANSFER_ENCODING": "chunked",
+    }
+    body, status, _headers = run_wsgi_app(app, environ, buffered=True)
+    assert status == "413 REQUEST ENTITY TOO LARGE"
+    assert "body" in json.loads(b"".join(body))["errors"]
+
+
+def test_an_unexpected_failure_is_a_500_in_the_error_shape_and_logged(
+    client, admin, monkeypatch, caplog
+):
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(DecisionService, "decide", fail)
+    response = client.post("/v1/decisions", json=DECISION, headers=admin)
+    assert response.status_code == 500 and response.headers["X-Request-ID"]
+    assert response.json["message"] == "internal error; see the server log"
+    assert "boom" in caplog.text
+
+
+def test_a_token_not_cached_is_checked_in_the_database(app, client, admin):
+    """After the token cache forgets it, the token is looked up; an unknown one is a 401."""
+    app.extensions["policyd.token_cache"].clear()
+    assert client.post("/v1/decisions", json=DECISION, headers=admin).status_code == 200
+    refused = client.post(
+        "/v1/decisions", json=DECISION, headers={"Authorization": "Bearer pd_unknown"}
+    )
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"]
+    assert refused.json["message"] == "the token is unknown, revoked or expired"
+
+
+def test_an_auditor_is_refused_before_the_body_is_read(client, token):
+    response = client.post(
+        "/v1/decisions", data=b"{", content_type="application/json", headers=token("x", "auditor")
+    )
+    assert response.status_code == 403
+    assert response.json["message"] == "this needs one of the roles: user, app, admin"
+
+
+def test_a_new_version_is_picked_up_within_the_sync_interval(client, admin, database_url, clock):
+    """Another process's decision route switches versions when its sync interval is over."""
+    other = create_app(
+        {
+            "POLICYD_DATABASE_URL": database_url,
+            "POLICYD_POLICIES": "",
+            "POLICYD_CLOCK": clock,
+            "POLICYD_SYNC_INTERVAL": 60,
+        }
+    )
+    body = {"package": "scope-a-readers", "subject": {"id": "someone"}}  # an admin's subject
+    try:
+        other_client = other.test_client()
+
+        def version() -> str:
+            return other_client.post("/v1/decisions", json=body, headers=admin).json["version"]
+
+        before = version()
+        published = client.post(
+            "/v1/policy-versions", json={"files": changed_files()}, headers=admin
+        ).json["id"]
+        assert version() == before  # not yet
+        other.extensions["policyd.sync"]._checked -= 60  # the interval is over
+        # That request starts building the new version and is answered by a whole one.
+        assert version() in (before, published)
+        other.extensions["policyd.sync"].join()
+        assert version() == published
+    finally:
+        other.extensions["policyd.decision_log"].close()
+        other.extensions["policyd.runtime"].close()
+        other.extensions["policyd.db"].dispose()

@@ -11,6 +11,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from policyd import compose
 from policyd.api.blueprint import PolicydApi
+from policyd.api.pipeline import DECISIONS, PolicydFlask, RequestPipeline, body_limit
 from policyd.rules import PolicyRuntime
 from policyd.settings import SettingError, Settings
 
@@ -30,7 +31,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         SettingError: a setting's value is unusable; the message names it.
     """
     # The API docs page loads Swagger UI from the installed swagger-ui-bundle, never a CDN.
-    app = Flask("policyd", static_folder=swagger_ui_path, static_url_path=DOCS_ASSETS)
+    app = PolicydFlask("policyd", static_folder=swagger_ui_path, static_url_path=DOCS_ASSETS)
     if config is None:  # a deployment (gunicorn app:app): this process's logging is ours
         settings = Settings.from_env()
         settings.configure_logging()
@@ -76,18 +77,15 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         directory,
         errors,
         health,
-        hotpath,
         jobs,
         questions,
         replay,
-        request_id,
         requests,
         reviews,
         sod,
         versions,
     )
 
-    request_id.init_app(app)  # first: every answer, a 401 too, carries the id
     auth.init_app(app)
     health.init_app(app)
     api = PolicydApi(app)
@@ -99,8 +97,21 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     blueprints = (decisions, requests, assignments, versions, directory, jobs, admin)
     for module in (*blueprints, replay, sod, compliance, reviews, questions, catalogs):
         api.register_blueprint(module.blp)
-    app.wsgi_app = hotpath.DecisionHotPath(app, app.wsgi_app)  # type: ignore[method-assign]
+    route = decisions.DecisionRoute(app)
+    app.wsgi_app = _pipeline(app, decisions.PATH, route)  # type: ignore[method-assign]
     return app
+
+
+def _pipeline(app: Flask, decisions_path: str, decide: Any) -> RequestPipeline:
+    """Around every route, before routing (every answer, a 401 or 404 too, carries the id);
+    POST /v1/decisions is answered there, by its one implementation (api/decisions.py)."""
+    method_path = (DECISIONS[1], decisions_path)
+    return RequestPipeline(
+        app.wsgi_app,
+        app.extensions["policyd.metrics"],
+        steps=[body_limit(app)],
+        routes={method_path: (DECISIONS[0], decide)},
+    )
 
 
 def _init_store(app: Flask, settings: Settings) -> None:

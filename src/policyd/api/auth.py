@@ -6,11 +6,12 @@ import functools
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app, g, request
+from sqlalchemy.orm import Session
 
 from policyd.api import context
 from policyd.api.errors import error_body
@@ -35,31 +36,34 @@ class AuthError(Exception):
         self.message = message
 
 
-def authenticate() -> Actor:
-    """The caller behind the Authorization header.
+def authenticate(
+    header: str, extensions: Mapping[str, Any], session: Callable[[], Session], now: datetime
+) -> Actor:
+    """The caller behind an Authorization header, for every route (the Flask hook below and
+    the decisions route of the request pipeline): `extensions` are the app's, `session` opens
+    the database session a token not cached needs.
 
     Raises:
         AuthError: 401 without valid credentials.
     """
-    credential = bearer_credential(request.headers.get("Authorization", ""))
+    credential = bearer_credential(header)
     if credential is None:
         raise AuthError(401, "a bearer token is required (Authorization: Bearer <token>)")
-    trusted_apps = set(context.settings().trusted_apps)
+    trusted_apps = extensions["policyd.settings"].trusted_apps
     if credential.startswith(PREFIX):
-        cache: TokenCache = current_app.extensions["policyd.token_cache"]
-        now = context.now()
+        cache: TokenCache = extensions["policyd.token_cache"]
         hit = cache.get(credential, now)
         if hit is None:
-            token = TokenService(context.session()).authenticate(credential, now=now)
+            token = TokenService(session()).authenticate(credential, now=now)
             if token is None:
                 raise AuthError(401, "the token is unknown, revoked or expired")
             hit = cache.put(credential, token.principal, Role(token.role), token.expires_at)
         principal, role = hit
         return Actor(principal, role, trusted=principal in trusted_apps)
-    verifier = current_app.extensions.get("policyd.oidc")
+    verifier = extensions.get("policyd.oidc")
     if verifier is None:
         raise AuthError(401, "the token is not a policyd API token and OIDC is not configured")
-    return verifier.actor(credential, trusted_apps)
+    return verifier.actor(credential, set(trusted_apps))
 
 
 def bearer_credential(header: str) -> str | None:
@@ -126,7 +130,12 @@ def init_app(app: Flask) -> None:
         if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
             return None
         try:
-            g.actor = authenticate()
+            g.actor = authenticate(
+                request.headers.get("Authorization", ""),
+                current_app.extensions,
+                context.session,
+                context.now(),
+            )
         except AuthError as err:
             response = current_app.json.response(error_body(err.status, err.message))
             response.status_code = err.status
@@ -141,13 +150,21 @@ def require(*roles: Role) -> Actor:
     Raises:
         ForbiddenError: 403 otherwise.
     """
+    return check_role(context.actor(), roles)
+
+
+def check_role(actor: Actor, roles: tuple[Role, ...]) -> Actor:
+    """`actor` if it has one of `roles` (every route's role check, `guard`'s included).
+
+    Raises:
+        ForbiddenError: 403 otherwise.
+    """
     from policyd.services.errors import ForbiddenError
 
-    current = context.actor()
-    if current.role not in roles:
+    if actor.role not in roles:
         allowed = ", ".join(r.value for r in roles)
         raise ForbiddenError(f"this needs one of the roles: {allowed}")
-    return current
+    return actor
 
 
 ALL_ROLES = tuple(Role)
@@ -206,15 +223,25 @@ def refuse_unknown_query() -> None:
         return
     method = "get" if request.method == "HEAD" else request.method.lower()  # HEAD is GET's
     path = _PATH_VARIABLE.sub(r"{\1}", request.url_rule.rule)
-    known = _declared_query(current_app).get((path, method), frozenset())
-    unknown = sorted(set(request.args) - known)
-    if unknown:
-        takes = ", ".join(sorted(known)) or "none"
-        abort(
-            422,
-            message=f"unknown query parameter(s): {', '.join(unknown)}; this takes: {takes}",
-            messages={"query": {name: ["Unknown field."] for name in unknown}},
-        )
+    refused = unknown_query(current_app, path, method, request.args)
+    if refused:
+        abort(422, message=refused[0], messages=refused[1])
+
+
+def unknown_query(
+    app: Flask, path: str, method: str, names: Iterable[str]
+) -> tuple[str, dict[str, Any]] | None:
+    """(message, messages by location) for the query parameters among `names` that the
+    OpenAPI document does not declare for `method` on `path`; None when there is none."""
+    known = _declared_query(app).get((path, method), frozenset())
+    unknown = sorted(set(names) - known)
+    if not unknown:
+        return None
+    takes = ", ".join(sorted(known)) or "none"
+    return (
+        f"unknown query parameter(s): {', '.join(unknown)}; this takes: {takes}",
+        {"query": {name: ["Unknown field."] for name in unknown}},
+    )
 
 
 def _declared_query(app: Flask) -> dict[tuple[str, str], frozenset[str]]:

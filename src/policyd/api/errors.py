@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from marshmallow import Schema, fields
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
@@ -57,13 +57,50 @@ def flatten(errors: dict[str, list[str]], name: str, messages, prefix: str = "")
     errors.setdefault(name, []).append(str(messages))
 
 
+def input_error_body(code: int, messages: dict, message: str = "") -> dict:
+    """The body of an input error: `messages` by location as webargs nests them (json, query,
+    ...), flattened to dotted field names; without `message`, one naming the fields."""
+    errors: dict[str, list[str]] = {}
+    # A location's own list (an unreadable body) is `body`.
+    for location, fields_ in messages.items():
+        prefix = "" if location == "json" else f"{location}."
+        flatten(errors, prefix.rstrip(".") or "body", fields_, prefix)
+    if errors and not message:
+        message = "invalid input: " + ", ".join(sorted(errors))
+    return error_body(code, message, errors)
+
+
+def too_large_body(limit: int | None) -> dict:
+    """The 413 of a body over POLICYD_MAX_BODY_BYTES, naming `body`."""
+    message = f"the request body is larger than {limit} bytes (POLICYD_MAX_BODY_BYTES)"
+    return error_body(413, message, {"body": [message]})
+
+
+def service_error_body(err: ServiceError) -> dict:
+    errors = {}
+    if err.field:
+        errors[err.field] = err.errors or [err.message]
+    return error_body(err.status, err.message, errors)
+
+
+# The database refused a value (too long for its column, out of range): the client's input.
+DATA_ERROR = error_body(422, "a value is too long or malformed for the database")
+INTERNAL_ERROR = error_body(500, "internal error; see the server log")
+
+
+def json_response(app: Flask, body: dict, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    """`body` (an error body) as the JSON answer Flask's jsonify gives, with its status."""
+    response = app.json.response(body)
+    response.status_code = body["code"]
+    for name, value in headers:
+        response.headers[name] = value
+    return response
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(err: ServiceError):
-        errors = {}
-        if err.field:
-            errors[err.field] = err.errors or [err.message]
-        return jsonify(error_body(err.status, err.message, errors)), err.status
+        return jsonify(service_error_body(err)), err.status
 
     @app.errorhandler(IllegalTransitionError)
     def illegal_transition(err: IllegalTransitionError):
@@ -74,21 +111,15 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):
         data = getattr(err, "data", None) or {}
-        errors: dict[str, list[str]] = {}
-        # webargs nests validation errors by location (json, query, headers) and by field:
-        # flatten them to dotted names. A location's own list (an unreadable body) is `body`.
-        for location, fields_ in (data.get("messages") or {}).items():
-            prefix = "" if location == "json" else f"{location}."
-            flatten(errors, prefix.rstrip(".") or "body", fields_, prefix)
-        message = data.get("message") or err.description or ""
-        if errors and not data.get("message"):
-            message = "invalid input: " + ", ".join(sorted(errors))
-        if err.code == 413:
-            limit = app.config.get("MAX_CONTENT_LENGTH")
-            message = f"the request body is larger than {limit} bytes (POLICYD_MAX_BODY_BYTES)"
-            errors = {"body": [message]}
         code = err.code or 500
-        response = jsonify(error_body(code, message, errors))
+        # webargs nests validation errors by location (json, query, headers) and by field.
+        messages = data.get("messages") or {}
+        body = input_error_body(code, messages, data.get("message") or "")
+        if not body["message"]:
+            body["message"] = err.description or ""
+        if code == 413:
+            body = too_large_body(app.config.get("MAX_CONTENT_LENGTH"))
+        response = jsonify(body)
         # What the exception says beside its body: Allow (405), WWW-Authenticate (401), ...
         for name, value in err.get_headers():
             if name.lower() != "content-type":
@@ -97,12 +128,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(DataError)
     def data_error(err: DataError):
-        # The database refused a value (too long for its column, out of range): the
-        # client's input, not our fault.
-        message = "a value is too long or malformed for the database"
-        return jsonify(error_body(422, message)), 422
+        return jsonify(DATA_ERROR), 422
 
     @app.errorhandler(Exception)
     def unexpected(err: Exception):
         app.logger.exception("unhandled error")
-        return jsonify(error_body(500, "internal error; see the server log")), 500
+        return jsonify(INTERNAL_ERROR), 500

@@ -1,42 +1,27 @@
-"""Request parsing: one bounded JSON reader, and shortcuts that let plain bodies skip marshmallow.
+"""Request parsing: the one bounded JSON reader through which webargs reads every body.
 
-Every JSON body the API reads (webargs' and the decision hot path's) goes through `load_json`,
-so a body that is not JSON, not UTF-8, nested past MAX_DEPTH or holding an integer longer than
-Python converts is refused the same way everywhere: 400 naming `body`, or, for the integer,
-422 naming its field.
+A body that is not JSON, not UTF-8, nested past MAX_DEPTH or holding an integer longer than
+Python converts is refused the same way on every route: 400 naming `body`, or, for the
+integer, 422 naming its field.
 """
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import flask
 from flask_smorest import abort
-from marshmallow import Schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, missing
+from marshmallow.decorators import POST_LOAD, PRE_LOAD, VALIDATES, VALIDATES_SCHEMA
+from marshmallow.fields import Field
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from policyd.domain import RequestOptions, Subject, UserType
-from policyd.rules.condition import parse_duration
-from policyd.rules.inputs import (
-    _DURATION,
-    MAX_ATTRIBUTE_TEXT,
-    MAX_ATTRIBUTES,
-    MAX_ID,
-    MAX_ITEMS,
-    MAX_NAME,
-    MAX_NUMBER,
-    MAX_TEXT,
-    TooManyDigits,
-)
+from policyd.rules.inputs import TooManyDigits
 
 MAX_DEPTH = 32  # arrays and objects within one another in a JSON body
-MAX_BODY_TEXT = 1 << 62  # no limit but the body's
-
-Shortcut = Callable[[Any], Any]  # a JSON body -> the schema's result, or None: not sure
 
 
 class BodyError(ValueError):
@@ -109,149 +94,99 @@ class PolicydParser(FlaskParser):
             abort(400, message=str(err), messages={"json": [str(err)]})
 
 
-class ShortcutParser(PolicydParser):
-    """A parser that first offers a JSON body to its schema's shortcut, if any.
+_UNSUPPORTED_HOOKS = (PRE_LOAD, VALIDATES, VALIDATES_SCHEMA)
 
-    A shortcut returns exactly what the schema's `load` would for input it fully understands,
-    and None for anything else. That input then takes the schema's full path, so every error
-    (and the OpenAPI document, which never sees the shortcut) stays word for word the same.
+
+class SchemaLoader:
+    """`schema.load(data)` with marshmallow's per-call bookkeeping precomputed once.
+
+    The fields judge every value as `load` has them do (`Field.deserialize`: the same checks
+    and messages); what is done once here is the walk around them: each field's data key,
+    attribute and default, the set of known keys, and the post_load hooks, for this schema
+    and the nested schemas of its Nested fields. A load with errors raises ValidationError
+    with `load`'s messages. A schema using what this does not precompute (pre_load, validators
+    on the schema, `many`, partial loading, INCLUDE) is loaded by `schema.load` itself.
     """
 
-    def __init__(self, shortcuts: Mapping[type[Schema], Shortcut]):
-        super().__init__()
-        self.shortcuts = dict(shortcuts)
-
-    def parse(self, argmap, req=None, *, location=None, **kwargs):
-        shortcut = self.shortcuts.get(type(argmap))
-        if shortcut is not None and (location or self.location) == "json":
-            request = req or flask.request
-            if is_json_request(request):
-                try:
-                    body = load_json(request.get_data(cache=True))
-                except BodyError:
-                    body = None  # the full path answers it
-                result = shortcut(body) if body is not None else None
-                if result is not None:
-                    return result
-        return super().parse(argmap, req, location=location, **kwargs)
-
-
-_TEXT_FIELDS = {  # SubjectSchema's optional text fields: data key -> (Subject attribute, size)
-    "email": ("email", 320),
-    "manager": ("manager", MAX_ID),
-    "organization": ("organization", MAX_ID),
-    "department": ("department", MAX_NAME),
-    "jobTitle": ("job_title", MAX_NAME),
-    "employeeType": ("employee_type", MAX_NAME),
-}
-_SUBJECT_KEYS = frozenset({"id", "type", "groups", "packages", "attributes", *_TEXT_FIELDS})
-_USER_TYPES = {member.value: member for member in UserType}
-
-
-def _plain(value: Any, size: int) -> bool:
-    """A str of 0 to `size` characters that the Text field takes as it is (no NUL, ASCII or
-    valid Unicode); anything doubtful is for marshmallow to judge."""
-    if type(value) is not str or len(value) > size or "\x00" in value:
-        return False
-    if value.isascii():
-        return True
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _plain_id(value: Any) -> bool:
-    return _plain(value, MAX_ID) and value != ""
-
-
-def _plain_scalar(value: Any) -> bool:
-    kind = type(value)
-    if kind is str:
-        return _plain(value, MAX_ATTRIBUTE_TEXT)
-    if kind is bool:
-        return True
-    if kind is int:
-        return -MAX_NUMBER <= value <= MAX_NUMBER
-    if kind is float:
-        return math.isfinite(value)
-    return False
-
-
-def decision_body(body: Any) -> dict[str, Any] | None:
-    """DecisionInSchema's result for a plain, valid body; None when marshmallow must judge."""
-    if type(body) is not dict or not body.keys() <= {"package", "subject", "request"}:
-        return None
-    package = body.get("package")
-    if not _plain_id(package):
-        return None
-    subject = _subject(body.get("subject"))
-    if subject is None:
-        return None
-    request = body.get("request")
-    if request is not None:
-        request = _request(request)
-        if request is None:
-            return None
-    return {"package": package, "subject": subject, "request": request}
-
-
-def _subject(data: Any) -> Subject | None:
-    if type(data) is not dict or not data.keys() <= _SUBJECT_KEYS:
-        return None
-    subject_id = data.get("id")
-    if not _plain_id(subject_id):
-        return None
-    values: dict[str, Any] = {"id": subject_id}
-    for key, (name, size) in _TEXT_FIELDS.items():
-        if key in data:
-            value = data[key]
-            if value is not None and not _plain(value, size):
-                return None
-            values[name] = value
-    if "type" in data:
-        user_type = data["type"]
-        if type(user_type) is not str or user_type not in _USER_TYPES:
-            return None
-        values["type"] = _USER_TYPES[user_type]
-    for key in ("groups", "packages"):
-        if key in data:
-            items = data[key]
-            if (
-                type(items) is not list
-                or len(items) > MAX_ITEMS
-                or not all(_plain_id(i) for i in items)
-            ):
-                return None
-            values[key] = frozenset(items)
-    if "attributes" in data:
-        attributes = data["attributes"]
-        # Not None: the value field does not allow it, whatever its own check would say.
-        if (
-            type(attributes) is not dict
-            or len(attributes) > MAX_ATTRIBUTES
-            or not all(
-                _plain(key, MAX_BODY_TEXT) and _plain_scalar(value)
-                for key, value in attributes.items()
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self.plain = _precomputable(schema)
+        self.type_error = schema.error_messages["type"]
+        self.unknown_error = schema.error_messages["unknown"]
+        self.raise_unknown = schema.unknown == RAISE
+        # (data key, attribute, field, nested loader, what a missing value loads to: the
+        # "required" error or the default, or nothing)
+        self.fields: list[tuple[str, str, Field, SchemaLoader | None, list[str] | None, Any]] = []
+        for name, field in schema.load_fields.items():
+            key = field.data_key if field.data_key is not None else name
+            nested = None
+            if isinstance(field, fields.Nested) and _plain_nested(field):
+                nested = SchemaLoader(field.schema)
+            required = field.make_error("required").messages if field.required else None
+            self.fields.append(
+                (key, field.attribute or name, field, nested, required, field.load_default)
             )
-        ):
-            return None
-        values["attributes"] = dict(attributes)
-    return Subject(**values)
+        self.keys = frozenset(key for key, *_ in self.fields)
+        self.post_load = [getattr(schema, name) for name, _many, _kw in schema._hooks[POST_LOAD]]
 
-
-def _request(data: Any) -> RequestOptions | None:
-    if type(data) is not dict or not data.keys() <= {"duration", "justification"}:
-        return None
-    duration, justification = data.get("duration"), data.get("justification")
-    if justification is not None and not _plain(justification, MAX_TEXT):
-        return None
-    if duration is not None:
-        if type(duration) is not str or _DURATION.match(duration) is None:
-            return None
+    def __call__(self, data: Any) -> Any:
+        if not self.plain:
+            return self.schema.load(data)
+        if type(data) is not dict and not isinstance(data, Mapping):
+            raise ValidationError({"_schema": [self.type_error]}, data=data)
+        result: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        for key, attribute, field, nested, required, default in self.fields:
+            value = data.get(key, missing)
+            if value is missing:  # as Field.deserialize has it, without the call
+                if required is not None:
+                    errors[key] = required
+                elif default is not missing:
+                    result[attribute] = default() if callable(default) else default
+                continue
+            try:
+                if nested is None or value is None:
+                    value = field.deserialize(value, key, data)
+                else:
+                    value = nested(value)
+            except ValidationError as err:
+                errors[key] = err.messages
+                continue
+            if value is not missing:
+                result[attribute] = value
+        if self.raise_unknown and not data.keys() <= self.keys:
+            for key in data.keys() - self.keys:
+                errors[key] = [self.unknown_error]
+        if errors:
+            raise ValidationError(errors, data=data, valid_data=result)
         try:
-            parse_duration(duration)
-        except Exception:  # whatever it is, marshmallow's path reports it
-            return None
-    return RequestOptions(duration=duration, justification=justification)
+            for hook in self.post_load:
+                result = hook(result, many=False, partial=None, unknown=self.schema.unknown)
+        except ValidationError as err:
+            raise ValidationError(err.normalized_messages(), data=data) from err
+        return result
+
+
+def _precomputable(schema: Schema) -> bool:
+    hooks = schema._hooks
+    return (
+        not schema.many
+        and not schema.partial
+        and schema.unknown in (RAISE, EXCLUDE)
+        and not any(hooks[tag] for tag in _UNSUPPORTED_HOOKS)
+        and all(not many and not kw.get("pass_original") for _, many, kw in hooks[POST_LOAD])
+    )
+
+
+def _plain_nested(field: fields.Nested) -> bool:
+    """A Nested field that only loads its schema (no own options, validators or hooks)."""
+    return (
+        not field.many
+        and field.unknown is None
+        and not field.only
+        and not field.exclude
+        and not field.validators
+        and not field.pre_load
+        and not field.post_load
+        and _precomputable(field.schema)
+    )

@@ -73,6 +73,8 @@ def _checked_answers(policy, version: str, package: str, request: RequestOptions
     return check_answers(policy.bundle.package(package), request.answers)
 
 
+# Who may ask for a decision (the API's guard admits the same roles; auditors only read).
+DECIDERS = (Role.USER, Role.APP, Role.ADMIN)
 _INSERT_LOG = DecisionRecord.__table__.insert()
 # Compact and ASCII, as the decision log encodes its JSON columns (a result holds no floats).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
@@ -89,6 +91,18 @@ class LoggedDecision:
     result: dict[str, Any]  # decision.to_dict(), as logged
     result_json: str  # its JSON text, compact and ASCII: encoded once, for the log and answers
     answers: dict[str, Any] | None = None  # to the package's questions, as checked
+
+
+def authorize(actor: Actor, subject_id: str) -> None:
+    """The one check of who may ask for a decision about `subject_id`.
+
+    Raises:
+        ForbiddenError: an auditor (they read), or a user asking about someone else.
+    """
+    if actor.role not in DECIDERS:
+        raise ForbiddenError("auditors read; they cannot ask for decisions")
+    if actor.role is Role.USER and subject_id != actor.principal:
+        raise ForbiddenError("users can only ask about themselves", field="subject.id")
 
 
 class DecisionService:
@@ -183,10 +197,7 @@ class DecisionService:
         now: datetime,
         subjects: SubjectCache | None,
     ) -> tuple[LoggedDecision, dict[str, Any]]:
-        if actor.role is Role.AUDITOR:
-            raise ForbiddenError("auditors read; they cannot ask for decisions")
-        if actor.role is Role.USER and subject_id != actor.principal:
-            raise ForbiddenError("users can only ask about themselves", field="subject.id")
+        authorize(actor, subject_id)
         trusted = actor.trusted or actor.role is Role.ADMIN
         subject = DirectoryService(self._open_session).resolve_subject(
             subject_id, supplied, trusted=trusted, cache=subjects

@@ -163,3 +163,21 @@ def test_the_cycle_finder_finds_a_cycle():
     """The check itself sees a cycle of three modules and none in a chain."""
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_only_services_and_the_store_commit():
+    """No view, command, worker or connector ends a transaction: `.commit()` is called only in
+    `services` (which own every write and its audit record) and `store`."""
+    committers = []
+    for path in sorted(SRC.rglob("*.py")):
+        part = path.relative_to(SRC).parts[0]
+        if part in ("services", "store"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "commit"
+            ):
+                committers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert committers == []

@@ -193,8 +193,7 @@ def jobs_retry(job_ids: tuple[str, ...], database_url: str, actor: str) -> None:
     with _session(database_url) as session:
         service = JobService(session)
         for job_id in job_ids:
-            service.retry(_admin(actor), job_id, now=datetime.now(UTC))
-        session.commit()
+            service.retry(_admin(actor), job_id, now=datetime.now(UTC))  # commits each
     click.echo(f"queued {len(job_ids)} job(s) again")
 
 

@@ -20,8 +20,8 @@ from policyd.notify.config import Notifiers
 from policyd.periodic import SWEEP, TASKS, WORKER, PeriodicTask, Scheduler, TaskContext
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor, Role
-from policyd.services.assignments import AssignmentService
 from policyd.services.external_users import ExternalUsers
+from policyd.services.job_outcomes import Outcome, record_outcomes
 from policyd.services.jobs import BULK_CLAIM, CLAIM_BATCH, LEASE, ClaimedJob, JobKind, JobService
 from policyd.services.notifications import REMINDER_OFFSETS
 from policyd.services.targets import delivery_targets
@@ -32,8 +32,6 @@ from policyd.worker.lease import dead_here, heartbeat, worker_id
 log = logging.getLogger(__name__)
 WORKER_ACTOR = Actor("worker", Role.ADMIN)
 EXPIRY_BATCH = 2000  # assignments ended per transaction by the expiry task
-# A job's outcome: None when it succeeded, else (error message, retryable).
-Outcome = tuple[str, bool] | None
 
 
 class Worker:
@@ -280,37 +278,16 @@ class Worker:
         return f"{type(err).__name__}: {err}", True
 
     def _record(self, outcomes: dict[str, Outcome], now: datetime) -> None:
-        """Store the outcomes of jobs this worker holds and settle their assignments, in one
-        transaction. A job whose lease lapsed was taken over: the new holder's outcome
-        stands."""
-        with self.sessions() as session:
-            jobs = JobService(session)
-            done = [job_id for job_id, outcome in outcomes.items() if outcome is None]
-            finished = jobs.finish_many(done, self.name, now=now)
-            if len(finished) < len(done):
-                lost = len(done) - len(finished)
-                log.warning("%d job(s) were taken over by another worker; theirs stand", lost)
-            # Grants and revokes move their assignment on; a reminder belongs to one but not.
-            settle = {
-                assignment_id
-                for _, assignment_id, kind in finished
-                if assignment_id and kind in dispatch.DELIVERY
-            }
-            for job_id, outcome in outcomes.items():
-                if outcome is None:
-                    continue
-                if not jobs.holds(job_id, self.name):
-                    log.warning(
-                        "job %s was taken over by another worker; its outcome stands", job_id
-                    )
-                    continue
-                error, retryable = outcome
-                job = jobs.fail(job_id, error, retryable=retryable, now=now)
-                if job.assignment_id and job.kind in dispatch.DELIVERY:
-                    settle.add(job.assignment_id)
-            session.flush()
-            AssignmentService(session, self.runtime).settle_many(settle, WORKER_ACTOR, now=now)
-            session.commit()
+        """Store the outcomes of jobs this worker holds and settle their assignments."""
+        record_outcomes(
+            self.sessions,
+            self.runtime,
+            self.name,
+            outcomes,
+            delivery=dispatch.DELIVERY,
+            actor=WORKER_ACTOR,
+            now=now,
+        )
 
     def _targets(self, jobs: list[ClaimedJob]) -> dict[str, Target]:
         """The Target of each grant, revoke and event job, with the person's details."""

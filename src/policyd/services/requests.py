@@ -12,7 +12,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from policyd.domain import (
-    Outcome,
     RequestOptions,
     RequestState,
     ResolvedLifetime,
@@ -21,40 +20,18 @@ from policyd.domain import (
 )
 from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
-from policyd.rules.model import SOD_GROUP, SOD_PACKAGE
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import ACTIVE, AssignmentService
 from policyd.services.audit import audit
-from policyd.services.decisions import DecisionService
 from policyd.services.delegation import DelegationService
-from policyd.services.directory import lock_user
-from policyd.services.errors import ConflictError, ForbiddenError, InvalidError, NotFoundError
+from policyd.services.errors import ConflictError, ForbiddenError, NotFoundError
 from policyd.services.events import Event, emit, request_event
 from policyd.services.listing import list_page
 from policyd.services.notifications import notify
+from policyd.services.request_filing import Filing
 from policyd.services.request_stages import OPEN_STATES, ApprovalStages, request_view
-from policyd.services.sod import APPROVED, FILING, Conflict, SodService
+from policyd.services.sod import APPROVED, Conflict, SodService
 from policyd.store.models import AccessRequest, Approval, StageApprover
-
-# size: RequestService.create (filing: idempotency, authz, duplicates, decision, row, audit,
-# event, state, commit) is one transaction in one piece until request states are enums.
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
-
-
-def lifetime_terms(lifetime: ResolvedLifetime | None) -> dict[str, Any] | None:
-    """What a request stores of its decision's lifetime: the explanation (clamps included)
-    and the terms that count it from the moment access is granted (docs/lifecycle.md)."""
-    if lifetime is None:
-        return None
-    return {
-        "explanation": lifetime.explanation,
-        "clamped": lifetime.clamped,
-        "span_seconds": lifetime.span.total_seconds() if lifetime.span is not None else None,
-        "not_after": lifetime.not_after.isoformat() if lifetime.not_after else None,
-        "expires_at_if_granted_at_filing": (
-            lifetime.expires_at.isoformat() if lifetime.expires_at else None
-        ),
-    }
 
 
 def _stored_lifetime(terms: dict[str, Any], expires_at: datetime | None) -> ResolvedLifetime:
@@ -75,7 +52,7 @@ OWN_ONLY = (Role.USER, Role.APP)  # who sees only the requests they are part of
 CANCELABLE = (RequestState.SUBMITTED, RequestState.PENDING_APPROVAL)
 
 
-class RequestService(ApprovalStages):
+class RequestService(Filing, ApprovalStages):
     def __init__(
         self, session: Session, runtime: PolicyRuntime, listeners: frozenset[str] = frozenset()
     ):
@@ -86,115 +63,6 @@ class RequestService(ApprovalStages):
 
     def _emit(self, event: Event, now: datetime) -> None:
         emit(self.session, self.runtime, self.listeners, [event], now=now)
-
-    def create(
-        self,
-        actor: Actor,
-        package: str,
-        subject_id: str,
-        supplied: Subject | None,
-        options: RequestOptions,
-        *,
-        now: datetime,
-        idempotency_key: str | None = None,
-        extends: str | None = None,
-    ) -> tuple[AccessRequest, bool]:
-        """File a request and act on its decision; returns (request, created).
-
-        A repeated Idempotency-Key from the same principal within 24 hours returns the
-        request it created first, with created=False.
-        """
-        if idempotency_key:
-            earlier = self.session.scalar(
-                select(AccessRequest).where(
-                    AccessRequest.principal == actor.principal,
-                    AccessRequest.idempotency_key == idempotency_key,
-                )
-            )
-            if earlier is not None and now - earlier.created_at < IDEMPOTENCY_WINDOW:
-                return earlier, False
-            if earlier is not None:
-                earlier.idempotency_key = None  # expired: the key may be used again
-                self.session.flush()
-        if actor.role is Role.USER and subject_id != actor.principal:
-            raise ForbiddenError("users can only request access for themselves", field="subject.id")
-        # The user's row lock first, then the separation-of-duties lock, never the other way:
-        # a deletion holds the row while it waits for the person's requests, and an approval
-        # holds a request while it waits for the other.
-        self._refuse_leavers(subject_id)
-        # Held until commit: filings and approvals for one person are checked one at a time.
-        SodService(self.session, self.runtime).lock(subject_id)
-        if not extends:
-            self._refuse_duplicates(package, subject_id)
-        decisions = DecisionService(self.session, self.runtime)
-        logged = decisions.evaluate(actor, package, subject_id, supplied, options, now=now)
-        decision, subject = logged.decision, logged.subject
-        if (
-            decision.outcome is not Outcome.DENY
-            and decision.justification_required
-            and not (options.has_justification)
-        ):
-            raise InvalidError("this package requires a justification", field="justification")
-        if (
-            extends
-            and decision.outcome is not Outcome.DENY
-            and not (decision.lifetime and decision.lifetime.extendable)
-        ):
-            raise ConflictError(
-                f"rule {decision.rule!r} does not allow extending this package", field="assignment"
-            )
-        request = AccessRequest(
-            package=package,
-            subject_id=subject.id,
-            principal=actor.principal,
-            state=RequestState.SUBMITTED,
-            decision_id=logged.id,
-            version=decision.version,
-            rule=decision.rule,
-            reason=decision.reason,
-            justification=options.justification,
-            requested_duration=options.duration,
-            expires_at=decision.lifetime.expires_at if decision.lifetime else None,
-            lifetime=lifetime_terms(decision.lifetime),
-            answers=logged.answers,
-            extends_assignment_id=extends,
-            idempotency_key=idempotency_key,
-            created_at=now,
-            updated_at=now,
-        )
-        self.session.add(request)
-        self.session.flush()
-        audit(
-            self.session,
-            actor,
-            "request.created",
-            ("request", request.id),
-            now=now,
-            after={**request_view(request), "answers": request.answers},
-            version=decision.version,
-        )
-        conflicts = (
-            self._conflicts(request, subject, FILING, now)
-            if decision.outcome is not Outcome.DENY or _separates_duties(decision.rule)
-            else []
-        )
-        outcome = Outcome.DENY if conflicts else decision.outcome
-        self._emit(request_event("request.created", request, decision=outcome.value), now)
-        if conflicts:
-            self._deny_conflicting(actor, request, conflicts, now)
-        elif decision.outcome is Outcome.DENY:
-            self._move(actor, request, RequestState.DENIED, now)
-        elif decision.outcome is Outcome.AUTO_APPROVE:
-            self._grant(actor, request, now, subject)
-        else:
-            request.stages = self._resolve_stages(decision, subject, package)
-            self._enter_stage(actor, request, 1, now)
-        try:
-            self.session.commit()
-        except IntegrityError:
-            self.session.rollback()
-            raise ConflictError("a request with this Idempotency-Key is being created") from None
-        return request, True
 
     def _refuse_conflicts(
         self,
@@ -225,35 +93,6 @@ class RequestService(ApprovalStages):
         reasons = "; ".join(conflict.reason for conflict in conflicts)
         request.reason = f"separation of duties: {reasons}"
         self._move(actor, request, RequestState.DENIED, now)
-
-    def _refuse_leavers(self, subject_id: str) -> None:
-        """A disabled user requests nothing (a deleted one is not in the directory at all).
-
-        The user's row stays locked until the request is stored, so a deletion running at
-        the same moment either waits for this request and then ends it, or comes first and
-        this request is refused."""
-        state = lock_user(self.session, subject_id, share=True)
-        if state not in (None, "active"):
-            raise ConflictError(f"user {subject_id!r} is {state}", field="subject.id")
-
-    def _refuse_duplicates(self, package: str, subject_id: str) -> None:
-        pending = self.session.scalar(
-            select(AccessRequest.id).where(
-                AccessRequest.package == package,
-                AccessRequest.subject_id == subject_id,
-                AccessRequest.state.in_(OPEN_STATES),
-            )
-        )
-        if pending:
-            raise ConflictError(
-                f"request {pending} for this package is still open", field="package"
-            )
-        held = AssignmentService(self.session, self.runtime).active_for(subject_id, package)
-        if held is not None:
-            raise ConflictError(
-                f"assignment {held.id} already grants this package; extend it instead",
-                field="package",
-            )
 
     def _move(
         self, actor: Actor, request: AccessRequest, state: RequestState, now: datetime
@@ -480,10 +319,6 @@ class RequestService(ApprovalStages):
                 (StageApprover.request_id == AccessRequest.id) & (StageApprover.user_id == me),
             ).where(AccessRequest.state == RequestState.PENDING_APPROVAL)
         return list_page(self.session, query, after=after, offset=offset, limit=limit)
-
-
-def _separates_duties(rule: str | None) -> bool:
-    return bool(rule) and rule.startswith((SOD_PACKAGE, SOD_GROUP))
 
 
 def _refused(request: AccessRequest, conflicts: list[Conflict]) -> ConflictError:

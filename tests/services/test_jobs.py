@@ -7,10 +7,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from policyd.domain import JobState
+from policyd.domain import JobState, RequestOptions
+from policyd.services.actor import Actor, Role
+from policyd.services.assignments import AssignmentService
 from policyd.services.errors import ConflictError, NotFoundError
 from policyd.services.jobs import MAX_ATTEMPTS, JobService
-from policyd.store.models import AuditRecord, Job
+from policyd.services.requests import RequestService
+from policyd.store.models import Assignment, AuditRecord, Job
 from tests.services.conftest import ROOT
 
 
@@ -143,6 +146,22 @@ def test_only_failed_jobs_are_retried(jobs, queue, clock):
     assert err.value.field == "state"
     with pytest.raises(NotFoundError):
         jobs.retry(ROOT, "no-such-job", now=clock())
+
+
+def test_a_failed_grant_of_ended_access_is_not_retried(jobs, session, runtime, people, clock):
+    """Retrying a failed grant whose assignment was removed meanwhile is a conflict: access
+    that ended is not granted again."""
+    RequestService(session, runtime).create(
+        Actor("ada", Role.USER), "scope-a-readers", "ada", None, RequestOptions(), now=clock()
+    )
+    [grant] = jobs.claim("w1", now=clock(), where=Job.kind == "grant")
+    jobs.fail(grant.id, "denied", retryable=False, now=clock())
+    session.commit()
+    AssignmentService(session, runtime).remove(ROOT, grant.assignment_id, now=clock())
+    session.commit()
+    assert session.get(Assignment, grant.assignment_id).state not in ("active", "delivering")
+    with pytest.raises(ConflictError, match="access that ended is not granted again"):
+        jobs.retry(ROOT, grant.id, now=clock())
 
 
 def test_finish_due_ends_queued_jobs_of_one_kind(jobs, session, queue, clock):

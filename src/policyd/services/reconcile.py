@@ -41,12 +41,39 @@ def reconcile(
     Expected holders come only from live assignments, so access that expired or was removed
     is never granted again.
     """
-    # Who may hold each resource: the people whose live assignments grant it, and those whose
-    # revokes are still on their way. Who must hold it: those whose grant is done (one queued
-    # or running is on its way, not missing).
+    authorised, expected = _holders(session)
+    roles = _granted_roles(session)
+    report = []
+    jobs = JobService(session)
+    listed = _list_members(connectors, [key for key in sorted(roles) if not only or key[0] == only])
+    for (name, resource), granted_roles in sorted(roles.items()):
+        if only and name != only:
+            continue
+        drift = Drift(name, resource)
+        report.append(drift)
+        actual = _actual_members(connectors, listed, drift)
+        if actual is None:
+            continue
+        holders = expected[(name, resource)]
+        drift.missing = {user: a for user, (a, _) in holders.items() if user not in actual}
+        drift.unauthorised = actual - authorised[(name, resource)]
+        if fix:
+            _mend(jobs, drift, holders, granted_roles, now)
+    session.commit()
+    return report
+
+
+def _holders(
+    session: Session,
+) -> tuple[dict[tuple[str, str], set[str]], dict[tuple[str, str], dict[str, tuple[str, str]]]]:
+    """Who may hold each resource and who must, per (connector, resource).
+
+    May: the people whose live assignments grant it, and those whose revokes are still on
+    their way. Must: those whose grant is done (one queued or running is on its way, not
+    missing), as user id -> (assignment id, role).
+    """
     authorised: dict[tuple[str, str], set[str]] = defaultdict(set)
     expected: dict[tuple[str, str], dict[str, tuple[str, str]]] = defaultdict(dict)
-    roles: dict[tuple[str, str], set[str]] = defaultdict(set)
     rows = session.execute(
         select(
             Job.connector,
@@ -68,46 +95,55 @@ def reconcile(
         authorised[(connector, resource)].add(subject)
         if state == JobState.DONE and assignment_state in LIVE_STATES:
             expected[(connector, resource)][subject] = (assignment, role)
-    # Resources we granted in the past may hold people no live assignment covers.
+    return authorised, expected
+
+
+def _granted_roles(session: Session) -> dict[tuple[str, str], set[str]]:
+    """Every role ever granted per (connector, resource): resources we granted in the past may
+    hold people no live assignment covers."""
+    roles: dict[tuple[str, str], set[str]] = defaultdict(set)
     for connector, resource, role in session.execute(
         select(Job.connector, Job.resource, Job.role).where(Job.kind == "grant").distinct()
     ):
         roles[(connector, resource)].add(role)
-    report = []
-    jobs = JobService(session)
-    listed = _list_members(connectors, [key for key in sorted(roles) if not only or key[0] == only])
-    for (name, resource), granted_roles in sorted(roles.items()):
-        if only and name != only:
-            continue
-        drift = Drift(name, resource)
-        report.append(drift)
-        try:
-            if not connectors.abilities(name).reconcilable:
-                drift.error = "this connector cannot list members; skipped"
-                continue
-            actual = listed.get((name, resource))
-            if actual is None:
-                actual = connectors.get(name).members(resource)
-        except (KeyError, ConnectorError) as err:
-            drift.error = str(err)
-            continue
-        holders = expected[(name, resource)]
-        drift.missing = {user: a for user, (a, _) in holders.items() if user not in actual}
-        drift.unauthorised = actual - authorised[(name, resource)]
-        if not fix:
-            continue
-        for user, assignment in sorted(drift.missing.items()):
-            role = holders[user][1]
-            jobs.enqueue("grant", name, resource, role, user, assignment_id=assignment, now=now)
-        for user in sorted(drift.unauthorised):
-            # members() does not say which role someone holds: take away every role we grant.
-            for role in sorted(granted_roles):
-                job = jobs.enqueue(
-                    "revoke", name, resource, role, user, assignment_id=None, now=now
-                )
-                job.max_attempts = REVOKE_ATTEMPTS
-    session.commit()
-    return report
+    return roles
+
+
+def _actual_members(
+    connectors: Connectors, listed: dict[tuple[str, str], set[str]], drift: Drift
+) -> set[str] | None:
+    """Who the connector says holds the drift's resource, or None with `drift.error` set."""
+    name, resource = drift.connector, drift.resource
+    try:
+        if not connectors.abilities(name).reconcilable:
+            drift.error = "this connector cannot list members; skipped"
+            return None
+        actual = listed.get((name, resource))
+        if actual is None:
+            actual = connectors.get(name).members(resource)
+    except (KeyError, ConnectorError) as err:
+        drift.error = str(err)
+        return None
+    return actual
+
+
+def _mend(
+    jobs: JobService,
+    drift: Drift,
+    holders: dict[str, tuple[str, str]],
+    granted_roles: set[str],
+    now: datetime,
+) -> None:
+    """Queue a grant for each missing holder and revokes for each unauthorised one."""
+    name, resource = drift.connector, drift.resource
+    for user, assignment in sorted(drift.missing.items()):
+        role = holders[user][1]
+        jobs.enqueue("grant", name, resource, role, user, assignment_id=assignment, now=now)
+    for user in sorted(drift.unauthorised):
+        # members() does not say which role someone holds: take away every role we grant.
+        for role in sorted(granted_roles):
+            job = jobs.enqueue("revoke", name, resource, role, user, assignment_id=None, now=now)
+            job.max_attempts = REVOKE_ATTEMPTS
 
 
 def _list_members(

@@ -137,7 +137,23 @@ class SodService:
         policy = self.runtime.active if self.runtime else None
         if policy is None or package not in policy.bundle.packages:
             return []
-        held: dict[str, tuple[str, str, str | None]] = {}  # package -> (via, id, detail)
+        held = self._held(subject, package, counting=counting, exclude=exclude)
+        probe = dataclasses.replace(subject, packages=subject.packages | held.keys())
+        decision = self.runtime.decide(package, probe, RequestOptions(), now=now)
+        name = policy.bundle.packages[package].display_name
+        found = []
+        for rule in decision.matched:
+            conflict = _conflict(policy.bundle, rule, decision.version, held, name)
+            if conflict is not None:
+                found.append(conflict)
+        return found
+
+    def _held(
+        self, subject: Subject, package: str, *, counting: tuple[str, ...], exclude: str | None
+    ) -> dict[str, tuple[str, str, str | None]]:
+        """The other packages `subject` holds or has asked for, as package -> (via, id, detail):
+        an assignment names a package better than a request does."""
+        held: dict[str, tuple[str, str, str | None]] = {}
         requests = self.session.execute(
             select(AccessRequest.package, AccessRequest.id, AccessRequest.state)
             .where(
@@ -162,39 +178,7 @@ class SodService:
         for other, assignment_id, request_id in assignments:
             if held.get(other, ("",))[0] != "assignment":  # an assignment names it best
                 held[other] = ("assignment", assignment_id, request_id)
-        probe = dataclasses.replace(subject, packages=subject.packages | held.keys())
-        decision = self.runtime.decide(package, probe, RequestOptions(), now=now)
-        name = policy.bundle.packages[package].display_name
-        found = []
-        for rule in decision.matched:
-            if rule.startswith(SOD_PACKAGE):
-                other = rule.removeprefix(SOD_PACKAGE)
-                via, via_id, detail = held.get(other, (None, None, None))
-                found.append(
-                    Conflict(
-                        rule=rule,
-                        version=decision.version,
-                        kind="package",
-                        other=other,
-                        via=via,
-                        via_id=via_id,
-                        reason=_package_reason(policy.bundle, other, via, via_id, detail, name),
-                    )
-                )
-            elif rule.startswith(SOD_GROUP):
-                group = rule.removeprefix(SOD_GROUP)
-                found.append(
-                    Conflict(
-                        rule=rule,
-                        version=decision.version,
-                        kind="group",
-                        other=group,
-                        via=None,
-                        via_id=None,
-                        reason=f"member of group {group}, which is incompatible with {name!r}",
-                    )
-                )
-        return found
+        return held
 
     def violations(
         self,
@@ -250,6 +234,40 @@ class SodService:
         if active is None:
             raise NotFoundError("no policy version is active; publish one first")
         return versions.bundle(active)
+
+
+def _conflict(
+    bundle: Bundle,
+    rule: str,
+    version: str,
+    held: dict[str, tuple[str, str, str | None]],
+    name: str,
+) -> Conflict | None:
+    """The conflict a matched separation-of-duties rule names, or None for any other rule."""
+    if rule.startswith(SOD_PACKAGE):
+        other = rule.removeprefix(SOD_PACKAGE)
+        via, via_id, detail = held.get(other, (None, None, None))
+        return Conflict(
+            rule=rule,
+            version=version,
+            kind="package",
+            other=other,
+            via=via,
+            via_id=via_id,
+            reason=_package_reason(bundle, other, via, via_id, detail, name),
+        )
+    if rule.startswith(SOD_GROUP):
+        group = rule.removeprefix(SOD_GROUP)
+        return Conflict(
+            rule=rule,
+            version=version,
+            kind="group",
+            other=group,
+            via=None,
+            via_id=None,
+            reason=f"member of group {group}, which is incompatible with {name!r}",
+        )
+    return None
 
 
 def _package_reason(

@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Subquery
 
 from policyd.domain import AssignmentState
 from policyd.periodic import TaskContext, periodic_task
@@ -42,8 +43,23 @@ def sweep_external_users(
     counts = {"disabled": 0, "deleted": 0}
     if mode is ExternalUsers.NONE:
         return counts
+    ended = _ended_guests()
+    steps = [("disable_user", timedelta(0), "disabled")]
+    if mode is ExternalUsers.DISABLE_THEN_DELETE:
+        steps.append(("delete_user", delete_after, "deleted"))
+    jobs = JobService(session)
+    for kind, delay, counted in steps:
+        due = _due(session, ended, kind, now - delay)
+        if due:
+            counts[counted] += _queue(session, jobs, kind, due, now)
+    session.commit()
+    return counts
+
+
+def _ended_guests() -> Subquery:
+    """Guests without live access, each with when their last assignment was removed."""
     live = select(Assignment.subject_id).where(Assignment.state.in_(LIVE))
-    ended = (
+    return (
         select(
             Assignment.subject_id.label("user_id"),
             func.max(Assignment.removed_at).label("last_removed"),
@@ -53,56 +69,54 @@ def sweep_external_users(
         .group_by(Assignment.subject_id)
         .subquery()
     )
-    steps = [("disable_user", timedelta(0), "disabled")]
-    if mode is ExternalUsers.DISABLE_THEN_DELETE:
-        steps.append(("delete_user", delete_after, "deleted"))
-    jobs = JobService(session)
-    for kind, delay, counted in steps:
-        # Queued already since the guest's access last ended: nothing to do.
-        queued = (
-            select(Job.id)
-            .where(
-                Job.subject_id == ended.c.user_id,
-                Job.kind == kind,
-                Job.created_at >= ended.c.last_removed,
-            )
-            .exists()
+
+
+def _due(session: Session, ended: Subquery, kind: str, cutoff: datetime) -> list[str]:
+    """The guests whose access ended by `cutoff` and who have no `kind` job queued since."""
+    queued = (
+        select(Job.id)
+        .where(
+            Job.subject_id == ended.c.user_id,
+            Job.kind == kind,
+            Job.created_at >= ended.c.last_removed,
         )
-        due = list(
-            session.scalars(
-                select(ended.c.user_id).where(
-                    ended.c.last_removed.is_not(None),
-                    ended.c.last_removed <= now - delay,
-                    ~queued,
-                )
+        .exists()
+    )
+    return list(
+        session.scalars(
+            select(ended.c.user_id).where(
+                ended.c.last_removed.is_not(None),
+                ended.c.last_removed <= cutoff,
+                ~queued,
             )
         )
-        if not due:
-            continue
-        granted = session.execute(
-            select(Job.subject_id, Job.connector)
-            .where(among(session, Job.subject_id, due), Job.kind == "grant")
-            .distinct()
-            .order_by(Job.subject_id, Job.connector)
-        ).all()
-        jobs.enqueue_many(
-            (
-                {
-                    "kind": kind,
-                    "connector": connector,
-                    "resource": "",
-                    "role": "",
-                    "subject_id": user_id,
-                    "assignment_id": None,
-                }
-                for user_id, connector in granted
-            ),
-            now=now,
-        )
-        # A guest no connector ever granted anything has nothing to disable anywhere.
-        counts[counted] += len({user_id for user_id, _ in granted})
-    session.commit()
-    return counts
+    )
+
+
+def _queue(session: Session, jobs: JobService, kind: str, due: list[str], now: datetime) -> int:
+    """Queue a `kind` job at every connector that granted each guest something; how many
+    guests got one (a guest no connector ever granted anything has nothing to disable)."""
+    granted = session.execute(
+        select(Job.subject_id, Job.connector)
+        .where(among(session, Job.subject_id, due), Job.kind == "grant")
+        .distinct()
+        .order_by(Job.subject_id, Job.connector)
+    ).all()
+    jobs.enqueue_many(
+        (
+            {
+                "kind": kind,
+                "connector": connector,
+                "resource": "",
+                "role": "",
+                "subject_id": user_id,
+                "assignment_id": None,
+            }
+            for user_id, connector in granted
+        ),
+        now=now,
+    )
+    return len({user_id for user_id, _ in granted})
 
 
 @periodic_task("external-users.clean-up")

@@ -191,6 +191,27 @@ class AccessReportService:
         """The terms of each assignment in the window: its request's, then its extensions'."""
         if not assignments:
             return []
+        requests, extensions = self._requests(assignments)
+        approvals = self._approvals(list(requests))
+        return [
+            Holding(
+                assignment_id=assignment.id,
+                subject_id=assignment.subject_id,
+                package=assignment.package,
+                state=assignment.state,
+                held_from=assignment.starts_at,
+                held_until=assignment.removed_at,
+                expires_at=assignment.expires_at,
+                terms=_terms(assignment, requests, extensions[assignment.id], approvals, when),
+            )
+            for assignment in assignments
+        ]
+
+    def _requests(
+        self, assignments: Sequence[Assignment]
+    ) -> tuple[dict[str, AccessRequest], dict[str, list[AccessRequest]]]:
+        """In one query: the requests that made the assignments, by id, and the delivered
+        extensions of each assignment, by assignment id."""
         ids = [assignment.id for assignment in assignments]
         extensions: dict[str, list[AccessRequest]] = defaultdict(list)
         requests = {
@@ -208,50 +229,52 @@ class AccessReportService:
         for request in requests.values():
             if request.extends_assignment_id in ids and request.state == RequestState.DELIVERED:
                 extensions[request.extends_assignment_id].append(request)
+        return requests, extensions
+
+    def _approvals(self, request_ids: list[str]) -> dict[str, list[Approval]]:
+        """The approving verdicts of each request, by request id, in stage order."""
         approvals: dict[str, list[Approval]] = defaultdict(list)
         for approval in self.session.scalars(
             select(Approval)
-            .where(among(self.session, Approval.request_id, list(requests)))
+            .where(among(self.session, Approval.request_id, request_ids))
             .where(Approval.verdict == "approve")
             .order_by(Approval.stage)
         ):
             approvals[approval.request_id].append(approval)
-        holdings = []
-        for assignment in assignments:
-            steps = [(assignment.starts_at, requests.get(assignment.request_id))]
-            for request in extensions[assignment.id]:
-                approved = [approval.at for approval in approvals[request.id]]
-                steps.append((max(approved, default=request.created_at), request))
-            steps.sort(key=lambda step: step[0])
-            terms = []
-            for number, (granted_at, request) in enumerate(steps):
-                until = steps[number + 1][0] if number + 1 < len(steps) else assignment.removed_at
-                if request is None or not when.overlaps(granted_at, until):
-                    continue
-                terms.append(
-                    Terms(
-                        request_id=request.id,
-                        decision_id=request.decision_id,
-                        rule=request.rule,
-                        version=request.version,
-                        approved_by=[
-                            {"approver": a.approver, "stage": a.stage, "at": a.at}
-                            for a in approvals[request.id]
-                        ],
-                        granted_at=granted_at,
-                        until=until,
-                    )
-                )
-            holdings.append(
-                Holding(
-                    assignment_id=assignment.id,
-                    subject_id=assignment.subject_id,
-                    package=assignment.package,
-                    state=assignment.state,
-                    held_from=assignment.starts_at,
-                    held_until=assignment.removed_at,
-                    expires_at=assignment.expires_at,
-                    terms=terms,
-                )
+        return approvals
+
+
+def _terms(
+    assignment: Assignment,
+    requests: dict[str, AccessRequest],
+    extensions: list[AccessRequest],
+    approvals: dict[str, list[Approval]],
+    when: Window,
+) -> list[Terms]:
+    """The terms the assignment was held under in the window: each request's runs from when
+    it was granted (an extension: its last approval) until the next one's."""
+    steps = [(assignment.starts_at, requests.get(assignment.request_id))]
+    for request in extensions:
+        approved = [approval.at for approval in approvals[request.id]]
+        steps.append((max(approved, default=request.created_at), request))
+    steps.sort(key=lambda step: step[0])
+    terms = []
+    for number, (granted_at, request) in enumerate(steps):
+        until = steps[number + 1][0] if number + 1 < len(steps) else assignment.removed_at
+        if request is None or not when.overlaps(granted_at, until):
+            continue
+        terms.append(
+            Terms(
+                request_id=request.id,
+                decision_id=request.decision_id,
+                rule=request.rule,
+                version=request.version,
+                approved_by=[
+                    {"approver": a.approver, "stage": a.stage, "at": a.at}
+                    for a in approvals[request.id]
+                ],
+                granted_at=granted_at,
+                until=until,
             )
-        return holdings
+        )
+    return terms

@@ -82,27 +82,12 @@ def decide(
         EngineClosedError: the engine was swapped out meanwhile.
     """
     package = bundle.package(package_id)
-    check_inputs(request, now)
-    try:
-        answers = check_answers(package, request.answers)
-    except AnswerError as err:
-        raise InvalidInputError(err.field, err.message) from None
-    if answers != (request.answers or {}):
-        request = replace(request, answers=answers)  # as normalised: dates in ISO form
+    request = _checked(package, request, now)
     compiled = engine.compiled
     matched_ids = engine.match(package_id, build_fact(compiled, subject, request, now))
     matched, rule = _order(package, compiled.ranks.get(package_id), matched_ids)
     if rule is None:
-        return Decision(
-            outcome=Outcome.DENY,
-            package=package.id,
-            rule=None,
-            matched=(),
-            reason=NO_RULE_MATCHED,
-            version=bundle.version.id,
-            now=now,
-            template=_origin(package),
-        )
+        return _deny(bundle, package, None, (), NO_RULE_MATCHED, now)
     lifetime = None
     if rule.outcome is not Outcome.DENY:
         policy = rule.lifetime or package.lifetime
@@ -111,16 +96,7 @@ def decide(
         except LifetimeError as err:
             # Access that would end before it starts, or never find its end, is not granted;
             # the rule is named so its author can mend it.
-            return Decision(
-                outcome=Outcome.DENY,
-                package=package.id,
-                rule=rule.id,
-                matched=matched,
-                reason=f"{LIFETIME_UNRESOLVED}: {err}",
-                version=bundle.version.id,
-                now=now,
-                template=_origin(package),
-            )
+            return _deny(bundle, package, rule.id, matched, f"{LIFETIME_UNRESOLVED}: {err}", now)
     approval = rule.approval if rule.outcome is Outcome.REQUIRE_APPROVAL else None
     return Decision(
         outcome=rule.outcome,
@@ -134,6 +110,43 @@ def decide(
         lifetime=lifetime,
         stages=tuple(_stages(approval, package, subject)) if approval else (),
         justification_required=bool(approval and approval.require_justification),
+    )
+
+
+def _checked(package: AccessPackage, request: RequestOptions, now: datetime) -> RequestOptions:
+    """`request` once its inputs are checked, with its answers as normalised (dates in ISO form).
+
+    Raises:
+        InvalidInputError: naming the field.
+    """
+    check_inputs(request, now)
+    try:
+        answers = check_answers(package, request.answers)
+    except AnswerError as err:
+        raise InvalidInputError(err.field, err.message) from None
+    if answers != (request.answers or {}):
+        request = replace(request, answers=answers)
+    return request
+
+
+def _deny(
+    bundle: Bundle,
+    package: AccessPackage,
+    rule: str | None,
+    matched: tuple[str, ...],
+    reason: str,
+    now: datetime,
+) -> Decision:
+    """A denial for `reason`, naming the deciding rule if there is one."""
+    return Decision(
+        outcome=Outcome.DENY,
+        package=package.id,
+        rule=rule,
+        matched=matched,
+        reason=reason,
+        version=bundle.version.id,
+        now=now,
+        template=_origin(package),
     )
 
 

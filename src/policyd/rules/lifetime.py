@@ -111,26 +111,8 @@ def resolve_lifetime(
             end date that has passed).
     """
     notes: list[str] = []
-    expires: datetime | None
     # span: how long from its start; not_after: the fixed end (see ResolvedLifetime.ends)
-    span: timedelta | None = None
-    not_after: datetime | None = None
-    if policy.permanent:
-        expires = None
-        notes.append("permanent: no end date")
-    elif policy.duration is not None:
-        expires = now + policy.duration
-        span = expires - now  # a timedelta, also for months and years
-        notes.append(f"default lifetime {_text(policy.duration)}")
-    elif policy.end_date is not None:
-        expires = not_after = policy.end_date
-        if expires <= now:
-            raise LifetimeError(f"the fixed end date {_stamp(expires)} has passed")
-        notes.append(f"ends on the fixed date {_stamp(expires)}")
-    else:
-        assert policy.until is not None  # the schema demands exactly one kind of end
-        expires = not_after = next_fire(policy.until.cron, policy.until.timezone, now)
-        notes.append(f"ends at the next '{policy.until.cron}' ({policy.until.timezone})")
+    expires, span, not_after = _default_end(policy, now, notes)
 
     clamped = False
     if requested:
@@ -161,6 +143,34 @@ def resolve_lifetime(
         span=span,
         not_after=not_after,
     )
+
+
+def _default_end(
+    policy: LifetimePolicy, now: datetime, notes: list[str]
+) -> tuple[datetime | None, timedelta | None, datetime | None]:
+    """(expires, span, not_after) of the policy's own end before any wish or maximum; says
+    which in `notes`.
+
+    Raises:
+        LifetimeError: the fixed end date has passed.
+    """
+    if policy.permanent:
+        notes.append("permanent: no end date")
+        return None, None, None
+    if policy.duration is not None:
+        expires = now + policy.duration
+        notes.append(f"default lifetime {_text(policy.duration)}")
+        return expires, expires - now, None  # span a timedelta, also for months and years
+    if policy.end_date is not None:
+        expires = policy.end_date
+        if expires <= now:
+            raise LifetimeError(f"the fixed end date {_stamp(expires)} has passed")
+        notes.append(f"ends on the fixed date {_stamp(expires)}")
+        return expires, None, expires
+    assert policy.until is not None  # the schema demands exactly one kind of end
+    expires = next_fire(policy.until.cron, policy.until.timezone, now)
+    notes.append(f"ends at the next '{policy.until.cron}' ({policy.until.timezone})")
+    return expires, None, expires
 
 
 @lru_cache(maxsize=256)

@@ -15,13 +15,38 @@ from prometheus_client import (
 
 
 def init_app(app: Flask) -> None:
+    """Serve /healthz, /readyz and /metrics, and give the request pipeline its metrics."""
     registry = CollectorRegistry()
+    # Observed by the request pipeline (api/pipeline.py), for every route.
+    app.extensions["policyd.metrics"] = _request_metrics(registry)
+    backlog, log_lag = _gauges(registry)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        return _readiness(app)
+
+    @app.get("/metrics")
+    def metrics():
+        return _scrape(app, registry, backlog, log_lag)
+
+
+def _request_metrics(registry: CollectorRegistry) -> dict[str, Counter | Histogram]:
+    """The decision counter and the request latency histogram."""
     decisions = Counter(
         "policyd_decisions_total", "Decisions by outcome", ["outcome"], registry=registry
     )
     latency = Histogram(
         "policyd_request_seconds", "HTTP request latency", ["endpoint", "method"], registry=registry
     )
+    return {"decisions": decisions, "latency": latency}
+
+
+def _gauges(registry: CollectorRegistry) -> tuple[Gauge, dict[str, Gauge]]:
+    """The job backlog gauge and the decision-log lag gauges by name, set at each scrape."""
     backlog = Gauge(
         "policyd_job_backlog",
         "Grant and revoke jobs queued or running",
@@ -38,45 +63,42 @@ def init_app(app: Flask) -> None:
             ("policyd_decision_log_oldest_pending_seconds", "Age of the oldest unstored entry"),
         )
     }
-    # Observed by the request pipeline (api/pipeline.py), for every route.
-    app.extensions["policyd.metrics"] = {"decisions": decisions, "latency": latency}
+    return backlog, log_lag
 
-    @app.get("/healthz")
-    def healthz():
-        return jsonify(status="ok")
 
-    @app.get("/readyz")
-    def readyz():
-        from policyd.api import context
-        from policyd.services.probe import ping
+def _readiness(app: Flask):
+    """Ready once the database answers and a valid policy version is loaded; 503 otherwise."""
+    from policyd.api import context
+    from policyd.services.probe import ping
 
-        try:
-            ping(context.session())
-        except Exception as err:
-            return jsonify(status="unavailable", message=f"database unreachable: {err}"), 503
-        context.current_sync().maybe_sync()
-        policy = app.extensions["policyd.runtime"].active
-        if policy is None:
-            return jsonify(status="unavailable", message="no valid policy version is loaded"), 503
-        decision_log = app.extensions["policyd.decision_log"]
-        lag = decision_log.lag().to_dict(decision_log.clock())
-        return jsonify(status="ready", version=policy.version, decision_log=lag)
+    try:
+        ping(context.session())
+    except Exception as err:
+        return jsonify(status="unavailable", message=f"database unreachable: {err}"), 503
+    context.current_sync().maybe_sync()
+    policy = app.extensions["policyd.runtime"].active
+    if policy is None:
+        return jsonify(status="unavailable", message="no valid policy version is loaded"), 503
+    decision_log = app.extensions["policyd.decision_log"]
+    lag = decision_log.lag().to_dict(decision_log.clock())
+    return jsonify(status="ready", version=policy.version, decision_log=lag)
 
-    @app.get("/metrics")
-    def metrics():
-        from policyd.api import context
-        from policyd.services.jobs import JobService
 
-        backlog.set(JobService(context.session()).backlog())
-        decision_log = app.extensions["policyd.decision_log"]
-        lag = decision_log.lag()
-        log_lag["policyd_decision_log_pending_bytes"].set(lag.bytes)
-        log_lag["policyd_decision_log_pending_entries"].set(lag.entries)
-        seconds = lag.seconds(decision_log.clock())
-        log_lag["policyd_decision_log_oldest_pending_seconds"].set(seconds)
-        source = registry
-        if app.extensions["policyd.settings"].prometheus_multiproc_dir:
-            # Under gunicorn every worker writes its samples to this folder; add them up.
-            source = CollectorRegistry()
-            multiprocess.MultiProcessCollector(source)
-        return generate_latest(source), 200, {"Content-Type": CONTENT_TYPE_LATEST}
+def _scrape(app: Flask, registry: CollectorRegistry, backlog: Gauge, log_lag: dict[str, Gauge]):
+    """The metrics in Prometheus' text format, the gauges set first."""
+    from policyd.api import context
+    from policyd.services.jobs import JobService
+
+    backlog.set(JobService(context.session()).backlog())
+    decision_log = app.extensions["policyd.decision_log"]
+    lag = decision_log.lag()
+    log_lag["policyd_decision_log_pending_bytes"].set(lag.bytes)
+    log_lag["policyd_decision_log_pending_entries"].set(lag.entries)
+    seconds = lag.seconds(decision_log.clock())
+    log_lag["policyd_decision_log_oldest_pending_seconds"].set(seconds)
+    source = registry
+    if app.extensions["policyd.settings"].prometheus_multiproc_dir:
+        # Under gunicorn every worker writes its samples to this folder; add them up.
+        source = CollectorRegistry()
+        multiprocess.MultiProcessCollector(source)
+    return generate_latest(source), 200, {"Content-Type": CONTENT_TYPE_LATEST}

@@ -32,17 +32,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     """
     # The API docs page loads Swagger UI from the installed swagger-ui-bundle, never a CDN.
     app = PolicydFlask("policyd", static_folder=swagger_ui_path, static_url_path=DOCS_ASSETS)
-    if config is None:  # a deployment (gunicorn app:app): this process's logging is ours
-        settings = Settings.from_env()
-        settings.configure_logging()
-    elif isinstance(config, Settings):
-        settings = config
-    else:
-        flask_keys = {k: v for k, v in config.items() if not k.startswith(SETTING_PREFIXES)}
-        app.config.from_mapping(flask_keys)
-        settings = Settings.from_mapping(
-            {k: v for k, v in config.items() if k.startswith(SETTING_PREFIXES)}
-        )
+    settings = _settings(app, config)
     app.extensions["policyd.settings"] = settings
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,  # larger bodies: 413 (api/errors.py)
@@ -66,7 +56,27 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         app.extensions["policyd.runtime"],
         app.extensions["policyd.sync"],
     )
+    _init_routes(app)
+    return app
 
+
+def _settings(app: Flask, config: Settings | Mapping[str, Any] | None) -> Settings:
+    """The settings `config` gives; the keys of a mapping that Flask knows go to Flask."""
+    if config is None:  # a deployment (gunicorn app:app): this process's logging is ours
+        settings = Settings.from_env()
+        settings.configure_logging()
+        return settings
+    if isinstance(config, Settings):
+        return config
+    flask_keys = {k: v for k, v in config.items() if not k.startswith(SETTING_PREFIXES)}
+    app.config.from_mapping(flask_keys)
+    return Settings.from_mapping(
+        {k: v for k, v in config.items() if k.startswith(SETTING_PREFIXES)}
+    )
+
+
+def _init_routes(app: Flask) -> None:
+    """Authentication, health, the error handlers, every blueprint and the request pipeline."""
     from policyd.api import (
         admin,
         assignments,
@@ -99,7 +109,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         api.register_blueprint(module.blp)
     route = decisions.DecisionRoute(app)
     app.wsgi_app = _pipeline(app, decisions.PATH, route)  # type: ignore[method-assign]
-    return app
 
 
 def _pipeline(app: Flask, decisions_path: str, decide: Any) -> RequestPipeline:

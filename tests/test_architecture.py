@@ -20,7 +20,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "logs": set(),
     "rules": {"domain"},
     "store": {"domain"},
-    "settings": {"rules", "logs"},
+    "settings": {"rules", "logs", "setting_values"},
+    # The value parsers of settings.py: what a setting's text may be.
+    "setting_values": {"rules"},
     # The periodic-task registry and scheduler: framework-free, declared into by services.
     "periodic": {"logs"},
     "plugins": {"settings"},

@@ -16,7 +16,7 @@ from policyd.connectors import ConnectorError, registry
 from policyd.services.actor import SYSTEM
 from policyd.services.external_users import ExternalUsers
 from policyd.services.tokens import TokenService
-from policyd.settings import parse_reminders
+from policyd.setting_values import parse_reminders
 from policyd.store.models import Base
 from tests.conftest import Clock
 from tests.connectors.ldap_server import slapd

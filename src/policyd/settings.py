@@ -12,10 +12,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from policyd.rules.condition import parse_duration
-
-# size: `Settings` is the one declared list of every setting, each with its type, default and
-# the text docs/configuration.md shows; one place to read them all is the point of the module.
+from policyd.setting_values import (
+    iso_text,
+    parse_bytes,
+    parse_choice,
+    parse_count,
+    parse_flag,
+    parse_iso_duration,
+    parse_iso_durations,
+    parse_lease,
+    parse_names,
+    parse_number,
+    parse_optional_choice,
+    parse_optional_flag,
+    parse_optional_path,
+    parse_optional_text,
+    parse_port,
+    parse_positive,
+    parse_seconds,
+    parse_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,146 +68,6 @@ def environment() -> Mapping[str, str]:
 # -- parsers: text (from the environment) or an already typed value (from tests) -> the type
 
 
-def _text(value: Any) -> str:
-    return str(value).strip()
-
-
-def _optional_text(value: Any) -> str | None:
-    return _text(value) or None if value is not None else None
-
-
-def _number(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a number") from None
-    if not 0 <= number < 10**9:
-        raise ValueError(f"{value!r} must be a number ≥ 0")
-    return number
-
-
-def _count(value: Any) -> int:
-    try:
-        number = int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        raise ValueError(f"{value!r} is not a whole number") from None
-    if not 0 <= number < 10**9:
-        raise ValueError(f"{value!r} must be a whole number ≥ 0")
-    return number
-
-
-def _positive(value: Any) -> int:
-    number = _count(value)
-    if number == 0:
-        raise ValueError(f"{value!r} must be a whole number > 0")
-    return number
-
-
-def _seconds(value: Any) -> float:
-    """A number of seconds above 0 (an interval: 0 would make a busy loop)."""
-    number = _number(value)
-    if number <= 0:
-        raise ValueError(f"{value!r} must be a number of seconds > 0")
-    return number
-
-
-def _bytes(value: Any) -> int:
-    number = _count(value)
-    if number == 0:
-        raise ValueError(f"{value!r} must be a whole number of bytes > 0")
-    return number
-
-
-def _port(value: Any) -> int:
-    number = _count(value)
-    if not 0 < number < 65536:
-        raise ValueError(f"{value!r} is not a TCP port (1-65535)")
-    return number
-
-
-def _flag(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = _text(value).lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"{value!r} is not on/off (1, true, yes, on / 0, false, no, off)")
-
-
-def _optional_flag(value: Any) -> bool | None:
-    return None if value is None or value == "" else _flag(value)
-
-
-def _choice(*allowed: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        text = _text(value).lower()
-        if text not in allowed:
-            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
-        return text
-
-    return parse
-
-
-def _optional_choice(*allowed: str) -> Callable[[Any], str | None]:
-    choice = _choice(*allowed)
-    return lambda value: None if value is None or _text(value) == "" else choice(value)
-
-
-def _duration(value: Any) -> Any:
-    """An ISO-8601 duration (timedelta, or isodate.Duration with months or years)."""
-    if not isinstance(value, str):
-        return value
-    return parse_duration(_text(value))
-
-
-def parse_reminders(text: str) -> tuple[timedelta, ...]:
-    """Reminder offsets from a setting such as "P14D,P1D" (an empty text: no reminders),
-    longest first.
-
-    Raises:
-        ValueError: naming the part that is not a duration in days, hours or minutes.
-    """
-    offsets = []
-    for part in (piece.strip() for piece in text.split(",")):
-        if not part:
-            continue
-        offset = parse_duration(part)
-        if not isinstance(offset, timedelta):
-            raise ValueError(f"{part!r}: give reminder offsets in days or hours, e.g. P14D")
-        offsets.append(offset)
-    return tuple(sorted(set(offsets), reverse=True))
-
-
-def _durations(value: Any) -> tuple[timedelta, ...]:
-    """A comma-separated list of ISO-8601 durations ('' is none), longest first."""
-    if isinstance(value, tuple | list):
-        value = ",".join(v if isinstance(v, str) else _iso(v) for v in value)
-    return parse_reminders(_text(value))
-
-
-def _lease(value: Any) -> timedelta:
-    """A job lease: an ISO-8601 duration from PT1S to P1D (or such a timedelta)."""
-    lease = value if isinstance(value, timedelta) else parse_duration(_text(value))
-    if not isinstance(lease, timedelta) or not timedelta(seconds=1) <= lease <= timedelta(days=1):
-        raise ValueError(f"{value!r} is not a lease from PT1S to P1D, e.g. PT1M")
-    return lease
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    if isinstance(value, tuple | list | set | frozenset):
-        return tuple(sorted(str(v).strip() for v in value if str(v).strip()))
-    return tuple(sorted(p.strip() for p in _text(value).split(",") if p.strip()))
-
-
-def _optional_path(value: Any) -> Path | None:
-    return Path(_text(value)).expanduser() if value not in (None, "") else None
-
-
-# -- the settings
-
-
 def _setting(env: str, parse: Callable[[Any], Any], default: Any, doc: str, **kw: Any) -> Any:
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc}, **kw)
 
@@ -208,106 +84,109 @@ class Settings:
 
     database_url: str | None = _setting(
         "POLICYD_DATABASE_URL",
-        _optional_text,
+        parse_optional_text,
         None,
         "SQLAlchemy URL of the database. Default: SQLite in `policyd.db` under POLICYD_HOME.",
     )
     home: Path | None = _setting(
         "POLICYD_HOME",
-        _optional_path,
+        parse_optional_path,
         None,
         "Folder of the embedded default's database and decision-log spool. Default: "
         "`$XDG_DATA_HOME/policyd`, else `~/.local/share/policyd`.",
     )
     policies: str = _setting(
         "POLICYD_POLICIES",
-        _text,
+        parse_text,
         "policies",
         "Rule folder published on the first start when the database has no version yet "
         "('' publishes nothing).",
     )
-    host: str = _setting("POLICYD_HOST", _text, "127.0.0.1", "Address `policyd serve` binds.")
-    port: int = _setting("POLICYD_PORT", _port, 8080, "Port `policyd serve` listens on.")
+    host: str = _setting("POLICYD_HOST", parse_text, "127.0.0.1", "Address `policyd serve` binds.")
+    port: int = _setting("POLICYD_PORT", parse_port, 8080, "Port `policyd serve` listens on.")
     auto_upgrade: bool | None = _setting(
         "POLICYD_AUTO_UPGRADE",
-        _optional_flag,
+        parse_optional_flag,
         None,
         "Migrate the schema when the API starts. Default: on for SQLite, off otherwise "
         "(run `policyd db upgrade`).",
     )
     trusted_apps: tuple[str, ...] = _setting(
         "POLICYD_TRUSTED_APPS",
-        _names,
+        parse_names,
         (),
         "Comma-separated principals of role `app` that may file requests on behalf of others.",
     )
     sync_interval: float = _setting(
         "POLICYD_SYNC_INTERVAL",
-        _number,
+        parse_number,
         2.0,
         "Seconds between checks for a newly activated policy version.",
     )
     token_cache_seconds: float = _setting(
         "POLICYD_TOKEN_CACHE_SECONDS",
-        _number,
+        parse_number,
         5.0,
         "How long a process trusts an API token it checked (0: check every call).",
     )
     oidc_issuer: str | None = _setting(
-        "POLICYD_OIDC_ISSUER", _optional_text, None, "Accept OIDC JWTs from this issuer."
+        "POLICYD_OIDC_ISSUER", parse_optional_text, None, "Accept OIDC JWTs from this issuer."
     )
     oidc_audience: str | None = _setting(
-        "POLICYD_OIDC_AUDIENCE", _optional_text, None, "Audience the JWTs must carry (policyd)."
+        "POLICYD_OIDC_AUDIENCE",
+        parse_optional_text,
+        None,
+        "Audience the JWTs must carry (policyd).",
     )
     oidc_jwks_url: str | None = _setting(
-        "POLICYD_OIDC_JWKS_URL", _optional_text, None, "Where the issuer's signing keys are."
+        "POLICYD_OIDC_JWKS_URL", parse_optional_text, None, "Where the issuer's signing keys are."
     )
     oidc_jwks: str | None = _setting(
-        "POLICYD_OIDC_JWKS", _optional_text, None, "The signing keys inline (JWKS JSON)."
+        "POLICYD_OIDC_JWKS", parse_optional_text, None, "The signing keys inline (JWKS JSON)."
     )
     connectors: Path | None = _setting(
         "POLICYD_CONNECTORS",
-        _optional_path,
+        parse_optional_path,
         None,
         "Connector and notifier instances file (connectors.yaml). Default: the built-in "
         "`directory` connector only.",
     )
     delivery: str = _setting(
         "POLICYD_DELIVERY",
-        _choice("inline", "worker"),
+        parse_choice("inline", "worker"),
         "inline",
         "`inline`: an API process runs the jobs its change wrote at once; `worker`: they are "
         "left to `policyd worker`.",
     )
     external_users: str = _setting(
         "POLICYD_EXTERNAL_USERS",
-        _choice("none", "disable", "disable_then_delete"),
+        parse_choice("none", "disable", "disable_then_delete"),
         "none",
         "What happens to a guest whose last access ended.",
     )
     external_delete_after: Any = _setting(
         "POLICYD_EXTERNAL_DELETE_AFTER",
-        _duration,
+        parse_iso_duration,
         timedelta(days=30),
         "With `disable_then_delete`: how long after disabling (ISO-8601 duration).",
     )
     reminders: tuple[timedelta, ...] = _setting(
         "POLICYD_REMINDERS",
-        _durations,
+        parse_iso_durations,
         (timedelta(days=14), timedelta(days=1)),
         "Expiry reminders this long before access ends (comma-separated ISO-8601 durations; "
         "'' sends none).",
     )
     job_lease: timedelta = _setting(
         "POLICYD_JOB_LEASE",
-        _lease,
+        parse_lease,
         timedelta(minutes=1),
         "How long a claimed outbox job is its worker's before another may take it; the "
         "worker renews it while it works on the job (ISO-8601, PT1S to P1D).",
     )
     spool_dir: Path | None = _setting(
         "POLICYD_SPOOL_DIR",
-        _optional_path,
+        parse_optional_path,
         None,
         "Folder of the decision-log spool, shared by the servers and drainers of a host. "
         "Default: beside the SQLite file, or a folder in the system's temporary folder named "
@@ -315,7 +194,7 @@ class Settings:
     )
     decision_log_drain: str | None = _setting(
         "POLICYD_DECISION_LOG_DRAIN",
-        _optional_choice("external", "thread"),
+        parse_optional_choice("external", "thread"),
         None,
         "Who stores the decision-log entries an API process spools: `external` (`policyd "
         "decision-log drain` or `policyd worker` on the same host; the process reports the lag) "
@@ -324,13 +203,13 @@ class Settings:
     )
     decision_log_interval: float = _setting(
         "POLICYD_DECISION_LOG_INTERVAL",
-        _seconds,
+        parse_seconds,
         0.1,
         "Seconds between a drainer's passes over the decision-log spool.",
     )
     decision_log_retention: int = _setting(
         "POLICYD_DECISION_LOG_RETENTION",
-        _count,
+        parse_count,
         0,
         "Days the decision log keeps an entry; older ones are deleted by `policyd decision-log "
         "prune` (or the worker's periodic task), except those a request or assignment refers "
@@ -338,51 +217,51 @@ class Settings:
     )
     subject_cache_seconds: float = _setting(
         "POLICYD_SUBJECT_CACHE_SECONDS",
-        _number,
+        parse_number,
         2.0,
         "How long a decision may use a subject's directory facts it read (0: no cache).",
     )
     match_memo: int = _setting(
         "POLICYD_MATCH_MEMO",
-        _count,
+        parse_count,
         2048,
         "Facts whose matched rules each package compiled into the engine remembers (0: none).",
     )
     resident_packages: int = _setting(
         "POLICYD_RESIDENT_PACKAGES",
-        _positive,
+        parse_positive,
         250,
         "Packages of the active version held compiled in the engine at once; the least "
         "recently decided is released past it and compiled again on its next decision.",
     )
     max_body_bytes: int = _setting(
         "POLICYD_MAX_BODY_BYTES",
-        _bytes,
+        parse_bytes,
         1024 * 1024,
         "Largest request body the API reads, in bytes; a larger one is a 413 (docs/api.md).",
     )
     disable_plugin_autoload: bool = _setting(
         "POLICYD_DISABLE_PLUGIN_AUTOLOAD",
-        _flag,
+        parse_flag,
         False,
         "Load only the built-in connectors and notifiers, no third-party entry points.",
     )
     log_level: str = _setting(
         "POLICYD_LOG_LEVEL",
-        lambda value: _choice("debug", "info", "warning", "error")(value).upper(),
+        lambda value: parse_choice("debug", "info", "warning", "error")(value).upper(),
         "INFO",
         "Least severe log records written (debug, info, warning, error).",
     )
     log_format: str = _setting(
         "POLICYD_LOG_FORMAT",
-        _choice("auto", "json", "text"),
+        parse_choice("auto", "json", "text"),
         "auto",
         "`json`: one JSON object per line; `text`: plain lines; `auto`: text on a terminal, "
         "JSON elsewhere. Lines carry the request id (X-Request-ID).",
     )
     prometheus_multiproc_dir: Path | None = _setting(
         "PROMETHEUS_MULTIPROC_DIR",
-        _optional_path,
+        parse_optional_path,
         None,
         "prometheus-client's folder for gunicorn's workers; `/metrics` adds their samples up.",
     )
@@ -492,13 +371,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, timedelta):
-        return _iso(value)
+        return iso_text(value)
     if isinstance(value, tuple):
-        return ",".join(_iso(v) if isinstance(v, timedelta) else str(v) for v in value) or "''"
+        return ",".join(iso_text(v) if isinstance(v, timedelta) else str(v) for v in value) or "''"
     return str(value)
-
-
-def _iso(delta: timedelta) -> str:
-    if delta.seconds == 0 and delta.microseconds == 0:
-        return f"P{delta.days}D"
-    return f"PT{int(delta.total_seconds())}S"

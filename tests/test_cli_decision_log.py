@@ -20,7 +20,7 @@ from policyd.cli import main
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 from tests.conftest import POLICIES, ROOT
-from tests.services.decision_log.test_retention import entry as decision_entry
+from tests.decision_support import decision_record
 from tests.spool_support import (
     eventually,
     progress_rows,
@@ -423,7 +423,7 @@ def test_a_bad_interval_is_refused_naming_the_option(runner, store):
 def test_prune_deletes_entries_past_the_days_given(runner, store):
     """`decision-log prune --days N` deletes older entries and says how many; 0 deletes none."""
     with store.session() as session:
-        session.add(decision_entry("ancient", datetime(2020, 1, 1, tzinfo=UTC)))
+        session.add(decision_record("ancient", datetime(2020, 1, 1, tzinfo=UTC)))
         session.commit()
     args = ["decision-log", "prune", "--database-url", store.url]
     kept = runner.invoke(main, args, env={"POLICYD_DECISION_LOG_RETENTION": "0"})

@@ -10,25 +10,13 @@ from sqlalchemy import select
 from policyd.store import Database
 from policyd.store.keyset import CursorError, keyset_page
 from policyd.store.models import DecisionRecord, Job
+from tests.decision_support import decision_record
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def decision(number: int, at: datetime) -> DecisionRecord:
-    return DecisionRecord(
-        id=f"d-{number:04d}",
-        at=at,
-        package="p",
-        subject_id="ada",
-        outcome="allow",
-        rule=None,
-        matched=[],
-        reason="",
-        version="v1",
-        input={},
-        result={},
-        principal="ada",
-    )
+    return decision_record(f"d-{number:04d}", at)
 
 
 @pytest.fixture

@@ -16,25 +16,9 @@ from policyd.services.memberships import DirectoryMemberships
 from policyd.store import Database
 from policyd.store.models import AccessRequest, AuditRecord, DecisionRecord
 from policyd.worker import Worker
+from tests.decision_support import decision_record
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-
-
-def entry(entry_id: str, at: datetime) -> DecisionRecord:
-    return DecisionRecord(
-        id=entry_id,
-        at=at,
-        package="p",
-        subject_id="ada",
-        outcome="allow",
-        rule=None,
-        matched=[],
-        reason="",
-        version="v1",
-        input={},
-        result={},
-        principal="ada",
-    )
 
 
 def request_for(decision_id: str) -> AccessRequest:
@@ -61,7 +45,7 @@ def aged(store: Database) -> Database:
     """Entries 100, 31 and 29 days old, and one 100 days old that a request refers to."""
     with store.session() as session:
         for entry_id, days in (("old", 100), ("month", 31), ("recent", 29), ("kept", 100)):
-            session.add(entry(entry_id, NOW - timedelta(days=days)))
+            session.add(decision_record(entry_id, NOW - timedelta(days=days)))
         session.flush()
         session.add(request_for("kept"))
         session.commit()
@@ -112,7 +96,7 @@ def test_a_writer_keeps_writing_while_a_prune_runs(store: Database):
     with store.session() as session:
         for start in range(0, 3000, 500):
             session.add_all(
-                entry(f"old-{n:05d}", NOW - timedelta(days=60, seconds=n))
+                decision_record(f"old-{n:05d}", NOW - timedelta(days=60, seconds=n))
                 for n in range(start, start + 500)
             )
             session.commit()
@@ -121,7 +105,7 @@ def test_a_writer_keeps_writing_while_a_prune_runs(store: Database):
     def write() -> None:
         with store.session() as session:
             while not stop.is_set():
-                session.add(entry(f"new-{len(written):05d}", NOW))
+                session.add(decision_record(f"new-{len(written):05d}", NOW))
                 session.commit()
                 written.append(time.monotonic())
 

@@ -1,0 +1,25 @@
+"""Decision-record factory shared by the store and decision-log tests."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from policyd.store.models import DecisionRecord
+
+
+def decision_record(record_id: str, at: datetime) -> DecisionRecord:
+    """An allow decision for ada on package `p` at `at`, nothing else set."""
+    return DecisionRecord(
+        id=record_id,
+        at=at,
+        package="p",
+        subject_id="ada",
+        outcome="allow",
+        rule=None,
+        matched=[],
+        reason="",
+        version="v1",
+        input={},
+        result={},
+        principal="ada",
+    )

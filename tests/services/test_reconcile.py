@@ -1,0 +1,125 @@
+"""Reconciliation against the directory connector: drift reported per resource, mended with
+grants and revokes, never re-granting access that ended."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from policyd.connectors.config import Connectors, load_instances
+from policyd.domain import RequestOptions
+from policyd.services.actor import Actor, Role
+from policyd.services.assignments import REVOKE_ATTEMPTS, AssignmentService
+from policyd.services.directory import DirectoryService
+from policyd.services.jobs import JobService
+from policyd.services.memberships import DirectoryMemberships
+from policyd.services.reconcile import reconcile
+from policyd.services.requests import RequestService
+from policyd.store.models import Assignment, Job
+from tests.services.conftest import ROOT
+
+GROUP = "Group.ScopeA.Readers"
+RESOURCE = f"group:{GROUP}"
+
+
+@pytest.fixture
+def connectors(session) -> Connectors:
+    """The configured connectors (the directory), in the test's transaction."""
+
+    def sessions() -> Session:
+        return Session(
+            bind=session.connection(),
+            join_transaction_mode="create_savepoint",
+            expire_on_commit=False,
+        )
+
+    made = Connectors(load_instances(None), DirectoryMemberships(sessions))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def granted(session, runtime, people, deliver, clock) -> Assignment:
+    """ada holds Scope A, delivered."""
+    RequestService(session, runtime).create(
+        Actor("ada", Role.USER), "scope-a-readers", "ada", None, RequestOptions(), now=clock()
+    )
+    deliver(clock())
+    return session.scalars(select(Assignment)).one()
+
+
+def drift(session, connectors, clock, **options):
+    """(missing, unauthorised) of Scope A's group."""
+    report = reconcile(session, connectors, now=clock(), only="directory", **options)
+    (found,) = [d for d in report if d.resource == RESOURCE]
+    assert found.error is None
+    return found.missing, sorted(found.unauthorised)
+
+
+def test_delivered_access_is_no_drift(session, connectors, granted, clock):
+    assert drift(session, connectors, clock) == ({}, [])
+
+
+def test_hand_made_changes_are_missing_and_unauthorised_then_mended(
+    session, connectors, granted, deliver, clock
+):
+    """ada taken out by hand is missing (with her assignment), bob put in is unauthorised;
+    fixing queues her grant and his revoke, retried until done; delivered, no drift."""
+    directory = DirectoryService(session)
+    directory.remove_member(ROOT, GROUP, "ada", now=clock())
+    directory.add_member(ROOT, GROUP, "bob", now=clock())
+    session.commit()
+    assert drift(session, connectors, clock) == ({"ada": granted.id}, ["bob"])
+    assert drift(session, connectors, clock, fix=True) == ({"ada": granted.id}, ["bob"])
+    queued = session.scalars(select(Job).where(Job.state == "queued", Job.kind != "notify"))
+    jobs = {(job.kind, job.subject_id): job for job in queued}
+    assert jobs[("grant", "ada")].assignment_id == granted.id
+    assert jobs[("revoke", "bob")].max_attempts == REVOKE_ATTEMPTS
+    deliver(clock())
+    assert drift(session, connectors, clock) == ({}, [])
+    assert directory.members(GROUP)[0] == ["ada"]
+
+
+def test_ended_access_is_never_granted_again(session, runtime, connectors, granted, deliver, clock):
+    """ada gave Scope A up; someone puts her back by hand: she is unauthorised, not
+    missing, and fixing takes her out again."""
+    AssignmentService(session, runtime).remove(Actor("ada", Role.USER), granted.id, now=clock())
+    deliver(clock())
+    DirectoryService(session).add_member(ROOT, GROUP, "ada", now=clock())
+    session.commit()
+    assert drift(session, connectors, clock, fix=True) == ({}, ["ada"])
+    deliver(clock())
+    assert DirectoryService(session).members(GROUP)[0] == []
+
+
+def test_a_grant_still_on_its_way_is_not_missing(session, runtime, people, connectors, clock):
+    """ada's grant is queued, not run: she is not in the group, and not missing either."""
+    RequestService(session, runtime).create(
+        Actor("ada", Role.USER), "scope-a-readers", "ada", None, RequestOptions(), now=clock()
+    )
+    assert drift(session, connectors, clock) == ({}, [])
+
+
+def test_only_another_connector_reports_nothing_here(session, connectors, granted, clock):
+    assert reconcile(session, connectors, now=clock(), only="ldap") == []
+
+
+def test_a_connector_that_is_not_configured_is_reported_with_its_error(
+    session, connectors, granted, clock
+):
+    """A grant once made through `gone` (no longer configured): its drift names the error
+    and is neither missing nor unauthorised; the directory's is still checked."""
+    JobService(session).enqueue(
+        "grant", "gone", "group:X", "member", "ada", assignment_id=granted.id, now=clock()
+    )
+    session.commit()
+    report = reconcile(session, connectors, now=clock(), fix=True)
+    by_connector = {d.connector: d for d in report}
+    gone = by_connector["gone"]
+    assert gone.error and (gone.missing, gone.unauthorised) == ({}, set())
+    assert by_connector["directory"].error is None
+
+
+def test_nothing_granted_is_nothing_to_reconcile(session, connectors, clock):
+    assert reconcile(session, connectors, now=clock()) == []

@@ -124,3 +124,37 @@ class World:
 def make_world(database: Database, connectors: Connectors, *texts: str) -> World:
     runtime = PolicyRuntime(load_texts({f"f{i}.yaml": t for i, t in enumerate(texts)}))
     return World(database, runtime, Worker(database.session, connectors, runtime))
+
+
+# The holders of the service-level review tests (tests/services): pat signed in last in
+# September (stale by January), gil is a guest whose named sponsor is sid.
+HOLDERS = {
+    "pat": {"manager_id": "max", "attributes": {"lastSignIn": "2025-09-01T00:00:00Z"}},
+    "sue": {"manager_id": "max"},
+    "quinn": {},
+    "max": {},
+    "olivia": {},
+    "sid": {},
+    "gil": {"type": "guest", "email": "gil@partner.example", "attributes": {"sponsor": "sid"}},
+}
+
+
+def reviewed_in(session: Session, runtime: PolicyRuntime, deliver, *texts: str):
+    """Publish `texts` on `runtime`, put HOLDERS in the directory of the test's `session`
+    and return grant(package, *subjects): auto-approved requests, delivered by `deliver`
+    (tests/services' fixture), as the assignments."""
+    runtime.activate(load_texts({f"f{i}.yaml": text for i, text in enumerate(texts)}))
+    directory = DirectoryService(session)
+    for user, fields in HOLDERS.items():
+        directory.put_user(SYSTEM, user, fields, now=NOW)
+    session.commit()
+
+    def grant(package: str, *subjects: str) -> list[Assignment]:
+        requests = RequestService(session, runtime)
+        for subject in subjects:
+            requests.create(SYSTEM, package, subject, None, RequestOptions(), now=NOW)
+        deliver(NOW)
+        query = select(Assignment).where(Assignment.subject_id.in_(subjects))
+        return list(session.scalars(query.order_by(Assignment.subject_id)))
+
+    return grant

@@ -68,14 +68,20 @@ def holders(report, when: Window, **target) -> list[str]:
 def test_a_moment_shows_who_held_the_package_then(report, history):
     """At 09:00 ada alone, at 10:45 both, at 11:00 bob alone (ada's end is exclusive)."""
     assert holders(report, window(at=history["start"]), package=SCOPE_A) == ["ada"]
-    assert holders(report, window(at=history["bob_approved"] + timedelta(minutes=15)), package=SCOPE_A) == ["ada", "bob"]
+    assert holders(
+        report, window(at=history["bob_approved"] + timedelta(minutes=15)), package=SCOPE_A
+    ) == ["ada", "bob"]
     assert holders(report, window(at=history["ada_left"]), package=SCOPE_A) == ["bob"]
-    assert holders(report, window(at=history["start"] - timedelta(minutes=1)), package=SCOPE_A) == []
+    assert (
+        holders(report, window(at=history["start"] - timedelta(minutes=1)), package=SCOPE_A) == []
+    )
 
 
 def test_a_period_shows_everyone_who_held_it_during_it(report, history, clock):
     """From 11:00 to now only bob; over the whole morning both."""
-    assert holders(report, window(start=history["ada_left"], end=clock()), package=SCOPE_A) == ["bob"]
+    assert holders(report, window(start=history["ada_left"], end=clock()), package=SCOPE_A) == [
+        "bob"
+    ]
     morning = window(start=history["start"], end=clock())
     assert holders(report, morning, package=SCOPE_A) == ["ada", "bob"]
 
@@ -83,12 +89,22 @@ def test_a_period_shows_everyone_who_held_it_during_it(report, history, clock):
 def test_a_holding_says_when_and_on_whose_approval(report, history, clock):
     """ada's terms: the rules approved, no approver; she held it until 11:00. bob's: carol
     approved at 10:30 in stage 1, still held."""
-    found, total = report.holders(AUDITOR, window(start=history["start"], end=clock()), package=SCOPE_A)
+    found, total = report.holders(
+        AUDITOR, window(start=history["start"], end=clock()), package=SCOPE_A
+    )
     ada, bob = found
     assert total == 2
-    assert (ada.state, ada.held_from, ada.held_until) == ("removed", history["start"], history["ada_left"])
+    assert (ada.state, ada.held_from, ada.held_until) == (
+        "removed",
+        history["start"],
+        history["ada_left"],
+    )
     (terms,) = ada.terms
-    assert (terms.rule, terms.approved_by, terms.until) == ("eligible-members", [], history["ada_left"])
+    assert (terms.rule, terms.approved_by, terms.until) == (
+        "eligible-members",
+        [],
+        history["ada_left"],
+    )
     assert (bob.state, bob.held_until) == ("active", None)
     assert bob.terms[0].approved_by == [
         {"approver": "carol", "stage": 1, "at": history["bob_approved"]}

@@ -25,7 +25,10 @@ def test_manager_and_owners_become_user_and_group_references(runtime):
 
 def test_no_manager_resolves_to_nobody(runtime):
     """A subject without a manager has no `manager` approver."""
-    assert approver_refs(["manager"], Subject(id="ada"), package(runtime, "scope-a-readers"), None) == []
+    assert (
+        approver_refs(["manager"], Subject(id="ada"), package(runtime, "scope-a-readers"), None)
+        == []
+    )
 
 
 def test_sponsors_come_from_the_subjects_connected_organisation(session, runtime, people, clock):

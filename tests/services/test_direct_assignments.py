@@ -39,9 +39,7 @@ def direct(session, runtime, people) -> DirectAssignmentService:
     return DirectAssignmentService(session, runtime)
 
 
-def test_an_admin_assigns_directly_and_the_worker_delivers_it(
-    session, direct, deliver, clock
-):
+def test_an_admin_assigns_directly_and_the_worker_delivers_it(session, direct, deliver, clock):
     """root gives bob Scope A for four hours: an approved request naming the direct rule,
     audited with the version; delivered, bob is in the group until then."""
     assignment = direct.assign(
@@ -112,7 +110,9 @@ def test_the_longest_lifetime_is_the_package_s_largest_bound(runtime, example_bu
     assert longest_lifetime(forever) is None
 
 
-def test_a_permanent_package_is_assigned_for_any_duration(session, runtime, example_bundle, people, clock):
+def test_a_permanent_package_is_assigned_for_any_duration(
+    session, runtime, example_bundle, people, clock
+):
     """No bound: ten years is accepted."""
     runtime.activate(load_texts({**example_bundle.files, "forever.yaml": rule_file(FOREVER)}))
     direct = DirectAssignmentService(session, runtime)

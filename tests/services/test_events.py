@@ -45,7 +45,10 @@ def test_an_event_is_queued_for_the_package_resource_of_a_listener(session, runt
 def test_a_package_of_two_resources_sends_two_jobs(session, runtime, clock):
     """sales-support grants two groups: the event goes to each."""
     emit(session, runtime, LISTENING, [request_event("x", request("sales-support"))], now=clock())
-    assert [job.resource for job in sent(session)] == ["group:CRM.SupportAgents", "group:Sales.Support"]
+    assert [job.resource for job in sent(session)] == [
+        "group:CRM.SupportAgents",
+        "group:Sales.Support",
+    ]
 
 
 def test_without_listeners_nothing_is_queued(session, runtime, clock):
@@ -66,7 +69,12 @@ def test_a_request_event_says_what_the_request_is():
     name, package, subject, fields, assignment = request_event(
         "request.approved", request(), by="carol"
     )
-    assert (name, package, subject, assignment) == ("request.approved", "scope-a-readers", "ada", None)
+    assert (name, package, subject, assignment) == (
+        "request.approved",
+        "scope-a-readers",
+        "ada",
+        None,
+    )
     assert fields == {
         "request": {
             "id": "r-1",

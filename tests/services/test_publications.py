@@ -96,7 +96,9 @@ def test_a_publication_moves_only_once(session, publications, example_bundle, cl
     assert err.value.field == "id"
 
 
-def test_the_periodic_task_publishes_what_was_accepted(session, publications, example_bundle, clock):
+def test_the_periodic_task_publishes_what_was_accepted(
+    session, publications, example_bundle, clock
+):
     """versions.publish-accepted publishes one queued bundle a run."""
     publications.accept(ROOT, example_bundle.files, message="m", now=clock())
 

@@ -99,9 +99,7 @@ def test_a_package_the_candidate_drops_and_an_unreadable_input_are_changes(
     assert (report.examined, report.changed) == (4, 3)
 
 
-def test_the_list_stops_at_the_limit_but_the_report_counts_all(
-    replay, logged, example_bundle
-):
+def test_the_list_stops_at_the_limit_but_the_report_counts_all(replay, logged, example_bundle):
     files = {name: text for name, text in example_bundle.files.items() if name != SCOPE_A}
     report, changes = replay.run(replay.candidate(files=files), limit=1)
     assert (len(changes), report.changed) == (1, 2)

@@ -59,9 +59,7 @@ def test_a_stage_starts_with_its_approvers_and_a_due_time(session, file, clock):
     assert "max" in list(notified)
 
 
-def test_a_stage_whose_approvers_left_goes_to_its_escalation_target_at_once(
-    session, file
-):
+def test_a_stage_whose_approvers_left_goes_to_its_escalation_target_at_once(session, file):
     """max has left before sam files: stage 1 goes straight to Sales Ops, escalated."""
     session.execute(update(User).where(User.id == "max").values(state="disabled"))
     request = file("sam", "sales-support")
@@ -69,9 +67,7 @@ def test_a_stage_whose_approvers_left_goes_to_its_escalation_target_at_once(
     assert request.stages[0]["escalated"] is True
 
 
-def test_a_stage_past_its_timeout_escalates_once_then_expires(
-    session, requests, file, clock
-):
+def test_a_stage_past_its_timeout_escalates_once_then_expires(session, requests, file, clock):
     """Three days unanswered: Sales Ops takes over (audited, fresh timeout); three more and
     the request expires with the reason. A second run the same minute does nothing."""
     request = file("sam", "sales-support")
@@ -128,7 +124,10 @@ def test_a_leaver_s_own_open_requests_are_canceled(requests, file, clock):
     """bob leaves with a pending request: it is canceled, saying why."""
     request = file("bob")
     assert requests.withdraw(ROOT, "bob", now=clock())["canceled"] == 1
-    assert (request.state, request.reason) == ("canceled", "bob left before the request was completed")
+    assert (request.state, request.reason) == (
+        "canceled",
+        "bob left before the request was completed",
+    )
 
 
 def test_the_request_view_is_what_audit_records_show(file):

@@ -106,9 +106,7 @@ def test_closing_applies_decisions_and_the_default(session, runtime, campaigns, 
     assert results == {"pat": "kept", "sue": "removed", "quinn": "removed"}
     states = dict(session.execute(select(Assignment.subject_id, Assignment.state)).all())
     assert states["pat"] == "active" and states["sue"] != "active"
-    closed = session.scalars(
-        select(AuditRecord).where(AuditRecord.action == "review.closed")
-    ).one()
+    closed = session.scalars(select(AuditRecord).where(AuditRecord.action == "review.closed")).one()
     assert closed.after["results"] == {"kept": 1, "removed": 2}
     assert campaigns.close_due(now=ENDS + timedelta(days=1)) == 0
 

@@ -33,9 +33,7 @@ def leave(session, *users: str) -> None:
     session.execute(update(User).where(User.id.in_(users)).values(state="disabled"))
 
 
-def test_each_holder_gets_an_item_with_reviewers_and_a_recommendation(
-    session, runtime, grant, crm
-):
+def test_each_holder_gets_an_item_with_reviewers_and_a_recommendation(session, runtime, grant, crm):
     """pat (stale) is recommended for removal and reviewed by his manager; quinn has no
     manager, so the review's fallback (the owner olivia) reviews, with no recommendation."""
     package, review = crm

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from sqlalchemy import update
 
@@ -95,7 +97,7 @@ def test_items_whose_reviewers_left_resolve_to_the_fallback_now(session, grant, 
     package, review = crm
     grant("crm", "pat")
     leave(session, "max")
-    item = type("Item", (), {"id": "i-1", "subject_id": "pat"})()
+    item = SimpleNamespace(id="i-1", subject_id="pat")
     assert reviewers_now(session, package, review, [item]) == [
         {"item_id": "i-1", "user_id": "olivia"}
     ]

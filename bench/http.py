@@ -434,6 +434,7 @@ def prepare(url: str, config: dict[str, str]) -> str:
     from datetime import UTC, datetime
 
     from policyd.api import create_app
+    from policyd.api.context import components
     from policyd.services.actor import SYSTEM
     from policyd.services.tokens import TokenService
 
@@ -445,7 +446,7 @@ def prepare(url: str, config: dict[str, str]) -> str:
             "POLICYD_AUTO_UPGRADE": True,
         }
     )
-    db = app.extensions["policyd.db"]
+    db = components(app).database
     try:
         with db.session() as session:
             _, token = TokenService(session).create(SYSTEM, "bench", "admin", now=datetime.now(UTC))
@@ -464,8 +465,8 @@ def prepare(url: str, config: dict[str, str]) -> str:
             if response.status_code not in (200, 204):
                 raise SystemExit(f"setup PUT {path}: HTTP {response.status_code} {response.text}")
     finally:
-        app.extensions["policyd.decision_log"].close()
-        app.extensions["policyd.runtime"].close()
+        components(app).decision_log.close()
+        components(app).runtime.close()
         db.dispose()
     return token
 

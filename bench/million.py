@@ -40,6 +40,7 @@ sys.path.sort(
 from sqlalchemy import create_engine, event, text
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 from policyd.store import Database
@@ -254,9 +255,9 @@ def app_on(url: str) -> Iterator:
     try:
         yield application
     finally:
-        application.extensions["policyd.decision_log"].close()
-        application.extensions["policyd.runtime"].close()
-        application.extensions["policyd.db"].dispose()
+        components(application).decision_log.close()
+        components(application).runtime.close()
+        components(application).database.dispose()
 
 
 def calls(s: Sizes, cursor: Callable[[str, int], str]) -> list[tuple[str, str, str]]:
@@ -306,7 +307,7 @@ def measure(url: str, scale: float = 1.0, repeat: int = 50) -> list[Timing]:
     """Time each list call `repeat` times (after two warm-up calls) on the seeded database."""
     sizes = Sizes.at(scale)
     with app_on(url) as application:
-        with application.extensions["policyd.db"].session() as session:
+        with components(application).database.session() as session:
             _, admin = TokenService(session).create(SYSTEM, "root", "admin", now=NOW)
             _, approver = TokenService(session).create(SYSTEM, "u0000001", "user", now=NOW)
         heads = {
@@ -345,7 +346,7 @@ def measure(url: str, scale: float = 1.0, repeat: int = 50) -> list[Timing]:
 def database_ms(application, call: Callable[[], object]) -> float:
     """Milliseconds PostgreSQL spends planning and running the SELECTs that `call` sends: the
     part of a page that grows with the tables, whatever else runs on the machine."""
-    engine = application.extensions["policyd.db"].engine
+    engine = components(application).database.engine
     sent: list[tuple[str, object]] = []
 
     def capture(_conn, _cursor, statement, parameters, _context, _many):
@@ -370,8 +371,8 @@ def time_reconcile(application) -> Timing:
     """One `policyd reconcile` pass (no --fix) over every granted resource, timed once."""
     from policyd.services.reconcile import reconcile
 
-    connectors = application.extensions["policyd.connectors"]
-    with application.extensions["policyd.db"].session() as session:
+    connectors = components(application).connectors
+    with components(application).database.session() as session:
         begun = time.perf_counter()
         report = reconcile(session, connectors, now=NOW)
         took = (time.perf_counter() - begun) * 1000

@@ -81,8 +81,10 @@ def run_child(app_name: str, count: int, token: str) -> None:
     if refused:
         raise SystemExit(f"{app_name}: {len(refused)} answers not 200, e.g. {refused[0]}")
     if app_name == "decisions":
-        app.extensions["policyd.decision_log"].close()
-        app.extensions["policyd.runtime"].close()
+        from policyd.api.context import components
+
+        components(app).decision_log.close()
+        components(app).runtime.close()
 
 
 def instructions(app_name: str, count: int, env: dict[str, str], tmp: Path) -> int:

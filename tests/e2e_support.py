@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 from policyd.store.models import Assignment, Base, Job
@@ -139,7 +140,7 @@ class Stack:
 
     @property
     def worker(self) -> Worker:
-        return self.app.extensions["policyd.worker"]
+        return components(self.app).worker
 
     def sweep(self) -> dict[str, int]:
         return self.worker.sweep(now=self.clock())
@@ -174,7 +175,7 @@ class Stack:
     def jobs(self, *kinds: str, **where: Any) -> list[Job]:
         """Outbox rows of `kinds` (default: grants and revokes, not notifications), read in a
         fresh session; e.g. jobs("grant", state="done")."""
-        with self.app.extensions["policyd.db"].session() as session:
+        with components(self.app).database.session() as session:
             query = (
                 select(Job)
                 .where(Job.kind.in_(kinds or DELIVERY))
@@ -184,7 +185,7 @@ class Stack:
             return list(session.scalars(query))
 
     def assignments(self) -> list[Assignment]:
-        with self.app.extensions["policyd.db"].session() as session:
+        with components(self.app).database.session() as session:
             return list(session.scalars(select(Assignment)))
 
     def ldap_members(self, group: str) -> list[str]:
@@ -200,12 +201,11 @@ class Stack:
         return [event for event in self.webhook.events.values() if event["event"] == kind]
 
     def close(self) -> None:
-        self.app.extensions["policyd.connectors"].close()
-        decision_log = self.app.extensions.get("policyd.decision_log")
-        if decision_log is not None:
-            decision_log.close()
-        self.app.extensions["policyd.runtime"].close()
-        database = self.app.extensions["policyd.db"]
+        parts = components(self.app)
+        parts.connectors.close()
+        parts.decision_log.close()
+        parts.runtime.close()
+        database = parts.database
         with database.engine.begin() as connection:
             for table in reversed(Base.metadata.sorted_tables):
                 connection.execute(table.delete())
@@ -247,7 +247,7 @@ def make_stack(
                 "POLICYD_AUTO_UPGRADE": True,
             }
         )
-        with app.extensions["policyd.db"].session() as session:
+        with components(app).database.session() as session:
             _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=clock())
         stack = Stack(
             app=app,

@@ -8,6 +8,7 @@ functions count too: they hide a dependency, they do not remove it.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -183,3 +184,22 @@ def test_only_services_and_the_store_commit():
             ):
                 committers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert committers == []
+
+
+# `app.extensions["policyd.<name>"]` or `.get("policyd.<name>")`: a shared object found by a string.
+_STRING_KEYED = re.compile(r"""extensions\s*(?:\[|\.get\(|\.setdefault\()\s*["']policyd\.""")
+
+
+def test_shared_objects_are_read_through_one_typed_accessor():
+    """The app's shared objects live in one `Components` value (api/components.py), read with
+    `policyd.api.context.components()`; no module, test or benchmark looks one up by a
+    string key."""
+    found = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in (SRC, ROOT / "tests", ROOT / "bench")
+        for path in sorted(folder.rglob("*.py"))
+        if path != Path(__file__)
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if _STRING_KEYED.search(line)
+    ]
+    assert found == []

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.cli import main
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
@@ -26,7 +27,7 @@ def granted(tmp_path):
             "POLICYD_AUTO_UPGRADE": True,
         }
     )
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=start)
     headers = {"Authorization": f"Bearer {plain}"}
     client = app.test_client()
@@ -39,8 +40,8 @@ def granted(tmp_path):
         headers=headers,
     )
     assert response.json["state"] == "delivered"
-    app.extensions["policyd.runtime"].close()
-    app.extensions["policyd.db"].dispose()
+    components(app).runtime.close()
+    components(app).database.dispose()
     return url
 
 

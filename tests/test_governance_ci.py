@@ -16,6 +16,7 @@ from xml.etree import ElementTree
 import pytest
 import yaml
 
+from policyd.api.context import components
 from tests.conftest import POLICIES, ROOT
 
 WORKFLOW = ROOT / "docs" / "ci" / "policies-check.yml"
@@ -181,7 +182,7 @@ def test_with_a_database_the_replay_step_reports_the_decisions_that_flip(
         }
     )
     try:
-        with app.extensions["policyd.db"].session() as session:
+        with components(app).database.session() as session:
             _, plain = TokenService(session).create(SYSTEM, "ops", "admin", now=datetime.now(UTC))
         client, headers = app.test_client(), {"Authorization": f"Bearer {plain}"}
         client.put("/v1/users/cy", json={"employee_type": "contractor"}, headers=headers)
@@ -189,9 +190,9 @@ def test_with_a_database_the_replay_step_reports_the_decisions_that_flip(
             body = {"package": "scope-a-readers", "subject": {"id": subject}}
             assert client.post("/v1/decisions", json=body, headers=headers).status_code == 200
     finally:
-        app.extensions["policyd.decision_log"].close()
-        app.extensions["policyd.runtime"].close()
-        app.extensions["policyd.db"].dispose()
+        components(app).decision_log.close()
+        components(app).runtime.close()
+        components(app).database.dispose()
     results, summary = run_workflow(pull_request, database_url=url)
     codes = {name: code for name, code, _ in results}
     assert codes["Replay against the live service"] == 0, results

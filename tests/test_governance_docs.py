@@ -13,6 +13,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from policyd.api.context import components
 from tests.conftest import POLICIES, ROOT
 from tests.test_governance_ci import BIN, DENY_CASE, DENY_RULE
 
@@ -77,7 +78,7 @@ def decide(url: str) -> None:
 
     app = create_app({"POLICYD_DATABASE_URL": url, "POLICYD_POLICIES": ""})
     try:
-        with app.extensions["policyd.db"].session() as session:
+        with components(app).database.session() as session:
             _, plain = TokenService(session).create(SYSTEM, "ops", "admin", now=datetime.now(UTC))
         client, headers = app.test_client(), {"Authorization": f"Bearer {plain}"}
         client.put("/v1/users/cy", json={"employee_type": "contractor"}, headers=headers)
@@ -87,9 +88,9 @@ def decide(url: str) -> None:
             body = {"package": "scope-a-readers", "subject": {"id": subject}}
             assert client.post("/v1/decisions", json=body, headers=headers).status_code == 200
     finally:
-        app.extensions["policyd.decision_log"].close()
-        app.extensions["policyd.runtime"].close()
-        app.extensions["policyd.db"].dispose()
+        components(app).decision_log.close()
+        components(app).runtime.close()
+        components(app).database.dispose()
 
 
 def edit(repo: Path) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.cli import main
 from policyd.settings import SettingError, Settings, markdown_table, table
 from tests.conftest import POLICIES, ROOT, empty_tables
@@ -144,17 +145,17 @@ def test_a_textual_sync_interval_serves_requests(database_url):
         from policyd.services.actor import SYSTEM
         from policyd.services.tokens import TokenService
 
-        with app.extensions["policyd.db"].session() as session:
+        with components(app).database.session() as session:
             _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=Settings().clock())
         response = app.test_client().get(
             "/v1/policy-versions", headers={"Authorization": f"Bearer {plain}"}
         )
         assert response.status_code == 200, response.get_json()
     finally:
-        app.extensions["policyd.decision_log"].close()
-        app.extensions["policyd.runtime"].close()
-        empty_tables(app.extensions["policyd.db"])
-        app.extensions["policyd.db"].dispose()
+        components(app).decision_log.close()
+        components(app).runtime.close()
+        empty_tables(components(app).database)
+        components(app).database.dispose()
 
 
 def test_a_mapping_with_an_unknown_setting_is_refused():

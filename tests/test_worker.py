@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.connectors import ConnectorError, registry
 from policyd.services.actor import SYSTEM
 from policyd.services.external_users import ExternalUsers
@@ -152,7 +153,7 @@ class Stack:
 
     @property
     def worker(self):
-        return self.app.extensions["policyd.worker"]
+        return components(self.app).worker
 
     def request(self, person: str, package: str) -> dict:
         body = {"package": package, "subject": {"id": person}}
@@ -210,7 +211,7 @@ def stack(database_url, tmp_path):
             "POLICYD_REMINDERS": "PT2H, P1D",
         }
     )
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=clock())
     stack = Stack(app, app.test_client(), {"Authorization": f"Bearer {plain}"}, clock)
     for person in PEOPLE:
@@ -219,11 +220,11 @@ def stack(database_url, tmp_path):
         assert response.status_code == 200
     yield stack
     registry.reset()
-    app.extensions["policyd.runtime"].close()
-    with app.extensions["policyd.db"].engine.begin() as connection:
+    components(app).runtime.close()
+    with components(app).database.engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
-    app.extensions["policyd.db"].dispose()
+    components(app).database.dispose()
 
 
 def test_a_bulk_connector_gets_one_call_for_many_jobs(stack):
@@ -386,7 +387,7 @@ def test_lifecycle_events_reach_the_connectors_that_take_them(stack):
 
 
 def token_for(stack, user):
-    with stack.app.extensions["policyd.db"].session() as session:
+    with components(stack.app).database.session() as session:
         _, plain = TokenService(session).create(SYSTEM, user, "user", now=stack.clock())
     return {"Authorization": f"Bearer {plain}"}
 
@@ -518,7 +519,7 @@ def test_a_worker_takes_over_the_jobs_of_a_dead_worker_of_its_machine_at_once(st
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     stack.request("p00", "crm")
-    with stack.app.extensions["policyd.db"].session() as session:
+    with components(stack.app).database.session() as session:
         session.execute(
             update(Job)
             .where(Job.kind == "grant")
@@ -549,7 +550,7 @@ def test_a_worker_leaves_the_jobs_of_a_live_worker_alone(stack):
     from policyd.store.models import Job
 
     stack.request("p00", "crm")
-    with stack.app.extensions["policyd.db"].session() as session:
+    with components(stack.app).database.session() as session:
         holder = f"{socket.gethostname()}:{os.getppid()}:1"
         session.execute(
             update(Job)
@@ -616,7 +617,7 @@ def test_a_policyd_worker_process_follows_a_publication_within_the_sync_interval
         )
         assert published.status_code == 201, published.json
         time.sleep(4)  # the worker checks the active version every 2 s, at its next sweep
-        with stack.app.extensions["policyd.db"].session() as session:
+        with components(stack.app).database.session() as session:
             # Backdated: the access began 2 hours ago and ends in 30 minutes, so the 1-hour
             # reminder is due now.
             session.execute(

@@ -9,6 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 from policyd.store.models import Base
@@ -29,9 +30,9 @@ def app(database_url: str, clock: Clock) -> Iterator[Flask]:
         }
     )
     yield application
-    database = application.extensions["policyd.db"]
-    application.extensions["policyd.decision_log"].close()  # stores what it spooled, first
-    application.extensions["policyd.runtime"].close()
+    database = components(application).database
+    components(application).decision_log.close()  # stores what it spooled, first
+    components(application).runtime.close()
     with database.engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
@@ -48,7 +49,7 @@ def token(app: Flask, clock: Clock):
     """Make an API token: token(principal, role) -> Authorization headers."""
 
     def make(principal: str, role: str = "user") -> dict[str, str]:
-        with app.extensions["policyd.db"].session() as session:
+        with components(app).database.session() as session:
             _, plain = TokenService(session).create(SYSTEM, principal, role, now=clock())
         return {"Authorization": f"Bearer {plain}"}
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from policyd.api.context import components
 from policyd.api.parser import MAX_DEPTH, BodyError, load_json
 from policyd.rules.inputs import TooManyDigits
 
@@ -341,7 +342,7 @@ def test_the_body_limit_is_a_setting(database_url, clock):
         body = b'{"package": "' + b"p" * 3000 + b'"}'
         response = send(small.test_client(), "post", "/v1/requests", {}, body)
         assert_error(response, 413, "body")  # no token: the limit comes first
-        with small.extensions["policyd.db"].session() as session:
+        with components(small).database.session() as session:
             from policyd.services.actor import SYSTEM
             from policyd.services.tokens import TokenService
 
@@ -351,6 +352,6 @@ def test_the_body_limit_is_a_setting(database_url, clock):
         assert_error(response, 413, "body")
         assert "2048 bytes" in response.json["message"]
     finally:
-        small.extensions["policyd.decision_log"].close()
-        small.extensions["policyd.runtime"].close()
-        small.extensions["policyd.db"].dispose()
+        components(small).decision_log.close()
+        components(small).runtime.close()
+        components(small).database.dispose()

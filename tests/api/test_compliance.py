@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from policyd.api.context import components
+
 
 def approved_request(client, token, subject: str = "bob", approver: str = "carol") -> dict:
     request = client.post(
@@ -67,7 +69,7 @@ def test_audit_verify_reports_an_intact_chain_and_then_the_edited_record(
     assert report["anchor"].endswith(f"@{report['last_id']}")
     anchored = client.get(f"/v1/audit/verify?from_anchor={report['anchor']}", headers=admin)
     assert anchored.json["intact"] and anchored.json["records"] == 1
-    with app.extensions["policyd.db"].engine.begin() as connection:
+    with components(app).database.engine.begin() as connection:
         connection.execute(text("UPDATE audit SET actor = 'mallory' WHERE id = 2"))
     broken = client.get("/v1/audit/verify", headers=admin).json
     assert not broken["intact"]

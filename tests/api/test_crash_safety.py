@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 
+from policyd.api.context import components
 from policyd.store.models import Assignment
 from tests.conftest import Clock
 from tests.connectors.ldap_server import Slapd, slapd
@@ -110,7 +111,7 @@ def test_a_worker_killed_mid_batch_loses_and_repeats_nothing(
     delivered = stack.get(f"/v1/requests?state=delivered&page_size={PEOPLE}")
     assert len(delivered) == PEOPLE
 
-    with stack.app.extensions["policyd.db"].session() as session:
+    with components(stack.app).database.session() as session:
         # Backdated rather than waited for: the worker's own sweep expires them all.
         session.execute(update(Assignment).values(expires_at=clock() - timedelta(minutes=1)))
         session.commit()

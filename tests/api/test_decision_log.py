@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from policyd.api import SettingError, create_app
+from policyd.api.context import components
 from policyd.services.decision_log import check_lag
 from policyd.store.models import DecisionRecord
 from tests.conftest import ROOT
@@ -40,13 +41,13 @@ def make_app(app, database_url, clock) -> Iterator:
 
     yield make
     for other in made:
-        other.extensions["policyd.decision_log"].close()
-        other.extensions["policyd.runtime"].close()
-        other.extensions["policyd.db"].dispose()
+        components(other).decision_log.close()
+        components(other).runtime.close()
+        components(other).database.dispose()
 
 
 def logged_ids(app) -> list[str]:
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         return list(session.scalars(select(DecisionRecord.id)))
 
 
@@ -61,7 +62,7 @@ def test_nothing_is_stored_during_the_request(app, people, admin, make_app):
     other = make_app()
     decision_id = decide(other, admin)
     assert logged_ids(app) == []
-    assert other.extensions["policyd.decision_log"].drain() == 1
+    assert components(other).decision_log.drain() == 1
     assert logged_ids(app) == [decision_id]
 
 
@@ -86,7 +87,7 @@ def test_close_stores_what_the_process_spooled_and_leaves_no_file(
     """A clean stop of a process that does not drain still leaves nothing behind."""
     other = make_app(POLICYD_SPOOL_DIR=str(tmp_path))
     decision_id = decide(other, admin)
-    other.extensions["policyd.decision_log"].close()
+    components(other).decision_log.close()
     assert logged_ids(app) == [decision_id] and list(tmp_path.glob("*.jsonl")) == []
 
 
@@ -120,7 +121,7 @@ def test_a_killed_process_loses_no_answered_decision(app, people, admin, databas
 
     from policyd.services.decision_log import Drainer
 
-    drainer = Drainer(app.extensions["policyd.db"].engine, tmp_path)
+    drainer = Drainer(components(app).database.engine, tmp_path)
     assert drainer.drain() >= len(answered)
     stored = logged_ids(app)
     assert set(answered) <= set(stored) and len(stored) == len(set(stored))
@@ -136,7 +137,7 @@ def test_readyz_says_how_far_behind_the_log_is(app, people, admin, make_app, clo
     lag = other.test_client().get("/readyz").json["decision_log"]
     assert lag["pending_entries"] == 2 and lag["pending_bytes"] > 0
     assert lag["oldest_pending_seconds"] == 90.0 and lag["spool_files"] == 1
-    other.extensions["policyd.decision_log"].drain()
+    components(other).decision_log.drain()
     lag = other.test_client().get("/readyz").json["decision_log"]
     assert (lag["pending_entries"], lag["oldest_pending_seconds"]) == (0, 0.0)
 
@@ -156,7 +157,7 @@ def test_a_process_without_a_drainer_warns_once_the_log_falls_behind(
     """The check a non-draining process runs every minute: a warning naming the fix when the
     oldest entry waits over a minute, once; a note when the log caught up."""
     other = make_app(POLICYD_SPOOL_DIR=str(tmp_path))
-    decision_log = other.extensions["policyd.decision_log"]
+    decision_log = components(other).decision_log
     decide(other, admin)
     caplog.set_level(logging.INFO, logger="policyd.services.decision_log")
     assert check_lag(decision_log, behind=False) is False  # only just answered
@@ -206,7 +207,7 @@ def test_a_bad_decision_log_setting_stops_the_start_naming_it(database_url, name
 
 def test_spool_folder_defaults_beside_the_sqlite_file(app, database_url):
     """SQLite: `<file>.spool`; PostgreSQL: a folder per database in the temp directory."""
-    folder = app.extensions["policyd.decision_log"].spool.folder
+    folder = components(app).decision_log.spool.folder
     if database_url.startswith("sqlite"):
         assert str(folder) == os.path.realpath(database_url.removeprefix("sqlite:///") + ".spool")
     else:

@@ -9,6 +9,7 @@ import pytest
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.services.decisions import DecisionService
 from tests.api.test_versions import changed_files
 
@@ -91,9 +92,9 @@ def elsewhere(app, database_url, clock):
         {"POLICYD_DATABASE_URL": database_url, "POLICYD_POLICIES": "", "POLICYD_CLOCK": clock}
     )
     yield other
-    other.extensions["policyd.decision_log"].close()
-    other.extensions["policyd.runtime"].close()
-    other.extensions["policyd.db"].dispose()
+    components(other).decision_log.close()
+    components(other).runtime.close()
+    components(other).database.dispose()
 
 
 ELIGIBLE = "/v1/groups/Group.ScopeA.Readers.Eligible/members/bob"
@@ -118,7 +119,7 @@ def test_other_processes_changes_show_within_the_cache_ttl(app, client, admin, p
     assert elsewhere.test_client().put(ELIGIBLE, headers=admin).status_code == 204
     stale = decide(client, admin, "scope-a-readers", {"id": "bob"}).json["decision"]
     assert stale == "require_approval"  # at most POLICYD_SUBJECT_CACHE_SECONDS old
-    app.extensions["policyd.subjects"].clear()  # what the TTL does
+    components(app).subjects.clear()  # what the TTL does
     assert decide(client, admin, "scope-a-readers", {"id": "bob"}).json["decision"] == (
         "auto_approve"
     )
@@ -236,7 +237,7 @@ def test_an_unexpected_failure_is_a_500_in_the_error_shape_and_logged(
 
 def test_a_token_not_cached_is_checked_in_the_database(app, client, admin):
     """After the token cache forgets it, the token is looked up; an unknown one is a 401."""
-    app.extensions["policyd.token_cache"].clear()
+    components(app).token_cache.clear()
     assert client.post("/v1/decisions", json=DECISION, headers=admin).status_code == 200
     refused = client.post(
         "/v1/decisions", json=DECISION, headers={"Authorization": "Bearer pd_unknown"}
@@ -275,12 +276,12 @@ def test_a_new_version_is_picked_up_within_the_sync_interval(client, admin, data
             "/v1/policy-versions", json={"files": changed_files()}, headers=admin
         ).json["id"]
         assert version() == before  # not yet
-        other.extensions["policyd.sync"]._checked -= 60  # the interval is over
+        components(other).sync._checked -= 60  # the interval is over
         # That request starts building the new version and is answered by a whole one.
         assert version() in (before, published)
-        other.extensions["policyd.sync"].join()
+        components(other).sync.join()
         assert version() == published
     finally:
-        other.extensions["policyd.decision_log"].close()
-        other.extensions["policyd.runtime"].close()
-        other.extensions["policyd.db"].dispose()
+        components(other).decision_log.close()
+        components(other).runtime.close()
+        components(other).database.dispose()

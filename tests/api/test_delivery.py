@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.connectors import ConnectorError, registry
 from policyd.rules import load_bundle
 from policyd.services.actor import SYSTEM
@@ -100,7 +101,7 @@ def make_app(database_url, clock, tmp_path):
             }
         )
         apps.append(app)
-        with app.extensions["policyd.db"].session() as session:
+        with components(app).database.session() as session:
             _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=clock())
         headers = {"Authorization": f"Bearer {plain}"}
         client = app.test_client()
@@ -110,11 +111,11 @@ def make_app(database_url, clock, tmp_path):
     yield make
     registry.reset()
     for app in apps:
-        app.extensions["policyd.runtime"].close()
-        with app.extensions["policyd.db"].engine.begin() as connection:
+        components(app).runtime.close()
+        with components(app).database.engine.begin() as connection:
             for table in reversed(Base.metadata.sorted_tables):
                 connection.execute(table.delete())
-        app.extensions["policyd.db"].dispose()
+        components(app).database.dispose()
 
 
 def request_crm(client, headers):
@@ -131,7 +132,7 @@ def test_jobs_wait_for_the_worker_then_deliver(make_app, clock):
     assert request["state"] == "delivering"
     jobs = client.get("/v1/jobs?state=queued&kind=grant", headers=admin).json
     assert sorted(j["connector"] for j in jobs) == ["crm", "directory"]
-    assert app.extensions["policyd.worker"].run_jobs(now=clock()) == 2
+    assert components(app).worker.run_jobs(now=clock()) == 2
     assert client.get(f"/v1/requests/{request['id']}", headers=admin).json["state"] == "delivered"
     assert FlakyCrm.last.holders == {"ada"}
 
@@ -139,7 +140,7 @@ def test_jobs_wait_for_the_worker_then_deliver(make_app, clock):
 def test_a_connector_that_is_down_is_retried_with_backoff(make_app, clock):
     """Failures back off exponentially, and the job succeeds once the system is back."""
     app, client, admin = make_app(down_for=2)
-    worker = app.extensions["policyd.worker"]
+    worker = components(app).worker
     request = request_crm(client, admin)
     worker.run_jobs(now=clock())
     crm_job = client.get("/v1/jobs?state=queued&kind=grant", headers=admin).json[0]
@@ -157,7 +158,7 @@ def test_a_permanent_failure_is_visible_and_retryable(make_app, clock):
     """A non-retryable error fails the job and the request; an operator's retry delivers."""
     app, client, admin = make_app(broken=True)
     request = request_crm(client, admin)
-    app.extensions["policyd.worker"].run_jobs(now=clock())
+    components(app).worker.run_jobs(now=clock())
     shown = client.get(f"/v1/requests/{request['id']}", headers=admin).json
     assert shown["state"] == "partially_delivered"  # the directory group was granted
     failed = client.get("/v1/jobs?state=failed", headers=admin).json
@@ -165,7 +166,7 @@ def test_a_permanent_failure_is_visible_and_retryable(make_app, clock):
     FlakyCrm.last.broken = False
     retried = client.post(f"/v1/jobs/{failed[0]['id']}/retry", headers=admin)
     assert retried.status_code == 200
-    app.extensions["policyd.worker"].run_jobs(now=clock())
+    components(app).worker.run_jobs(now=clock())
     assert client.get(f"/v1/requests/{request['id']}", headers=admin).json["state"] == "delivered"
     again = client.post(f"/v1/jobs/{failed[0]['id']}/retry", headers=admin)
     assert again.status_code == 409
@@ -176,7 +177,7 @@ def test_expiry_revokes_through_the_connectors(make_app, clock):
     app, client, admin = make_app(delivery="inline")
     request_crm(client, admin)
     assert FlakyCrm.last.holders == {"ada"}
-    worker = app.extensions["policyd.worker"]
+    worker = components(app).worker
     idle = {
         "expired": 0,
         "jobs": 0,
@@ -210,10 +211,10 @@ def test_a_job_claimed_by_a_dead_worker_is_claimed_again(make_app, clock):
     request_crm(client, admin)
     from policyd.services.jobs import LEASE, JobService
 
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         claimed = JobService(session).claim("dead-worker", now=clock())
     assert len(claimed) == 2
-    worker = app.extensions["policyd.worker"]
+    worker = components(app).worker
     assert worker.run_jobs(now=clock()) == 0
     clock.advance(seconds=LEASE.total_seconds() + 1)
     assert worker.run_jobs(now=clock()) == 2
@@ -227,10 +228,10 @@ def test_unknown_connector_instances_fail_clearly(make_app, clock, tmp_path):
     from policyd.connectors.config import Connectors, load_instances
     from policyd.services.memberships import DirectoryMemberships
 
-    worker = app.extensions["policyd.worker"]
+    worker = components(app).worker
     worker.connectors = Connectors(
         load_instances(tmp_path / "connectors.yaml"),
-        DirectoryMemberships(app.extensions["policyd.db"].session),
+        DirectoryMemberships(components(app).database.session),
     )
     request_crm(client, admin)
     worker.run_jobs(now=clock())
@@ -247,7 +248,7 @@ def test_guests_are_disabled_then_deleted_after_their_last_access_ends(make_app,
         "/v1/users/ada", json={"email": "ada@partner.example", "type": "guest"}, headers=admin
     )
     request_crm(client, admin)
-    worker = app.extensions["policyd.worker"]
+    worker = components(app).worker
     assert worker.sweep(now=clock())["disabled"] == 0  # still has access
     clock.advance(hours=8)
     worker.sweep(now=clock())
@@ -268,14 +269,14 @@ def test_a_slow_worker_does_not_redo_a_job_taken_over_by_another(make_app, clock
 
     app, client, admin = make_app()
     request_crm(client, admin)
-    worker_b = app.extensions["policyd.worker"]
+    worker_b = components(app).worker
     worker_a = Worker(
-        app.extensions["policyd.db"].session,
+        components(app).database.session,
         worker_b.connectors,
         worker_b.runtime,
         name="slow-a",
     )
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         claimed = JobService(session).claim("slow-a", now=clock())
     crm_job = next(job for job in claimed if job.connector == "crm")
     clock.advance(seconds=LEASE.total_seconds() + 1)
@@ -292,7 +293,7 @@ def test_a_grant_still_backing_off_when_access_ends_is_canceled_not_run(make_app
     grant is canceled (failed, with the reason) and never reaches the crm afterwards."""
     app, client, admin = make_app(down_for=1)
     request = request_crm(client, admin)
-    worker = app.extensions["policyd.worker"]
+    worker = components(app).worker
     worker.run_jobs(now=clock())
     assignment = client.get("/v1/assignments?subject=ada", headers=admin).json[0]
 
@@ -321,17 +322,17 @@ def test_a_revoke_waits_while_the_grant_it_undoes_is_running(make_app, clock):
 
     app, client, admin = make_app()
     request_crm(client, admin)
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         claimed = JobService(session).claim("slow-worker", now=clock())
     assert {job.kind for job in claimed} == {"grant"}
     assignment = client.get("/v1/assignments?subject=ada", headers=admin).json[0]
     client.delete(f"/v1/assignments/{assignment['id']}", headers=admin)
-    worker = app.extensions["policyd.worker"]
+    worker = components(app).worker
 
     assert worker.run_jobs(now=clock()) == 0  # both revokes wait for their grants
     # The slow worker's grant reaches the crm only now, after the access ended, and is done.
     FlakyCrm.last.holders.add("ada")
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         JobService(session).finish_many([job.id for job in claimed], "slow-worker", now=clock())
         session.commit()
     assert FlakyCrm.last.holders == {"ada"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from policyd.api import create_app
+from policyd.api.context import components
 
 
 def test_ready_with_the_example_policies(client, app):
@@ -11,7 +12,7 @@ def test_ready_with_the_example_policies(client, app):
     response = client.get("/readyz")
     assert response.status_code == 200
     assert response.json["status"] == "ready"
-    assert response.json["version"] == app.extensions["policyd.runtime"].active.version
+    assert response.json["version"] == components(app).runtime.active.version
 
 
 def test_not_ready_without_a_valid_policy_version(tmp_path):
@@ -28,7 +29,7 @@ def test_not_ready_without_a_valid_policy_version(tmp_path):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json["status"] == "unavailable"
-    app.extensions["policyd.db"].dispose()
+    components(app).database.dispose()
 
 
 def test_metrics_count_decisions_by_outcome(client, admin):
@@ -68,12 +69,13 @@ def test_metrics_add_up_across_worker_processes(tmp_path):
 
     script = f"""
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 from datetime import UTC, datetime
 apps = [create_app({{"POLICYD_DATABASE_URL": "sqlite:///{tmp_path}/db.sqlite",
                      "POLICYD_POLICIES": "{POLICIES}"}}) for _ in range(2)]
-with apps[0].extensions["policyd.db"].session() as session:
+with components(apps[0]).database.session() as session:
     _, token = TokenService(session).create(SYSTEM, "root", "admin", now=datetime.now(UTC))
 body = {{"package": "scope-a-readers", "subject": {{"id": "x"}}}}
 headers = {{"Authorization": "Bearer " + token}}

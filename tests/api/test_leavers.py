@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from policyd.api.context import components
 from policyd.cli import main
 from policyd.rules import load_bundle
 from tests.conftest import POLICIES
@@ -143,7 +144,7 @@ def test_a_user_disabled_by_a_directory_import_loses_access_and_cannot_request(
     assert result.exit_code == 0, result.output
     assert "1 disabled" in result.output
     # The CLI queued the revokes at the real time; the app's clock is frozen earlier.
-    app.extensions["policyd.worker"].run_jobs(now=datetime.now(UTC), limit=100)
+    components(app).worker.run_jobs(now=datetime.now(UTC), limit=100)
     assert "ada" not in members(client, admin, "Group.ScopeA.Readers")
     assert client.get("/v1/users/ada", headers=admin).status_code == 200
     (assignment,) = client.get("/v1/assignments?subject=ada", headers=admin).json
@@ -180,8 +181,8 @@ def test_reconcile_finds_nothing_left_behind_after_a_deletion(
     file(client, token("ada"), "scope-a-readers")
     client.delete("/v1/users/ada", headers=admin)
 
-    with app.extensions["policyd.db"].session() as session:
-        report = reconcile(session, app.extensions["policyd.connectors"], now=clock())
+    with components(app).database.session() as session:
+        report = reconcile(session, components(app).connectors, now=clock())
     assert [
         (d.resource, d.missing, d.unauthorised) for d in report if d.missing or d.unauthorised
     ] == []
@@ -279,7 +280,7 @@ def test_a_request_racing_the_deletion_of_its_subject_never_leaves_live_access(
 
     # A grant that was running when its access ended finishes first; a worker's sweep
     # then runs the revoke that waited for it.
-    app.extensions["policyd.worker"].sweep(now=clock())
+    components(app).worker.sweep(now=clock())
     assert {answers[user, "delete"] for user in users} == {204}
     assert {answers[user, "file"] for user in users} <= {201, 401, 404, 409}
     for user in users:

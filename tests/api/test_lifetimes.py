@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from policyd.api.context import components
 from policyd.rules import load_bundle
 from policyd.store.models import DecisionRecord
 from tests.conftest import POLICIES
@@ -52,7 +53,7 @@ def test_the_request_keeps_the_lifetime_explanation_with_the_grant(
     assert lifetime["granted_at"] == clock().isoformat()
     assert lifetime["explanation"].endswith(f"counted from approval at {clock().isoformat()}")
     assert "longer than the default" in lifetime["explanation"]
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         logged = session.get(DecisionRecord, request["decision_id"])
         assert logged.result["lifetime"]["clamped"] is True
         assert "longer than the default" in logged.result["lifetime"]["explanation"]

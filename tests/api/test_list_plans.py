@@ -17,6 +17,8 @@ import json
 import pytest
 from sqlalchemy import event
 
+from policyd.api.context import components
+
 AT = "2026-01-05T09:00:00+00:00"
 
 
@@ -65,7 +67,7 @@ def page_queries(app, client, headers, url: str, table: str) -> list[tuple[str, 
         if page and f"FROM {table}" in statement:
             sent.append((statement, parameters))
 
-    engine = app.extensions["policyd.db"].engine
+    engine = components(app).database.engine
     event.listen(engine, "before_cursor_execute", capture)
     try:
         response = client.get(url, headers=headers)
@@ -77,7 +79,7 @@ def page_queries(app, client, headers, url: str, table: str) -> list[tuple[str, 
 
 
 def plan(app, statement: str, parameters) -> str:
-    engine = app.extensions["policyd.db"].engine
+    engine = components(app).database.engine
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
@@ -90,7 +92,7 @@ def plan(app, statement: str, parameters) -> str:
 
 def uses(app, shown: str, index: str) -> bool:
     """Whether the plan reads `index`; an integer primary key is SQLite's rowid."""
-    if app.extensions["policyd.db"].engine.dialect.name == "postgresql":
+    if components(app).database.engine.dialect.name == "postgresql":
         return f" using {index} on " in shown
     if index.endswith("_pkey"):
         table = index.removesuffix("_pkey")

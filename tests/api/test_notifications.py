@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 from policyd.store.models import Base
@@ -30,7 +31,7 @@ def notified(database_url, clock, tmp_path, mail_server: MailServer):
             "POLICYD_CONNECTORS": str(config),
         }
     )
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=clock())
     admin = {"Authorization": f"Bearer {plain}"}
     client = app.test_client()
@@ -41,11 +42,11 @@ def notified(database_url, clock, tmp_path, mail_server: MailServer):
     for user in ("ada", "carol"):
         client.put(f"/v1/groups/Group.ScopeA.Approvers/members/{user}", headers=admin)
     yield app, client, admin
-    app.extensions["policyd.runtime"].close()
-    with app.extensions["policyd.db"].engine.begin() as connection:
+    components(app).runtime.close()
+    with components(app).database.engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
-    app.extensions["policyd.db"].dispose()
+    components(app).database.dispose()
 
 
 def mails(server: MailServer) -> list[tuple[str, str]]:
@@ -53,7 +54,7 @@ def mails(server: MailServer) -> list[tuple[str, str]]:
 
 
 def token(app, clock, user):
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         _, plain = TokenService(session).create(SYSTEM, user, "user", now=clock())
     return {"Authorization": f"Bearer {plain}"}
 
@@ -69,7 +70,7 @@ def test_approvers_and_the_requester_are_told(notified, mail_server, clock):
     ]
     carol = token(app, clock, "carol")
     client.post(f"/v1/requests/{request['id']}/approve", json={}, headers=carol)
-    app.extensions["policyd.worker"].sweep(now=clock())
+    components(app).worker.sweep(now=clock())
     assert ("bob@example.org", "You now have scope-a-readers") in mails(mail_server)
     body = next(m for _, m in mail_server.mailbox.received if "bob" in str(m["To"]))
     assert "ends 2026-01-05 17:00 UTC" in body.get_content()
@@ -82,7 +83,7 @@ def test_expiry_reminders_are_sent_once_each(notified, mail_server, clock):
     fab = token(app, clock, "fab")
     created = client.post("/v1/requests", json={"package": "merger-collaboration"}, headers=fab)
     assert created.json["state"] == "delivered"
-    worker = app.extensions["policyd.worker"]
+    worker = components(app).worker
     worker.sweep(now=clock())
     clock.advance(days=16, seconds=1)
     assert worker.sweep(now=clock())["reminders"] == 1

@@ -10,6 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from policyd.api import create_app
+from policyd.api.context import components
 from tests.conftest import POLICIES
 
 ISSUER = "https://id.example.test"
@@ -37,8 +38,8 @@ def oidc_client(keys, database_url, clock):
         }
     )
     yield app.test_client()
-    app.extensions["policyd.runtime"].close()
-    app.extensions["policyd.db"].dispose()
+    components(app).runtime.close()
+    components(app).database.dispose()
 
 
 def bearer(key, **claims) -> dict[str, str]:

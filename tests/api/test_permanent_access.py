@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.store.models import Base
 from tests.conftest import Clock
 
@@ -46,9 +47,9 @@ def app(database_url: str, clock: Clock, tmp_path) -> Iterator[Flask]:
         }
     )
     yield application
-    database = application.extensions["policyd.db"]
-    application.extensions["policyd.decision_log"].close()
-    application.extensions["policyd.runtime"].close()
+    database = components(application).database
+    components(application).decision_log.close()
+    components(application).runtime.close()
     with database.engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
@@ -69,7 +70,7 @@ def test_permanent_access_is_never_expired_nor_reminded(app, client, admin, cloc
     body = {"package": "newsletter", "subject": {"id": "ada"}}
     decision = client.post("/v1/decisions", json=body, headers=admin).json
     assert decision["lifetime"]["expires_at"] is None
-    worker = app.extensions["policyd.worker"]
+    worker = components(app).worker
     worker.sweep(now=clock())
     clock.advance(days=1, minutes=1)  # a day before the brief access ends
     assert worker.sweep(now=clock())["reminders"] == 1

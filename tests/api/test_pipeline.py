@@ -11,6 +11,7 @@ from flask import Response, request
 
 from policyd import logs
 from policyd.api import create_app, decisions
+from policyd.api.context import components
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 
@@ -113,16 +114,16 @@ def test_the_body_limit_applies_to_decisions_as_to_every_route(database_url, clo
         }
     )
     try:
-        with app.extensions["policyd.db"].session() as session:
+        with components(app).database.session() as session:
             _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=clock())
         client, headers = app.test_client(), {"Authorization": f"Bearer {plain}"}
         big = {"package": "p", "subject": {"id": "x" * 100}}
         paths = ("/v1/decisions", "/v1/requests")
         answers = [client.post(path, json=big, headers=headers) for path in paths]
     finally:
-        app.extensions["policyd.decision_log"].close()
-        app.extensions["policyd.runtime"].close()
-        app.extensions["policyd.db"].dispose()
+        components(app).decision_log.close()
+        components(app).runtime.close()
+        components(app).database.dispose()
     assert error(answers[0]) == error(answers[1])
     assert answers[0].status_code == 413 and "body" in answers[0].json["errors"]
 

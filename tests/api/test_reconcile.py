@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from policyd.api.context import components
 from policyd.connectors.directory import DirectoryConnector
 from policyd.services.assignments import REVOKE_ATTEMPTS
 from policyd.services.reconcile import reconcile
@@ -13,9 +14,9 @@ GROUP = "Group.ScopeA.Readers"
 
 
 def drift(app, clock, fix=False):
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         report = reconcile(
-            session, app.extensions["policyd.connectors"], now=clock(), only="directory", fix=fix
+            session, components(app).connectors, now=clock(), only="directory", fix=fix
         )
     mine = [d for d in report if d.resource == f"group:{GROUP}"]
     return (sorted(mine[0].missing), sorted(mine[0].unauthorised)) if mine else ([], [])
@@ -35,7 +36,7 @@ def test_drift_is_reported_then_mended(app, client, admin, token, people, clock)
     client.put(f"/v1/groups/{GROUP}/members/bob", headers=admin)
     assert drift(app, clock) == (["ada"], ["bob"])
     assert drift(app, clock, fix=True) == (["ada"], ["bob"])
-    app.extensions["policyd.worker"].run_jobs(now=clock())
+    components(app).worker.run_jobs(now=clock())
     assert members(client, admin) == ["ada"]
     assert drift(app, clock) == ([], [])
 
@@ -44,12 +45,12 @@ def test_expired_access_is_never_granted_again(app, client, admin, token, people
     """After expiry the person is neither missing nor re-added, even if the revoke was undone."""
     client.post("/v1/requests", json={"package": "scope-a-readers"}, headers=token("ada"))
     clock.advance(hours=9)
-    app.extensions["policyd.worker"].sweep(now=clock())
+    components(app).worker.sweep(now=clock())
     assert members(client, admin) == []
     assert drift(app, clock) == ([], [])
     client.put(f"/v1/groups/{GROUP}/members/ada", headers=admin)  # someone puts it back
     assert drift(app, clock, fix=True) == ([], ["ada"])
-    app.extensions["policyd.worker"].run_jobs(now=clock())
+    components(app).worker.run_jobs(now=clock())
     assert members(client, admin) == []
 
 
@@ -58,17 +59,17 @@ def test_access_on_its_way_is_neither_missing_nor_unauthorised(
 ):
     """A grant not yet done is not missing; a member whose revoke is queued is not unauthorised."""
     client.post("/v1/requests", json={"package": "scope-a-readers"}, headers=token("ada"))
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         session.execute(update(Job).where(Job.kind == "grant").values(state="queued"))
         session.commit()
     client.delete(f"/v1/groups/{GROUP}/members/ada", headers=admin)
     assert drift(app, clock) == ([], [])
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         session.execute(update(Job).where(Job.kind == "grant").values(state="done"))
         session.commit()
     client.put(f"/v1/groups/{GROUP}/members/ada", headers=admin)
     assignment = client.get("/v1/assignments?subject=ada", headers=admin).json[0]
-    with app.extensions["policyd.db"].session() as session:  # ending, its revoke not yet run
+    with components(app).database.session() as session:  # ending, its revoke not yet run
         session.execute(
             update(Assignment).where(Assignment.id == assignment["id"]).values(state="expiring")
         )
@@ -84,7 +85,7 @@ def test_mending_keeps_the_role_and_never_gives_up_a_revoke(
     client.delete(f"/v1/groups/{GROUP}/members/ada", headers=admin)
     client.put(f"/v1/groups/{GROUP}/members/bob", headers=admin)
     drift(app, clock, fix=True)
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         queued = session.scalars(
             select(Job).where(Job.state == "queued", Job.kind.in_(("grant", "revoke")))
         ).all()

@@ -6,6 +6,7 @@ import json
 import shutil
 from datetime import timedelta
 
+from policyd.api.context import components
 from policyd.cli import main
 from policyd.rules import Policy, load_bundle
 from policyd.services.replay import ReplayReport, ReplayService
@@ -55,8 +56,8 @@ def test_replay_lists_exactly_the_decisions_that_flip(app, client, admin, runner
         user: decide(client, admin, user)["decision_id"] for user in ("ada", "bob", "carl", "dora")
     }
     decide(client, admin, "bob", "sales-support")
-    app.extensions["policyd.decision_log"].drain()
-    url = app.extensions["policyd.settings"].database
+    components(app).decision_log.drain()
+    url = components(app).settings.database
     result = runner.invoke(
         main,
         [
@@ -96,8 +97,8 @@ def test_replay_against_itself_changes_nothing(app, client, admin, runner):
     people(client, admin)
     for user in ("ada", "bob"):
         decide(client, admin, user)
-    app.extensions["policyd.decision_log"].drain()
-    url = app.extensions["policyd.settings"].database
+    components(app).decision_log.drain()
+    url = components(app).settings.database
     version = client.get("/v1/policy-versions", headers=admin).json[0]["id"]
     result = runner.invoke(
         main, ["replay", "--candidate", version, "--database-url", url, "--exit-code"]
@@ -115,10 +116,10 @@ def test_replay_filters_by_package_and_time(app, client, admin, clock, tmp_path)
     clock.advance(days=2)
     decide(client, admin, "carl")
     decide(client, admin, "bob", "sales-support")
-    app.extensions["policyd.decision_log"].drain()
+    components(app).decision_log.drain()
     policy = Policy(load_bundle(candidate(tmp_path)))
     try:
-        with app.extensions["policyd.db"].session() as session:
+        with components(app).database.session() as session:
             service = ReplayService(session)
             report = ReplayReport("candidate")
             since = clock.now - timedelta(days=1)
@@ -136,11 +137,11 @@ def test_replay_reads_in_batches_and_sees_every_row(app, client, admin, tmp_path
     people(client, admin)
     for user in ("ada", "bob", "carl", "dora", "bob", "carl", "ada"):
         decide(client, admin, user)
-    app.extensions["policyd.decision_log"].drain()
+    components(app).decision_log.drain()
     policy = Policy(load_bundle(candidate(tmp_path)))
     seen = []
     try:
-        with app.extensions["policyd.db"].session() as session:
+        with components(app).database.session() as session:
             report = ReplayReport("candidate")
             changes = list(
                 ReplayService(session).replay(policy, report, batch=2, progress=seen.append)
@@ -158,10 +159,10 @@ def test_a_decision_logged_at_exactly_since_is_examined(app, client, admin, cloc
     SQLAlchemy do (SQLite keeps times as text): `since` equal to a decision's moment keeps it."""
     people(client, admin)
     decide(client, admin, "bob")
-    app.extensions["policyd.decision_log"].drain()
+    components(app).decision_log.drain()
     policy = Policy(load_bundle(candidate(tmp_path)))
     try:
-        with app.extensions["policyd.db"].session() as session:
+        with components(app).database.session() as session:
             report = ReplayReport("candidate")
             list(ReplayService(session).replay(policy, report, since=clock.now))
     finally:
@@ -174,7 +175,7 @@ def test_the_api_replays_candidate_files_and_counts_the_flips(app, client, admin
     people(client, admin)
     for user in ("ada", "bob", "carl"):
         decide(client, admin, user)
-    app.extensions["policyd.decision_log"].drain()
+    components(app).decision_log.drain()
     folder = candidate(tmp_path)
     files = {p.relative_to(folder).as_posix(): p.read_text() for p in folder.glob("*.yaml")}
     response = client.post("/v1/replay", json={"files": files, "limit": 1}, headers=admin)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from policyd.api.context import components
+
 
 def file(client, headers, package, subject=None, **extra):
     body = {"package": package, **extra}
@@ -128,7 +130,7 @@ def test_a_stage_that_times_out_escalates_once_then_expires(
     """The worker's sweep escalates Sales Support stage 1 (the manager, 3 days) to Sales Ops,
     then expires it; the API shows each step (the steps themselves: tests/services)."""
     request = file(client, token("sam"), "sales-support", justification="launch").json
-    worker = app.extensions["policyd.worker"]
+    worker = components(app).worker
     clock.advance(days=2)
     assert worker.sweep(now=clock())["escalated"] == 0
     clock.advance(days=1, seconds=1)

@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import timedelta
 
+from policyd.api.context import components
 from policyd.services.actor import SYSTEM
 from policyd.services.reviews import ReviewService
 from policyd.services.tokens import TokenService
@@ -51,13 +52,13 @@ package:
 
 def reviews(stack: Stack, step: str) -> int:
     """Run a periodic step of ReviewService (open_due, close_due) at the stack's time."""
-    with stack.app.extensions["policyd.db"].session() as session:
-        service = ReviewService(session, stack.app.extensions["policyd.runtime"])
+    with components(stack.app).database.session() as session:
+        service = ReviewService(session, components(stack.app).runtime)
         return getattr(service, step)(now=stack.clock())
 
 
 def token_for(stack: Stack, user_id: str) -> dict[str, str]:
-    with stack.app.extensions["policyd.db"].session() as session:
+    with components(stack.app).database.session() as session:
         _, plain = TokenService(session).create(SYSTEM, user_id, "user", now=stack.clock())
     return {"Authorization": f"Bearer {plain}"}
 

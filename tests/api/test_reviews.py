@@ -7,6 +7,7 @@ import io
 
 import pytest
 
+from policyd.api.context import components
 from policyd.rules import load_bundle
 from policyd.services.reviews import ReviewService
 from tests.conftest import POLICIES
@@ -26,8 +27,8 @@ def campaign(app, client, admin, clock):
         "/v1/requests", json={"package": "crm", "subject": {"id": "pat"}}, headers=admin
     )
     assert filed.status_code == 201
-    with app.extensions["policyd.db"].session() as session:
-        service = ReviewService(session, app.extensions["policyd.runtime"])
+    with components(app).database.session() as session:
+        service = ReviewService(session, components(app).runtime)
         assert service.open_due(now=clock()) == 1
     items = client.get("/v1/reviews/items", headers=admin).json
     assert [item["subject_id"] for item in items] == ["pat"]

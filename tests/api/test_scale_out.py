@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.services.actor import SYSTEM
 from policyd.services.jobs import JobService
 from policyd.services.tokens import TokenService
@@ -24,7 +25,7 @@ def test_two_workers_run_each_job_once(database_url, clock):
             "POLICYD_DELIVERY": "worker",
         }
     )
-    database = app.extensions["policyd.db"]
+    database = components(app).database
     try:
         with database.session() as session:
             _, plain = TokenService(session).create(SYSTEM, "root", "admin", now=clock())
@@ -40,8 +41,8 @@ def test_two_workers_run_each_job_once(database_url, clock):
         workers = [
             Worker(
                 database.session,
-                app.extensions["policyd.connectors"],
-                app.extensions["policyd.runtime"],
+                components(app).connectors,
+                components(app).runtime,
                 name=f"w{i}",
             )
             for i in range(2)
@@ -74,7 +75,7 @@ def test_two_workers_run_each_job_once(database_url, clock):
         ).json
         assert len(added) == 60  # each membership written once
     finally:
-        app.extensions["policyd.runtime"].close()
+        components(app).runtime.close()
         with database.engine.begin() as connection:
             for table in reversed(Base.metadata.sorted_tables):
                 connection.execute(table.delete())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from policyd.api import create_app
+from policyd.api.context import components
 from tests.conftest import POLICIES, empty_tables
 
 
@@ -41,8 +42,8 @@ def test_workers_starting_together_publish_the_policies_once(database_url, clock
         assert len(versions) == 1
     finally:
         for app in apps:
-            app.extensions["policyd.runtime"].close()
+            components(app).runtime.close()
         if apps:
-            empty_tables(apps[0].extensions["policyd.db"])  # the next test publishes its own
+            empty_tables(components(apps[0]).database)  # the next test publishes its own
         for app in apps:
-            app.extensions["policyd.db"].dispose()
+            components(app).database.dispose()

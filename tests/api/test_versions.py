@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from policyd.api import create_app
+from policyd.api.context import components
 from policyd.rules import load_bundle
 from tests.conftest import POLICIES
 
@@ -85,11 +86,11 @@ def test_every_process_picks_up_a_new_version(app, client, admin, database_url, 
         new = published.json["id"]
         assert new != old
         other.test_client().get("/readyz")  # starts building the new version beside requests
-        other.extensions["policyd.sync"].join()
+        components(other).sync.join()
         assert other.test_client().get("/readyz").json["version"] == new
     finally:
-        other.extensions["policyd.runtime"].close()
-        other.extensions["policyd.db"].dispose()
+        components(other).runtime.close()
+        components(other).database.dispose()
 
 
 def test_only_admins_publish(client, token):
@@ -216,7 +217,7 @@ def test_diff_with_a_stored_version_that_no_longer_loads_is_422_with_its_problem
     from policyd.store.models import PolicyVersion
 
     first = client.get("/readyz").json["version"]
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         session.add(
             PolicyVersion(
                 id="0ld0ld0ld0ld",
@@ -251,7 +252,7 @@ def test_an_accepted_publication_is_published_by_the_worker_and_becomes_active(
     assert where == f"/v1/policy-versions/publications/{accepted.json['id']}"
     assert (accepted.json["state"], accepted.json["version"]) == ("queued", None)
     assert client.get(where, headers=admin).json["state"] == "queued"
-    assert app.extensions["policyd.worker"].sweep(now=clock())["published"] == 1
+    assert components(app).worker.sweep(now=clock())["published"] == 1
     status = client.get(where, headers=admin).json
     assert (status["state"], status["errors"], status["message"]) == ("active", None, "4h")
     listed = client.get("/v1/policy-versions", headers=admin).json
@@ -265,7 +266,7 @@ def test_an_accepted_broken_bundle_is_rejected_with_file_line_errors(app, client
         "/v1/policy-versions/publications", json={"files": {"b.yaml": BROKEN}}, headers=admin
     )
     assert accepted.status_code == 202
-    app.extensions["policyd.worker"].sweep(now=clock())
+    components(app).worker.sweep(now=clock())
     status = client.get(accepted.headers["Location"], headers=admin).json
     assert (status["state"], status["version"]) == ("rejected", None)
     assert status["errors"] == [

@@ -10,12 +10,19 @@ from sqlalchemy.exc import IntegrityError
 from swagger_ui_bundle import swagger_ui_path
 
 from policyd import compose
+from policyd.api import context
 from policyd.api.blueprint import PolicydApi
+from policyd.api.components import Components
 from policyd.api.pipeline import DECISIONS, PolicydFlask, RequestPipeline, body_limit
 from policyd.rules import PolicyRuntime
 from policyd.settings import SettingError, Settings
 
 if TYPE_CHECKING:
+    from policyd.api.oidc import OidcVerifier
+    from policyd.connectors.config import Connectors
+    from policyd.services.decision_log import DecisionLog
+    from policyd.services.subject_cache import SubjectCache
+    from policyd.services.versions import PolicySync
     from policyd.store import Database
 
 # Keys of a `create_app` mapping that are settings; the rest is Flask's configuration.
@@ -33,7 +40,6 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     # The API docs page loads Swagger UI from the installed swagger-ui-bundle, never a CDN.
     app = PolicydFlask("policyd", static_folder=swagger_ui_path, static_url_path=DOCS_ASSETS)
     settings = _settings(app, config)
-    app.extensions["policyd.settings"] = settings
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,  # larger bodies: 413 (api/errors.py)
         API_TITLE="policyd",
@@ -44,18 +50,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=f"{DOCS_ASSETS}/",
     )
-    _init_store(app, settings)
-    _init_decisions(app, settings)
-    _init_connectors(app, settings)
-    _init_policies(app, settings)
-    _init_oidc(app, settings)
-    app.extensions["policyd.worker"] = compose.build_worker(
-        settings,
-        app.extensions["policyd.db"],
-        app.extensions["policyd.connectors"],
-        app.extensions["policyd.runtime"],
-        app.extensions["policyd.sync"],
-    )
+    context.install(app, _build(app, settings))
+    app.teardown_appcontext(context.close_session)
     _init_routes(app)
     return app
 
@@ -117,30 +113,57 @@ def _pipeline(app: Flask, decisions_path: str, decide: Any) -> RequestPipeline:
     method_path = (DECISIONS[1], decisions_path)
     return RequestPipeline(
         app.wsgi_app,
-        app.extensions["policyd.metrics"],
+        context.components(app).metrics,
         steps=[body_limit(app)],
         routes={method_path: (DECISIONS[0], decide)},
     )
 
 
-def _init_store(app: Flask, settings: Settings) -> None:
-    from policyd.api import context
+def _build(app: Flask, settings: Settings) -> Components:
+    """Everything the app shares, built once: the store, the decision log, the connectors,
+    the active policy version, OIDC, the worker, the token cache and the request metrics."""
+    from prometheus_client import CollectorRegistry
 
+    from policyd.api.auth import TokenCache
+    from policyd.api.health import request_metrics
+
+    database = _open_store(settings)
+    decision_log, subjects = _open_decisions(database, settings)
+    connectors = compose.open_connectors(settings, database)
+    runtime, sync = _open_policies(app, settings, database, connectors)
+    oidc = _open_oidc(settings)
+    worker = compose.build_worker(settings, database, connectors, runtime, sync)
+    registry = CollectorRegistry()
+    return Components(
+        settings=settings,
+        database=database,
+        connectors=connectors,
+        decision_log=decision_log,
+        subjects=subjects,
+        runtime=runtime,
+        sync=sync,
+        worker=worker,
+        token_cache=TokenCache(settings.token_cache_seconds),
+        registry=registry,
+        metrics=request_metrics(registry),
+        oidc=oidc,
+    )
+
+
+def _open_store(settings: Settings) -> Database:
     database = compose.open_database(settings.database)
     auto_upgrade = settings.auto_upgrade
     if auto_upgrade if auto_upgrade is not None else database.is_sqlite:
         database.upgrade()
-    app.extensions["policyd.db"] = database
-    app.teardown_appcontext(context.close_session)
+    return database
 
 
-def _init_decisions(app: Flask, settings: Settings) -> None:
+def _open_decisions(database: Database, settings: Settings) -> tuple[DecisionLog, SubjectCache]:
     """The decision-log writer (its drain or lag-check thread starts here) and the subject
     cache."""
     from policyd.services.decision_log import DecisionLog
     from policyd.services.subject_cache import SubjectCache
 
-    database: Database = app.extensions["policyd.db"]
     decision_log = DecisionLog(
         database.engine,
         settings.spool_dir,
@@ -149,25 +172,35 @@ def _init_decisions(app: Flask, settings: Settings) -> None:
         clock=settings.clock,
     )
     decision_log.start()
-    app.extensions["policyd.decision_log"] = decision_log
     subjects = SubjectCache(settings.subject_cache_seconds)
     subjects.watch(database.sessions)
-    app.extensions["policyd.subjects"] = subjects
+    return decision_log, subjects
 
 
-def _init_policies(app: Flask, settings: Settings) -> None:
-    """Load the active version; on an empty database publish POLICYD_POLICIES first."""
-    from policyd.rules import ProblemsError, load_bundle
-    from policyd.services.actor import SYSTEM
-    from policyd.services.errors import InvalidError
-    from policyd.services.versions import PolicySync, VersionService
+def _open_policies(
+    app: Flask, settings: Settings, database: Database, connectors: Connectors
+) -> tuple[PolicyRuntime, PolicySync]:
+    """The policy runtime on the active version; on an empty database POLICYD_POLICIES is
+    published first."""
+    from policyd.services.versions import PolicySync
 
-    database: Database = app.extensions["policyd.db"]
     runtime = PolicyRuntime(memo_size=settings.match_memo, resident=settings.resident_packages)
     # Requests never wait for a new version: it is built beside them, then swapped in.
     sync = PolicySync(runtime, database.session, settings.sync_interval, background=True)
-    app.extensions["policyd.runtime"] = runtime
-    app.extensions["policyd.sync"] = sync
+    _publish_initial(app, settings, database, connectors)
+    sync.sync()
+    return runtime, sync
+
+
+def _publish_initial(
+    app: Flask, settings: Settings, database: Database, connectors: Connectors
+) -> None:
+    """Publish POLICYD_POLICIES when no version is active; problems are logged."""
+    from policyd.rules import ProblemsError, load_bundle
+    from policyd.services.actor import SYSTEM
+    from policyd.services.errors import InvalidError
+    from policyd.services.versions import VersionService
+
     with database.session() as session:
         service = VersionService(session)
         directory = settings.policies
@@ -185,7 +218,7 @@ def _init_policies(app: Flask, settings: Settings) -> None:
                         git_commit=bundle.version.git_commit,
                         git_dirty=(bundle.version.git_dirty if bundle.version.git_commit else None),
                         now=settings.clock(),
-                        connectors=app.extensions["policyd.connectors"].types(),
+                        connectors=connectors.types(),
                     )
                 except IntegrityError:
                     # Another worker starting at the same moment published it first.
@@ -193,21 +226,15 @@ def _init_policies(app: Flask, settings: Settings) -> None:
                 except InvalidError as err:
                     errors = "\n".join(err.errors)
                     app.logger.error("policies in %s not published:\n%s", directory, errors)
-    sync.sync()
 
 
-def _init_connectors(app: Flask, settings: Settings) -> None:
-    database: Database = app.extensions["policyd.db"]
-    app.extensions["policyd.connectors"] = compose.open_connectors(settings, database)
-
-
-def _init_oidc(app: Flask, settings: Settings) -> None:
+def _open_oidc(settings: Settings) -> OidcVerifier | None:
     issuer = settings.oidc_issuer
     if not issuer:
-        return
+        return None
     from policyd.api.oidc import OidcVerifier
 
-    app.extensions["policyd.oidc"] = OidcVerifier(
+    return OidcVerifier(
         issuer,
         settings.oidc_audience or "policyd",
         jwks_url=settings.oidc_jwks_url,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask import current_app
 from flask.views import MethodView
 
 from policyd.api import context
@@ -52,7 +51,7 @@ class TokenById(MethodView):
         """Revoke a token."""
         service = TokenService(context.session())
         token = service.revoke(context.actor(), token_id, now=context.now())
-        current_app.extensions["policyd.token_cache"].clear()
+        context.components().token_cache.clear()
         return token
 
 

@@ -6,9 +6,9 @@ import functools
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, g, request
 from sqlalchemy.orm import Session
@@ -17,6 +17,9 @@ from policyd.api import context
 from policyd.api.errors import error_body
 from policyd.services.actor import Actor, Role
 from policyd.services.tokens import PREFIX, TokenService, token_hash
+
+if TYPE_CHECKING:
+    from policyd.api.components import Components
 
 PUBLIC_ENDPOINTS = frozenset(
     {
@@ -37,10 +40,10 @@ class AuthError(Exception):
 
 
 def authenticate(
-    header: str, extensions: Mapping[str, Any], session: Callable[[], Session], now: datetime
+    header: str, components: Components, session: Callable[[], Session], now: datetime
 ) -> Actor:
     """The caller behind an Authorization header, for every route (the Flask hook below and
-    the decisions route of the request pipeline): `extensions` are the app's, `session` opens
+    the decisions route of the request pipeline): `components` are the app's, `session` opens
     the database session a token not cached needs.
 
     Raises:
@@ -49,9 +52,9 @@ def authenticate(
     credential = bearer_credential(header)
     if credential is None:
         raise AuthError(401, "a bearer token is required (Authorization: Bearer <token>)")
-    trusted_apps = extensions["policyd.settings"].trusted_apps
+    trusted_apps = components.settings.trusted_apps
     if credential.startswith(PREFIX):
-        cache: TokenCache = extensions["policyd.token_cache"]
+        cache = components.token_cache
         hit = cache.get(credential, now)
         if hit is None:
             token = TokenService(session()).authenticate(credential, now=now)
@@ -60,7 +63,7 @@ def authenticate(
             hit = cache.put(credential, token.principal, Role(token.role), token.expires_at)
         principal, role = hit
         return Actor(principal, role, trusted=principal in trusted_apps)
-    verifier = extensions.get("policyd.oidc")
+    verifier = components.oidc
     if verifier is None:
         raise AuthError(401, "the token is not a policyd API token and OIDC is not configured")
     return verifier.actor(credential, set(trusted_apps))
@@ -121,10 +124,6 @@ class TokenCache:
 
 
 def init_app(app: Flask) -> None:
-    app.extensions["policyd.token_cache"] = TokenCache(
-        app.extensions["policyd.settings"].token_cache_seconds
-    )
-
     @app.before_request
     def require_authentication():
         if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
@@ -132,7 +131,7 @@ def init_app(app: Flask) -> None:
         try:
             g.actor = authenticate(
                 request.headers.get("Authorization", ""),
-                current_app.extensions,
+                context.components(),
                 context.session,
                 context.now(),
             )
@@ -245,10 +244,9 @@ def unknown_query(
 
 
 def _declared_query(app: Flask) -> dict[tuple[str, str], frozenset[str]]:
-    declared = app.extensions.get("policyd.query")
-    if declared is None:
+    declared = context.components(app).declared_query
+    if not declared:
         api = app.extensions["flask-smorest"]["apis"][""]["ext_obj"]
-        declared = {}
         for path, operations in api.spec.to_dict()["paths"].items():
             for method, operation in operations.items():
                 if isinstance(operation, dict):
@@ -256,5 +254,4 @@ def _declared_query(app: Flask) -> dict[tuple[str, str], frozenset[str]]:
                         p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"
                     }
                     declared[(path, method)] = frozenset(names)
-        app.extensions["policyd.query"] = declared
     return declared

@@ -1,21 +1,43 @@
-"""Per-request access to the session, the caller, the clock and the policy runtime."""
+"""Access to the app's components, and per request to the session, the caller, the clock and
+the policy runtime."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from flask import current_app, g
+from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
+from policyd.api.components import Components
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor
 from policyd.settings import Settings
 
+if TYPE_CHECKING:
+    from policyd.services.versions import PolicySync
+
+
+# The one key of `app.extensions` that policyd uses.
+KEY = "policyd"
+
+
+def install(app: Flask, built: Components) -> None:
+    """Store `built` on `app`, once (`create_app`)."""
+    if KEY in app.extensions:
+        raise RuntimeError("the app's components are already installed")
+    app.extensions[KEY] = built
+
+
+def components(app: Flask | None = None) -> Components:
+    """The components of `app`, or of the current app."""
+    return (current_app if app is None else app).extensions[KEY]
+
 
 def session() -> Session:
     if "db_session" not in g:
-        g.db_session = current_app.extensions["policyd.db"].session()
+        g.db_session = components().database.session()
     return g.db_session
 
 
@@ -30,7 +52,7 @@ def actor() -> Actor:
 
 
 def settings() -> Settings:
-    return current_app.extensions["policyd.settings"]
+    return components().settings
 
 
 def now() -> datetime:
@@ -38,17 +60,18 @@ def now() -> datetime:
 
 
 def runtime() -> PolicyRuntime:
-    current_app.extensions["policyd.sync"].maybe_sync()
-    return current_app.extensions["policyd.runtime"]
+    parts = components()
+    parts.sync.maybe_sync()
+    return parts.runtime
 
 
 def listeners() -> frozenset[str]:
     """The connector instances that take lifecycle events (webhooks)."""
-    return current_app.extensions["policyd.connectors"].listeners()
+    return components().connectors.listeners()
 
 
-def current_sync():
-    return current_app.extensions["policyd.sync"]
+def current_sync() -> PolicySync:
+    return components().sync
 
 
 def paged(pagination, fetch: Callable[..., tuple[list, int | None]], *args, **filters) -> list:
@@ -73,5 +96,5 @@ def deliver() -> None:
         return
     ids = db_session.info.pop("enqueued", [])
     if ids and settings().delivery == "inline":
-        current_app.extensions["policyd.worker"].run_jobs(now=now(), ids=ids)
+        components().worker.run_jobs(now=now(), ids=ids)
         db_session.expire_all()

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response
 from flask.views import MethodView
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError
@@ -54,12 +54,12 @@ _UNAUTHENTICATED = (("WWW-Authenticate", 'Bearer realm="policyd"'),)
 
 
 def service() -> DecisionService:
-    extensions = current_app.extensions
+    components = context.components()
     return DecisionService(
         context.session,  # opened only when needed: most decisions need no database
         context.runtime(),
-        log=extensions["policyd.decision_log"],
-        subjects=extensions["policyd.subjects"],
+        log=components.decision_log,
+        subjects=components.subjects,
     )
 
 
@@ -80,8 +80,8 @@ class DecisionRoute:
 
     def __init__(self, app: Flask):
         self.app = app
-        self.extensions = app.extensions
-        self.settings = app.extensions["policyd.settings"]
+        self.components = context.components(app)
+        self.settings = self.components.settings
         self.limit: int | None = app.config.get("MAX_CONTENT_LENGTH")
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]):
@@ -89,7 +89,7 @@ class DecisionRoute:
 
         def session() -> Session:
             if not opened:
-                opened.append(self.extensions["policyd.db"].session())
+                opened.append(self.components.database.session())
             return opened[0]
 
         try:
@@ -110,10 +110,10 @@ class DecisionRoute:
     ) -> tuple[str, bytes] | Response:
         """(outcome, answer) of a decision, or the error answer, in the order of every route:
         authentication, role, query, body, then the service's checks."""
-        extensions = self.extensions
+        components = self.components
         try:
             now = self.settings.clock()
-            actor = authenticate(environ.get("HTTP_AUTHORIZATION", ""), extensions, session, now)
+            actor = authenticate(environ.get("HTTP_AUTHORIZATION", ""), components, session, now)
             check_role(actor, DECIDERS)
             refused = self._refused_query(environ)
             if refused is not None:
@@ -121,13 +121,13 @@ class DecisionRoute:
             data = self._input(environ)
             if isinstance(data, Response):
                 return data
-            extensions["policyd.sync"].maybe_sync()
+            components.sync.maybe_sync()
             subject = data["subject"]
             logged = DecisionService(
                 session,
-                extensions["policyd.runtime"],
-                log=extensions["policyd.decision_log"],
-                subjects=extensions["policyd.subjects"],
+                components.runtime,
+                log=components.decision_log,
+                subjects=components.subjects,
             ).decide(
                 actor,
                 data["package"],

@@ -15,10 +15,10 @@ from prometheus_client import (
 
 
 def init_app(app: Flask) -> None:
-    """Serve /healthz, /readyz and /metrics, and give the request pipeline its metrics."""
-    registry = CollectorRegistry()
-    # Observed by the request pipeline (api/pipeline.py), for every route.
-    app.extensions["policyd.metrics"] = _request_metrics(registry)
+    """Serve /healthz, /readyz and /metrics from the app's metrics registry."""
+    from policyd.api import context
+
+    registry = context.components(app).registry
     backlog, log_lag = _gauges(registry)
 
     @app.get("/healthz")
@@ -34,8 +34,9 @@ def init_app(app: Flask) -> None:
         return _scrape(app, registry, backlog, log_lag)
 
 
-def _request_metrics(registry: CollectorRegistry) -> dict[str, Counter | Histogram]:
-    """The decision counter and the request latency histogram."""
+def request_metrics(registry: CollectorRegistry) -> dict[str, Counter | Histogram]:
+    """The decision counter and the request latency histogram, in `registry`; the request
+    pipeline (api/pipeline.py) observes them for every route."""
     decisions = Counter(
         "policyd_decisions_total", "Decisions by outcome", ["outcome"], registry=registry
     )
@@ -75,11 +76,12 @@ def _readiness(app: Flask):
         ping(context.session())
     except Exception as err:
         return jsonify(status="unavailable", message=f"database unreachable: {err}"), 503
-    context.current_sync().maybe_sync()
-    policy = app.extensions["policyd.runtime"].active
+    components = context.components(app)
+    components.sync.maybe_sync()
+    policy = components.runtime.active
     if policy is None:
         return jsonify(status="unavailable", message="no valid policy version is loaded"), 503
-    decision_log = app.extensions["policyd.decision_log"]
+    decision_log = components.decision_log
     lag = decision_log.lag().to_dict(decision_log.clock())
     return jsonify(status="ready", version=policy.version, decision_log=lag)
 
@@ -89,15 +91,16 @@ def _scrape(app: Flask, registry: CollectorRegistry, backlog: Gauge, log_lag: di
     from policyd.api import context
     from policyd.services.jobs import JobService
 
+    components = context.components(app)
     backlog.set(JobService(context.session()).backlog())
-    decision_log = app.extensions["policyd.decision_log"]
+    decision_log = components.decision_log
     lag = decision_log.lag()
     log_lag["policyd_decision_log_pending_bytes"].set(lag.bytes)
     log_lag["policyd_decision_log_pending_entries"].set(lag.entries)
     seconds = lag.seconds(decision_log.clock())
     log_lag["policyd_decision_log_oldest_pending_seconds"].set(seconds)
     source = registry
-    if app.extensions["policyd.settings"].prometheus_multiproc_dir:
+    if components.settings.prometheus_multiproc_dir:
         # Under gunicorn every worker writes its samples to this folder; add them up.
         source = CollectorRegistry()
         multiprocess.MultiProcessCollector(source)

@@ -3,7 +3,7 @@ back), diff."""
 
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import url_for
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
@@ -69,7 +69,7 @@ class Versions(MethodView):
             message=data["message"],
             git_commit=data["git_commit"],
             now=context.now(),
-            connectors=current_app.extensions["policyd.connectors"].types(),
+            connectors=context.components().connectors.types(),
         )
         after_change()
         return view(version, version.id)
@@ -112,7 +112,7 @@ class Publications(MethodView):
             message=data["message"],
             git_commit=data["git_commit"],
             now=context.now(),
-            connectors=current_app.extensions["policyd.connectors"].types(),
+            connectors=context.components().connectors.types(),
         )
         where = url_for("versions.PublicationById", publication_id=publication.id)
         return publication, {"Location": where}

@@ -231,6 +231,8 @@ def serve(
 ) -> None:
     """Run the HTTP API and a worker thread; on first start it creates the database, publishes
     the rules and prints an admin token."""
+    from policyd.api.context import components  # Flask only for this command
+
     settings = settings_for(
         host=host, port=port, policies=policies, database_url=database_url, auto_upgrade=True
     )
@@ -239,7 +241,7 @@ def serve(
     # The embedded default also runs the periodic tasks (expiry, jobs, ...) in a thread.
     stop = threading.Event()
     worker = threading.Thread(
-        target=server.app.extensions["policyd.worker"].loop,
+        target=components(server.app).worker.loop,
         args=(stop,),
         daemon=True,
         name="worker",
@@ -279,6 +281,7 @@ def build_server(settings: Settings, *, actor: Actor, now: datetime) -> Server:
     from werkzeug.serving import make_server
 
     from policyd.api import SettingError, create_app  # Flask only for this command
+    from policyd.api.context import components
 
     _sqlite_folder(settings.database)
     if settings.decision_log_drain is None:  # the embedded server drains its own spool
@@ -299,7 +302,7 @@ def build_server(settings: Settings, *, actor: Actor, now: datetime) -> Server:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{f'[{host}]' if ':' in host else host}:{http.server_port}"
     server = Server(app, http, url)
-    with app.extensions["policyd.db"].session() as session:
+    with components(app).database.session() as session:
         active = VersionService(session).active_id()
         tokens = TokenService(session)
         plain = None
@@ -331,6 +334,9 @@ def build_server(settings: Settings, *, actor: Actor, now: datetime) -> Server:
 def close_server(app: Flask) -> None:
     """Release what `create_app` opened: the decision log (its thread stopped, what is
     spooled stored), the rules engine and the database pool."""
-    app.extensions["policyd.decision_log"].close()
-    app.extensions["policyd.runtime"].close()
-    app.extensions["policyd.db"].dispose()
+    from policyd.api.context import components
+
+    built = components(app)
+    built.decision_log.close()
+    built.runtime.close()
+    built.database.dispose()

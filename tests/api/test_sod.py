@@ -81,15 +81,6 @@ def test_the_second_approval_is_refused_with_409_naming_the_first(client, token,
     assert refused["approvals"] == []
 
 
-def test_filing_while_an_incompatible_request_waits_is_denied(client, token, admin, finance):
-    """The request is stored as denied (201), its reason naming the waiting request."""
-    pat = token("pat")
-    entry = file(client, pat, "payments-entry")
-    close = file(client, pat, "quarter-end-close")
-    assert (close["state"], close["rule"]) == ("denied", "incompatible:payments-entry")
-    assert f"request {entry['id']} (pending_approval)" in close["reason"]
-
-
 def test_the_report_lists_holders_of_incompatible_packages(client, token, admin, finance):
     """Access granted before the rule shows up, paginated, for admins and auditors."""
     active = publish_without_the_incompatibility(client, admin)

@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 
 from policyd.api.context import components
 from policyd.connectors.directory import DirectoryConnector
-from policyd.services.assignments import REVOKE_ATTEMPTS
+from policyd.services.assignment_removal import REVOKE_ATTEMPTS
 from policyd.services.reconcile import reconcile
 from policyd.store.models import Assignment, Job
 

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 from policyd.connectors.config import Connectors, load_instances
 from policyd.domain import RequestOptions
 from policyd.services.actor import Actor, Role
-from policyd.services.assignments import REVOKE_ATTEMPTS, AssignmentService
+from policyd.services.assignment_removal import REVOKE_ATTEMPTS
+from policyd.services.assignments import AssignmentService
 from policyd.services.directory import DirectoryService
 from policyd.services.jobs import JobService
 from policyd.services.memberships import DirectoryMemberships

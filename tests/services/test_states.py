@@ -34,6 +34,7 @@ from policyd.domain import (
 )
 from policyd.rules import PolicyRuntime, load_texts
 from policyd.services.actor import SYSTEM, Actor, Role
+from policyd.services.assignment_delivery import changed
 from policyd.services.assignments import LIVE_STATES, AssignmentService
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ServiceError
@@ -351,7 +352,7 @@ class Lifecycle(RuleBasedStateMachine):
             RequestService(session, self.runtime)._move(SYSTEM, request, state, self.now)
             assert request.state == state
         elif isinstance(state, AssignmentState):
-            AssignmentService._changed(session.get(Assignment, object_id), state)
+            changed(session.get(Assignment, object_id), state)
         else:
             assert JobService(session).finish(object_id, now=self.now).state == state
 

@@ -2,57 +2,31 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from policyd.domain import AssignmentState, JobState, RequestState, allowed, transition
+from policyd.domain import AssignmentState, allowed
 from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
 from policyd.services.actor import SYSTEM, Actor, Role
-from policyd.services.audit import audit, audit_many
+from policyd.services.assignment_delivery import (
+    ACTIVE,
+    LIVE_STATES,
+    assignment_view,
+    enqueue_grants,
+    settle_assignments,
+)
+from policyd.services.assignment_removal import end_assignments
+from policyd.services.audit import audit
 from policyd.services.delegation import DelegationService
 from policyd.services.directory import ACTIVE_STATES
 from policyd.services.errors import ConflictError, ForbiddenError, NotFoundError
-from policyd.services.jobs import JobService
 from policyd.services.listing import list_page
-from policyd.services.notifications import notify_many
 from policyd.store.models import AccessRequest, Assignment, Job
-from policyd.store.query import among, update_many
-
-ACTIVE = AssignmentState.ACTIVE
-# access granted or being granted
-LIVE_STATES = (AssignmentState.DELIVERING, ACTIVE, AssignmentState.FAILED)
-REVOKE_ATTEMPTS = 1_000_000  # revocations are retried until they succeed
-# Assignments whose delivery is not settled yet; job states of work finished, or not yet.
-_UNSETTLED = (AssignmentState.DELIVERING, AssignmentState.FAILED)
-_DONE, _UNFINISHED = {JobState.DONE}, {JobState.QUEUED, JobState.RUNNING}
-
-
-def _delivery_outcome(grants: set[str]) -> tuple[AssignmentState, RequestState] | None:
-    """What an assignment being delivered, and its request, become from the states of its
-    grant jobs; None while some of them are still to run."""
-    if grants <= _DONE:
-        return ACTIVE, RequestState.DELIVERED
-    if JobState.FAILED in grants and not grants & _UNFINISHED:
-        partly = JobState.DONE in grants
-        return AssignmentState.FAILED, (
-            RequestState.PARTIALLY_DELIVERED if partly else RequestState.FAILED
-        )
-    return None
-
-
-def assignment_view(assignment: Assignment) -> dict[str, Any]:
-    return {
-        "state": assignment.state,
-        "expires_at": assignment.expires_at.isoformat() if assignment.expires_at else None,
-        "version": assignment.version,
-        "rule": assignment.rule,
-    }
+from policyd.store.query import among
 
 
 class AssignmentService:
@@ -85,7 +59,7 @@ class AssignmentService:
             after=assignment_view(assignment),
             version=assignment.version,
         )
-        self._enqueue_grants(assignment, now=now)
+        enqueue_grants(self.session, self.runtime, assignment, now=now)
         self.settle(assignment, actor, now=now)
         return assignment
 
@@ -129,105 +103,9 @@ class AssignmentService:
             execution_options={"synchronize_session": False},
         )
 
-    def _enqueue_grants(self, assignment: Assignment, *, now: datetime) -> None:
-        """One outbox job per resource of the package, in the assignment's transaction."""
-        policy = self.runtime.active
-        package = policy.bundle.packages.get(assignment.package) if policy else None
-        jobs = JobService(self.session)
-        for resource in package.resources if package else ():
-            jobs.enqueue(
-                "grant",
-                resource.connector,
-                resource.resource,
-                resource.role,
-                assignment.subject_id,
-                assignment_id=assignment.id,
-                now=now,
-            )
-        self.session.flush()
-
-    def _cancel_grants(
-        self, assignments: Sequence[Assignment], action: str, *, now: datetime
-    ) -> None:
-        """Grants of ending assignments still waiting in the outbox (say, backing off) are
-        never run: one that ran after the revoke would leave access behind. A grant running
-        now finishes first, as its revoke waits for it (JobService.claim)."""
-        if not assignments:
-            return
-        self.session.execute(
-            update(Job)
-            .where(
-                among(self.session, Job.assignment_id, [a.id for a in assignments]),
-                Job.kind == "grant",
-                Job.state == JobState.QUEUED,
-            )
-            .values(
-                state=transition(JobState.QUEUED, JobState.FAILED),
-                finished_at=now,
-                last_error=f"canceled: {action}",
-            ),
-            execution_options={"synchronize_session": False},
-        )
-
-    def _enqueue_revokes(self, assignments: Sequence[Assignment], *, now: datetime) -> set[str]:
-        """Revoke exactly what each ending assignment granted, unless another live one of the
-        person grants it too (reference counting).
-
-        When several assignments of one person end together, the role they share is revoked
-        once. Revocations retry until they succeed: access is never left behind.
-
-        Returns:
-            The ids of the assignments that got revoke jobs.
-        """
-        self.session.flush()  # the ending assignments are no longer live for the query below
-        ids = [assignment.id for assignment in assignments]
-        granted: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
-        for assignment_id, connector, resource, role in self.session.execute(
-            select(Job.assignment_id, Job.connector, Job.resource, Job.role).where(
-                among(self.session, Job.assignment_id, ids), Job.kind == "grant"
-            )
-        ):
-            granted[assignment_id].add((connector, resource, role))
-        held = self._granted_elsewhere({assignment.subject_id for assignment in assignments})
-        jobs = []
-        for assignment in assignments:
-            kept = held[assignment.subject_id]
-            for connector, resource, role in sorted(granted[assignment.id] - kept):
-                kept.add((connector, resource, role))
-                jobs.append(
-                    {
-                        "kind": "revoke",
-                        "connector": connector,
-                        "resource": resource,
-                        "role": role,
-                        "subject_id": assignment.subject_id,
-                        "assignment_id": assignment.id,
-                        "max_attempts": REVOKE_ATTEMPTS,
-                    }
-                )
-        JobService(self.session).enqueue_many(jobs, now=now)
-        return {job["assignment_id"] for job in jobs}
-
-    def _granted_elsewhere(self, subjects: set[str]) -> dict[str, set[tuple[str, str, str]]]:
-        """Per person, (connector, resource, role) that a live assignment of theirs grants."""
-        held: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
-        rows = self.session.execute(
-            select(Assignment.subject_id, Job.connector, Job.resource, Job.role)
-            .join(Job, Job.assignment_id == Assignment.id)
-            .where(
-                among(self.session, Assignment.subject_id, subjects),
-                Assignment.state.in_(LIVE_STATES),
-                Job.kind == "grant",
-                Job.state != JobState.FAILED,
-            )
-        )
-        for subject_id, connector, resource, role in rows:
-            held[subject_id].add((connector, resource, role))
-        return held
-
     def settle(self, assignment: Assignment, actor: Actor, *, now: datetime) -> None:
         """Move the assignment and its request on from what their jobs have done so far."""
-        self._settle([assignment], actor, now=now)
+        settle_assignments(self.session, [assignment], actor, now=now)
 
     def settle_many(self, assignment_ids: Iterable[str], actor: Actor, *, now: datetime) -> None:
         """Lock and settle many assignments (the worker, after a batch of jobs)."""
@@ -241,89 +119,7 @@ class AssignmentService:
             .order_by(Assignment.id)
             .with_for_update()
         ).all()
-        self._settle(assignments, actor, now=now)
-
-    def _settle(self, assignments: Sequence[Assignment], actor: Actor, *, now: datetime) -> None:
-        if not assignments:
-            return
-        self.session.flush()
-        jobs: dict[str, dict[str, set[str]]] = defaultdict(
-            lambda: {"grant": set(), "revoke": set()}
-        )
-        for assignment_id, kind, state in self.session.execute(
-            select(Job.assignment_id, Job.kind, Job.state).where(
-                among(self.session, Job.assignment_id, [a.id for a in assignments])
-            )
-        ):
-            if kind in ("grant", "revoke"):
-                jobs[assignment_id][kind].add(state)
-        delivering = [a.request_id for a in assignments if a.state in _UNSETTLED]
-        requests = {}
-        if delivering:
-            query = select(AccessRequest).where(among(self.session, AccessRequest.id, delivering))
-            requests = {request.id: request for request in self.session.scalars(query)}
-        records: list[dict[str, Any]] = []
-        notes: list[tuple[str, str, str]] = []
-        moved: dict[str, list[Assignment]] = defaultdict(list)  # by new state
-        decided: dict[str, list[AccessRequest]] = defaultdict(list)
-        for assignment in assignments:
-            states = jobs[assignment.id]
-            if assignment.state in _UNSETTLED:
-                if (outcome := _delivery_outcome(states["grant"])) is None:
-                    continue
-                state, request_state = outcome
-                records += self._changed(assignment, state)
-                moved[state].append(assignment)
-                request = requests.get(assignment.request_id)
-                if request is not None and request.state != request_state:
-                    transition(request.state, request_state)
-                    kind = (
-                        "access_granted"
-                        if request_state is RequestState.DELIVERED
-                        else "request_decided"
-                    )
-                    notes.append((kind, request.id, assignment.subject_id))
-                    records.append(
-                        {
-                            "action": f"request.{request_state}",
-                            "object": ("request", request.id),
-                            "before": {"state": request.state},
-                            "after": {"state": request_state},
-                            "version": request.version,
-                        }
-                    )
-                    decided[request_state].append(request)
-            elif assignment.state == AssignmentState.EXPIRING and states["revoke"] <= _DONE:
-                records += self._changed(assignment, AssignmentState.REMOVED)
-                moved[AssignmentState.REMOVED].append(assignment)
-                notes.append(("access_removed", assignment.id, assignment.subject_id))
-        for state, changed in moved.items():
-            update_many(self.session, changed, state=state)
-        for state, changed in decided.items():
-            update_many(self.session, changed, state=state, updated_at=now)
-        audit_many(self.session, actor, now, records)
-        notify_many(self.session, notes, now=now)
-
-    @staticmethod
-    def _changed(assignment: Assignment, state: AssignmentState) -> list[dict[str, Any]]:
-        """The audit record of an assignment's move to `state`, if that is a change.
-
-        Raises:
-            IllegalTransitionError: the transition table does not allow the move.
-        """
-        if assignment.state == state:
-            return []
-        transition(assignment.state, state)
-        before = assignment_view(assignment)
-        return [
-            {
-                "action": f"assignment.{state}",
-                "object": ("assignment", assignment.id),
-                "before": before,
-                "after": {**before, "state": state},
-                "version": assignment.version,
-            }
-        ]
+        settle_assignments(self.session, assignments, actor, now=now)
 
     def active_for(self, subject_id: str, package: str) -> Assignment | None:
         return self.session.scalar(
@@ -393,29 +189,7 @@ class AssignmentService:
         self, actor: Actor, assignments: Sequence[Assignment], action: str, *, now: datetime
     ) -> None:
         """`end` for many assignments at once, with a few statements in all (mass expiry)."""
-        records = []
-        for assignment in assignments:
-            before = assignment_view(assignment)
-            records.append(
-                {
-                    "action": action,
-                    "object": ("assignment", assignment.id),
-                    "before": before,
-                    "after": {
-                        **before,
-                        "state": transition(assignment.state, AssignmentState.EXPIRING),
-                    },
-                    "version": assignment.version,
-                }
-            )
-        expiring = AssignmentState.EXPIRING
-        update_many(self.session, list(assignments), state=expiring, removed_at=now)
-        audit_many(self.session, actor, now, records)
-        self._cancel_grants(assignments, action, now=now)
-        revoking = self._enqueue_revokes(assignments, now=now)
-        # The others had nothing left to revoke: they are removed at once.
-        rest = [assignment for assignment in assignments if assignment.id not in revoking]
-        self._settle(rest, actor, now=now)
+        end_assignments(self.session, actor, assignments, action, now=now)
 
     def expire_due(self, *, now: datetime, limit: int = 1000) -> int:
         """End every live assignment whose expires_at has passed, `limit` at most; returns

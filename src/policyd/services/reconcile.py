@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from policyd.connectors.base import ConnectorError, ListingConnector
 from policyd.connectors.config import Connectors
 from policyd.domain import AssignmentState, JobState
-from policyd.services.assignments import LIVE_STATES, REVOKE_ATTEMPTS
+from policyd.services.assignment_delivery import LIVE_STATES
+from policyd.services.assignment_removal import REVOKE_ATTEMPTS
 from policyd.services.jobs import JobService
 from policyd.store.models import Assignment, Job
 

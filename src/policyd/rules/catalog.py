@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 
 from policyd.rules.apiversion import ApiVersion
 from policyd.rules.model import AccessPackage, Catalog
-from policyd.rules.schema import Slug, _references
+from policyd.rules.schema_fields import Slug, references
 from policyd.rules.source import Document, Problem, flatten_messages
 
 PRINCIPALS = ("user:<id>", "group:<id>")
@@ -24,7 +24,7 @@ class CatalogSchema(Schema):
         data_key="displayName", required=True, validate=validate.Length(min=1)
     )
     description = fields.String()
-    owners = _references(PRINCIPALS, load_default=())
+    owners = references(PRINCIPALS, load_default=())
 
     @post_load
     def make(self, data, **kwargs):

@@ -15,7 +15,7 @@ from policyd.rules.inputs import RequestSchema, SubjectSchema
 from policyd.rules.loader import SUFFIXES, TESTS_DIR
 from policyd.rules.model import Bundle
 from policyd.rules.runtime import Policy
-from policyd.rules.schema import DecisionTime, Moment
+from policyd.rules.schema_fields import DecisionTime, Moment
 from policyd.rules.source import Problem, ProblemsError, flatten_messages, parse_document
 
 NEVER = "never"

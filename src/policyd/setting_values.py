@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from policyd.rules.condition import parse_duration
+from policyd.rules.timing import parse_duration
 
 
 def parse_text(value: Any) -> str:

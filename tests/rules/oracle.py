@@ -12,17 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from policyd.domain import RequestOptions, Subject
-from policyd.rules.condition import (
-    All,
-    AnyOf,
-    Cmp,
-    Condition,
-    Not,
-    as_number,
-    canon_text,
-    parse_duration,
-)
+from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not, as_number, canon_text
 from policyd.rules.model import AccessPackage
+from policyd.rules.timing import parse_duration
 
 ORDER: dict[str, Callable[[float, float], bool]] = {
     "lt": operator.lt,

@@ -15,9 +15,9 @@ from policyd.rules import (
     UnknownPackageError,
     load_texts,
 )
-from policyd.rules.condition import Window
 from policyd.rules.decision import LIFETIME_UNRESOLVED
 from policyd.rules.model import LifetimePolicy
+from policyd.rules.timing import Window
 from tests.conftest import policy_from, rule_file
 
 

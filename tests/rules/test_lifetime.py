@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from policyd.rules.condition import Window
 from policyd.rules.lifetime import (
     LifetimeError,
     lifetime_cron_problem,
@@ -14,6 +13,7 @@ from policyd.rules.lifetime import (
     resolve_lifetime,
 )
 from policyd.rules.model import LifetimePolicy, RequestedDuration
+from policyd.rules.timing import Window
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

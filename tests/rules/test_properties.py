@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from policyd.domain import Outcome, RequestOptions, Subject, UserType
 from policyd.rules import NO_RULE_MATCHED, Policy, ProblemsError, choose, load_texts
-from policyd.rules.condition import Window, parse_duration, parse_window
 from policyd.rules.lifetime import (
     LifetimeError,
     lifetime_cron_problem,
@@ -19,6 +18,7 @@ from policyd.rules.lifetime import (
     resolve_lifetime,
 )
 from policyd.rules.model import LifetimePolicy, RequestedDuration, Rule
+from policyd.rules.timing import Window, parse_duration, parse_window
 from tests.rules.oracle import oracle_matched
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ import click
 
 from policyd.cli.base import _load, _session, database_option, main
 from policyd.rules import Policy, ProblemsError, load_texts
-from policyd.rules.condition import parse_duration
+from policyd.rules.timing import parse_duration
 from policyd.services.errors import NotFoundError
 from policyd.services.replay import ReplayReport, ReplayService
 from policyd.services.versions import VersionService

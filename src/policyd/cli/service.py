@@ -30,7 +30,7 @@ from policyd.cli.base import (
     settings_for,
 )
 from policyd.rules import ProblemsError
-from policyd.rules.condition import parse_duration
+from policyd.rules.timing import parse_duration
 from policyd.services.actor import Actor, Role
 from policyd.services.tokens import TokenService, token_state
 from policyd.services.versions import VersionService

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from policyd.domain import Outcome
-from policyd.rules.condition import All, AnyOf, Cmp, Condition, Kind, Not, Window, field_kind, walk
+from policyd.rules.condition import All, AnyOf, Cmp, Condition, Kind, Not, field_kind, walk
 from policyd.rules.model import Bundle, Rule
+from policyd.rules.timing import Window
 
 MARKER = "pd"  # present in every fact, so "always" can be written as a condition
 # Every ruleset gets this always-true rule: a fact that matches nothing leaves durable_rules

@@ -13,12 +13,12 @@ from policyd.domain import (
     RequestOptions,
     Subject,
 )
-from policyd.rules.condition import check_decision_time, parse_duration
 from policyd.rules.engine import Engine
 from policyd.rules.facts import build_fact
 from policyd.rules.lifetime import LifetimeError, resolve_lifetime
 from policyd.rules.model import AccessPackage, Bundle, Rule
 from policyd.rules.question import AnswerError, check_answers
+from policyd.rules.timing import check_decision_time, parse_duration
 
 NO_RULE_MATCHED = "no rule matched"
 LIFETIME_UNRESOLVED = "the deciding rule's lifetime has no end after now, so access is denied"

@@ -13,8 +13,9 @@ from typing import Any
 import isodate
 
 from policyd.domain import Outcome
-from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not, Window
+from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not
 from policyd.rules.model import AccessPackage, Bundle, Resource, Rule
+from policyd.rules.timing import Window
 
 # Model fields that locate or identify a thing rather than say what it does: a package moved
 # to another file, into a template or to another row of its template decides the same.

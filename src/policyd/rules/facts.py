@@ -23,7 +23,8 @@ from policyd.rules.compiler import (
     number_key,
     number_value,
 )
-from policyd.rules.condition import Window, as_number, canon_text, parse_duration
+from policyd.rules.condition import as_number, canon_text
+from policyd.rules.timing import Window, parse_duration
 
 SENTINEL = ""  # never a valid compared value; keeps lists non-empty for $iall
 

@@ -16,7 +16,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from policyd.domain import RequestOptions, Subject, UserType
-from policyd.rules.condition import parse_duration
+from policyd.rules.timing import parse_duration
 
 MAX_ID = 200  # ids: users, groups, packages, organisations (the id columns' length)
 MAX_NAME = 200  # names and short texts: display names, department, job title

@@ -10,8 +10,8 @@ import isodate
 from croniter import CroniterError, croniter
 
 from policyd.domain import ResolvedLifetime
-from policyd.rules.condition import Window, parse_duration
 from policyd.rules.model import LifetimePolicy, RequestedDuration
+from policyd.rules.timing import Window, parse_duration
 
 # A lifetime's cron must fire at least once in any span this long (a yearly cron does).
 HORIZON = timedelta(days=366)

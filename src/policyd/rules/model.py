@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from policyd.domain import Outcome
-from policyd.rules.condition import ALWAYS, Condition, Window
+from policyd.rules.condition import ALWAYS, Condition
+from policyd.rules.timing import Window
 
 API_VERSION = "policyd/v1"
 # Ids of the deny rules the loader adds for separation of duties: the prefix, then the

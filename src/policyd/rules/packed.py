@@ -11,7 +11,7 @@ from typing import Any
 import isodate
 
 from policyd.domain import Outcome
-from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not, Window, parse_duration
+from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not
 from policyd.rules.model import (
     AccessPackage,
     ApprovalPolicy,
@@ -30,6 +30,7 @@ from policyd.rules.model import (
     Verdict,
     Version,
 )
+from policyd.rules.timing import Window, parse_duration
 
 # Bump when the encoding, or what a valid bundle is, changes: a version packed in another format
 # is loaded, and so validated again, from its files.

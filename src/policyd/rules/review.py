@@ -12,7 +12,7 @@ from croniter import croniter
 
 from policyd.domain import Outcome, RequestOptions, Subject
 from policyd.rules.compiler import compile_bundle
-from policyd.rules.condition import Window, as_number
+from policyd.rules.condition import as_number
 from policyd.rules.engine import Engine
 from policyd.rules.facts import build_fact
 from policyd.rules.model import (
@@ -23,6 +23,7 @@ from policyd.rules.model import (
     Rule,
     Verdict,
 )
+from policyd.rules.timing import Window
 
 # Attributes derived for recommendations (docs/reviews.md): a connector or an import reports
 # `lastSignIn`; the service knows whether a guest's sponsors have left.

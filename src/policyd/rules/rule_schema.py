@@ -16,7 +16,6 @@ from marshmallow import (
 )
 
 from policyd.domain import Outcome
-from policyd.rules.condition import parse_duration, parse_window
 from policyd.rules.inputs import Duration
 from policyd.rules.lifetime import lifetime_cron_problem
 from policyd.rules.model import (
@@ -27,6 +26,7 @@ from policyd.rules.model import (
     StagePolicy,
 )
 from policyd.rules.schema_fields import ConditionField, Moment, Slug, references
+from policyd.rules.timing import parse_duration, parse_window
 
 APPROVER_KINDS = ("manager", "owners", "sponsors", "user:<id>", "group:<id>")
 DEFAULT_STAGE_TIMEOUT = "P14D"

@@ -9,13 +9,8 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
-from policyd.rules.condition import (
-    ConditionError,
-    check_decision_time,
-    parse_condition,
-    parse_window,
-    to_utc,
-)
+from policyd.rules.condition import ConditionError, parse_condition
+from policyd.rules.timing import check_decision_time, parse_window, to_utc
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 SLUG_HELP = "lower-case letters, digits, '.', '_' and '-', starting with a letter or digit"

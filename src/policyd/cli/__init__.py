@@ -5,6 +5,7 @@ from policyd.cli import (  # noqa: F401 - registers commands
     compliance,
     decision_log,
     directory,
+    evaluation,
     governance,
     policy_diff,
     replay,

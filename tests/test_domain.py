@@ -10,11 +10,13 @@ import pytest
 from policyd.domain import (
     ASSIGNMENT_TRANSITIONS,
     JOB_TRANSITIONS,
+    ORGANIZATION_TRANSITIONS,
     REQUEST_TRANSITIONS,
     TRANSITIONS,
     AssignmentState,
     IllegalTransitionError,
     JobState,
+    OrganizationState,
     RequestState,
     allowed,
     transition,
@@ -26,6 +28,7 @@ START = {
     RequestState: RequestState.SUBMITTED,
     AssignmentState: AssignmentState.DELIVERING,
     JobState: JobState.QUEUED,
+    OrganizationState: OrganizationState.PROPOSED,
 }
 TERMINAL = {
     RequestState: {
@@ -36,6 +39,7 @@ TERMINAL = {
     },
     AssignmentState: {AssignmentState.REMOVED},
     JobState: {JobState.DONE},
+    OrganizationState: {OrganizationState.REMOVED},
 }
 KINDS = list(TRANSITIONS)
 
@@ -74,11 +78,13 @@ def test_only_terminal_states_have_no_way_out_and_every_state_can_end(kind):
 
 
 def test_the_named_tables_are_the_ones_transition_checks():
-    """REQUEST_, ASSIGNMENT_ and JOB_TRANSITIONS are what `transition` consults."""
+    """REQUEST_, ASSIGNMENT_, JOB_ and ORGANIZATION_TRANSITIONS are what `transition`
+    consults."""
     assert {
         RequestState: REQUEST_TRANSITIONS,
         AssignmentState: ASSIGNMENT_TRANSITIONS,
         JobState: JOB_TRANSITIONS,
+        OrganizationState: ORGANIZATION_TRANSITIONS,
     } == TRANSITIONS
 
 
@@ -108,7 +114,12 @@ def documented_tables() -> dict[type, dict]:
     """docs/lifecycle.md's state tables: state -> the states named in its row."""
     text = (ROOT / "docs" / "lifecycle.md").read_text(encoding="utf-8")
     found: dict[type, dict] = {}
-    nouns = {RequestState: "request", AssignmentState: "assignment", JobState: "job"}
+    nouns = {
+        RequestState: "request",
+        AssignmentState: "assignment",
+        JobState: "job",
+        OrganizationState: "organization",
+    }
     for kind, noun in nouns.items():
         rows = re.search(rf"\| {noun} state \| may become \|\n\|---\|---\|\n((?:\|.*\n)+)", text)
         table: dict = {}

@@ -203,7 +203,16 @@ class JobState(StrEnum):
     FAILED = "failed"
 
 
-_R, _A, _J = RequestState, AssignmentState, JobState
+class OrganizationState(StrEnum):
+    """Where a connected organisation is: proposed by a request from an unknown domain,
+    configured by an admin, or removed (its guests lose their access)."""
+
+    PROPOSED = "proposed"
+    CONFIGURED = "configured"
+    REMOVED = "removed"
+
+
+_R, _A, _J, _O = RequestState, AssignmentState, JobState, OrganizationState
 
 # Every move a request may make. A waiting request moves to pending_approval again when it
 # enters its next stage; an approved one is delivered at once when it extends access already
@@ -246,16 +255,30 @@ JOB_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     _J.DONE: frozenset(),
 }
 
-State = RequestState | AssignmentState | JobState
-S = TypeVar("S", RequestState, AssignmentState, JobState)
+# An admin configures a proposed organisation (or sets a configured one back to proposed,
+# as Entra allows); either may be removed, which ends it.
+ORGANIZATION_TRANSITIONS: dict[OrganizationState, frozenset[OrganizationState]] = {
+    _O.PROPOSED: frozenset({_O.PROPOSED, _O.CONFIGURED, _O.REMOVED}),
+    _O.CONFIGURED: frozenset({_O.CONFIGURED, _O.PROPOSED, _O.REMOVED}),
+    _O.REMOVED: frozenset(),
+}
+
+State = RequestState | AssignmentState | JobState | OrganizationState
+S = TypeVar("S", RequestState, AssignmentState, JobState, OrganizationState)
 
 TRANSITIONS: dict[type, dict[Any, frozenset[Any]]] = {
     RequestState: REQUEST_TRANSITIONS,
     AssignmentState: ASSIGNMENT_TRANSITIONS,
     JobState: JOB_TRANSITIONS,
+    OrganizationState: ORGANIZATION_TRANSITIONS,
 }
 
-_NOUNS = {RequestState: "request", AssignmentState: "assignment", JobState: "job"}
+_NOUNS = {
+    RequestState: "request",
+    AssignmentState: "assignment",
+    JobState: "job",
+    OrganizationState: "organization",
+}
 
 
 class IllegalTransitionError(ValueError):

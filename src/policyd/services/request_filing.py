@@ -22,7 +22,7 @@ from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.audit import audit
 from policyd.services.decisions import DecisionService, LoggedDecision
-from policyd.services.directory import lock_user
+from policyd.services.directory import DirectoryService, lock_user
 from policyd.services.errors import ConflictError, ForbiddenError, InvalidError
 from policyd.services.events import request_event
 from policyd.services.request_stages import OPEN_STATES, request_view
@@ -72,6 +72,10 @@ class Filing:
         _check_terms(logged.decision, options, extends)
         request = self._file(actor, logged, options, extends, idempotency_key, now)
         self._act_on(actor, request, logged.decision, logged.subject, now)
+        if logged.decision.outcome is not Outcome.DENY:
+            # A guest from an unknown domain whom the rules let request: as in Entra, their
+            # domain becomes a proposed connected organisation for an admin to configure.
+            DirectoryService(self.session).propose_organization(actor, logged.subject, now=now)
         try:
             self.session.commit()
         except IntegrityError:

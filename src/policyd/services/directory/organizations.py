@@ -5,33 +5,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 
-from policyd.domain import Subject
+from policyd.domain import OrganizationState, Subject, UserType, transition
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.directory.base import DirectoryPart, check_id
 from policyd.services.errors import ConflictError, NotFoundError
-from policyd.store.models import ConnectedOrganization, OrganizationDomain
+from policyd.store.models import ConnectedOrganization, OrganizationDomain, User
 from policyd.store.query import page
+
+FIELDS = ("display_name", "domains", "internal_sponsors", "external_sponsors", "state")
 
 
 class Organizations(DirectoryPart):
     """The connected organisations part of DirectoryService."""
 
     def list_organizations(
-        self, *, offset: int = 0, limit: int = 100
+        self, *, state: str | None = None, offset: int = 0, limit: int = 100
     ) -> tuple[list[ConnectedOrganization], int]:
+        """A page of the connected organisations by id, only those in `state` if given."""
         query = select(ConnectedOrganization).order_by(ConnectedOrganization.id)
+        if state is not None:
+            query = query.where(ConnectedOrganization.state == state)
         return page(self.session, query, offset, limit)
 
-    def get_organization(self, org_id: str) -> ConnectedOrganization:
-        """One connected organisation.
+    def get_organization(self, org_id: str, *, lock: bool = False) -> ConnectedOrganization:
+        """One connected organisation (its row locked until commit with `lock`).
 
         Raises:
             NotFoundError: no such organisation.
         """
-        org = self.session.get(ConnectedOrganization, org_id)
+        org = self.session.get(ConnectedOrganization, org_id, with_for_update=lock or None)
         if org is None:
             raise NotFoundError(f"no connected organization {org_id!r}", field="id")
         return org
@@ -49,8 +56,7 @@ class Organizations(DirectoryPart):
         from `data` keep an existing organisation's value."""
         check_id(org_id)
         org = self.session.get(ConnectedOrganization, org_id)
-        fields = ("display_name", "domains", "internal_sponsors", "external_sponsors", "state")
-        before = {f: getattr(org, f) for f in fields} if org else None
+        before = organization_view(org) if org else None
         if org is None:
             org = ConnectedOrganization(id=org_id)
             self.session.add(org)
@@ -61,7 +67,8 @@ class Organizations(DirectoryPart):
         self._claim_domains(org_id, org.domains)
         org.internal_sponsors = list(data.get("internal_sponsors", []))
         org.external_sponsors = list(data.get("external_sponsors", []))
-        org.state = data.get("state", "configured")
+        state = OrganizationState(data.get("state", OrganizationState.CONFIGURED))
+        org.state = transition(before["state"], state) if before else state
         audit(
             self.session,
             actor,
@@ -69,7 +76,7 @@ class Organizations(DirectoryPart):
             ("organization", org_id),
             now=now,
             before=before,
-            after={f: getattr(org, f) for f in fields},
+            after=organization_view(org),
         )
         return org
 
@@ -101,3 +108,71 @@ class Organizations(DirectoryPart):
                 )
             )
         return self.session.get(ConnectedOrganization, org_id) if org_id else None
+
+    def propose_organization(
+        self, actor: Actor, subject: Subject, *, now: datetime
+    ) -> ConnectedOrganization | None:
+        """The connected organisation proposed for a guest from a domain no organisation
+        owns, as Entra proposes one when such a guest requests access; None for anyone else
+        (a member, a guest set on an organisation or from a known domain, no e-mail domain).
+
+        One per domain, named by it: of requests filed at the same moment, one inserts it
+        (audited) and the others find it, each with an insert that does nothing on conflict
+        (on PostgreSQL it waits for the first one's commit). The caller commits.
+        """
+        domain = subject.domain
+        if subject.type is not UserType.GUEST or subject.organization or not domain:
+            return None
+        if self.session.get(OrganizationDomain, domain) is not None or len(domain) > 200:
+            return None
+        added = self._insert_new(
+            ConnectedOrganization,
+            {
+                "id": domain,
+                "display_name": domain,
+                "domains": [domain],
+                "internal_sponsors": [],
+                "external_sponsors": [],
+                "state": OrganizationState.PROPOSED.value,
+            },
+        )
+        # An organisation already named like the domain that does not own it stays as it is.
+        if not added or not self._insert_new(
+            OrganizationDomain, {"domain": domain, "organization_id": domain}
+        ):
+            return None
+        org = self.session.get(ConnectedOrganization, domain)
+        audit(
+            self.session,
+            actor,
+            "directory.organization_proposed",
+            ("organization", domain),
+            now=now,
+            after={**organization_view(org), "requested_for": subject.id},
+        )
+        return org
+
+    def _insert_new(self, model: type, row: dict[str, Any]) -> bool:
+        """Insert `row` unless its key is taken (then nothing); whether it was inserted."""
+        dialect = self.session.get_bind().dialect.name
+        insert: Insert = (postgresql if dialect == "postgresql" else sqlite).insert(model)
+        key = model.__table__.primary_key.columns.values()[0]
+        statement = insert.values(**row).on_conflict_do_nothing().returning(key)
+        return self.session.execute(statement).first() is not None
+
+    def guests_of(self, org: ConnectedOrganization) -> list[str]:
+        """The ids of the guests of `org`: set on it, or without an organisation and with an
+        e-mail address at one of its domains."""
+        by_domain = [
+            func.lower(User.email).endswith(f"@{domain}", autoescape=True) for domain in org.domains
+        ]
+        member = User.organization_id == org.id
+        if by_domain:
+            member = member | (User.organization_id.is_(None) & or_(*by_domain))
+        query = select(User.id).where(User.type == UserType.GUEST.value, member)
+        return list(self.session.scalars(query.order_by(User.id)))
+
+
+def organization_view(org: ConnectedOrganization) -> dict[str, Any]:
+    """What audit records show of an organisation."""
+    return {f: getattr(org, f) for f in FIELDS}

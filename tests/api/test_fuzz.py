@@ -39,6 +39,7 @@ DATA_DEPENDENT = {
     "the duration must fit the package's lifetime",
     "GET /v1/assignments": "catalog must name a catalog of the active version (and be the "
     "caller's own, for a user)",
+    "GET /v1/requests": "catalog must name a catalog of the active version",
 }
 
 

@@ -43,6 +43,8 @@ LISTS = [
     ("/v1/requests", "requests", "ix_requests_created"),
     ("/v1/requests?state=pending_approval", "requests", "ix_requests_state"),
     ("/v1/requests?subject=ada", "requests", "ix_requests_subject_id"),
+    # A catalog's packages filter the walk of the list's order (no sort of the matches).
+    ("/v1/requests?catalog=finance", "requests", "ix_requests_created"),
     ("/v1/decisions", "decisions", "ix_decisions_at"),
     ("/v1/decisions?subject=ada", "decisions", "ix_decisions_subject_at"),
     ("/v1/decisions?package=p", "decisions", "ix_decisions_package"),
@@ -130,11 +132,12 @@ def test_a_numbered_directory_page_is_read_from_the_primary_key(app, client, adm
         assert uses(app, shown, f"{table}_pkey"), shown
 
 
-def test_the_approver_inbox_walks_waiting_requests_in_order(app, client, token):
-    """The inbox walks the waiting requests newest first by index and checks each against
-    the caller's stage_approvers key: no sort, no scan of either table."""
+@pytest.mark.parametrize("catalog", ["", "&catalog=sales"], ids=["all", "one-catalog"])
+def test_the_approver_inbox_walks_waiting_requests_in_order(app, client, token, catalog):
+    """The inbox (of one catalog, too) walks the waiting requests newest first by index and
+    checks each against the caller's stage_approvers key: no sort, no scan of either table."""
     for statement, parameters in page_queries(
-        app, client, token("carol"), "/v1/requests?approver=me&after=", "requests"
+        app, client, token("carol"), f"/v1/requests?approver=me&after={catalog}", "requests"
     ):
         shown = plan(app, statement, parameters)
         assert "Sort" not in shown and "TEMP B-TREE" not in shown, shown

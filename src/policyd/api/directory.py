@@ -7,12 +7,20 @@ from flask.views import MethodView
 from policyd.api import context
 from policyd.api.auth import guard
 from policyd.api.blueprint import Blueprint
-from policyd.api.schemas import GroupSchema, MemberSchema, OrganizationSchema, UserSchema
+from policyd.api.schemas import (
+    GroupSchema,
+    MemberSchema,
+    OrganizationQuerySchema,
+    OrganizationRemovedSchema,
+    OrganizationSchema,
+    UserSchema,
+)
 from policyd.services.actor import Role
 from policyd.services.directory import KEEP
 from policyd.services.directory.admin import DirectoryAdmin
 from policyd.services.errors import ForbiddenError
 from policyd.services.leavers import LeaverService
+from policyd.services.organization_removal import OrganizationRemoval
 
 blp = Blueprint("directory", __name__, url_prefix="/v1", description="Directory")
 READERS = (Role.ADMIN, Role.AUDITOR, Role.APP)
@@ -106,11 +114,12 @@ class Groups(MethodView):
 @blp.route("/organizations")
 class Organizations(MethodView):
     @guard(*READERS)
+    @blp.arguments(OrganizationQuerySchema(), location="query")
     @blp.response(200, OrganizationSchema(many=True))
     @blp.paginate()
-    def get(self, pagination_parameters):
-        """List connected organisations."""
-        return context.paged(pagination_parameters, service().list_organizations)
+    def get(self, args, pagination_parameters):
+        """List connected organisations (`state=proposed`: those requests proposed)."""
+        return context.paged(pagination_parameters, service().list_organizations, **args)
 
 
 @blp.route("/groups/<group_id>")
@@ -174,3 +183,14 @@ class OrganizationById(MethodView):
         return service().put_organization(
             context.actor(), org_id, data, now=context.now(), keep_missing=True
         )
+
+    @guard(Role.ADMIN)
+    @blp.response(200, OrganizationRemovedSchema)
+    def delete(self, org_id):
+        """Remove a connected organisation: its guests' access is removed through the
+        connectors, their open requests canceled; POLICYD_EXTERNAL_USERS then applies to them
+        (docs/governance.md#connected-organisations)."""
+        removal = OrganizationRemoval(context.session(), context.runtime(), context.listeners())
+        ended = removal.remove_organization(context.actor(), org_id, now=context.now())
+        context.deliver()
+        return ended

@@ -104,8 +104,9 @@ class DelegationService:
             f"{actor.principal!r} is not a manager of package {package!r}{catalog}", field=field
         )
 
-    def catalog_packages(self, actor: Actor, catalog: str) -> list[str]:
-        """The packages of `catalog`, for an actor who may see all of them.
+    def catalog_packages(self, actor: Actor, catalog: str, *, narrowing: bool = False) -> list[str]:
+        """The packages of `catalog`, for an actor who may see all of them (anyone, with
+        `narrowing`: a filter on what they see already, like a request list).
 
         Raises:
             InvalidError: no catalog `catalog` in the active version.
@@ -116,7 +117,7 @@ class DelegationService:
         if bundle is None or catalog not in bundle.catalogs:
             raise InvalidError(f"no catalog {catalog!r} in the active version", field="catalog")
         packages = list(bundle.catalogs[catalog].packages)
-        if actor.role not in DELEGATES:
+        if narrowing or actor.role not in DELEGATES:
             return packages
         owners = set(bundle.catalogs[catalog].owners)
         if actor.role in DELEGATES and self.principals(actor) & owners:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -296,11 +296,25 @@ class RequestService(Filing, ApprovalStages):
         state: str | None = None,
         approver: str | None = None,
         subject: str | None = None,
+        catalog: str | None = None,
         after: str | None = None,
         offset: int = 0,
         limit: int = 100,
     ) -> tuple[list[AccessRequest], int | None]:
+        """A page of the requests `actor` may see (or of their inbox, `approver="me"`),
+        filtered, newest first, and how many there are (None when paging by `after`).
+
+        Raises:
+            InvalidError: the catalog is not in the active version.
+            ForbiddenError: a person lists another's inbox.
+        """
         query = select(AccessRequest)
+        if catalog is not None:
+            # Only narrows what the caller sees: their own requests and inbox included.
+            packages = DelegationService(self.session, self.runtime).catalog_packages(
+                actor, catalog, narrowing=True
+            )
+            query = query.where(_package_column(self.session).in_(packages))
         if state:
             query = query.where(AccessRequest.state == state)
         if subject:
@@ -319,6 +333,15 @@ class RequestService(Filing, ApprovalStages):
                 (StageApprover.request_id == AccessRequest.id) & (StageApprover.user_id == me),
             ).where(AccessRequest.state == RequestState.PENDING_APPROVAL)
         return list_page(self.session, query, after=after, offset=offset, limit=limit)
+
+
+def _package_column(session: Session) -> ColumnElement[str]:
+    """The package column for a catalog's filter. SQLite, without statistics, would read the
+    catalog's packages by their index and sort every match; `package || ''` keeps it on the
+    list's own index (newest first), filtering as it walks, as PostgreSQL's planner does."""
+    if session.get_bind().dialect.name == "sqlite":
+        return AccessRequest.package.op("||")("")
+    return AccessRequest.package
 
 
 def _refused(request: AccessRequest, conflicts: list[Conflict]) -> ConflictError:

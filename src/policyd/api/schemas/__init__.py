@@ -31,6 +31,8 @@ from policyd.api.schemas.directory import (
     MAX_SPONSORS,
     GroupSchema,
     MemberSchema,
+    OrganizationQuerySchema,
+    OrganizationRemovedSchema,
     OrganizationSchema,
     UserSchema,
 )
@@ -80,6 +82,8 @@ __all__ = [
     "JobQuerySchema",
     "LifetimeOutSchema",
     "MemberSchema",
+    "OrganizationQuerySchema",
+    "OrganizationRemovedSchema",
     "OrganizationSchema",
     "PublishInSchema",
     "QuestionOutSchema",

@@ -45,9 +45,27 @@ class MemberSchema(Schema):
 
 
 class OrganizationSchema(Strict):
+    """A connected organisation. `proposed` ones are made by requests from guests of unknown
+    domains; an admin configures them (`state: configured`, sponsors, domains)."""
+
     id = fields.String(dump_only=True)
     display_name = Text(MAX_NAME, required=True)
     domains = fields.List(Text(253), validate=validate.Length(max=MAX_SPONSORS))
     internal_sponsors = fields.List(Id(), validate=validate.Length(max=MAX_SPONSORS))
     external_sponsors = fields.List(Id(), validate=validate.Length(max=MAX_SPONSORS))
     state = fields.String(validate=validate.OneOf(["configured", "proposed"]))
+
+
+class OrganizationQuerySchema(Strict):
+    state = fields.String(validate=validate.OneOf(["configured", "proposed"]))
+
+
+class OrganizationRemovedSchema(Schema):
+    """What removing a connected organisation ended."""
+
+    guests = fields.Integer()
+    assignments_ended = fields.Integer()
+    requests_canceled = fields.Integer()
+    requests_reassigned = fields.Integer()
+    requests_escalated = fields.Integer()
+    requests_denied = fields.Integer()

@@ -113,3 +113,4 @@ class RequestQuerySchema(Strict):
     state = fields.String(validate=validate.OneOf(REQUEST_STATES))
     approver = Text(MAX_ID, metadata={"description": "`me` for the caller's approval inbox"})
     subject = Text(MAX_ID)
+    catalog = Text(MAX_ID, metadata={"description": "only requests for this catalog's packages"})

@@ -14,7 +14,7 @@ from policyd.domain import IllegalTransitionError, RequestOptions, Subject, User
 from policyd.rules import PolicyRuntime, load_texts
 from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.directory import DirectoryService
-from policyd.services.errors import NotFoundError
+from policyd.services.errors import InvalidError, NotFoundError
 from policyd.services.external_users import ExternalUsers, sweep_external_users
 from policyd.services.organization_removal import OrganizationRemoval
 from policyd.services.requests import RequestService
@@ -159,13 +159,32 @@ def test_a_removed_organization_cannot_be_configured_again(directory, clock):
         ROOT, "o", {"state": "configured"}, now=clock(), keep_missing=True
     )
     assert moved.state == "configured"
-    with pytest.raises(ValueError):
-        directory.put_organization(ROOT, "o", {"state": "gone"}, now=clock(), keep_missing=True)
+    for bad in ({"state": "gone"}, {"state": "removed"}):
+        with pytest.raises(InvalidError) as err:
+            directory.put_organization(ROOT, "o", bad, now=clock(), keep_missing=True)
+        assert err.value.field == "state"
     moved.state = "removed"
     with pytest.raises(IllegalTransitionError):
         directory.put_organization(
             ROOT, "o", {"state": "configured"}, now=clock(), keep_missing=True
         )
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"domains": ["x" * 254]}, "domains"),
+        ({"internal_sponsors": [""]}, "internal_sponsors"),
+        ({"external_sponsors": ["x" * 201]}, "external_sponsors"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_field(session, directory, clock, data, field):
+    """Whoever calls (API, import, CLI): a domain past 253 characters or a sponsor that is no
+    id is refused naming the field, and nothing is stored."""
+    with pytest.raises(InvalidError) as err:
+        directory.put_organization(ROOT, "o", {"display_name": "O", **data}, now=clock())
+    assert err.value.field == field
+    assert session.get(ConnectedOrganization, "o") is None
 
 
 def test_listing_by_state_shows_what_requests_proposed(directory, file, clock):

@@ -13,10 +13,11 @@ from policyd.domain import OrganizationState, Subject, UserType, transition
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.directory.base import DirectoryPart, check_id
-from policyd.services.errors import ConflictError, NotFoundError
+from policyd.services.errors import ConflictError, InvalidError, NotFoundError
 from policyd.store.models import ConnectedOrganization, OrganizationDomain, User
 from policyd.store.query import page
 
+MAX_DOMAIN = 253  # the domain column's length, DNS's limit
 FIELDS = ("display_name", "domains", "internal_sponsors", "external_sponsors", "state")
 
 
@@ -53,21 +54,31 @@ class Organizations(DirectoryPart):
         keep_missing: bool = False,
     ) -> ConnectedOrganization:
         """Create or replace a connected organisation; with `keep_missing`, fields absent
-        from `data` keep an existing organisation's value."""
+        from `data` keep an existing organisation's value.
+
+        Raises:
+            InvalidError: a domain longer than 253 characters, a sponsor id that is no id,
+                or the state `removed` (removal is `OrganizationRemoval`'s).
+            ConflictError: another organisation owns one of the domains.
+            IllegalTransitionError: the state may not change so.
+        """
         check_id(org_id)
         org = self.session.get(ConnectedOrganization, org_id)
         before = organization_view(org) if org else None
+        if before is not None and keep_missing:
+            data = {**before, **data}
+        domains = sorted({d.strip().lower() for d in data.get("domains", []) if d.strip()})
+        sponsors = {k: list(data.get(k, [])) for k in ("internal_sponsors", "external_sponsors")}
+        state = _settable_state(data.get("state", OrganizationState.CONFIGURED))
+        _check_values(domains, sponsors)
         if org is None:
             org = ConnectedOrganization(id=org_id)
             self.session.add(org)
-        elif keep_missing:
-            data = {**before, **data}
         org.display_name = data.get("display_name", org_id)
-        org.domains = sorted({d.strip().lower() for d in data.get("domains", []) if d.strip()})
+        org.domains = domains
         self._claim_domains(org_id, org.domains)
-        org.internal_sponsors = list(data.get("internal_sponsors", []))
-        org.external_sponsors = list(data.get("external_sponsors", []))
-        state = OrganizationState(data.get("state", OrganizationState.CONFIGURED))
+        org.internal_sponsors = sponsors["internal_sponsors"]
+        org.external_sponsors = sponsors["external_sponsors"]
         org.state = transition(before["state"], state) if before else state
         audit(
             self.session,
@@ -176,3 +187,22 @@ class Organizations(DirectoryPart):
 def organization_view(org: ConnectedOrganization) -> dict[str, Any]:
     """What audit records show of an organisation."""
     return {f: getattr(org, f) for f in FIELDS}
+
+
+def _settable_state(value: str) -> OrganizationState:
+    """The state a PUT (or an import) may set: proposed or configured."""
+    if value not in (OrganizationState.PROPOSED, OrganizationState.CONFIGURED):
+        raise InvalidError(
+            "state is proposed or configured (an organisation is removed by deleting it)",
+            field="state",
+        )
+    return OrganizationState(value)
+
+
+def _check_values(domains: list[str], sponsors: dict[str, list[str]]) -> None:
+    for domain in domains:
+        if len(domain) > MAX_DOMAIN:
+            raise InvalidError(f"a domain has at most {MAX_DOMAIN} characters", field="domains")
+    for field, ids in sponsors.items():
+        for sponsor in ids:
+            check_id(sponsor, field)

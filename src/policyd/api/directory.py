@@ -189,7 +189,7 @@ class OrganizationById(MethodView):
     def delete(self, org_id):
         """Remove a connected organisation: its guests' access is removed through the
         connectors, their open requests canceled; POLICYD_EXTERNAL_USERS then applies to them
-        (docs/governance.md#connected-organisations)."""
+        (docs/organizations.md)."""
         removal = OrganizationRemoval(context.session(), context.runtime(), context.listeners())
         ended = removal.remove_organization(context.actor(), org_id, now=context.now())
         context.deliver()

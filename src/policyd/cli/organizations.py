@@ -11,17 +11,18 @@ from policyd.cli.base import _admin, _pages, _session, actor_option, database_op
 from policyd.services.directory import DirectoryService
 from policyd.services.directory.admin import DirectoryAdmin
 from policyd.services.organization_removal import OrganizationRemoval
-from policyd.store.models import ConnectedOrganization
 
 STATES = click.Choice(["proposed", "configured"])
 
 
 @main.group("organization")
 def organization_group() -> None:
-    """Connected organisations (docs/governance.md#connected-organisations)."""
+    """Connected organisations (docs/organizations.md)."""
 
 
-def _shown(org: ConnectedOrganization) -> str:
+def _shown(org: Any) -> str:
+    """One line of an organisation (a row of the directory's)."""
+
     def names(ids: list[str]) -> str:
         return ", ".join(ids) or "-"
 

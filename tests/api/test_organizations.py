@@ -106,3 +106,16 @@ def test_only_admins_configure_or_remove(client, token, proposed):
         assert client.put(NORTHWIND, json={}, headers=headers).status_code == 403
     auditor = token("aud", "auditor")
     assert client.get("/v1/organizations?state=proposed", headers=auditor).status_code == 200
+
+
+def test_the_openapi_document_shows_the_state_filter_and_the_removal(client):
+    """GET /v1/organizations documents `state`; DELETE /v1/organizations/{org_id} its answer
+    and the one error shape (`default`, as every operation); GET /v1/requests `catalog`."""
+    paths = client.get("/openapi.json").json["paths"]
+    listed = {p["name"] for p in paths["/v1/organizations"]["get"]["parameters"]}
+    assert "state" in listed
+    removal = paths["/v1/organizations/{org_id}"]["delete"]
+    assert set(removal["responses"]) == {"200", "default"}
+    assert removal["responses"]["200"]["content"]["application/json"]["schema"]
+    requests = {p["name"] for p in paths["/v1/requests"]["get"]["parameters"]}
+    assert "catalog" in requests

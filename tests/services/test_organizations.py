@@ -14,7 +14,7 @@ from policyd.domain import IllegalTransitionError, RequestOptions, Subject, User
 from policyd.rules import PolicyRuntime, load_texts
 from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.directory import DirectoryService
-from policyd.services.errors import InvalidError, NotFoundError
+from policyd.services.errors import ConflictError, InvalidError, NotFoundError
 from policyd.services.external_users import ExternalUsers, sweep_external_users
 from policyd.services.organization_removal import OrganizationRemoval
 from policyd.services.requests import RequestService
@@ -409,3 +409,36 @@ def test_a_second_proposal_waits_for_the_first_and_then_finds_it(store, guests, 
         session.commit()
     waiting.join()
     assert events == [("first commits", "northwind.example"), ("second", None)]
+
+
+def test_an_admin_claiming_a_domain_being_proposed_gets_a_conflict(store, guests, clock):
+    """A request proposes northwind.example while an admin gives the domain to another
+    organisation: the admin's change waits for the request's commit and is refused naming
+    `domains` (not a database error)."""
+    raj = Subject("g0", email="g0@northwind.example", type=UserType.GUEST)
+    started, outcome = threading.Event(), []
+
+    def claim() -> None:
+        started.wait()
+        with store.session() as session:
+            data = {"display_name": "NW", "domains": ["northwind.example"]}
+            try:
+                DirectoryService(session).put_organization(ROOT, "nw", data, now=clock())
+                session.commit()
+                outcome.append("claimed")
+            except ConflictError as err:
+                outcome.append(err.field)
+
+    with store.session() as session:
+        DirectoryService(session).propose_organization(ROOT, raj, now=clock())
+        admin = threading.Thread(target=claim)
+        admin.start()
+        started.set()
+        time.sleep(0.3)
+        session.commit()
+    admin.join()
+    assert outcome == ["domains"]
+    with store.session() as session:
+        owner = session.get(OrganizationDomain, "northwind.example").organization_id
+        assert owner == "northwind.example"
+        assert session.get(ConnectedOrganization, "nw") is None

@@ -92,6 +92,13 @@ class Organizations(DirectoryPart):
         return org
 
     def _claim_domains(self, org_id: str, domains: list[str]) -> None:
+        """Make `domains` the organisation's.
+
+        Raises:
+            ConflictError: another organisation owns one, or a transaction that has not
+                committed yet is claiming it (a request proposing it, say): the insert waits
+                for it and then finds the domain taken.
+        """
         taken = self.session.scalars(
             select(OrganizationDomain).where(
                 OrganizationDomain.domain.in_(domains),
@@ -99,15 +106,21 @@ class Organizations(DirectoryPart):
             )
         ).first()
         if taken is not None:
-            raise ConflictError(
-                f"domain {taken.domain!r} belongs to organization {taken.organization_id!r}",
-                field="domains",
-            )
+            raise _taken(taken.domain, taken.organization_id)
         self.session.execute(
             delete(OrganizationDomain).where(OrganizationDomain.organization_id == org_id)
         )
         self.session.flush()
-        self.session.add_all(OrganizationDomain(domain=d, organization_id=org_id) for d in domains)
+        for domain in domains:
+            if not self._insert_new(
+                OrganizationDomain, {"domain": domain, "organization_id": org_id}
+            ):
+                owner = self.session.scalar(
+                    select(OrganizationDomain.organization_id).where(
+                        OrganizationDomain.domain == domain
+                    )
+                )
+                raise _taken(domain, owner)
 
     def organization_for(self, subject: Subject) -> ConnectedOrganization | None:
         """The subject's connected organisation: set on the user, or owning their domain."""
@@ -187,6 +200,10 @@ class Organizations(DirectoryPart):
 def organization_view(org: ConnectedOrganization) -> dict[str, Any]:
     """What audit records show of an organisation."""
     return {f: getattr(org, f) for f in FIELDS}
+
+
+def _taken(domain: str, owner: str | None) -> ConflictError:
+    return ConflictError(f"domain {domain!r} belongs to organization {owner!r}", field="domains")
 
 
 def _settable_state(value: str) -> OrganizationState:

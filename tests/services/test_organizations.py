@@ -16,6 +16,7 @@ from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, InvalidError, NotFoundError
 from policyd.services.external_users import ExternalUsers, sweep_external_users
+from policyd.services.leavers import LeaverService
 from policyd.services.organization_removal import OrganizationRemoval
 from policyd.services.requests import RequestService
 from policyd.store.models import (
@@ -149,6 +150,22 @@ def test_an_external_sponsor_never_approves_their_own_request(directory, file, c
     guest(directory, "kim", "kim@northwind.example", clock)
     request = file("kim")
     assert request.stages[0]["approvers"] == ["olga"]
+
+
+def test_a_sponsor_who_left_approves_nothing(session, runtime, directory, file, clock):
+    """An external sponsor who was disabled is no approver of the guests' next requests; the
+    internal one still is."""
+    org = {
+        "display_name": "N",
+        "domains": ["northwind.example"],
+        "internal_sponsors": ["olga"],
+        "external_sponsors": ["kim"],
+    }
+    directory.put_organization(ROOT, "northwind", org, now=clock())
+    guest(directory, "kim", "kim@northwind.example", clock)
+    LeaverService(session, runtime).disable_user(ROOT, "kim", now=clock())
+    guest(directory, "raj", "raj@northwind.example", clock)
+    assert file("raj").stages[0]["approvers"] == ["olga"]
 
 
 def test_a_removed_organization_cannot_be_configured_again(directory, clock):

@@ -13,11 +13,13 @@ from typing import Any
 from policyd.connectors.base import ConnectorError
 from policyd.connectors.config import Connectors, InstanceConfig, load_instances
 from policyd.notify.config import Notifiers, load_notifiers
+from policyd.notify.template import TemplateProblemsError, Templates
 from policyd.periodic import SERVE, TASKS, WORKER, PeriodicTask
-from policyd.rules import Bundle, PolicyRuntime
+from policyd.rules import Bundle, PolicyRuntime, Problem, ProblemsError
 from policyd.services.decision_log import Drainer, default_folder
 from policyd.services.external_users import ExternalUsers
 from policyd.services.memberships import DirectoryMemberships
+from policyd.services.messages import Messages
 from policyd.services.versions import PolicySync, check_connectors
 from policyd.settings import Settings, environment
 from policyd.store import Database
@@ -66,7 +68,8 @@ def build_worker(
     `runtime` on the active version; every pass checks it.
 
     Raises:
-        ProblemsError: the notifiers in the connectors file are invalid (file:line).
+        ProblemsError: the notifiers in the connectors file are invalid, or a notification
+            template is bad (file:line).
     """
     notifiers = Notifiers(load_notifiers(settings.connectors), environ=environment())
     return Worker(
@@ -83,7 +86,22 @@ def build_worker(
         drainer=drainer,
         every=task_periods(settings),
         decision_log_retention=settings.decision_log_retention,
+        messages=Messages(load_templates(settings), settings.public_url),
     )
+
+
+def load_templates(settings: Settings) -> Templates:
+    """The notification templates: the shipped ones under the settings' folder, each
+    checked (`policyd notifications check`, and every server and worker at start-up).
+
+    Raises:
+        ProblemsError: a template does not load or render with its event's variables
+            (file:line).
+    """
+    try:
+        return Templates(settings.notification_templates, settings.notification_language)
+    except TemplateProblemsError as err:
+        raise ProblemsError(Problem(p.file, p.line, p.message) for p in err.problems) from None
 
 
 def task_periods(settings: Settings) -> dict[str, timedelta]:

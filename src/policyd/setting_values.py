@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -154,3 +156,22 @@ def iso_text(delta: timedelta) -> str:
     if delta.seconds == 0 and delta.microseconds == 0:
         return f"P{delta.days}D"
     return f"PT{int(delta.total_seconds())}S"
+
+
+def parse_language(value: Any) -> str:
+    """A language tag such as `en` or `pt-BR`."""
+    text = parse_text(value)
+    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", text):
+        raise ValueError(f"{text!r} is not a language tag such as en or pt-BR")
+    return text
+
+
+def parse_public_url(value: Any) -> str | None:
+    """An http(s) URL without a query or fragment ('' is none); no trailing slash."""
+    text = parse_optional_text(value)
+    if text is None:
+        return None
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{text!r} is not an http or https URL without a query")
+    return text.rstrip("/")

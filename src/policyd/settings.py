@@ -20,6 +20,7 @@ from policyd.setting_values import (
     parse_flag,
     parse_iso_duration,
     parse_iso_durations,
+    parse_language,
     parse_lease,
     parse_names,
     parse_number,
@@ -29,6 +30,7 @@ from policyd.setting_values import (
     parse_optional_text,
     parse_port,
     parse_positive,
+    parse_public_url,
     parse_seconds,
     parse_text,
 )
@@ -176,6 +178,27 @@ class Settings:
         (timedelta(days=14), timedelta(days=1)),
         "Expiry reminders this long before access ends (comma-separated ISO-8601 durations; "
         "'' sends none).",
+    )
+    notification_templates: Path | None = _setting(
+        "POLICYD_NOTIFICATION_TEMPLATES",
+        parse_optional_path,
+        None,
+        "Folder of notification templates that replace the shipped ones, by event and "
+        "language (docs/notifications.md); checked when a server or worker starts.",
+    )
+    notification_language: str = _setting(
+        "POLICYD_NOTIFICATION_LANGUAGE",
+        parse_language,
+        "en",
+        "Language of the `<event>.txt` templates: recipients whose `language` attribute has "
+        "no template of its own get these.",
+    )
+    public_url: str | None = _setting(
+        "POLICYD_PUBLIC_URL",
+        parse_public_url,
+        None,
+        "Base URL of the links in notifications (approve, review, see the request); none: "
+        "messages carry no links.",
     )
     job_lease: timedelta = _setting(
         "POLICYD_JOB_LEASE",

@@ -103,10 +103,10 @@ def test_a_note_is_rendered_from_the_objects_state_when_sent(session, grant, clo
     """The message names the recipient's address and the object's current values; an object
     that is gone renders as such."""
     assignment = grant("fab", "merger-collaboration")
-    address, subject, text = message(session, f"access_expiring:{assignment.id}", "fab")
-    assert address == "fab@fabrikam.com"
-    assert subject == "Your access to merger-collaboration ends 2026-02-04 09:00 UTC"
-    assert "Extend it in policyd" in text
+    found = message(session, f"access_expiring:{assignment.id}", "fab")
+    assert found is not None and found.address == "fab@fabrikam.com"
+    assert found.rendered.subject == "Your access to merger-collaboration ends 2026-02-04 09:00 UTC"
+    assert "Extend it in policyd" in found.rendered.text
     assert render(session, "access_removed", "no-such-object")[0].startswith("Your access to ?")
 
 

@@ -21,6 +21,7 @@ class Notification:
     text: str
     kind: str  # a stable slug, e.g. "request.approval-needed", for filters and templates
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    html: str | None = None  # the same message as HTML, for the channels that show it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "to", tuple(self.to))  # frozen means no shared mutable list

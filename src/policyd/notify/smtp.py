@@ -78,6 +78,8 @@ class SmtpNotifier:
         except ValueError as err:  # CR or LF in a header value
             raise self._error(f"cannot compose {notification.kind}: {err}", False) from err
         message.set_content(notification.text)
+        if notification.html is not None:  # multipart/alternative: the text, then the HTML
+            message.add_alternative(notification.html, subtype="html")
         return message
 
     def send(self, notification: Notification) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from policyd.connectors.base import ConnectorError
 from policyd.connectors.webhook import WebhookSender, sender_from
 from policyd.notify.base import Notification, Notifier, NotifierContext, NotifyError
@@ -12,7 +14,8 @@ SETTINGS = frozenset({"url", "timeout"})
 
 
 class WebhookNotifier:
-    """POSTs `{"event": "notification", "id", "timestamp", "kind", "to", "subject", "text"}`.
+    """POSTs `{"event": "notification", "id", "timestamp", "kind", "to", "subject", "text"}`
+    (and `html` when the message has an HTML part).
 
     Signed and retried exactly like the webhook connector's events; `id` is the
     notification's, so a retried notification carries the same `X-Policyd-Event-Id`.
@@ -23,12 +26,14 @@ class WebhookNotifier:
         self._sender = sender
 
     def send(self, notification: Notification) -> None:
-        payload = {
+        payload: dict[str, Any] = {
             "kind": notification.kind,
             "to": list(notification.to),
             "subject": notification.subject,
             "text": notification.text,
         }
+        if notification.html is not None:
+            payload["html"] = notification.html
         try:
             self._sender.post(EVENT, payload, notification.id)
         except ConnectorError as err:

@@ -131,6 +131,7 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
         files=dict(texts),
         catalogs=by_catalog,
         managed=managed_packages(by_id.values()),
+        reminders={pid: p.reminders for pid, p in by_id.items() if p.reminders is not None},
     )
     _check_engine_limits(bundle, display_root)
     return bundle

@@ -139,6 +139,14 @@ class Question:
 
 
 @dataclass(frozen=True)
+class ReminderPolicy:
+    """A package's own reminders, instead of the service's settings (docs/notifications.md)."""
+
+    expiry: tuple[timedelta, ...] | None = None  # before access ends, longest first; None: global
+    approval: timedelta | None = None  # approvers reminded this often while a request waits
+
+
+@dataclass(frozen=True)
 class Resource:
     connector: str
     resource: str
@@ -164,6 +172,7 @@ class AccessPackage:
     template: str | None = None  # the template that made it, if any
     template_row: str | None = None  # and the row: "scopes.csv:4"
     reviews: tuple[ReviewPolicy, ...] = ()  # recurring access reviews (docs/reviews.md)
+    reminders: ReminderPolicy | None = None  # None: the service's settings
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -212,6 +221,9 @@ class Bundle:
     # package id -> its managers, for the packages that have any: delegation reads these
     # without decoding every package of a packed bundle
     managed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # package id -> its own reminders, for the packages that set them: the reminder task
+    # reads these without decoding every package either
+    reminders: dict[str, ReminderPolicy] = field(default_factory=dict)
 
     def package(self, package_id: str) -> AccessPackage:
         try:

@@ -22,6 +22,7 @@ from policyd.rules.model import (
     Question,
     QuestionType,
     Recommendation,
+    ReminderPolicy,
     RequestedDuration,
     Resource,
     ReviewPolicy,
@@ -34,8 +35,8 @@ from policyd.rules.timing import Window, parse_duration
 
 # Bump when the encoding, or what a valid bundle is, changes: a version packed in another format
 # is loaded, and so validated again, from its files.
-FORMAT = "policyd-packed/4"  # 2: packages carry their access reviews; 3: their questions;
-# 4: catalogs and package managers
+FORMAT = "policyd-packed/5"  # 2: packages carry their access reviews; 3: their questions;
+# 4: catalogs and package managers; 5: their own reminders
 
 
 class PackedFormatError(ValueError):
@@ -56,6 +57,7 @@ def pack_bundle(bundle: Bundle) -> str:
             "catalogs": [_catalog(catalog) for catalog in bundle.catalogs.values()],
             "managed": {package_id: list(refs) for package_id, refs in bundle.managed.items()},
         },
+        "reminders": {pid: _reminders(policy) for pid, policy in bundle.reminders.items()},
     }
     lines = [json.dumps(header, sort_keys=True)]
     for package_id, package in bundle.packages.items():
@@ -99,6 +101,7 @@ def unpack_bundle(text: str) -> Bundle:
         version=version,
         catalogs=catalogs,
         managed=managed,
+        reminders={pid: _unreminders(data) for pid, data in header["reminders"].items()},
     )
 
 
@@ -177,6 +180,7 @@ def _package(package: AccessPackage) -> dict[str, Any]:
         "template": package.template,
         "row": package.template_row,
         "reviews": [_review(review) for review in package.reviews],
+        "reminders": _reminders(package.reminders),
     }
 
 
@@ -198,6 +202,27 @@ def _unpackage(data: dict[str, Any]) -> AccessPackage:
         template=data["template"],
         template_row=data["row"],
         reviews=tuple(_unreview(review) for review in data["reviews"]),
+        reminders=_unreminders(data["reminders"]),
+    )
+
+
+def _reminders(policy: ReminderPolicy | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    expiry = policy.expiry
+    return {
+        "expiry": None if expiry is None else [_span(offset) for offset in expiry],
+        "approval": _span(policy.approval),
+    }
+
+
+def _unreminders(data: dict[str, Any] | None) -> ReminderPolicy | None:
+    if data is None:
+        return None
+    expiry = data["expiry"]
+    return ReminderPolicy(
+        expiry=None if expiry is None else tuple(timedelta(*offset) for offset in expiry),
+        approval=_unspan(data["approval"]),
     )
 
 

@@ -17,6 +17,7 @@ from policyd.rules.apiversion import ApiVersion
 from policyd.rules.condition import referenced_answers
 from policyd.rules.model import AccessPackage, Resource
 from policyd.rules.question import question_problems, questions_field
+from policyd.rules.reminder import reminders_field
 from policyd.rules.review_schema import ReviewSchema
 from policyd.rules.rule_schema import LifetimeSchema, RuleSchema
 from policyd.rules.schema_fields import GroupId, Slug, references, unique_ids
@@ -56,6 +57,7 @@ class PackageSchema(Schema):
         validate=validate.Length(min=1, error="a package needs at least one rule"),
     )
     reviews = fields.List(fields.Nested(ReviewSchema), load_default=(), validate=unique_ids)
+    reminders = reminders_field()
 
     @validates_schema
     def review_owners(self, data, **kwargs):
@@ -96,6 +98,7 @@ class PackageSchema(Schema):
             questions=tuple(data["questions"]),
             rules=tuple(data["rules"]),
             reviews=tuple(data["reviews"]),
+            reminders=data["reminders"],
         )
 
 

@@ -59,12 +59,16 @@ def _notify(worker: Worker, job: ClaimedJob, targets: dict[str, Target]) -> None
     if notifier is None:
         return
     with worker.sessions() as session:
-        found = message(session, job.resource, job.subject_id)
+        found = message(session, job.resource, job.subject_id, worker.messages, job.payload)
     if found is None:
         return  # nowhere to send it, or nobody to tell (a deleted user's tombstone)
-    address, subject, text = found
+    rendered = found.rendered
     kind = job.resource.partition(":")[0]
-    notifier.send(Notification([address], subject, text, kind, id=job.id))
+    notifier.send(
+        Notification(
+            [found.address], rendered.subject, rendered.text, kind, id=job.id, html=rendered.html
+        )
+    )
 
 
 RUN: dict[JobKind, Run] = {

@@ -23,6 +23,7 @@ from policyd.services.actor import Actor, Role
 from policyd.services.external_users import ExternalUsers
 from policyd.services.job_outcomes import Outcome, record_outcomes
 from policyd.services.jobs import BULK_CLAIM, CLAIM_BATCH, LEASE, ClaimedJob, JobKind, JobService
+from policyd.services.messages import Messages
 from policyd.services.notifications import REMINDER_OFFSETS
 from policyd.services.targets import delivery_targets
 from policyd.services.versions import PolicySync
@@ -55,18 +56,25 @@ class Worker:
         drainer: object = None,
         every: dict[str, timedelta] | None = None,
         decision_log_retention: int = 0,
+        messages: Messages | None = None,
     ):
         """`lease`: how long a claimed job is this worker's before another may take it (the
         heartbeat renews it while the job is in hand). `policy_sync`: keeps `runtime` on the
         active version; each pass checks it. `tasks`: the periodic tasks (default: the
         registered ones of `process`); `drainer`: the decision-log drainer of this host;
         `every`: periods that replace the declared ones, by task name;
-        `decision_log_retention`: days the decision log keeps an entry (0: all)."""
+        `decision_log_retention`: days the decision log keeps an entry (0: all);
+        `messages`: renders notifications (default: the shipped templates, no links)."""
         self.sessions = sessions
         self.connectors = connectors
         self.runtime = runtime
         self.name = name or worker_id()
         self.notifiers = notifiers or Notifiers({})
+        self.messages = messages or Messages()
+        if self.messages.packages is None:  # display names from the version in force
+            self.messages.packages = lambda: (
+                runtime.active.bundle.packages if runtime.active else {}
+            )
         self.lease = lease
         self.policy_sync = policy_sync
         self._dialect: str | None = None

@@ -86,7 +86,8 @@ def build_worker(
         drainer=drainer,
         every=task_periods(settings),
         decision_log_retention=settings.decision_log_retention,
-        messages=Messages(load_templates(settings), settings.public_url),
+        messages=Messages(load_templates(settings), settings.public_url, runtime),
+        approval_reminder=settings.approval_reminder,
     )
 
 

@@ -41,6 +41,7 @@ class TaskContext:
     external_users: str = "none"  # POLICYD_EXTERNAL_USERS
     delete_after: timedelta = timedelta(days=30)  # POLICYD_EXTERNAL_DELETE_AFTER
     reminders: tuple[timedelta, ...] = ()  # POLICYD_REMINDERS
+    approval_reminder: timedelta | None = None  # POLICYD_APPROVAL_REMINDER
     expiry_batch: int = 2000  # assignments ended per transaction
     decision_log_retention: int = 0  # POLICYD_DECISION_LOG_RETENTION, days (0: keep all)
 

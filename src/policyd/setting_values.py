@@ -175,3 +175,19 @@ def parse_public_url(value: Any) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
         raise ValueError(f"{text!r} is not an http or https URL without a query")
     return text.rstrip("/")
+
+
+def parse_optional_offset(value: Any) -> timedelta | None:
+    """A positive span of days, hours or minutes ('' is none)."""
+    if value is None or isinstance(value, timedelta):
+        span = value
+    else:
+        text = parse_text(value)
+        if not text:
+            return None
+        span = parse_duration(text)
+        if not isinstance(span, timedelta):
+            raise ValueError(f"{text!r}: give it in days or hours, e.g. P2D")
+    if span is not None and span <= timedelta(0):
+        raise ValueError("give a positive duration, e.g. P2D")
+    return span

@@ -26,6 +26,7 @@ from policyd.setting_values import (
     parse_number,
     parse_optional_choice,
     parse_optional_flag,
+    parse_optional_offset,
     parse_optional_path,
     parse_optional_text,
     parse_port,
@@ -178,6 +179,13 @@ class Settings:
         (timedelta(days=14), timedelta(days=1)),
         "Expiry reminders this long before access ends (comma-separated ISO-8601 durations; "
         "'' sends none).",
+    )
+    approval_reminder: timedelta | None = _setting(
+        "POLICYD_APPROVAL_REMINDER",
+        parse_optional_offset,
+        None,
+        "Remind approvers of a request waiting for them this often (ISO-8601, e.g. P2D); "
+        "none by default. A package's `reminders.approval` replaces it.",
     )
     notification_templates: Path | None = _setting(
         "POLICYD_NOTIFICATION_TEMPLATES",

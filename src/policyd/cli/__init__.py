@@ -7,6 +7,7 @@ from policyd.cli import (  # noqa: F401 - registers commands
     directory,
     evaluation,
     governance,
+    notifications,
     organizations,
     policy_diff,
     replay,

@@ -290,6 +290,8 @@ def build_server(settings: Settings, *, actor: Actor, now: datetime) -> Server:
         app = create_app(settings)
     except SettingError as err:
         raise click.UsageError(str(err)) from None
+    except ProblemsError as err:  # a bad connectors file or notification template
+        _fail(err.problems)
     try:
         http = make_server(settings.host, settings.port, app, threaded=True)
     except (OSError, SystemExit) as err:  # werkzeug exits on a port in use

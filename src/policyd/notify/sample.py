@@ -7,6 +7,7 @@ from typing import Any
 # event -> who gets it
 EVENTS: dict[str, str] = {
     "approval_needed": "the approvers of a request's current stage",
+    "approval_reminder": "the approvers of a stage still waiting, every reminder interval",
     "request_decided": "the requester, when a request is denied, timed out or cancelled",
     "access_granted": "the requester, when the access is delivered",
     "access_expiring": "the holder, at each expiry reminder",
@@ -49,6 +50,7 @@ CAMPAIGN = {
 }
 OWN_VARIABLES: dict[str, dict[str, Any]] = {
     "approval_needed": {"request": REQUEST},
+    "approval_reminder": {"request": REQUEST, "since": "2026-03-01 09:00 UTC"},
     "request_decided": {"request": {**REQUEST, "state": "denied", "reason": "not this quarter"}},
     "access_granted": {"request": {**REQUEST, "state": "delivered"}},
     "access_expiring": {"assignment": ASSIGNMENT},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import traceback
 from collections.abc import Mapping
@@ -162,6 +163,12 @@ class Templates:
     def languages(self, event: str) -> list[str]:
         """The languages `event` has its own templates in ("" for the default)."""
         return sorted(tag for e, tag in self._chosen if e == event)
+
+
+@functools.cache
+def shipped_templates() -> Templates:
+    """The shipped templates alone, loaded once."""
+    return Templates()
 
 
 def _tags(language: str | None) -> list[str]:

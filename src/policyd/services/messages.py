@@ -10,13 +10,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from policyd.notify.template import Rendered, Templates
+from policyd.notify.template import Rendered, Templates, shipped_templates
 from policyd.store.models import AccessRequest, Assignment, ReviewCampaign, ReviewItem, User
 from policyd.store.models import ReviewReviewer as Reviewer
 
 # Where each event's link points, under the public URL (docs/notifications.md#links).
 LINKS = {
     "approval_needed": "requests/{id}/approve",
+    "approval_reminder": "requests/{id}/approve",
     "request_decided": "requests/{id}",
     "access_granted": "requests/{id}",
     "access_expiring": "assignments/{id}",
@@ -37,20 +38,21 @@ class Message:
     rendered: Rendered
 
 
-@dataclass
+@dataclass(frozen=True)
 class Messages:
-    """Renders notifications: the templates, the public URL links start with, and where the
-    packages' display names come from (the active bundle's packages)."""
+    """Renders notifications: the templates, the public URL links start with, and the
+    runtime whose active version names the packages."""
 
-    templates: Templates = field(default_factory=Templates)
+    templates: Templates = field(default_factory=shipped_templates)
     public_url: str | None = None
-    packages: Any = None  # () -> Mapping[str, AccessPackage], the active version's
+    runtime: Any = None  # rules.PolicyRuntime
 
     def link(self, path: str) -> str | None:
         return f"{self.public_url.rstrip('/')}/{path}" if self.public_url else None
 
     def package_name(self, package_id: str) -> str:
-        packages: Mapping[str, Any] = self.packages() if self.packages else {}
+        active = self.runtime.active if self.runtime is not None else None
+        packages: Mapping[str, Any] = active.bundle.packages if active else {}
         package = packages.get(package_id)
         return package.display_name if package is not None else package_id
 
@@ -93,7 +95,10 @@ class Messages:
         if kind in ("access_expiring", "access_removed"):
             assignment = session.get(Assignment, object_id)
             return {"assignment": self._assignment(session, assignment, object_id)}
-        return {"request": self._request(session, object_id)}
+        values = {"request": self._request(session, object_id)}
+        if kind == "approval_reminder":
+            values["since"] = _stage_start(session, object_id)
+        return values
 
     def _request(self, session: Session, object_id: str) -> dict[str, Any]:
         request = session.get(AccessRequest, object_id)
@@ -148,6 +153,15 @@ class Messages:
             "subject": subject,
             "subject_name": (user.display_name if user is not None else None) or subject,
         }
+
+
+def _stage_start(session: Session, request_id: str) -> str:
+    """When the request's current stage began to wait."""
+    request = session.get(AccessRequest, request_id)
+    if request is None or not request.stage:
+        return "-"
+    started = request.stages[request.stage - 1].get("started_at")
+    return _when(datetime.fromisoformat(started)) if started else "-"
 
 
 def _open(session: Session, campaign_id: str, user_id: str) -> int:

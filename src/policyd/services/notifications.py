@@ -34,11 +34,13 @@ def notify(
 def notify_many(session: Session, notes: Iterable[tuple[str, str, str]], *, now: datetime) -> None:
     """Queue many notifications, each (kind, object id, recipient), once each, with one
     statement."""
-    jobs = [_notification(kind, object_id, user) for kind, object_id, user in dict.fromkeys(notes)]
+    jobs = [
+        notification_job(kind, object_id, user) for kind, object_id, user in dict.fromkeys(notes)
+    ]
     JobService(session).enqueue_many(jobs, now=now)
 
 
-def _notification(
+def notification_job(
     kind: str, object_id: str, recipient: str, *, key: str = "", assignment_id: str | None = None
 ) -> dict[str, Any]:
     """A notify job: `kind` about `object_id` for `recipient`; `key` tells repeats apart."""
@@ -93,7 +95,9 @@ def queue_reminders(
         rows = _due(session, offset, now, _packages_with(offset, default, own))
         key = f"before:{int(offset.total_seconds())}"
         jobs = [
-            _notification("access_expiring", row.id, row.subject_id, key=key, assignment_id=row.id)
+            notification_job(
+                "access_expiring", row.id, row.subject_id, key=key, assignment_id=row.id
+            )
             for row in rows
         ]
         JobService(session).enqueue_many(jobs, now=now)
@@ -155,7 +159,7 @@ def tell_owners(session: Session, bundle: Any, reminded: Sequence[Any], *, now: 
             by_person[person].extend(ids)
     jobs = []
     for person, ids in sorted(by_person.items()):
-        job = _notification("access_expiring_digest", new_id(), person, key="digest")
+        job = notification_job("access_expiring_digest", new_id(), person, key="digest")
         jobs.append({**job, "payload": {"assignments": list(dict.fromkeys(ids))}})
     JobService(session).enqueue_many(jobs, now=now)
     return len(jobs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 # Importing a module that declares periodic tasks registers them (policyd.periodic.TASKS):
 # these are the domains with tasks. A task added to one of them needs nothing else; a new
 # module with tasks is imported here once.
+import policyd.services.approval_reminders
 import policyd.services.assignments
 import policyd.services.decision_log
 import policyd.services.external_users

@@ -57,6 +57,7 @@ class Worker:
         every: dict[str, timedelta] | None = None,
         decision_log_retention: int = 0,
         messages: Messages | None = None,
+        approval_reminder: timedelta | None = None,
     ):
         """`lease`: how long a claimed job is this worker's before another may take it (the
         heartbeat renews it while the job is in hand). `policy_sync`: keeps `runtime` on the
@@ -64,17 +65,14 @@ class Worker:
         registered ones of `process`); `drainer`: the decision-log drainer of this host;
         `every`: periods that replace the declared ones, by task name;
         `decision_log_retention`: days the decision log keeps an entry (0: all);
-        `messages`: renders notifications (default: the shipped templates, no links)."""
+        `messages`: renders notifications (default: the shipped templates, no links);
+        `approval_reminder`: how often approvers are reminded of a waiting request."""
         self.sessions = sessions
         self.connectors = connectors
         self.runtime = runtime
         self.name = name or worker_id()
         self.notifiers = notifiers or Notifiers({})
-        self.messages = messages or Messages()
-        if self.messages.packages is None:  # display names from the version in force
-            self.messages.packages = lambda: (
-                runtime.active.bundle.packages if runtime.active else {}
-            )
+        self.messages = messages or Messages(runtime=runtime)
         self.lease = lease
         self.policy_sync = policy_sync
         self._dialect: str | None = None
@@ -88,6 +86,7 @@ class Worker:
             external_users=ExternalUsers(external_users).value,
             delete_after=delete_after,
             reminders=tuple(reminders),
+            approval_reminder=approval_reminder,
             expiry_batch=EXPIRY_BATCH,
             decision_log_retention=decision_log_retention,
         )

@@ -62,10 +62,12 @@ def build_worker(
     *,
     process: str = SERVE,
     drainer: Drainer | None = None,
+    templates: Templates | None = None,
 ) -> Worker:
     """The lifecycle worker: delivery, and the periodic tasks of `process` (expiry,
     timeouts, reminders, guests; with `drainer`, this host's decision log). `sync` keeps
-    `runtime` on the active version; every pass checks it.
+    `runtime` on the active version; every pass checks it. `templates`: the notification
+    templates, if already loaded.
 
     Raises:
         ProblemsError: the notifiers in the connectors file are invalid, or a notification
@@ -86,7 +88,7 @@ def build_worker(
         drainer=drainer,
         every=task_periods(settings),
         decision_log_retention=settings.decision_log_retention,
-        messages=Messages(load_templates(settings), settings.public_url, runtime),
+        messages=Messages(templates or load_templates(settings), settings.public_url, runtime),
         approval_reminder=settings.approval_reminder,
     )
 

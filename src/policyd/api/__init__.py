@@ -36,10 +36,13 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     Raises:
         SettingError: a setting's value is unusable; the message names it.
+        ProblemsError: a notification template (checked before anything is opened) or the
+            connectors file is bad (file:line).
     """
     # The API docs page loads Swagger UI from the installed swagger-ui-bundle, never a CDN.
     app = PolicydFlask("policyd", static_folder=swagger_ui_path, static_url_path=DOCS_ASSETS)
     settings = _settings(app, config)
+    templates = compose.load_templates(settings)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_body_bytes,  # larger bodies: 413 (api/errors.py)
         API_TITLE="policyd",
@@ -50,7 +53,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL=f"{DOCS_ASSETS}/",
     )
-    context.install(app, _build(app, settings))
+    context.install(app, _build(app, settings, templates))
     app.teardown_appcontext(context.close_session)
     _init_routes(app)
     return app
@@ -119,9 +122,10 @@ def _pipeline(app: Flask, decisions_path: str, decide: Any) -> RequestPipeline:
     )
 
 
-def _build(app: Flask, settings: Settings) -> Components:
+def _build(app: Flask, settings: Settings, templates: Any) -> Components:
     """Everything the app shares, built once: the store, the decision log, the connectors,
-    the active policy version, OIDC, the worker, the token cache and the request metrics."""
+    the active policy version, OIDC, the worker (with the checked notification `templates`),
+    the token cache and the request metrics."""
     from prometheus_client import CollectorRegistry
 
     from policyd.api.auth import TokenCache
@@ -132,7 +136,9 @@ def _build(app: Flask, settings: Settings) -> Components:
     connectors = compose.open_connectors(settings, database)
     runtime, sync = _open_policies(app, settings, database, connectors)
     oidc = _open_oidc(settings)
-    worker = compose.build_worker(settings, database, connectors, runtime, sync)
+    worker = compose.build_worker(
+        settings, database, connectors, runtime, sync, templates=templates
+    )
     registry = CollectorRegistry()
     return Components(
         settings=settings,

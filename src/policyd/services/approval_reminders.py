@@ -52,17 +52,12 @@ def remind_approvers(
             key = _due_key(request, own.get(request.package, interval), now)
             if key is not None:
                 due[f"{KIND}:{request.id}"] = (key, request)
-        sent = (
-            set(
-                session.execute(
-                    select(Job.resource, Job.role).where(
-                        Job.kind == "notify", among(session, Job.resource, list(due))
-                    )
-                ).tuples()
+        sent = set()
+        if due:
+            query_sent = select(Job.resource, Job.role).where(
+                Job.kind == "notify", among(session, Job.resource, list(due))
             )
-            if due
-            else set()
-        )
+            sent = {(resource, key) for resource, key in session.execute(query_sent)}
         jobs = [
             notification_job(KIND, request.id, approver, key=key)
             for resource, (key, request) in due.items()

@@ -47,7 +47,7 @@ def test_a_file_in_the_folder_replaces_the_shipped_template(tmp_path: Path):
     templates = Templates(tmp_path)
     rendered = templates.render("approval_needed", sample("approval_needed"))
     assert rendered.subject == "[ACME] Payroll approver for Alan Turing"
-    assert rendered.text == "Please decide: https://access.example.org/approval_needed\n"
+    assert rendered.text == f"Please decide: {sample('approval_needed')['link']}\n"
     assert rendered.html is None  # the shipped HTML would say something else
     assert templates.render("access_expiring", sample("access_expiring")).html is not None
 

@@ -17,6 +17,19 @@ EVENTS: dict[str, str] = {
     "review_reminder": "each reviewer with undecided items, at each review reminder",
 }
 
+# Where each event's link points, under the public URL (docs/notifications.md#links).
+LINKS = {
+    "approval_needed": "requests/{id}/approve",
+    "approval_reminder": "requests/{id}/approve",
+    "request_decided": "requests/{id}",
+    "access_granted": "requests/{id}",
+    "access_expiring": "assignments/{id}",
+    "access_removed": "assignments/{id}",
+    "access_expiring_digest": "assignments",
+    "review_needed": "reviews/campaigns/{id}",
+    "review_reminder": "reviews/campaigns/{id}",
+}
+BASE = "https://access.example.org"
 RECIPIENT = {"id": "ada", "name": "Ada Lovelace", "email": "ada@example.org"}
 REQUEST = {
     "id": "3f0c8d5e-0000-4000-8000-000000000001",
@@ -40,6 +53,14 @@ ASSIGNMENT = {
     "expires": "2026-03-31 17:00 UTC",
     "link": "https://access.example.org/assignments/3f0c8d5e-0000-4000-8000-000000000002",
 }
+GRACE = {
+    **ASSIGNMENT,
+    "id": "3f0c8d5e-0000-4000-8000-000000000004",
+    "subject": "grace",
+    "subject_name": "Grace Hopper",
+    "expires": "2026-04-02 17:00 UTC",
+    "link": "https://access.example.org/assignments/3f0c8d5e-0000-4000-8000-000000000004",
+}
 CAMPAIGN = {
     "id": "3f0c8d5e-0000-4000-8000-000000000003",
     "package": "payroll-approver",
@@ -54,7 +75,7 @@ OWN_VARIABLES: dict[str, dict[str, Any]] = {
     "request_decided": {"request": {**REQUEST, "state": "denied", "reason": "not this quarter"}},
     "access_granted": {"request": {**REQUEST, "state": "delivered"}},
     "access_expiring": {"assignment": ASSIGNMENT},
-    "access_expiring_digest": {"assignments": [ASSIGNMENT, {**ASSIGNMENT, "subject": "grace"}]},
+    "access_expiring_digest": {"assignments": [ASSIGNMENT, GRACE]},
     "access_removed": {"assignment": {**ASSIGNMENT, "state": "removed"}},
     "review_needed": {"campaign": CAMPAIGN, "items": 3},
     "review_reminder": {"campaign": CAMPAIGN, "items": 1},
@@ -65,13 +86,15 @@ def sample(event: str, *, links: bool = True) -> dict[str, Any]:
     """Every variable a template of `event` is given, with sample values; without `links`,
     as when no public URL is set (`link`, `base_url` and each digest entry's `link` None)."""
     own = OWN_VARIABLES[event]
+    about = next(iter(own.values()))  # the request, assignment or campaign
+    link = f"{BASE}/{LINKS[event].format(id=about['id'] if isinstance(about, dict) else '')}"
     if not links and "assignments" in own:
         own = {"assignments": [{**a, "link": None} for a in own["assignments"]]}
     return {
         "event": event,
         "recipient": RECIPIENT,
         "language": "en",
-        "base_url": "https://access.example.org" if links else None,
-        "link": f"https://access.example.org/{event}" if links else None,
+        "base_url": BASE if links else None,
+        "link": link if links else None,
         **own,
     }

@@ -84,6 +84,7 @@ class Templates:
             undefined=StrictUndefined,
             autoescape=lambda name: bool(name and name.endswith(".html")),
             keep_trailing_newline=True,
+            trim_blocks=True,  # a line holding only a block tag leaves no empty line
         )
         # (event, language) -> (text, html or None); "" is the default language
         self._chosen: dict[tuple[str, str], tuple[Template, Template | None]] = {}

@@ -10,22 +10,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from policyd.notify.sample import LINKS
 from policyd.notify.template import Rendered, Templates, shipped_templates
 from policyd.store.models import AccessRequest, Assignment, ReviewCampaign, ReviewItem, User
 from policyd.store.models import ReviewReviewer as Reviewer
 
-# Where each event's link points, under the public URL (docs/notifications.md#links).
-LINKS = {
-    "approval_needed": "requests/{id}/approve",
-    "approval_reminder": "requests/{id}/approve",
-    "request_decided": "requests/{id}",
-    "access_granted": "requests/{id}",
-    "access_expiring": "assignments/{id}",
-    "access_removed": "assignments/{id}",
-    "access_expiring_digest": "assignments",
-    "review_needed": "reviews/campaigns/{id}",
-    "review_reminder": "reviews/campaigns/{id}",
-}
 DIGEST_LIMIT = 500  # assignments listed in one digest; the link lists them all
 GONE = "?"
 

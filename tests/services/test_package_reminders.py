@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from policyd.domain import RequestOptions
+from policyd.periodic import TaskContext
 from policyd.rules import PolicyRuntime, load_bundle
 from policyd.services.actor import Actor, Role
-from policyd.services.approval_reminders import remind_approvers
+from policyd.services.approval_reminders import remind_approvers, send_approval_reminders
 from policyd.services.messages import Messages
-from policyd.services.notifications import message, queue_reminders, remind_due
+from policyd.services.notifications import message, queue_reminders, remind_due, send_reminders
 from policyd.services.requests import RequestService
 from policyd.store.models import Job
 
@@ -179,3 +181,24 @@ def test_a_decided_request_is_not_reminded_of(session, runtime, people, clock):
     clock.advance(days=2)
     bundle = runtime.active.bundle
     assert remind_approvers(session, now=clock(), interval=None, bundle=bundle) == 0
+
+
+def test_the_periodic_tasks_take_the_services_settings(session, runtime, grant, clock):
+    """notifications.remind and approvals.remind, given the worker's settings, queue the
+    package's expiry reminder, the owners' digests and the approval reminder."""
+
+    def sessions() -> Session:
+        return Session(bind=session.connection(), join_transaction_mode="create_savepoint")
+
+    context = TaskContext(
+        sessions=sessions, runtime=runtime, reminders=GLOBAL, approval_reminder=timedelta(days=3)
+    )
+    grant("sam", "payroll")
+    RequestService(session, runtime).create(
+        Actor("bob", Role.USER), "payroll", "bob", None, RequestOptions(), now=clock()
+    )
+    session.commit()
+    clock.advance(days=1, seconds=1)
+    assert send_approval_reminders(context, clock()) == {"approval_reminders": 1}
+    clock.advance(days=22)
+    assert send_reminders(context, clock()) == {"reminders": 1, "digests": 5}

@@ -8,8 +8,8 @@ import click
 
 from policyd import compose
 from policyd.cli.base import _fail, main, settings_for
-from policyd.notify.sample import EVENTS, sample
 from policyd.rules import ProblemsError
+from policyd.services.messages import events, preview
 
 templates_option = click.option(
     "--templates",
@@ -34,7 +34,7 @@ def notifications_check(folder: Path | None) -> None:
         templates = compose.load_templates(settings)
     except ProblemsError as err:
         _fail(err.problems)
-    for event in EVENTS:
+    for event in events():
         tags = ", ".join(
             tag or settings.notification_language for tag in templates.languages(event)
         )
@@ -42,7 +42,7 @@ def notifications_check(folder: Path | None) -> None:
 
 
 @notifications_group.command("render")
-@click.argument("event", type=click.Choice(sorted(EVENTS)))
+@click.argument("event", type=click.Choice(sorted(events())))
 @click.option("--language", help="The recipient's language (default: the default one).")
 @click.option("--html", is_flag=True, help="Show the HTML part instead of the text.")
 @templates_option
@@ -53,7 +53,7 @@ def notifications_render(event: str, language: str | None, html: bool, folder: P
         templates = compose.load_templates(settings)
     except ProblemsError as err:
         _fail(err.problems)
-    rendered = templates.render(event, sample(event), language)
+    rendered = preview(templates, event, language)
     if html:
         click.echo(rendered.html if rendered.html is not None else "(no HTML part)")
     else:

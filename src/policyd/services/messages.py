@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from policyd.notify.sample import LINKS
+from policyd.notify.sample import EVENTS, LINKS, sample
 from policyd.notify.template import Rendered, Templates, shipped_templates
 from policyd.store.models import AccessRequest, Assignment, ReviewCampaign, ReviewItem, User
 from policyd.store.models import ReviewReviewer as Reviewer
+from policyd.store.query import among
 
 DIGEST_LIMIT = 500  # assignments listed in one digest; the link lists them all
 GONE = "?"
@@ -115,10 +116,16 @@ class Messages:
     def _assignments(self, session: Session, ids: Sequence[str]) -> list[dict[str, Any]]:
         rows = session.scalars(
             select(Assignment)
-            .where(Assignment.id.in_(list(ids)[:DIGEST_LIMIT]))
+            .where(among(session, Assignment.id, list(ids)[:DIGEST_LIMIT]))
             .order_by(Assignment.expires_at, Assignment.package, Assignment.subject_id)
-        )
-        return [self._assignment(session, row, row.id) for row in rows]
+        ).all()
+        # The holders in one query: held here, session.get finds them without another.
+        holders = session.scalars(
+            select(User).where(among(session, User.id, {row.subject_id for row in rows}))
+        ).all()
+        listed = [self._assignment(session, row, row.id) for row in rows]
+        del holders
+        return listed
 
     def _campaign(self, session: Session, object_id: str) -> dict[str, Any]:
         campaign = session.get(ReviewCampaign, object_id)
@@ -142,6 +149,16 @@ class Messages:
             "subject": subject,
             "subject_name": (user.display_name if user is not None else None) or subject,
         }
+
+
+def events() -> dict[str, str]:
+    """Every event policyd sends a message about, and who gets it."""
+    return dict(EVENTS)
+
+
+def preview(templates: Templates, event: str, language: str | None = None) -> Rendered:
+    """What `templates` make of `event`'s sample values (`policyd notifications render`)."""
+    return templates.render(event, sample(event), language)
 
 
 def _stage_start(session: Session, request_id: str) -> str:

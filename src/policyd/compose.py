@@ -13,7 +13,7 @@ from typing import Any
 from policyd.connectors.base import ConnectorError
 from policyd.connectors.config import Connectors, InstanceConfig, load_instances
 from policyd.notify.config import Notifiers, load_notifiers
-from policyd.notify.template import TemplateProblemsError, Templates
+from policyd.notify.template import TemplateProblemsError, Templates, shipped_templates
 from policyd.periodic import SERVE, TASKS, WORKER, PeriodicTask
 from policyd.rules import Bundle, PolicyRuntime, Problem, ProblemsError
 from policyd.services.decision_log import Drainer, default_folder
@@ -101,6 +101,8 @@ def load_templates(settings: Settings) -> Templates:
         ProblemsError: a template does not load or render with its event's variables
             (file:line).
     """
+    if settings.notification_templates is None:
+        return shipped_templates(settings.notification_language)
     try:
         return Templates(settings.notification_templates, settings.notification_language)
     except TemplateProblemsError as err:

@@ -167,9 +167,9 @@ class Templates:
 
 
 @functools.cache
-def shipped_templates() -> Templates:
-    """The shipped templates alone, loaded once."""
-    return Templates()
+def shipped_templates(language: str = DEFAULT_LANGUAGE) -> Templates:
+    """The shipped templates alone, loaded once per process (every app of a test run)."""
+    return Templates(None, language)
 
 
 def _tags(language: str | None) -> list[str]:

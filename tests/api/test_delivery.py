@@ -184,6 +184,8 @@ def test_expiry_revokes_through_the_connectors(make_app, clock):
         "escalated": 0,
         "timed_out": 0,
         "reminders": 0,
+        "digests": 0,
+        "approval_reminders": 0,
         "disabled": 0,
         "deleted": 0,
         "released": 0,

@@ -132,3 +132,14 @@ def test_policyd_notifications_check_exits_1_with_file_and_line(tmp_path: Path):
     (tmp_path / "access_removed.txt").write_text("Ended\n\n{{ assignment.package_name }}\n")
     result = runner.invoke(main, ["notifications", "check", "--templates", str(tmp_path)])
     assert result.exit_code == 0 and "ok   access_removed (en)" in result.output
+
+
+def test_the_language_variable_is_the_chosen_templates(tmp_path: Path):
+    """A recipient in fr-CA with no French template gets the default language's, and its
+    HTML says lang="en"; with a French one, lang is fr."""
+    values = sample("review_needed")
+    assert 'lang="en"' in (Templates().render("review_needed", values, "fr-CA").html or "")
+    (tmp_path / "review_needed.fr.txt").write_text("Revue {{ language }}\n\n.\n")
+    (tmp_path / "review_needed.fr.html").write_text('{% extends "layout.html" %}')
+    french = Templates(tmp_path).render("review_needed", values, "fr-CA")
+    assert french.subject == "Revue fr" and 'lang="fr"' in (french.html or "")

@@ -143,23 +143,20 @@ class Templates:
     def render(
         self, event: str, values: Mapping[str, Any], language: str | None = None
     ) -> Rendered:
-        """The message of `event` in `language` (or its primary subtag), else the default one.
+        """The message of `event` in `language` (or its primary subtag), else the default one;
+        the templates' `language` variable is the language of the template chosen.
 
         Raises:
             KeyError: no such event.
             jinja2.TemplateError: a value the sample did not foresee broke the template.
         """
-        text, html = self._pick(event, language)
-        subject, body = _split(text.render(values))
-        return Rendered(" ".join(subject.split()), body, html.render(values) if html else None)
-
-    def _pick(self, event: str, language: str | None) -> tuple[Template, Template | None]:
+        tag = next((t for t in _tags(language) if (event, t) in self._chosen), "")
         if event not in EVENTS:
             raise KeyError(event)
-        for tag in _tags(language):
-            if (event, tag) in self._chosen:
-                return self._chosen[(event, tag)]
-        return self._chosen[(event, "")]
+        text, html = self._chosen[(event, tag)]
+        values = {**values, "language": tag or self.language}
+        subject, body = _split(text.render(values))
+        return Rendered(" ".join(subject.split()), body, html.render(values) if html else None)
 
     def languages(self, event: str) -> list[str]:
         """The languages `event` has its own templates in ("" for the default)."""

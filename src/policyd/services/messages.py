@@ -59,7 +59,7 @@ class Messages:
         values: dict[str, Any] = {
             "event": kind,
             "recipient": _person(recipient),
-            "language": _language(recipient) or self.templates.language,
+            "language": self.templates.language,  # the chosen template's, when rendered
             "base_url": self.public_url.rstrip("/") if self.public_url else None,
             "link": self.link(LINKS[kind].format(id=object_id)),
         }

@@ -65,6 +65,7 @@ def test_the_built_in_tasks_are_declared_beside_their_domains():
         "reviews.remind": "policyd.services.reviews",
         "reviews.close": "policyd.services.reviews",
         "notifications.remind": "policyd.services.notifications",
+        "approvals.remind": "policyd.services.approval_reminders",
         "external-users.clean-up": "policyd.services.external_users",
         "decision-log.drain": "policyd.services.decision_log",
         "decision-log.prune": "policyd.services.decision_log",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -145,29 +145,42 @@ def _stamp(
     rows: list[Row],
     packages: list[Any],
 ) -> list[GeneratedDocument]:
-    """One package document per row and package of a template that has no problem."""
+    """One package document per row and package of a template that has no problem.
+
+    The parts of a package that hold no placeholder are the same objects in every row's
+    document (nothing changes a parsed document), and so are the line numbers.
+    """
     made = []
     # Origins name files relative to the bundle, as stored versions do (not this machine's).
     rows_file = relative if source is None else (PurePosixPath(relative).parent / source)
+    stampers = [_stamper(package) for package in packages]
+    lines = [_package_lines(document, ("template", "packages", n)) for n in range(len(packages))]
     for row in rows:
         origin = Origin(template_id, relative, f"{PurePosixPath(rows_file).as_posix()}:{row.line}")
-        for index, package in enumerate(packages):
-            prefix = ("template", "packages", index)
+        for package, stamp, package_lines in zip(packages, stampers, lines, strict=True):
             generated = GeneratedDocument(
                 file=document.file,
                 text=document.text,
-                data={"apiVersion": API_VERSION, "package": _substitute(package, row.values)},
-                lines={
-                    ("package", *path[len(prefix) :]): line
-                    for path, line in document.lines.items()
-                    if path[: len(prefix)] == prefix
-                }
-                | {(): document.line_of(prefix)},
+                data={
+                    "apiVersion": API_VERSION,
+                    "package": package if stamp is None else stamp(row.values),
+                },
+                lines=package_lines,
                 row=row,
                 origin=origin,
             )
             made.append(generated)
     return made
+
+
+def _package_lines(document: Document, prefix: Path) -> dict[Path, int]:
+    """The lines of the template package at `prefix`, as those of a package document."""
+    lines: dict[Path, int] = {
+        ("package", *path[len(prefix) :]): line
+        for path, line in document.lines.items()
+        if path[: len(prefix)] == prefix
+    }
+    return lines | {(): document.line_of(prefix)}
 
 
 def _parameters(document: Document, raw: Any, found: list[Problem]) -> list[str]:
@@ -314,14 +327,26 @@ def _check_placeholders(
                 found.append(document.problem(path, message))
 
 
-def _substitute(value: Any, row: Mapping[str, str]) -> Any:
+Stamp = Callable[[Mapping[str, str]], Any]
+
+
+def _stamper(value: Any) -> Stamp | None:
+    """A function making `value` with a row's values put in, or None when `value` holds no
+    placeholder (it is then used as it is)."""
     if isinstance(value, dict):
-        return {key: _substitute(item, row) for key, item in value.items()}
+        parts = {key: _stamper(item) for key, item in value.items()}
+        if all(part is None for part in parts.values()):
+            return None
+        made = [(key, value[key], part) for key, part in parts.items()]
+        return lambda row: {key: item if part is None else part(row) for key, item, part in made}
     if isinstance(value, list):
-        return [_substitute(item, row) for item in value]
+        items = [(item, _stamper(item)) for item in value]
+        if all(part is None for _, part in items):
+            return None
+        return lambda row: [item if part is None else part(row) for item, part in items]
     if isinstance(value, str) and "${" in value:
-        return PLACEHOLDER.sub(lambda m: _value(m, row), value)
-    return value
+        return lambda row: PLACEHOLDER.sub(lambda m: _value(m, row), value)
+    return None
 
 
 def _value(match: re.Match[str], row: Mapping[str, str]) -> str:

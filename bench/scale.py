@@ -18,7 +18,8 @@ switch; RSS is this serving process's once its packages are compiled, peak RSS i
 (during the switch it holds both versions' compiled packages). Targets (issue "Scale"): a
 10,000-rule bundle loads in <= 2 s, 100,000 packages in <= 30 s, a process holding a
 10,000-package version stays <= 250 MB RSS, and the p99 during a switch is at most twice the
-steady one.
+steady one. The "cpu s" columns are the measuring process's CPU time: on a loaded machine the
+wall-clock columns stretch with the other processes' work, they do not.
 """
 
 from __future__ import annotations
@@ -103,21 +104,23 @@ def measure(folder: str, url: str) -> dict[str, float]:
     from policyd.services.versions import VersionService
     from policyd.store import Database
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     bundle = load_bundle(folder)
-    checked = time.perf_counter()
+    checked, cpu_checked = time.perf_counter(), time.process_time()
     database = Database(url)
     database.upgrade()
-    published = time.perf_counter()
+    published, cpu_published = time.perf_counter(), time.process_time()
     with database.session() as session:
         VersionService(session).publish(SYSTEM, bundle.files, message="scale", now=NOW)
-    done = time.perf_counter()
+    done, cpu_done = time.perf_counter(), time.process_time()
     database.dispose()
     return {
         "packages": len(bundle.packages),
         "rules": bundle.rule_count,
         "check_s": checked - started,
+        "check_cpu_s": cpu_checked - cpu_started,
         "publish_s": done - published,
+        "publish_cpu_s": cpu_done - cpu_published,
     }
 
 
@@ -227,6 +230,7 @@ def verdicts(result: dict[str, float]) -> str:
         checks.append(("RSS <= 250 MB", result["peak_rss_mb"] <= 250))
     if result["packages"] >= 99_000:  # a size of 100,000 makes 99,999
         checks.append(("load <= 30 s", load <= 30))
+        checks.append(("check <= 30 s", result["check_s"] <= 30))
     ratio = result["switch_p99_us"] / result["steady_p99_us"]
     checks.append(("switch p99 <= 2x", ratio <= 2))
     return ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in checks)
@@ -236,7 +240,9 @@ COLUMNS = (  # header, result key, format
     ("packages", "packages", "{:,}"),
     ("rules", "rules", "{:,}"),
     ("check s", "check_s", "{:.2f}"),
+    ("check cpu s", "check_cpu_s", "{:.2f}"),
     ("publish s", "publish_s", "{:.2f}"),
+    ("publish cpu s", "publish_cpu_s", "{:.2f}"),
     ("load s", "load_s", "{:.2f}"),
     ("1st decision ms", "first_decision_ms", "{:.1f}"),
     ("resident", "resident", "{:,}"),

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from marshmallow import Schema, ValidationError
 
@@ -38,7 +39,7 @@ from policyd.rules.source import (
     parse_document,
 )
 from policyd.rules.template import GeneratedDocument, expand, is_row_file, is_template
-from policyd.rules.validator import CompiledSchema, Invalid
+from policyd.rules.validator import MEMO_SIZE, CompiledSchema, Invalid
 from policyd.rules.version import content_hash, git_state
 
 TESTS_DIR = "tests"
@@ -116,6 +117,7 @@ def _load_texts(texts: Mapping[str, str], display_root: str) -> Bundle:
     catalogs: list[Catalog] = []
     # one for every file: building its nested schemas costs more
     schema = CompiledSchema(RuleFileSchema())
+    placed: dict[tuple[int, int], tuple[Any, Any]] = {}
     for relative, text in sorted(texts.items()):
         if is_row_file(relative):
             continue  # read by the template that names it
@@ -129,12 +131,12 @@ def _load_texts(texts: Mapping[str, str], display_root: str) -> Bundle:
         if is_template(document):
             generated = expand(document, texts, relative, problems)
             documents.extend(generated)  # the version covers the rows too
-            packages.extend(_generated_packages(generated, schema, problems))
+            packages.extend(_generated_packages(generated, schema, problems, placed))
             continue
         if is_catalog_file(document):
             catalogs.extend(load_catalogs(document, problems, _plain))
             continue
-        package = _load_package(document, schema, problems)
+        package = _load_package(document, schema, problems, placed)
         if package is not None:
             packages.append((package, document))
     problems.extend(_link(packages))
@@ -178,8 +180,18 @@ def _check_engine_limits(bundle: Bundle, display_root: str) -> None:
 
 
 def _load_package(
-    document: Document, schema: CompiledSchema, problems: list[Problem]
+    document: Document,
+    schema: CompiledSchema,
+    problems: list[Problem],
+    placed: dict[tuple[int, int], tuple[Any, Any]],
+    **extra: Any,
 ) -> AccessPackage | None:
+    """The package of `document` with its rules' and resources' lines (and `extra` fields),
+    or None with its problems added to `problems`.
+
+    `placed` remembers each rule and resource put at a line: the packages of a template's
+    rows share the rules without placeholders, and so their placed copies.
+    """
     if not isinstance(document.data, dict):
         problems.append(
             document.problem((), "a rule file is a mapping with apiVersion and package")
@@ -192,14 +204,28 @@ def _load_package(
         return None
     package: AccessPackage = loaded["package"]
     rules = tuple(
-        dataclasses.replace(rule, line=document.line_of(("package", "rules", index)))
+        _at_line(rule, document.line_of(("package", "rules", index)), placed)
         for index, rule in enumerate(package.rules)
     )
     resources = tuple(
-        dataclasses.replace(resource, line=document.line_of(("package", "resources", index)))
+        _at_line(resource, document.line_of(("package", "resources", index)), placed)
         for index, resource in enumerate(package.resources)
     )
-    return dataclasses.replace(package, rules=rules, resources=resources, file=document.file)
+    return dataclasses.replace(
+        package, rules=rules, resources=resources, file=document.file, **extra
+    )
+
+
+def _at_line(item: Any, line: int, placed: dict[tuple[int, int], tuple[Any, Any]]) -> Any:
+    """`item` (a frozen Rule or Resource) with its line set, made once per item and line."""
+    known = placed.get((id(item), line))
+    if known is not None and known[0] is item:
+        return known[1]
+    made = dataclasses.replace(item, line=line)
+    if len(placed) >= MEMO_SIZE:
+        placed.clear()
+    placed[(id(item), line)] = (item, made)  # holding `item` keeps its id from being reused
+    return made
 
 
 def _schema_problems(document: Document, schema: Schema) -> list[Problem]:
@@ -216,17 +242,21 @@ def _schema_problems(document: Document, schema: Schema) -> list[Problem]:
 
 
 def _generated_packages(
-    generated: list[GeneratedDocument], schema: CompiledSchema, problems: list[Problem]
+    generated: list[GeneratedDocument],
+    schema: CompiledSchema,
+    problems: list[Problem],
+    placed: dict[tuple[int, int], tuple[Any, Any]],
 ) -> list[tuple[AccessPackage, Document]]:
     """The packages a template's rows made, each marked with the template and its row."""
     made = []
     for document in generated:
-        package = _load_package(document, schema, problems)
-        if package is not None and document.origin is not None:
-            origin = document.origin
-            package = dataclasses.replace(
-                package, template=origin.template, template_row=origin.row
-            )
+        origin = document.origin
+        if origin is None:
+            continue
+        package = _load_package(
+            document, schema, problems, placed, template=origin.template, template_row=origin.row
+        )
+        if package is not None:
             made.append((package, document))
     return made
 

@@ -117,7 +117,32 @@ def _reader(field: Field) -> Any:
         and _plain_field(field)
     ):
         return _list_reader(field, CompiledSchema(field.inner.schema))
-    return field.deserialize
+    if isinstance(field, fields.Method | fields.Function):  # these read the whole document
+        return field.deserialize
+    return _field_reader(field)
+
+
+def _field_reader(field: Field) -> Any:
+    """`field.deserialize`, remembering what it made of a mapping (a condition) by identity.
+
+    Fields judge their value alone (the ones reading the rest of the document, Method and
+    Function, are never remembered).
+    """
+    memo: dict[int, tuple[Any, Any]] = {}
+
+    def read(value: Any, key: str, data: Any) -> Any:
+        if type(value) is not dict:
+            return field.deserialize(value, key, data)
+        known = memo.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        result = field.deserialize(value, key, data)
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo[id(value)] = (value, result)
+        return result
+
+    return read
 
 
 def _nested_reader(field: fields.Nested, nested: CompiledSchema) -> Any:

@@ -16,7 +16,7 @@ from policyd.domain import (
 from policyd.rules.engine import Engine
 from policyd.rules.facts import build_fact
 from policyd.rules.lifetime import LifetimeError, resolve_lifetime
-from policyd.rules.model import AccessPackage, Bundle, Rule
+from policyd.rules.model import AccessPackage, ApprovalPolicy, Bundle, Rule
 from policyd.rules.question import AnswerError, check_answers
 from policyd.rules.timing import check_decision_time, parse_duration
 
@@ -108,7 +108,7 @@ def decide(
         now=now,
         template=_origin(package),
         lifetime=lifetime,
-        stages=tuple(_stages(approval, package, subject)) if approval else (),
+        stages=_stages(approval, package, subject) if approval else (),
         justification_required=bool(approval and approval.require_justification),
     )
 
@@ -158,6 +158,9 @@ def _order(
         matched = tuple(rule.id for rule in package.rules if rule.id in matched_ids)
         return matched, choose(package.rules, matched_ids)
     # As above, in steps per matched rule rather than per rule of the package.
+    if len(matched_ids) <= 1:  # most decisions: one rule or none
+        matched = tuple(matched_ids)
+        return matched, package.rules[ranks[matched[0]][1]] if matched else None
     matched = tuple(sorted(matched_ids, key=lambda rule_id: ranks[rule_id][1]))
     best = min(matched_ids, key=ranks.__getitem__, default=None)
     return matched, None if best is None else package.rules[ranks[best][1]]
@@ -170,14 +173,33 @@ def _origin(package: AccessPackage) -> tuple[str, str] | None:
     return package.template, package.template_row or ""
 
 
-def _stages(approval, package: AccessPackage, subject: Subject):
-    for stage in approval.stages:
-        yield ApprovalStage(
+# approval policy id -> (the policy, the owners, its stages): stages that name no manager are
+# the same for every subject, so they are made once per rule rather than per decision.
+_FIXED_STAGES: dict[int, tuple[ApprovalPolicy, tuple[str, ...], tuple[ApprovalStage, ...]]] = {}
+FIXED_STAGES_SIZE = 4096
+
+
+def _stages(
+    approval: ApprovalPolicy, package: AccessPackage, subject: Subject
+) -> tuple[ApprovalStage, ...]:
+    known = _FIXED_STAGES.get(id(approval))
+    if known is not None and known[0] is approval and known[1] is package.owners:
+        return known[2]
+    stages = tuple(
+        ApprovalStage(
             approvers=stage.approvers,
             timeout=stage.timeout,
             escalate_to=stage.escalate_to,
             resolved=tuple(_resolve(stage.approvers, package, subject)),
         )
+        for stage in approval.stages
+    )
+    if not any("manager" in stage.approvers for stage in approval.stages):
+        if len(_FIXED_STAGES) >= FIXED_STAGES_SIZE:
+            _FIXED_STAGES.clear()
+        # holding the policy and owners keeps their ids from being reused
+        _FIXED_STAGES[id(approval)] = (approval, package.owners, stages)
+    return stages
 
 
 def _resolve(references: Iterable[str], package: AccessPackage, subject: Subject):

@@ -51,6 +51,11 @@ def _json_encoder() -> Callable[[Any], str]:
 
 
 _to_json = _json_encoder()
+# The C core's entry points, looked up once rather than per call.
+_assert_fact = durable_rules_engine.assert_fact
+_start_action = durable_rules_engine.start_action_for_state
+_complete_and_start = durable_rules_engine.complete_and_start_action
+_retract_fact = durable_rules_engine.retract_fact
 
 
 class EngineClosedError(RuntimeError):
@@ -110,46 +115,46 @@ class Engine:
         return self._memo(package_id, payload)
 
     def _match_payload(self, package_id: str, payload: str) -> frozenset[str]:
-        rulesets = self.compiled.ruleset_of[package_id]
+        """Assert the fact into each of the package's rulesets (into the one session of each),
+        collect the actions it triggers, and retract it again.
+
+        Whatever fails leaves a session in an unknown state, so the engine is marked broken
+        and refuses further work. The calls into the C core are written out here rather than
+        in a helper per ruleset: on small packages this wrapper was a third of a decision.
+        """
         actions: list[str] = []
+        ruleset = ""
         with _CORE_LOCK:
             if self._closed:
                 raise EngineClosedError(self.compiled.version)
             if self._broken:
                 raise EngineError(self._broken)
-            for ruleset in rulesets:
-                self._match_one(ruleset, payload, actions)
+            try:
+                for ruleset in self.compiled.ruleset_of[package_id]:
+                    handle = self._handles[ruleset]
+                    code, state = _assert_fact(handle, payload)
+                    if ruleset not in self._sessions:
+                        self._sessions.add(ruleset)
+                    if code != _HANDLED:
+                        # Unmatched cannot happen with the always-true rule, nor "already
+                        # there" with every fact retracted: the session is not what we think.
+                        raise EngineError(f"assert_fact returned {code}")
+                    result = _start_action(handle, state)
+                    message = result[1] if result else None
+                    while message:  # '{"<action>":{"m":{...}}}'; action names are [a-z0-9]
+                        actions.append(message[2 : message.index('"', 2)])
+                        message = _complete_and_start(handle, state)
+                    _retract_fact(handle, payload)
+            except Exception as err:
+                self._broken = f"durable_rules failed on ruleset {ruleset}: {err}"
+                raise EngineError(self._broken) from err
         rule_of = self.compiled.rule_of
-        return frozenset(rule_of[a][1] for a in actions if a != ALWAYS_ACTION)
+        return frozenset([rule_of[a][1] for a in actions if a != ALWAYS_ACTION])
 
     @property
     def remembered(self) -> int:
         """How many facts' matches this engine remembers now."""
         return self._memo.cache_info().currsize
-
-    def _match_one(self, ruleset: str, payload: str, actions: list[str]) -> None:
-        """Assert the fact into the ruleset's session, collect its actions, retract the fact.
-
-        The caller holds _CORE_LOCK. Whatever fails leaves the session in an unknown state,
-        so the engine is marked broken and refuses further work.
-        """
-        handle = self._handles[ruleset]
-        try:
-            code, state = durable_rules_engine.assert_fact(handle, payload)
-            self._sessions.add(ruleset)
-            if code != _HANDLED:
-                # Unmatched cannot happen with the always-true rule, nor "already there" with
-                # every fact retracted; either way the session is not what we think it is.
-                raise EngineError(f"assert_fact returned {code}")
-            result = durable_rules_engine.start_action_for_state(handle, state)
-            message = result[1] if result else None
-            while message:  # '{"<action>":{"m":{...fact...}}}'; action names are [a-z0-9]
-                actions.append(message[2 : message.index('"', 2)])
-                message = durable_rules_engine.complete_and_start_action(handle, state)
-            durable_rules_engine.retract_fact(handle, payload)
-        except Exception as err:
-            self._broken = f"durable_rules failed on ruleset {ruleset}: {err}"
-            raise EngineError(self._broken) from err
 
     def close(self) -> None:
         """Release the C rulesets; later `match` calls raise EngineClosedError."""

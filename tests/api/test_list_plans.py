@@ -101,7 +101,10 @@ def uses(app, shown: str, index: str) -> bool:
         return shown in (
             f"SCAN {table}",
             f"SCAN {table} USING INDEX sqlite_autoindex_{table}_1",
-        ) or (f"SEARCH {table} USING INTEGER PRIMARY KEY" in shown)
+        ) or any(
+            f"SEARCH {table} USING {key}" in shown
+            for key in ("INTEGER PRIMARY KEY", f"INDEX sqlite_autoindex_{table}_1 (")
+        )
     return f" USING INDEX {index} " in f"{shown} "
 
 
@@ -130,6 +133,21 @@ def test_a_numbered_directory_page_is_read_from_the_primary_key(app, client, adm
         shown = plan(app, statement, parameters)
         assert "Sort" not in shown and "TEMP B-TREE" not in shown, shown
         assert uses(app, shown, f"{table}_pkey"), shown
+
+
+@pytest.mark.parametrize("after", ["", "x05"], ids=["first-page", "after-a-cursor"])
+def test_a_cursor_page_of_users_is_read_from_the_primary_key(app, client, admin, after):
+    """Users page by cursor as well (the first cursor page, and one after a cursor): in id
+    order, straight off the key, nothing sorted."""
+    for n in range(11):
+        assert client.put(f"/v1/users/x{n:02d}", json={}, headers=admin).status_code == 200
+    value = after and cursor(after)
+    for statement, parameters in page_queries(
+        app, client, admin, f"/v1/users?page_size=5&after={value}", "users"
+    ):
+        shown = plan(app, statement, parameters)
+        assert "Sort" not in shown and "TEMP B-TREE" not in shown, shown
+        assert uses(app, shown, "users_pkey"), shown
 
 
 @pytest.mark.parametrize("catalog", ["", "&catalog=sales"], ids=["all", "one-catalog"])

@@ -13,6 +13,7 @@ from policyd.api.schemas import (
     OrganizationQuerySchema,
     OrganizationRemovedSchema,
     OrganizationSchema,
+    UserQuerySchema,
     UserSchema,
 )
 from policyd.services.actor import Role
@@ -34,11 +35,12 @@ def service() -> DirectoryAdmin:
 @blp.route("/users")
 class Users(MethodView):
     @guard(*READERS)
+    @blp.arguments(UserQuerySchema(), location="query")
     @blp.response(200, UserSchema(many=True))
     @blp.paginate()
-    def get(self, pagination_parameters):
-        """List users."""
-        return context.paged(pagination_parameters, service().list_users)
+    def get(self, args, pagination_parameters):
+        """List users, in id order."""
+        return context.paged(pagination_parameters, service().list_users, **args)
 
 
 @blp.route("/users/<user_id>")

@@ -34,6 +34,7 @@ from policyd.api.schemas.directory import (
     OrganizationQuerySchema,
     OrganizationRemovedSchema,
     OrganizationSchema,
+    UserQuerySchema,
     UserSchema,
 )
 from policyd.api.schemas.jobs import JOB_STATES, JobOutSchema, JobQuerySchema
@@ -98,6 +99,7 @@ __all__ = [
     "TemplateOriginSchema",
     "TokenInSchema",
     "TokenOutSchema",
+    "UserQuerySchema",
     "UserSchema",
     "UtcDateTime",
     "VerdictInSchema",

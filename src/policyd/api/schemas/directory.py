@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from policyd.api.schemas.base import Strict
+from policyd.api.schemas.base import Cursor, Strict
 from policyd.rules.inputs import (
     MAX_NAME,
     Id,
@@ -17,6 +17,10 @@ MAX_SPONSORS = 100  # domains or sponsors of one connected organisation
 
 def _text(size: int, **kwargs) -> Text:
     return Text(size, allow_none=True, **kwargs)
+
+
+class UserQuerySchema(Strict):
+    after = Cursor()
 
 
 class UserSchema(UserFieldsSchema):

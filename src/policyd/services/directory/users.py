@@ -12,8 +12,8 @@ from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.directory.base import DirectoryPart, check_id
 from policyd.services.errors import InvalidError, NotFoundError
+from policyd.services.listing import list_page
 from policyd.store.models import Membership, User
-from policyd.store.query import page
 
 USER_FIELDS = (
     "email",
@@ -67,9 +67,12 @@ class Users(DirectoryPart):
             raise NotFoundError(f"no user {user_id!r}", field="id")
         return user
 
-    def list_users(self, *, offset: int = 0, limit: int = 100) -> tuple[list[User], int]:
+    def list_users(
+        self, *, after: str | None = None, offset: int = 0, limit: int = 100
+    ) -> tuple[list[User], int | None]:
+        """A page of the users in id order; with `after`, the page after that cursor."""
         query = select(User).where(User.state != DELETED).order_by(User.id)
-        return page(self.session, query, offset, limit)
+        return list_page(self.session, query, after=after, offset=offset, limit=limit)
 
     def put_user(
         self,

@@ -47,6 +47,7 @@ class WebhookServer:
         self.deliveries: list[Delivery] = []
         self.events: dict[str, dict[str, Any]] = {}
         self.rejected = 0  # requests whose signature did not verify
+        self.cut_short = 0  # requests whose sender went away before the whole body came
         self.members: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         self._released = threading.Event()  # ends every pending delay at shutdown
@@ -114,7 +115,14 @@ def _handler(server: WebhookServer) -> type[BaseHTTPRequestHandler]:
             self._answer(b"")
 
         def do_POST(self) -> None:
-            self._answer(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            length = int(self.headers.get("Content-Length", 0))
+            raw = self.rfile.read(length)
+            if len(raw) < length:  # a sender killed mid-write: nobody is left to answer
+                with server._lock:
+                    server.cut_short += 1
+                self.close_connection = True
+                return
+            self._answer(raw)
 
         def _answer(self, raw: bytes) -> None:
             status, answer = server.handle(

@@ -6,6 +6,7 @@ import pytest
 
 from policyd.rules import ProblemsError, load_bundle, load_texts
 from policyd.rules.packed import pack_bundle, unpack_bundle
+from policyd.rules.review import find_scope, review_scopes
 from tests.conftest import POLICIES, rule_file
 
 CATALOGS = """
@@ -143,3 +144,77 @@ def test_the_packed_form_carries_catalogs_and_managers():
     assert unpacked.managed == bundle.managed
     assert unpacked.packages.decoded == 0
     assert unpacked.packages["ledger"] == bundle.packages["ledger"]
+
+
+REVIEWED = """
+apiVersion: policyd/v1
+catalogs:
+  - id: finance
+    displayName: Finance
+    owners: ["user:fiona"]
+    reviews:
+      - id: quarterly
+        schedule: {cron: "0 0 1 1,4,7,10 *"}
+        duration: P14D
+        reviewers: [owners]
+        onNoResponse: remove
+  - id: sales
+    displayName: Sales
+"""
+
+
+def reviewed_package(pid: str, catalog: str, review: bool) -> str:
+    own = (
+        "  reviews:\n    - {id: own, schedule: {cron: '0 0 1 * *'}, duration: P7D, "
+        'reviewers: ["user:olga"]}\n'
+    )
+    return package(catalog).replace("ledger", pid).replace("Ledger", pid) + (own if review else "")
+
+
+def test_a_catalog_s_review_covers_its_packages_without_their_own():
+    """ledger has no review: the catalog's covers it; audit has its own, which wins."""
+    bundle = load_texts(
+        {
+            "catalogs.yaml": rule_file(REVIEWED),
+            "ledger.yaml": reviewed_package("ledger", "finance", review=False),
+            "audit.yaml": reviewed_package("audit", "finance", review=True),
+        }
+    )
+    scopes = {(s.id, s.review.id): (s.packages, s.owners) for s in review_scopes(bundle)}
+    assert scopes == {
+        ("audit", "own"): (("audit",), ()),
+        ("catalog:finance", "quarterly"): (("ledger",), ("user:fiona",)),
+    }
+    assert find_scope(bundle, "catalog:finance", "quarterly").packages == ("ledger",)
+    assert find_scope(bundle, "catalog:sales", "quarterly") is None
+
+
+def test_the_packed_form_carries_a_catalog_s_reviews():
+    bundle = load_texts({"catalogs.yaml": rule_file(REVIEWED), "ledger.yaml": package()})
+    unpacked = unpack_bundle(pack_bundle(bundle))
+    assert unpacked.catalogs["finance"].reviews == bundle.catalogs["finance"].reviews
+    assert review_scopes(unpacked) == review_scopes(bundle)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("duration: P14D", "duration: P120D"),
+            "catalogs.yaml:9: catalogs[0].reviews[0].duration: campaigns would overlap",
+        ),
+        (
+            ('    owners: ["user:fiona"]\n', ""),
+            "catalogs.yaml:5: catalogs[0].reviews: reviewer 'owners' needs the catalog's owners",
+        ),
+        (
+            ("reviewers: [owners]", "reviewers: [boss]"),
+            "catalogs.yaml:10: catalogs[0].reviews[0].reviewers[0]: unknown reviewer kind 'boss'",
+        ),
+    ],
+)
+def test_a_bad_catalog_review_is_a_problem_at_its_line(change, expected):
+    """A catalog's review is checked like a package's, with file:line."""
+    text = REVIEWED.replace(*change)
+    found = problems_of({"catalogs.yaml": text, "ledger.yaml": package(None)})
+    assert len(found) == 1 and found[0].startswith(expected), found

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import update
 
-from policyd.rules.review import Advisor
+from policyd.rules.review import Advisor, find_scope
 from policyd.services.review_opening import (
     build_items,
     load_directory,
@@ -26,9 +26,8 @@ def grant(session, runtime, deliver):
 
 @pytest.fixture
 def crm(runtime):
-    """The crm package and its quarterly review."""
-    package = runtime.active.bundle.packages["crm"]
-    return package, package.reviews[0]
+    """The crm package's quarterly review, and what it covers."""
+    return find_scope(runtime.active.bundle, "crm", "quarterly")
 
 
 def leave(session, *users: str) -> None:
@@ -38,13 +37,10 @@ def leave(session, *users: str) -> None:
 def test_each_holder_gets_an_item_with_reviewers_and_a_recommendation(session, runtime, grant, crm):
     """pat (stale) is recommended for removal and reviewed by his manager; quinn has no
     manager, so the review's fallback (the owner olivia) reviews, with no recommendation."""
-    package, review = crm
     assignments = grant("crm", "pat", "quinn")
     advisor = Advisor(runtime.active.bundle)
     try:
-        items, reviewers = build_items(
-            session, "c-1", package, review, assignments, advisor, now=NOW
-        )
+        items, reviewers = build_items(session, "c-1", crm, assignments, advisor, now=NOW)
     finally:
         advisor.close()
     pat, quinn = items
@@ -63,10 +59,9 @@ def test_each_holder_gets_an_item_with_reviewers_and_a_recommendation(session, r
 
 
 def test_no_holders_open_no_items(session, runtime, grant, crm):
-    package, review = crm
     advisor = Advisor(runtime.active.bundle)
     try:
-        assert build_items(session, "c-1", package, review, [], advisor, now=NOW) == ([], [])
+        assert build_items(session, "c-1", crm, [], advisor, now=NOW) == ([], [])
     finally:
         advisor.close()
 
@@ -74,33 +69,30 @@ def test_no_holders_open_no_items(session, runtime, grant, crm):
 def test_reviewer_references_resolve_without_the_holder_or_leavers(session, grant, crm):
     """`self` is the holder; a group never puts the holder on their own item; someone who
     left reviews nothing; repeats drop."""
-    package, _ = crm
+    owners = crm.owners
     grant("crm", "pat")
     directory = load_directory(session, ["pat"])
     holder = directory.users["pat"]
     refs = ["self", "manager", "owners", "user:olivia"]
-    assert reviewers_for(session, refs, "pat", holder, package, directory) == [
+    assert reviewers_for(session, refs, "pat", holder, owners, directory) == [
         "pat",
         "max",
         "olivia",
     ]
-    assert reviewers_for(session, ["user:pat", "manager"], "pat", holder, package, directory) == [
+    assert reviewers_for(session, ["user:pat", "manager"], "pat", holder, owners, directory) == [
         "max"
     ]
     leave(session, "max")
     directory = load_directory(session, ["pat"])
-    assert reviewers_for(session, ["manager"], "pat", holder, package, directory) == []
+    assert reviewers_for(session, ["manager"], "pat", holder, owners, directory) == []
 
 
 def test_items_whose_reviewers_left_resolve_to_the_fallback_now(session, grant, crm):
     """max has left: pat's item is reviewed by the fallback, olivia."""
-    package, review = crm
     grant("crm", "pat")
     leave(session, "max")
     item = SimpleNamespace(id="i-1", subject_id="pat")
-    assert reviewers_now(session, package, review, [item]) == [
-        {"item_id": "i-1", "user_id": "olivia"}
-    ]
+    assert reviewers_now(session, crm, [item]) == [{"item_id": "i-1", "user_id": "olivia"}]
 
 
 def test_the_reviewed_subject_carries_sign_in_age_and_sponsor(session, grant):

@@ -5,11 +5,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 from policyd.rules.apiversion import ApiVersion
 from policyd.rules.model import AccessPackage, Catalog
-from policyd.rules.schema_fields import Slug, references
+from policyd.rules.review_schema import ReviewSchema
+from policyd.rules.schema_fields import Slug, references, unique_ids
 from policyd.rules.source import Document, Problem, flatten_messages
 
 PRINCIPALS = ("user:<id>", "group:<id>")
@@ -25,6 +34,14 @@ class CatalogSchema(Schema):
     )
     description = fields.String()
     owners = references(PRINCIPALS, load_default=())
+    # the packages of the catalog without reviews of their own are reviewed by these
+    reviews = fields.List(fields.Nested(ReviewSchema), load_default=(), validate=unique_ids)
+
+    @validates_schema
+    def review_owners(self, data, **kwargs):
+        for review in data.get("reviews", ()):
+            if not data.get("owners") and "owners" in (*review.reviewers, *review.fallback):
+                raise ValidationError("reviewer 'owners' needs the catalog's owners", "reviews")
 
     @post_load
     def make(self, data, **kwargs):
@@ -33,6 +50,7 @@ class CatalogSchema(Schema):
             display_name=data["display_name"],
             owners=tuple(data["owners"]),
             description=data.get("description"),
+            reviews=tuple(data["reviews"]),
         )
 
 

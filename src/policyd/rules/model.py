@@ -195,6 +195,7 @@ class Catalog:
     packages: tuple[str, ...] = ()  # ids of the packages that name it, filled by the loader
     file: str = ""
     line: int = field(default=0, compare=False)
+    reviews: tuple[ReviewPolicy, ...] = ()  # for its packages without reviews of their own
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ from policyd.rules.timing import Window, parse_duration
 
 # Bump when the encoding, or what a valid bundle is, changes: a version packed in another format
 # is loaded, and so validated again, from its files.
-FORMAT = "policyd-packed/5"  # 2: packages carry their access reviews; 3: their questions;
-# 4: catalogs and package managers; 5: their own reminders
+FORMAT = "policyd-packed/6"  # 2: packages carry their access reviews; 3: their questions;
+# 4: catalogs and package managers; 5: their own reminders; 6: catalogs' reviews
 
 
 class PackedFormatError(ValueError):
@@ -147,6 +147,7 @@ def _catalog(catalog: Catalog) -> dict[str, Any]:
         "packages": list(catalog.packages),
         "file": catalog.file,
         "line": catalog.line,
+        "reviews": [_review(review) for review in catalog.reviews],
     }
 
 
@@ -159,6 +160,7 @@ def _uncatalog(data: dict[str, Any]) -> Catalog:
         packages=tuple(data["packages"]),
         file=data["file"],
         line=data["line"],
+        reviews=tuple(_unreview(review) for review in data["reviews"]),
     )
 
 

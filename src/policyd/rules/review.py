@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -18,6 +18,7 @@ from policyd.rules.facts import build_fact
 from policyd.rules.model import (
     AccessPackage,
     Bundle,
+    Catalog,
     Recommendation,
     ReviewPolicy,
     Rule,
@@ -101,23 +102,68 @@ def _moment(value: object) -> datetime | None:
     return datetime.fromtimestamp(number, UTC) if number is not None else None
 
 
-def _ruleset_id(package_id: str, review_id: str) -> str:
+CATALOG_SCOPE = "catalog:"  # ':' never appears in a package id
+
+
+@dataclass(frozen=True)
+class ReviewScope:
+    """What one review covers: a package's review its package, a catalog's review the
+    catalog's packages without reviews of their own (docs/reviews.md)."""
+
+    id: str  # the package id, or `catalog:<id>`: what a campaign records as its package
+    review: ReviewPolicy
+    packages: tuple[str, ...]
+    owners: tuple[str, ...]  # who the reviewer `owners` means
+
+
+def review_scopes(bundle: Bundle) -> list[ReviewScope]:
+    """Every review of the bundle with what it covers; packages' reviews first."""
+    scopes = [s for package in bundle.packages.values() for s in _package_scopes(package)]
+    for catalog in bundle.catalogs.values():
+        scopes.extend(_catalog_scopes(bundle, catalog))
+    return scopes
+
+
+def find_scope(bundle: Bundle, scope_id: str, review_id: str) -> ReviewScope | None:
+    """The scope of one campaign's review in `bundle`; None when it no longer declares it."""
+    if scope_id.startswith(CATALOG_SCOPE):
+        catalog = bundle.catalogs.get(scope_id.removeprefix(CATALOG_SCOPE))
+        scopes = _catalog_scopes(bundle, catalog) if catalog is not None else []
+    else:
+        package = bundle.packages.get(scope_id)
+        scopes = _package_scopes(package) if package is not None else []
+    return next((s for s in scopes if s.review.id == review_id), None)
+
+
+def _package_scopes(package: AccessPackage) -> list[ReviewScope]:
+    return [ReviewScope(package.id, r, (package.id,), package.owners) for r in package.reviews]
+
+
+def _catalog_scopes(bundle: Bundle, catalog: Catalog) -> list[ReviewScope]:
+    if not catalog.reviews:
+        return []
+    # a package's own reviews win over its catalog's
+    covered = tuple(p for p in catalog.packages if not bundle.packages[p].reviews)
+    scope_id = CATALOG_SCOPE + catalog.id
+    return [ReviewScope(scope_id, r, covered, catalog.owners) for r in catalog.reviews]
+
+
+def _ruleset_id(scope_id: str, review_id: str) -> str:
     # ':' never appears in a package id, so these never clash with the packages' rulesets.
-    return f"review:{package_id}:{review_id}"
+    return f"review:{scope_id}:{review_id}"
 
 
 class Advisor:
     """Recommendations of one bundle's reviews, matched by the rules engine (close it)."""
 
     def __init__(self, bundle: Bundle):
-        self.reviews: dict[str, tuple[ReviewPolicy, AccessPackage]] = {}
+        self.reviews: dict[str, ReviewPolicy] = {}
         packages: dict[str, AccessPackage] = {}
-        for package in bundle.packages.values():
-            for review in package.reviews:
-                if not review.recommendations:
-                    continue
-                ruleset = _ruleset_id(package.id, review.id)
-                self.reviews[ruleset] = (review, package)
+        for scope in review_scopes(bundle):
+            review = scope.review
+            if review.recommendations:
+                ruleset = _ruleset_id(scope.id, review.id)
+                self.reviews[ruleset] = review
                 packages[ruleset] = AccessPackage(
                     id=ruleset,
                     display_name=ruleset,
@@ -136,16 +182,17 @@ class Advisor:
         self.engine = Engine(self.compiled, memo_size=0) if packages else None
 
     def recommend(
-        self, package_id: str, review_id: str, subject: Subject, now: datetime
+        self, scope_id: str, review_id: str, subject: Subject, now: datetime
     ) -> Recommendation | None:
-        """The review's recommendation for `subject`: a matched `remove` wins over `keep`,
-        ties go to file order; None when no recommendation matches."""
-        ruleset = _ruleset_id(package_id, review_id)
+        """The review's recommendation for `subject` (`scope_id`: the package, or
+        `catalog:<id>`): a matched `remove` wins over `keep`, ties go to file order; None
+        when no recommendation matches."""
+        ruleset = _ruleset_id(scope_id, review_id)
         if self.engine is None or ruleset not in self.reviews:
             return None
         fact = build_fact(self.compiled, subject, RequestOptions(), now)
         matched = self.engine.match(ruleset, fact)
-        found = [rec for rec in self.reviews[ruleset][0].recommendations if rec.id in matched]
+        found = [rec for rec in self.reviews[ruleset].recommendations if rec.id in matched]
         removals = [rec for rec in found if rec.verdict is Verdict.REMOVE]
         return (removals or found or [None])[0]
 

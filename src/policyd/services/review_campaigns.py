@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from policyd.rules import PolicyRuntime
-from policyd.rules.model import AccessPackage, NoResponse, ReviewPolicy, Verdict
-from policyd.rules.review import Advisor, last_start
+from policyd.rules.model import NoResponse, Verdict
+from policyd.rules.review import Advisor, ReviewScope, find_scope, last_start, review_scopes
 from policyd.services.actor import SYSTEM
 from policyd.services.assignments import LIVE_STATES, AssignmentService
 from policyd.services.audit import audit, audit_many
@@ -88,11 +88,10 @@ class ReviewCampaigns:
         if policy is None:
             return 0
         due = []
-        for package in policy.bundle.packages.values():
-            for review in package.reviews:
-                start = last_start(review, now)
-                if start is not None and now < start + review.duration:
-                    due.append((package, review, start))
+        for scope in review_scopes(policy.bundle):
+            start = last_start(scope.review, now)
+            if start is not None and now < start + scope.review.duration:
+                due.append((scope, start))
         if not due:
             return 0
         existing = {
@@ -100,35 +99,31 @@ class ReviewCampaigns:
             for row in self.session.execute(
                 select(
                     ReviewCampaign.package, ReviewCampaign.review, ReviewCampaign.starts_at
-                ).where(ReviewCampaign.starts_at >= min(start for _, _, start in due))
+                ).where(ReviewCampaign.starts_at >= min(start for _, start in due))
             )
         }
         opened = 0
         advisor: Advisor | None = None
         try:
-            for package, review, start in due:
-                if (package.id, review.id, start) in existing:
+            for scope, start in due:
+                if (scope.id, scope.review.id, start) in existing:
                     continue
                 advisor = advisor or Advisor(policy.bundle)
-                opened += self._open(package, review, start, policy.version, advisor, now)
+                opened += self._open(scope, start, policy.version, advisor, now)
         finally:
             if advisor is not None:
                 advisor.close()
         return opened
 
     def _open(
-        self,
-        package: AccessPackage,
-        review: ReviewPolicy,
-        start: datetime,
-        version: str,
-        advisor: Advisor,
-        now: datetime,
+        self, scope: ReviewScope, start: datetime, version: str, advisor: Advisor, now: datetime
     ) -> int:
-        """Open one campaign and commit it; 0 when another process opened it first."""
+        """Open one campaign of `scope`'s review (a catalog's: one campaign for all its
+        packages) and commit it; 0 when another process opened it first."""
+        review = scope.review
         campaign = ReviewCampaign(
             id=new_id(),
-            package=package.id,
+            package=scope.id,
             review=review.id,
             version=version,
             state=CampaignState.OPEN,
@@ -148,11 +143,11 @@ class ReviewCampaigns:
             return 0
         assignments = self.session.scalars(
             select(Assignment)
-            .where(Assignment.package == package.id, Assignment.state.in_(LIVE_STATES))
-            .order_by(Assignment.subject_id, Assignment.id)
+            .where(Assignment.package.in_(scope.packages), Assignment.state.in_(LIVE_STATES))
+            .order_by(Assignment.subject_id, Assignment.package, Assignment.id)
         ).all()
         items, reviewers = build_items(
-            self.session, campaign.id, package, review, assignments, advisor, now=now
+            self.session, campaign.id, scope, assignments, advisor, now=now
         )
         _insert(self.session, ReviewItem, items)
         _insert(self.session, ReviewReviewer, reviewers)
@@ -266,13 +261,10 @@ class ReviewCampaigns:
             )
         ).all()
         policy = self.runtime.active
-        package = policy.bundle.packages.get(campaign.package) if policy else None
-        review = (
-            next((r for r in package.reviews if r.id == campaign.review), None) if package else None
-        )
-        if not orphans or review is None:
+        scope = find_scope(policy.bundle, campaign.package, campaign.review) if policy else None
+        if not orphans or scope is None:
             return 0
-        rows = reviewers_now(self.session, package, review, orphans)
+        rows = reviewers_now(self.session, scope, orphans)
         _insert(self.session, ReviewReviewer, rows)
         audit_many(
             self.session,

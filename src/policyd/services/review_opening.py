@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from policyd.domain import Subject, UserType
-from policyd.rules.model import AccessPackage, ReviewPolicy
-from policyd.rules.review import Advisor, review_subject
+from policyd.rules.model import ReviewPolicy
+from policyd.rules.review import Advisor, ReviewScope, review_subject
 from policyd.store.models import (
     Assignment,
     ConnectedOrganization,
@@ -107,11 +107,11 @@ def reviewers_for(
     refs: Iterable[str],
     holder_id: str,
     holder: Any,
-    package: AccessPackage,
+    owners: Sequence[str],
     directory: Directory,
 ) -> list[str]:
-    """The user ids behind reviewer references, without anyone who has left; the holder
-    only through `self`."""
+    """The user ids behind reviewer references (`owners`: the package's, or for a catalog's
+    review the catalog's), without anyone who has left; the holder only through `self`."""
     found: list[str] = []
     for ref in refs:
         if ref == "self":
@@ -119,7 +119,7 @@ def reviewers_for(
         elif ref == "manager":
             expanded = [holder.manager_id] if holder is not None and holder.manager_id else []
         elif ref == "owners":
-            expanded = reviewers_for(session, package.owners, holder_id, holder, package, directory)
+            expanded = reviewers_for(session, owners, holder_id, holder, owners, directory)
         elif ref.startswith("user:"):
             expanded = [ref.removeprefix("user:")]
         else:
@@ -135,14 +135,14 @@ def reviewers_for(
 def build_items(
     session: Session,
     campaign_id: str,
-    package: AccessPackage,
-    review: ReviewPolicy,
+    scope: ReviewScope,
     assignments: Sequence[Assignment],
     advisor: Advisor,
     *,
     now: datetime,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Rows of review_items and review_reviewers for a new campaign."""
+    """Rows of review_items and review_reviewers for a new campaign of `scope`'s review."""
+    review = scope.review
     directory = load_directory(session, sorted({a.subject_id for a in assignments}))
     items, reviewers = [], []
     for assignment in assignments:
@@ -150,7 +150,7 @@ def build_items(
         recommendation = None
         if holder is not None and review.recommendations:
             subject = subject_of(holder, directory, now)
-            recommendation = advisor.recommend(package.id, review.id, subject, now)
+            recommendation = advisor.recommend(scope.id, review.id, subject, now)
         item_id = new_id()
         items.append(
             {
@@ -158,19 +158,19 @@ def build_items(
                 "campaign_id": campaign_id,
                 "assignment_id": assignment.id,
                 "subject_id": assignment.subject_id,
-                "package": package.id,
+                "package": assignment.package,
                 "recommendation": str(recommendation.verdict) if recommendation else None,
                 "recommendation_rule": recommendation.id if recommendation else None,
                 "recommendation_reason": recommendation.reason if recommendation else None,
             }
         )
-        chosen = _chosen(session, review, assignment.subject_id, holder, package, directory)
+        chosen = _chosen(session, review, assignment.subject_id, holder, scope.owners, directory)
         reviewers.extend({"item_id": item_id, "user_id": user} for user in chosen)
     return items, reviewers
 
 
 def reviewers_now(
-    session: Session, package: AccessPackage, review: ReviewPolicy, items: Sequence[Any]
+    session: Session, scope: ReviewScope, items: Sequence[Any]
 ) -> list[dict[str, str]]:
     """review_reviewers rows for `items` as the review's reviewers (else its fallback)
     resolve today; those who have left are never among them."""
@@ -178,7 +178,7 @@ def reviewers_now(
     rows = []
     for item in items:
         holder = directory.users.get(item.subject_id)
-        chosen = _chosen(session, review, item.subject_id, holder, package, directory)
+        chosen = _chosen(session, scope.review, item.subject_id, holder, scope.owners, directory)
         rows.extend({"item_id": item.id, "user_id": user} for user in chosen)
     return rows
 
@@ -188,11 +188,11 @@ def _chosen(
     review: ReviewPolicy,
     holder_id: str,
     holder: Any,
-    package: AccessPackage,
+    owners: Sequence[str],
     directory: Directory,
 ) -> list[str]:
     """The review's reviewers of one holder, else its fallback."""
-    args = (holder_id, holder, package, directory)
+    args = (holder_id, holder, owners, directory)
     return reviewers_for(session, review.reviewers, *args) or reviewers_for(
         session, review.fallback, *args
     )

@@ -18,13 +18,14 @@ from policyd.store.types import new_id
 
 
 class ReviewCampaign(Base):
-    """One run of a package's access review: opened on its schedule, closed at `ends_at`."""
+    """One run of a package's (or a catalog's) access review: opened on its schedule,
+    closed at `ends_at`."""
 
     __tablename__ = "review_campaigns"
     __table_args__ = (UniqueConstraint("package", "review", "starts_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    package: Mapped[str] = mapped_column(String(64))
+    package: Mapped[str] = mapped_column(String(80))  # or `catalog:<id>` for a catalog's review
     review: Mapped[str] = mapped_column(String(64))
     version: Mapped[str] = mapped_column(String(12))  # the rules that opened it
     state: Mapped[str] = mapped_column(String(20), index=True)  # open | closed

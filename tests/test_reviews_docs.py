@@ -13,6 +13,7 @@ import pytest
 from policyd.cli import main
 from policyd.connectors.config import Connectors, load_instances
 from policyd.rules import ProblemsError, load_texts
+from policyd.rules.review import find_scope
 from policyd.services.memberships import DirectoryMemberships
 from policyd.services.reviews import ReviewService
 from policyd.store import Database
@@ -36,6 +37,9 @@ def test_the_rule_files_on_the_page_load_together():
     bundle = load_texts({f"e{i}.yaml": text for i, text in enumerate(files)})
     assert [r.id for r in bundle.packages["crm-support"].reviews] == ["quarterly"]
     assert len(bundle.packages["partner-portal"].reviews[0].recommendations) == 2
+    scope = find_scope(bundle, "catalog:sales", "half-yearly")
+    assert (scope.packages, scope.owners) == (("sales-reports",), ("group:Sales.Ops",))
+    assert scope.review.fallback == ("owners",)
 
 
 @pytest.mark.parametrize("fix", [False, True])

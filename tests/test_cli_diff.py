@@ -206,3 +206,29 @@ def test_active_names_the_version_the_service_decides_with(runner, store: Databa
     result = diff_json(runner, "active", str(new), "--database-url", url)
     assert_exactly_the_jit_change(result)
     assert result["old"].startswith("active version ")
+
+
+def test_catalog_changes_show_in_every_format(runner, tmp_path):
+    """Sales' owners changed and scope-a-readers moved from engineering to sales: JSON, text
+    and Markdown name the catalogs, their owners and the move."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(POLICIES, old)
+    shutil.copytree(POLICIES, new)
+    catalogs = new / "catalogs.yaml"
+    catalogs.write_text(catalogs.read_text().replace('"group:Sales.Ops"', '"user:sam"'))
+    readers = new / "scope-a-readers.yaml"
+    readers.write_text(readers.read_text().replace("catalog: engineering", "catalog: sales"))
+    found = diff_json(runner, str(old), str(new))
+    assert [(c["id"], c["joined"], c["left"]) for c in found["catalogs"]] == [
+        ("engineering", [], ["scope-a-readers"]),
+        ("sales", ["scope-a-readers"], []),
+    ]
+    assert found["catalogs"][1]["fields"] == [
+        {"field": "owners", "before": ["group:Sales.Ops"], "after": ["user:sam"]}
+    ]
+    assert found["summary"]["catalogs"] == {"added": 0, "removed": 0, "changed": 2}
+    text = runner.invoke(main, ["diff", str(old), str(new)]).stdout
+    assert f"~ catalog sales ({new / 'catalogs.yaml'})\n" in text
+    assert "    owners: ['group:Sales.Ops'] -> ['user:sam']\n  + package scope-a-readers\n" in text
+    markdown = runner.invoke(main, ["diff", str(old), str(new), "--format", "markdown"]).stdout
+    assert "| left | package `scope-a-readers` | | |" in markdown

@@ -290,3 +290,24 @@ def test_a_publication_without_files_is_422_naming_the_field(client, admin):
     response = client.post("/v1/policy-versions/publications", json={}, headers=admin)
     assert response.status_code == 422
     assert "files" in response.json["errors"]
+
+
+def test_the_diff_of_versions_shows_catalog_changes(client, admin):
+    """A version that changes a catalog's owners answers with that catalog's field change."""
+    first = client.get("/readyz").json["version"]
+    files = example_files()
+    files["catalogs.yaml"] = files["catalogs.yaml"].replace('"group:Sales.Ops"', '"user:sam"')
+    second = client.post("/v1/policy-versions", json={"files": files}, headers=admin).json["id"]
+    body = client.get(f"/v1/policy-versions/{first}/diff/{second}", headers=admin).json
+    assert (body["effective"], body["packages"]) == (True, [])
+    assert body["catalogs"] == [
+        {
+            "id": "sales",
+            "change": "changed",
+            "file": "catalogs.yaml",
+            "fields": [{"field": "owners", "before": ["group:Sales.Ops"], "after": ["user:sam"]}],
+            "joined": [],
+            "left": [],
+        }
+    ]
+    assert body["summary"]["catalogs"] == {"added": 0, "removed": 0, "changed": 1}

@@ -183,6 +183,15 @@ class PackageChangeSchema(Schema):
     rules = fields.List(fields.Nested(RuleChangeSchema))
 
 
+class CatalogChangeSchema(Schema):
+    id = fields.String()
+    change = fields.String(metadata={"description": "added, removed or changed"})
+    file = fields.String()
+    changes = fields.List(fields.Nested(FieldChangeSchema), data_key="fields", attribute="fields")
+    joined = fields.List(fields.String(), metadata={"description": "packages that joined it"})
+    left = fields.List(fields.String(), metadata={"description": "packages that left it"})
+
+
 class VersionDiffSchema(Schema):
     old = fields.String(metadata={"description": "the old version id"})
     new = fields.String(metadata={"description": "the new version id"})
@@ -190,9 +199,10 @@ class VersionDiffSchema(Schema):
     summary = fields.Dict(
         keys=fields.String(),
         values=fields.Dict(keys=fields.String(), values=fields.Integer()),
-        metadata={"description": "counts: packages, rules, resources, fields by change"},
+        metadata={"description": "counts: packages, rules, resources, fields, catalogs by change"},
     )
     packages = fields.List(fields.Nested(PackageChangeSchema))
+    catalogs = fields.List(fields.Nested(CatalogChangeSchema))
 
 
 @blp.route("/<version_id>/diff/<other_id>")

@@ -4,42 +4,22 @@ loaded model, so reformatting, key order, comments and file layout never count."
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from enum import Enum
 from typing import Any
 
-import isodate
-
 from policyd.domain import Outcome
-from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not
-from policyd.rules.model import AccessPackage, Bundle, Resource, Rule
-from policyd.rules.timing import Window
+from policyd.rules.diff_values import FieldChange, condition, field_changes, normalise, values_of
+from policyd.rules.model import AccessPackage, Bundle, Catalog, Resource, Rule
+
+__all__ = ["BundleDiff", "CatalogChange", "FieldChange", "condition", "diff_bundles", "normalise"]
 
 # Model fields that locate or identify a thing rather than say what it does: a package moved
 # to another file, into a template or to another row of its template decides the same.
 _PACKAGE_SKIP = frozenset({"id", "rules", "resources", "file", "template", "template_row"})
 _RULE_SKIP = frozenset({"id", "line", "synthetic"})
-# Lists whose order means nothing: any approver of a stage may approve, and so on.
-_SETS = frozenset(
-    {"approvers", "escalate_to", "owners", "managers", "incompatible_with", "incompatible_groups"}
-)
-# Model names that differ from the rule-file keys reviewers read.
-_KEYS = {"outcome": "decision", "maximum": "max", "minimum": "min"}
+# A catalog's packages show as the packages that joined or left it.
+_CATALOG_SKIP = frozenset({"id", "packages", "file", "line"})
 _RULE_ORDER = ("priority", "description", "when", "outcome", "reason", "approval", "lifetime")
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    """One field whose normalised value differs; None on a side where it is not set."""
-
-    field: str
-    before: Any
-    after: Any
-
-    def to_dict(self) -> dict:
-        return {"field": self.field, "before": self.before, "after": self.after}
 
 
 @dataclass(frozen=True)
@@ -94,16 +74,40 @@ class PackageChange:
 
 
 @dataclass(frozen=True)
+class CatalogChange:
+    """A catalog added, removed or changed: its fields (owners, reviews...) and the packages
+    that joined or left it (a package moved between catalogs leaves one and joins the other)."""
+
+    id: str
+    change: str  # added | removed | changed
+    file: str  # in the new bundle (the old one for a removed catalog)
+    fields: tuple[FieldChange, ...] = ()
+    joined: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "change": self.change,
+            "file": self.file,
+            "fields": [f.to_dict() for f in self.fields],
+            "joined": list(self.joined),
+            "left": list(self.left),
+        }
+
+
+@dataclass(frozen=True)
 class BundleDiff:
     """What differs between an old and a new bundle; `old`/`new` label the sides."""
 
     old: str
     new: str
     packages: tuple[PackageChange, ...] = field(default=())
+    catalogs: tuple[CatalogChange, ...] = field(default=())
 
     @property
     def effective(self) -> bool:
-        return bool(self.packages)
+        return bool(self.packages or self.catalogs)
 
     def summary(self) -> dict[str, dict[str, int]]:
         counts = {kind: {"added": 0, "removed": 0, "changed": 0} for kind in ("packages", "rules")}
@@ -118,7 +122,15 @@ class BundleDiff:
             for resource in package.resources:
                 counts["resources"][resource.change] += 1
         packages = counts.pop("packages")
-        return {"packages": packages, "fields": {"changed": fields_changed}, **counts}
+        catalogs = {"added": 0, "removed": 0, "changed": 0}
+        for catalog in self.catalogs:
+            catalogs[catalog.change] += 1
+        return {
+            "packages": packages,
+            "fields": {"changed": fields_changed},
+            **counts,
+            "catalogs": catalogs,
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -127,6 +139,7 @@ class BundleDiff:
             "effective": self.effective,
             "summary": self.summary(),
             "packages": [p.to_dict() for p in self.packages],
+            "catalogs": [c.to_dict() for c in self.catalogs],
         }
 
 
@@ -146,8 +159,38 @@ def diff_bundles(
             if change is not None:
                 changes.append(change)
     return BundleDiff(
-        old=old_label or old.version.id, new=new_label or new.version.id, packages=tuple(changes)
+        old=old_label or old.version.id,
+        new=new_label or new.version.id,
+        packages=tuple(changes),
+        catalogs=diff_catalogs(old, new),
     )
+
+
+def diff_catalogs(old: Bundle, new: Bundle) -> tuple[CatalogChange, ...]:
+    """Catalogs added, removed or changed: owners, reviews, names and membership."""
+    changes = []
+    for catalog_id in sorted(set(old.catalogs) | set(new.catalogs)):
+        before, after = old.catalogs.get(catalog_id), new.catalogs.get(catalog_id)
+        if before is None or after is None:
+            whole = after or before
+            kind = "added" if before is None else "removed"
+            values = catalog_values(whole)
+            fields_ = field_changes({}, values) if after else field_changes(values, {})
+            members = tuple(whole.packages)
+            joined, left = (members, ()) if after else ((), members)
+            changes.append(CatalogChange(catalog_id, kind, whole.file, fields_, joined, left))
+            continue
+        fields_ = field_changes(catalog_values(before), catalog_values(after))
+        joined = tuple(sorted(set(after.packages) - set(before.packages)))
+        left = tuple(sorted(set(before.packages) - set(after.packages)))
+        if fields_ or joined or left:
+            changes.append(CatalogChange(catalog_id, "changed", after.file, fields_, joined, left))
+    return tuple(changes)
+
+
+def catalog_values(catalog: Catalog) -> dict[str, Any]:
+    """A catalog's own fields (not its packages), normalised, by rule-file key."""
+    return values_of(catalog, _CATALOG_SKIP, ())
 
 
 def _whole(package: AccessPackage, change: str) -> PackageChange:
@@ -162,7 +205,7 @@ def _whole(package: AccessPackage, change: str) -> PackageChange:
         package.id,
         change,
         package.file,
-        fields=_field_changes({}, values) if added else _field_changes(values, {}),
+        fields=field_changes({}, values) if added else field_changes(values, {}),
         resources=tuple(_resource(change, r) for r in sorted(set(package.resources), key=_rkey)),
         rules=rules,
         **_origin(package),
@@ -174,7 +217,7 @@ def _origin(package: AccessPackage) -> dict[str, str | None]:
 
 
 def _package_change(old: AccessPackage, new: AccessPackage) -> PackageChange | None:
-    fields_ = list(_field_changes(package_values(old), package_values(new)))
+    fields_ = list(field_changes(package_values(old), package_values(new)))
     order = _tie_order(old, new)
     if order is not None:
         fields_.append(FieldChange("ruleOrder", *order))
@@ -245,124 +288,14 @@ def _rkey(resource: Resource) -> tuple[str, str, str]:
 def _changes(old: Rule | None, new: Rule | None) -> tuple[FieldChange, ...]:
     before = rule_values(old) if old is not None else {}
     after = rule_values(new) if new is not None else {}
-    return _field_changes(before, after)
-
-
-def _field_changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldChange, ...]:
-    names = list(dict.fromkeys([*after, *before]))
-    return tuple(
-        FieldChange(name, before.get(name), after.get(name))
-        for name in names
-        if before.get(name) != after.get(name)
-    )
+    return field_changes(before, after)
 
 
 def package_values(package: AccessPackage) -> dict[str, Any]:
     """The package's own fields (not its rules or resources), normalised, by rule-file key."""
-    return _values(package, _PACKAGE_SKIP, ())
+    return values_of(package, _PACKAGE_SKIP, ())
 
 
 def rule_values(rule: Rule) -> dict[str, Any]:
     """A rule's fields, normalised, by rule-file key, in the order a rule file reads."""
-    return _values(rule, _RULE_SKIP, _RULE_ORDER)
-
-
-def _values(obj: Any, skip: frozenset[str], order: tuple[str, ...]) -> dict[str, Any]:
-    names = [f.name for f in dataclasses.fields(obj) if f.name not in skip]
-    names.sort(key=lambda n: order.index(n) if n in order else len(order))
-    out = {}
-    for name in names:
-        value = normalise(getattr(obj, name), set_like=name in _SETS)
-        if value is not None and value != []:  # an empty list is the same as none
-            out[_key(name)] = value
-    return out
-
-
-def _key(name: str) -> str:
-    if name in _KEYS:
-        return _KEYS[name]
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-def normalise(value: Any, *, set_like: bool = False) -> Any:
-    """A plain, JSON-able value that is equal exactly when the meaning is equal: durations in
-    ISO-8601, conditions in one canonical form, order-free lists sorted, defaults left out."""
-    if isinstance(value, Enum):  # before str: the model's enums are StrEnums
-        return value.value
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int | float):
-        return int(value) if float(value).is_integer() else value
-    if isinstance(value, timedelta | isodate.Duration):
-        return isodate.duration_isoformat(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, Window):
-        return {"cron": value.cron, "timezone": value.timezone}
-    if isinstance(value, Cmp | All | AnyOf | Not):
-        return condition(value)
-    if dataclasses.is_dataclass(value):
-        out = {}
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            if f.default is not dataclasses.MISSING and item == f.default:
-                continue
-            normal = normalise(item, set_like=f.name in _SETS)
-            if normal is not None and normal != []:
-                out[_key(f.name)] = normal
-        return out
-    if isinstance(value, tuple | list | frozenset | set):
-        items = [normalise(item) for item in value]
-        return sorted({_canon(i): i for i in items}.values(), key=_canon) if set_like else items
-    if isinstance(value, dict):
-        return {str(k): normalise(v) for k, v in value.items()}
-    return str(value)
-
-
-def condition(tree: Condition) -> Any:
-    """A `when:` tree in canonical form; None for "always"."""
-    tree = _flatten(tree)
-    if isinstance(tree, All) and not tree.items:
-        return None
-    return _render(tree)
-
-
-def _flatten(tree: Condition) -> Condition:
-    """Nested all-in-all and any-in-any merged, duplicates dropped, one item unwrapped."""
-    if isinstance(tree, Not):
-        inner = _flatten(tree.item)
-        return inner.item if isinstance(inner, Not) else Not(inner)
-    if isinstance(tree, All | AnyOf):
-        kind = type(tree)
-        items: list[Condition] = []
-        for item in (_flatten(i) for i in tree.items):
-            for part in item.items if isinstance(item, kind) else (item,):
-                if part not in items:
-                    items.append(part)
-        if len(items) == 1:
-            return items[0]
-        return kind(tuple(items))
-    return tree
-
-
-def _render(tree: Condition) -> Any:
-    if isinstance(tree, Cmp):
-        value = tree.value
-        if isinstance(value, tuple):
-            value = sorted(set(value))
-        elif isinstance(value, Window):
-            value = normalise(value)
-        elif tree.field == "request.duration" and not isinstance(value, bool):
-            value = isodate.duration_isoformat(timedelta(seconds=value))
-        else:
-            value = normalise(value)
-        return {tree.field: {tree.op: value}}
-    if isinstance(tree, Not):
-        return {"not": _render(tree.item)}
-    key = "all" if isinstance(tree, All) else "any"
-    return {key: sorted((_render(item) for item in tree.items), key=_canon)}
-
-
-def _canon(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
+    return values_of(rule, _RULE_SKIP, _RULE_ORDER)

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from policyd.rules.diff import BundleDiff, FieldChange, PackageChange
+from policyd.rules.diff import BundleDiff, CatalogChange, FieldChange, PackageChange
 
 NO_CHANGE = "no effective change"
 NONE = "(none)"
@@ -49,6 +49,12 @@ def render_text(diff: BundleDiff) -> str:
             lines.append(f"  {_SIGN[rule.change]} rule {rule.id} (line {rule.line})")
             whole = rule.change != "changed"
             lines += [f"      {_field(change, whole)}" for change in rule.fields]
+    for catalog in diff.catalogs:
+        lines.append(f"{_SIGN[catalog.change]} catalog {catalog.id} ({catalog.file})")
+        whole = catalog.change != "changed"
+        lines += [f"    {_field(change, whole)}" for change in catalog.fields]
+        lines += [f"  + package {package_id}" for package_id in catalog.joined]
+        lines += [f"  - package {package_id}" for package_id in catalog.left]
     lines.append(summary_line(diff))
     return "\n".join(lines)
 
@@ -81,7 +87,26 @@ def render_markdown(diff: BundleDiff) -> str:
     ]
     for package in diff.packages:
         lines += ["", *_package_table(package)]
+    for catalog in diff.catalogs:
+        lines += ["", *_catalog_table(catalog)]
     return "\n".join(lines) + "\n"
+
+
+def _catalog_table(catalog: CatalogChange) -> list[str]:
+    lines = [
+        f"#### {_SIGN[catalog.change]} catalog `{catalog.id}` ({catalog.file}): {catalog.change}",
+        "",
+        "| change | what | before | after |",
+        "|---|---|---|---|",
+    ]
+    for change in catalog.fields:
+        kind = catalog.change
+        if kind == "changed" and (change.before is None or change.after is None):
+            kind = "added" if change.before is None else "removed"
+        lines.append(_row(kind, change.field, change.before, change.after))
+    lines += [f"| joined | package `{_cell(p)}` | | |" for p in catalog.joined]
+    lines += [f"| left | package `{_cell(p)}` | | |" for p in catalog.left]
+    return lines
 
 
 def _package_table(package: PackageChange) -> list[str]:

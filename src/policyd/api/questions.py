@@ -19,7 +19,16 @@ class PackageQuestions(MethodView):
     @guard()
     @blp.arguments(QuestionQuerySchema(), location="query")
     @blp.response(200, QuestionOutSchema(many=True))
+    @blp.alt_response(403, schema=ApiErrorSchema, description="a user asking about another")
     @blp.alt_response(404, schema=ApiErrorSchema)
     def get(self, args, package_id):
-        """The package's questions in the active version, to answer in `answers`."""
-        return QuestionService(context.runtime()).list(package_id, args.get("lang"))
+        """The package's questions in the active version, to answer in `answers`; a rule's
+        questions are asked (`applies`) only of requesters the rule applies to."""
+        service = QuestionService(context.runtime(), context.session())
+        return service.list(
+            package_id,
+            args.get("lang"),
+            actor=context.actor(),
+            subject_id=args.get("subject"),
+            now=context.now(),
+        )

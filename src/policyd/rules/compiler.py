@@ -15,6 +15,7 @@ from typing import Any
 from policyd.domain import Outcome
 from policyd.rules.condition import All, AnyOf, Cmp, Condition, Kind, Not, field_kind, walk
 from policyd.rules.model import Bundle, Rule
+from policyd.rules.rule_question import with_asking
 from policyd.rules.timing import Window
 
 MARKER = "pd"  # present in every fact, so "always" can be written as a condition
@@ -100,6 +101,7 @@ def compile_bundle(bundle: Bundle, *, member_limit: int = MEMBER_LIMIT) -> Compi
     Raises:
         EngineLimitError: a rule or the bundle exceeds what durable_rules can evaluate.
     """
+    bundle = with_asking(bundle)  # which rules ask their questions (rules/rule_question.py)
     fields, windows, named = _read_fields(bundle)
     keys = _check_key_hashes(fields, windows)
     members = _member_keys(named, keys, member_limit)

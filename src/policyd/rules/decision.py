@@ -16,8 +16,9 @@ from policyd.domain import (
 from policyd.rules.engine import Engine
 from policyd.rules.facts import build_fact
 from policyd.rules.lifetime import LifetimeError, resolve_lifetime
-from policyd.rules.model import AccessPackage, ApprovalPolicy, Bundle, Rule
+from policyd.rules.model import AccessPackage, ApprovalPolicy, Bundle, Question, Rule
 from policyd.rules.question import AnswerError, check_answers
+from policyd.rules.rule_question import asked_questions, asking_id
 from policyd.rules.timing import check_decision_time, parse_duration
 
 NO_RULE_MATCHED = "no rule matched"
@@ -82,7 +83,8 @@ def decide(
         EngineClosedError: the engine was swapped out meanwhile.
     """
     package = bundle.package(package_id)
-    request = _checked(package, request, now)
+    check_inputs(request, now)
+    request = _answered(package, asked_of(package, engine, subject, request, now), request)
     compiled = engine.compiled
     matched_ids = engine.match(package_id, build_fact(compiled, subject, request, now))
     matched, rule = _order(package, compiled.ranks.get(package_id), matched_ids)
@@ -113,15 +115,33 @@ def decide(
     )
 
 
-def _checked(package: AccessPackage, request: RequestOptions, now: datetime) -> RequestOptions:
-    """`request` once its inputs are checked, with its answers as normalised (dates in ISO form).
+def asked_of(
+    package: AccessPackage,
+    engine: Engine,
+    subject: Subject,
+    request: RequestOptions,
+    now: datetime,
+) -> tuple[Question, ...]:
+    """The questions `subject` is asked: the package's, then those of its rules that apply to
+    them, matched by `engine` on the rules' conditions without answers (docs/rules.md)."""
+    if not any(rule.questions for rule in package.rules):
+        return package.questions
+    unanswered = replace(request, answers=None)
+    facts = build_fact(engine.compiled, subject, unanswered, now)
+    return asked_questions(package, engine.match(asking_id(package.id), facts))
+
+
+def _answered(
+    package: AccessPackage, asked: tuple[Question, ...], request: RequestOptions
+) -> RequestOptions:
+    """`request` with its answers checked against the questions `asked` and normalised
+    (dates in ISO form).
 
     Raises:
         InvalidInputError: naming the field.
     """
-    check_inputs(request, now)
     try:
-        answers = check_answers(package, request.answers)
+        answers = check_answers(package, request.answers, asked)
     except AnswerError as err:
         raise InvalidInputError(err.field, err.message) from None
     if answers != (request.answers or {}):

@@ -63,6 +63,7 @@ class Rule:
     lifetime: LifetimePolicy | None = None
     line: int = 0
     synthetic: bool = False  # made by the loader (incompatible packages, groups), not in a file
+    questions: tuple[Question, ...] = ()  # asked only of requesters the rule applies to
 
 
 class Verdict(StrEnum):

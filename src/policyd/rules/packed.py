@@ -36,7 +36,7 @@ from policyd.rules.timing import Window, parse_duration
 # Bump when the encoding, or what a valid bundle is, changes: a version packed in another format
 # is loaded, and so validated again, from its files.
 FORMAT = "policyd-packed/6"  # 2: packages carry their access reviews; 3: their questions;
-# 4: catalogs and package managers; 5: their own reminders; 6: catalogs' reviews
+# 4: catalogs and package managers; 5: their own reminders; 6: catalogs' reviews, rules' questions
 
 
 class PackedFormatError(ValueError):
@@ -274,6 +274,7 @@ def _rule(rule: Rule) -> dict[str, Any]:
         "lifetime": _lifetime(rule.lifetime),
         "line": rule.line,
         "synthetic": rule.synthetic,
+        "questions": [_question(q) for q in rule.questions],
     }
 
 
@@ -298,6 +299,7 @@ def _unrule(data: dict[str, Any]) -> Rule:
         lifetime=_unlifetime(data["lifetime"]),
         line=data["line"],
         synthetic=data["synthetic"],
+        questions=tuple(_unquestion(q) for q in data["questions"]),
     )
 
 

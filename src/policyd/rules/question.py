@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -122,26 +122,38 @@ class AnswerError(ValueError):
         super().__init__(f"{self.field}: {message}")
 
 
-def check_answers(package: AccessPackage, answers: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The answers, checked against the package's questions (normalised: dates as ISO text,
-    text trimmed; an empty text answer counts as none). None means nobody was asked (a
-    probe, a replay of a decision logged without answers): the answers are then empty and no
-    question is required.
+def check_answers(
+    package: AccessPackage,
+    answers: Mapping[str, Any] | None,
+    asked: Sequence[Question] | None = None,
+    *,
+    require: bool = True,
+) -> dict[str, Any]:
+    """The answers, checked against the questions `asked` (default: the package's own),
+    normalised: dates as ISO text, text trimmed; an empty text answer counts as none. None
+    means nobody was asked (a probe, a replay of a decision logged without answers): the
+    answers are then empty and no question is required; nor with `require=False`.
 
     Raises:
         AnswerError: naming the first unknown, missing or unfitting answer.
     """
+    questions = package.questions if asked is None else tuple(asked)
+    by_id = {question.id: question for question in questions}
     given = dict(answers or {})
     for question_id in given:
-        if package.question(question_id) is None:
-            raise AnswerError(str(question_id), f"package {package.id!r} asks no such question")
+        if question_id not in by_id:
+            if any(q.id == question_id for rule in package.rules for q in rule.questions):
+                message = "the rule that asks this question does not apply to this request"
+            else:
+                message = f"package {package.id!r} asks no such question"
+            raise AnswerError(str(question_id), message)
     checked: dict[str, Any] = {}
-    for question in package.questions:
+    for question in questions:
         value = given.get(question.id)
         if isinstance(value, str) and question.type is not QuestionType.CHOICE:
             value = value.strip() or None
         if value is None:
-            if question.required and answers is not None:
+            if question.required and answers is not None and require:
                 raise AnswerError(question.id, f"question {question.id!r} requires an answer")
             continue
         checked[question.id] = _fit(question, value)

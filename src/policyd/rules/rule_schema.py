@@ -25,6 +25,7 @@ from policyd.rules.model import (
     Rule,
     StagePolicy,
 )
+from policyd.rules.question import questions_field
 from policyd.rules.schema_fields import ConditionField, Moment, Slug, references
 from policyd.rules.timing import parse_duration, parse_window
 
@@ -163,11 +164,14 @@ class RuleSchema(Schema):
     priority = fields.Integer(strict=True, load_default=0)
     when = ConditionField()
     then = fields.Nested(ThenSchema, required=True)
+    questions = questions_field()  # asked only when the rule applies (docs/rules.md)
 
     @post_load
     def make(self, data, **kwargs):
         then = data["then"]
         extra = {"when": data["when"]} if "when" in data else {}
+        if data["questions"]:
+            extra["questions"] = tuple(data["questions"])
         return Rule(
             id=data["id"],
             outcome=then["decision"],

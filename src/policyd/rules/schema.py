@@ -67,17 +67,29 @@ class PackageSchema(Schema):
 
     @validates_schema
     def answers_asked(self, data, **kwargs):
-        """Questions are unique, and rules read answers only to questions the package asks."""
+        """Questions are unique across the package and its rules, and a rule reads answers
+        only to questions the package or the rule itself asks."""
         questions = tuple(data.get("questions") or ())
+        rules = tuple(data.get("rules") or ())
         problem = question_problems(questions)
         if problem:
             raise ValidationError(problem, field_name="questions")
+        problem = question_problems(questions + tuple(q for r in rules for q in r.questions))
+        if problem:
+            raise ValidationError(f"{problem}, counting the rules' questions", field_name="rules")
         asked = {q.id for q in questions}
         errors: dict = {}
-        for number, rule in enumerate(data.get("rules") or ()):
-            unknown = sorted(set(referenced_answers(rule.when)) - asked)
+        for number, rule in enumerate(rules):
+            unknown = sorted(
+                set(referenced_answers(rule.when)) - asked - {q.id for q in rule.questions}
+            )
             if unknown:
-                message = f"answers.{unknown[0]}: the package declares no question {unknown[0]!r}"
+                whose = (
+                    "neither the package nor the rule declares"
+                    if rule.questions
+                    else "the package declares no"
+                )
+                message = f"answers.{unknown[0]}: {whose} question {unknown[0]!r}"
                 errors[number] = {"when": [message]}
         if errors:
             raise ValidationError({"rules": errors})

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from policyd.domain import Decision, RequestOptions, Subject, UserType
 from policyd.rules import InvalidInputError, PolicyRuntime, UnknownPackageError
 from policyd.rules.question import check_answers
+from policyd.rules.rule_question import every_question
 from policyd.services.actor import Actor, Role
 from policyd.services.approvers import with_resolved_approvers
 from policyd.services.decision_log import DecisionLog, JsonText
@@ -70,7 +71,10 @@ def _checked_answers(policy, version: str, package: str, request: RequestOptions
         return None
     if policy is None or policy.version != version:
         return dict(request.answers)  # swapped meanwhile: that version accepted them as given
-    return check_answers(policy.bundle.package(package), request.answers)
+    # The decision checked them against the questions asked of this subject; here they are
+    # only normalised, against every question of the package and its rules.
+    rules = policy.bundle.package(package)
+    return check_answers(rules, request.answers, every_question(rules).values(), require=False)
 
 
 # Who may ask for a decision (the API's guard admits the same roles; auditors only read).

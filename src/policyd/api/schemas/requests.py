@@ -38,6 +38,9 @@ class RequestInSchema(Strict):
 
 class QuestionQuerySchema(Strict):
     lang = Text(35, metadata={"description": "the requester's language tag, e.g. fr or pt-BR"})
+    subject = Text(
+        200, metadata={"description": "whom `applies` is for (default: the caller); users: self"}
+    )
 
 
 class QuestionOutSchema(Schema):
@@ -51,6 +54,11 @@ class QuestionOutSchema(Schema):
     options = fields.List(fields.String(), allow_none=True)
     min = fields.Float(allow_none=True)
     max = fields.Float(allow_none=True)
+    rule = fields.String(allow_none=True, metadata={"description": "the rule that asks it"})
+    applies = fields.Boolean(
+        allow_none=True,
+        metadata={"description": "asked of the subject; null: the caller is no directory user"},
+    )
 
 
 class VerdictInSchema(Strict):

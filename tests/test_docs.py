@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 
-from policyd.rules import Policy, load_texts
+from policyd.domain import RequestOptions, Subject
+from policyd.rules import InvalidInputError, Policy, load_texts
 from policyd.rules.policytest import CaseFileSchema, run_case
 from tests.conftest import ROOT
 
@@ -115,3 +117,23 @@ def test_the_documented_catalog_and_managers_load():
     assert engineering.owners == ("group:Engineering.CatalogOwners", "user:grace")
     agents = bundle.packages["build-agents"]
     assert (agents.catalog, agents.managers) == ("engineering", ("user:hank",))
+
+
+def test_the_rule_question_example_asks_only_those_it_applies_to(clock):
+    """deal-room in docs/rules.md: someone in Sales must name the deal and is approved on it;
+    anyone else is asked nothing and goes to the owner."""
+    (text,) = [b for b in examples() if "id: deal-room" in b]
+    policy = Policy(load_texts({"deal-room.yaml": text}))
+    try:
+        sales = Subject(id="sam", department="Sales")
+        with pytest.raises(InvalidInputError) as refused:
+            policy.decide("deal-room", sales, RequestOptions(answers={}), now=clock())
+        assert refused.value.field == "answers.deal"
+        answered = RequestOptions(answers={"deal": "ACME-2027"})
+        assert policy.decide("deal-room", sales, answered, now=clock()).rule == "sales-with-a-deal"
+        other = policy.decide(
+            "deal-room", Subject(id="bob"), RequestOptions(answers={}), now=clock()
+        )
+        assert other.rule == "others-ask-the-owner"
+    finally:
+        policy.close()

@@ -11,11 +11,14 @@ from marshmallow import fields
 
 from policyd.api.errors import ApiErrorSchema
 from policyd.api.parser import PolicydParser
+from policyd.services.listing import COUNT_LIMIT
 
 PAGINATION_HEADER = {
     "description": "The page as a JSON object: total, total_pages, first_page, last_page, and "
     "page, previous_page, next_page where they exist; next_after, the cursor of the next page, "
-    "on the lists that take `after` (a cursor page holds only next_after).",
+    "on the lists that take `after` (a cursor page holds only next_after). When more rows "
+    f"match than a page counts ({COUNT_LIMIT:,}, or the rows to the end of the page if more), "
+    "total_more_than replaces total, total_pages and last_page.",
     "required": True,
     "schema": {"type": "string", "pattern": "^\\{.*\\}$"},
     "example": '{"total": 3, "total_pages": 1, "first_page": 1, "last_page": 1, "page": 1}',
@@ -32,6 +35,12 @@ class Blueprint(flask_smorest.Blueprint):
             metadata = {} if next_after is None else {"next_after": next_after}
         else:
             metadata = json.loads(headers[self.PAGINATION_HEADER_NAME])
+            more_than = getattr(page_params, "more_than", None)
+            if more_than is not None:
+                # The count stopped early: no total and no last page, which it does not know.
+                for key in ("total", "total_pages", "last_page"):
+                    metadata.pop(key, None)
+                metadata = {"total_more_than": more_than, **metadata}
             if next_after is not None:
                 metadata["next_after"] = next_after
         headers[self.PAGINATION_HEADER_NAME] = json.dumps(metadata)

@@ -75,13 +75,15 @@ def current_sync() -> PolicySync:
 
 
 def paged(pagination, fetch: Callable[..., tuple[list, int | None]], *args, **filters) -> list:
-    """Call a service's paged list method for the requested page and record the total, or,
-    for a cursor page (no total), where the next page starts."""
+    """Call a service's paged list method for the requested page and record the total (or
+    that more than so many match), or, for a cursor page (no total), where the next page
+    starts."""
     items, total = fetch(*args, offset=pagination.first_item, limit=pagination.page_size, **filters)
     # flask-smorest sends no header without a count; a cursor page's header drops it.
     pagination.item_count = 0 if total is None else total
     pagination.cursor = filters.get("after") is not None
     pagination.next_after = getattr(items, "next_after", None)
+    pagination.more_than = getattr(items, "more_than", None)
     return items
 
 

@@ -17,7 +17,6 @@ from policyd.domain import JobState, RequestState
 from policyd.services.actor import Actor, Role
 from policyd.services.errors import ForbiddenError, InvalidError
 from policyd.services.listing import list_page
-from policyd.store.keyset import Rows
 from policyd.store.models import AccessRequest, Approval, Assignment, Job
 from policyd.store.query import among
 
@@ -125,9 +124,7 @@ class AccessReportService:
         there are in all."""
         query = self._query(actor, when, package, resource, subject)
         rows, total = list_page(self.session, query, after=after, offset=offset, limit=limit)
-        holdings = Rows(self._holdings(rows, when))
-        holdings.next_after = rows.next_after
-        return holdings, total
+        return rows.carried(self._holdings(rows, when)), total
 
     def stream(
         self,

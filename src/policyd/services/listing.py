@@ -1,4 +1,4 @@
-"""Paged lists: page numbers with a total, or keyset cursors, with a bad cursor refused by field."""
+"""Paged lists: numbered pages with a bounded count, or keyset cursors; a bad cursor is a 422."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from sqlalchemy.orm import Session
 
 from policyd.services.errors import InvalidError
 from policyd.store.keyset import MAX_CURSOR, CursorError, Rows, keyset_page
+from policyd.store.query import COUNT_LIMIT
 
-__all__ = ["MAX_CURSOR", "Rows", "list_page"]
+__all__ = ["COUNT_LIMIT", "MAX_CURSOR", "Rows", "list_page"]
 
 
 def list_page(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
 from policyd.domain import RequestOptions
@@ -129,10 +129,10 @@ class ReplayService:
             InvalidError: more than `max_examined` decisions match (narrow the window).
         """
         if max_examined is not None:
-            total = self.count(since=since, package=package)
+            total = self.count(since=since, package=package, at_most=max_examined + 1)
             if total > max_examined:
                 raise InvalidError(
-                    f"{total:,} decisions match; replay at most {max_examined:,} here (give "
+                    f"more than {max_examined:,} decisions match; replay at most that here (give "
                     "`since` or `package`, or run `policyd replay`)",
                     field="since",
                 )
@@ -147,10 +147,19 @@ class ReplayService:
             policy.close()
         return report, listed
 
-    def count(self, *, since: datetime | None = None, package: str | None = None) -> int:
-        """How many stored decisions a replay with these filters would examine."""
-        query = select(func.count()).select_from(DecisionRecord)
-        return self.session.scalar(_filtered(query, since, package)) or 0
+    def count(
+        self,
+        *,
+        since: datetime | None = None,
+        package: str | None = None,
+        at_most: int | None = None,
+    ) -> int:
+        """How many stored decisions a replay with these filters would examine; with
+        `at_most`, counting stops there (a log of millions is not read to say "too many")."""
+        matches = _filtered(select(literal_column("1")).select_from(DecisionRecord), since, package)
+        if at_most is not None:
+            matches = matches.limit(at_most)
+        return self.session.scalar(select(func.count()).select_from(matches.subquery())) or 0
 
     def replay(
         self,

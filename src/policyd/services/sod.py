@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, literal, null, select, text, tuple_, union_all, update
+from sqlalchemy import Select, literal, null, select, text, tuple_, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from policyd.domain import AssignmentState, RequestOptions, RequestState, Subject
@@ -21,6 +21,7 @@ from policyd.services.directory import DirectoryService
 from policyd.services.errors import ForbiddenError, NotFoundError
 from policyd.services.versions import VersionService
 from policyd.store.models import AccessRequest, Assignment, Membership, User
+from policyd.store.query import Rows, count_page
 
 # Assignments that hold access, or may: being delivered, active, failed (retryable, perhaps
 # partly granted) or expiring (revocation still under way).
@@ -206,11 +207,13 @@ class SodService:
         query = _violations_query(bundle, subject, package)
         if query is None:
             return [], 0
-        total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        if offset >= total:
-            return [], total
-        rows = self.session.execute(query.offset(offset).limit(limit))
-        return [_violation(bundle, row) for row in rows], total
+        total, more_than = count_page(self.session, query, offset, limit)
+        found = Rows()
+        found.more_than = more_than
+        if offset < total:
+            rows = self.session.execute(query.offset(offset).limit(limit))
+            found.extend(_violation(bundle, row) for row in rows)
+        return found, total
 
     def all_violations(
         self, actor: Actor, *, batch: int = 500, **filters: str | None

@@ -8,10 +8,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
+
+from policyd.store.query import Rows, page
+
+__all__ = ["MAX_CURSOR", "CursorError", "Rows", "keyset_page"]
 
 MAX_CURSOR = 512  # characters of an `after` value; every cursor policyd gives is far shorter
 
@@ -20,20 +24,15 @@ class CursorError(ValueError):
     """An `after` value that is not a cursor of this list."""
 
 
-class Rows(list):
-    """One page of rows; `next_after` is the cursor of the page after it (None: the last)."""
-
-    next_after: str | None = None
-
-
 def keyset_page(
     session: Session, query: Select, *, after: str | None, offset: int, limit: int
 ) -> tuple[Rows, int | None]:
     """One page of `query` and its total, or, with a cursor, the page after the cursor's row
     and no total.
 
-    OFFSET walks every skipped row and the total counts every match, so both grow with the
-    table; a cursor page reads `limit` rows from the index that serves the query's ORDER BY.
+    OFFSET walks every skipped row, so it grows with the page number; the total is counted
+    as `count_page` does (at most so many rows, then "more than", in `Rows.more_than`). A
+    cursor page reads `limit` rows from the index that serves the query's ORDER BY.
     `after=""` starts a cursor walk at the first row. The query's ORDER BY must end with a
     unique column (the id), and name only columns of the rows it selects.
 
@@ -42,9 +41,7 @@ def keyset_page(
     """
     keys = _order(query)
     if after is None:
-        total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-        total = total or 0
-        rows = Rows(session.scalars(query.offset(offset).limit(limit)) if offset < total else [])
+        rows, total = page(session, query, offset, limit)
         if offset + len(rows) < total and rows:
             rows.next_after = _encode(keys, rows[-1])
         return rows, total

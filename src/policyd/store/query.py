@@ -16,6 +16,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
@@ -35,12 +36,55 @@ def among(
     return column.in_(values)
 
 
-def page(session: Session, query: Select, offset: int, limit: int) -> tuple[list, int]:
-    """One page of `query` and the total number of rows it matches."""
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    if offset >= total:  # also keeps absurd page numbers away from the database
-        return [], total
-    return list(session.scalars(query.offset(offset).limit(limit))), total
+# Rows a numbered page counts at most beyond its own last row: a count of millions reads
+# millions of index entries, so past this the total says "more than" instead.
+COUNT_LIMIT = 10_000
+
+
+class Rows(list):
+    """One page of rows.
+
+    `next_after` is the cursor of the page after it (None: the last or no cursor list);
+    `more_than` is set when the count stopped early: more than that many rows match.
+    """
+
+    next_after: str | None = None
+    more_than: int | None = None
+
+    def carried(self, items: Iterable[Any]) -> Rows:
+        """`items` (this page's rows made into something else) with this page's facts."""
+        made = Rows(items)
+        made.next_after, made.more_than = self.next_after, self.more_than
+        return made
+
+
+def count_page(session: Session, query: Select, offset: int, limit: int) -> tuple[int, int | None]:
+    """How many rows `query` matches, counting at most COUNT_LIMIT or the rows up to the end
+    of the page at `offset`, whichever is more, plus one; and that bound when the count
+    reached it (more rows match than it says), else None.
+
+    The count still tells whether a page after this one exists, and reads no more rows
+    than the page's own OFFSET walks past when that is deeper than the limit.
+    """
+    bound = max(COUNT_LIMIT, offset + limit)
+    if query._distinct or query._group_by_clauses:  # the columns are what is counted
+        matches = query.order_by(None)
+    else:  # one constant a row: an index alone may answer, without reading the rows
+        matches = query.with_only_columns(literal_column("1"), maintain_column_froms=True)
+        matches = matches.order_by(None)
+    counted = session.scalar(select(func.count()).select_from(matches.limit(bound + 1).subquery()))
+    counted = counted or 0
+    return counted, (bound if counted > bound else None)
+
+
+def page(session: Session, query: Select, offset: int, limit: int) -> tuple[Rows, int]:
+    """One page of `query` and how many rows it matches, counted as `count_page` does."""
+    total, more_than = count_page(session, query, offset, limit)
+    rows = Rows()
+    if offset < total:  # also keeps absurd page numbers away from the database
+        rows.extend(session.scalars(query.offset(offset).limit(limit)))
+    rows.more_than = more_than
+    return rows, total
 
 
 def insert_many(session: Session, model: type, rows: Sequence[dict[str, Any]]) -> None:

@@ -15,7 +15,7 @@ from policyd.services.assignments import AssignmentService
 from policyd.services.directory import DirectoryService
 from policyd.services.jobs import JobService
 from policyd.services.memberships import DirectoryMemberships
-from policyd.services.reconcile import reconcile
+from policyd.services.reconcile import reconcile, reconcile_pages
 from policyd.services.requests import RequestService
 from policyd.store.models import Assignment, Job
 from tests.services.conftest import ROOT
@@ -124,3 +124,20 @@ def test_a_connector_that_is_not_configured_is_reported_with_its_error(
 
 def test_nothing_granted_is_nothing_to_reconcile(session, connectors, clock):
     assert reconcile(session, connectors, now=clock()) == []
+
+
+def test_reconcile_goes_a_page_of_resources_at_a_time(session, connectors, granted, clock):
+    """Pages of one resource: one page per resource ever granted, in resource order, that
+    together are reconcile's report (here: olga in Sales.Ops, granted to nobody yet)."""
+    JobService(session).enqueue(
+        "grant", "directory", "group:Sales.Ops", "member", "ada", assignment_id=granted.id,
+        now=clock(),
+    )  # fmt: skip
+    session.commit()
+    pages = list(reconcile_pages(session, connectors, now=clock(), size=1))
+    assert [[d.resource for d in page] for page in pages] == [[RESOURCE], ["group:Sales.Ops"]]
+    assert pages[1][0].unauthorised == {"olga"} and pages[1][0].missing == {}
+    whole = reconcile(session, connectors, now=clock())
+    assert [(d.resource, d.missing, d.unauthorised) for page in pages for d in page] == [
+        (d.resource, d.missing, d.unauthorised) for d in whole
+    ]

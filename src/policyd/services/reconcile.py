@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +19,11 @@ from policyd.services.jobs import JobService
 from policyd.store.models import Assignment, Job
 
 LISTING = 1000  # resources per members_of call: one query each for the directory
+PAGE = 1000  # resources a page of reconcile reads, lists and mends together
+_LIVE = frozenset(LIVE_STATES)
+_HOLDING = frozenset((*LIVE_STATES, AssignmentState.EXPIRING))  # may hold: revoke on its way
+
+Key = tuple[str, str]  # (connector, resource)
 
 
 @dataclass
@@ -40,91 +46,136 @@ def reconcile(
     """Report drift per (connector, resource); with `fix`, queue grants and revokes to mend it.
 
     Expected holders come only from live assignments, so access that expired or was removed
-    is never granted again.
+    is never granted again. The whole report of `reconcile_pages`, in resource order.
     """
-    authorised, expected = _holders(session)
-    roles = _granted_roles(session)
-    report = []
-    jobs = JobService(session)
-    listed = _list_members(connectors, [key for key in sorted(roles) if not only or key[0] == only])
-    for (name, resource), granted_roles in sorted(roles.items()):
-        if only and name != only:
-            continue
-        drift = Drift(name, resource)
-        report.append(drift)
-        actual = _actual_members(connectors, listed, drift)
-        if actual is None:
-            continue
-        holders = expected[(name, resource)]
-        drift.missing = {user: a for user, (a, _) in holders.items() if user not in actual}
-        drift.unauthorised = actual - authorised[(name, resource)]
-        if fix:
-            _mend(jobs, drift, holders, granted_roles, now)
-    session.commit()
-    return report
+    return [
+        drift
+        for page in reconcile_pages(session, connectors, now=now, only=only, fix=fix)
+        for drift in page
+    ]
 
 
-def _holders(
+def reconcile_pages(
     session: Session,
-) -> tuple[dict[tuple[str, str], set[str]], dict[tuple[str, str], dict[str, tuple[str, str]]]]:
-    """Who may hold each resource and who must, per (connector, resource).
+    connectors: Connectors,
+    *,
+    now: datetime,
+    only: str | None = None,
+    fix: bool = False,
+    size: int = PAGE,
+) -> Iterator[list[Drift]]:
+    """`reconcile` a page of `size` granted resources at a time, in resource order.
 
-    May: the people whose live assignments grant it, and those whose revokes are still on
-    their way. Must: those whose grant is done (one queued or running is on its way, not
-    missing), as user id -> (assignment id, role).
+    Each page reads its own grants (a range of `ix_jobs_grant_resource`), asks each connector
+    for the page's members, and commits (its mending jobs, with `fix`), so a page costs the
+    same at any size of the tables and nothing holds a transaction open for the whole run.
     """
-    authorised: dict[tuple[str, str], set[str]] = defaultdict(set)
-    expected: dict[tuple[str, str], dict[str, tuple[str, str]]] = defaultdict(dict)
-    rows = session.execute(
-        select(
-            Job.connector,
-            Job.resource,
-            Job.role,
-            Job.subject_id,
-            Job.assignment_id,
-            Job.state,
-            Assignment.state,
-        )
-        .join(Assignment, Assignment.id == Job.assignment_id)
-        .where(
-            Job.kind == "grant",
-            Job.state != JobState.FAILED,
-            Assignment.state.in_((*LIVE_STATES, AssignmentState.EXPIRING)),
-        )
+    last = None
+    while resources := _next_resources(session, last, size, only):
+        grants = _grants(session, last, resources[-1], only)
+        last = resources[-1]
+        skipped = _skipped(connectors, {name for name, _ in grants.roles})
+        listed = _list_members(connectors, sorted(grants.roles), skipped)
+        report, jobs = [], JobService(session)
+        for (name, resource), granted_roles in sorted(grants.roles.items()):
+            drift = Drift(name, resource)
+            report.append(drift)
+            actual = _actual_members(connectors, listed, drift, skipped)
+            if actual is None:
+                continue
+            holders = grants.expected.get((name, resource), {})
+            drift.missing = {user: a for user, (a, _) in holders.items() if user not in actual}
+            drift.unauthorised = actual - grants.authorised.get((name, resource), set())
+            if fix:
+                _mend(jobs, drift, holders, granted_roles, now)
+        session.commit()
+        yield report
+
+
+def _next_resources(session: Session, last: str | None, size: int, only: str | None) -> list[str]:
+    """The next `size` resources (after `last`) ever granted, in order."""
+    query = select(Job.resource).where(Job.kind == "grant").distinct().order_by(Job.resource)
+    if last is not None:
+        query = query.where(Job.resource > last)
+    if only is not None:
+        query = query.where(Job.connector == only)
+    return list(session.scalars(query.limit(size)))
+
+
+@dataclass
+class _Grants:
+    """What a page's grant jobs say, per (connector, resource).
+
+    roles: every role ever granted, for resources we granted in the past may hold people no
+    live assignment covers. authorised: who may hold it, the people whose live assignments
+    grant it and those whose revokes are still on their way. expected: who must, those whose
+    grant is done (one queued or running is on its way, not missing), as user id ->
+    (assignment id, role).
+    """
+
+    roles: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
+    authorised: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
+    expected: dict[Key, dict[str, tuple[str, str]]] = field(
+        default_factory=lambda: defaultdict(dict)
     )
-    for connector, resource, role, subject, assignment, state, assignment_state in rows:
-        authorised[(connector, resource)].add(subject)
-        if state == JobState.DONE and assignment_state in LIVE_STATES:
-            expected[(connector, resource)][subject] = (assignment, role)
-    return authorised, expected
 
 
-def _granted_roles(session: Session) -> dict[tuple[str, str], set[str]]:
-    """Every role ever granted per (connector, resource): resources we granted in the past may
-    hold people no live assignment covers."""
-    roles: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for connector, resource, role in session.execute(
-        select(Job.connector, Job.resource, Job.role).where(Job.kind == "grant").distinct()
+def _grants(session: Session, after: str | None, through: str, only: str | None) -> _Grants:
+    """The grants of the resources after `after` up to `through`, read in one query."""
+    # One primary-key probe per grant: a join would let the planner hash every assignment.
+    held = select(Assignment.state).where(Assignment.id == Job.assignment_id).scalar_subquery()
+    query = select(
+        Job.connector, Job.resource, Job.role, Job.subject_id, Job.assignment_id, Job.state, held
+    ).where(Job.kind == "grant", Job.resource <= through)
+    if after is not None:
+        query = query.where(Job.resource > after)
+    if only is not None:
+        query = query.where(Job.connector == only)
+    grants = _Grants()
+    # Plain rows of the connection, fetched at once: the ORM's row handling cost more.
+    for connector, resource, role, subject, assignment, state, held in (
+        session.connection().execute(query).all()
     ):
-        roles[(connector, resource)].add(role)
-    return roles
+        key = (connector, resource)
+        grants.roles[key].add(role)
+        if state == JobState.FAILED or held not in _HOLDING:
+            continue
+        grants.authorised[key].add(subject)
+        if state == JobState.DONE and held in _LIVE:
+            grants.expected[key][subject] = (assignment, role)
+    return grants
+
+
+def _skipped(connectors: Connectors, names: set[str]) -> dict[str, str | None]:
+    """Why each connector of `names` cannot be reconciled (None: it can), asked once a page."""
+    why: dict[str, str | None] = {}
+    for name in names:
+        try:
+            reconcilable = connectors.abilities(name).reconcilable
+        except (KeyError, ConnectorError) as err:
+            why[name] = str(err)
+            continue
+        why[name] = None if reconcilable else "this connector cannot list members; skipped"
+    return why
 
 
 def _actual_members(
-    connectors: Connectors, listed: dict[tuple[str, str], set[str]], drift: Drift
+    connectors: Connectors,
+    listed: dict[Key, set[str]],
+    drift: Drift,
+    skipped: dict[str, str | None],
 ) -> set[str] | None:
     """Who the connector says holds the drift's resource, or None with `drift.error` set."""
-    name, resource = drift.connector, drift.resource
-    try:
-        if not connectors.abilities(name).reconcilable:
-            drift.error = "this connector cannot list members; skipped"
-            return None
-        actual = listed.get((name, resource))
-        if actual is None:
-            actual = connectors.get(name).members(resource)
-    except (KeyError, ConnectorError) as err:
-        drift.error = str(err)
+    drift.error = skipped[drift.connector]
+    if drift.error is not None:
         return None
+    actual = listed.get((drift.connector, drift.resource))
+    if actual is None:
+        try:
+            actual = connectors.get(drift.connector).members(drift.resource)
+        except (KeyError, ConnectorError) as err:
+            drift.error = str(err)
+            return None
     return actual
 
 
@@ -148,21 +199,19 @@ def _mend(
 
 
 def _list_members(
-    connectors: Connectors, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], set[str]]:
+    connectors: Connectors, keys: list[Key], skipped: dict[str, str | None]
+) -> dict[Key, set[str]]:
     """The holders of each (connector, resource) that a connector able to list many at once
     (ListingConnector) gave, LISTING resources a call; the rest are asked one by one."""
     by_connector: dict[str, list[str]] = defaultdict(list)
     for name, resource in keys:
         by_connector[name].append(resource)
-    listed: dict[tuple[str, str], set[str]] = {}
+    listed: dict[Key, set[str]] = {}
     for name, resources in by_connector.items():
-        try:
-            connector = connectors.get(name)
-        except (KeyError, ConnectorError):
+        if skipped[name] is not None:
             continue  # the loop reports it per resource
-        listing = isinstance(connector, ListingConnector)
-        if not listing or not connectors.abilities(name).reconcilable:
+        connector = connectors.get(name)
+        if not isinstance(connector, ListingConnector):
             continue
         for start in range(0, len(resources), LISTING):
             try:

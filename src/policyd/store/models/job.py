@@ -35,12 +35,14 @@ class Job(Base):
         # The list's order, alone and after its state filter.
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_state_created", "state", "created_at", "id"),
-        # The access report's lookup of what a resource was granted through (grants only).
+        # The access report's lookup of what a resource was granted through (grants only),
+        # and reconcile's page of grants, read from the index alone on PostgreSQL.
         Index(
             "ix_jobs_grant_resource",
             "resource",
             postgresql_where=text(GRANT_CONDITION),
             sqlite_where=text(GRANT_CONDITION),
+            postgresql_include=["connector", "role", "subject_id", "assignment_id", "state"],
         ),
     )
 

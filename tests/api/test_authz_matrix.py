@@ -182,6 +182,12 @@ MATRIX = [
     ("get", "/v1/sod-violations", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
     ("get", "/v1/audit/verify", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
     ("get", "/v1/access-report", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
+    (
+        "post",
+        "/v1/auto-assignments/preview",
+        {},
+        {"user": 403, "app": 403, "admin": OK, "auditor": OK},
+    ),
     ("get", "/v1/reviews/campaigns", None, {"user": 403, "app": 403, "admin": OK, "auditor": OK}),
     (
         "get",

@@ -80,6 +80,7 @@ def _init_routes(app: Flask) -> None:
         admin,
         assignments,
         auth,
+        auto_assign,
         catalogs,
         compliance,
         decisions,
@@ -104,7 +105,8 @@ def _init_routes(app: Flask) -> None:
     )
     api.spec.options["security"] = [{"bearer": []}]
     blueprints = (decisions, requests, assignments, versions, directory, jobs, admin)
-    for module in (*blueprints, replay, sod, compliance, reviews, questions, catalogs):
+    governance = (reviews, questions, catalogs, auto_assign)
+    for module in (*blueprints, replay, sod, compliance, *governance):
         api.register_blueprint(module.blp)
     route = decisions.DecisionRoute(app)
     app.wsgi_app = _pipeline(app, decisions.PATH, route)  # type: ignore[method-assign]

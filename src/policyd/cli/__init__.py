@@ -2,6 +2,7 @@
 
 from policyd.cli import (  # noqa: F401 - registers commands
     authoring,
+    auto_assign,
     compliance,
     decision_log,
     directory,

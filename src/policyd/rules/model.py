@@ -108,6 +108,16 @@ class ReviewPolicy:
         return "self" in self.reviewers or "self" in self.fallback
 
 
+@dataclass(frozen=True)
+class AutoAssignPolicy:
+    """Who gets a package without asking (docs/rules.md, "Auto-assignment"): everyone whose
+    subject matches `when`; they lose it `grace` after they stop matching (None: at once)."""
+
+    when: Condition
+    grace: timedelta | None = None
+    description: str | None = None
+
+
 class QuestionType(StrEnum):
     """What kind of answer a question takes."""
 
@@ -174,6 +184,7 @@ class AccessPackage:
     template_row: str | None = None  # and the row: "scopes.csv:4"
     reviews: tuple[ReviewPolicy, ...] = ()  # recurring access reviews (docs/reviews.md)
     reminders: ReminderPolicy | None = None  # None: the service's settings
+    auto_assign: AutoAssignPolicy | None = None  # assigned to whoever matches, unasked
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:

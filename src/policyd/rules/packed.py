@@ -15,6 +15,7 @@ from policyd.rules.condition import All, AnyOf, Cmp, Condition, Not
 from policyd.rules.model import (
     AccessPackage,
     ApprovalPolicy,
+    AutoAssignPolicy,
     Bundle,
     Catalog,
     LifetimePolicy,
@@ -35,8 +36,9 @@ from policyd.rules.timing import Window, parse_duration
 
 # Bump when the encoding, or what a valid bundle is, changes: a version packed in another format
 # is loaded, and so validated again, from its files.
-FORMAT = "policyd-packed/6"  # 2: packages carry their access reviews; 3: their questions;
-# 4: catalogs and package managers; 5: their own reminders; 6: catalogs' reviews, rules' questions
+FORMAT = "policyd-packed/7"  # 2: packages carry their access reviews; 3: their questions;
+# 4: catalogs and package managers; 5: their own reminders; 6: catalogs' reviews, rules' questions;
+# 7: auto-assignment rules
 
 
 class PackedFormatError(ValueError):
@@ -183,6 +185,7 @@ def _package(package: AccessPackage) -> dict[str, Any]:
         "row": package.template_row,
         "reviews": [_review(review) for review in package.reviews],
         "reminders": _reminders(package.reminders),
+        "auto": _auto(package.auto_assign),
     }
 
 
@@ -205,6 +208,7 @@ def _unpackage(data: dict[str, Any]) -> AccessPackage:
         template_row=data["row"],
         reviews=tuple(_unreview(review) for review in data["reviews"]),
         reminders=_unreminders(data["reminders"]),
+        auto_assign=_unauto(data["auto"]),
     )
 
 
@@ -407,4 +411,20 @@ def _unreview(data: dict[str, Any]) -> ReviewPolicy:
             for rid, verdict, when, reason in data["recommendations"]
         ),
         description=data["description"],
+    )
+
+
+def _auto(policy: AutoAssignPolicy | None) -> list[Any] | None:
+    if policy is None:
+        return None
+    grace = None if policy.grace is None else isodate.duration_isoformat(policy.grace)
+    return [_condition(policy.when), grace, policy.description]
+
+
+def _unauto(data: list[Any] | None) -> AutoAssignPolicy | None:
+    if data is None:
+        return None
+    when, grace, description = data
+    return AutoAssignPolicy(
+        _uncondition(when), None if grace is None else parse_duration(grace), description
     )

@@ -14,6 +14,7 @@ from marshmallow import (
 )
 
 from policyd.rules.apiversion import ApiVersion
+from policyd.rules.auto_assign import AutoAssignSchema
 from policyd.rules.condition import referenced_answers
 from policyd.rules.model import AccessPackage, Resource
 from policyd.rules.question import question_problems, questions_field
@@ -58,6 +59,7 @@ class PackageSchema(Schema):
     )
     reviews = fields.List(fields.Nested(ReviewSchema), load_default=(), validate=unique_ids)
     reminders = reminders_field()
+    auto_assign = fields.Nested(AutoAssignSchema, data_key="autoAssign", load_default=None)
 
     @validates_schema
     def review_owners(self, data, **kwargs):
@@ -111,6 +113,7 @@ class PackageSchema(Schema):
             rules=tuple(data["rules"]),
             reviews=tuple(data["reviews"]),
             reminders=data["reminders"],
+            auto_assign=data["auto_assign"],
         )
 
 

@@ -21,6 +21,7 @@ from policyd.services.assignment_delivery import (
 )
 from policyd.services.assignment_removal import end_assignments
 from policyd.services.audit import audit
+from policyd.services.auto_assign_queue import refuse_auto_removal, requeue_holders
 from policyd.services.delegation import DelegationService
 from policyd.services.directory import ACTIVE_STATES
 from policyd.services.errors import ConflictError, ForbiddenError, NotFoundError
@@ -160,6 +161,7 @@ class AssignmentService:
             self._delegation.require_package(actor, assignment.package, field="id")
         if not allowed(assignment.state, AssignmentState.EXPIRING):
             raise ConflictError(f"assignment is already {assignment.state}", field="state")
+        refuse_auto_removal(assignment)
         self.end(actor, assignment, "assignment.removal_requested", now=now)
         self.session.commit()
         return assignment
@@ -190,6 +192,7 @@ class AssignmentService:
     ) -> None:
         """`end` for many assignments at once, with a few statements in all (mass expiry)."""
         end_assignments(self.session, actor, assignments, action, now=now)
+        requeue_holders(self.session, self.runtime, assignments, now=now)
 
     def expire_due(self, *, now: datetime, limit: int = 1000) -> int:
         """End every live assignment whose expires_at has passed, `limit` at most; returns

@@ -112,6 +112,7 @@ class DirectAssignmentService:
             version=decision.version,
         )
         assignment = AssignmentService(self.session, self.runtime).create(actor, request, now=now)
+        assignment.origin = "direct"
         self.session.commit()
         return assignment
 

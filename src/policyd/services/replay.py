@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import func, literal_column, or_, select
 from sqlalchemy.orm import Session
 
 from policyd.domain import RequestOptions
@@ -26,6 +26,7 @@ from policyd.rules import (
     UnknownPackageError,
     load_texts,
 )
+from policyd.rules.auto_assign import AUTO_RULE
 from policyd.services.decisions import subject_from_view
 from policyd.services.errors import InvalidError
 from policyd.services.versions import VersionService
@@ -209,6 +210,9 @@ class ReplayService:
 
 
 def _filtered(query, since: datetime | None, package: str | None):
+    # Auto-assignments are logged as the system's decisions on the autoAssign rule, which
+    # no package's rules make: not decisions a candidate could decide again.
+    query = query.where(or_(DecisionRecord.rule.is_(None), DecisionRecord.rule != AUTO_RULE))
     if since is not None:
         query = query.where(DecisionRecord.at >= since)
     if package is not None:

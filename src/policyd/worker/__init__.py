@@ -7,6 +7,7 @@ from __future__ import annotations
 # module with tasks is imported here once.
 import policyd.services.approval_reminders
 import policyd.services.assignments
+import policyd.services.auto_assignment
 import policyd.services.decision_log
 import policyd.services.external_users
 import policyd.services.notifications

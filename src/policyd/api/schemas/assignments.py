@@ -30,6 +30,9 @@ class AssignmentOutSchema(Schema):
     starts_at = fields.DateTime()
     expires_at = fields.DateTime(allow_none=True)
     removed_at = fields.DateTime(allow_none=True)
+    origin = fields.String(
+        metadata={"description": "request, direct or auto (assigned by an autoAssign rule)"}
+    )
 
 
 class AssignmentQuerySchema(Strict):

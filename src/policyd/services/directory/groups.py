@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 
 from policyd.services.actor import Actor
 from policyd.services.audit import audit, audit_many
+from policyd.services.auto_assign_queue import mark_dirty
 from policyd.services.directory.base import DirectoryPart, check_id
 from policyd.services.directory.users import Users
 from policyd.services.errors import NotFoundError
@@ -78,6 +79,7 @@ class Groups(DirectoryPart):
         if self.session.get(Membership, (group_id, user_id)) is not None:
             return False
         self.session.add(Membership(group_id=group_id, user_id=user_id))
+        mark_dirty(self.session, [user_id], now=now)
         audit(
             self.session,
             actor,
@@ -93,6 +95,7 @@ class Groups(DirectoryPart):
         if membership is None:
             return False
         self.session.delete(membership)
+        mark_dirty(self.session, [user_id], now=now)
         audit(
             self.session,
             actor,
@@ -149,6 +152,7 @@ class Groups(DirectoryPart):
         self, actor: Actor, action: str, group_id: str, users: list[str], *, now: datetime
     ) -> None:
         """One audit record per user, as add_member and remove_member write them."""
+        mark_dirty(self.session, users, now=now)
         side = "after" if action == "directory.member_added" else "before"
         records = [
             {"action": action, "object": ("group", group_id), side: {"user_id": user}}

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from policyd.services.actor import Actor
 from policyd.services.audit import audit
+from policyd.services.auto_assign_queue import mark_dirty
 from policyd.services.directory.base import DirectoryPart, check_id
 from policyd.services.errors import InvalidError, NotFoundError
 from policyd.services.listing import list_page
@@ -119,6 +120,7 @@ class Users(DirectoryPart):
                 continue
             setattr(user, name, data[name] if name in data else defaults[name])
         self.session.flush()
+        mark_dirty(self.session, [user_id], now=now)  # auto-assignment looks at them again
         audit(
             self.session,
             actor,
@@ -141,6 +143,7 @@ class Users(DirectoryPart):
         if state == DELETED:
             self.session.execute(delete(Membership).where(Membership.user_id == user.id))
         user.state, user.left_at = state, now
+        mark_dirty(self.session, [user.id], now=now)
         audit(
             self.session,
             actor,
@@ -154,6 +157,7 @@ class Users(DirectoryPart):
     def enable_user(self, actor: Actor, user: User, *, now: datetime) -> None:
         """A disabled user may request access again (what they had is not given back)."""
         user.state, user.left_at = ACTIVE_USER, None
+        mark_dirty(self.session, [user.id], now=now)
         audit(
             self.session,
             actor,

@@ -9,6 +9,7 @@ from policyd.store.models.audit import ApiToken, AuditRecord
 from policyd.store.models.base import Base
 from policyd.store.models.decision import DecisionRecord, SpoolProgress
 from policyd.store.models.directory import (
+    AutoAssignQueue,
     ConnectedOrganization,
     Group,
     Membership,
@@ -25,6 +26,7 @@ __all__ = [
     "Approval",
     "Assignment",
     "AuditRecord",
+    "AutoAssignQueue",
     "Base",
     "ConnectedOrganization",
     "DecisionRecord",

@@ -145,3 +145,5 @@ class Assignment(Base):
     starts_at: Mapped[datetime] = mapped_column()
     expires_at: Mapped[datetime | None] = mapped_column(index=True)
     removed_at: Mapped[datetime | None] = mapped_column()
+    # request | direct | auto: how it came to be (auto: policyd.services.auto_assignment)
+    origin: Mapped[str] = mapped_column(String(10), default="request", server_default="request")

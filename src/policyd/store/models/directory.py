@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     ForeignKey,
+    Integer,
     Index,
     String,
 )
@@ -73,3 +74,17 @@ class Membership(Base):
     user_id: Mapped[str] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
+
+
+class AutoAssignQueue(Base):
+    """A user whose directory data changed since auto-assignment last looked at them.
+
+    Marking is an upsert (cheap, in the caller's transaction); the worker evaluates marked
+    users in batches and deletes a mark only if it is the one it read (`generation`), so a
+    change made meanwhile is evaluated again."""
+
+    __tablename__ = "auto_assign_queue"
+
+    subject_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    marked_at: Mapped[datetime] = mapped_column(index=True)

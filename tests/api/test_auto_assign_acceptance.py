@@ -3,8 +3,6 @@ and SCIM within one worker sweep, and changing it back removes it after the grac
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from tests.connectors.ldap_server import Slapd, slapd
 from tests.connectors.scim_server import ScimServer, scim_server
 from tests.connectors.webhook_server import webhook_server

@@ -67,7 +67,8 @@ def test_mistakes_are_reported_at_their_file_and_line():
         "P90D or PT8H",
         "crm.yaml:9: package.autoAssign.when: unknown field 'subject.departmnt'; see "
         "docs/rules.md for the fields",
-        "crm.yaml:10: package.autoAssign.extra: unknown key (check its spelling; see docs/rules.md)",
+        "crm.yaml:10: package.autoAssign.extra: unknown key (check its spelling; see "
+        "docs/rules.md)",
     ]
     (missing,) = problems(package(auto="grace: P1D"))
     assert missing.startswith("crm.yaml:7: package.autoAssign.when: ")

@@ -334,8 +334,7 @@ def sweep(context: Any, now: datetime, *, limit: int = BATCH) -> Counter:
 # Before expiry (order 10): a grace period this pass starts is never ended by it.
 @periodic_task("auto-assign.sweep")
 def sweep_auto_assignments(context: TaskContext, now: datetime) -> dict[str, int]:
-    """Auto-assigns packages to the users whose directory data or rules changed, and
-    starts removing them where users stopped matching."""
+    """Assign and unassign auto-assigned packages for users whose data or rules changed."""
     counts = sweep(context, now)
     return {
         "auto_queued": counts["queued"],

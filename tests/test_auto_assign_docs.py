@@ -20,7 +20,7 @@ from tests.conftest import ROOT
 from tests.test_docs import examples
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-SERVICE = ROOT / "src" / "policyd" / "services" / "auto_assignment.py"
+SERVICES = ROOT / "src" / "policyd" / "services"
 
 
 def documented() -> str:
@@ -42,13 +42,17 @@ def test_the_documented_rule_assigns_sales_members_who_are_not_excluded():
 def test_the_lifecycle_page_names_the_audit_actions_the_service_writes():
     page = (ROOT / "docs" / "lifecycle.md").read_text(encoding="utf-8")
     section = page.split("## Auto-assignment", 1)[1].split("\n## ", 1)[0]
-    source = SERVICE.read_text(encoding="utf-8")
+    source = "".join(
+        (SERVICES / name).read_text(encoding="utf-8")
+        for name in ("auto_assignment.py", "auto_assign_rows.py")
+    )
     # audit(session, SYSTEM, "<action>", ...), end_many(SYSTEM, ending, "<action>"), records
     written = set(
         re.findall(r'(?:SYSTEM,\s*(?:ending,\s*)?|"action": )"([a-z_]+\.[a-z_]+)"', source)
     )
     assert written == {
         "request.auto_assigned",
+        "assignment.created",
         "assignment.auto_unmatched",
         "assignment.auto_matched",
         "assignment.auto_removed",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -11,12 +12,14 @@ from sqlalchemy import select
 from policyd.connectors.config import Connectors, load_instances
 from policyd.periodic import TaskContext
 from policyd.rules import load_texts
+from policyd.rules.auto_assign import AUTO_RULE
 from policyd.services.actor import SYSTEM, Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.auto_assign_preview import preview
 from policyd.services.auto_assign_queue import done, mark_dirty, queued, take
-from policyd.services.auto_assignment import AUTO_RULE, sweep
+from policyd.services.auto_assignment import sweep
 from policyd.services.directory import DirectoryService
+from policyd.services.directory_import import import_directory, parse_json_directory
 from policyd.services.errors import ConflictError
 from policyd.services.leavers import LeaverService
 from policyd.services.memberships import DirectoryMemberships
@@ -218,3 +221,19 @@ def test_a_mark_renewed_while_a_sweep_reads_the_user_stays_queued(world: World):
         mark_dirty(session, ["sam"], now=NOW)  # changed again meanwhile
         done(session, taken)
         assert queued(session) == 1
+
+
+def test_a_directory_import_marks_whom_it_changed_and_the_sweep_assigns_them(world: World):
+    world.worker.sweep(now=NOW)
+    text = json.dumps(
+        {
+            "users": [{"id": "ed", "department": "Sales"}, {"id": "ivy", "department": "Sales"}],
+            "groups": [{"id": "Staff", "members": ["ivy"]}],
+        }
+    )
+    with world.session() as session:
+        import_directory(parse_json_directory(text, "people.json"), session, SYSTEM, now=NOW)
+        # ed and ivy; sam too, whom the directory connector put in CRM.Users (a group change)
+        assert queued(session) == 3
+    assert world.worker.sweep(now=NOW)["auto_added"] == 2
+    assert members(world) == {"sam", "ed", "ivy"}

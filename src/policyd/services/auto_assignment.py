@@ -15,23 +15,25 @@ from sqlalchemy.orm import Session
 
 from policyd.domain import (
     AssignmentState,
-    Decision,
-    Outcome,
-    RequestState,
-    ResolvedLifetime,
     Subject,
     UserType,
-    transition,
 )
 from policyd.periodic import TaskContext, periodic_task
 from policyd.rules import PolicyRuntime
-from policyd.rules.auto_assign import AUTO_RULE, AutoAssigner, changed_packages, fingerprints
+from policyd.rules.auto_assign import AutoAssigner, changed_packages, fingerprints
 from policyd.services.actor import SYSTEM
 from policyd.services.assignments import LIVE_STATES, AssignmentService, assignment_view
 from policyd.services.audit import audit, audit_many
 from policyd.services.auto_assign_queue import AUTO, done, mark_everyone, take
-from policyd.services.decisions import subject_view
-from policyd.services.request_stages import request_view
+from policyd.services.auto_assign_rows import (
+    assignment_row,
+    created_records,
+    decision_entry,
+    grant_jobs,
+    request_row,
+)
+from policyd.services.jobs import JobService
+from policyd.services.sod import SodService
 from policyd.store.models import (
     AccessRequest,
     Assignment,
@@ -42,8 +44,7 @@ from policyd.store.models import (
     Setting,
     User,
 )
-from policyd.store.query import among
-from policyd.store.types import new_id
+from policyd.store.query import among, insert_many
 
 RULES_KEY = "auto_assign.rules"  # Setting: the fingerprints of the rules last followed
 BATCH = 500  # users evaluated per transaction
@@ -112,10 +113,13 @@ class AutoAssignmentService:
             self.session.commit()
             return counts
         ids = [subject_id for subject_id, _ in taken]
+        # As a request takes it: no request grants these people anything meanwhile.
+        SodService(self.session, self.runtime).lock_many(ids)
         subjects = self.subjects(ids)
         held = self._held(ids)
         deferred: set[str] = set()
         ending: list[Assignment] = []
+        adding: list[tuple[Subject, str]] = []
         for subject_id in ids:
             subject = subjects.get(subject_id)
             matched = assigner.matches(subject, now) if subject is not None else frozenset()
@@ -126,8 +130,7 @@ class AutoAssignmentService:
                     if key in held.ending:
                         deferred.add(subject_id)
                     elif key not in held.other:
-                        self._assign(subject, package_id, assigner.version, now=now)
-                        counts["added"] += 1
+                        adding.append((subject, package_id))
                 elif package_id in matched and current is not None:
                     counts["rematched"] += self._keep(current, assigner.version, now=now)
                 elif current is not None and current.expires_at is None:
@@ -137,6 +140,8 @@ class AutoAssignmentService:
                         counts["graced"] += 1
                     else:
                         ending.append(current)
+        self._assign_many(adding, assigner.version, now=now)
+        counts["added"] = len(adding)
         AssignmentService(self.session, self.runtime).end_many(
             SYSTEM, ending, "assignment.auto_removed", now=now
         )
@@ -210,37 +215,33 @@ class AutoAssignmentService:
             for user in users
         }
 
-    def _assign(self, subject: Subject, package_id: str, version: str, *, now: datetime) -> None:
-        """An approved request of the system's, its decision in the log, and the
-        assignment, which the outbox delivers through the connectors."""
-        entry = decision_entry(subject, package_id, version, now)
-        self.session.connection().execute(_INSERT_DECISION, [entry])
-        request = AccessRequest(
-            package=package_id,
-            subject_id=subject.id,
-            principal=SYSTEM.principal,
-            state=transition(RequestState.SUBMITTED, RequestState.APPROVED),
-            decision_id=entry["id"],
-            version=version,
-            rule=AUTO_RULE,
-            reason=f"auto-assigned: {entry['reason']}",
-            created_at=now,
-            updated_at=now,
+    def _assign_many(
+        self, wanted: list[tuple[Subject, str]], version: str, *, now: datetime
+    ) -> None:
+        """For each (subject, package): an approved request of the system's, its decision in
+        the log, and an assignment whose grants the outbox delivers through the connectors;
+        a few statements for a whole batch."""
+        if not wanted:
+            return
+        entries = [decision_entry(subject, package, version, now) for subject, package in wanted]
+        self.session.connection().execute(_INSERT_DECISION, entries)
+        bundle = self.runtime.active.bundle if self.runtime.active is not None else None
+        requests, assignments, records, jobs = [], [], [], []
+        for entry in entries:
+            request = request_row(entry, now)
+            assignment = assignment_row(request, now)
+            requests.append(request)
+            assignments.append(assignment)
+            records += created_records(request, assignment)
+            package = bundle.packages.get(entry["package"]) if bundle is not None else None
+            jobs += grant_jobs(package, assignment)
+        insert_many(self.session, AccessRequest, requests)
+        insert_many(self.session, Assignment, assignments)
+        audit_many(self.session, SYSTEM, now, records)
+        JobService(self.session).enqueue_many(jobs, now=now)
+        AssignmentService(self.session, self.runtime).settle_many(
+            [a["id"] for a in assignments], SYSTEM, now=now
         )
-        self.session.add(request)
-        self.session.flush()
-        request.state = transition(request.state, RequestState.DELIVERING)
-        audit(
-            self.session,
-            SYSTEM,
-            "request.auto_assigned",
-            ("request", request.id),
-            now=now,
-            after=request_view(request),
-            version=version,
-        )
-        assignment = AssignmentService(self.session, self.runtime).create(SYSTEM, request, now=now)
-        assignment.origin = AUTO
 
     def _start_grace(
         self, assignment: Assignment, ends: datetime, version: str, now: datetime
@@ -281,33 +282,6 @@ class AutoAssignmentService:
             ],
         )
         return 1
-
-
-def decision_entry(subject: Subject, package_id: str, version: str, now: datetime) -> dict:
-    """The decision-log entry of an auto-assignment (the system decided, on directory data)."""
-    reason = f"matches the autoAssign rule of package {package_id!r}"
-    lifetime = ResolvedLifetime(None, "auto-assigned: lasts while the user matches")
-    decision = Decision(
-        Outcome.AUTO_APPROVE, package_id, AUTO_RULE, (AUTO_RULE,), reason, version, now, lifetime
-    )
-    return {
-        "id": new_id(),
-        "at": now,
-        "package": package_id,
-        "subject_id": subject.id,
-        "outcome": decision.outcome.value,
-        "rule": AUTO_RULE,
-        "matched": [AUTO_RULE],
-        "reason": reason,
-        "version": version,
-        "input": {
-            "subject": subject_view(subject),
-            "request": {"duration": None, "justification": None},
-            "now": now.isoformat(),
-        },
-        "result": decision.to_dict(),
-        "principal": SYSTEM.principal,
-    }
 
 
 def sweep(context: Any, now: datetime, *, limit: int = BATCH) -> Counter:

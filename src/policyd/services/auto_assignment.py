@@ -111,6 +111,7 @@ class AutoAssignmentService:
             # Nothing is or was auto-assigned: the marks only say the directory changed.
             self.session.execute(delete(AutoAssignQueue))
             self.session.commit()
+            counts["cleared"] = len(taken)
             return counts
         ids = [subject_id for subject_id, _ in taken]
         # As a request takes it: no request grants these people anything meanwhile.
@@ -120,10 +121,13 @@ class AutoAssignmentService:
         deferred: set[str] = set()
         ending: list[Assignment] = []
         adding: list[tuple[Subject, str]] = []
+        auto_of: dict[str, set[str]] = defaultdict(set)
+        for holder, package_id in held.auto:
+            auto_of[holder].add(package_id)
         for subject_id in ids:
             subject = subjects.get(subject_id)
             matched = assigner.matches(subject, now) if subject is not None else frozenset()
-            for package_id in sorted(matched | {p for s, p in held.auto if s == subject_id}):
+            for package_id in sorted(matched | auto_of[subject_id]):
                 key = (subject_id, package_id)
                 current = held.auto.get(key)
                 if package_id in matched and current is None:
@@ -310,11 +314,13 @@ def sweep(context: Any, now: datetime, *, limit: int = BATCH) -> Counter:
 def sweep_auto_assignments(context: TaskContext, now: datetime) -> dict[str, int]:
     """Assign and unassign auto-assigned packages for users whose data or rules changed."""
     counts = sweep(context, now)
-    return {
+    named = {
         "auto_queued": counts["queued"],
-        "auto_evaluated": counts["taken"] - counts["deferred"],
+        "auto_evaluated": counts["taken"] - counts["deferred"] - counts["cleared"],
         "auto_added": counts["added"],
         "auto_graced": counts["graced"],
         "auto_rematched": counts["rematched"],
         "auto_removed": counts["removed"],
     }
+    # Only what it did: where no package auto-assigns, a pass reports nothing of this task.
+    return {name: count for name, count in named.items() if count}

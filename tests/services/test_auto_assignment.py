@@ -237,3 +237,17 @@ def test_a_directory_import_marks_whom_it_changed_and_the_sweep_assigns_them(wor
         assert queued(session) == 3
     assert world.worker.sweep(now=NOW)["auto_added"] == 2
     assert members(world) == {"sam", "ed", "ivy"}
+
+
+def test_when_requested_access_ends_a_matching_holder_gets_it_auto_assigned(world: World):
+    """ed requested crm before moving to Sales; when it expires, auto-assignment takes over."""
+    (requested,) = world.grant("crm", "ed")
+    put(world, "ed", "Sales")
+    world.worker.sweep(now=NOW)
+    assert [a.id for a in live(world, "ed")] == [requested]
+    ended = NOW + timedelta(days=30)
+    world.worker.sweep(now=ended)  # expiry ends it and marks ed; the revoke runs
+    world.worker.sweep(now=ended)  # ed is evaluated once the revoke is done
+    (auto,) = live(world, "ed")
+    assert auto.origin == "auto" and auto.id != requested
+    assert "ed" in members(world)

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import (
     ForeignKey,
-    Integer,
     Index,
+    Integer,
     String,
 )
 from sqlalchemy.orm import Mapped, mapped_column

@@ -59,6 +59,7 @@ def test_the_built_in_tasks_are_declared_beside_their_domains():
     where = {task.name: task.run.__module__ for task in TASKS.tasks(WORKER)}
     assert where == {
         "assignments.expire": "policyd.services.assignments",
+        "auto-assign.sweep": "policyd.services.auto_assignment",
         "requests.expire-stages": "policyd.services.requests",
         "versions.publish-accepted": "policyd.services.publications",
         "reviews.open": "policyd.services.reviews",

@@ -73,7 +73,9 @@ class CompiledBundle:
 # durable_rules' limits (its C source: events.c MAX_STACK_SIZE, rete.c MAX_SEQUENCE_EXPRESSIONS,
 # state.h MAX_OBJECT_PROPERTIES). Past them a decision fails at run time, so they are checked
 # here, when a bundle is loaded, and large packages are split over several rulesets.
-ALPHA_BUDGET = 60  # tests per ruleset; its match stack holds 64 alpha nodes
+# Tests per ruleset. The match stack holds 64 entries, and each entry is a matching test or a
+# $or's join pushed by a test already popped, so tests bound it (docs/engine.md, error 303).
+ALPHA_BUDGET = 60
 MAX_COMBINATORS = 15  # $and/$or per rule; 16 fail with error 113
 MAX_FACT_KEYS = 200  # keys per fact; 255 fail with error 302 (sid, id and $s count too)
 # durable_rules re-reads a list from the fact's JSON text for every $iany/$iall test, which

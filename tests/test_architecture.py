@@ -19,7 +19,9 @@ SRC = ROOT / "src" / "policyd"
 MAY_IMPORT: dict[str, set[str]] = {
     "domain": set(),
     "logs": set(),
-    "rules": {"domain"},
+    # Pausing the cyclic garbage collector around bulk work (bundle loads, reconcile pages).
+    "collector": set(),
+    "rules": {"domain", "collector"},
     "store": {"domain"},
     "settings": {"rules", "logs", "setting_values"},
     # The value parsers of settings.py: what a setting's text may be.
@@ -30,7 +32,16 @@ MAY_IMPORT: dict[str, set[str]] = {
     "connectors": {"domain", "rules", "plugins"},
     # Notifiers share the connectors file and the webhook connector's signed sender.
     "notify": {"domain", "plugins", "connectors"},
-    "services": {"domain", "rules", "store", "connectors", "notify", "logs", "periodic"},
+    "services": {
+        "domain",
+        "rules",
+        "store",
+        "connectors",
+        "notify",
+        "logs",
+        "periodic",
+        "collector",
+    },
     "worker": {"domain", "rules", "services", "connectors", "notify", "logs", "periodic"},
     "api": {"domain", "rules", "services", "settings", "compose", "logs"},
     "cli": {"domain", "rules", "services", "settings", "compose", "logs", "api", "periodic"},

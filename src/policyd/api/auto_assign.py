@@ -8,8 +8,9 @@ from marshmallow import Schema, ValidationError, fields, validates_schema
 from policyd.api import context
 from policyd.api.auth import guard
 from policyd.api.blueprint import Blueprint
-from policyd.api.schemas import MAX_FILES, MAX_PATH, Strict
-from policyd.rules.inputs import MAX_ID, Text, at_most
+from policyd.api.schemas import Strict
+from policyd.api.schemas.versions import rule_files
+from policyd.rules.inputs import MAX_ID, Text
 from policyd.services.actor import Role
 from policyd.services.auto_assign_preview import preview
 from policyd.services.errors import NotFoundError
@@ -27,16 +28,8 @@ class PreviewInSchema(Strict):
         allow_none=True,
         metadata={"description": "a published version id (default: the active version)"},
     )
-    files = fields.Dict(
-        keys=Text(MAX_PATH, min_size=1),
-        values=Text(None),
-        load_default=None,
-        allow_none=True,
-        validate=at_most(MAX_FILES, "files"),
-        metadata={
-            "description": "or the rule files to try: relative path -> text",
-            "maxProperties": MAX_FILES,
-        },
+    files = rule_files(
+        "or the rule files to try: relative path -> text", load_default=None, allow_none=True
     )
 
     @validates_schema

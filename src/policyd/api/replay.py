@@ -9,8 +9,9 @@ from marshmallow.exceptions import ValidationError
 from policyd.api import context
 from policyd.api.auth import guard
 from policyd.api.blueprint import Blueprint
-from policyd.api.schemas import MAX_FILES, MAX_PATH, Strict, UtcDateTime
-from policyd.rules.inputs import MAX_ID, Text, at_most
+from policyd.api.schemas import Strict, UtcDateTime
+from policyd.api.schemas.versions import rule_files
+from policyd.rules.inputs import MAX_ID, Text
 from policyd.services.actor import Role
 from policyd.services.replay import ReplayService
 
@@ -27,16 +28,8 @@ class ReplayInSchema(Strict):
         allow_none=True,
         metadata={"description": "a published version id (active or not)"},
     )
-    files = fields.Dict(
-        keys=Text(MAX_PATH, min_size=1),
-        values=Text(None),
-        load_default=None,
-        allow_none=True,
-        validate=at_most(MAX_FILES, "files"),
-        metadata={
-            "description": "or the candidate's files: relative path -> text",
-            "maxProperties": MAX_FILES,
-        },
+    files = rule_files(
+        "or the candidate's files: relative path -> text", load_default=None, allow_none=True
     )
     since = UtcDateTime(load_default=None, allow_none=True)
     package = Text(64, min_size=1, load_default=None, allow_none=True)

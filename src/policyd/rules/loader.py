@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from marshmallow import Schema, ValidationError
 
+from policyd.collector import collector_paused
 from policyd.domain import Outcome
 from policyd.rules.catalog import (
     is_catalog_file,
@@ -87,25 +86,8 @@ def load_texts(texts: Mapping[str, str], display_root: str = "") -> Bundle:
     Raises:
         ProblemsError: with every problem found.
     """
-    with _no_cycle_collection():
+    with collector_paused():
         return _load_texts(texts, display_root)
-
-
-@contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Pause the cyclic garbage collector while a bundle is built.
-
-    A large bundle is millions of objects made in one go and kept; every collection of the
-    oldest generation walks all of them again, and found nothing to free while costing a
-    third of loading 10,000 packages. Reference counting still frees what loading drops.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _load_texts(texts: Mapping[str, str], display_root: str) -> Bundle:

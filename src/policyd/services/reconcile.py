@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import gc
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from policyd.collector import collector_paused
 from policyd.connectors.base import ConnectorError, ListingConnector
 from policyd.connectors.config import Connectors
 from policyd.domain import AssignmentState, JobState
@@ -74,7 +73,7 @@ def reconcile_pages(
     """
     last = None
     while True:
-        with _collector_paused():
+        with collector_paused():
             resources = _next_resources(session, last, size, only)
             if not resources:
                 return
@@ -109,24 +108,6 @@ def _page(
             _mend(jobs, drift, holders, granted_roles, now)
     session.commit()
     return report
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No automatic garbage collection while a page runs.
-
-    A page makes tens of thousands of rows, tuples and sets, all freed by reference counting
-    when it ends. Left on, the collector counted them as new objects and ran full
-    collections over the whole process (its rules, its ORM) every other page, which cost
-    more than the page's own work. Paused, they come and go without one.
-    """
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _next_resources(session: Session, last: str | None, size: int, only: str | None) -> list[str]:

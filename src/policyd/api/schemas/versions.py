@@ -16,14 +16,19 @@ MAX_FILES = 1000  # files in one published bundle
 MAX_PATH = 255  # a file's relative path
 
 
-class PublishInSchema(Strict):
-    files = fields.Dict(
+def rule_files(description: str, **options) -> fields.Dict:
+    """A bundle's rule files in a request body: relative path -> text, at most MAX_FILES."""
+    return fields.Dict(
         keys=Text(MAX_PATH, min_size=1),
         values=Text(size=None),
-        required=True,
         validate=at_most(MAX_FILES, "files"),
-        metadata={"description": "relative path -> rule-file text", "maxProperties": MAX_FILES},
+        metadata={"description": description, "maxProperties": MAX_FILES},
+        **options,
     )
+
+
+class PublishInSchema(Strict):
+    files = rule_files("relative path -> rule-file text", required=True)
     message = Text(MAX_TEXT, load_default="")
     git_commit = Text(MAX_NAME, load_default=None, allow_none=True)
 

@@ -17,6 +17,7 @@ sys.path.sort(
 import argparse
 import cProfile
 import io
+import json
 import multiprocessing
 import pstats
 import queue
@@ -34,9 +35,10 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.engine import Connection
 
+import expiry_data
 from policyd.connectors.config import Connectors, load_instances
 from policyd.domain import Outcome
 from policyd.rules import PolicyRuntime, load_bundle
@@ -69,7 +71,8 @@ RESOURCE = f"group:{GROUP}"
 ROLE = "member"
 HELD = timedelta(hours=8)  # how long before T the access was granted
 GRACE = timedelta(seconds=1)  # the sweep runs at T + GRACE
-CHUNK = 5_000  # rows per executemany
+CHUNK = 5_000  # rows per executemany (SQLite)
+REASON = "Members of Group.ScopeA.Readers.Eligible are approved automatically"
 TARGET_SECONDS, TARGET_N = 60.0, 100_000  # the issue's goal, on PostgreSQL
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -97,7 +100,8 @@ def _insert(connection: Connection, model: Any, rows: list[dict[str, Any]]) -> N
 
 
 def populate(url: str, n: int, expires_at: datetime, deadline: float) -> float:
-    """Migrate, publish the example policies and bulk-insert N active, granted assignments.
+    """Migrate, publish the example policies and bulk-insert N active, granted assignments
+    (on PostgreSQL made by the server: bench/expiry_data.py).
 
     Every assignment is the only one granting the group to its user, so each needs a revoke.
     Returns the seconds the inserts took.
@@ -113,17 +117,26 @@ def populate(url: str, n: int, expires_at: datetime, deadline: float) -> float:
         started = time.perf_counter()
         with db.engine.begin() as connection:
             _insert(connection, Group, [{"id": GROUP, "display_name": GROUP}])
-        for first in range(0, n, CHUNK):
-            if time.monotonic() > deadline:
-                raise TimeoutError("--timeout reached while inserting the data")
-            rows = [
-                _rows(i, version_id, granted, expires_at)
-                for i in range(first, min(n, first + CHUNK))
-            ]
-            with db.engine.begin() as connection:
-                for model in (User, DecisionRecord, AccessRequest, Assignment, Job, Membership):
-                    _insert(connection, model, [row[model] for row in rows])
-        if not db.is_sqlite:
+        if db.is_sqlite:
+            _insert_rows(db, n, version_id, granted, expires_at, deadline)
+        else:
+            values = {
+                "version": version_id,
+                "granted": granted,
+                "expires": expires_at,
+                "package": PACKAGE,
+                "rule": RULE,
+                "reason": REASON,
+                "outcome": Outcome.AUTO_APPROVE.value,
+                "matched": json.dumps([RULE]),
+                "result": json.dumps({"outcome": Outcome.AUTO_APPROVE.value, "rule": RULE}),
+                "group": GROUP,
+                "connector": CONNECTOR,
+                "resource": RESOURCE,
+                "role": ROLE,
+                "attempts": MAX_ATTEMPTS,
+            }
+            expiry_data.seed(db.engine.connect, n, values, lambda: time.monotonic() > deadline)
             # Fresh planner statistics, as autovacuum would have gathered on a real table.
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE"))
@@ -132,10 +145,23 @@ def populate(url: str, n: int, expires_at: datetime, deadline: float) -> float:
         db.dispose()
 
 
+def _insert_rows(
+    db: Database, n: int, version: str, granted: datetime, expires_at: datetime, deadline: float
+) -> None:
+    """SQLite's rows, made in Python and inserted CHUNK at a time (executemany)."""
+    for first in range(0, n, CHUNK):
+        if time.monotonic() > deadline:
+            raise TimeoutError("--timeout reached while inserting the data")
+        rows = [_rows(i, version, granted, expires_at) for i in range(first, min(n, first + CHUNK))]
+        with db.engine.begin() as connection:
+            for model in (User, DecisionRecord, AccessRequest, Assignment, Job, Membership):
+                _insert(connection, model, [row[model] for row in rows])
+
+
 def _rows(i: int, version: str, granted: datetime, expires_at: datetime) -> dict[Any, dict]:
     user = f"bench-user-{i:07d}"
     decision, request, assignment = (str(uuid.uuid4()) for _ in range(3))
-    reason = "Members of Group.ScopeA.Readers.Eligible are approved automatically"
+    reason = REASON
     return {
         User: {
             "id": user,
@@ -225,6 +251,7 @@ class WorkerReport:
     sweeps: list[SweepTiming] = field(default_factory=list)
     removed: dict[str, float] = field(default_factory=dict)  # assignment id -> wall clock
     cpu: float = 0.0  # this process's CPU seconds while sweeping
+    backend_cpu: float | None = None  # its PostgreSQL backends' (None: server not on this host)
     error: str | None = None
 
 
@@ -284,6 +311,34 @@ def due(db: Database, now: datetime) -> int:
         return (session.scalar(assignments) or 0) + (session.scalar(jobs) or 0)
 
 
+class Backends:
+    """The PostgreSQL server processes serving one engine's connections, and the CPU time
+    they used (read from /proc: only when the server runs on this host)."""
+
+    def __init__(self, db: Database):
+        self.pids: set[int] = set()
+        if not db.is_sqlite:
+            event.listen(db.engine, "connect", self._connected)
+
+    def _connected(self, connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        cursor.execute("SELECT pg_backend_pid()")
+        self.pids.add(cursor.fetchone()[0])
+        cursor.close()
+        connection.rollback()  # leave it as the pool expects it: no transaction open
+
+    def cpu(self) -> float | None:
+        """Their CPU seconds so far (user + system); None when they cannot be read."""
+        total = 0.0
+        for pid in self.pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total if self.pids else None
+
+
 def work(
     index: int,
     url: str,
@@ -296,6 +351,7 @@ def work(
     """One worker process: built like `policyd worker`, it sweeps until nothing is due."""
     report = WorkerReport(index)
     db = Database(url)
+    backends = Backends(db)
     runtime = PolicyRuntime()
     try:
         PolicySync(runtime, db.session).sync()
@@ -303,7 +359,7 @@ def work(
             db.session, Connectors(load_instances(None), DirectoryMemberships(db.session)), runtime
         )
         barrier.wait()
-        cpu = time.process_time()
+        cpu, backend_cpu = time.process_time(), backends.cpu()
         profiler = cProfile.Profile()
         if profile:
             profiler.enable()
@@ -318,6 +374,9 @@ def work(
             profiler.dump_stats(profile)
         report.sweeps, report.removed = worker.sweeps, worker.removed
         report.cpu = time.process_time() - cpu
+        after = backends.cpu()
+        if after is not None and backend_cpu is not None:
+            report.backend_cpu = after - backend_cpu
     except Exception:
         barrier.abort()  # the others (and the parent) stop waiting for this one
         report.error = traceback.format_exc()
@@ -348,7 +407,8 @@ class Result:
     revoke: float = 0.0
     total: float = 0.0
     latencies: list[float] = field(default_factory=list)
-    shares: list[tuple[int, int, float]] = field(default_factory=list)  # expired, jobs, CPU s
+    # per worker: expired, jobs, CPU s, its PostgreSQL backends' CPU s (None: not measured)
+    shares: list[tuple[int, int, float, float | None]] = field(default_factory=list)
     checks: Checks = field(default_factory=Checks)
     status: str = "ok"
     calibration: str = ""
@@ -502,7 +562,8 @@ def run(
     removed: Counter[str] = Counter()
     for report in sorted(reports, key=lambda report: report.index):
         expired = sum(sweep.expired for sweep in report.sweeps)
-        result.shares.append((expired, sum(sweep.jobs for sweep in report.sweeps), report.cpu))
+        jobs = sum(sweep.jobs for sweep in report.sweeps)
+        result.shares.append((expired, jobs, report.cpu, report.backend_cpu))
         removed.update(report.removed.keys())
         result.latencies.extend(at - expiry_wall for at in report.removed.values())
     result.latencies.sort()
@@ -537,10 +598,20 @@ COLUMNS = (
     ("p50 s", ">7"),
     ("p99 s", ">7"),
     ("max s", ">7"),
+    ("CPU ms", ">6"),
     ("members left", ">12"),
     ("removed", ">8"),
     ("status", "<7"),
 )
+
+
+def cpu_per_removal(r: Result) -> str:
+    """CPU milliseconds per assignment removed: the workers' and their PostgreSQL backends'
+    (a measure the other load of a shared machine barely moves, unlike the wall clock)."""
+    if not r.checks.removed or any(backend is None for *_, backend in r.shares):
+        return "-"
+    total = sum(cpu + (backend or 0.0) for _, _, cpu, backend in r.shares)
+    return f"{total * 1000 / r.checks.removed:.2f}"
 
 
 def print_table(results: list[Result]) -> None:
@@ -559,6 +630,7 @@ def print_table(results: list[Result]) -> None:
             f"{quantile(r.latencies, 0.50):.2f}",
             f"{quantile(r.latencies, 0.99):.2f}",
             f"{quantile(r.latencies, 1.0):.2f}",
+            cpu_per_removal(r),
             r.checks.memberships,
             r.checks.removed,
             r.status,
@@ -582,13 +654,16 @@ def print_notes(results: list[Result], batch: int) -> None:
         "until nothing is due (expiry and jobs overlap on PostgreSQL); expire s: until the last "
         "expiry batch committed (assignments expiring, revoke jobs queued); revoked s: until the "
         "last revoke job committed (all access removed); "
-        "total s: until the last job of any kind ran; revoc/s = removed / total s"
+        "total s: until the last job of any kind ran; revoc/s = removed / total s; "
+        "CPU ms: CPU time per removal, of the workers and their PostgreSQL backends (read "
+        "from /proc, so only with the server on this host; - otherwise and on SQLite)"
     )
     for r in results:
         ran = ", ".join(f"{kind} {count:,}" for kind, count in sorted(r.checks.jobs.items()))
         shares = "; ".join(
-            f"worker {index}: expired {expired:,}, ran {jobs:,} jobs, {cpu:.0f} s CPU"
-            for index, (expired, jobs, cpu) in enumerate(r.shares)
+            f"worker {index}: expired {expired:,}, ran {jobs:,} jobs, {cpu:.1f} s CPU"
+            + ("" if backend is None else f" + {backend:.1f} s of its PostgreSQL backends")
+            for index, (expired, jobs, cpu, backend) in enumerate(r.shares)
         )
         print(f"  {r.database}, {r.workers} worker(s): jobs queued by the sweeps: {ran or 'none'}")
         print(f"  {r.database}, {r.workers} worker(s): {shares or 'no worker reported'}")

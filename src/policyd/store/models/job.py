@@ -20,6 +20,7 @@ from policyd.store.types import new_id
 
 # Partial-index condition: the grant jobs revocation looks for.
 GRANT_CONDITION = "kind = 'grant'"
+QUEUED_CONDITION = "state = 'queued'"
 
 
 class Job(Base):
@@ -32,6 +33,16 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         Index("ix_jobs_due", "state", "run_at"),
+        # Due jobs of one kind (notifications done at once when no notifier is configured):
+        # without it that scan walks every queued job of the other kinds, such as the
+        # revokes a mass expiry queued, once per batch.
+        Index(
+            "ix_jobs_queued_kind",
+            "kind",
+            "run_at",
+            postgresql_where=text(QUEUED_CONDITION),
+            sqlite_where=text(QUEUED_CONDITION),
+        ),
         # The list's order, alone and after its state filter.
         Index("ix_jobs_created", "created_at", "id"),
         Index("ix_jobs_state_created", "state", "created_at", "id"),

@@ -7,12 +7,14 @@ import sys
 
 # Run as `python bench/expiry.py`, this file's folder heads sys.path and its neighbour http.py
 # would shadow the standard library's `http` (the httpx-based connectors import it); move that
-# folder to the end. Spawned workers inherit this sys.path.
+# folder to the end. Spawned workers inherit this sys.path. The checkout's root follows it:
+# --target ldap starts slapd with the tests' support code (tests.connectors.ldap_server).
 sys.path.sort(
     key=lambda entry: (
         os.path.realpath(entry or os.curdir) == os.path.dirname(os.path.realpath(__file__))
     )
 )
+sys.path.append(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 import argparse
 import cProfile
@@ -39,6 +41,7 @@ from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.engine import Connection
 
 import expiry_data
+import expiry_ldap
 from policyd.connectors.config import Connectors, load_instances
 from policyd.domain import Outcome
 from policyd.rules import PolicyRuntime, load_bundle
@@ -99,12 +102,14 @@ def _insert(connection: Connection, model: Any, rows: list[dict[str, Any]]) -> N
     connection.execute(insert(model.__table__), rows)  # Core executemany, no ORM units of work
 
 
-def populate(url: str, n: int, expires_at: datetime, deadline: float) -> float:
+def populate(url: str, n: int, expires_at: datetime, deadline: float, ldap: bool = False) -> float:
     """Migrate, publish the example policies and bulk-insert N active, granted assignments
     (on PostgreSQL made by the server: bench/expiry_data.py).
 
     Every assignment is the only one granting the group to its user, so each needs a revoke.
-    Returns the seconds the inserts took.
+    With `ldap`, the group is in slapd (the caller fills it): its grants name the `ldap`
+    connector, and policyd's directory holds no memberships. Returns the seconds the inserts
+    took.
     """
     granted = expires_at - HELD
     db = Database(url)
@@ -117,8 +122,11 @@ def populate(url: str, n: int, expires_at: datetime, deadline: float) -> float:
         started = time.perf_counter()
         with db.engine.begin() as connection:
             _insert(connection, Group, [{"id": GROUP, "display_name": GROUP}])
+        connector, resource = (
+            (expiry_ldap.CONNECTOR, expiry_ldap.RESOURCE) if ldap else (CONNECTOR, RESOURCE)
+        )
         if db.is_sqlite:
-            _insert_rows(db, n, version_id, granted, expires_at, deadline)
+            _insert_rows(db, n, version_id, granted, expires_at, deadline, ldap)
         else:
             values = {
                 "version": version_id,
@@ -131,12 +139,15 @@ def populate(url: str, n: int, expires_at: datetime, deadline: float) -> float:
                 "matched": json.dumps([RULE]),
                 "result": json.dumps({"outcome": Outcome.AUTO_APPROVE.value, "rule": RULE}),
                 "group": GROUP,
-                "connector": CONNECTOR,
-                "resource": RESOURCE,
+                "connector": connector,
+                "resource": resource,
                 "role": ROLE,
                 "attempts": MAX_ATTEMPTS,
             }
-            expiry_data.seed(db.engine.connect, n, values, lambda: time.monotonic() > deadline)
+            tables = ("memberships",) if ldap else ()
+            expiry_data.seed(
+                db.engine.connect, n, values, lambda: time.monotonic() > deadline, skip=tables
+            )
             # Fresh planner statistics, as autovacuum would have gathered on a real table.
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE"))
@@ -146,19 +157,31 @@ def populate(url: str, n: int, expires_at: datetime, deadline: float) -> float:
 
 
 def _insert_rows(
-    db: Database, n: int, version: str, granted: datetime, expires_at: datetime, deadline: float
+    db: Database,
+    n: int,
+    version: str,
+    granted: datetime,
+    expires_at: datetime,
+    deadline: float,
+    ldap: bool,
 ) -> None:
     """SQLite's rows, made in Python and inserted CHUNK at a time (executemany)."""
+    models = [User, DecisionRecord, AccessRequest, Assignment, Job] + ([] if ldap else [Membership])
     for first in range(0, n, CHUNK):
         if time.monotonic() > deadline:
             raise TimeoutError("--timeout reached while inserting the data")
-        rows = [_rows(i, version, granted, expires_at) for i in range(first, min(n, first + CHUNK))]
+        rows = [
+            _rows(i, version, granted, expires_at, ldap)
+            for i in range(first, min(n, first + CHUNK))
+        ]
         with db.engine.begin() as connection:
-            for model in (User, DecisionRecord, AccessRequest, Assignment, Job, Membership):
+            for model in models:
                 _insert(connection, model, [row[model] for row in rows])
 
 
-def _rows(i: int, version: str, granted: datetime, expires_at: datetime) -> dict[Any, dict]:
+def _rows(
+    i: int, version: str, granted: datetime, expires_at: datetime, ldap: bool = False
+) -> dict[Any, dict]:
     user = f"bench-user-{i:07d}"
     decision, request, assignment = (str(uuid.uuid4()) for _ in range(3))
     reason = REASON
@@ -214,8 +237,8 @@ def _rows(i: int, version: str, granted: datetime, expires_at: datetime) -> dict
         Job: {
             "id": str(uuid.uuid4()),
             "kind": "grant",
-            "connector": CONNECTOR,
-            "resource": RESOURCE,
+            "connector": expiry_ldap.CONNECTOR if ldap else CONNECTOR,
+            "resource": expiry_ldap.RESOURCE if ldap else RESOURCE,
             "role": ROLE,
             "subject_id": user,
             "assignment_id": assignment,
@@ -347,17 +370,22 @@ def work(
     barrier: Barrier,
     results: multiprocessing.Queue,
     profile: str | None,
+    ldap_url: str | None = None,
 ) -> None:
-    """One worker process: built like `policyd worker`, it sweeps until nothing is due."""
+    """One worker process: built like `policyd worker`, it sweeps until nothing is due
+    (revoking through slapd at `ldap_url`, when given)."""
     report = WorkerReport(index)
     db = Database(url)
     backends = Backends(db)
     runtime = PolicyRuntime()
     try:
         PolicySync(runtime, db.session).sync()
-        worker = TimedWorker(
-            db.session, Connectors(load_instances(None), DirectoryMemberships(db.session)), runtime
-        )
+        instances, environ = load_instances(None), {}
+        if ldap_url is not None:
+            instances[expiry_ldap.CONNECTOR] = expiry_ldap.instance(ldap_url)
+            environ = expiry_ldap.ENVIRON
+        connectors = Connectors(instances, DirectoryMemberships(db.session), environ)
+        worker = TimedWorker(db.session, connectors, runtime)
         barrier.wait()
         cpu, backend_cpu = time.process_time(), backends.cpu()
         profiler = cProfile.Profile()
@@ -402,6 +430,7 @@ class Result:
     database: str
     workers: int
     n: int
+    via: str = "directory"  # the connector that removes the access: directory or ldap
     setup: float = 0.0
     expire: float = 0.0
     revoke: float = 0.0
@@ -414,8 +443,9 @@ class Result:
     calibration: str = ""
 
 
-def verify(url: str, n: int, now: datetime) -> Checks:
-    """Every assignment removed, every membership gone, every revoke run exactly once."""
+def verify(url: str, n: int, now: datetime, ldap_url: str | None = None) -> Checks:
+    """Every assignment removed, every membership gone (of slapd's group, with `ldap_url`),
+    every revoke run exactly once."""
     db = Database(url)
     checks = Checks()
     problems = checks.problems
@@ -429,11 +459,14 @@ def verify(url: str, n: int, now: datetime) -> Checks:
             checks.removed = states.get("removed", 0)
             if checks.removed != n:
                 problems.append(f"assignments by state: {states}")
-            checks.memberships = (
-                session.scalar(select(func.count()).where(Membership.group_id == GROUP)) or 0
-            )
+            if ldap_url is not None:
+                checks.memberships = expiry_ldap.members_left(ldap_url)
+            else:
+                checks.memberships = (
+                    session.scalar(select(func.count()).where(Membership.group_id == GROUP)) or 0
+                )
             if checks.memberships:
-                problems.append(f"{checks.memberships} memberships of {GROUP} left")
+                problems.append(f"{checks.memberships} memberships of the group left")
             runs = session.execute(
                 select(Job.kind, Job.state, Job.attempts, func.count())
                 .where(Job.kind != "grant")
@@ -460,7 +493,7 @@ def verify(url: str, n: int, now: datetime) -> Checks:
                 )
             )
             twice = sum(count - 1 for count in removals.values() if count > 1)
-            if len(removals) != n or twice:
+            if ldap_url is None and (len(removals) != n or twice):
                 problems.append(
                     f"directory.member_removed audits: {len(removals)} users, {twice} duplicates"
                 )
@@ -502,14 +535,21 @@ def calibrate(url: str) -> str:
 
 
 def run(
-    kind: str, url: str, n: int, workers: int, batch: int, timeout: float, profile: str | None
+    kind: str,
+    url: str,
+    n: int,
+    workers: int,
+    batch: int,
+    timeout: float,
+    profile: str | None,
+    ldap_url: str | None = None,
 ) -> Result:
     deadline = time.monotonic() + timeout
-    result = Result(kind, workers, n)
+    result = Result(kind, workers, n, via="ldap" if ldap_url else "directory")
     expires_at = datetime.now(UTC).replace(microsecond=0)
     now = expires_at + GRACE
     log(f"{kind}: inserting {n:,} users, assignments, grant jobs and memberships")
-    result.setup = populate(url, n, expires_at, deadline)
+    result.setup = populate(url, n, expires_at, deadline, ldap=ldap_url is not None)
     result.calibration = calibrate(url)
     log(f"{kind}: inserted in {result.setup:.1f} s; sweeping with {workers} worker(s)")
 
@@ -519,7 +559,7 @@ def run(
     processes = [
         context.Process(
             target=work,
-            args=(i, url, now, batch, barrier, results, profile if i == 0 else None),
+            args=(i, url, now, batch, barrier, results, profile if i == 0 else None, ldap_url),
             name=f"expiry-worker-{i}",
         )
         for i in range(workers)
@@ -567,7 +607,7 @@ def run(
         removed.update(report.removed.keys())
         result.latencies.extend(at - expiry_wall for at in report.removed.values())
     result.latencies.sort()
-    result.checks = verify(url, n, now)
+    result.checks = verify(url, n, now, ldap_url)
     repeated = sum(count - 1 for count in removed.values() if count > 1)
     if repeated:
         result.checks.problems.append(f"{repeated} assignments revoked by more than one worker")
@@ -589,6 +629,7 @@ def quantile(values: list[float], q: float) -> float:
 
 COLUMNS = (
     ("database", "<10"),
+    ("via", "<9"),
     ("workers", ">7"),
     ("N", ">8"),
     ("expire s", ">8"),
@@ -621,6 +662,7 @@ def print_table(results: list[Result]) -> None:
         rate = r.checks.removed / r.total if r.total > 0 else float("nan")
         cells = (
             r.database,
+            r.via,
             r.workers,
             r.n,
             f"{r.expire:.1f}",
@@ -707,6 +749,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="worker processes on PostgreSQL (SQLite always runs one; default 1)",
     )
     parser.add_argument(
+        "--target",
+        choices=("directory", "ldap"),
+        default="directory",
+        help="where the access is removed: policyd's own directory (default) or a throwaway "
+        "slapd's group through the ldap connector (slapd must be installed)",
+    )
+    parser.add_argument(
         "--batch",
         type=int,
         default=EXPIRY_BATCH,
@@ -731,6 +780,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+@contextmanager
+def slapd(target: str, n: int) -> Iterator[str | None]:
+    """For `--target ldap`, a running slapd whose group holds the N bench users: its URL."""
+    if target != "ldap":
+        yield None
+        return
+    with expiry_ldap.running_slapd() as server:
+        started = time.perf_counter()
+        expiry_ldap.fill_group(server, (f"bench-user-{i:07d}" for i in range(n)))
+        took = time.perf_counter() - started
+        log(f"ldap: slapd at {server.url}, {n:,} members added in {took:.1f} s")
+        yield server.url
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     kinds = ("sqlite", "postgresql") if args.database == "both" else (args.database,)
@@ -739,13 +802,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers = args.workers if kind == "postgresql" else 1
         if workers != args.workers:
             log("sqlite: one worker (SQLite has no SKIP LOCKED; workers would collide)")
-        with database(kind, args.postgres_url) as url, tempfile.TemporaryDirectory() as tmp:
+        with (
+            database(kind, args.postgres_url) as url,
+            tempfile.TemporaryDirectory() as tmp,
+            slapd(args.target, args.n) as ldap_url,
+        ):
             profile = str(Path(tmp) / "worker.prof") if args.profile else None
             try:
-                result = run(kind, url, args.n, workers, args.batch, args.timeout, profile)
+                result = run(
+                    kind, url, args.n, workers, args.batch, args.timeout, profile, ldap_url
+                )
             except TimeoutError as err:
                 log(f"{kind}: {err}")
-                result = Result(kind, workers, args.n, status="timeout")
+                result = Result(kind, workers, args.n, args.target, status="timeout")
             results.append(result)
             if profile and args.profile and os.path.exists(profile):
                 print(f"\n{kind}, N={args.n:,}:", end="")

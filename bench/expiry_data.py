@@ -77,8 +77,9 @@ def seed(
     n: int,
     values: dict[str, object],
     deadline: Callable[[], bool],
+    skip: tuple[str, ...] = (),
 ) -> None:
-    """Insert rows 0..n-1 of every table, CHUNK rows per transaction.
+    """Insert rows 0..n-1 of every table but those of `skip`, CHUNK rows per transaction.
 
     Raises:
         TimeoutError: `deadline()` said the time is up.
@@ -87,5 +88,6 @@ def seed(
         if deadline():
             raise TimeoutError("--timeout reached while inserting the data")
         with connect() as connection, connection.begin():
-            for _, sql in statements(first, min(n, first + CHUNK) - 1):
-                connection.execute(text(sql), values)
+            for table, sql in statements(first, min(n, first + CHUNK) - 1):
+                if table not in skip:
+                    connection.execute(text(sql), values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,22 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(context.close_session)
     _init_routes(app)
     return app
+
+
+def after_fork(app: Flask) -> None:
+    """Make a process forked from the one that built `app` its own (gunicorn's post_fork with
+    a preloaded app, policyd.api.preload): the policy version stays as loaded, shared with
+    the parent page by page, but no database connection is shared (the parent's are let go,
+    not closed) and the background threads start in this process.
+    """
+    app.extensions["policyd.db"].engine.dispose(close=False)
+    app.extensions["policyd.sync"].after_fork()
+    app.extensions["policyd.decision_log"].after_fork()
+    runtime: PolicyRuntime = app.extensions["policyd.runtime"]
+    active = runtime.active.version if runtime.active else "none"
+    app.logger.info(
+        "process %d serves policy version %s as loaded before the fork", os.getpid(), active
+    )
 
 
 def _settings(app: Flask, config: Settings | Mapping[str, Any] | None) -> Settings:
@@ -250,4 +267,4 @@ def _open_oidc(settings: Settings) -> OidcVerifier | None:
     )
 
 
-__all__ = ["SettingError", "Settings", "create_app"]
+__all__ = ["SettingError", "Settings", "after_fork", "create_app"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -336,10 +337,17 @@ class PolicySync:
             with self._lock:
                 self._building = None
 
+    def after_fork(self) -> None:
+        """In a process forked from this one (a gunicorn worker of a preloaded app): the
+        locks anew (a thread of the parent may have held one) and no build under way."""
+        self._lock, self._load_lock = threading.Lock(), threading.Lock()
+        self._building = None
+
     def _load(self, active: str) -> None:
         with self._load_lock:
             if not self._wanted(active):
                 return  # another caller built it meanwhile
+            started = time.perf_counter()
             current = self.runtime.active.version if self.runtime.active else None
             with self.sessions() as session:
                 try:
@@ -356,3 +364,8 @@ class PolicySync:
                     )
                     return
             self.runtime.activate(bundle)
+            took = time.perf_counter() - started
+            # Said once per process that loads it: with a preloaded app, once per host.
+            logger.info(
+                "policy version %s loaded in %.2f s by process %d", active, took, os.getpid()
+            )

@@ -77,6 +77,12 @@ class DecisionLog:
         )
         self._thread.start()
 
+    def after_fork(self) -> None:
+        """In a process forked from this one (a gunicorn worker of a preloaded app): the
+        parent's thread did not come along; start this process's own."""
+        self._stop, self._thread = threading.Event(), None
+        self.start()
+
     def append(self, entry: dict[str, Any]) -> None:
         """Spool one entry (a `decisions` row).
 

@@ -380,6 +380,19 @@ def test_bulk_calls_change_each_group_with_one_modify(slapd: Slapd, connect: Con
     assert connector.members(f"group:{group}") == {"alice", *people[20:]}
 
 
+def test_a_bulk_revoke_reads_only_the_members_it_removes(slapd: Slapd, connect: Connect):
+    """revoke_many asks slapd for just the targets' values of the member list (matchedValues),
+    not the whole list: an absent target is simply not among them."""
+    group = slapd.add_group(["alice", "bob", "dave"])
+    connector = connect()
+    wanted = [f"uid={uid},{PEOPLE}" for uid in ("bob", "carol")]
+    read = connector._pool.call(lambda conn: connector._read_members(conn, group_dn(group), wanted))
+    assert read == [wanted[0]]
+    targets = [Target(uid, f"group:{group}") for uid in ("bob", "carol")]
+    assert connector.revoke_many(targets) == [None, None]
+    assert connector.members(f"group:{group}") == {"alice", "dave"}
+
+
 def test_a_bulk_call_gives_each_target_its_own_outcome(slapd: Slapd, connect: Connect):
     """An unknown user fails alone (its group is then done target by target), a malformed
     resource fails alone, and emptying a group still leaves the placeholder."""

@@ -1,13 +1,15 @@
 """Ending assignments: cancel their waiting grants and revoke what they granted, unless
-another live assignment of the person grants it too."""
+another live assignment of the person grants it too; once their revokes are done, removed (the
+usual end of a mass expiry, with one statement per batch)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from policyd.domain import AssignmentState, JobState, transition
@@ -15,6 +17,7 @@ from policyd.services.actor import Actor
 from policyd.services.assignment_delivery import LIVE_STATES, assignment_view, settle_assignments
 from policyd.services.audit import audit_many
 from policyd.services.jobs import JobService
+from policyd.services.notifications import notify_many
 from policyd.store.models import Assignment, Job
 from policyd.store.query import among, update_many
 
@@ -140,3 +143,49 @@ def _granted_elsewhere(
     for subject_id, connector, resource, role in rows:
         held[subject_id].add((connector, resource, role))
     return held
+
+
+EXPIRING, REMOVED = AssignmentState.EXPIRING, AssignmentState.REMOVED
+
+
+def remove_revoked(
+    session: Session, assignment_ids: Sequence[str], actor: Actor, *, now: datetime
+) -> set[str]:
+    """Move the expiring assignments of `assignment_ids` that have no revoke left to do to
+    removed, audited and with the holder told, as AssignmentService.settle would; the caller
+    holds their row locks and commits. Returns the ids moved."""
+    if not assignment_ids:
+        return set()
+    transition(EXPIRING, REMOVED)  # the table allows it, as for each assignment in settle
+    table = Assignment.__table__
+    pending = exists().where(
+        Job.assignment_id == table.c.id, Job.kind == "revoke", Job.state != JobState.DONE
+    )
+    rows = session.execute(
+        update(table)
+        .where(among(session, table.c.id, assignment_ids), table.c.state == EXPIRING, ~pending)
+        .values(state=REMOVED)
+        .returning(
+            table.c.id, table.c.subject_id, table.c.expires_at, table.c.version, table.c.rule
+        )
+    ).all()
+    records: list[dict[str, Any]] = []
+    for row in rows:
+        before = {
+            "state": EXPIRING,
+            "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+            "version": row.version,
+            "rule": row.rule,
+        }
+        records.append(
+            {
+                "action": f"assignment.{REMOVED}",
+                "object": ("assignment", row.id),
+                "before": before,
+                "after": {**before, "state": REMOVED},
+                "version": row.version,
+            }
+        )
+    audit_many(session, actor, now, records)
+    notify_many(session, [("access_removed", row.id, row.subject_id) for row in rows], now=now)
+    return {row.id for row in rows}

@@ -19,7 +19,7 @@ from policyd.services.assignment_delivery import (
     enqueue_grants,
     settle_assignments,
 )
-from policyd.services.assignment_removal import end_assignments
+from policyd.services.assignment_removal import end_assignments, remove_revoked
 from policyd.services.audit import audit
 from policyd.services.auto_assign_queue import refuse_auto_removal, requeue_holders
 from policyd.services.delegation import DelegationService
@@ -114,13 +114,14 @@ class AssignmentService:
         if not ids:
             return
         # Locked in id order, so two workers settling overlapping sets cannot deadlock.
-        assignments = self.session.scalars(
-            select(Assignment)
-            .where(among(self.session, Assignment.id, ids))
-            .order_by(Assignment.id)
-            .with_for_update()
-        ).all()
-        settle_assignments(self.session, assignments, actor, now=now)
+        locked = select(Assignment.id).where(among(self.session, Assignment.id, ids))
+        self.session.execute(locked.order_by(Assignment.id).with_for_update()).all()
+        removed = remove_revoked(self.session, ids, actor, now=now)  # most, in a mass expiry
+        rest = [assignment_id for assignment_id in ids if assignment_id not in removed]
+        if rest:
+            query = select(Assignment).where(among(self.session, Assignment.id, rest))
+            assignments = self.session.scalars(query.order_by(Assignment.id)).all()
+            settle_assignments(self.session, assignments, actor, now=now)
 
     def active_for(self, subject_id: str, package: str) -> Assignment | None:
         return self.session.scalar(

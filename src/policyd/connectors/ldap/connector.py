@@ -15,6 +15,7 @@ from policyd.connectors.ldap.protocol import (
     LDAPInvalidDnError,
     escape_rdn,
     ldap3,
+    matched_values,
     parse_dn,
 )
 from policyd.connectors.ldap.settings import LdapSettings
@@ -129,9 +130,15 @@ class LdapConnector:
                         errors[index] = error
         return errors
 
-    def _read_members(self, conn: ldap3.Connection, group: str) -> list[str]:
+    def _read_members(
+        self, conn: ldap3.Connection, group: str, only: list[str] | None = None
+    ) -> list[str]:
+        """The group's members as the server holds them; with `only`, just those of them
+        (matchedValues, so that a group of 100,000 members is not read whole for a few; a
+        server without the control sends them all)."""
         attribute = self.settings.member_attribute
-        conn.search(group, "(objectClass=*)", ldap3.BASE, attributes=[attribute])
+        controls = [matched_values(attribute, only)] if only else None
+        conn.search(group, "(objectClass=*)", ldap3.BASE, attributes=[attribute], controls=controls)
         self._check(conn, f"read {group}")
         entries = [r for r in conn.response or () if r.get("type") == "searchResEntry"]
         return list(entries[0]["attributes"].get(attribute, [])) if entries else []
@@ -161,7 +168,9 @@ class LdapConnector:
         template = self.settings.user_dn
         # The values as the server holds them: deleting a value that is absent would fail
         # the whole modify.
-        present = [dn for dn in self._read_members(conn, group) if template.user_id(dn) in wanted]
+        users = list(dict.fromkeys(self._user_dn(target) for target in targets))
+        current = self._read_members(conn, group, only=users)
+        present = [dn for dn in current if template.user_id(dn) in wanted]
         if present:
             conn.modify(group, {attribute: [(ldap3.MODIFY_DELETE, present)]})
             self._check(conn, f"remove {len(present)} members from {group}")

@@ -66,11 +66,11 @@ def after_fork(app: Flask) -> None:
     the parent page by page, but no database connection is shared (the parent's are let go,
     not closed) and the background threads start in this process.
     """
-    app.extensions["policyd.db"].engine.dispose(close=False)
-    app.extensions["policyd.sync"].after_fork()
-    app.extensions["policyd.decision_log"].after_fork()
-    runtime: PolicyRuntime = app.extensions["policyd.runtime"]
-    active = runtime.active.version if runtime.active else "none"
+    parts = context.components(app)
+    parts.database.engine.dispose(close=False)
+    parts.sync.after_fork()
+    parts.decision_log.after_fork()
+    active = parts.runtime.active.version if parts.runtime.active else "none"
     app.logger.info(
         "process %d serves policy version %s as loaded before the fork", os.getpid(), active
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from policyd.api import after_fork
+from policyd.api.context import KEY
 
 preload_app = True
 
@@ -20,5 +21,5 @@ preload_app = True
 def post_fork(server: Any, worker: Any) -> None:
     """gunicorn calls this in each new worker, right after the fork."""
     app = getattr(worker.app, "callable", None)  # the app the master loaded
-    if app is not None and "policyd.db" in getattr(app, "extensions", {}):
+    if app is not None and KEY in getattr(app, "extensions", {}):
         after_fork(app)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from policyd.connectors.config import Connectors, load_instances
+from policyd.domain import RequestOptions
 from policyd.periodic import TaskContext
 from policyd.rules import load_texts
 from policyd.rules.auto_assign import AUTO_RULE
@@ -23,6 +24,7 @@ from policyd.services.directory_import import import_directory, parse_json_direc
 from policyd.services.errors import ConflictError
 from policyd.services.leavers import LeaverService
 from policyd.services.memberships import DirectoryMemberships
+from policyd.services.requests import RequestService
 from policyd.store import Database
 from policyd.store.models import (
     AccessRequest,
@@ -37,7 +39,14 @@ from tests.review_support import NOW, World, make_world
 GROUP = "CRM.Users"
 
 
-def crm(grace: str | None = "P7D", when: str = "{subject.department: Sales}") -> str:
+ASK_OLIVIA = '{decision: require_approval, approval: {stages: [{approvers: ["user:olivia"]}]}}'
+
+
+def crm(
+    grace: str | None = "P7D",
+    when: str = "{subject.department: Sales}",
+    then: str = "{decision: auto_approve}",
+) -> str:
     grace_line = f"\n            grace: {grace}" if grace else ""
     return rule_file(
         f"""
@@ -50,7 +59,7 @@ def crm(grace: str | None = "P7D", when: str = "{subject.department: Sales}") ->
             - {{connector: directory, resource: "group:{GROUP}", role: member}}
           rules:
             - id: anyone
-              then: {{decision: auto_approve}}
+              then: {then}
           autoAssign:
             when: {when}{grace_line}
         """
@@ -251,3 +260,81 @@ def test_when_requested_access_ends_a_matching_holder_gets_it_auto_assigned(worl
     (auto,) = live(world, "ed")
     assert auto.origin == "auto" and auto.id != requested
     assert "ed" in members(world)
+
+
+def ask(world: World, user: str = "ed") -> str:
+    """`user` asks for crm, which olivia approves; the request's id."""
+    with world.session() as session:
+        request, _ = RequestService(session, world.runtime).create(
+            Actor(user, Role.USER), "crm", user, None, RequestOptions(), now=NOW
+        )
+        assert request.state == "pending_approval"
+        return request.id
+
+
+def approve(world: World, request_id: str) -> str:
+    """olivia approves; the request's state after (a ConflictError's field if refused)."""
+    with world.session() as session:
+        try:
+            return (
+                RequestService(session, world.runtime)
+                .decide_stage(
+                    Actor("olivia", Role.USER), request_id, "approve", comment=None, now=NOW
+                )
+                .state
+            )
+        except ConflictError as refused:
+            return f"refused: {refused.field}"
+
+
+@pytest.fixture
+def asked(world: World) -> str:
+    """crm asks olivia; ed, in Engineering, has asked for it, and then moves to Sales."""
+    world.publish(crm(then=ASK_OLIVIA))
+    world.people({"olivia": {}})
+    request_id = ask(world)
+    put(world, "ed", "Sales")
+    return request_id
+
+
+def test_auto_assigning_cancels_the_holders_pending_request_for_the_package(
+    world: World, asked: str
+):
+    """The sweep cancels ed's request, audited with why; approving it later is refused."""
+    assert world.worker.sweep(now=NOW)["auto_superseded"] == 1
+    with world.session() as session:
+        request = session.get(AccessRequest, asked)
+        assert request.state == "canceled" and "autoAssign" in request.reason
+    (record,) = [r for r in actions(world, "request.canceled") if r.object_id == asked]
+    assert (record.actor, record.version) == ("system", world.runtime.active.version)
+    assert approve(world, asked) == "refused: state"
+    assert [a.origin for a in live(world, "ed")] == ["auto"]
+
+
+def test_an_approval_held_while_the_sweep_runs_never_makes_a_second_assignment(
+    world: World, asked: str
+):
+    """olivia's approval holds ed's request while the sweep auto-assigns crm: whichever
+    cancels the request (the sweep, or the approval finding the access in place), ed ends
+    with one live assignment of crm, the auto-assigned one."""
+    with world.session() as approver:
+        approver.execute(
+            select(AccessRequest.id).where(AccessRequest.id == asked).with_for_update()
+        )  # as decide_stage takes it first
+        assert world.worker.sweep(now=NOW)["auto_added"] == 2  # sam and ed
+        try:
+            state = (
+                RequestService(approver, world.runtime)
+                .decide_stage(Actor("olivia", Role.USER), asked, "approve", comment=None, now=NOW)
+                .state
+            )
+        except ConflictError as refused:
+            state = f"refused: {refused.field}"
+    world.worker.run_jobs(now=NOW, limit=100)
+    assert [a.origin for a in live(world, "ed")] == ["auto"]
+    with world.session() as session:
+        request = session.get(AccessRequest, asked)
+        assert request.state == "canceled"
+    # PostgreSQL: the sweep skips the held request, whose approval then cancels it. SQLite
+    # has no row locks: the sweep cancels it, and the approval is refused.
+    assert state == ("refused: state" if world.database.is_sqlite else "canceled")

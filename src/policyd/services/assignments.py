@@ -132,6 +132,18 @@ class AssignmentService:
             )
         )
 
+    def live_for(self, subject_id: str, package: str) -> Assignment | None:
+        """The person's live assignment of the package (delivering, active or failed)."""
+        return self.session.scalars(
+            select(Assignment)
+            .where(
+                Assignment.subject_id == subject_id,
+                Assignment.package == package,
+                Assignment.state.in_(LIVE_STATES),
+            )
+            .order_by(Assignment.id)
+        ).first()
+
     def get(self, actor: Actor, assignment_id: str, *, lock: bool = False) -> Assignment:
         assignment = self.session.get(Assignment, assignment_id, with_for_update=lock or None)
         if assignment is None or not self._visible(actor, assignment):

@@ -33,6 +33,7 @@ from policyd.services.auto_assign_rows import (
     request_row,
 )
 from policyd.services.jobs import JobService
+from policyd.services.requests import RequestService
 from policyd.services.sod import SodService
 from policyd.store.models import (
     AccessRequest,
@@ -101,7 +102,8 @@ class AutoAssignmentService:
     def evaluate(self, assigner: AutoAssigner, *, now: datetime, limit: int = BATCH) -> Counter:
         """Evaluate up to `limit` queued users against the rules of `assigner`'s version:
         assign what they match, start the grace period (or remove) what they no longer
-        match; commits. Counts: taken, added, rematched, graced, removed, deferred."""
+        match; commits. Counts: taken, added, rematched, graced, removed, deferred, superseded
+        (requests canceled as the access they ask for is auto-assigned)."""
         counts: Counter = Counter()
         taken = take(self.session, limit)
         counts["taken"] = len(taken)
@@ -144,7 +146,7 @@ class AutoAssignmentService:
                         counts["graced"] += 1
                     else:
                         ending.append(current)
-        self._assign_many(adding, assigner.version, now=now)
+        counts["superseded"] = self._assign_many(adding, assigner.version, now=now)
         counts["added"] = len(adding)
         AssignmentService(self.session, self.runtime).end_many(
             SYSTEM, ending, "assignment.auto_removed", now=now
@@ -221,12 +223,19 @@ class AutoAssignmentService:
 
     def _assign_many(
         self, wanted: list[tuple[Subject, str]], version: str, *, now: datetime
-    ) -> None:
+    ) -> int:
         """For each (subject, package): an approved request of the system's, its decision in
         the log, and an assignment whose grants the outbox delivers through the connectors;
-        a few statements for a whole batch."""
+        a few statements for a whole batch. Their undecided requests for the package are
+        canceled; returns how many."""
         if not wanted:
-            return
+            return 0
+        superseded = RequestService(self.session, self.runtime).supersede(
+            SYSTEM,
+            [(subject.id, package) for subject, package in wanted],
+            f"auto-assigned by the package's autoAssign rule (version {version})",
+            now=now,
+        )
         entries = [decision_entry(subject, package, version, now) for subject, package in wanted]
         self.session.connection().execute(_INSERT_DECISION, entries)
         bundle = self.runtime.active.bundle if self.runtime.active is not None else None
@@ -246,6 +255,7 @@ class AutoAssignmentService:
         AssignmentService(self.session, self.runtime).settle_many(
             [a["id"] for a in assignments], SYSTEM, now=now
         )
+        return superseded
 
     def _start_grace(
         self, assignment: Assignment, ends: datetime, version: str, now: datetime
@@ -321,6 +331,7 @@ def sweep_auto_assignments(context: TaskContext, now: datetime) -> dict[str, int
         "auto_graced": counts["graced"],
         "auto_rematched": counts["rematched"],
         "auto_removed": counts["removed"],
+        "auto_superseded": counts["superseded"],
     }
     # Only what it did: where no package auto-assigns, a pass reports nothing of this task.
     return {name: count for name, count in named.items() if count}

@@ -4,6 +4,7 @@ are their own concern."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from policyd.services.approvers import approver_ids, present
 from policyd.services.audit import audit
 from policyd.services.notifications import notify
 from policyd.store.models import AccessRequest, StageApprover
-from policyd.store.query import insert_many
+from policyd.store.query import among, insert_many
 
 OPEN_STATES = (
     RequestState.SUBMITTED,
@@ -25,6 +26,9 @@ OPEN_STATES = (
     RequestState.APPROVED,
     RequestState.DELIVERING,
 )
+
+# Requests nobody decided yet: no assignment exists for them.
+UNDECIDED = (RequestState.SUBMITTED, RequestState.PENDING_APPROVAL)
 
 
 def request_view(request: AccessRequest) -> dict[str, Any]:
@@ -151,6 +155,36 @@ class ApprovalStages:
             version=request.version,
         )
         return True
+
+    def supersede(
+        self, actor: Actor, granted: Iterable[tuple[str, str]], reason: str, *, now: datetime
+    ) -> int:
+        """(person, package) pairs were granted without a request (auto-assignment): cancel
+        those people's undecided requests for them, with `reason` (the caller commits).
+
+        A request an approver holds right now is skipped rather than waited for (it holds it
+        while it waits for the person's lock, which the caller holds): its approval finds
+        the access in place and cancels it then. Returns how many were canceled.
+        """
+        pairs = set(granted)
+        if not pairs:
+            return 0
+        undecided = self.session.scalars(
+            select(AccessRequest)
+            .where(
+                among(self.session, AccessRequest.subject_id, sorted({s for s, _ in pairs})),
+                AccessRequest.state.in_(UNDECIDED),
+            )
+            .order_by(AccessRequest.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+        canceled = 0
+        for request in undecided:
+            if (request.subject_id, request.package) in pairs:
+                request.reason = reason
+                self._move(actor, request, RequestState.CANCELED, now)
+                canceled += 1
+        return canceled
 
     def withdraw(self, actor: Actor, user_id: str, *, now: datetime) -> dict[str, int]:
         """A user left: cancel their open requests and take them off every waiting stage

@@ -129,6 +129,18 @@ class RequestService(Filing, ApprovalStages):
         """
         if conflicts := self._refuse_conflicts(actor, request, subject, APPROVED, now):
             return conflicts
+        assignments = AssignmentService(self.session, self.runtime)
+        held = (
+            None
+            if request.extends_assignment_id
+            else assignments.live_for(request.subject_id, request.package)
+        )
+        if held is not None:
+            # Granted meanwhile (auto-assigned, as a rule matched): never a second live
+            # assignment of one package for one person.
+            request.reason = f"assignment {held.id} ({held.origin}) already grants this package"
+            self._move(actor, request, RequestState.CANCELED, now)
+            return []
         self._move(actor, request, RequestState.APPROVED, now)
         # Approved by its last approver, or by the rules at once (no stages: approved_by null).
         approver = actor.principal if request.stages else None
@@ -136,7 +148,6 @@ class RequestService(Filing, ApprovalStages):
             self._move(actor, request, RequestState.EXPIRED, now)
             return []
         self._emit(request_event("request.approved", request, approved_by=approver), now)
-        assignments = AssignmentService(self.session, self.runtime)
         if request.extends_assignment_id:
             assignments.prolong(actor, request, now=now)
             self._move(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.conftest import rule_file
+from policyd.api.context import components
+from policyd.rules import load_bundle
+from tests.conftest import POLICIES, rule_file
 
 SUPPORT_CRM = rule_file(
     """
@@ -70,3 +72,22 @@ def test_requested_assignments_show_their_origin(client, admin, people):
     assert client.post("/v1/requests", json=body, headers=admin).status_code == 201
     (assignment,) = client.get("/v1/assignments", headers=admin).json
     assert assignment["origin"] == "request"
+
+
+def test_extending_auto_assigned_access_in_its_grace_period_is_a_409_naming_origin(
+    app, client, admin, token, people, clock
+):
+    """sam left Sales and is in the grace period; POST .../extend answers 409 on `origin`."""
+    files = {**load_bundle(POLICIES).files, "support-crm.yaml": SUPPORT_CRM}
+    published = client.post("/v1/policy-versions", json={"files": files}, headers=admin)
+    assert published.status_code == 201, published.json
+    worker = components(app).worker
+    worker.sweep(now=clock())
+    body = {"department": "Engineering"}
+    assert client.put("/v1/users/sam", json=body, headers=admin).status_code == 200
+    assert worker.sweep(now=clock())["auto_graced"] == 1
+    (held,) = client.get("/v1/assignments?subject=sam&package=support-crm", headers=admin).json
+    assert (held["origin"], held["expires_at"] is not None) == ("auto", True)
+    response = client.post(f"/v1/assignments/{held['id']}/extend", json={}, headers=token("sam"))
+    assert response.status_code == 409, response.json
+    assert "origin" in response.json["errors"]

@@ -338,3 +338,18 @@ def test_an_approval_held_while_the_sweep_runs_never_makes_a_second_assignment(
     # PostgreSQL: the sweep skips the held request, whose approval then cancels it. SQLite
     # has no row locks: the sweep cancels it, and the approval is refused.
     assert state == ("refused: state" if world.database.is_sqlite else "canceled")
+
+
+def test_auto_assigned_access_in_its_grace_period_is_not_extended(world: World):
+    """sam left Sales; asking for more time is refused naming `origin`, and nothing is filed."""
+    world.worker.sweep(now=NOW)
+    put(world, "sam", "Engineering")
+    world.worker.sweep(now=NOW)
+    (assignment,) = live(world)
+    assert assignment.expires_at == NOW + timedelta(days=7)
+    with world.session() as session, pytest.raises(ConflictError) as raised:
+        RequestService(session, world.runtime).extend(
+            Actor("sam", Role.USER), assignment.id, RequestOptions(), now=NOW
+        )
+    assert raised.value.field == "origin"
+    assert world.count(AccessRequest, subject_id="sam") == 1  # the system's, auto-assigned

@@ -109,3 +109,19 @@ def refuse_auto_removal(assignment: Assignment) -> None:
             "autoAssign rule",
             field="id",
         )
+
+
+def refuse_auto_extension(assignment: Assignment) -> None:
+    """Auto-assigned access lasts while its holder matches: a grace period running is the
+    rule's to end (matching again keeps the access), not a request's to extend.
+
+    Raises:
+        ConflictError: the assignment is auto-assigned.
+    """
+    if assignment.origin == AUTO:
+        raise ConflictError(
+            f"assignment {assignment.id} was auto-assigned by package "
+            f"{assignment.package!r} and is not extended: it lasts while its holder matches "
+            "the package's autoAssign rule",
+            field="origin",
+        )

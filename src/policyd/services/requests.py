@@ -23,6 +23,7 @@ from policyd.rules import PolicyRuntime
 from policyd.services.actor import Actor, Role
 from policyd.services.assignments import ACTIVE, AssignmentService
 from policyd.services.audit import audit
+from policyd.services.auto_assign_queue import refuse_auto_extension
 from policyd.services.delegation import DelegationService
 from policyd.services.errors import ConflictError, ForbiddenError, NotFoundError
 from policyd.services.events import Event, emit, request_event
@@ -191,6 +192,7 @@ class RequestService(Filing, ApprovalStages):
     ) -> tuple[AccessRequest, bool]:
         """Ask for more time on an active assignment, decided by the rules in force now."""
         assignment = AssignmentService(self.session, self.runtime).get(actor, assignment_id)
+        refuse_auto_extension(assignment)
         if assignment.state != ACTIVE:
             raise ConflictError(
                 f"assignment is {assignment.state}; only active access extends", field="state"

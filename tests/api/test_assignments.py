@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 def grant(client, headers, package="scope-a-readers", **extra):
     response = client.post("/v1/requests", json={"package": package, **extra}, headers=headers)
@@ -35,3 +37,21 @@ def test_list_filters_and_pagination(client, token, admin, people):
     assert late.json == []
     naive = client.get("/v1/assignments?expiring_before=2026-01-06T00:00:00", headers=admin)
     assert naive.status_code == 422 and "query.expiring_before" in naive.json["errors"]
+
+
+def test_expiring_before_lists_the_latest_expiry_first(client, token, admin, people, clock):
+    """Filtered by expiring_before, assignments list by expiry, latest first, not by start:
+    a cursor walk reads one range of the expiry index."""
+    grant(client, token("ada"), duration="PT8H")
+    clock.advance(minutes=1)
+    body = {"package": "scope-a-readers", "subject": "sam", "duration": "PT1H"}
+    response = client.post("/v1/assignments", json=body, headers=admin)
+    assert response.status_code == 201, response.json
+    url = "/v1/assignments?expiring_before=2026-02-01T00:00:00Z&page_size=1&after="
+    first = client.get(url, headers=admin)
+    cursor = json.loads(first.headers["X-Pagination"])["next_after"]
+    second = client.get(f"{url}{cursor}", headers=admin)
+    assert [a["subject_id"] for a in first.json + second.json] == ["ada", "sam"]
+    assert "next_after" not in json.loads(second.headers.get("X-Pagination", "{}"))
+    newest = client.get("/v1/assignments", headers=admin).json
+    assert [a["subject_id"] for a in newest] == ["sam", "ada"]

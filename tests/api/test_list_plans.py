@@ -38,7 +38,7 @@ LISTS = [
     (
         "/v1/assignments?expiring_before=2026-02-01T00:00:00Z",
         "assignments",
-        "ix_assignments_starts",
+        "ix_assignments_expires",
     ),
     ("/v1/requests", "requests", "ix_requests_created"),
     ("/v1/requests?state=pending_approval", "requests", "ix_requests_state"),

@@ -267,8 +267,12 @@ class AssignmentService:
         if state:
             query = query.where(Assignment.state == state)
         if expiring_before:
+            # Latest expiry first: a range of ix_assignments_expires, read backwards from the
+            # bound. In start order the filter would walk every later start to fill a page.
             query = query.where(Assignment.expires_at < expiring_before)
-        query = query.order_by(Assignment.starts_at.desc(), Assignment.id.desc())
+            query = query.order_by(Assignment.expires_at.desc(), Assignment.id.desc())
+        else:
+            query = query.order_by(Assignment.starts_at.desc(), Assignment.id.desc())
         return list_page(self.session, query, after=after, offset=offset, limit=limit)
 
 

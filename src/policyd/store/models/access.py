@@ -132,6 +132,9 @@ class Assignment(Base):
         Index("ix_assignments_subject_starts", "subject_id", "starts_at", "id"),
         Index("ix_assignments_starts", "starts_at", "id"),
         Index("ix_assignments_state", "state", "starts_at", "id"),
+        # The list filtered by expiring_before pages in (expires_at, id) order, read backwards
+        # from the bound: every state, as the filter keeps ended assignments too.
+        Index("ix_assignments_expires", "expires_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

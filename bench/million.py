@@ -279,6 +279,11 @@ def calls(s: Sizes, cursor: Callable[[str, int], str]) -> list[tuple[str, str, s
             f"/v1/assignments?expiring_before={expiring}&after=",
             "admin",
         ),
+        (
+            f"… ?expiring_before=+30d after row {deep_a // 2:,}",
+            cursor(f"/v1/assignments?expiring_before={expiring}", deep_a // 2),
+            "admin",
+        ),
         ("… ?subject= (with total)", f"/v1/assignments?subject={subject}", "admin"),
         ("GET /v1/requests page 1 (with total)", "/v1/requests", "admin"),
         ("GET /v1/requests?after= (first)", "/v1/requests?after=", "admin"),
@@ -319,10 +324,10 @@ def measure(url: str, scale: float = 1.0, repeat: int = 50) -> list[Timing]:
 
         def cursor(list_url: str, row: int) -> str:
             """The cursor after `row`: read once, by offset, from a numbered page."""
-            page = row // 100
-            response = client.get(f"{list_url}?page={page}&page_size=100", headers=heads["admin"])
-            after = json.loads(response.headers["X-Pagination"])["next_after"]
-            return f"{list_url}?after={after}"
+            page, sep = row // 100, "&" if "?" in list_url else "?"
+            numbered = f"{list_url}{sep}page={page}&page_size=100"
+            after = json.loads(client.get(numbered, headers=heads["admin"]).headers["X-Pagination"])
+            return f"{list_url}{sep}after={after['next_after']}"
 
         results = []
         for label, call_url, who in calls(sizes, cursor):

@@ -15,6 +15,8 @@ EVENTS: dict[str, str] = {
     "access_removed": "the holder, when the access has ended",
     "review_needed": "each reviewer, when a campaign opens or items are handed to them",
     "review_reminder": "each reviewer with undecided items, at each review reminder",
+    "review_opened": "each owner and manager of the packages a campaign opens on (and owner of"
+    " their catalog) who is not a reviewer in it",
 }
 
 # Where each event's link points, under the public URL (docs/notifications.md#links).
@@ -28,6 +30,7 @@ LINKS = {
     "access_expiring_digest": "assignments",
     "review_needed": "reviews/campaigns/{id}",
     "review_reminder": "reviews/campaigns/{id}",
+    "review_opened": "reviews/campaigns/{id}",
 }
 BASE = "https://access.example.org"
 RECIPIENT = {"id": "ada", "name": "Ada Lovelace", "email": "ada@example.org"}
@@ -79,6 +82,7 @@ OWN_VARIABLES: dict[str, dict[str, Any]] = {
     "access_removed": {"assignment": {**ASSIGNMENT, "state": "removed"}},
     "review_needed": {"campaign": CAMPAIGN, "items": 3},
     "review_reminder": {"campaign": CAMPAIGN, "items": 1},
+    "review_opened": {"campaign": CAMPAIGN, "items": 12},
 }
 
 

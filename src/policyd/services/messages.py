@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from policyd.notify.sample import EVENTS, LINKS, sample
 from policyd.notify.template import Rendered, Templates, shipped_templates
+from policyd.rules.review import CATALOG_SCOPE
 from policyd.store.models import AccessRequest, Assignment, ReviewCampaign, ReviewItem, User
 from policyd.store.models import ReviewReviewer as Reviewer
 from policyd.store.query import among
@@ -44,6 +45,8 @@ class Messages:
         active = self.runtime.active if self.runtime is not None else None
         packages: Mapping[str, Any] = active.bundle.packages if active else {}
         package = packages.get(package_id)
+        if package is None and active and package_id.startswith(CATALOG_SCOPE):  # a catalog review
+            package = active.bundle.catalogs.get(package_id.removeprefix(CATALOG_SCOPE))
         return package.display_name if package is not None else package_id
 
     def render(
@@ -81,6 +84,11 @@ class Messages:
             return {
                 "campaign": self._campaign(session, object_id),
                 "items": _open(session, object_id, user),
+            }
+        if kind == "review_opened":  # counted in the owner's packages when the campaign opened
+            return {
+                "campaign": self._campaign(session, object_id),
+                "items": payload.get("items", 0),
             }
         if kind in ("access_expiring", "access_removed"):
             assignment = session.get(Assignment, object_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -161,6 +161,32 @@ def tell_owners(session: Session, bundle: Any, reminded: Sequence[Any], *, now: 
     for person, ids in sorted(by_person.items()):
         job = notification_job("access_expiring_digest", new_id(), person, key="digest")
         jobs.append({**job, "payload": {"assignments": list(dict.fromkeys(ids))}})
+    JobService(session).enqueue_many(jobs, now=now)
+    return len(jobs)
+
+
+def tell_review_owners(
+    session: Session,
+    bundle: Any,
+    campaign_id: str,
+    items: Sequence[dict[str, Any]],
+    reviewers: Sequence[dict[str, str]],
+    *,
+    now: datetime,
+) -> int:
+    """Tell each owner and manager of the packages a new campaign holds items of (and owner
+    of their catalog) how many items are theirs; how many were told. A reviewer in the
+    campaign hears of it once, through review_needed."""
+    counts: dict[str, int] = defaultdict(int)
+    for package_id, held in Counter(item["package"] for item in items).items():
+        for person in administrators(session, bundle, package_id):
+            counts[person] += held
+    reviewing = {row["user_id"] for row in reviewers}
+    jobs = [
+        {**notification_job("review_opened", campaign_id, person), "payload": {"items": held}}
+        for person, held in sorted(counts.items())
+        if person not in reviewing
+    ]
     JobService(session).enqueue_many(jobs, now=now)
     return len(jobs)
 

@@ -18,7 +18,7 @@ from policyd.rules.review import Advisor, ReviewScope, find_scope, last_start, r
 from policyd.services.actor import SYSTEM
 from policyd.services.assignments import LIVE_STATES, AssignmentService
 from policyd.services.audit import audit, audit_many
-from policyd.services.notifications import notify_many
+from policyd.services.notifications import notify_many, tell_review_owners
 from policyd.services.review_opening import ACTIVE_USER, build_items, reviewers_now
 from policyd.store.models import Assignment, ReviewCampaign, ReviewItem, ReviewReviewer, User
 from policyd.store.query import among, insert_many, update_many
@@ -164,7 +164,7 @@ class ReviewCampaigns:
         now: datetime,
     ) -> None:
         """Audit the campaign and each item (its reviewers and recommendation); tell the
-        reviewers."""
+        reviewers, and the owners and managers of its packages who are not among them."""
         version = campaign.version
         audit(
             self.session,
@@ -201,6 +201,9 @@ class ReviewCampaigns:
         )
         told = sorted({row["user_id"] for row in reviewers})
         notify_many(self.session, [("review_needed", campaign.id, u) for u in told], now=now)
+        if self.runtime.active is not None:
+            bundle = self.runtime.active.bundle
+            tell_review_owners(self.session, bundle, campaign.id, items, reviewers, now=now)
 
     def remind_due(self, *, now: datetime) -> int:
         """Hand the undecided items whose reviewers have all left to the review's reviewers

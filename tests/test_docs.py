@@ -137,3 +137,27 @@ def test_the_rule_question_example_asks_only_those_it_applies_to(clock):
         assert other.rule == "others-ask-the-owner"
     finally:
         policy.close()
+
+
+def test_the_documented_reviews_of_a_package_and_of_a_catalog_load():
+    """reviews-tour's quarterly review keeps every documented key; the engineering catalog's
+    yearly review covers build-agents and scope-b-readers, which have none of their own."""
+    from datetime import timedelta
+
+    from policyd.rules.review import review_scopes
+
+    bundle = load_texts({f"e{i}.yaml": b for i, b in enumerate(examples()) if is_rule_file(b)})
+    (quarterly,) = bundle.packages["reviews-tour"].reviews
+    assert (quarterly.id, quarterly.duration) == ("quarterly", timedelta(days=14))
+    assert (quarterly.reviewers, quarterly.fallback) == (("manager",), ("owners",))
+    assert quarterly.reminders == (timedelta(days=7), timedelta(days=1))
+    assert quarterly.on_no_response == "recommendation"
+    assert [r.id for r in quarterly.recommendations] == [
+        "no-sign-in-for-90-days",
+        "guest-whose-sponsor-left",
+    ]
+    scopes = {scope.id: scope for scope in review_scopes(bundle)}
+    engineering = scopes["catalog:engineering"]
+    assert engineering.review.id == "yearly"
+    assert engineering.packages == ("build-agents", "scope-b-readers")
+    assert engineering.owners == ("group:Engineering.CatalogOwners", "user:grace")

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from policyd.api import create_app
 from policyd.api.context import components
-from tests.conftest import POLICIES
+from tests.conftest import POLICIES, empty_tables
 
 ISSUER = "https://id.example.test"
 
@@ -32,13 +32,16 @@ def oidc_client(keys, database_url, clock):
             "POLICYD_DATABASE_URL": database_url,
             "POLICYD_POLICIES": str(POLICIES),
             "POLICYD_CLOCK": clock,
+            "POLICYD_AUTO_UPGRADE": True,
             "POLICYD_OIDC_ISSUER": ISSUER,
             "POLICYD_OIDC_AUDIENCE": "policyd",
             "POLICYD_OIDC_JWKS": json.dumps(keys[2]),
         }
     )
     yield app.test_client()
+    components(app).decision_log.close()
     components(app).runtime.close()
+    empty_tables(components(app).database)  # the next test on this database starts clean
     components(app).database.dispose()
 
 

@@ -16,12 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 # This folder's http.py would shadow the standard library's `http` (see bench/expiry.py).
@@ -39,7 +35,7 @@ from policyd.services.auto_assign_preview import preview
 from policyd.services.auto_assignment import sweep
 from policyd.store import Database
 from policyd.store.models import User
-from throwaway import postgres_database
+from throwaway import fresh_database
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 CHUNK = 5_000
@@ -64,16 +60,6 @@ def log(message: str) -> None:
     print(f"[auto-assign] {message}", file=sys.stderr, flush=True)
 
 
-@contextmanager
-def database(kind: str, server_url: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="policyd-bench-") as tmp:
-            yield f"sqlite:///{Path(tmp) / 'policyd.db'}"
-        return
-    with postgres_database(server_url, log) as fresh:
-        yield fresh
-
-
 def populate(db: Database, n: int) -> None:
     for first in range(0, n, CHUNK):
         rows = [
@@ -96,7 +82,7 @@ def timed(step) -> tuple[Any, float]:
 
 
 def measure(kind: str, n: int, server_url: str) -> dict[str, Any]:
-    with database(kind, server_url) as url:
+    with fresh_database(kind, server_url, log) as url:
         db = Database(url)
         runtime = PolicyRuntime(load_texts({"crm.yaml": rules("Sales")}))
         try:

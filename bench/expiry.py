@@ -62,7 +62,7 @@ from policyd.store.models import (
     User,
 )
 from policyd.worker import EXPIRY_BATCH, Worker
-from throwaway import postgres_database
+from throwaway import fresh_database
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -86,17 +86,6 @@ def log(message: str) -> None:
 
 
 # --- database and data -------------------------------------------------------------------------
-
-
-@contextmanager
-def database(kind: str, server_url: str) -> Iterator[str]:
-    """A fresh SQLite file or PostgreSQL database, removed afterwards."""
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="policyd-bench-") as tmp:
-            yield f"sqlite:///{Path(tmp) / 'policyd.db'}"
-        return
-    with postgres_database(server_url, log) as fresh:
-        yield fresh
 
 
 def _insert(connection: Connection, model: Any, rows: list[dict[str, Any]]) -> None:
@@ -805,7 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if workers != args.workers:
             log("sqlite: one worker (SQLite has no SKIP LOCKED; workers would collide)")
         with (
-            database(kind, args.postgres_url) as url,
+            fresh_database(kind, args.postgres_url, log) as url,
             tempfile.TemporaryDirectory() as tmp,
             slapd(args.target, args.n) as ldap_url,
         ):

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import insert, select
 
@@ -30,7 +26,7 @@ from policyd.store.models import (
     Membership,
     User,
 )
-from throwaway import postgres_database
+from throwaway import fresh_database
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SETTINGS = (timedelta(days=14), timedelta(days=1))
@@ -47,16 +43,6 @@ def package(number: int) -> str:
         f"  lifetime: {{duration: P30D}}\n{own}"
         "  rules:\n    - id: all\n      then: {decision: auto_approve}\n"
     )
-
-
-@contextmanager
-def database(kind: str, server: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="policyd-bench-") as tmp:
-            yield f"sqlite:///{Path(tmp) / 'policyd.db'}"
-        return
-    with postgres_database(server) as url:
-        yield url
 
 
 def populate(db: Database, n: int, packages: int) -> None:
@@ -150,7 +136,7 @@ def main() -> None:
     render, _ = timed(lambda: [templates.render("approval_needed", values) for _ in range(count)])
     rows.append(("render approval_needed (text + HTML)", f"{render / count * 1e6:.0f} µs"))
     runtime = PolicyRuntime(load_texts({f"p{p}.yaml": package(p) for p in range(args.packages)}))
-    with database(args.database, args.server) as url:
+    with fresh_database(args.database, args.server) as url:
         db = Database(url)
         try:
             db.upgrade()

@@ -16,13 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 # This folder's http.py would shadow the standard library's `http` (see bench/expiry.py).
@@ -52,7 +48,7 @@ from policyd.store.models import (
     User,
 )
 from policyd.worker import Worker
-from throwaway import postgres_database
+from throwaway import fresh_database
 
 OPENED = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # four days into the quarterly campaign
 ENDED = datetime(2026, 1, 15, 0, 1, tzinfo=UTC)
@@ -86,16 +82,6 @@ package:
 
 def log(message: str) -> None:
     print(f"[reviews] {message}", file=sys.stderr, flush=True)
-
-
-@contextmanager
-def database(kind: str, server_url: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="policyd-bench-") as tmp:
-            yield f"sqlite:///{Path(tmp) / 'policyd.db'}"
-        return
-    with postgres_database(server_url, log) as fresh:
-        yield fresh
 
 
 def populate(db: Database, n: int, version: str) -> None:
@@ -160,7 +146,7 @@ def populate(db: Database, n: int, version: str) -> None:
 
 
 def measure(kind: str, n: int, server_url: str) -> dict[str, Any]:
-    with database(kind, server_url) as url:
+    with fresh_database(kind, server_url, log) as url:
         db = Database(url)
         runtime = PolicyRuntime(load_texts({"reviewed.yaml": RULES}))
         connectors = Connectors(load_instances(None), DirectoryMemberships(db.session))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -35,3 +37,17 @@ def postgres_database(
             log(f"dropped PostgreSQL database {name}")
     finally:
         admin.dispose()
+
+
+@contextmanager
+def fresh_database(
+    kind: str, server_url: str, log: Callable[[str], None] = lambda message: None
+) -> Iterator[str]:
+    """The URL of a new database of `kind` ("sqlite": a file in a temporary folder;
+    "postgresql": one on the server of `server_url`), removed when the block ends."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory(prefix="policyd-bench-") as tmp:
+            yield f"sqlite:///{Path(tmp) / 'policyd.db'}"
+        return
+    with postgres_database(server_url, log) as url:
+        yield url

@@ -336,6 +336,16 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
+@dataclass
+class Run:
+    """One driven run's raw figures, before they become `Stats` (alone or pooled)."""
+
+    results: list[ProcessResult]
+    server_cpu: float
+    busy: float
+    window: float
+
+
 def measure(
     name: str,
     port: int,
@@ -350,6 +360,34 @@ def measure(
 ) -> Stats:
     """Drive `concurrency` clients for `requests` or `seconds`; with `rate`, at that many
     requests per second in all (each client on a schedule) instead of as fast as they can."""
+    return stats_of(
+        name,
+        [
+            drive_run(
+                port,
+                server_pid,
+                messages,
+                requests=requests,
+                seconds=seconds,
+                concurrency=concurrency,
+                processes=processes,
+                rate=rate,
+            )
+        ],
+    )
+
+
+def drive_run(
+    port: int,
+    server_pid: int,
+    messages: tuple[bytes, ...],
+    *,
+    requests: int,
+    seconds: float,
+    concurrency: int,
+    processes: int,
+    rate: float | None,
+) -> Run:
     context = multiprocessing.get_context("spawn")
     interval = concurrency / rate if rate else None
     processes = max(1, min(processes, concurrency))
@@ -385,18 +423,35 @@ def measure(
             if worker.is_alive():
                 worker.kill()
                 worker.join()
-    clients = [client for result in results for client in result.clients]
-    started = min(result.started for result in results)
-    elapsed = max(client.finished for client in clients) - started
-    latencies = sorted(latency for client in clients for latency in client.latencies)
+    return Run(results, server_cpu, busy, window)
+
+
+def stats_of(name: str, runs: Sequence[Run]) -> Stats:
+    """The figures of one run, or of several runs of one workload pooled (their latencies
+    together, their durations and CPU seconds summed)."""
+    latencies: list[float] = []
     statuses: Counter[int] = Counter()
     failures: Counter[str] = Counter()
-    for client in clients:
-        statuses.update(client.statuses)
-        failures.update(client.failures)
+    elapsed = server_cpu = busy = window = driver_cpu = busiest = 0.0
+    connections = 0
+    for run in runs:
+        clients = [client for result in run.results for client in result.clients]
+        started = min(result.started for result in run.results)
+        run_elapsed = max(client.finished for client in clients) - started
+        elapsed += run_elapsed
+        for client in clients:
+            latencies.extend(client.latencies)
+            statuses.update(client.statuses)
+            failures.update(client.failures)
+            connections += client.connections
+        driver_cpu += sum(result.cpu for result in run.results)
+        busiest = max(busiest, *(result.cpu / run_elapsed for result in run.results))
+        server_cpu += run.server_cpu
+        busy += run.busy
+        window += run.window
+    latencies.sort()
     detail = {f"HTTP {code}": n for code, n in sorted(statuses.items()) if code != 200}
     detail.update(failures)
-    driver_cpu = sum(result.cpu for result in results)
     done = len(latencies)
     return Stats(
         name=name,
@@ -407,9 +462,9 @@ def measure(
         p99_ms=percentile(latencies, 0.99) * 1000,
         errors=sum(detail.values()),
         error_detail=detail,
-        connections=sum(client.connections for client in clients),
+        connections=connections,
         driver_cores=driver_cpu / elapsed,
-        driver_busiest=max(result.cpu for result in results) / elapsed,
+        driver_busiest=busiest,
         driver_us_per_request=driver_cpu / max(done, 1) * 1e6,
         server_cores=server_cpu / window,
         other_cores=max(0.0, (busy - driver_cpu - server_cpu) / window),
@@ -602,11 +657,17 @@ def preflight(decisions_port: int, bare_port: int, token: str, bodies: list[byte
 
 
 class LagSampler:
-    """Reads how far the decision log is behind (GET /readyz) twice a second, keeping the
-    worst, while a run lasts."""
+    """Reads how far the decision log is behind twice a second, keeping the worst, while a run
+    lasts. It reads the spool folder and the database from this process, as /readyz does,
+    rather than asking the decisions server: a /readyz answer costs a worker about 2 ms of CPU,
+    which the bare echo would not be paying during the comparison."""
 
-    def __init__(self, port: int):
-        self.port = port
+    def __init__(self, url: str, spool: str):
+        from policyd.services.decision_log.drainer import Drainer
+        from policyd.store import Database
+
+        self._database = Database(url)
+        self._drainer = Drainer(self._database.engine, spool)
         self.worst = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -618,18 +679,14 @@ class LagSampler:
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._database.dispose()
 
     def _run(self) -> None:
+        from datetime import UTC, datetime
+
         while not self._stop.wait(0.5):
-            try:
-                connection = Connection(self.port, 5.0)
-                status, body = connection.request(http_message("GET", self.port, "/readyz"))
-                connection.close()
-                if status == 200:
-                    seconds = json.loads(body)["decision_log"]["oldest_pending_seconds"]
-                    self.worst = max(self.worst, float(seconds))
-            except (OSError, ValueError, KeyError, _ClosedEarly):
-                continue
+            lag = self._drainer.lag()
+            self.worst = max(self.worst, lag.seconds(datetime.now(UTC)))
 
 
 def server_us_per_request(stats: Stats) -> float:
@@ -710,6 +767,12 @@ def report(
         f"fixed rate {rate:.0f} req/s = {RATE_SHARE:.0%} of the echo's saturated throughput, "
         "latency counted from each request's scheduled moment"
     )
+    rounds = settings.get("paced_round_p99_ratios", [])
+    if len(rounds) > 1:
+        print(
+            f"{len(rounds)} alternating rounds, latencies pooled; p99 ratio per round: "
+            + " ".join(f"{each:.2f}" for each in rounds)
+        )
     print(
         f"throughput at saturation, decisions/bare {throughput_ratio:5.2f}  "
         f"target >= {THROUGHPUT_TARGET:.2f}  {verdict(summary['throughput_pass'])}"
@@ -760,6 +823,55 @@ def report(
     return summary
 
 
+def paced_rounds(
+    args: argparse.Namespace,
+    rate: float,
+    token: str,
+    bodies: list[bytes],
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]],
+    log_at: tuple[str, str],
+) -> tuple[dict[str, Stats], list[float], float]:
+    """The fixed-rate comparison: `--paced-rounds` rounds, each driving both servers in turn
+    (bare first in even rounds, decisions first in odd ones) for an equal share of
+    `--paced-seconds`, so that both endpoints meet the machine's changing background alike;
+    each endpoint's latencies are pooled over the rounds. Returns the pooled figures, each
+    round's p99 ratio (decisions/bare, to show the noise) and the decision log's largest lag
+    during the decisions runs (`log_at`: the database URL and the spool folder)."""
+    seconds = args.paced_seconds / args.paced_rounds
+    runs: dict[str, list[Run]] = {"bare": [], "decisions": []}
+    lag = 0.0
+    for round_number in range(args.paced_rounds):
+        order = ["bare", "decisions"] if round_number % 2 == 0 else ["decisions", "bare"]
+        for name in order:
+            server, port = servers[name]
+            messages = tuple(http_message("POST", port, PATH, token, body) for body in bodies)
+            log(
+                f"{name}: {rate:.0f} requests/s for {seconds:g} s "
+                f"(round {round_number + 1} of {args.paced_rounds})"
+            )
+            with LagSampler(*log_at) as sampler:
+                runs[name].append(
+                    drive_run(
+                        port,
+                        server.pid,
+                        messages,
+                        requests=10**9,
+                        seconds=seconds,
+                        concurrency=args.concurrency,
+                        processes=args.processes,
+                        rate=rate,
+                    )
+                )
+            if name == "decisions":
+                lag = max(lag, sampler.worst)
+    round_ratios = [
+        ratio(stats_of("decisions", [d]).p99_ms, stats_of("bare", [b]).p99_ms)
+        for b, d in zip(runs["bare"], runs["decisions"], strict=True)
+    ]
+    pooled = {name: stats_of(name, each) for name, each in runs.items()}
+    return pooled, round_ratios, lag
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -794,10 +906,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         " the bench's own POLICYD_* environment is not passed on)",
     )
     parser.add_argument(
+        "--paced-rounds",
+        type=int,
+        default=4,
+        help="rounds the fixed-rate runs are split into, alternating which server goes first;"
+        " each endpoint's latencies are pooled over them (default 4)",
+    )
+    parser.add_argument(
         "--paced-seconds",
         type=float,
         default=20.0,
-        help="seconds of each fixed-rate run (default 20)",
+        help="seconds each endpoint is driven at the fixed rate, over all rounds (default 20)",
     )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
@@ -863,25 +982,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         decided += answered(results["decisions"])
         rate = RATE_SHARE * results["bare"].throughput
-        paced: dict[str, Stats] = {}
-        lag = 0.0
-        for name, server, port in (("bare", bare, bare_port), ("decisions", real, real_port)):
-            messages = tuple(http_message("POST", port, PATH, token, body) for body in bodies)
-            log(f"{name}: {rate:.0f} requests/s for {args.paced_seconds:g} s")
-            with LagSampler(real_port) as sampler:
-                paced[name] = measure(
-                    name,
-                    port,
-                    server.pid,
-                    messages,
-                    requests=10**9,
-                    seconds=args.paced_seconds,
-                    concurrency=args.concurrency,
-                    processes=args.processes,
-                    rate=rate,
-                )
-            if name == "decisions":
-                lag = sampler.worst
+        servers = {"bare": (bare, bare_port), "decisions": (real, real_port)}
+        paced, round_ratios, lag = paced_rounds(
+            args, rate, token, bodies, servers, (url, config["POLICYD_SPOOL_DIR"])
+        )
         decided += answered(paced["decisions"])
         at_end = count_rows(url)  # how far the storing kept up with the load
         time.sleep(1.0)
@@ -909,7 +1013,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["bare"],
             results["decisions"],
             (paced["bare"], paced["decisions"], rate, lag),
-            settings,
+            settings | {"paced_round_p99_ratios": round_ratios},
             args.json,
         )
         failed = results["decisions"].errors + results["bare"].errors

@@ -11,12 +11,14 @@ from policyd.domain import (
     ASSIGNMENT_TRANSITIONS,
     JOB_TRANSITIONS,
     ORGANIZATION_TRANSITIONS,
+    PUBLICATION_TRANSITIONS,
     REQUEST_TRANSITIONS,
     TRANSITIONS,
     AssignmentState,
     IllegalTransitionError,
     JobState,
     OrganizationState,
+    PublicationState,
     RequestState,
     allowed,
     transition,
@@ -29,6 +31,7 @@ START = {
     AssignmentState: AssignmentState.DELIVERING,
     JobState: JobState.QUEUED,
     OrganizationState: OrganizationState.PROPOSED,
+    PublicationState: PublicationState.QUEUED,
 }
 TERMINAL = {
     RequestState: {
@@ -40,6 +43,7 @@ TERMINAL = {
     AssignmentState: {AssignmentState.REMOVED},
     JobState: {JobState.DONE},
     OrganizationState: {OrganizationState.REMOVED},
+    PublicationState: {PublicationState.ACTIVE, PublicationState.REJECTED},
 }
 KINDS = list(TRANSITIONS)
 
@@ -78,13 +82,14 @@ def test_only_terminal_states_have_no_way_out_and_every_state_can_end(kind):
 
 
 def test_the_named_tables_are_the_ones_transition_checks():
-    """REQUEST_, ASSIGNMENT_, JOB_ and ORGANIZATION_TRANSITIONS are what `transition`
-    consults."""
+    """REQUEST_, ASSIGNMENT_, JOB_, ORGANIZATION_ and PUBLICATION_TRANSITIONS are what
+    `transition` consults."""
     assert {
         RequestState: REQUEST_TRANSITIONS,
         AssignmentState: ASSIGNMENT_TRANSITIONS,
         JobState: JOB_TRANSITIONS,
         OrganizationState: ORGANIZATION_TRANSITIONS,
+        PublicationState: PUBLICATION_TRANSITIONS,
     } == TRANSITIONS
 
 
@@ -119,6 +124,7 @@ def documented_tables() -> dict[type, dict]:
         AssignmentState: "assignment",
         JobState: "job",
         OrganizationState: "organization",
+        PublicationState: "publication",
     }
     for kind, noun in nouns.items():
         rows = re.search(rf"\| {noun} state \| may become \|\n\|---\|---\|\n((?:\|.*\n)+)", text)

@@ -212,7 +212,15 @@ class OrganizationState(StrEnum):
     REMOVED = "removed"
 
 
-_R, _A, _J, _O = RequestState, AssignmentState, JobState, OrganizationState
+class PublicationState(StrEnum):
+    """Where a bundle accepted over the API for publishing is."""
+
+    QUEUED = "queued"  # accepted; a worker publishes it next
+    ACTIVE = "active"  # stored as a version and activated
+    REJECTED = "rejected"  # the bundle has errors; nothing was stored
+
+
+_R, _A, _J, _O, _P = RequestState, AssignmentState, JobState, OrganizationState, PublicationState
 
 # Every move a request may make. A waiting request moves to pending_approval again when it
 # enters its next stage; an approved one is delivered at once when it extends access already
@@ -263,14 +271,22 @@ ORGANIZATION_TRANSITIONS: dict[OrganizationState, frozenset[OrganizationState]] 
     _O.REMOVED: frozenset(),
 }
 
-State = RequestState | AssignmentState | JobState | OrganizationState
-S = TypeVar("S", RequestState, AssignmentState, JobState, OrganizationState)
+# Every publication moves once, from queued to one of the two ends.
+PUBLICATION_TRANSITIONS: dict[PublicationState, frozenset[PublicationState]] = {
+    _P.QUEUED: frozenset({_P.ACTIVE, _P.REJECTED}),
+    _P.ACTIVE: frozenset(),
+    _P.REJECTED: frozenset(),
+}
+
+State = RequestState | AssignmentState | JobState | OrganizationState | PublicationState
+S = TypeVar("S", RequestState, AssignmentState, JobState, OrganizationState, PublicationState)
 
 TRANSITIONS: dict[type, dict[Any, frozenset[Any]]] = {
     RequestState: REQUEST_TRANSITIONS,
     AssignmentState: ASSIGNMENT_TRANSITIONS,
     JobState: JOB_TRANSITIONS,
     OrganizationState: ORGANIZATION_TRANSITIONS,
+    PublicationState: PUBLICATION_TRANSITIONS,
 }
 
 _NOUNS = {
@@ -278,6 +294,7 @@ _NOUNS = {
     AssignmentState: "assignment",
     JobState: "job",
     OrganizationState: "organization",
+    PublicationState: "publication",
 }
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from policyd.domain import IllegalTransitionError, PublicationState, transition
 from policyd.periodic import TaskContext, periodic_task
 from policyd.services.actor import Actor, Role
 from policyd.services.audit import audit
@@ -17,19 +17,6 @@ from policyd.services.versions import VersionService
 from policyd.store.models import PolicyPublication
 from policyd.store.types import new_id
 
-
-class PublicationState(StrEnum):
-    QUEUED = "queued"  # accepted; a worker publishes it next
-    ACTIVE = "active"  # stored as a version and activated
-    REJECTED = "rejected"  # the bundle has errors; nothing was stored
-
-
-# Every publication moves once, from queued to one of the two ends.
-TRANSITIONS = {
-    PublicationState.QUEUED: frozenset({PublicationState.ACTIVE, PublicationState.REJECTED}),
-    PublicationState.ACTIVE: frozenset(),
-    PublicationState.REJECTED: frozenset(),
-}
 OBJECT = "policy_publication"
 
 
@@ -137,10 +124,10 @@ class PublicationService:
         )
 
     def _move(self, publication: PolicyPublication, state: PublicationState, now: datetime) -> None:
-        current = PublicationState(publication.state)
-        if state not in TRANSITIONS[current]:
-            raise InvalidError(f"publication is {current}, it cannot become {state}", field="id")
-        publication.state = state
+        try:
+            publication.state = transition(publication.state, state)
+        except IllegalTransitionError as err:
+            raise InvalidError(str(err), field="id") from None
         publication.updated_at = now
 
 

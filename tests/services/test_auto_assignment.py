@@ -31,6 +31,7 @@ from policyd.store.models import (
     Assignment,
     AuditRecord,
     DecisionRecord,
+    Job,
     Membership,
 )
 from tests.conftest import rule_file
@@ -309,6 +310,11 @@ def test_auto_assigning_cancels_the_holders_pending_request_for_the_package(
     assert (record.actor, record.version) == ("system", world.runtime.active.version)
     assert approve(world, asked) == "refused: state"
     assert [a.origin for a in live(world, "ed")] == ["auto"]
+    with world.session() as session:  # ed is told why the request ended
+        told = session.scalars(
+            select(Job.subject_id).where(Job.resource == f"request_decided:{asked}")
+        ).all()
+    assert told == ["ed"]
 
 
 def test_an_approval_held_while_the_sweep_runs_never_makes_a_second_assignment(

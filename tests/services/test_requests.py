@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from policyd.domain import RequestOptions
 from policyd.services.actor import Actor, Role
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ConflictError, ForbiddenError
 from policyd.services.requests import RequestService
-from policyd.store.models import AccessRequest, DecisionRecord
+from policyd.store.models import AccessRequest, DecisionRecord, Job
 from tests.services.conftest import ROOT
 
 
@@ -76,6 +77,12 @@ def test_cancel_by_the_requester_only(requests, file, clock):
     assert requests.cancel(user("bob"), request.id, now=clock()).state == "canceled"
     with pytest.raises(ConflictError):
         requests.cancel(user("bob"), request.id, now=clock())
+    # Nobody is told of what they did themselves (others' cancellations are: the
+    # auto-assignment tests).
+    told = requests.session.scalars(
+        select(Job).where(Job.resource == f"request_decided:{request.id}")
+    ).all()
+    assert told == []
 
 
 def test_idempotency_key_returns_the_first_request(file):

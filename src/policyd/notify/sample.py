@@ -8,7 +8,8 @@ from typing import Any
 EVENTS: dict[str, str] = {
     "approval_needed": "the approvers of a request's current stage",
     "approval_reminder": "the approvers of a stage still waiting, every reminder interval",
-    "request_decided": "the requester, when a request is denied, timed out or cancelled",
+    "request_decided": "the requester, when a request is denied, timed out or cancelled by"
+    " someone else",
     "access_granted": "the requester, when the access is delivered",
     "access_expiring": "the holder, at each expiry reminder",
     "access_expiring_digest": "each owner and manager of packages with access about to end",

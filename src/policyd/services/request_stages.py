@@ -205,7 +205,7 @@ class ApprovalStages:
         ).all()
         for request in own:
             request.reason = f"{user_id} left before the request was completed"
-            self._move(actor, request, RequestState.CANCELED, now)
+            self._move(actor, request, RequestState.CANCELED, now, tell=False)
             counts["canceled"] += 1
         waiting = self.session.scalars(
             select(AccessRequest)

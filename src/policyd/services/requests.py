@@ -96,13 +96,25 @@ class RequestService(Filing, ApprovalStages):
         self._move(actor, request, RequestState.DENIED, now)
 
     def _move(
-        self, actor: Actor, request: AccessRequest, state: RequestState, now: datetime
+        self,
+        actor: Actor,
+        request: AccessRequest,
+        state: RequestState,
+        now: datetime,
+        *,
+        tell: bool = True,
     ) -> None:
-        """Move the request to `state`, audited; IllegalTransitionError unless allowed."""
+        """Move the request to `state`, audited; IllegalTransitionError unless allowed. The
+        requester is told (request_decided) of a denial, a timeout, and a cancellation by
+        anyone but themselves or the app that filed it, unless `tell` is false."""
         before = request_view(request)
         request.state = transition(request.state, state)
         request.updated_at = now
-        if state in (RequestState.DENIED, RequestState.EXPIRED):
+        ended = state in (RequestState.DENIED, RequestState.EXPIRED) or (
+            state is RequestState.CANCELED
+            and actor.principal not in (request.subject_id, request.principal)
+        )
+        if tell and ended:
             notify(self.session, "request_decided", request.id, [request.subject_id], now=now)
         if state is not RequestState.PENDING_APPROVAL:
             if request.stage is not None:

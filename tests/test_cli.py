@@ -203,6 +203,64 @@ def test_check_validates_test_files_too(runner, tmp_path):
     )
 
 
+SALES_CRM = """\
+apiVersion: policyd/v1
+package:
+  id: sales-crm
+  displayName: Sales CRM
+  rules:
+    - id: sales-ask
+      when: {subject.department: Sales}
+      then: {decision: auto_approve, lifetime: {duration: P90D}}
+  autoAssign:
+    when: {subject.department: Sales, subject.type: member}
+"""
+
+
+def test_a_policy_test_checks_auto_assignment(runner, tmp_path):
+    """`autoAssigned` checks the package's autoAssign against the subject, alone or beside a
+    decision; a wrong expectation fails saying what matched, one on a package without
+    autoAssign is a file:line error of `check` and `test`."""
+    (tmp_path / "crm.yaml").write_text(SALES_CRM)
+    (tmp_path / "tests").mkdir()
+    cases = tmp_path / "tests" / "t.yaml"
+    cases.write_text(
+        "apiVersion: policyd/v1\ntests:\n"
+        "  - {name: member, package: sales-crm, now: 2026-01-05T09:00:00Z,\n"
+        "     subject: {id: sam, department: Sales}, expect: {autoAssigned: true}}\n"
+        "  - {name: guest, package: sales-crm, now: 2026-01-05T09:00:00Z,\n"
+        "     subject: {id: gus, department: Sales, type: guest},\n"
+        "     expect: {decision: auto_approve, rule: sales-ask, autoAssigned: false}}\n"
+    )
+    result = runner.invoke(main, ["test", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "policy tests: 2 passed, 0 failed" in result.output
+    cases.write_text(cases.read_text().replace("autoAssigned: true", "autoAssigned: false"))
+    result = runner.invoke(main, ["test", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "expected autoAssigned false, got true (the package's autoAssign.when matches" in (
+        result.output
+    )
+    (tmp_path / "crm.yaml").write_text(SALES_CRM.split("  autoAssign:")[0])
+    for command in ("check", "test"):
+        result = runner.invoke(main, [command, str(tmp_path)])
+        assert result.exit_code == 1
+        assert "t.yaml:4: tests[0].expect.autoAssigned: package 'sales-crm' has no autoAssign" in (
+            result.output
+        )
+    cases.write_text(
+        "apiVersion: policyd/v1\ntests:\n"
+        "  - {name: empty, package: sales-crm, now: 2026-01-05T09:00:00Z,\n"
+        "     subject: {id: sam}, expect: {rule: sales-ask}}\n"
+        "  - {name: half, package: sales-crm, now: 2026-01-05T09:00:00Z,\n"
+        "     subject: {id: sam}, expect: {rule: sales-ask, autoAssigned: true}}\n"
+    )
+    result = runner.invoke(main, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "tests[0].expect.decision: expect a decision, autoAssigned" in result.output
+    assert "tests[1].expect.decision: rule needs a decision" in result.output
+
+
 def test_test_command_passes_and_reports_full_coverage(runner):
     """`policyd test` runs every example case and reports coverage."""
     result = runner.invoke(main, ["test", str(POLICIES), "--min-coverage", "100"])

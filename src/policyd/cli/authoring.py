@@ -20,7 +20,7 @@ from policyd.rules import (
     load_bundle,
 )
 from policyd.rules.junit import junit_xml
-from policyd.rules.policytest import coverage, load_cases, run_case
+from policyd.rules.policytest import coverage, load_cases, run_cases
 from policyd.rules.source import Problem
 
 
@@ -84,7 +84,7 @@ def test_command(directory: Path, min_coverage: float, output: str) -> None:
         _fail(err.problems)
     policy = Policy(bundle)
     try:
-        results = [run_case(policy, case) for case in cases]
+        results = run_cases(policy, cases)
     finally:
         policy.close()
     if output == "junit":

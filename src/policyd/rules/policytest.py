@@ -7,10 +7,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 from policyd.domain import Decision, Outcome, RequestOptions, Subject
 from policyd.rules.apiversion import ApiVersion
+from policyd.rules.auto_assign import AutoAssigner
 from policyd.rules.inputs import RequestSchema, SubjectSchema
 from policyd.rules.loader import SUFFIXES, TESTS_DIR
 from policyd.rules.model import Bundle
@@ -32,12 +41,13 @@ class Expiry(Moment):
 
 @dataclass(frozen=True)
 class Expectation:
-    decision: Outcome
+    decision: Outcome | None = None  # None: only `auto_assigned` is checked
     rule: str | None = None
     reason: str | None = None
     expires_at: datetime | str | None = None  # NEVER for permanent access; None: not checked
     approvers: tuple[str, ...] | None = None  # resolved approvers of the first stage
     rule_given: bool = False  # `rule: null` expects the default deny, so it differs from absent
+    auto_assigned: bool | None = None  # whether the package's autoAssign matches the subject
 
 
 @dataclass(frozen=True)
@@ -89,11 +99,25 @@ class ExpectSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    decision = fields.Enum(Outcome, by_value=True, required=True)
+    decision = fields.Enum(Outcome, by_value=True)
     rule = fields.String(allow_none=True)
     reason = fields.String()
     expires_at = Expiry(data_key="expiresAt")
     approvers = fields.List(fields.String())
+    auto_assigned = fields.Boolean(data_key="autoAssigned")
+
+    @validates_schema
+    def something_expected(self, data: dict[str, Any], **kwargs) -> None:
+        if "decision" not in data and "auto_assigned" not in data:
+            raise ValidationError(
+                "expect a decision, autoAssigned (true or false), or both", field_name="decision"
+            )
+        if "decision" not in data and len(data) > 1:
+            others = sorted(self.fields[name].data_key or name for name in data)
+            raise ValidationError(
+                f"{', '.join(o for o in others if o != 'autoAssigned')} needs a decision",
+                field_name="decision",
+            )
 
     @post_load
     def make(self, data: dict[str, Any], **kwargs) -> Expectation:
@@ -157,6 +181,17 @@ def load_cases(directory: str | Path, bundle: Bundle) -> list[Case]:
                     document.problem((*where, "package"), f"unknown package {case.package!r}")
                 )
                 continue
+            if (
+                case.expect.auto_assigned is not None
+                and bundle.packages[case.package].auto_assign is None
+            ):
+                problems.append(
+                    document.problem(
+                        (*where, "expect", "autoAssigned"),
+                        f"package {case.package!r} has no autoAssign",
+                    )
+                )
+                continue
             rule = case.expect.rule
             known = {r.id for r in bundle.packages[case.package].rules}
             if rule is not None and rule not in known:
@@ -173,30 +208,57 @@ def load_cases(directory: str | Path, bundle: Bundle) -> list[Case]:
     return cases
 
 
-def run_case(policy: Policy, case: Case) -> CaseResult:
+def run_cases(policy: Policy, cases: list[Case]) -> list[CaseResult]:
+    """Every case, through the engine; autoAssign expectations through one AutoAssigner."""
+    if not any(case.expect.auto_assigned is not None for case in cases):
+        return [run_case(policy, case) for case in cases]
+    with AutoAssigner(policy.bundle) as assigner:
+        return [run_case(policy, case, assigner) for case in cases]
+
+
+def run_case(policy: Policy, case: Case, assigner: AutoAssigner | None = None) -> CaseResult:
+    """One case: the decision the engine makes, checked against what the case expects; an
+    `autoAssigned` expectation is checked with `assigner` (one made for it when None)."""
     decision = policy.decide(case.package, case.subject, case.request, now=case.now)
     result = CaseResult(case, decision)
     expect = case.expect
+    if expect.decision is not None:
+        result.failures.extend(_decision_failures(decision, expect))
+    if expect.auto_assigned is not None:
+        if assigner is None:
+            with AutoAssigner(policy.bundle) as own:
+                matched = case.package in own.matches(case.subject, case.now)
+        else:
+            matched = case.package in assigner.matches(case.subject, case.now)
+        if matched is not expect.auto_assigned:
+            result.failures.append(
+                f"expected autoAssigned {str(expect.auto_assigned).lower()}, got "
+                f"{str(matched).lower()} (the package's autoAssign.when "
+                f"{'matches' if matched else 'does not match'} the subject)"
+            )
+    return result
+
+
+def _decision_failures(decision: Decision, expect: Expectation) -> list[str]:
+    failures = []
     got = f"{decision.outcome} (rule {decision.rule or '-'}: {decision.reason})"
     if decision.outcome is not expect.decision:
-        result.failures.append(f"expected {expect.decision}, got {got}")
+        failures.append(f"expected {expect.decision}, got {got}")
     if expect.rule_given and decision.rule != expect.rule:
-        result.failures.append(f"expected rule {expect.rule or '-'}, got {decision.rule or '-'}")
+        failures.append(f"expected rule {expect.rule or '-'}, got {decision.rule or '-'}")
     if expect.reason is not None and decision.reason != expect.reason:
-        result.failures.append(f"expected reason {expect.reason!r}, got {decision.reason!r}")
+        failures.append(f"expected reason {expect.reason!r}, got {decision.reason!r}")
     if expect.expires_at is not None:
         actual = _expiry(decision)
         if actual != expect.expires_at:
-            result.failures.append(
-                f"expected expiresAt {_shown(expect.expires_at)}, got {_shown(actual)}"
-            )
+            failures.append(f"expected expiresAt {_shown(expect.expires_at)}, got {_shown(actual)}")
     if expect.approvers is not None:
         actual_approvers = decision.stages[0].resolved if decision.stages else ()
         if tuple(actual_approvers) != expect.approvers:
-            result.failures.append(
+            failures.append(
                 f"expected approvers {list(expect.approvers)}, got {list(actual_approvers)}"
             )
-    return result
+    return failures
 
 
 def _expiry(decision: Decision) -> datetime | str | None:

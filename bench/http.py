@@ -347,34 +347,10 @@ class Run:
 
 
 def measure(
-    name: str,
-    port: int,
-    server_pid: int,
-    messages: tuple[bytes, ...],
-    *,
-    requests: int,
-    seconds: float,
-    concurrency: int,
-    processes: int,
-    rate: float | None = None,
+    name: str, port: int, server_pid: int, messages: tuple[bytes, ...], **load: Any
 ) -> Stats:
-    """Drive `concurrency` clients for `requests` or `seconds`; with `rate`, at that many
-    requests per second in all (each client on a schedule) instead of as fast as they can."""
-    return stats_of(
-        name,
-        [
-            drive_run(
-                port,
-                server_pid,
-                messages,
-                requests=requests,
-                seconds=seconds,
-                concurrency=concurrency,
-                processes=processes,
-                rate=rate,
-            )
-        ],
-    )
+    """One run of `drive_run` (same keyword arguments), as `Stats`."""
+    return stats_of(name, [drive_run(port, server_pid, messages, **load)])
 
 
 def drive_run(
@@ -386,8 +362,10 @@ def drive_run(
     seconds: float,
     concurrency: int,
     processes: int,
-    rate: float | None,
+    rate: float | None = None,
 ) -> Run:
+    """Drive `concurrency` clients for `requests` or `seconds`; with `rate`, at that many
+    requests per second in all (each client on a schedule) instead of as fast as they can."""
     context = multiprocessing.get_context("spawn")
     interval = concurrency / rate if rate else None
     processes = max(1, min(processes, concurrency))

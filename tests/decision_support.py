@@ -7,8 +7,9 @@ from datetime import datetime
 from policyd.store.models import DecisionRecord
 
 
-def decision_record(record_id: str, at: datetime) -> DecisionRecord:
-    """An allow decision for ada on package `p` at `at`, nothing else set."""
+def decision_record(record_id: str, at: datetime, *, kept: bool = False) -> DecisionRecord:
+    """An allow decision for ada on package `p` at `at`, nothing else set; `kept` when a
+    request or assignment will refer to it."""
     return DecisionRecord(
         id=record_id,
         at=at,
@@ -22,4 +23,5 @@ def decision_record(record_id: str, at: datetime) -> DecisionRecord:
         input={},
         result={},
         principal="ada",
+        kept=kept,
     )

@@ -13,13 +13,21 @@ from sqlalchemy import select, text
 
 from policyd.store import Database
 from policyd.store.models import AccessRequest, Base, StageApprover
+from policyd.store.partitions import include_name, include_object
 from tests.conftest import BACKENDS, fresh_database
 
 
 def test_migrations_match_the_models(store: Database):
     """After `policyd db upgrade` autogenerate finds nothing to add, drop or change."""
     with store.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            connection,
+            opts={
+                "compare_type": True,
+                "include_name": include_name,
+                "include_object": include_object,
+            },
+        )
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
 

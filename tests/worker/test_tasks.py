@@ -70,6 +70,7 @@ def test_the_built_in_tasks_are_declared_beside_their_domains():
         "external-users.clean-up": "policyd.services.external_users",
         "decision-log.drain": "policyd.services.decision_log",
         "decision-log.prune": "policyd.services.decision_log",
+        "decision-log.partitions": "policyd.services.decision_log",
         "jobs.release-dead": "policyd.worker.tasks",
         "jobs.run-due": "policyd.worker.tasks",
     }

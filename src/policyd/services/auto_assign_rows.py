@@ -132,4 +132,5 @@ def decision_entry(subject: Subject, package_id: str, version: str, now: datetim
         },
         "result": decision.to_dict(),
         "principal": SYSTEM.principal,
+        "kept": True,  # its request and assignment refer to it, inserted in its transaction
     }

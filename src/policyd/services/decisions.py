@@ -154,6 +154,9 @@ class DecisionService:
         """Decide on fresh directory data and write the decision-log entry in the session's
         transaction (uncommitted)."""
         logged, entry = self._decide(actor, package, subject_id, supplied, request, now, None)
+        # Its caller files the request that refers to it in this transaction: kept, so no
+        # retention ever deletes (or drops the partition of) a request's evidence.
+        entry["kept"] = True
         # A Core insert: the ORM's unit of work costs more than the rules engine here.
         self.session.connection().execute(_INSERT_LOG, [entry])
         return logged

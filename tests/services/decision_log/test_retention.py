@@ -45,7 +45,8 @@ def aged(store: Database) -> Database:
     """Entries 100, 31 and 29 days old, and one 100 days old that a request refers to."""
     with store.session() as session:
         for entry_id, days in (("old", 100), ("month", 31), ("recent", 29), ("kept", 100)):
-            session.add(decision_record(entry_id, NOW - timedelta(days=days)))
+            at = NOW - timedelta(days=days)
+            session.add(decision_record(entry_id, at, kept=entry_id == "kept"))
         session.flush()
         session.add(request_for("kept"))
         session.commit()

@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from policyd.periodic import WORKER, TaskContext, periodic_task
 from policyd.services.decision_log.codec import JsonText, decode, encode
 from policyd.services.decision_log.drainer import DRAIN_INTERVAL, Drainer, Lag, default_folder
-from policyd.services.decision_log.retention import drop_expired_entries
+from policyd.services.decision_log.retention import drop_expired_entries, ensure_partitions
 from policyd.services.decision_log.storer import REJECTED, insert_rows
 from policyd.store.spool import Spool
 
@@ -153,6 +153,13 @@ def prune_decision_log(context: TaskContext, now: datetime) -> int:
         return drop_expired_entries(session, now, context.decision_log_retention)
 
 
+@periodic_task("decision-log.partitions", every=timedelta(hours=6), processes=frozenset({WORKER}))
+def prepare_partitions(context: TaskContext, now: datetime) -> int:
+    """Create this month's and next month's decision-log partitions ahead (PostgreSQL)."""
+    with context.sessions() as session:
+        return len(ensure_partitions(session, now))
+
+
 @periodic_task(
     "decision-log.drain",
     every=timedelta(seconds=DRAIN_INTERVAL),  # POLICYD_DECISION_LOG_INTERVAL
@@ -198,5 +205,6 @@ __all__ = [
     "drain_decision_log",
     "drop_expired_entries",
     "encode",
+    "ensure_partitions",
     "insert_rows",
 ]

@@ -13,7 +13,9 @@ from policyd.services.errors import InvalidError
 from policyd.store.models import DecisionRecord
 
 TABLE: Table = DecisionRecord.__table__
-COLUMNS = tuple(c.name for c in TABLE.columns)
+# Spooled entries are never kept: an entry is kept when written with its reference, in the
+# transaction of the request (DecisionService.evaluate), never through the spool.
+COLUMNS = tuple(c.name for c in TABLE.columns if c.name != "kept")
 JSON_COLUMNS = ("matched", "input", "result")  # spooled and inserted as JSON text
 _HEAD = frozenset(COLUMNS) - frozenset(JSON_COLUMNS)
 _ENCODERS = {  # by allow_nan

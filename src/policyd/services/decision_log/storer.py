@@ -193,7 +193,10 @@ def _insert_sql(dialect: str) -> str:
         f"{marker}::json" if dialect == "postgresql" and name in JSON_COLUMNS else marker
         for name in COLUMNS
     ]
+    # PostgreSQL's partitioned table has no unique index on id alone (its key is (id, kept,
+    # at)): any conflict there is the same entry, stored already, as a spool line never changes.
+    target = "" if dialect == "postgresql" else " (id)"
     return (
         f"INSERT INTO {TABLE.name} ({', '.join(COLUMNS)}) VALUES ({', '.join(values)}) "
-        "ON CONFLICT (id) DO NOTHING"
+        f"ON CONFLICT{target} DO NOTHING"
     )

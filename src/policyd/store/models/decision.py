@@ -10,6 +10,7 @@ from sqlalchemy import (
     Index,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,7 +19,13 @@ from policyd.store.types import new_id
 
 
 class DecisionRecord(Base):
-    """One decision with the full input facts, so it can be replayed under another version."""
+    """One decision with the full input facts, so it can be replayed under another version.
+
+    On PostgreSQL the table is partitioned (migration 0022, `policyd.store.partitions`): by
+    `kept`, then the entries nothing refers to by month of `at`, so that retention drops
+    whole months. Its key there is (id, kept, at), as a partitioned table's key must hold the
+    partition keys; ids are unique all the same, as `new_id` makes them.
+    """
 
     __tablename__ = "decisions"
     # Each list filter's index ends with the list's order (at, id) so that a page is a range
@@ -42,6 +49,9 @@ class DecisionRecord(Base):
     input: Mapped[dict[str, Any]] = mapped_column()  # subject, request, now as evaluated
     result: Mapped[dict[str, Any]] = mapped_column()  # Decision.to_dict()
     principal: Mapped[str] = mapped_column(String(200))
+    # A request or assignment refers to the entry: set in the transaction that writes the
+    # entry with its reference, never cleared; retention never deletes a kept entry.
+    kept: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class SpoolProgress(Base):

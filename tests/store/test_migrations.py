@@ -123,3 +123,77 @@ def test_versions_published_before_0011_have_an_unknown_git_state(empty: Databas
     with empty.engine.connect() as connection:
         row = connection.execute(text("SELECT git_commit, git_dirty FROM policy_versions")).one()
     assert tuple(row) == ("abc", None)
+
+
+def _downgrade(database: Database, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from policyd.store.database import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
+def test_entries_stored_before_0022_are_kept_when_referred_to_and_partitioned(empty: Database):
+    """Revision 0022 copies the log with its rows: entries a request or an assignment refers
+    to are kept (in the kept partition on PostgreSQL), the others land in their month's
+    partition, retention then drops what is old, and a downgrade gives the rest back."""
+    from policyd.services.decision_log import drop_expired_entries
+
+    empty.upgrade("0021")
+    with empty.engine.begin() as connection:
+        for entry, at in (
+            ("granted", "2026-01-05"),
+            ("asked", "2026-02-10"),
+            ("old", "2026-03-01"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO decisions (id, at, package, subject_id, outcome, matched,"
+                    " reason, version, input, result, principal) VALUES (:id, :at, 'p', 'ada',"
+                    " 'allow', '[]', 'r', 'v1', '{}', '{}', 'ada')"
+                ),
+                {"id": entry, "at": datetime.fromisoformat(at).replace(tzinfo=UTC)},
+            )
+        for request_id, entry in (("r1", "granted"), ("r2", "asked")):
+            connection.execute(
+                text(
+                    "INSERT INTO requests (id, package, subject_id, principal, state, stages,"
+                    " decision_id, version, reason, created_at, updated_at) VALUES (:id, 'p',"
+                    " 'ada', 'ada', 'delivered', '[]', :entry, 'v1', 'r', :at, :at)"
+                ),
+                {"id": request_id, "entry": entry, "at": datetime(2026, 1, 5, tzinfo=UTC)},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO assignments (id, subject_id, package, state, request_id,"
+                " decision_id, version, starts_at) VALUES ('a1', 'ada', 'p', 'active', 'r1',"
+                " 'granted', 'v1', :at)"
+            ),
+            {"at": datetime(2026, 1, 5, tzinfo=UTC)},
+        )
+    empty.upgrade()
+    postgresql = empty.engine.dialect.name == "postgresql"
+    with empty.engine.connect() as connection:
+        kept = dict(connection.execute(text("SELECT id, kept FROM decisions")).all())
+        if postgresql:
+            where = dict(
+                connection.execute(text("SELECT id, tableoid::regclass::text FROM decisions")).all()
+            )
+            assert where == {
+                "granted": "decisions_kept",
+                "asked": "decisions_kept",
+                "old": "decisions_log_y2026m03",
+            }
+    assert kept == {"granted": True, "asked": True, "old": False}
+    with empty.session() as session:
+        assert drop_expired_entries(session, datetime(2026, 6, 1, tzinfo=UTC), 30) == 1
+    _downgrade(empty, "0021")
+    with empty.engine.connect() as connection:
+        left = set(connection.scalars(text("SELECT id FROM decisions")))
+    assert left == {"granted", "asked"}
+    empty.upgrade()

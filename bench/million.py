@@ -121,13 +121,14 @@ def statements(s: Sizes) -> list[tuple[str, str]]:
         (
             "decisions",
             f"""INSERT INTO decisions (id, at, package, subject_id, outcome, rule,
-                matched, reason, version, input, result, principal)
+                matched, reason, version, input, result, principal, kept)
             SELECT {ident("n", "d")},
                    {now} - interval '90 days' + n * (interval '90 days' / {s.decisions}),
                    {package}, {user(f"n % {s.users}")}, 'allow', 'eligible-members',
                    '["eligible-members"]', 'Eligible members are approved automatically', 'v1',
                    json_build_object('subject', json_build_object('id', {user(f"n % {s.users}")})),
-                   '{{"outcome": "allow", "rule": "eligible-members"}}', {user(f"n % {s.users}")}
+                   '{{"outcome": "allow", "rule": "eligible-members"}}', {user(f"n % {s.users}")},
+                   n < {r}  -- kept: request n refers to entry n % decisions
             FROM generate_series(0, {s.decisions - 1}) n""",
         ),
         (

@@ -244,7 +244,8 @@ class Settings:
         0,
         "Days the decision log keeps an entry; older ones are deleted by `policyd decision-log "
         "prune` (or the worker's periodic task), except those a request or assignment refers "
-        "to. 0: keep every entry.",
+        "to: on PostgreSQL whole months by dropping their partition, the rest in batches "
+        "(docs/storage.md). 0: keep every entry.",
     )
     subject_cache_seconds: float = _setting(
         "POLICYD_SUBJECT_CACHE_SECONDS",

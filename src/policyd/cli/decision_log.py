@@ -134,8 +134,9 @@ def status(max_age: float | None, spool_dir: Path | None, database_url: str) -> 
 )
 @database_option
 def prune(days: int | None, database_url: str) -> None:
-    """Delete decision-log entries past the retention, in batches that never block the
-    drainers' inserts; entries a request or assignment refers to stay (docs/storage.md)."""
+    """Delete decision-log entries past the retention (on PostgreSQL whole months by
+    dropping their partition, the rest in batches) without holding the drainers' inserts up;
+    entries a request or assignment refers to stay (docs/storage.md)."""
     settings = settings_for(database_url=database_url, decision_log_retention=days)
     keep = settings.decision_log_retention
     if keep == 0:

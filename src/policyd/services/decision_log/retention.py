@@ -7,7 +7,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, false, select, tuple_
+from sqlalchemy import delete, false, select, text, tuple_
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -45,7 +45,7 @@ def drop_expired_entries(session: Session, now: datetime, days: int, *, batch: i
         return 0
     cutoff = now - timedelta(days=days)
     dropped, months = drop_months(session, cutoff)
-    deleted = dropped + _delete_in_batches(session, cutoff, batch)
+    deleted = dropped + delete_in_batches(session, cutoff, batch)
     if deleted:
         after = {"deleted": deleted, "before": cutoff.isoformat(), "retention_days": days}
         if months:
@@ -102,7 +102,10 @@ def _drop(session: Session, month: Month) -> bool:
 
 def ensure_partitions(session: Session, now: datetime, *, ahead: int = AHEAD) -> list[str]:
     """Create the month partitions of `now`'s month and the `ahead` months after it that are
-    missing (PostgreSQL; elsewhere nothing), each in its own short transaction.
+    missing (PostgreSQL; elsewhere nothing), each in its own short transaction. Creating one
+    locks `decisions_log` for a moment, so like a drop it waits at most
+    `DROP_LOCK_TIMEOUT_MS` for that; a busy table leaves the month to the next run (the task
+    runs every 6 hours for a month that is needed only when it starts).
 
     Returns:
         The names of the partitions created.
@@ -112,14 +115,22 @@ def ensure_partitions(session: Session, now: datetime, *, ahead: int = AHEAD) ->
     created = []
     month = Month(partitions.month_of(now))
     for _ in range(ahead + 1):
-        if partitions.create_month(session.connection(), month):
-            created.append(month.name)
-        session.commit()
+        connection = session.connection()
+        connection.execute(text(f"SET LOCAL lock_timeout = {DROP_LOCK_TIMEOUT_MS}"))
+        try:
+            if partitions.create_month(connection, month):
+                created.append(month.name)
+            session.commit()
+        except OperationalError:
+            session.rollback()
+            log.warning("decision log: could not create %s (busy); next run", month.name)
         month = month.next()
     return created
 
 
-def _delete_in_batches(session: Session, cutoff: datetime, batch: int) -> int:
+def delete_in_batches(session: Session, cutoff: datetime, batch: int = BATCH) -> int:
+    """Delete the entries before `cutoff` that are not kept, `batch` a transaction, in the
+    order of `ix_decisions_at`; how many went."""
     key = tuple_(DecisionRecord.at, DecisionRecord.id)
     expired = (DecisionRecord.at < cutoff, DecisionRecord.kept == false())
     deleted, last = 0, None

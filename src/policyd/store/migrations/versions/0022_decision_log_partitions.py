@@ -43,7 +43,7 @@ def upgrade() -> None:
         return
     # The copy is one INSERT ... SELECT in the upgrade's transaction, which holds the old
     # table from the rename on: stored decisions wait in the spool meanwhile, filing a request
-    # waits (docs/storage.md: about a minute per million entries; plan a quiet moment).
+    # waits (docs/storage.md; bench/retention.py times it: plan a quiet moment).
     # A partitioned table's unique keys must hold its partition keys, so decision_id alone
     # can refer to no entry: the kept flag stands for these foreign keys (retention never
     # deletes a kept entry, and nothing else deletes entries).

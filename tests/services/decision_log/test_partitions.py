@@ -11,7 +11,11 @@ from itertools import pairwise
 import pytest
 from sqlalchemy import select, text
 
+from policyd.domain import RequestOptions
+from policyd.services.actor import Actor, Role
 from policyd.services.decision_log import drop_expired_entries, ensure_partitions
+from policyd.services.decisions import DecisionService
+from policyd.services.requests import RequestService
 from policyd.store import Database, partitions
 from policyd.store.models import AuditRecord, DecisionRecord
 from policyd.store.partitions import Month
@@ -162,3 +166,23 @@ def test_preparing_partitions_twice_creates_nothing_more(store: Database):
         assert ensure_partitions(session, later) == []
     expected = ["decisions_log_y2031m12", "decisions_log_y2032m01"]
     assert first == (expected if store.engine.dialect.name == "postgresql" else [])
+
+
+def test_a_requests_decision_is_kept_and_a_bare_decision_is_not(session, runtime, people, clock):
+    """Filing a request writes its decision kept; a decision asked for without a request is
+    not. A prune a year on (on PostgreSQL, dropping the month's partition) takes only the
+    latter, and the request still shows why it was granted."""
+    ada = Actor("ada", Role.USER)
+    ensure_partitions(session, clock(), ahead=0)
+    request, _ = RequestService(session, runtime).create(
+        ada, "scope-a-readers", "ada", None, RequestOptions(), now=clock()
+    )
+    asked = DecisionService(session, runtime).decide(
+        ada, "scope-a-readers", "ada", None, RequestOptions(), now=clock()
+    )
+    assert session.get(DecisionRecord, asked.id).kept is False
+    assert drop_expired_entries(session, clock() + timedelta(days=365), 30) >= 1
+    session.expire_all()
+    assert session.get(DecisionRecord, asked.id) is None
+    evidence = session.get(DecisionRecord, request.decision_id)
+    assert (evidence.kept, evidence.rule) == (True, request.rule)

@@ -25,7 +25,7 @@ from sqlalchemy import text
 from policyd.services.decision_log.retention import delete_in_batches, drop_months
 from policyd.store import Database
 from policyd.store.models import DecisionRecord
-from policyd.store.partitions import Month, create_month
+from policyd.store.partitions import Month, count_rows, create_month
 from policyd.store.types import new_id
 from throwaway import postgres_database
 
@@ -121,6 +121,9 @@ def run(url: str, rows: int, batch: int) -> list[str]:
         with database.engine.begin() as connection:
             create_month(connection, MARCH)
         load(database, rows)
+        with database.engine.connect() as connection:  # what the drop's audit count costs
+            counted = measure(writer, lambda: count_rows(connection, MARCH))
+        lines.append(row("  count of the month's rows alone", *counted))
         with database.session() as session:
             deleted = measure(writer, lambda: delete_in_batches(session, CUTOFF, batch))
         lines.append(row(f"batched delete ({batch:,} a batch)", *deleted))

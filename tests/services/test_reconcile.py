@@ -4,11 +4,11 @@ grants and revokes, never re-granting access that ended."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from policyd.connectors.config import Connectors, load_instances
-from policyd.domain import RequestOptions
+from policyd.domain import AssignmentState, JobState, RequestOptions
 from policyd.services.actor import Actor, Role
 from policyd.services.assignment_removal import REVOKE_ATTEMPTS
 from policyd.services.assignments import AssignmentService
@@ -141,3 +141,74 @@ def test_reconcile_goes_a_page_of_resources_at_a_time(session, connectors, grant
     assert [(d.resource, d.missing, d.unauthorised) for page in pages for d in page] == [
         (d.resource, d.missing, d.unauthorised) for d in whole
     ]
+
+
+def grant_job(session, clock, user, assignment, *, role="member", state=JobState.DONE) -> Job:
+    """A grant of Scope A's group to `user` through `assignment`, in `state`; committed."""
+    job = JobService(session).enqueue(
+        "grant", "directory", RESOURCE, role, user, assignment_id=assignment, now=clock()
+    )
+    job.state = state
+    session.commit()
+    return job
+
+
+def test_a_resource_emptied_by_hand_misses_every_holder(session, connectors, granted, clock):
+    """The group lists nobody (no member to compare with): ada, who must hold it, is missing."""
+    DirectoryService(session).remove_member(ROOT, GROUP, "ada", now=clock())
+    session.commit()
+    assert drift(session, connectors, clock) == ({"ada": granted.id}, [])
+
+
+def test_a_person_owed_two_grants_is_missing_once_and_mended_with_the_same_one(
+    session, connectors, granted, clock
+):
+    """ada is owed Scope A through two done grants (roles member, then owner): missing once;
+    each fix queues the latest of the two again."""
+    grant_job(session, clock, "ada", granted.id, role="owner")
+    DirectoryService(session).remove_member(ROOT, GROUP, "ada", now=clock())
+    session.commit()
+    for _ in range(2):
+        assert drift(session, connectors, clock, fix=True) == ({"ada": granted.id}, [])
+    queued = session.scalars(select(Job).where(Job.state == "queued", Job.kind == "grant"))
+    assert [(job.subject_id, job.role) for job in queued] == [("ada", "owner")] * 2
+
+
+def test_a_failed_grant_authorises_nobody_but_its_role_is_revoked(
+    session, connectors, granted, clock
+):
+    """bob, put in by hand, has only a failed grant (role owner): he is unauthorised, and
+    fixing takes away both roles ever granted on the group."""
+    grant_job(session, clock, "bob", granted.id, role="owner", state=JobState.FAILED)
+    DirectoryService(session).add_member(ROOT, GROUP, "bob", now=clock())
+    session.commit()
+    assert drift(session, connectors, clock, fix=True) == ({}, ["bob"])
+    revokes = session.scalars(select(Job).where(Job.kind == "revoke").order_by(Job.role))
+    assert [(job.subject_id, job.role) for job in revokes] == [("bob", "member"), ("bob", "owner")]
+
+
+def test_access_being_taken_away_is_neither_missing_nor_unauthorised(
+    session, connectors, granted, clock
+):
+    """ada's assignment is expiring (its revoke on the way): in the group she may be, out of
+    it she is not missing; bob, whose grant is still queued, may be in it too."""
+    grant_job(session, clock, "bob", granted.id, state=JobState.QUEUED)
+    DirectoryService(session).add_member(ROOT, GROUP, "bob", now=clock())
+    session.execute(
+        update(Assignment).where(Assignment.id == granted.id).values(state=AssignmentState.EXPIRING)
+    )
+    session.commit()
+    assert drift(session, connectors, clock) == ({}, [])
+    DirectoryService(session).remove_member(ROOT, GROUP, "ada", now=clock())
+    session.commit()
+    assert drift(session, connectors, clock) == ({}, [])
+
+
+def test_a_grant_without_an_assignment_authorises_nobody(session, connectors, granted, clock):
+    """A done grant that names no assignment (or one since deleted) neither makes its person
+    missing nor lets them hold the group."""
+    grant_job(session, clock, "bob", None)
+    assert drift(session, connectors, clock) == ({}, [])
+    DirectoryService(session).add_member(ROOT, GROUP, "bob", now=clock())
+    session.commit()
+    assert drift(session, connectors, clock) == ({}, ["bob"])

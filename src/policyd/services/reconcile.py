@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import CTE, Select, exists, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from policyd.collector import collector_paused
@@ -18,11 +18,11 @@ from policyd.services.assignment_delivery import LIVE_STATES
 from policyd.services.assignment_removal import REVOKE_ATTEMPTS
 from policyd.services.jobs import JobService
 from policyd.store.models import Assignment, Job
+from policyd.store.query import table_of
 
 LISTING = 1000  # resources per members_of call: one query each for the directory
 PAGE = 1000  # resources a page of reconcile reads, lists and mends together
-_LIVE = frozenset(LIVE_STATES)
-_HOLDING = frozenset((*LIVE_STATES, AssignmentState.EXPIRING))  # may hold: revoke on its way
+_HOLDING = (*LIVE_STATES, AssignmentState.EXPIRING)  # may hold: revoke on its way
 
 Key = tuple[str, str]  # (connector, resource)
 
@@ -91,21 +91,27 @@ def _page(
     only: str | None,
 ) -> list[Drift]:
     """The drift of the resources after span[0] up to span[1], mended with `fix`, committed."""
-    grants = _grants(session, *span, only)
-    skipped = _skipped(connectors, {name for name, _ in grants.roles})
-    listed = _list_members(connectors, sorted(grants.roles), skipped)
-    report, jobs = [], JobService(session)
-    for (name, resource), granted_roles in sorted(grants.roles.items()):
+    roles = _granted_roles(session, *span, only)
+    skipped = _skipped(connectors, {name for name, _ in roles})
+    listed = _list_members(connectors, sorted(roles), skipped)
+    report, actual = [], {}
+    for name, resource in sorted(roles):
         drift = Drift(name, resource)
         report.append(drift)
-        actual = _actual_members(connectors, listed, drift, skipped)
-        if actual is None:
+        members = _actual_members(connectors, listed, drift, skipped)
+        if members is not None:
+            actual[(name, resource)] = members
+    holders = _differences(session, span, only, actual)
+    jobs = JobService(session)
+    for drift in report:
+        key = (drift.connector, drift.resource)
+        if key not in actual:
             continue
-        holders = grants.expected.get((name, resource), {})
-        drift.missing = {user: a for user, (a, _) in holders.items() if user not in actual}
-        drift.unauthorised = actual - grants.authorised.get((name, resource), set())
+        missing = holders.missing.get(key, {})
+        drift.missing = {user: owed[0] for user, owed in missing.items()}
+        drift.unauthorised = holders.unauthorised.get(key, set())
         if fix:
-            _mend(jobs, drift, holders, granted_roles, now)
+            _mend(jobs, drift, missing, roles[key], now)
     session.commit()
     return report
 
@@ -120,48 +126,100 @@ def _next_resources(session: Session, last: str | None, size: int, only: str | N
     return list(session.scalars(query.limit(size)))
 
 
-@dataclass
-class _Grants:
-    """What a page's grant jobs say, per (connector, resource).
-
-    roles: every role ever granted, for resources we granted in the past may hold people no
-    live assignment covers. authorised: who may hold it, the people whose live assignments
-    grant it and those whose revokes are still on their way. expected: who must, those whose
-    grant is done (one queued or running is on its way, not missing), as user id ->
-    (assignment id, role).
-    """
-
-    roles: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
-    authorised: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
-    expected: dict[Key, dict[str, tuple[str, str]]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )
-
-
-def _grants(session: Session, after: str | None, through: str, only: str | None) -> _Grants:
-    """The grants of the resources after `after` up to `through`, read in one query."""
-    # One primary-key probe per grant: a join would let the planner hash every assignment.
-    held = select(Assignment.state).where(Assignment.id == Job.assignment_id).scalar_subquery()
-    query = select(
-        Job.connector, Job.resource, Job.role, Job.subject_id, Job.assignment_id, Job.state, held
-    ).where(Job.kind == "grant", Job.resource <= through)
+def _in_span(query: Select, after: str | None, through: str, only: str | None) -> Select:
+    """`query` kept to the grant jobs of the resources after `after` up to `through`."""
+    query = query.where(Job.kind == "grant", Job.resource <= through)
     if after is not None:
         query = query.where(Job.resource > after)
     if only is not None:
         query = query.where(Job.connector == only)
-    grants = _Grants()
-    # Plain rows of the connection, fetched at once: the ORM's row handling cost more.
-    for connector, resource, role, subject, assignment, state, held in (
-        session.connection().execute(query).all()
-    ):
-        key = (connector, resource)
-        grants.roles[key].add(role)
-        if state == JobState.FAILED or held not in _HOLDING:
+    return query
+
+
+def _granted_roles(
+    session: Session, after: str | None, through: str, only: str | None
+) -> dict[Key, set[str]]:
+    """Every role ever granted on each (connector, resource) of the span: resources we
+    granted in the past may hold people no live assignment covers, so revokes take all."""
+    query = _in_span(select(Job.connector, Job.resource, Job.role).distinct(), after, through, only)
+    roles: dict[Key, set[str]] = defaultdict(set)
+    for connector, resource, role in session.connection().execute(query):
+        roles[(connector, resource)].add(role)
+    return roles
+
+
+@dataclass
+class _Differences:
+    """Per (connector, resource): missing, who must hold it and does not (user id ->
+    (assignment id, role, grant job id)); unauthorised, who holds it and may not."""
+
+    missing: dict[Key, dict[str, tuple[str, str, str]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    unauthorised: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+
+def _differences(
+    session: Session, span: tuple[str | None, str], only: str | None, actual: dict[Key, set[str]]
+) -> _Differences:
+    """Where the `actual` members of the span's resources differ from the grants, found in
+    one query that returns only the differences.
+
+    Who may hold a resource (authorised): the people whose grant of it has not failed and
+    whose assignment is live or has its revoke on the way. Who must (expected): of those,
+    the ones whose grant is done (one queued or running is on its way, not missing) and
+    whose assignment is live.
+    """
+    found = _Differences()
+    if not actual:
+        return found
+    held = _held(*span, only)
+    pairs = [(name, resource, user) for (name, resource), users in actual.items() for user in users]
+    members = table_of(session, "members", ("connector", "resource", "user_id"), pairs)
+    compared = table_of(session, "compared", ("connector", "resource"), list(actual))
+    same = (held.c.connector == members.c.connector) & (held.c.resource == members.c.resource)
+    same &= held.c.subject_id == members.c.user_id
+    owed = [held.c.subject_id, held.c.assignment_id, held.c.role, held.c.id]
+    missing = (
+        select(literal("missing"), held.c.connector, held.c.resource, *owed)
+        .join(
+            compared,
+            (compared.c.connector == held.c.connector) & (compared.c.resource == held.c.resource),
+        )
+        .where(held.c.grant_state == JobState.DONE, held.c.held.in_(list(LIVE_STATES)))
+        .where(~exists().where(same))
+    )
+    holding = [members.c.connector, members.c.resource, members.c.user_id, null(), null(), null()]
+    unauthorised = select(literal("unauthorised"), *holding).where(~exists().where(same))
+    query = union_all(missing, unauthorised)
+    for kind, connector, resource, user, *owed in session.connection().execute(query):
+        if kind != "missing":
+            found.unauthorised[(connector, resource)].add(user)
             continue
-        grants.authorised[key].add(subject)
-        if state == JobState.DONE and held in _LIVE:
-            grants.expected[key][subject] = (assignment, role)
-    return grants
+        owing = found.missing[(connector, resource)]
+        # Of a person's several grants owed, the latest (ids are time-ordered) is named.
+        if user not in owing or owed[2] > owing[user][2]:
+            owing[user] = tuple(owed)
+    return found
+
+
+def _held(after: str | None, through: str, only: str | None) -> CTE:
+    """The span's grants that have not failed and whose assignment may hold the resource,
+    with the grant's and the assignment's state: each assignment read once, by primary key."""
+    grants = select(
+        Job.id,
+        Job.connector,
+        Job.resource,
+        Job.subject_id,
+        Job.assignment_id,
+        Job.role,
+        Job.state.label("grant_state"),
+        Assignment.state.label("held"),
+    ).join(Assignment, Assignment.id == Job.assignment_id)
+    grants = _in_span(grants, after, through, only)
+    return grants.where(Job.state != JobState.FAILED, Assignment.state.in_(list(_HOLDING))).cte(
+        "held"
+    )
 
 
 def _skipped(connectors: Connectors, names: set[str]) -> dict[str, str | None]:
@@ -200,7 +258,7 @@ def _actual_members(
 def _mend(
     jobs: JobService,
     drift: Drift,
-    holders: dict[str, tuple[str, str]],
+    holders: dict[str, tuple[str, str, str]],
     granted_roles: set[str],
     now: datetime,
 ) -> None:

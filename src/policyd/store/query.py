@@ -11,10 +11,13 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     Connection,
+    FromClause,
     Select,
+    String,
     Table,
     any_,
     bindparam,
+    cast,
     func,
     insert,
     literal_column,
@@ -35,6 +38,31 @@ def among(
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
+
+
+def table_of(
+    session: Session, name: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
+) -> FromClause:
+    """`rows` (tuples of strings, one value per name in `columns`) as a table named `name`
+    to join in a query, however many: on PostgreSQL one array parameter per column
+    (`unnest`), elsewhere one JSON parameter (SQLite's `json_each`).
+
+    For comparing thousands of values a service holds (a connector's answer) with rows in
+    one query, without a statement that grows with them or a temporary table.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = [
+            cast(bindparam(None, [row[at] for row in rows]), ARRAY(String))
+            for at in range(len(columns))
+        ]
+        return func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
+    each = func.json_each(bindparam(None, json.dumps([list(row) for row in rows])))
+    each = each.table_valued("value").alias(f"{name}_each")
+    values = [
+        func.json_extract(each.c.value, f"$[{at}]").label(column)
+        for at, column in enumerate(columns)
+    ]
+    return select(*values).select_from(each).subquery(name)
 
 
 # Rows a numbered page counts at most beyond its own last row: a count of millions reads

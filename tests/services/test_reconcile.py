@@ -163,8 +163,8 @@ def test_a_resource_emptied_by_hand_misses_every_holder(session, connectors, gra
 def test_a_person_owed_two_grants_is_missing_once_and_mended_with_the_same_one(
     session, connectors, granted, clock
 ):
-    """ada is owed Scope A through two done grants (roles member, then owner): missing once;
-    each fix queues the latest of the two again."""
+    """ada is owed Scope A through two done grants of one assignment (roles member and
+    owner): missing once; each fix queues the same one again (the greater role)."""
     grant_job(session, clock, "ada", granted.id, role="owner")
     DirectoryService(session).remove_member(ROOT, GROUP, "ada", now=clock())
     session.commit()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import CTE, Select, exists, literal, null, select, union_all
+from sqlalchemy import CTE, ColumnElement, Select, select, union_all
 from sqlalchemy.orm import Session
 
 from policyd.collector import collector_paused
@@ -151,9 +151,9 @@ def _granted_roles(
 @dataclass
 class _Differences:
     """Per (connector, resource): missing, who must hold it and does not (user id ->
-    (assignment id, role, grant job id)); unauthorised, who holds it and may not."""
+    (assignment id, role)); unauthorised, who holds it and may not."""
 
-    missing: dict[Key, dict[str, tuple[str, str, str]]] = field(
+    missing: dict[Key, dict[str, tuple[str, str]]] = field(
         default_factory=lambda: defaultdict(dict)
     )
     unauthorised: dict[Key, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -173,53 +173,66 @@ def _differences(
     found = _Differences()
     if not actual:
         return found
-    held = _held(*span, only)
+    held = _authorised(*span, only, sorted({name for name, _ in actual}))
     pairs = [(name, resource, user) for (name, resource), users in actual.items() for user in users]
     members = table_of(session, "members", ("connector", "resource", "user_id"), pairs)
-    compared = table_of(session, "compared", ("connector", "resource"), list(actual))
     same = (held.c.connector == members.c.connector) & (held.c.resource == members.c.resource)
     same &= held.c.subject_id == members.c.user_id
-    owed = [held.c.subject_id, held.c.assignment_id, held.c.role, held.c.id]
-    missing = (
-        select(literal("missing"), held.c.connector, held.c.resource, *owed)
-        .join(
-            compared,
-            (compared.c.connector == held.c.connector) & (compared.c.resource == held.c.resource),
-        )
-        .where(held.c.grant_state == JobState.DONE, held.c.held.in_(list(LIVE_STATES)))
-        .where(~exists().where(same))
-    )
-    holding = [members.c.connector, members.c.resource, members.c.user_id, null(), null(), null()]
-    unauthorised = select(literal("unauthorised"), *holding).where(~exists().where(same))
-    query = union_all(missing, unauthorised)
-    for kind, connector, resource, user, *owed in session.connection().execute(query):
-        if kind != "missing":
-            found.unauthorised[(connector, resource)].add(user)
+    for row in session.connection().execute(_apart(session, held, members, same)):
+        connector, resource, user, assignment, role, grant_state, state, *member = row
+        if member[2] is not None:  # holds it, and no grant lets them
+            found.unauthorised[(member[0], member[1])].add(member[2])
             continue
-        owing = found.missing[(connector, resource)]
-        # Of a person's several grants owed, the latest (ids are time-ordered) is named.
-        if user not in owing or owed[2] > owing[user][2]:
-            owing[user] = tuple(owed)
+        if (connector, resource) not in actual or grant_state != JobState.DONE:
+            continue  # not compared, or on its way
+        if state in LIVE_STATES:
+            owing = found.missing[(connector, resource)]
+            # Of a person's several grants owed, the latest assignment's (ids are
+            # time-ordered) is named, the same every run.
+            if user not in owing or (assignment, role) > owing[user]:
+                owing[user] = (assignment, role)
     return found
 
 
-def _held(after: str | None, through: str, only: str | None) -> CTE:
-    """The span's grants that have not failed and whose assignment may hold the resource,
-    with the grant's and the assignment's state: each assignment read once, by primary key."""
+def _apart(session: Session, held: CTE, members: CTE, same: ColumnElement[bool]) -> Select:
+    """The grants with no member and the members with no grant: a full join."""
+    columns = [*held.c, *members.c]
+    if session.get_bind().dialect.name == "postgresql":
+        # A full join runs by hash or merge, whatever PostgreSQL guesses of the JSON rows'
+        # number; as anti-joins, one guess of a row made them nested loops of 6,000 x 6,000.
+        apart = held.c.subject_id.is_(None) | members.c.user_id.is_(None)
+        return select(*columns).select_from(held.outerjoin(members, same, full=True)).where(apart)
+    # SQLite has FULL JOIN only since 3.39.
+    return union_all(
+        select(*columns)
+        .select_from(held.outerjoin(members, same))
+        .where(members.c.user_id.is_(None)),
+        select(*columns)
+        .select_from(members.outerjoin(held, same))
+        .where(held.c.subject_id.is_(None)),
+    )
+
+
+def _authorised(after: str | None, through: str, only: str | None, names: list[str]) -> CTE:
+    """The span's grants through the connectors `names` that have not failed and whose
+    assignment is live or has its revoke on the way, with the grant's state and the
+    assignment's: on PostgreSQL from ix_jobs_grant_resource alone, which carries them."""
+    # One primary-key probe per grant, as a subquery: a join would let a planner start from
+    # the assignments (every live one) instead of the page's range of the grant index.
+    state = select(Assignment.state).where(Assignment.id == Job.assignment_id).scalar_subquery()
     grants = select(
-        Job.id,
         Job.connector,
         Job.resource,
         Job.subject_id,
         Job.assignment_id,
         Job.role,
         Job.state.label("grant_state"),
-        Assignment.state.label("held"),
-    ).join(Assignment, Assignment.id == Job.assignment_id)
-    grants = _in_span(grants, after, through, only)
-    return grants.where(Job.state != JobState.FAILED, Assignment.state.in_(list(_HOLDING))).cte(
-        "held"
-    )
+        state.label("held"),
+    ).where(Job.state != JobState.FAILED, Job.connector.in_(names))
+    # Materialized: the state is filtered on below, and the probe must run once a grant.
+    held = _in_span(grants, after, through, only).cte("all_held")
+    held = held.prefix_with("MATERIALIZED", dialect="postgresql")
+    return select(held).where(held.c.held.in_(list(_HOLDING))).cte("held")
 
 
 def _skipped(connectors: Connectors, names: set[str]) -> dict[str, str | None]:
@@ -258,7 +271,7 @@ def _actual_members(
 def _mend(
     jobs: JobService,
     drift: Drift,
-    holders: dict[str, tuple[str, str, str]],
+    holders: dict[str, tuple[str, str]],
     granted_roles: set[str],
     now: datetime,
 ) -> None:

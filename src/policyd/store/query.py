@@ -8,12 +8,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
+    CTE,
     JSON,
     ColumnElement,
     Connection,
-    FromClause,
     Select,
-    String,
     Table,
     any_,
     bindparam,
@@ -42,27 +41,26 @@ def among(
 
 def table_of(
     session: Session, name: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
-) -> FromClause:
+) -> CTE:
     """`rows` (tuples of strings, one value per name in `columns`) as a table named `name`
-    to join in a query, however many: on PostgreSQL one array parameter per column
-    (`unnest`), elsewhere one JSON parameter (SQLite's `json_each`).
+    to join in a query, however many: one JSON parameter, a JSON array of arrays that
+    PostgreSQL (`json_array_elements`) and SQLite (`json_each`) take apart.
 
     For comparing thousands of values a service holds (a connector's answer) with rows in
-    one query, without a statement that grows with them or a temporary table.
+    one query, without a statement that grows with them or a temporary table. JSON, not one
+    array per column: psycopg adapts a list element by element in Python, json.dumps in C.
     """
+    document = bindparam(None, json.dumps([list(row) for row in rows]))
     if session.get_bind().dialect.name == "postgresql":
-        arrays = [
-            cast(bindparam(None, [row[at] for row in rows]), ARRAY(String))
-            for at in range(len(columns))
-        ]
-        return func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
-    each = func.json_each(bindparam(None, json.dumps([list(row) for row in rows])))
-    each = each.table_valued("value").alias(f"{name}_each")
-    values = [
-        func.json_extract(each.c.value, f"$[{at}]").label(column)
-        for at, column in enumerate(columns)
-    ]
-    return select(*values).select_from(each).subquery(name)
+        each = func.json_array_elements(cast(document, JSON)).table_valued(
+            "value", name=f"{name}_json"
+        )
+        values = [each.c.value.op("->>")(literal_column(str(at))) for at in range(len(columns))]
+    else:
+        each = func.json_each(document).table_valued("value", name=f"{name}_json")
+        values = [func.json_extract(each.c.value, f"$[{at}]") for at in range(len(columns))]
+    labelled = [value.label(column) for value, column in zip(values, columns, strict=True)]
+    return select(*labelled).select_from(each).cte(name)
 
 
 # Rows a numbered page counts at most beyond its own last row: a count of millions reads

@@ -92,7 +92,9 @@ class DirectoryMemberships:
             query = select(Membership.group_id, Membership.user_id).where(
                 among(session, Membership.group_id, group_ids)
             )
-            for group_id, user_id in session.execute(query):
+            # Plain rows of the connection, fetched at once (not row by row): reconcile asks
+            # for a thousand groups at a time.
+            for group_id, user_id in session.connection().execute(query).all():
                 found[group_id].add(user_id)
         return found
 

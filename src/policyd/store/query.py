@@ -13,14 +13,17 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
+    String,
     Table,
     any_,
     bindparam,
     cast,
+    column,
     func,
     insert,
     literal_column,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -40,27 +43,42 @@ def among(
 
 
 def table_of(
-    session: Session, name: str, columns: Sequence[str], rows: Sequence[Sequence[str]]
+    session: Session,
+    name: str,
+    columns: Sequence[str],
+    groups: Sequence[tuple[Sequence[str], Sequence[str]]],
 ) -> CTE:
-    """`rows` (tuples of strings, one value per name in `columns`) as a table named `name`
-    to join in a query, however many: one JSON parameter, a JSON array of arrays that
-    PostgreSQL (`json_array_elements`) and SQLite (`json_each`) take apart.
+    """A table named `name` of string `columns` to join in a query, given as groups: the
+    values of every column but the last, and the last column's values under them (a
+    resource and its members). However many, it is one JSON parameter that PostgreSQL
+    (`json_array_elements`) and SQLite (`json_each`) take apart.
 
     For comparing thousands of values a service holds (a connector's answer) with rows in
     one query, without a statement that grows with them or a temporary table. JSON, not one
-    array per column: psycopg adapts a list element by element in Python, json.dumps in C.
+    array per column: psycopg adapts a list element by element in Python, json.dumps in C;
+    grouped, so the leading values are sent once a group, not once a row.
     """
-    document = bindparam(None, json.dumps([list(row) for row in rows]))
+    *leading, last = columns
+    document = json.dumps(
+        [{**dict(zip(leading, lead, strict=True)), last: list(values)} for lead, values in groups]
+    )
+    parameter = bindparam(None, document)
     if session.get_bind().dialect.name == "postgresql":
-        each = func.json_array_elements(cast(document, JSON)).table_valued(
-            "value", name=f"{name}_json"
+        # Parsed once, into typed columns; each group's values once more.
+        group = func.json_to_recordset(cast(parameter, JSON)).table_valued(
+            *(column(name_, String) for name_ in leading), column(last, JSON), name=f"{name}_group"
         )
-        values = [each.c.value.op("->>")(literal_column(str(at))) for at in range(len(columns))]
+        group = group.render_derived(with_types=True)
+        lead = [group.c[name_] for name_ in leading]
+        value = func.json_array_elements_text(group.c[last])
     else:
-        each = func.json_each(document).table_valued("value", name=f"{name}_json")
-        values = [func.json_extract(each.c.value, f"$[{at}]") for at in range(len(columns))]
-    labelled = [value.label(column) for value, column in zip(values, columns, strict=True)]
-    return select(*labelled).select_from(each).cte(name)
+        group = func.json_each(parameter).table_valued("value", name=f"{name}_group")
+        lead = [func.json_extract(group.c.value, f"$.{name_}") for name_ in leading]
+        value = func.json_each(group.c.value, f"$.{last}")
+    value = value.table_valued("value", name=f"{name}_value")
+    made = zip([*lead, value.c.value], columns, strict=True)
+    labelled = [column_.label(label) for column_, label in made]
+    return select(*labelled).select_from(group.join(value, true())).cte(name)
 
 
 # Rows a numbered page counts at most beyond its own last row: a count of millions reads

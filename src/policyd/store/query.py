@@ -51,7 +51,7 @@ def table_of(
     """A table named `name` of string `columns` to join in a query, given as groups: the
     values of every column but the last, and the last column's values under them (a
     resource and its members). However many, it is one JSON parameter that PostgreSQL
-    (`json_array_elements`) and SQLite (`json_each`) take apart.
+    (`json_to_recordset`) and SQLite (`json_each`) take apart.
 
     For comparing thousands of values a service holds (a connector's answer) with rows in
     one query, without a statement that grows with them or a temporary table. JSON, not one
@@ -66,9 +66,9 @@ def table_of(
     if session.get_bind().dialect.name == "postgresql":
         # Parsed once, into typed columns; each group's values once more.
         group = func.json_to_recordset(cast(parameter, JSON)).table_valued(
-            *(column(name_, String) for name_ in leading), column(last, JSON), name=f"{name}_group"
+            *(column(name_, String) for name_ in leading), column(last, JSON)
         )
-        group = group.render_derived(with_types=True)
+        group = group.render_derived(name=f"{name}_group", with_types=True)
         lead = [group.c[name_] for name_ in leading]
         value = func.json_array_elements_text(group.c[last])
     else:

@@ -164,7 +164,7 @@ def _differences(
     session: Session, span: tuple[str | None, str], only: str | None, actual: dict[Key, set[str]]
 ) -> _Differences:
     """Where the `actual` members of the span's resources differ from the grants, found in
-    one query that returns only the differences.
+    one query that returns only the members no grant covers and the grants with no member.
 
     Who may hold a resource (authorised): the people whose grant of it has not failed and
     whose assignment is live or has its revoke on the way. Who must (expected): of those,
@@ -179,9 +179,9 @@ def _differences(
     same = (held.c.connector == members.c.connector) & (held.c.resource == members.c.resource)
     same &= held.c.subject_id == members.c.user_id
     for row in session.connection().execute(_apart(session, held, members, same)).all():
-        connector, resource, user, assignment, role, grant_state, state, *member = row
-        if member[2] is not None:  # holds it, and no grant lets them
-            found.unauthorised[(member[0], member[1])].add(member[2])
+        connector, resource, user, assignment, role, grant_state, state, *holder = row
+        if holder[2] is not None:  # a member whom no grant lets hold it
+            found.unauthorised[(holder[0], holder[1])].add(holder[2])
             continue
         if (connector, resource) not in actual or grant_state != JobState.DONE:
             continue  # not compared, or on its way
@@ -198,11 +198,11 @@ def _apart(session: Session, held: CTE, members: CTE, same: ColumnElement[bool])
     """The grants with no member and the members with no grant: a full join."""
     columns = [*held.c, *members.c]
     if session.get_bind().dialect.name == "postgresql":
-        # A full join runs by hash or merge, whatever PostgreSQL guesses of the JSON rows'
-        # number; as anti-joins, one guess of a row made them nested loops of 6,000 x 6,000.
+        # A full join runs by hash or merge, whatever PostgreSQL guesses of the number of
+        # JSON rows; as anti-joins, a low guess made them nested loops of members x grants.
         apart = held.c.subject_id.is_(None) | members.c.user_id.is_(None)
         return select(*columns).select_from(held.outerjoin(members, same, full=True)).where(apart)
-    # SQLite has FULL JOIN only since 3.39.
+    # SQLite before 3.39 has no FULL JOIN.
     return union_all(
         select(*columns)
         .select_from(held.outerjoin(members, same))

@@ -123,7 +123,7 @@ def _next_resources(session: Session, last: str | None, size: int, only: str | N
         query = query.where(Job.resource > last)
     if only is not None:
         query = query.where(Job.connector == only)
-    return list(session.scalars(query.limit(size)))
+    return session.connection().execute(query.limit(size)).scalars().all()
 
 
 def _in_span(query: Select, after: str | None, through: str, only: str | None) -> Select:

@@ -6,11 +6,16 @@ import ssl
 from collections.abc import Callable, Sequence
 
 from policyd.connectors.base import ConnectorContext, ConnectorError, Target
-from policyd.connectors.ldap.pool import Pool
+from policyd.connectors.ldap.pool import Pool, ResultError
 from policyd.connectors.ldap.protocol import (
+    INSUFFICIENT_ACCESS_RIGHTS,
+    INVALID_DN_SYNTAX,
     NO_SUCH_ATTRIBUTE,
     NO_SUCH_OBJECT,
     OBJECT_CLASS_VIOLATION,
+    PERMISSIVE_MODIFY,
+    REFERRAL,
+    UNAVAILABLE_CRITICAL_EXTENSION,
     VALUE_EXISTS,
     LDAPInvalidDnError,
     escape_rdn,
@@ -23,6 +28,11 @@ from policyd.connectors.ldap.settings import LdapSettings
 GROUP_PREFIX = "group:"
 LOCKED_FOREVER = "000001010000Z"  # ppolicy: locked until an administrator unlocks the account
 _PLACEHOLDER_GONE = (NO_SUCH_ATTRIBUTE, OBJECT_CLASS_VIOLATION)  # absent, or needed after all
+# Answers to a modify of a group that concern the group entry, not one of the values: when a
+# bulk revoke gets one, each of the group's targets gets it too, without a modify of its own.
+# A server refuses the permissive modify control, or takes it and ignores it.
+_NOT_PERMISSIVE = (UNAVAILABLE_CRITICAL_EXTENSION, NO_SUCH_ATTRIBUTE)
+_GROUP_WIDE = frozenset({REFERRAL, NO_SUCH_OBJECT, INVALID_DN_SYNTAX, INSUFFICIENT_ACCESS_RIGHTS})
 
 
 def create(context: ConnectorContext) -> LdapConnector:
@@ -52,6 +62,7 @@ class LdapConnector:
         self._call = self._pool.call
         self._check = self._pool.check
         self._error = self._pool.error
+        self._permissive = True  # until the server refuses the permissive modify control
 
     def grant(self, target: Target) -> None:
         group, user = self._group_dn(target), self._user_dn(target)
@@ -100,17 +111,20 @@ class LdapConnector:
 
     def revoke_many(self, targets: Sequence[Target]) -> list[ConnectorError | None]:
         """Revoke many targets with one modify per group (mass expiry)."""
-        return self._bulk(targets, self._remove_all, self.revoke)
+        return self._bulk(targets, self._remove_all, self.revoke, _fails_whole_group)
 
     def _bulk(
         self,
         targets: Sequence[Target],
         apply: Callable[[ldap3.Connection, str, list[Target]], None],
         single: Callable[[Target], None],
+        whole_group: Callable[[ConnectorError], bool] = lambda error: False,
     ) -> list[ConnectorError | None]:
         """Apply `apply` to each group's targets at once. A group whose one modify fails (a
         user who does not exist, the last member of a group, a member changed meanwhile) is
-        done target by target, so each target gets its own outcome, as with `single`."""
+        done target by target, so each target gets its own outcome, as with `single`; unless
+        `whole_group` says the failure is the group's (it is missing, the server is down):
+        then each of its targets fails with it."""
         errors: list[ConnectorError | None] = [None] * len(targets)
         groups: dict[str, list[int]] = {}
         for index, target in enumerate(targets):
@@ -122,7 +136,11 @@ class LdapConnector:
             members = [targets[index] for index in indexes]
             try:
                 self._call(lambda conn, g=group, m=members: apply(conn, g, m))
-            except ConnectorError:
+            except ConnectorError as error:
+                if whole_group(error):
+                    for index in indexes:
+                        errors[index] = error
+                    continue
                 for index in indexes:
                     try:
                         single(targets[index])
@@ -163,12 +181,45 @@ class LdapConnector:
             self._check(conn, f"drop placeholder of {group}", *_PLACEHOLDER_GONE)
 
     def _remove_all(self, conn: ldap3.Connection, group: str, targets: list[Target]) -> None:
+        users = list(dict.fromkeys(self._user_dn(target) for target in targets))
+        if self._permissive:
+            if self._delete_permissively(conn, group, users):
+                return
+            self._permissive = False  # this server refuses the control: read before deleting
+        conn.modify(group, {self.settings.member_attribute: [(ldap3.MODIFY_DELETE, users)]})
+        action = f"remove {len(users)} members from {group}"
+        if self._check(conn, action, NO_SUCH_ATTRIBUTE) == NO_SUCH_ATTRIBUTE:
+            self._delete_present(conn, group, targets, users)
+
+    def _delete_permissively(self, conn: ldap3.Connection, group: str, users: list[str]) -> bool:
+        """Delete `users` from `group` in one modify under permissive modify, so that those
+        already gone are no error and nothing is read first. False when the server does not
+        honour the control (and changed nothing)."""
+        attribute, placeholder = self.settings.member_attribute, self.settings.empty_group_member
+        action = f"remove {len(users)} members from {group}"
+        conn.modify(
+            group, {attribute: [(ldap3.MODIFY_DELETE, users)]}, controls=[PERMISSIVE_MODIFY]
+        )
+        code = self._check(conn, action, *_NOT_PERMISSIVE, OBJECT_CLASS_VIOLATION)
+        if code in _NOT_PERMISSIVE:
+            return False
+        if code == OBJECT_CLASS_VIOLATION:
+            if placeholder is None:  # done one by one: only the last member's revoke fails
+                raise self._error(f"{action}: it would be left without a member", False)
+            # One modify is atomic: the group is never without a member.
+            changes = [(ldap3.MODIFY_DELETE, users), (ldap3.MODIFY_ADD, [placeholder])]
+            conn.modify(group, {attribute: changes}, controls=[PERMISSIVE_MODIFY])
+            self._check(conn, f"{action} (leaving a placeholder)")
+        return True
+
+    def _delete_present(
+        self, conn: ldap3.Connection, group: str, targets: list[Target], users: list[str]
+    ) -> None:
+        """Without permissive modify: delete the values as the server holds them, read
+        first (deleting a value that is absent would fail the whole modify)."""
         attribute = self.settings.member_attribute
         wanted = {target.user_id for target in targets}
         template = self.settings.user_dn
-        # The values as the server holds them: deleting a value that is absent would fail
-        # the whole modify.
-        users = list(dict.fromkeys(self._user_dn(target) for target in targets))
         current = self._read_members(conn, group, only=users)
         present = [dn for dn in current if template.user_id(dn) in wanted]
         if present:
@@ -233,6 +284,15 @@ class LdapConnector:
 
     def _user_dn(self, target: Target) -> str:
         return self.settings.user_dn.dn(target.user_id)
+
+
+def _fails_whole_group(error: ConnectorError) -> bool:
+    """Whether a bulk revoke's failure fails each target of the group alike: every operation
+    of `_remove_all` is on the group entry, so a missing or forbidden group fails them all,
+    and a server or network down for now makes each of them be retried later."""
+    if isinstance(error, ResultError):
+        return error.code in _GROUP_WIDE or error.retryable
+    return error.retryable  # no answer at all, after the pool's retry on a new connection
 
 
 def check_resource(resource: str, role: str) -> str | None:

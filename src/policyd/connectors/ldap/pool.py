@@ -22,6 +22,14 @@ from policyd.connectors.ldap.settings import LdapSettings
 T = TypeVar("T")
 
 
+class ResultError(ConnectorError):
+    """The server answered an operation with a result code we do not accept: `code`."""
+
+    def __init__(self, message: str, code: int, *, retryable: bool):
+        super().__init__(message, retryable=retryable)
+        self.code = code
+
+
 class Pool:
     """Bound connections, each used by one thread at a time, so a connector is safe to share
     between worker threads."""
@@ -57,7 +65,10 @@ class Pool:
             return code
         detail = result.get("message") or ""
         message = f"{action}: {result.get('description')} ({code})"
-        raise self.error(f"{message}: {detail}" if detail else message, code in TRANSIENT)
+        message = f"{message}: {detail}" if detail else message
+        raise ResultError(
+            f"ldap connector {self.name!r}: {message}", code, retryable=code in TRANSIENT
+        )
 
     def error(self, message: str, retryable: bool) -> ConnectorError:
         return ConnectorError(f"ldap connector {self.name!r}: {message}", retryable=retryable)

@@ -19,9 +19,14 @@ with warnings.catch_warnings():
     from ldap3.utils.dn import escape_rdn, parse_dn
 
 SUCCESS = 0
+REFERRAL = 10
+UNAVAILABLE_CRITICAL_EXTENSION = 12  # a critical control the server does not know
 NO_SUCH_ATTRIBUTE = 16  # revoking a value that is not there
 VALUE_EXISTS = 20  # granting a value that is already there
 NO_SUCH_OBJECT = 32
+INVALID_DN_SYNTAX = 34
+INSUFFICIENT_ACCESS_RIGHTS = 50
+UNWILLING_TO_PERFORM = 53
 OBJECT_CLASS_VIOLATION = 65  # e.g. the last member of a groupOfNames
 # Result codes that say "not now" rather than "never": timeLimitExceeded, adminLimitExceeded,
 # busy, unavailable, other (slapd's answer to internal errors such as a full database).
@@ -29,6 +34,11 @@ TRANSIENT = frozenset({3, 11, 51, 52, 80})
 # matchedValues (RFC 3876): a search returns, of a multi-valued attribute, only the values
 # that match a filter. Not critical: a server without it returns them all.
 MATCHED_VALUES = "1.2.826.0.1.3344810.2.3"
+# Permissive modify (Active Directory's, also in OpenLDAP): deleting a value that is absent
+# or adding one that is present is no error, so a modify of many values needs no read first.
+# Critical: a server without it refuses the modify (unavailableCriticalExtension) rather
+# than failing it for one absent value.
+PERMISSIVE_MODIFY = ("1.2.840.113556.1.4.1413", True, None)
 # Raised by ldap3 when the server cannot be reached, drops the connection or does not answer.
 NETWORK_ERRORS = (LDAPCommunicationError, LDAPResponseTimeoutError)
 
@@ -52,12 +62,18 @@ def matched_values(attribute: str, values: Iterable[str]) -> tuple[str, bool, by
 
 
 __all__ = [
+    "INSUFFICIENT_ACCESS_RIGHTS",
+    "INVALID_DN_SYNTAX",
     "NETWORK_ERRORS",
     "NO_SUCH_ATTRIBUTE",
     "NO_SUCH_OBJECT",
     "OBJECT_CLASS_VIOLATION",
+    "PERMISSIVE_MODIFY",
+    "REFERRAL",
     "SUCCESS",
     "TRANSIENT",
+    "UNAVAILABLE_CRITICAL_EXTENSION",
+    "UNWILLING_TO_PERFORM",
     "VALUE_EXISTS",
     "LDAPExceptionError",
     "LDAPInvalidDnError",

@@ -431,6 +431,7 @@ class Result:
     checks: Checks = field(default_factory=Checks)
     status: str = "ok"
     calibration: str = ""
+    slapd_cpu: float | None = None  # slapd's CPU seconds during the sweep (--target ldap)
 
 
 def verify(url: str, n: int, now: datetime, ldap_url: str | None = None) -> Checks:
@@ -532,8 +533,9 @@ def run(
     batch: int,
     timeout: float,
     profile: str | None,
-    ldap_url: str | None = None,
+    ldap: expiry_ldap.Slapd | None = None,
 ) -> Result:
+    ldap_url = ldap.url if ldap is not None else None
     deadline = time.monotonic() + timeout
     result = Result(kind, workers, n, via="ldap" if ldap_url else "directory")
     expires_at = datetime.now(UTC).replace(microsecond=0)
@@ -562,6 +564,7 @@ def run(
         with suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=max(1.0, deadline - time.monotonic()))
         start = time.time()
+        slapd_before = expiry_ldap.cpu_seconds(ldap) if ldap is not None else 0.0
         while len(reports) < workers:
             try:
                 reports.append(results.get(timeout=max(0.1, deadline - time.monotonic())))
@@ -570,6 +573,8 @@ def run(
                 log(f"{kind}: --timeout {timeout:g} s reached; stopping the workers")
                 break
     finally:
+        if ldap is not None:
+            result.slapd_cpu = expiry_ldap.cpu_seconds(ldap) - slapd_before
         for process in processes:
             process.join(timeout=5)
             if process.is_alive():
@@ -692,6 +697,10 @@ def print_notes(results: list[Result], batch: int) -> None:
         "from /proc, so only with the server on this host; - otherwise and on SQLite)"
     )
     for r in results:
+        if r.slapd_cpu is not None and r.checks.removed:
+            per = r.slapd_cpu * 1000 / r.checks.removed
+            print(f"  {r.database}: slapd used {r.slapd_cpu:.1f} s of CPU ({per:.2f} ms a removal)")
+    for r in results:
         ran = ", ".join(f"{kind} {count:,}" for kind, count in sorted(r.checks.jobs.items()))
         shares = "; ".join(
             f"worker {index}: expired {expired:,}, ran {jobs:,} jobs, {cpu:.1f} s CPU"
@@ -747,6 +756,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "slapd's group through the ldap connector (slapd must be installed)",
     )
     parser.add_argument(
+        "--slapd-index",
+        action="store_true",
+        help="with --target ldap: slapd indexes member (eq), as directories that look groups "
+        "up by member do",
+    )
+    parser.add_argument(
         "--batch",
         type=int,
         default=EXPIRY_BATCH,
@@ -772,17 +787,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 @contextmanager
-def slapd(target: str, n: int) -> Iterator[str | None]:
-    """For `--target ldap`, a running slapd whose group holds the N bench users: its URL."""
+def slapd(target: str, n: int, index: bool) -> Iterator[expiry_ldap.Slapd | None]:
+    """For `--target ldap`, a running slapd whose group holds the N bench users."""
     if target != "ldap":
         yield None
         return
-    with expiry_ldap.running_slapd() as server:
+    with expiry_ldap.running_slapd(index) as server:
         started = time.perf_counter()
         expiry_ldap.fill_group(server, (f"bench-user-{i:07d}" for i in range(n)))
         took = time.perf_counter() - started
         log(f"ldap: slapd at {server.url}, {n:,} members added in {took:.1f} s")
-        yield server.url
+        yield server
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -796,13 +811,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         with (
             fresh_database(kind, args.postgres_url, log) as url,
             tempfile.TemporaryDirectory() as tmp,
-            slapd(args.target, args.n) as ldap_url,
+            slapd(args.target, args.n, args.slapd_index) as ldap,
         ):
             profile = str(Path(tmp) / "worker.prof") if args.profile else None
             try:
-                result = run(
-                    kind, url, args.n, workers, args.batch, args.timeout, profile, ldap_url
-                )
+                result = run(kind, url, args.n, workers, args.batch, args.timeout, profile, ldap)
             except TimeoutError as err:
                 log(f"{kind}: {err}")
                 result = Result(kind, workers, args.n, args.target, status="timeout")

@@ -3,6 +3,7 @@ whose members the expiring assignments granted, and the `ldap` connector instanc
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,12 +38,14 @@ def member_dn(user_id: str) -> str:
 
 
 @contextmanager
-def running_slapd() -> Iterator[Slapd]:
+def running_slapd(index: bool = False) -> Iterator[Slapd]:
     """A slapd with the base entries, started as the tests start theirs, stopped after.
 
-    Two changes to the tests' configuration for groups of 100,000 members: a larger map
-    (each modify rewrites the whole group entry) and `sortvals member`, which keeps the
-    values sorted so that a delete finds each of them without a scan of the list.
+    Changed from the tests' configuration as a production server with groups of 100,000
+    members would run: durable writes (no `dbnosync`: each modify is synced to disk), a
+    larger map (each modify rewrites the whole group entry) and `sortvals member`, which keeps
+    the values sorted so that a delete finds each of them without a scan of the list. With
+    `index`, also `index member eq` (as directories that look groups up by member have).
     """
     binary = slapd_binary()
     schemas = _find(SCHEMA_DIRS, "inetorgperson.schema")
@@ -52,6 +55,7 @@ def running_slapd() -> Iterator[Slapd]:
         server = Slapd(Path(tmp), binary, schemas, _find(MODULE_DIRS, "back_mdb.so"))
         config = server.config.read_text(encoding="utf-8")
         config = config.replace("maxsize 33554432", "maxsize 8589934592")
+        config = config.replace("\ndbnosync\n", "\n" + ("index member eq\n" if index else ""))
         config = config.replace("database mdb", "sortvals member\n\ndatabase mdb", 1)
         server.config.write_text(config, encoding="utf-8")
         server.start()
@@ -62,6 +66,13 @@ def running_slapd() -> Iterator[Slapd]:
             yield server
         finally:
             server.stop()
+
+
+def cpu_seconds(server: Slapd) -> float:
+    """The CPU time (user + system) slapd has used so far, from /proc."""
+    assert server.process is not None
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fill_group(server: Slapd, user_ids: Iterator[str]) -> None:

@@ -381,8 +381,9 @@ def test_bulk_calls_change_each_group_with_one_modify(slapd: Slapd, connect: Con
 
 
 def test_a_bulk_revoke_reads_only_the_members_it_removes(slapd: Slapd, connect: Connect):
-    """revoke_many asks slapd for just the targets' values of the member list (matchedValues),
-    not the whole list: an absent target is simply not among them."""
+    """Where revoke_many must read (a server without permissive modify), it asks slapd for
+    just the targets' values of the member list (matchedValues), not the whole list: an
+    absent target is simply not among them."""
     group = slapd.add_group(["alice", "bob", "dave"])
     connector = connect()
     wanted = [f"uid={uid},{PEOPLE}" for uid in ("bob", "carol")]

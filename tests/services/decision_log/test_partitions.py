@@ -30,9 +30,9 @@ def ids(store: Database) -> set[str]:
         return set(session.scalars(select(DecisionRecord.id)))
 
 
-def postgresql_only(store: Database) -> None:
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("partitions are PostgreSQL's; SQLite deletes in batches")
+# Partitions are PostgreSQL's (SQLite deletes in batches): these tests run on PostgreSQL only,
+# by choosing the backend of the session's `database_url` rather than skipping on SQLite.
+on_postgresql = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 
 
 @pytest.fixture
@@ -119,11 +119,11 @@ def test_old_months_go_while_a_writer_keeps_inserting(months: Database):
     assert after["deleted"] == 3200
 
 
+@on_postgresql
 def test_a_reader_holding_the_table_delays_the_drop_not_the_writer(months: Database):
     """A transaction that read the log holds the drop's lock for 3 s: the drop gives up
     after each short wait and tries again, so the writer never waits long, and the month
     goes once the reader ends."""
-    postgresql_only(months)
     reader = months.engine.connect()
     transaction = reader.begin()
     reader.execute(text("SELECT count(*) FROM decisions")).scalar()
@@ -142,10 +142,10 @@ def test_a_reader_holding_the_table_delays_the_drop_not_the_writer(months: Datab
     assert longest < 2.0, f"the writer waited {longest:.2f} s behind the drop"
 
 
+@on_postgresql
 def test_an_entry_without_its_month_is_stored_and_moves_when_the_month_comes(store: Database):
     """No partition for August: the entry lands in the default partition; preparing August
     moves it into August's partition, and retention still finds it."""
-    postgresql_only(store)
     august = datetime(2026, 8, 10, tzinfo=UTC)
     with store.session() as session:
         session.add(decision_record("early", august))

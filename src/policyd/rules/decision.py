@@ -14,6 +14,7 @@ from policyd.domain import (
     Subject,
 )
 from policyd.rules.engine import Engine
+from policyd.rules.fact_text import fact_writer
 from policyd.rules.facts import build_fact
 from policyd.rules.lifetime import LifetimeError, resolve_lifetime
 from policyd.rules.model import AccessPackage, ApprovalPolicy, Bundle, Question, Rule
@@ -83,11 +84,14 @@ def decide(
         EngineClosedError: the engine was swapped out meanwhile.
     """
     package = bundle.package(package_id)
+    plan = engine.plans.get(package_id)
+    if plan is None or plan.package is not package:
+        plan = engine.plans[package_id] = _Plan(package, engine)
     check_inputs(request, now)
-    request = _answered(package, asked_of(package, engine, subject, request, now), request)
-    compiled = engine.compiled
-    matched_ids = engine.match(package_id, build_fact(compiled, subject, request, now))
-    matched, rule = _order(package, compiled.ranks.get(package_id), matched_ids)
+    if plan.asks or request.answers:  # else there is nothing to check: see check_answers
+        request = _answered(package, asked_of(package, engine, subject, request, now), request)
+    matched_ids = engine.match_json(package_id, plan.write(subject, request, now))
+    matched, rule = _order(package, plan.ranks, matched_ids)
     if rule is None:
         return _deny(bundle, package, None, (), NO_RULE_MATCHED, now)
     lifetime = None
@@ -105,14 +109,32 @@ def decide(
         package=package.id,
         rule=rule.id,
         matched=matched,
-        reason=rule.reason or f"rule {rule.id!r} decided {rule.outcome}",
+        reason=plan.reasons[id(rule)],
         version=bundle.version.id,
         now=now,
-        template=_origin(package),
+        template=plan.origin,
         lifetime=lifetime,
         stages=_stages(approval, package, subject) if approval else (),
         justification_required=bool(approval and approval.require_justification),
     )
+
+
+class _Plan:
+    """What `decide` needs of one package besides its matches, worked out once per engine."""
+
+    __slots__ = ("asks", "origin", "package", "ranks", "reasons", "write")
+
+    def __init__(self, package: AccessPackage, engine: Engine):
+        self.package = package
+        # Whether the package or one of its rules asks a question (then answers are checked).
+        self.asks = bool(package.questions or any(rule.questions for rule in package.rules))
+        self.ranks = engine.compiled.ranks.get(package.id)
+        self.reasons = {  # by the rule itself: ids may repeat
+            id(rule): rule.reason or f"rule {rule.id!r} decided {rule.outcome}"
+            for rule in package.rules
+        }
+        self.origin = _origin(package)
+        self.write = fact_writer(engine.compiled)
 
 
 def asked_of(

@@ -83,6 +83,8 @@ class Engine:
         self._broken: str | None = None
         self._handles: dict[str, int] = {}
         self._sessions: set[str] = set()  # rulesets whose session exists
+        # What callers work out once per package of this engine (decision.py's plans).
+        self.plans: dict[str, Any] = {}
         with _CORE_LOCK:
             try:
                 for name, rules in compiled.rulesets.items():
@@ -92,6 +94,13 @@ class Engine:
             except Exception:
                 self._release()
                 raise
+        # Looked up once here rather than per evaluation: package -> ((ruleset, handle), ...)
+        # and action -> rule id.
+        self._chunks = {
+            package_id: tuple((name, self._handles[name]) for name in names)
+            for package_id, names in compiled.ruleset_of.items()
+        }
+        self._rule_id = {action: rule_id for action, (_, rule_id) in compiled.rule_of.items()}
 
     def match(self, package_id: str, fact: dict[str, Any]) -> frozenset[str]:
         """Ids of every rule of `package_id` whose condition holds for `fact`.
@@ -101,10 +110,18 @@ class Engine:
             EngineClosedError: this version was closed by a swap.
             EngineError: the engine failed earlier or now.
         """
-        if package_id not in self.compiled.ruleset_of:
+        return self.match_json(package_id, _to_json(fact))
+
+    def match_json(self, package_id: str, text: str) -> frozenset[str]:
+        """As `match`, for a fact already written as JSON text (rules/fact_text.py).
+
+        Raises:
+            KeyError, EngineClosedError, EngineError: as `match`.
+        """
+        if package_id not in self._chunks:
             raise KeyError(package_id)
         # Exactly what the C core reads: equal text, equal matches (1, 1.0 and true differ).
-        payload = _to_json(fact)[:-1]
+        payload = text[:-1]
         payload += _SID_SUFFIX if len(payload) > 1 else _SID_SUFFIX[2:]
         if self._closed:  # a remembered match must not outlive its version either
             raise EngineClosedError(self.compiled.version)
@@ -130,11 +147,9 @@ class Engine:
             if self._broken:
                 raise EngineError(self._broken)
             try:
-                for ruleset in self.compiled.ruleset_of[package_id]:
-                    handle = self._handles[ruleset]
+                for ruleset, handle in self._chunks[package_id]:
                     code, state = _assert_fact(handle, payload)
-                    if ruleset not in self._sessions:
-                        self._sessions.add(ruleset)
+                    self._sessions.add(ruleset)
                     if code != _HANDLED:
                         # Unmatched cannot happen with the always-true rule, nor "already
                         # there" with every fact retracted: the session is not what we think.
@@ -148,8 +163,8 @@ class Engine:
             except Exception as err:
                 self._broken = f"durable_rules failed on ruleset {ruleset}: {err}"
                 raise EngineError(self._broken) from err
-        rule_of = self.compiled.rule_of
-        return frozenset([rule_of[a][1] for a in actions if a != ALWAYS_ACTION])
+        rule_id = self._rule_id
+        return frozenset([rule_id[a] for a in actions if a != ALWAYS_ACTION])
 
     @property
     def remembered(self) -> int:

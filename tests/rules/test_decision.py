@@ -293,3 +293,33 @@ def test_the_latest_decision_time_resolves_windows_and_lifetimes_in_any_zone(dec
     decision = decide(rules, Subject("u"), now=now)
     assert decision.outcome is Outcome.AUTO_APPROVE
     assert decision.lifetime.expires_at == datetime(3199, 12, 31, 23, 59, tzinfo=UTC)
+
+
+REQUIRE_TEAM = """
+    - id: team
+      when: {subject.department: Sales}
+      then: {decision: require_approval, approval: {stages: [{approvers: [manager, owners]}]}}
+"""
+
+
+@pytest.mark.parametrize(
+    "rules, subject",
+    [
+        (APPROVE_HIGH + DENY_LOW, Subject("u", type=UserType.GUEST)),  # a deny
+        (APPROVE_HIGH, Subject("u")),  # an approval with its lifetime
+        (REQUIRE_TEAM, Subject("u", department="Sales", manager="m")),  # stages
+        (REQUIRE_TEAM, Subject("u")),  # no rule matched
+        ("    - {id: r, then: {decision: auto_approve, lifetime: {endDate: 2025-12-31}}}\n", None),
+    ],
+    ids=["deny", "approve", "stages", "no-match", "lifetime-deny"],
+)
+def test_decisions_are_made_with_every_field_equal_to_the_dataclass_s_own(decide, rules, subject):
+    """decide() builds Decisions without their __init__: each has every field, and equals the
+    Decision built from the same values."""
+    decision = decide(rules, subject or Subject("u"))
+    values = vars(decision)
+    assert set(values) == {field.name for field in dataclasses.fields(decision)}
+    rebuilt = type(decision)(**values)
+    assert (
+        rebuilt == decision and hash(rebuilt) == hash(decision) and repr(rebuilt) == repr(decision)
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -156,3 +157,16 @@ def test_crons_firing_at_least_yearly_can_end_a_lifetime(cron):
     """Yearly (366 days in a leap year), quarterly, weekly and last-day crons are accepted,
     also at a time a daylight-saving change skips in the zone."""
     assert lifetime_cron_problem(Window(cron, "Europe/Berlin")) is None
+
+
+@pytest.mark.parametrize("requested", [None, "P2D", "P1Y"])
+def test_a_resolved_lifetime_has_every_field_and_equals_the_dataclass_s_own(requested):
+    """resolve_lifetime builds its result without __init__: it has every field and equals the
+    ResolvedLifetime built from the same values."""
+    policy = LifetimePolicy(
+        duration=timedelta(days=7), maximum=timedelta(days=30), requested=RequestedDuration.ANY
+    )
+    life = resolve_lifetime(policy, NOW, requested)
+    assert set(vars(life)) == {field.name for field in dataclasses.fields(life)}
+    rebuilt = type(life)(**vars(life))
+    assert rebuilt == life and hash(rebuilt) == hash(life) and repr(rebuilt) == repr(life)

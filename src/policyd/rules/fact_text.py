@@ -116,9 +116,13 @@ class FactWriter:
             items = sorted({TEXT_PREFIX + text for value in values if (text := _text(value))})
             parts.append(key + ", ".join([_EMPTY_LIST, *map(_quote, items)]) + "]")
             return
+        held = []
+        for value in values:
+            key = members.get(value if type(value) is str else canon_text(value))
+            if key is not None:
+                held.append(key)
         # A subject's values may repeat once made text (1 and "1"); each key is written once.
-        held = [members.get(value if type(value) is str else canon_text(value)) for value in values]
-        parts.extend(dict.fromkeys(key for key in held if key is not None))
+        parts.extend(dict.fromkeys(held) if len(held) > 1 else held)
 
 
 def _text(value: Any) -> str | None:

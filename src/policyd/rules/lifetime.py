@@ -135,7 +135,10 @@ def resolve_lifetime(
             clamped = True
             expires = cap
             notes.append(f"clamped to the maximum of {_text(policy.maximum)}")
-    return ResolvedLifetime(
+    # Made without the frozen dataclass's __init__, which sets each field through
+    # object.__setattr__: half of this function's instructions (see decision.make_decision).
+    resolved = _new(ResolvedLifetime)
+    resolved.__dict__.update(
         expires_at=expires,
         explanation="; ".join(notes),
         clamped=clamped,
@@ -143,6 +146,10 @@ def resolve_lifetime(
         span=span,
         not_after=not_after,
     )
+    return resolved
+
+
+_new = object.__new__
 
 
 def _default_end(

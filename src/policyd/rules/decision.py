@@ -18,7 +18,14 @@ from policyd.rules.engine import Engine
 from policyd.rules.fact_text import fact_writer
 from policyd.rules.facts import build_fact
 from policyd.rules.lifetime import LifetimeError, resolve_lifetime
-from policyd.rules.model import AccessPackage, ApprovalPolicy, Bundle, Question, Rule
+from policyd.rules.model import (
+    AccessPackage,
+    ApprovalPolicy,
+    Bundle,
+    LifetimePolicy,
+    Question,
+    Rule,
+)
 from policyd.rules.question import AnswerError, check_answers
 from policyd.rules.rule_question import asked_questions, asking_id
 from policyd.rules.timing import EARLIEST, LATEST, check_decision_time, parse_duration
@@ -84,10 +91,10 @@ def decide(
         InvalidInputError: a malformed input.
         EngineClosedError: the engine was swapped out meanwhile.
     """
-    package = bundle.package(package_id)
     plan = engine.plans.get(package_id)
-    if plan is None or plan.package is not package:
-        plan = engine.plans[package_id] = _Plan(package, engine)
+    if plan is None or plan.bundle is not bundle:
+        plan = engine.plans[package_id] = _Plan(bundle, bundle.package(package_id), engine)
+    package = plan.package
     # The commonest inputs (UTC, in range, no duration) pass without the calls that check
     # and explain every other case.
     if now.tzinfo is not UTC or not EARLIEST <= now < LATEST or request.duration is not None:
@@ -97,48 +104,58 @@ def decide(
     matched_ids = engine.match_json(package_id, plan.write(subject, request, now))
     matched, rule = _order(package, plan.ranks, matched_ids)
     if rule is None:
-        return _deny(bundle, package, None, (), NO_RULE_MATCHED, now)
+        values = plan.no_match.copy()
+        values["now"] = now
+        return _adopt(values)
+    fixed, policy, approval = plan.rules[id(rule)]
     lifetime = None
-    if rule.outcome is not Outcome.DENY:
-        policy = rule.lifetime or package.lifetime
+    if policy is not None:
         try:
-            lifetime = resolve_lifetime(policy, now, request.duration) if policy else None
+            lifetime = resolve_lifetime(policy, now, request.duration)
         except LifetimeError as err:
             # Access that would end before it starts, or never find its end, is not granted;
             # the rule is named so its author can mend it.
             return _deny(bundle, package, rule.id, matched, f"{LIFETIME_UNRESOLVED}: {err}", now)
-    approval = rule.approval if rule.outcome is Outcome.REQUIRE_APPROVAL else None
-    return make_decision(
-        outcome=rule.outcome,
-        package=package.id,
-        rule=rule.id,
-        matched=matched,
-        reason=plan.reasons[id(rule)],
-        version=bundle.version.id,
-        now=now,
-        template=plan.origin,
-        lifetime=lifetime,
-        stages=_stages(approval, package, subject) if approval else (),
-        justification_required=bool(approval and approval.require_justification),
-    )
+    values = fixed.copy()
+    values["matched"] = matched
+    values["now"] = now
+    values["lifetime"] = lifetime
+    values["stages"] = _stages(approval, package, subject) if approval else ()
+    return _adopt(values)
 
 
 class _Plan:
-    """What `decide` needs of one package besides its matches, worked out once per engine."""
+    """What `decide` needs of one package besides its matches, worked out once per engine:
+    each rule's part of a Decision that is the same in every decision it makes."""
 
-    __slots__ = ("asks", "origin", "package", "ranks", "reasons", "write")
+    __slots__ = ("asks", "bundle", "no_match", "package", "ranks", "rules", "write")
 
-    def __init__(self, package: AccessPackage, engine: Engine):
+    def __init__(self, bundle: Bundle, package: AccessPackage, engine: Engine):
+        self.bundle = bundle
         self.package = package
         # Whether the package or one of its rules asks a question (then answers are checked).
         self.asks = bool(package.questions or any(rule.questions for rule in package.rules))
         self.ranks = engine.compiled.ranks.get(package.id)
-        self.reasons = {  # by the rule itself: ids may repeat
-            id(rule): rule.reason or f"rule {rule.id!r} decided {rule.outcome}"
-            for rule in package.rules
-        }
-        self.origin = _origin(package)
         self.write = fact_writer(engine.compiled)
+        same = {"package": package.id, "version": bundle.version.id, "template": _origin(package)}
+        self.no_match = {
+            **same,
+            **{"outcome": Outcome.DENY, "rule": None, "matched": (), "reason": NO_RULE_MATCHED},
+            **{"lifetime": None, "stages": (), "justification_required": False},
+        }
+        # id(rule) -> (the fixed fields, its lifetime policy, its approval): ids may repeat
+        self.rules: dict[int, tuple[dict[str, Any], LifetimePolicy | None, Any]] = {}
+        for rule in package.rules:
+            approval = rule.approval if rule.outcome is Outcome.REQUIRE_APPROVAL else None
+            fixed = {
+                **same,
+                "outcome": rule.outcome,
+                "rule": rule.id,
+                "reason": rule.reason or f"rule {rule.id!r} decided {rule.outcome}",
+                "justification_required": bool(approval and approval.require_justification),
+            }
+            policy = None if rule.outcome is Outcome.DENY else rule.lifetime or package.lifetime
+            self.rules[id(rule)] = (fixed, policy or None, approval)
 
 
 def asked_of(
@@ -202,13 +219,22 @@ def _deny(
 _new = object.__new__
 
 
+_set = object.__setattr__
+
+
 def make_decision(**values: Any) -> Decision:
-    """`Decision(**values)` with every field given, made without the frozen dataclass's
-    `__init__`: it sets the eleven fields one `object.__setattr__` at a time, which was a fifth
-    of a memo-off decision's instructions on the example policies (24.7k of 120.8k, callgrind).
-    tests/rules/test_decision.py checks the result equals `Decision(**values)`."""
+    """`Decision(**values)` with every field given (see `_adopt`)."""
+    return _adopt(values)
+
+
+def _adopt(values: dict[str, Any]) -> Decision:
+    """A Decision whose fields are `values` (every field, in a dict nobody else holds), made
+    without the frozen dataclass's `__init__`: it sets the eleven fields one
+    `object.__setattr__` at a time, which was a fifth of a memo-off decision's instructions on
+    the example policies (24.7k of 120.8k, callgrind). tests/rules/test_decision.py checks the
+    result equals `Decision(**values)`."""
     decision = _new(Decision)
-    decision.__dict__.update(values)
+    _set(decision, "__dict__", values)
     return decision
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
+import isodate
 import pytest
 
 from policyd.rules.lifetime import (
@@ -12,6 +14,7 @@ from policyd.rules.lifetime import (
     lifetime_cron_problem,
     next_fire,
     resolve_lifetime,
+    same_from_any_now,
 )
 from policyd.rules.model import LifetimePolicy, RequestedDuration
 from policyd.rules.timing import Window
@@ -170,3 +173,48 @@ def test_a_resolved_lifetime_has_every_field_and_equals_the_dataclass_s_own(requ
     assert set(vars(life)) == {field.name for field in dataclasses.fields(life)}
     rebuilt = type(life)(**vars(life))
     assert rebuilt == life and hash(rebuilt) == hash(life) and repr(rebuilt) == repr(life)
+
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        LifetimePolicy(duration=timedelta(hours=8)),
+        LifetimePolicy(duration=timedelta(days=90), extendable=True),
+        LifetimePolicy(permanent=True),
+        LifetimePolicy(permanent=True, requested=RequestedDuration.ANY, extendable=True),
+        LifetimePolicy(duration=timedelta(days=30), maximum=timedelta(days=30)),
+        LifetimePolicy(duration=timedelta(days=7), maximum=timedelta(days=30)),
+        LifetimePolicy(duration=timedelta(days=90), maximum=timedelta(days=30), extendable=True),
+        LifetimePolicy(permanent=True, maximum=timedelta(days=365)),
+    ],
+)
+@pytest.mark.parametrize(
+    "now",
+    [NOW, datetime(2026, 3, 29, 1, 30, tzinfo=PARIS), datetime(2199, 12, 31, 23, 59, tzinfo=UTC)],
+)
+def test_a_lifetime_the_same_from_any_now_resolves_as_resolve_lifetime(policy, now):
+    """same_from_any_now(policy)(now) equals resolve_lifetime(policy, now), in any zone."""
+    same = same_from_any_now(policy)
+    assert same is not None
+    resolved = same(now)
+    assert resolved == resolve_lifetime(policy, now) and repr(resolved) == repr(
+        resolve_lifetime(policy, now)
+    )
+    assert set(vars(resolved)) == {field.name for field in dataclasses.fields(resolved)}
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        LifetimePolicy(end_date=datetime(2027, 1, 1, tzinfo=UTC)),
+        LifetimePolicy(until=Window("0 0 1 */3 *")),
+        LifetimePolicy(duration=isodate.Duration(months=1)),
+    ],
+    ids=["end-date", "cron", "months"],
+)
+def test_other_lifetimes_are_resolved_from_each_now(policy):
+    """A fixed end, a cron or a calendar duration has no now-free form."""
+    assert same_from_any_now(policy) is None

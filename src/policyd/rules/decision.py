@@ -17,7 +17,7 @@ from policyd.domain import (
 from policyd.rules.engine import Engine
 from policyd.rules.fact_text import fact_writer
 from policyd.rules.facts import build_fact
-from policyd.rules.lifetime import LifetimeError, resolve_lifetime
+from policyd.rules.lifetime import LifetimeError, resolve_lifetime, same_from_any_now
 from policyd.rules.model import (
     AccessPackage,
     ApprovalPolicy,
@@ -107,9 +107,11 @@ def decide(
         values = plan.no_match.copy()
         values["now"] = now
         return _adopt(values)
-    fixed, policy, approval = plan.rules[id(rule)]
+    fixed, policy, approval, same_lifetime = plan.rules[id(rule)]
     lifetime = None
-    if policy is not None:
+    if same_lifetime is not None and not request.duration:
+        lifetime = same_lifetime(now)
+    elif policy is not None:
         try:
             lifetime = resolve_lifetime(policy, now, request.duration)
         except LifetimeError as err:
@@ -137,25 +139,27 @@ class _Plan:
         self.asks = bool(package.questions or any(rule.questions for rule in package.rules))
         self.ranks = engine.compiled.ranks.get(package.id)
         self.write = fact_writer(engine.compiled)
-        same = {"package": package.id, "version": bundle.version.id, "template": _origin(package)}
+        common = {"package": package.id, "version": bundle.version.id, "template": _origin(package)}
         self.no_match = {
-            **same,
+            **common,
             **{"outcome": Outcome.DENY, "rule": None, "matched": (), "reason": NO_RULE_MATCHED},
             **{"lifetime": None, "stages": (), "justification_required": False},
         }
-        # id(rule) -> (the fixed fields, its lifetime policy, its approval): ids may repeat
-        self.rules: dict[int, tuple[dict[str, Any], LifetimePolicy | None, Any]] = {}
+        # id(rule) -> (the fixed fields, its lifetime policy, its approval, that policy's
+        # lifetime as a function of now if it has one): by the rule itself, since ids may repeat
+        self.rules: dict[int, tuple[dict[str, Any], LifetimePolicy | None, Any, Any]] = {}
         for rule in package.rules:
             approval = rule.approval if rule.outcome is Outcome.REQUIRE_APPROVAL else None
             fixed = {
-                **same,
+                **common,
                 "outcome": rule.outcome,
                 "rule": rule.id,
                 "reason": rule.reason or f"rule {rule.id!r} decided {rule.outcome}",
                 "justification_required": bool(approval and approval.require_justification),
             }
             policy = None if rule.outcome is Outcome.DENY else rule.lifetime or package.lifetime
-            self.rules[id(rule)] = (fixed, policy or None, approval)
+            lifetime = same_from_any_now(policy) if policy else None
+            self.rules[id(rule)] = (fixed, policy or None, approval, lifetime)
 
 
 def asked_of(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -150,6 +151,44 @@ def resolve_lifetime(
 
 
 _new = object.__new__
+_set = object.__setattr__
+
+
+def same_from_any_now(policy: LifetimePolicy) -> Callable[[datetime], ResolvedLifetime] | None:
+    """`resolve_lifetime(policy, now)` (no requested duration) as a function of `now` alone,
+    for a policy whose terms are the same from every `now`: permanent or a fixed duration, with
+    or without a maximum; None for any other policy. Decisions keep it per rule (decision.py).
+    """
+    terms = [term for term in (policy.duration, policy.maximum) if term is not None]
+    if policy.end_date is not None or policy.until is not None:
+        return None
+    if any(type(term) is not timedelta for term in terms):  # months and years: calendar-aware
+        return None
+    if not policy.permanent and policy.duration is None:
+        return None
+    # From any aware now, now + t - now is t (one tzinfo), and the notes name no moment.
+    reference = datetime(2000, 1, 1, tzinfo=UTC)
+    probe = resolve_lifetime(policy, reference)
+    offset = None if probe.expires_at is None else probe.expires_at - reference
+    longest = max(terms, default=None)
+    overflows = longest is not None and longest != offset
+    fixed = {
+        "explanation": probe.explanation,
+        "clamped": probe.clamped,
+        "extendable": probe.extendable,
+        "span": probe.span,
+        "not_after": None,
+    }
+
+    def resolve(now: datetime) -> ResolvedLifetime:
+        if overflows:  # past year 9999 as resolve_lifetime, which adds every term to now
+            now + longest
+        expires = None if offset is None else now + offset
+        resolved = _new(ResolvedLifetime)
+        _set(resolved, "__dict__", {"expires_at": expires, **fixed})
+        return resolved
+
+    return resolve
 
 
 def _default_end(

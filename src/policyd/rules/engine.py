@@ -139,7 +139,8 @@ class Engine:
         and refuses further work. The calls into the C core are written out here rather than
         in a helper per ruleset: on small packages this wrapper was a third of a decision.
         """
-        actions: list[str] = []
+        matched: list[str] = []
+        rule_id = self._rule_id
         ruleset = ""
         with _CORE_LOCK:
             if self._closed:
@@ -157,14 +158,15 @@ class Engine:
                     result = _start_action(handle, state)
                     message = result[1] if result else None
                     while message:  # '{"<action>":{"m":{...}}}'; action names are [a-z0-9]
-                        actions.append(message[2 : message.index('"', 2)])
+                        action = message[2 : message.index('"', 2)]
+                        if action != ALWAYS_ACTION:
+                            matched.append(rule_id[action])
                         message = _complete_and_start(handle, state)
                     _retract_fact(handle, payload)
             except Exception as err:
                 self._broken = f"durable_rules failed on ruleset {ruleset}: {err}"
                 raise EngineError(self._broken) from err
-        rule_id = self._rule_id
-        return frozenset([rule_id[a] for a in actions if a != ALWAYS_ACTION])
+        return frozenset(matched)
 
     @property
     def remembered(self) -> int:

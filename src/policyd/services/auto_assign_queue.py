@@ -28,12 +28,23 @@ def mark_dirty(session: Session, subject_ids: Iterable[str], *, now: datetime) -
     if not ids:
         return
     table = AutoAssignQueue.__table__
-    statement = _INSERTS[session.get_bind().dialect.name](table)
+    dialect = session.get_bind().dialect.name
+    statement = _INSERTS[dialect](table)
+    if dialect == "postgresql":
+        # One statement over an array: psycopg would run the INSERT once per user (a mass
+        # expiry marks thousands per batch, and removing them from a group as many again).
+        ids_type = postgresql.ARRAY(table.c.subject_id.type)
+        stamp = literal(now, type_=table.c.marked_at.type)
+        users = select(func.unnest(bindparam("ids", ids, type_=ids_type)), literal(1), stamp)
+        statement = statement.from_select(["subject_id", "generation", "marked_at"], users)
+        rows: list[dict[str, Any]] | None = None
+    else:  # SQLite's driver runs one prepared statement row after row, in C
+        rows = [{"subject_id": i, "generation": 1, "marked_at": now} for i in ids]
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.subject_id],
         set_={"generation": table.c.generation + 1, "marked_at": now},
     )
-    session.execute(statement, [{"subject_id": i, "generation": 1, "marked_at": now} for i in ids])
+    session.execute(statement, rows)
 
 
 def mark_everyone(session: Session, *, now: datetime) -> int:

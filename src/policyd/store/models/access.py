@@ -146,7 +146,7 @@ class Assignment(Base):
     version: Mapped[str] = mapped_column(String(12))
     rule: Mapped[str | None] = mapped_column(String(200))
     starts_at: Mapped[datetime] = mapped_column()
-    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    expires_at: Mapped[datetime | None] = mapped_column()
     removed_at: Mapped[datetime | None] = mapped_column()
     # request | direct | auto: how it came to be (auto: policyd.services.auto_assignment)
     origin: Mapped[str] = mapped_column(String(10), default="request", server_default="request")

@@ -17,7 +17,7 @@ from policyd.services.audit import audit
 from policyd.services.errors import ConflictError, NotFoundError
 from policyd.services.listing import list_page
 from policyd.store.models import Assignment, Job
-from policyd.store.query import among, insert_many
+from policyd.store.query import among, insert_many, unindexed
 from policyd.store.types import new_id
 
 
@@ -57,8 +57,11 @@ _REVOKE_WAITS = (Job.kind == "revoke") & (
     exists()
     .where(
         _RUNNING_GRANT.assignment_id == Job.assignment_id,
-        _RUNNING_GRANT.kind == "grant",
-        _RUNNING_GRANT.state == JobState.RUNNING,
+        # Found through its assignment (ix_jobs_assignment_id), never by reading every
+        # running job, or every grant of the resource, once per queued job (as statistics
+        # from before a mass expiry may plan it: query.unindexed).
+        unindexed(_RUNNING_GRANT.kind) == "grant",
+        unindexed(_RUNNING_GRANT.state) == JobState.RUNNING,
         _RUNNING_GRANT.connector == Job.connector,
         _RUNNING_GRANT.resource == Job.resource,
         _RUNNING_GRANT.role == Job.role,
@@ -200,7 +203,7 @@ class JobService:
         result = self.session.execute(
             update(Job)
             .where(among(self.session, Job.id, job_ids))
-            .where(Job.state == JobState.RUNNING, Job.locked_by == worker)
+            .where(unindexed(Job.state) == JobState.RUNNING, Job.locked_by == worker)
             .values(locked_until=until),
             execution_options={"synchronize_session": False},
         )
@@ -265,7 +268,7 @@ class JobService:
         """Which of `job_ids` `worker` still holds (`holds` for many, without locking)."""
         query = select(Job.id).where(
             among(self.session, Job.id, job_ids),
-            Job.state == JobState.RUNNING,
+            unindexed(Job.state) == JobState.RUNNING,
             Job.locked_by == worker,
         )
         return set(self.session.scalars(query))
@@ -292,7 +295,7 @@ class JobService:
         rows = self.session.execute(
             update(Job)
             .where(among(self.session, Job.id, job_ids))
-            .where(Job.state == JobState.RUNNING, Job.locked_by == worker)
+            .where(unindexed(Job.state) == JobState.RUNNING, Job.locked_by == worker)
             .values(state=transition(JobState.RUNNING, JobState.DONE), finished_at=now)
             .values(locked_by=None, locked_until=None)
             .values(last_error=None)

@@ -81,6 +81,18 @@ def table_of(
     return select(*labelled).select_from(group.join(value, true())).cte(name)
 
 
+def unindexed(column: ColumnElement[str]) -> ColumnElement[str]:
+    """`column`'s text in a form no index offers (`column || ''`).
+
+    For a filter beside a list of ids (`among`): the planner's statistics lag behind a
+    mass expiry, so they say hardly any assignment is `expiring` or job `running` while
+    tens of thousands are; planned by those numbers, a filter on such a state reads every
+    row in it through the state's index and tests each against the whole id list, for
+    every batch. Kept from the indexes, it is checked on the rows the ids find.
+    """
+    return column.op("||")(literal_column("''"))
+
+
 # Rows a numbered page counts at most beyond its own last row: a count of millions reads
 # millions of index entries, so past this the total says "more than" instead.
 COUNT_LIMIT = 10_000

@@ -1,0 +1,102 @@
+"""A mass expiry's revoke path finds its rows by their ids, whatever the planner's statistics
+say: taken before the expiry, they hold hardly any assignment `expiring` or job `running`,
+and a plan by those numbers would read every such row through the state's index, per batch.
+
+EXPLAIN of the exact statements the worker sent, on SQLite and PostgreSQL (statistics taken
+while every assignment was active; sequential scans off, as the tables are small:
+tests/api/test_list_plans.py says why).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, text
+
+from policyd.domain import RequestOptions
+from policyd.services.actor import Actor, Role
+from policyd.services.assignments import AssignmentService
+from policyd.services.directory import DirectoryService
+from policyd.services.requests import RequestService
+from tests.services.conftest import ROOT
+
+USERS = [f"reader{i:02d}" for i in range(30)]
+ELIGIBLE = "Group.ScopeA.Readers.Eligible"
+
+# (what the statement is, words it holds, the index its rows are found with on PostgreSQL)
+STATEMENTS = [
+    ("removing revoked assignments", ("UPDATE assignments", "RETURNING"), "assignments_pkey"),
+    ("finishing revoke jobs", ("UPDATE jobs", "finished_at=", "RETURNING"), "jobs_pkey"),
+    # the claim of queued jobs, whose subquery looks for a grant still running
+    (
+        "claiming jobs",
+        ("UPDATE jobs", "attempts=(jobs.attempts +", "EXISTS"),
+        "ix_jobs_assignment_id",
+    ),
+]
+
+
+@pytest.fixture
+def expired(session, runtime, people, clock, deliver):
+    """30 readers' Scope A access, granted, the statistics taken, then expired."""
+    directory = DirectoryService(session)
+    for user in USERS:
+        directory.put_user(ROOT, user, {"email": f"{user}@contoso.com"}, now=clock())
+    directory.add_members(ROOT, ELIGIBLE, USERS, now=clock())
+    session.commit()
+    requests = RequestService(session, runtime)
+    for user in USERS:
+        actor = Actor(user, Role.USER)
+        requests.create(actor, "scope-a-readers", user, None, RequestOptions(), now=clock())
+    deliver(clock())
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE assignments"))
+        session.execute(text("ANALYZE jobs"))
+    later = clock() + timedelta(hours=9)
+    assert AssignmentService(session, runtime).expire_due(now=later) == len(USERS)
+    return later
+
+
+def plan(session, statement: str, parameters) -> str:
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+        return "\n".join(row[-1] for row in rows)
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    rows = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+    return "\n".join(row[0] for row in rows)
+
+
+def test_the_revokes_of_a_mass_expiry_find_their_rows_by_id(session, expired, deliver):
+    """Removing revoked assignments, finishing revoke jobs and a claim's look for a running
+    grant read by key, never through ix_assignments_state or every running job."""
+    sent: list[tuple[str, object]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):
+        sent.append((statement, parameters))
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        deliver(expired)
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    postgresql = engine.dialect.name == "postgresql"
+    for what, words, index in STATEMENTS:
+        shown = [
+            plan(session, statement, parameters)
+            for statement, parameters in sent
+            if all(word in statement for word in words)
+        ]
+        assert shown, f"no statement {what} was sent"
+        for one in shown:
+            for subquery in ("SubPlan", "CORRELATED SCALAR SUBQUERY"):
+                if subquery in one:  # the claim's: what it reads for each queued job
+                    one = one[one.rindex(subquery) :]
+            assert "ix_assignments_state" not in one and "ix_jobs_due" not in one, (what, one)
+            if postgresql:
+                # "Index Scan using INDEX on" or "Bitmap Index Scan on INDEX"
+                assert f" using {index} on " in one or f"Index Scan on {index}" in one, what
+            else:
+                assert "SCAN assignments" not in one and "SCAN jobs" not in one, (what, one)

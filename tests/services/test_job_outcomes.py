@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from policyd.domain import RequestOptions
 from policyd.services.actor import SYSTEM, Actor, Role
+from policyd.services.assignments import AssignmentService
 from policyd.services.job_outcomes import record_outcomes
 from policyd.services.jobs import JobService
 from policyd.services.requests import RequestService
@@ -95,3 +96,39 @@ def test_a_job_taken_over_by_another_worker_keeps_their_outcome(session, claimed
 def test_no_outcomes_change_nothing(session, claimed, record):
     record("w1", {})
     assert session.get(Job, claimed.id).state == "running"
+
+
+def test_an_assignment_whose_two_revokes_two_workers_ran_is_removed_once(
+    session, claimed, record, runtime, clock
+):
+    """Expired with two revokes held by w1 and w2: still expiring after w1's, removed after
+    w2's, with one audit record naming who, when and the rule's version."""
+    record("w1", {claimed.id: None})
+    assignment = session.scalars(select(Assignment)).one()
+    AssignmentService(session, runtime).end(SYSTEM, assignment, "assignment.expired", now=clock())
+    session.commit()
+    jobs = JobService(session)
+    jobs.enqueue(
+        "revoke",
+        "directory",
+        "group:Other",
+        "member",
+        "ada",
+        assignment_id=assignment.id,
+        now=clock(),
+    )
+    session.commit()
+    revokes = session.scalars(select(Job.id).where(Job.kind == "revoke").order_by(Job.resource))
+    first, second = revokes.all()
+    (a,) = jobs.claim("w1", now=clock(), ids=[first])
+    (b,) = jobs.claim("w2", now=clock(), ids=[second])
+    record("w1", {a.id: None})
+    assert states(session)[0] == "expiring"
+    record("w2", {b.id: None})
+    assert states(session)[0] == "removed"
+    removed = session.scalars(
+        select(AuditRecord).where(AuditRecord.action == "assignment.removed")
+    ).all()
+    assert [(r.object_id, r.actor, r.at, r.version) for r in removed] == [
+        (assignment.id, SYSTEM.principal, clock(), assignment.version)
+    ]

@@ -9,16 +9,20 @@ import subprocess
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from policyd.connectors.base import ConnectorContext
+from policyd.connectors.ldap import LdapConnector, create
 
 with warnings.catch_warnings():
     # ldap3 2.9.1 imports pyasn1's deprecated aliases (cannatag/ldap3#1159, fixed but unreleased).
@@ -294,3 +298,31 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     """One seeded slapd shared by a test module (tests create their own groups)."""
     with running_slapd(tmp_path_factory.mktemp("slapd")) as server:
         yield server
+
+
+# --- connectors bound to a running slapd (the ldap tests' `connect` fixture) ---
+
+Connect = Callable[..., LdapConnector]
+
+
+def settings_for(server: Slapd, **overrides: Any) -> dict[str, Any]:
+    settings = {"url": server.url, "bind_dn": ADMIN_DN, "user_dn": USER_DN, "group_base": GROUPS}
+    return {**settings, **overrides}
+
+
+@pytest.fixture
+def connect(slapd: Slapd) -> Iterator[Connect]:
+    """Build ldap connectors (closed after the test); the default binds to `slapd` as admin."""
+    made: list[LdapConnector] = []
+
+    def _connect(password: str = ADMIN_PASSWORD, **overrides: Any) -> LdapConnector:
+        context = ConnectorContext(
+            "ldap-test", settings_for(slapd, **overrides), {"password": password}
+        )
+        connector = create(context)
+        made.append(connector)
+        return connector
+
+    yield _connect
+    for connector in made:
+        connector.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,38 +21,16 @@ from tests.connectors.ldap_server import (
     READER_PASSWORD,
     USER_DN,
     USER_PASSWORD,
+    Connect,
     Slapd,
+    connect,
     free_port,
     running_slapd,
+    settings_for,
     slapd,
 )
 
-__all__ = ["slapd"]  # a fixture, imported for pytest to find
-
-Connect = Callable[..., LdapConnector]
-
-
-def settings_for(server: Slapd, **overrides: Any) -> dict[str, Any]:
-    settings = {"url": server.url, "bind_dn": ADMIN_DN, "user_dn": USER_DN, "group_base": GROUPS}
-    return {**settings, **overrides}
-
-
-@pytest.fixture
-def connect(slapd: Slapd) -> Iterator[Connect]:
-    """Build ldap connectors (closed after the test); the default binds to `slapd` as admin."""
-    made: list[LdapConnector] = []
-
-    def _connect(password: str = ADMIN_PASSWORD, **overrides: Any) -> LdapConnector:
-        context = ConnectorContext(
-            "ldap-test", settings_for(slapd, **overrides), {"password": password}
-        )
-        connector = create(context)
-        made.append(connector)
-        return connector
-
-    yield _connect
-    for connector in made:
-        connector.close()
+__all__ = ["connect", "slapd"]  # fixtures, imported for pytest to find
 
 
 def group_dn(name: str) -> str:

@@ -3,53 +3,31 @@ and each target's own outcome when part of a batch fails."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from policyd.connectors.base import ConnectorContext, Target
-from policyd.connectors.ldap import LdapConnector, create
 from policyd.connectors.ldap import connector as ldap_connector
+from policyd.connectors.ldap import create
 from tests.connectors.ldap_server import (
-    ADMIN_DN,
     ADMIN_PASSWORD,
     GROUPS,
     READER_DN,
     READER_PASSWORD,
     USER_DN,
+    Connect,
     Slapd,
+    connect,
     ldap3,
     running_slapd,
+    settings_for,
     slapd,
 )
 
-__all__ = ["slapd"]  # a fixture, imported for pytest to find
+__all__ = ["connect", "slapd"]  # fixtures, imported for pytest to find
 
-Connect = Callable[..., LdapConnector]
 UNKNOWN_CONTROL = ("1.3.6.1.4.1.4203.666.99.1", True, None)  # an OID no server implements
-
-
-def settings_for(server: Slapd, **overrides: Any) -> dict[str, Any]:
-    settings = {"url": server.url, "bind_dn": ADMIN_DN, "user_dn": USER_DN, "group_base": GROUPS}
-    return {**settings, **overrides}
-
-
-@pytest.fixture
-def connect(slapd: Slapd) -> Iterator[Connect]:
-    """Build ldap connectors (closed after the test); the default binds to `slapd` as admin."""
-    made: list[LdapConnector] = []
-
-    def _connect(password: str = ADMIN_PASSWORD, **overrides: Any) -> LdapConnector:
-        context = ConnectorContext(
-            "ldap-test", settings_for(slapd, **overrides), {"password": password}
-        )
-        made.append(create(context))
-        return made[-1]
-
-    yield _connect
-    for connector in made:
-        connector.close()
 
 
 @pytest.fixture

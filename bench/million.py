@@ -221,7 +221,9 @@ def seed(url: str, scale: float = 1.0, progress: Callable[[str], None] = log) ->
                 progress(f"{what}: {count:,} rows in {took[what]:.1f} s")
             begun = time.perf_counter()
             for _, definition in kept:
-                connection.execute(text(definition))
+                # pg_indexes shows a partitioned table's index as CREATE INDEX ... ON ONLY,
+                # which would build it on the parent alone: build it on every partition.
+                connection.execute(text(definition.replace(" ON ONLY ", " ON ", 1)))
             took["indexes"] = time.perf_counter() - begun
             progress(f"{len(kept)} secondary indexes built in {took['indexes']:.1f} s")
             begun = time.perf_counter()

@@ -97,6 +97,6 @@ def test_the_revokes_of_a_mass_expiry_find_their_rows_by_id(session, expired, de
             assert "ix_assignments_state" not in one and "ix_jobs_due" not in one, (what, one)
             if postgresql:
                 # "Index Scan using INDEX on" or "Bitmap Index Scan on INDEX"
-                assert f" using {index} on " in one or f"Index Scan on {index}" in one, what
+                assert f" using {index} on " in one or f"Index Scan on {index}" in one, (what, one)
             else:
                 assert "SCAN assignments" not in one and "SCAN jobs" not in one, (what, one)

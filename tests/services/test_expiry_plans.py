@@ -24,15 +24,19 @@ from tests.services.conftest import ROOT
 USERS = [f"reader{i:02d}" for i in range(30)]
 ELIGIBLE = "Group.ScopeA.Readers.Eligible"
 
-# (what the statement is, words it holds, the index its rows are found with on PostgreSQL)
+# (what the statement is, words it holds, the index condition its rows are found with on
+# PostgreSQL). The condition, not an index name: on the test's near-empty tables the planner
+# may answer an id list from another index that holds the id (ix_assignments_expires ends
+# with it), which it never prefers to the key on a table of any size.
+BY_ID = "((id)::text = ANY "
 STATEMENTS = [
-    ("removing revoked assignments", ("UPDATE assignments", "RETURNING"), "assignments_pkey"),
-    ("finishing revoke jobs", ("UPDATE jobs", "finished_at=", "RETURNING"), "jobs_pkey"),
+    ("removing revoked assignments", ("UPDATE assignments", "RETURNING"), BY_ID),
+    ("finishing revoke jobs", ("UPDATE jobs", "finished_at=", "RETURNING"), BY_ID),
     # the claim of queued jobs, whose subquery looks for a grant still running
     (
         "claiming jobs",
         ("UPDATE jobs", "attempts=(jobs.attempts +", "EXISTS"),
-        "ix_jobs_assignment_id",
+        "((assignment_id)::text = ",
     ),
 ]
 
@@ -83,7 +87,7 @@ def test_the_revokes_of_a_mass_expiry_find_their_rows_by_id(session, expired, de
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     postgresql = engine.dialect.name == "postgresql"
-    for what, words, index in STATEMENTS:
+    for what, words, condition in STATEMENTS:
         shown = [
             plan(session, statement, parameters)
             for statement, parameters in sent
@@ -96,7 +100,6 @@ def test_the_revokes_of_a_mass_expiry_find_their_rows_by_id(session, expired, de
                     one = one[one.rindex(subquery) :]
             assert "ix_assignments_state" not in one and "ix_jobs_due" not in one, (what, one)
             if postgresql:
-                # "Index Scan using INDEX on" or "Bitmap Index Scan on INDEX"
-                assert f" using {index} on " in one or f"Index Scan on {index}" in one, (what, one)
+                assert f"Index Cond: {condition}" in one, (what, one)
             else:
                 assert "SCAN assignments" not in one and "SCAN jobs" not in one, (what, one)

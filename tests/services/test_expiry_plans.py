@@ -19,6 +19,7 @@ from policyd.services.actor import Actor, Role
 from policyd.services.assignments import AssignmentService
 from policyd.services.directory import DirectoryService
 from policyd.services.requests import RequestService
+from tests.plan_support import explain
 from tests.services.conftest import ROOT
 
 USERS = [f"reader{i:02d}" for i in range(30)]
@@ -62,16 +63,6 @@ def expired(session, runtime, people, clock, deliver):
     return later
 
 
-def plan(session, statement: str, parameters) -> str:
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-        return "\n".join(row[-1] for row in rows)
-    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-    rows = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
-    return "\n".join(row[0] for row in rows)
-
-
 def test_the_revokes_of_a_mass_expiry_find_their_rows_by_id(session, expired, deliver):
     """Removing revoked assignments, finishing revoke jobs and a claim's look for a running
     grant read by key, never through ix_assignments_state or every running job."""
@@ -89,7 +80,7 @@ def test_the_revokes_of_a_mass_expiry_find_their_rows_by_id(session, expired, de
     postgresql = engine.dialect.name == "postgresql"
     for what, words, condition in STATEMENTS:
         shown = [
-            plan(session, statement, parameters)
+            explain(session, statement, parameters)
             for statement, parameters in sent
             if all(word in statement for word in words)
         ]

@@ -13,6 +13,7 @@ from sqlalchemy import event
 
 from policyd.services.directory import DirectoryService
 from policyd.services.reconcile import reconcile
+from tests.plan_support import explain
 from tests.services import test_reconcile
 from tests.services.conftest import ROOT
 from tests.services.test_reconcile import GROUP
@@ -37,19 +38,6 @@ def sent_selects(session, call) -> list[tuple[str, object]]:
     return sent
 
 
-def plan(session, statement: str, parameters) -> str:
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
-        return "\n".join(row[-1] for row in rows)
-    with connection.begin_nested() as savepoint:
-        connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-        rows = connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
-        shown = "\n".join(row[0] for row in rows)
-        savepoint.rollback()
-    return shown
-
-
 @pytest.mark.parametrize("fix", [False, True], ids=["report", "fix"])
 def test_a_page_reads_grants_by_index_and_assignments_by_key(
     session, connectors, granted, clock, fix
@@ -71,7 +59,7 @@ def test_a_page_reads_grants_by_index_and_assignments_by_key(
         else "using assignments_pkey on assignments"
     )
     for statement, parameters in sent:
-        shown = plan(session, statement, parameters)
+        shown = explain(session, statement, parameters)
         print(shown)
         read = [line for line in shown.splitlines() if " jobs" in line]
         assert read and all(grants in line for line in read), shown

@@ -143,6 +143,52 @@ def test_reconcile_goes_a_page_of_resources_at_a_time(session, connectors, grant
     ]
 
 
+def test_a_page_holds_at_most_its_grants_unless_one_resource_has_more(
+    session, connectors, granted, clock
+):
+    """Pages are bounded by grants as well as resources: Scope A's group, granted twice, fills
+    a page of at most one grant alone (a resource is never split), and Sales.Ops the next."""
+    for user in ("bob", "olga"):
+        JobService(session).enqueue(
+            "grant", "directory", RESOURCE, "member", user, assignment_id=granted.id,
+            now=clock(),
+        )  # fmt: skip
+    JobService(session).enqueue(
+        "grant", "directory", "group:Sales.Ops", "member", "ada", assignment_id=granted.id,
+        now=clock(),
+    )  # fmt: skip
+    session.commit()
+    pages = list(reconcile_pages(session, connectors, now=clock(), grants=1))
+    assert [[d.resource for d in page] for page in pages] == [[RESOURCE], ["group:Sales.Ops"]]
+    pages = list(reconcile_pages(session, connectors, now=clock(), grants=4))
+    assert [[d.resource for d in page] for page in pages] == [[RESOURCE, "group:Sales.Ops"]]
+
+
+def test_a_page_takes_every_role_of_its_resources_beyond_the_row_limit(
+    session, connectors, granted, clock
+):
+    """Two roles granted on Scope A's group fill a read of two rows: the page still holds
+    both (a revoke of an unauthorised holder takes every role ever granted), then Sales.Ops."""
+    JobService(session).enqueue(
+        "grant", "directory", RESOURCE, "owner", "bob", assignment_id=granted.id, now=clock()
+    )
+    JobService(session).enqueue(
+        "grant", "directory", "group:Sales.Ops", "member", "ada", assignment_id=granted.id,
+        now=clock(),
+    )  # fmt: skip
+    session.commit()
+    DirectoryService(session).add_member(ROOT, GROUP, "olga", now=clock())
+    session.commit()
+    pages = list(reconcile_pages(session, connectors, now=clock(), size=2, fix=True))
+    assert [[d.resource for d in page] for page in pages] == [[RESOURCE], ["group:Sales.Ops"]]
+    revokes = session.scalars(
+        select(Job.role).where(
+            Job.kind == "revoke", Job.subject_id == "olga", Job.resource == RESOURCE
+        )
+    ).all()
+    assert sorted(revokes) == ["member", "owner"]
+
+
 def grant_job(session, clock, user, assignment, *, role="member", state=JobState.DONE) -> Job:
     """A grant of Scope A's group to `user` through `assignment`, in `state`; committed."""
     job = JobService(session).enqueue(

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import CTE, ColumnElement, Select, select, union_all
+from sqlalchemy import CTE, ColumnElement, Select, func, select, union_all
 from sqlalchemy.orm import Session
 
 from policyd.collector import collector_paused
@@ -21,7 +21,10 @@ from policyd.store.models import Assignment, Job
 from policyd.store.query import table_of
 
 LISTING = 1000  # resources per members_of call: one query each for the directory
-PAGE = 1000  # resources a page of reconcile reads, lists and mends together
+PAGE = 1000  # resources a page of reconcile reads, lists and mends together, at most
+# Grants a page reads, at most (unless its first resource alone has more): what a page costs
+# grows with its grants, so a page of large groups holds fewer of them.
+PAGE_GRANTS = 5000
 _HOLDING = (*LIVE_STATES, AssignmentState.EXPIRING)  # may hold: revoke on its way
 
 Key = tuple[str, str]  # (connector, resource)
@@ -64,8 +67,10 @@ def reconcile_pages(
     only: str | None = None,
     fix: bool = False,
     size: int = PAGE,
+    grants: int = PAGE_GRANTS,
 ) -> Iterator[list[Drift]]:
-    """`reconcile` a page of `size` granted resources at a time, in resource order.
+    """`reconcile` a page of granted resources at a time, in resource order: at most `size`
+    resources and, unless its first resource alone has more, `grants` grants.
 
     Each page reads its own grants (a range of `ix_jobs_grant_resource`), asks each connector
     for the page's members, and commits (its mending jobs, with `fix`), so a page costs the
@@ -74,11 +79,11 @@ def reconcile_pages(
     last = None
     while True:
         with collector_paused():
-            resources = _next_resources(session, last, size, only)
-            if not resources:
+            through, roles = _next_page(session, last, (size, grants), only)
+            if through is None:
                 return
-            report = _page(session, connectors, now, fix, (last, resources[-1]), only)
-            last = resources[-1]
+            report = _page(session, connectors, now, fix, (last, through), (roles, only))
+            last = through
         yield report
 
 
@@ -88,10 +93,11 @@ def _page(
     now: datetime,
     fix: bool,
     span: tuple[str | None, str],
-    only: str | None,
+    granted: tuple[dict[Key, set[str]], str | None],
 ) -> list[Drift]:
-    """The drift of the resources after span[0] up to span[1], mended with `fix`, committed."""
-    roles = _granted_roles(session, *span, only)
+    """The drift of the resources after span[0] up to span[1], whose granted roles are
+    granted[0] (through the connector granted[1], or any), mended with `fix`, committed."""
+    roles, only = granted
     skipped = _skipped(connectors, {name for name, _ in roles})
     listed = _list_members(connectors, sorted(roles), skipped)
     report, actual = [], {}
@@ -116,14 +122,44 @@ def _page(
     return report
 
 
-def _next_resources(session: Session, last: str | None, size: int, only: str | None) -> list[str]:
-    """The next `size` resources (after `last`) ever granted, in order."""
-    query = select(Job.resource).where(Job.kind == "grant").distinct().order_by(Job.resource)
+def _next_page(
+    session: Session, last: str | None, limits: tuple[int, int], only: str | None
+) -> tuple[str | None, dict[Key, set[str]]]:
+    """The next page's last resource (None: no more) and every role ever granted on each
+    (connector, resource) of it, from one range of `ix_jobs_grant_resource`.
+
+    A page holds the next resources after `last` ever granted, in order: at most `limits[0]`
+    of them, holding at most `limits[1]` grants together (the first whatever it holds).
+    """
+    size, most = limits
+    query = (
+        select(Job.resource, Job.connector, Job.role, func.count())
+        .where(Job.kind == "grant")
+        .group_by(Job.resource, Job.connector, Job.role)
+        .order_by(Job.resource)
+    )
     if last is not None:
         query = query.where(Job.resource > last)
     if only is not None:
         query = query.where(Job.connector == only)
-    return session.connection().execute(query.limit(size)).scalars().all()
+    rows = session.connection().execute(query.limit(size)).all()
+    if not rows:
+        return None, {}
+    if len(rows) == size:  # the last resource may go on beyond the limit
+        cut = [row for row in rows if row[0] != rows[-1][0]]
+        if not cut:  # one resource has `size` roles or more: all of its roles, then
+            return rows[0][0], _granted_roles(session, last, rows[0][0], only)
+        rows = cut
+    through, total = None, 0
+    roles: dict[Key, set[str]] = defaultdict(set)
+    for resource, connector, role, count in rows:
+        total += count
+        if resource != through:
+            if through is not None and total > most:
+                break
+            through = resource
+        roles[(connector, resource)].add(role)
+    return through, roles
 
 
 def _in_span(query: Select, after: str | None, through: str, only: str | None) -> Select:

@@ -380,6 +380,7 @@ def work(
         cpu, backend_cpu = time.process_time(), backends.cpu()
         profiler = cProfile.Profile()
         if profile:
+            profile_tasks(worker, profile + ".tasks")
             profiler.enable()
         while True:
             if any(worker.sweep(now=now, batch=batch).values()):
@@ -402,6 +403,25 @@ def work(
         runtime.close()
         db.dispose()
     results.put(report)
+
+
+def profile_tasks(worker: TimedWorker, path: str) -> None:
+    """Profile what the worker runs beside its outbox (the expiry task, in its own thread on
+    PostgreSQL) into `path`: cProfile sees one thread only."""
+    tasks = cProfile.Profile()
+    run_all = worker.scheduler._run_all
+
+    def profiled(*args: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            return run_all(*args)  # no thread of their own: the main profile has them
+        tasks.enable()
+        try:
+            return run_all(*args)
+        finally:
+            tasks.disable()
+            tasks.dump_stats(path)
+
+    worker.scheduler._run_all = profiled
 
 
 # --- one run -----------------------------------------------------------------------------------
@@ -728,11 +748,14 @@ def print_notes(results: list[Result], batch: int) -> None:
 
 
 def print_profile(path: str, top: int) -> None:
-    for order in ("tottime", "cumulative"):
-        out = io.StringIO()
-        pstats.Stats(path, stream=out).strip_dirs().sort_stats(order).print_stats(top)
-        print(f"\nprofile of worker 0, by {order}:")
-        print(out.getvalue().split("\n", 4)[-1].rstrip())
+    for what, where in (("", path), (" (its periodic-tasks thread)", path + ".tasks")):
+        if not os.path.exists(where):
+            continue
+        for order in ("tottime", "cumulative"):
+            out = io.StringIO()
+            pstats.Stats(where, stream=out).strip_dirs().sort_stats(order).print_stats(top)
+            print(f"\nprofile of worker 0{what}, by {order}:")
+            print(out.getvalue().split("\n", 4)[-1].rstrip())
 
 
 # --- main --------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import traceback
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, redirect_stdout, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing.synchronize import Barrier
@@ -733,6 +733,11 @@ def print_notes(results: list[Result], batch: int) -> None:
         "latency: expires_at to the commit of the assignment's `removed` (wall clock, the sweep "
         f"starting {GRACE.total_seconds():g} s after expires_at)"
     )
+    print_targets(results)
+
+
+def print_targets(results: list[Result]) -> None:
+    """Each PostgreSQL run against its target (scaled to its N), and any failed check."""
     for r in results:
         if r.database == "postgresql" and r.status == "ok":
             goal_n, goal_seconds = TARGETS[r.via]
@@ -756,6 +761,26 @@ def print_profile(path: str, top: int) -> None:
             pstats.Stats(where, stream=out).strip_dirs().sort_stats(order).print_stats(top)
             print(f"\nprofile of worker 0{what}, by {order}:")
             print(out.getvalue().split("\n", 4)[-1].rstrip())
+
+
+def run_on_postgres(
+    runs: Sequence[tuple[str, int]], workers: int = 2, postgres_url: str = DEFAULT_POSTGRES
+) -> str:
+    """Each (target, N) of `runs` on a throwaway PostgreSQL database with `workers` workers
+    (`--target ldap`: a throwaway slapd), as the table and the targets' lines this command
+    prints: what bench/scale.py shows for its expiry figures."""
+    results = []
+    for target, n in runs:
+        with (
+            fresh_database("postgresql", postgres_url, log) as url,
+            slapd(target, n, False) as ldap,
+        ):
+            results.append(run("postgresql", url, n, workers, EXPIRY_BATCH, 1800.0, None, ldap))
+    out = io.StringIO()
+    with redirect_stdout(out):
+        print_table(results)
+        print_targets(results)
+    return out.getvalue().rstrip()
 
 
 # --- main --------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ memory) bundles of many packages, each size in fresh processes, printed as one t
 
     python bench/scale.py                      # 1,000 and 10,000 packages
     python bench/scale.py --sizes 1000,10000,100000
+    python bench/scale.py --sizes 1000,10000,100000 --database-scale 1 \
+        --expiry 1000000 --ldap-expiry 100000     # every figure of the issue (about an hour)
 
 Packages have a realistic shape: a template whose CSV rows each make, per scope, a
 just-in-time readers package of four rules (deny terminated accounts, auto-approve the
@@ -20,6 +22,11 @@ switch; RSS is this serving process's once its packages are compiled, peak RSS i
 10,000-package version stays <= 250 MB RSS, and the p99 during a switch is at most twice the
 steady one. The "cpu s" columns are the measuring process's CPU time: on a loaded machine the
 wall-clock columns stretch with the other processes' work, they do not.
+
+`--database-scale F` adds bench/million.py's table (lists, inbox, access report and reconcile
+on PostgreSQL seeded with F times a million assignments), `--expiry N` and `--ldap-expiry N`
+bench/expiry.py's (a mass expiry of N assignments, two workers, through the directory or
+through the ldap connector to a throwaway slapd).
 """
 
 from __future__ import annotations
@@ -265,6 +272,20 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="also time the lists on PostgreSQL seeded with this fraction of bench/million.py",
     )
+    parser.add_argument(
+        "--expiry",
+        type=int,
+        metavar="N",
+        help="also time a mass expiry of N assignments on PostgreSQL, two workers, through the"
+        " directory connector (bench/expiry.py; target: 1,000,000 in <= 300 s)",
+    )
+    parser.add_argument(
+        "--ldap-expiry",
+        type=int,
+        metavar="N",
+        help="also time a mass expiry of N assignments through the ldap connector to a"
+        " throwaway slapd (target: 100,000 in <= 120 s)",
+    )
     args = parser.parse_args(argv)
     if args.measure:
         print(json.dumps(measure(*args.measure)))
@@ -300,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         import million  # beside this file
 
         print("\n" + million.run(args.database_scale))
+    runs = [(via, n) for via, n in (("directory", args.expiry), ("ldap", args.ldap_expiry)) if n]
+    if runs:
+        import expiry  # beside this file
+
+        print("\n" + expiry.run_on_postgres(runs))
     return 0
 
 

@@ -126,13 +126,17 @@ def test_nothing_granted_is_nothing_to_reconcile(session, connectors, clock):
     assert reconcile(session, connectors, now=clock()) == []
 
 
+def queue_grant(session, granted, clock, resource, user, *, role="member") -> None:
+    """A queued grant of `resource` to `user` through the directory, for `granted`."""
+    JobService(session).enqueue(
+        "grant", "directory", resource, role, user, assignment_id=granted.id, now=clock()
+    )
+
+
 def test_reconcile_goes_a_page_of_resources_at_a_time(session, connectors, granted, clock):
     """Pages of one resource: one page per resource ever granted, in resource order, that
     together are reconcile's report (here: olga in Sales.Ops, granted to nobody yet)."""
-    JobService(session).enqueue(
-        "grant", "directory", "group:Sales.Ops", "member", "ada", assignment_id=granted.id,
-        now=clock(),
-    )  # fmt: skip
+    queue_grant(session, granted, clock, "group:Sales.Ops", "ada")
     session.commit()
     pages = list(reconcile_pages(session, connectors, now=clock(), size=1))
     assert [[d.resource for d in page] for page in pages] == [[RESOURCE], ["group:Sales.Ops"]]
@@ -149,14 +153,8 @@ def test_a_page_holds_at_most_its_grants_unless_one_resource_has_more(
     """Pages are bounded by grants as well as resources: Scope A's group, granted twice, fills
     a page of at most one grant alone (a resource is never split), and Sales.Ops the next."""
     for user in ("bob", "olga"):
-        JobService(session).enqueue(
-            "grant", "directory", RESOURCE, "member", user, assignment_id=granted.id,
-            now=clock(),
-        )  # fmt: skip
-    JobService(session).enqueue(
-        "grant", "directory", "group:Sales.Ops", "member", "ada", assignment_id=granted.id,
-        now=clock(),
-    )  # fmt: skip
+        queue_grant(session, granted, clock, RESOURCE, user)
+    queue_grant(session, granted, clock, "group:Sales.Ops", "ada")
     session.commit()
     pages = list(reconcile_pages(session, connectors, now=clock(), grants=1))
     assert [[d.resource for d in page] for page in pages] == [[RESOURCE], ["group:Sales.Ops"]]
@@ -169,13 +167,8 @@ def test_a_page_takes_every_role_of_its_resources_beyond_the_row_limit(
 ):
     """Two roles granted on Scope A's group fill a read of two rows: the page still holds
     both (a revoke of an unauthorised holder takes every role ever granted), then Sales.Ops."""
-    JobService(session).enqueue(
-        "grant", "directory", RESOURCE, "owner", "bob", assignment_id=granted.id, now=clock()
-    )
-    JobService(session).enqueue(
-        "grant", "directory", "group:Sales.Ops", "member", "ada", assignment_id=granted.id,
-        now=clock(),
-    )  # fmt: skip
+    queue_grant(session, granted, clock, RESOURCE, "bob", role="owner")
+    queue_grant(session, granted, clock, "group:Sales.Ops", "ada")
     session.commit()
     DirectoryService(session).add_member(ROOT, GROUP, "olga", now=clock())
     session.commit()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -39,6 +38,7 @@ from policyd.api.schemas import (
     DecisionRecordSchema,
 )
 from policyd.domain import RequestOptions
+from policyd.services.decision_log import compact_encoder
 from policyd.services.decisions import DECIDERS, DecisionService, LoggedDecision
 from policyd.services.errors import ServiceError
 
@@ -49,7 +49,7 @@ PATH = "/v1/decisions"
 # below) and DecisionRoute loads every body with it.
 DECISION_IN = DecisionInSchema()
 _LOAD = SchemaLoader(DECISION_IN)  # DECISION_IN.load, its walk precomputed (api/parser.py)
-_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+_encode = compact_encoder()
 _UNAUTHENTICATED = (("WWW-Authenticate", 'Bearer realm="policyd"'),)
 
 
@@ -65,7 +65,7 @@ def service() -> DecisionService:
 
 def decision_json(logged: LoggedDecision) -> str:
     """{"decision_id", "subject_id", **result} as compact JSON, reusing the result's text."""
-    head = _ENCODER.encode({"decision_id": logged.id, "subject_id": logged.subject.id})
+    head = _encode({"decision_id": logged.id, "subject_id": logged.subject.id})
     return f"{head[:-1]},{logged.result_json[1:]}"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from policyd.rules.question import check_answers
 from policyd.rules.rule_question import every_question
 from policyd.services.actor import Actor, Role
 from policyd.services.approvers import with_resolved_approvers
-from policyd.services.decision_log import DecisionLog, JsonText
+from policyd.services.decision_log import DecisionLog, JsonText, compact_encoder
 from policyd.services.directory import DirectoryService
 from policyd.services.errors import ForbiddenError, InvalidError, NotFoundError
 from policyd.services.listing import list_page
@@ -81,7 +80,7 @@ def _checked_answers(policy, version: str, package: str, request: RequestOptions
 DECIDERS = (Role.USER, Role.APP, Role.ADMIN)
 _INSERT_LOG = DecisionRecord.__table__.insert()
 # Compact and ASCII, as the decision log encodes its JSON columns (a result holds no floats).
-_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+_encode = compact_encoder()
 logger = logging.getLogger(__name__)
 
 
@@ -247,7 +246,7 @@ class DecisionService:
             principal=actor.principal,
         )
         logged = LoggedDecision(
-            entry["id"], decision, subject, result, _ENCODER.encode(result), answers or None
+            entry["id"], decision, subject, result, _encode(result), answers or None
         )
         return logged, entry
 

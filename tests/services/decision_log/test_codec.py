@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 
-from policyd.services.decision_log.codec import JsonText, decode, encode, entry_time
+from policyd.services.decision_log.codec import (
+    JsonText,
+    compact_encoder,
+    decode,
+    encode,
+    entry_time,
+)
 from policyd.services.errors import InvalidError
 from tests.spool_support import entry
 
@@ -42,3 +49,24 @@ def test_entry_time_reads_when_an_entry_was_decided():
     at = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
     assert entry_time(encode(entry(1, at), allow_nan=False, strict=True)) == at
     assert entry_time(b"not a decision-log entry") is None
+
+
+@pytest.mark.parametrize("allow_nan", [True, False])
+def test_compact_encoder_writes_what_json_encoder_writes(allow_nan):
+    """compact_encoder's text is JSONEncoder's with the same options, and NaN is refused
+    alike where allow_nan is off."""
+    expected = json.JSONEncoder(allow_nan=allow_nan, separators=(",", ":"), check_circular=False)
+    encode_compact = compact_encoder(allow_nan=allow_nan)
+    values = [
+        {"a": [1, 2.5, None, True], "é": {"nested": "tab\there \u2603 \ud800"}},
+        "plain text",
+        ["matched-rule"],
+        10**30,
+    ]
+    for value in values:
+        assert encode_compact(value) == expected.encode(value)
+    if allow_nan:
+        assert encode_compact([float("nan")]) == "[NaN]"
+    else:
+        with pytest.raises(ValueError):
+            encode_compact([float("nan")])

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from policyd.periodic import WORKER, TaskContext, periodic_task
-from policyd.services.decision_log.codec import JsonText, decode, encode
+from policyd.services.decision_log.codec import JsonText, compact_encoder, decode, encode
 from policyd.services.decision_log.drainer import DRAIN_INTERVAL, Drainer, Lag, default_folder
 from policyd.services.decision_log.retention import drop_expired_entries, ensure_partitions
 from policyd.services.decision_log.storer import REJECTED, insert_rows
@@ -200,6 +200,7 @@ __all__ = [
     "JsonText",
     "Lag",
     "check_lag",
+    "compact_encoder",
     "decode",
     "default_folder",
     "drain_decision_log",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from json.encoder import c_make_encoder, encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import String, Table
@@ -18,10 +19,7 @@ TABLE: Table = DecisionRecord.__table__
 COLUMNS = tuple(c.name for c in TABLE.columns if c.name != "kept")
 JSON_COLUMNS = ("matched", "input", "result")  # spooled and inserted as JSON text
 _HEAD = frozenset(COLUMNS) - frozenset(JSON_COLUMNS)
-_ENCODERS = {  # by allow_nan
-    nan: json.JSONEncoder(allow_nan=nan, separators=(",", ":"), check_circular=False)
-    for nan in (True, False)
-}
+
 # Text columns and their lengths. PostgreSQL refuses longer values and NUL characters (SQLite
 # stores anything); entries are checked before they are spooled, because a row the drainer
 # could never insert must be the caller's 422.
@@ -31,6 +29,23 @@ NOT_AN_ENTRY = "not a decision-log entry"
 
 # A spool line that is no entry, and why: kept aside by the storer, never dropped.
 Refused = tuple[bytes, str]
+
+
+def compact_encoder(*, allow_nan: bool = True) -> Callable[[Any], str]:
+    """`JSONEncoder(separators=(",", ":"), check_circular=False, allow_nan=...).encode`:
+    compact ASCII JSON text, as the log's JSON columns hold it. `encode` makes a new C encoder
+    on every call, a good part of a small value's cost; this one is made once (as
+    rules/engine.py does for facts)."""
+    encoder = json.JSONEncoder(allow_nan=allow_nan, separators=(",", ":"), check_circular=False)
+    if c_make_encoder is None:  # Python built without the json accelerator
+        return encoder.encode
+    chunks = c_make_encoder(
+        None, encoder.default, encode_basestring_ascii, None, ":", ",", False, False, allow_nan
+    )
+    return lambda value: "".join(chunks(value, 0))
+
+
+_ENCODERS = {nan: compact_encoder(allow_nan=nan) for nan in (True, False)}  # by allow_nan
 
 
 class JsonText(str):
@@ -55,10 +70,10 @@ def encode(entry: dict[str, Any], *, allow_nan: bool, strict: bool) -> bytes:
     head["at"] = entry["at"].isoformat()
     encoder = _ENCODERS[allow_nan]
     try:
-        parts = [encoder.encode(head)]
+        parts = [encoder(head)]
         for name in JSON_COLUMNS:
             value = entry[name]
-            parts.append(value if type(value) is JsonText else encoder.encode(value))
+            parts.append(value if type(value) is JsonText else encoder(value))
     except ValueError:
         raise InvalidError(MALFORMED) from None
     return "\t".join(parts).encode("ascii") + b"\n"

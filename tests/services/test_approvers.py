@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from policyd.domain import Subject
-from policyd.services.approvers import approver_ids, approver_refs, present
+from policyd.domain import RequestOptions, Subject, UserType
+from policyd.services.approvers import (
+    approver_ids,
+    approver_refs,
+    present,
+    with_resolved_approvers,
+)
 from policyd.services.directory import DirectoryService
 from policyd.store.models import User
 from tests.services.conftest import ROOT
@@ -72,3 +77,36 @@ def test_someone_who_left_approves_nothing(session, runtime, people):
 
 def test_present_of_nobody_is_nobody(session):
     assert present(session, []) == []
+
+
+def test_a_decision_the_rules_resolved_alike_is_returned_as_it_is(runtime, clock):
+    """sam's manager stage (sales-support) is resolved by the rules already: the same decision
+    comes back, not a copy."""
+    sam = Subject(id="sam", department="Sales", manager="max")
+    decision = runtime.decide("sales-support", sam, RequestOptions(), now=clock())
+    assert decision.stages and decision.stages[0].resolved == ("user:max",)
+    package_rules = package(runtime, "sales-support")
+    assert with_resolved_approvers(decision, sam, package_rules, None) is decision
+
+
+def test_a_sponsors_stage_is_resolved_through_the_directory(session, runtime, people, clock):
+    """A guest's sponsors stage (merger-collaboration) names the organisation's sponsors."""
+    DirectoryService(session).put_organization(
+        ROOT,
+        "northwind",
+        {
+            "display_name": "Northwind",
+            "domains": ["northwind.example"],
+            "internal_sponsors": ["bob"],
+        },
+        now=clock(),
+    )
+    raj = Subject(
+        id="raj", email="raj@northwind.example", type=UserType.GUEST, organization="northwind"
+    )
+    decision = runtime.decide("merger-collaboration", raj, RequestOptions(), now=clock())
+    assert [stage.resolved for stage in decision.stages] == [("sponsors",)]
+    package_rules = package(runtime, "merger-collaboration")
+    resolved = with_resolved_approvers(decision, raj, package_rules, session)
+    assert [stage.resolved for stage in resolved.stages] == [("user:bob",)]
+    assert resolved.stages[0].approvers == decision.stages[0].approvers

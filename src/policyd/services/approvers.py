@@ -89,8 +89,17 @@ def with_resolved_approvers(
     them (sponsors included)."""
     if not decision.stages:
         return decision
-    stages = tuple(
-        replace(stage, resolved=tuple(approver_refs(stage.approvers, subject, package, session)))
+    resolved = [
+        tuple(approver_refs(stage.approvers, subject, package, session))
         for stage in decision.stages
+    ]
+    # Unless a stage names sponsors (or owners naming the manager or sponsors), the rules
+    # resolved it alike already and the decision stands as it is: `replace` would run the
+    # frozen dataclass's __init__, one field at a time, on every decision.
+    if all(refs == stage.resolved for refs, stage in zip(resolved, decision.stages, strict=True)):
+        return decision
+    stages = tuple(
+        stage if refs == stage.resolved else replace(stage, resolved=refs)
+        for refs, stage in zip(resolved, decision.stages, strict=True)
     )
     return replace(decision, stages=stages)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from policyd import logs
@@ -119,3 +120,24 @@ def test_an_outage_is_logged_once_when_it_starts_and_once_when_it_ends(caplog):
         ("INFO", "storing again"),
     ]
     assert caplog.records[0].exc_info[1].args == ("disk gone",)
+
+
+def test_request_ids_are_random_uuid4_hex_never_repeated_across_a_fork():
+    """A request id reads as `uuid.uuid4().hex` does (version 4, the RFC's variant); ids drawn
+    past several pools never repeat, and a forked child draws none of its parent's."""
+    ids = [logs.new_request_id() for _ in range(1000)]
+    for text in ids:
+        parsed = uuid.UUID(hex=text)
+        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, text)
+    assert len(set(ids)) == len(ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids and leave at once
+        os.write(write, " ".join(logs.new_request_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    parent = {logs.new_request_id() for _ in range(10)}
+    assert len(child) == 10 and not child & parent

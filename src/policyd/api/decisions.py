@@ -51,6 +51,7 @@ DECISION_IN = DecisionInSchema()
 _LOAD = SchemaLoader(DECISION_IN)  # DECISION_IN.load, its walk precomputed (api/parser.py)
 _encode = compact_encoder()
 _UNAUTHENTICATED = (("WWW-Authenticate", 'Bearer realm="policyd"'),)
+_NO_OPTIONS = RequestOptions()  # a body without "request" (frozen: one serves every call)
 
 
 def service() -> DecisionService:
@@ -133,7 +134,7 @@ class DecisionRoute:
                 data["package"],
                 subject.id,
                 subject,
-                data["request"] or RequestOptions(),
+                data["request"] or _NO_OPTIONS,
                 now=now,
             )
         except AuthError as err:

@@ -50,10 +50,11 @@ class Spool:
         self._file: _OwnFile | None = None
         self._torn = False  # the last write failed midway: start the next one on a fresh line
 
-    def _guard(self) -> threading.Lock:
+    def _guard(self, pid: int | None = None) -> threading.Lock:
         # A lock held by another thread at fork time would stay held forever in the child.
-        if self._locked_pid != os.getpid():
-            self._locked_pid, self._lock = os.getpid(), threading.Lock()
+        pid = os.getpid() if pid is None else pid
+        if self._locked_pid != pid:
+            self._locked_pid, self._lock = pid, threading.Lock()
         return self._lock
 
     @property
@@ -67,9 +68,10 @@ class Spool:
         Raises:
             OSError: the write failed (disk full, ...); the record is not stored.
         """
-        with self._guard():
+        pid = os.getpid()  # a system call: once per append
+        with self._guard(pid):
             current = self._file
-            if current is None or current.pid != os.getpid():
+            if current is None or current.pid != pid:
                 current = None  # none yet, or the parent's (after a fork): start one
             elif current.size >= self.rotate_bytes:
                 current.release()  # a drainer stores the rest and removes it

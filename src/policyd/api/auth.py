@@ -11,11 +11,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, g, request
+from flask_smorest import abort
 from sqlalchemy.orm import Session
 
 from policyd.api import context
 from policyd.api.errors import error_body
 from policyd.services.actor import Actor, Role
+from policyd.services.errors import ForbiddenError, InvalidError
 from policyd.services.tokens import PREFIX, TokenService, token_hash
 
 if TYPE_CHECKING:
@@ -158,8 +160,6 @@ def check_role(actor: Actor, roles: tuple[Role, ...]) -> Actor:
     Raises:
         ForbiddenError: 403 otherwise.
     """
-    from policyd.services.errors import ForbiddenError
-
     if actor.role not in roles:
         allowed = ", ".join(r.value for r in roles)
         raise ForbiddenError(f"this needs one of the roles: {allowed}")
@@ -199,8 +199,6 @@ def refuse_nul_in_path(values: dict[str, Any]) -> None:
     Raises:
         InvalidError: naming the path parameter.
     """
-    from policyd.services.errors import InvalidError
-
     for name, value in values.items():
         if isinstance(value, str) and "\x00" in value:
             raise InvalidError("an id may not contain the NUL character", field=name)
@@ -216,8 +214,6 @@ def refuse_unknown_query() -> None:
     Raises:
         HTTPException: 422 naming every unknown parameter.
     """
-    from flask_smorest import abort
-
     if not request.args or request.url_rule is None:
         return
     method = "get" if request.method == "HEAD" else request.method.lower()  # HEAD is GET's

@@ -18,6 +18,7 @@ import json
 import math
 import multiprocessing
 import socket
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -691,7 +692,13 @@ def report(
     the decision log's largest lag meanwhile, in seconds."""
     paced_bare, paced_decisions, rate, lag = paced
     throughput_ratio = ratio(decisions.throughput, bare.throughput)
-    p99_ratio = ratio(paced_decisions.p99_ms, paced_bare.p99_ms)
+    pooled_p99_ratio = ratio(paced_decisions.p99_ms, paced_bare.p99_ms)
+    rounds = settings.get("paced_round_p99_ratios", [])
+    # The verdict takes the median round: a stall of the machine (another process waking up
+    # for tens of milliseconds) lands in one endpoint's turn and sets that turn's p99; pooled,
+    # the endpoint that drew more of them loses, whatever its own latency (the bare echo's
+    # pooled p99 has gone from 3.9 to 14.1 ms between two runs of the same code).
+    p99_ratio = statistics.median(rounds) if rounds else pooled_p99_ratio
     cpu_ratio = ratio(server_us_per_request(paced_decisions), server_us_per_request(paced_bare))
     driver_limited = max(bare.driver_busiest, decisions.driver_busiest) > 0.85
     summary = {
@@ -709,6 +716,7 @@ def report(
         "throughput_pass": throughput_ratio >= THROUGHPUT_TARGET,
         "saturated_p99_ratio": ratio(decisions.p99_ms, bare.p99_ms),
         "p99_ratio": p99_ratio,
+        "pooled_p99_ratio": pooled_p99_ratio,
         "p99_target": P99_TARGET,
         "p99_pass": p99_ratio <= P99_TARGET,
         "cpu_ratio": cpu_ratio,
@@ -745,11 +753,11 @@ def report(
         f"fixed rate {rate:.0f} req/s = {RATE_SHARE:.0%} of the echo's saturated throughput, "
         "latency counted from each request's scheduled moment"
     )
-    rounds = settings.get("paced_round_p99_ratios", [])
     if len(rounds) > 1:
         print(
-            f"{len(rounds)} alternating rounds, latencies pooled; p99 ratio per round: "
+            f"{len(rounds)} alternating rounds; p99 ratio per round: "
             + " ".join(f"{each:.2f}" for each in rounds)
+            + f"; of the latencies pooled over the rounds (the table's): {pooled_p99_ratio:.2f}"
         )
     print(
         f"throughput at saturation, decisions/bare {throughput_ratio:5.2f}  "
@@ -757,7 +765,7 @@ def report(
     )
     print(
         f"p99 at the fixed rate, decisions/bare    {p99_ratio:5.2f}  target <= {P99_TARGET:.2f}  "
-        f"{verdict(summary['p99_pass'])}"
+        f"{verdict(summary['p99_pass'])}" + ("  (the median round)" if rounds else "")
     )
     print(
         f"server CPU per request, decisions/bare   {cpu_ratio:5.2f}  target <= {CPU_TARGET:.2f}  "
@@ -886,15 +894,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--paced-rounds",
         type=int,
-        default=4,
+        default=10,
         help="rounds the fixed-rate runs are split into, alternating which server goes first;"
-        " each endpoint's latencies are pooled over them (default 4)",
+        " the p99 verdict takes the median of the rounds' ratios, the table pools each"
+        " endpoint's latencies over them (default 10)",
     )
     parser.add_argument(
         "--paced-seconds",
         type=float,
-        default=20.0,
-        help="seconds each endpoint is driven at the fixed rate, over all rounds (default 20)",
+        default=40.0,
+        help="seconds each endpoint is driven at the fixed rate, over all rounds (default 40)",
     )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
@@ -902,9 +911,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         name, equals, _ = setting.partition("=")
         if not equals or not name.startswith("POLICYD_"):
             parser.error(f"--set {setting!r}: expected POLICYD_NAME=VALUE")
-    for name in ("workers", "concurrency", "requests", "processes"):
+    for name in ("workers", "concurrency", "requests", "processes", "paced_rounds"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 

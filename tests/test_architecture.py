@@ -18,11 +18,13 @@ SRC = ROOT / "src" / "policyd"
 # What each part of the package may import (besides itself).
 MAY_IMPORT: dict[str, set[str]] = {
     "domain": set(),
-    "logs": set(),
+    # Pooled random bytes for ids: request ids (logs) and row ids (store).
+    "randomness": set(),
+    "logs": {"randomness"},
     # Pausing the cyclic garbage collector around bulk work (bundle loads, reconcile pages).
     "collector": set(),
     "rules": {"domain", "collector"},
-    "store": {"domain"},
+    "store": {"domain", "randomness"},
     "settings": {"rules", "logs", "setting_values"},
     # The value parsers of settings.py: what a setting's text may be.
     "setting_values": {"rules"},

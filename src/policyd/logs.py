@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
-import threading
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
+
+from policyd.randomness import random_bytes
 
 # The id of the HTTP request (or worker job) being handled, carried into every log line.
 request_id: ContextVar[str | None] = ContextVar("policyd_request_id", default=None)
@@ -21,36 +21,13 @@ _ACCEPTED = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _CONFIGURED = "_policyd_handler"
 
 
-class _RequestIds:
-    """Random UUIDs (version 4) as 32 hex digits, as `uuid.uuid4().hex` writes them, from
-    pooled os.urandom bytes: one system call per 256 ids instead of one per request (each
-    releases the GIL mid-request), and no UUID object made only to be printed."""
-
-    _POOL = 256 * 16
-
-    def __init__(self) -> None:
-        self._reset()
-        # A forked child (a gunicorn worker) must never hand out the ids its parent pooled.
-        os.register_at_fork(after_in_child=self._reset)
-
-    def _reset(self) -> None:
-        self._lock = threading.Lock()  # one held by another thread at fork time stays held
-        self._pool = b""
-        self._used = 0
-
-    def __call__(self) -> str:
-        with self._lock:
-            if self._used >= len(self._pool):
-                self._pool, self._used = os.urandom(self._POOL), 0
-            start = self._used
-            self._used = start + 16
-            raw = bytearray(self._pool[start : start + 16])
-        raw[6] = raw[6] & 0x0F | 0x40  # version 4
-        raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
-        return raw.hex()
-
-
-new_request_id = _RequestIds()
+def new_request_id() -> str:
+    """A random UUID (version 4) as 32 hex digits, as `uuid.uuid4().hex` writes it, from
+    pooled random bytes (policyd.randomness), with no UUID object made only to be printed."""
+    raw = bytearray(random_bytes(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def accepted_request_id(header: str | None) -> str | None:

@@ -821,8 +821,9 @@ def paced_rounds(
     (bare first in even rounds, decisions first in odd ones) for an equal share of
     `--paced-seconds`, so that both endpoints meet the machine's changing background alike;
     each endpoint's latencies are pooled over the rounds. Returns the pooled figures, each
-    round's p99 ratio (decisions/bare, to show the noise) and the decision log's largest lag
-    during the decisions runs (`log_at`: the database URL and the spool folder)."""
+    round's p99 ratio (decisions/bare; their median is the p99 verdict) and the decision
+    log's largest lag during the decisions runs (`log_at`: the database URL and the spool
+    folder)."""
     seconds = args.paced_seconds / args.paced_rounds
     runs: dict[str, list[Run]] = {"bare": [], "decisions": []}
     lag = 0.0

@@ -8,32 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policyd.domain import RequestOptions, Subject, UserType
-from policyd.rules.compiler import compile_bundle
 from policyd.rules.fact_text import FactWriter
 from policyd.rules.facts import build_fact
-from policyd.rules.loader import load_texts
-from tests.conftest import rule_file
 from tests.rules.test_differential import CASES, MOMENTS
-
-
-def compiled_for(when: str, member_limit: int = 64):
-    text = rule_file(
-        f"""
-        apiVersion: policyd/v1
-        package:
-          id: pkg
-          displayName: P
-          questions:
-            - {{id: ticket, text: Ticket, type: text}}
-            - {{id: hours, text: Hours, type: number}}
-          rules:
-            - id: r
-              when: {when}
-              then: {{decision: deny}}
-        """
-    )
-    return compile_bundle(load_texts({"p.yaml": text}), member_limit=member_limit)
-
+from tests.rules.test_facts import compiled_for
 
 EVERY_FIELD = (
     "{all: [{subject.id: a}, {subject.email: {exists: true}}, {subject.domain: a.b},"
@@ -44,7 +22,10 @@ EVERY_FIELD = (
     " {answers.ticket: t}, {answers.hours: {ge: 2}}, {request.duration: {le: P1D}},"
     " {request.justification: {exists: true}}, {now: {within: '* 8-17 * * 1-5'}}]}"
 )
-COMPILED = [compiled_for(EVERY_FIELD), compiled_for(EVERY_FIELD, member_limit=0)]
+COMPILED = [
+    compiled_for(EVERY_FIELD, 64, questions=True),
+    compiled_for(EVERY_FIELD, 0, questions=True),
+]
 
 
 @settings(max_examples=300, deadline=None)

@@ -10,14 +10,20 @@ from policyd.rules.facts import build_fact
 from policyd.rules.loader import load_texts
 from tests.conftest import rule_file
 
+# Two questions a package may declare, so that a condition can read their answers.
+QUESTIONS = """
+          questions:
+            - {id: ticket, text: Ticket, type: text}
+            - {id: hours, text: Hours, type: number}"""
 
-def compiled_for(when: str, member_limit: int = MEMBER_LIMIT):
+
+def compiled_for(when: str, member_limit: int = MEMBER_LIMIT, *, questions: bool = False):
     text = rule_file(
         f"""
         apiVersion: policyd/v1
         package:
           id: pkg
-          displayName: P
+          displayName: P{QUESTIONS if questions else ""}
           rules:
             - id: r
               when: {when}

@@ -66,12 +66,13 @@ class Pool:
         detail = result.get("message") or ""
         message = f"{action}: {result.get('description')} ({code})"
         message = f"{message}: {detail}" if detail else message
-        raise ResultError(
-            f"ldap connector {self.name!r}: {message}", code, retryable=code in TRANSIENT
-        )
+        raise ResultError(self._named(message), code, retryable=code in TRANSIENT)
 
     def error(self, message: str, retryable: bool) -> ConnectorError:
-        return ConnectorError(f"ldap connector {self.name!r}: {message}", retryable=retryable)
+        return ConnectorError(self._named(message), retryable=retryable)
+
+    def _named(self, message: str) -> str:
+        return f"ldap connector {self.name!r}: {message}"
 
     def close(self) -> None:
         """Unbind the pooled connections (a later call opens new ones)."""

@@ -26,7 +26,6 @@ VALUE_EXISTS = 20  # granting a value that is already there
 NO_SUCH_OBJECT = 32
 INVALID_DN_SYNTAX = 34
 INSUFFICIENT_ACCESS_RIGHTS = 50
-UNWILLING_TO_PERFORM = 53
 OBJECT_CLASS_VIOLATION = 65  # e.g. the last member of a groupOfNames
 # Result codes that say "not now" rather than "never": timeLimitExceeded, adminLimitExceeded,
 # busy, unavailable, other (slapd's answer to internal errors such as a full database).
@@ -73,7 +72,6 @@ __all__ = [
     "SUCCESS",
     "TRANSIENT",
     "UNAVAILABLE_CRITICAL_EXTENSION",
-    "UNWILLING_TO_PERFORM",
     "VALUE_EXISTS",
     "LDAPExceptionError",
     "LDAPInvalidDnError",

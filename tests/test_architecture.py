@@ -21,7 +21,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     # Pooled random bytes for ids: request ids (logs) and row ids (store).
     "randomness": set(),
     "logs": {"randomness"},
-    # Pausing the cyclic garbage collector around bulk work (bundle loads, reconcile pages).
+    # The cyclic garbage collector: paused around bulk work (bundle loads, reconcile pages),
+    # a server's start-up heap frozen out of its sight.
     "collector": set(),
     "rules": {"domain", "collector"},
     "store": {"domain", "randomness"},
@@ -45,8 +46,18 @@ MAY_IMPORT: dict[str, set[str]] = {
         "collector",
     },
     "worker": {"domain", "rules", "services", "connectors", "notify", "logs", "periodic"},
-    "api": {"domain", "rules", "services", "settings", "compose", "logs"},
-    "cli": {"domain", "rules", "services", "settings", "compose", "logs", "api", "periodic"},
+    "api": {"domain", "rules", "services", "settings", "compose", "logs", "collector"},
+    "cli": {
+        "domain",
+        "rules",
+        "services",
+        "settings",
+        "compose",
+        "logs",
+        "api",
+        "periodic",
+        "collector",
+    },
     "testing": {"domain", "connectors"},
     "compose": {
         "domain",

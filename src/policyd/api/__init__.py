@@ -15,6 +15,7 @@ from policyd.api import context
 from policyd.api.blueprint import PolicydApi
 from policyd.api.components import Components
 from policyd.api.pipeline import DECISIONS, PolicydFlask, RequestPipeline, body_limit
+from policyd.collector import freeze_startup
 from policyd.rules import PolicyRuntime
 from policyd.settings import SettingError, Settings
 
@@ -57,6 +58,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     context.install(app, _build(app, settings, templates))
     app.teardown_appcontext(context.close_session)
     _init_routes(app)
+    if config is None:  # a deployment's server process, ready to answer (tests make many apps)
+        freeze_startup()
     return app
 
 

@@ -29,6 +29,7 @@ from policyd.cli.base import (
     policies_argument,
     settings_for,
 )
+from policyd.collector import freeze_startup
 from policyd.rules import ProblemsError
 from policyd.rules.timing import parse_duration
 from policyd.services.actor import Actor, Role
@@ -247,6 +248,7 @@ def serve(
         name="worker",
     )
     worker.start()
+    freeze_startup()  # the app and its policy version, out of the collector's full passes
     # SIGTERM stops like Ctrl-C: the spool is stored and everything closed before exit.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.http.shutdown).start())
     try:

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from policyd.connectors.base import Connector, ConnectorContext, ConnectorError, Target
 
+GROUP_PREFIX = "group:"  # a resource of this connector: group:<id of a directory group>
+
 
 class MembershipConflictError(Exception):
     """Another writer changed the same group meanwhile; nothing of the call was kept."""
@@ -49,11 +51,11 @@ class DirectoryConnector:
         self._store: MembershipStore = context.memberships
 
     def _group(self, resource: str) -> str:
-        if not resource.startswith("group:") or not resource.removeprefix("group:"):
+        if not resource.startswith(GROUP_PREFIX) or not resource.removeprefix(GROUP_PREFIX):
             raise ConnectorError(
                 f"directory resources are group:<id>, not {resource!r}", retryable=False
             )
-        return resource.removeprefix("group:")
+        return resource.removeprefix(GROUP_PREFIX)
 
     def grant(self, target: Target) -> None:
         if not self._store.add_one(self._group(target.resource), target.user_id):

@@ -1,6 +1,13 @@
 """Ending assignments: cancel their waiting grants and revoke what they granted, unless
 another live assignment of the person grants it too; once their revokes are done, removed (the
-usual end of a mass expiry, with one statement per batch)."""
+usual end of a mass expiry, with one statement per batch).
+
+A revoke goes through the outbox (a job a worker runs, retried until it succeeds), except one
+from a group of policyd's own directory when the caller names its connectors (`in_directory`,
+the worker's expiry): that membership lives in the same database, so it ends in the very
+transaction that ends the assignment, which is then removed at once. Nothing is left to
+retry, and no moment exists where the assignment has ended but the membership is still there.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +19,14 @@ from typing import Any
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
+from policyd.connectors.directory import GROUP_PREFIX
 from policyd.domain import AssignmentState, JobState, transition
 from policyd.services.actor import Actor
 from policyd.services.assignment_delivery import LIVE_STATES, assignment_view, settle_assignments
 from policyd.services.audit import audit_many
+from policyd.services.directory import DirectoryService
 from policyd.services.jobs import JobService
+from policyd.services.memberships import ACTOR as DIRECTORY_ACTOR
 from policyd.services.notifications import notify_many
 from policyd.store.models import Assignment, Job
 from policyd.store.query import among, unindexed, update_many
@@ -31,9 +41,11 @@ def end_assignments(
     action: str,
     *,
     now: datetime,
+    in_directory: frozenset[str] = frozenset(),
 ) -> None:
     """Start taking access away: expiring now, removed once every revoke job is done; a few
-    statements in all however many assignments end (mass expiry)."""
+    statements in all however many assignments end (mass expiry). Grants through the
+    connector instances of `in_directory` (of type `directory`) are revoked here."""
     records = []
     for assignment in assignments:
         before = assignment_view(assignment)
@@ -53,7 +65,7 @@ def end_assignments(
     update_many(session, list(assignments), state=expiring, removed_at=now)
     audit_many(session, actor, now, records)
     _cancel_grants(session, assignments, action, now=now)
-    revoking = _enqueue_revokes(session, assignments, now=now)
+    revoking = _enqueue_revokes(session, assignments, now=now, in_directory=in_directory)
     # The others had nothing left to revoke: they are removed at once.
     rest = [assignment for assignment in assignments if assignment.id not in revoking]
     settle_assignments(session, rest, actor, now=now)
@@ -84,13 +96,20 @@ def _cancel_grants(
 
 
 def _enqueue_revokes(
-    session: Session, assignments: Sequence[Assignment], *, now: datetime
+    session: Session,
+    assignments: Sequence[Assignment],
+    *,
+    now: datetime,
+    in_directory: frozenset[str] = frozenset(),
 ) -> set[str]:
     """Revoke exactly what each ending assignment granted, unless another live one of the
     person grants it too (reference counting).
 
     When several assignments of one person end together, the role they share is revoked
-    once. Revocations retry until they succeed: access is never left behind.
+    once. Revocations retry until they succeed: access is never left behind. A group of
+    policyd's directory granted through a connector of `in_directory` loses the member here
+    instead, unless that grant is running right now (its revoke job then waits for it, as
+    JobService.claim makes every revoke do).
 
     Returns:
         The ids of the assignments that got revoke jobs.
@@ -98,18 +117,26 @@ def _enqueue_revokes(
     session.flush()  # the ending assignments are no longer live for the query below
     ids = [assignment.id for assignment in assignments]
     granted: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
-    for assignment_id, connector, resource, role in session.execute(
-        select(Job.assignment_id, Job.connector, Job.resource, Job.role).where(
+    running: set[tuple[str, str, str, str]] = set()  # (assignment id, connector, resource, role)
+    for assignment_id, connector, resource, role, state in session.execute(
+        select(Job.assignment_id, Job.connector, Job.resource, Job.role, Job.state).where(
             among(session, Job.assignment_id, ids), Job.kind == "grant"
         )
     ):
         granted[assignment_id].add((connector, resource, role))
+        if state == JobState.RUNNING:
+            running.add((assignment_id, connector, resource, role))
     held = _granted_elsewhere(session, {assignment.subject_id for assignment in assignments})
     jobs = []
+    members: dict[str, set[str]] = defaultdict(set)  # directory group -> users to remove
     for assignment in assignments:
         kept = held[assignment.subject_id]
         for connector, resource, role in sorted(granted[assignment.id] - kept):
             kept.add((connector, resource, role))
+            group = _directory_group(connector, resource, in_directory)
+            if group and (assignment.id, connector, resource, role) not in running:
+                members[group].add(assignment.subject_id)
+                continue
             jobs.append(
                 {
                     "kind": "revoke",
@@ -121,8 +148,20 @@ def _enqueue_revokes(
                     "max_attempts": REVOKE_ATTEMPTS,
                 }
             )
+    directory = DirectoryService(session)
+    for group, users in sorted(members.items()):
+        directory.remove_members(DIRECTORY_ACTOR, group, users, now=now)
     JobService(session).enqueue_many(jobs, now=now)
     return {job["assignment_id"] for job in jobs}
+
+
+def _directory_group(connector: str, resource: str, in_directory: frozenset[str]) -> str | None:
+    """The group of policyd's directory that `resource` names, if `connector` is one of
+    `in_directory`; a resource the directory connector would refuse is left to its job,
+    which records why."""
+    if connector not in in_directory or not resource.startswith(GROUP_PREFIX):
+        return None
+    return resource.removeprefix(GROUP_PREFIX) or None
 
 
 def _granted_elsewhere(

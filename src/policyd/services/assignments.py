@@ -31,9 +31,19 @@ from policyd.store.query import among
 
 
 class AssignmentService:
-    def __init__(self, session: Session, runtime: PolicyRuntime):
+    def __init__(
+        self,
+        session: Session,
+        runtime: PolicyRuntime,
+        *,
+        in_directory: frozenset[str] = frozenset(),
+    ):
+        """`in_directory`: connector instances of type `directory` whose grants ending
+        assignments revoke in their own transaction (assignment_removal); by default every
+        revoke goes through the outbox."""
         self.session = session
         self.runtime = runtime
+        self._in_directory = in_directory
         self._delegation = DelegationService(session, runtime)
 
     def create(self, actor: Actor, request: AccessRequest, *, now: datetime) -> Assignment:
@@ -204,7 +214,9 @@ class AssignmentService:
         self, actor: Actor, assignments: Sequence[Assignment], action: str, *, now: datetime
     ) -> None:
         """`end` for many assignments at once, with a few statements in all (mass expiry)."""
-        end_assignments(self.session, actor, assignments, action, now=now)
+        end_assignments(
+            self.session, actor, assignments, action, now=now, in_directory=self._in_directory
+        )
         requeue_holders(self.session, self.runtime, assignments, now=now)
 
     def expire_due(self, *, now: datetime, limit: int = 1000) -> int:
@@ -282,9 +294,12 @@ class AssignmentService:
 def expire_assignments(context: TaskContext, now: datetime) -> dict[str, int]:
     """End every live assignment past its expires_at, a batch per transaction."""
     expired = 0
+    # policyd's own directory groups lose their members in the expiry's transaction.
+    types = context.connectors.types() if context.connectors is not None else {}
+    in_directory = frozenset(name for name, kind in types.items() if kind == "directory")
     while True:
         with context.sessions() as session:
-            service = AssignmentService(session, context.runtime)
+            service = AssignmentService(session, context.runtime, in_directory=in_directory)
             count = service.expire_due(now=now, limit=context.expiry_batch)
         expired += count
         if count < context.expiry_batch:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from policyd.connectors.directory import GROUP_PREFIX
 from policyd.domain import AssignmentState, JobState, transition
 from policyd.services.actor import Actor
-from policyd.services.assignment_delivery import LIVE_STATES, assignment_view, settle_assignments
+from policyd.services.assignment_delivery import LIVE_STATES, assignment_view
 from policyd.services.audit import audit_many
 from policyd.services.directory import DirectoryService
 from policyd.services.jobs import JobService
@@ -45,30 +45,53 @@ def end_assignments(
 ) -> None:
     """Start taking access away: expiring now, removed once every revoke job is done; a few
     statements in all however many assignments end (mass expiry). Grants through the
-    connector instances of `in_directory` (of type `directory`) are revoked here."""
-    records = []
+    connector instances of `in_directory` (of type `directory`) are revoked here.
+
+    An assignment left with nothing to revoke (what it granted is still granted by another,
+    or was a directory group revoked here) is removed at once: its row is written once, with
+    its final state, and the trail still shows both steps (ending, then removed).
+    """
+    expiring, removed = AssignmentState.EXPIRING, AssignmentState.REMOVED
+    records, views = [], {}
     for assignment in assignments:
-        before = assignment_view(assignment)
+        before = views[assignment.id] = assignment_view(assignment)
         records.append(
             {
                 "action": action,
                 "object": ("assignment", assignment.id),
                 "before": before,
-                "after": {
-                    **before,
-                    "state": transition(assignment.state, AssignmentState.EXPIRING),
-                },
+                "after": {**before, "state": transition(assignment.state, expiring)},
                 "version": assignment.version,
             }
         )
-    expiring = AssignmentState.EXPIRING
-    update_many(session, list(assignments), state=expiring, removed_at=now)
     audit_many(session, actor, now, records)
     _cancel_grants(session, assignments, action, now=now)
     revoking = _enqueue_revokes(session, assignments, now=now, in_directory=in_directory)
-    # The others had nothing left to revoke: they are removed at once.
-    rest = [assignment for assignment in assignments if assignment.id not in revoking]
-    settle_assignments(session, rest, actor, now=now)
+    update_many(
+        session, [a for a in assignments if a.id in revoking], state=expiring, removed_at=now
+    )
+    done = [assignment for assignment in assignments if assignment.id not in revoking]
+    if not done:
+        return
+    transition(expiring, removed)
+    update_many(session, done, state=removed, removed_at=now)
+    ended = [{**views[assignment.id], "state": expiring} for assignment in done]
+    audit_many(
+        session,
+        actor,
+        now,
+        [
+            {
+                "action": f"assignment.{removed}",
+                "object": ("assignment", assignment.id),
+                "before": before,
+                "after": {**before, "state": removed},
+                "version": assignment.version,
+            }
+            for assignment, before in zip(done, ended, strict=True)
+        ],
+    )
+    notify_many(session, [("access_removed", a.id, a.subject_id) for a in done], now=now)
 
 
 def _cancel_grants(
@@ -114,7 +137,7 @@ def _enqueue_revokes(
     Returns:
         The ids of the assignments that got revoke jobs.
     """
-    session.flush()  # the ending assignments are no longer live for the query below
+    session.flush()
     ids = [assignment.id for assignment in assignments]
     granted: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
     running: set[tuple[str, str, str, str]] = set()  # (assignment id, connector, resource, role)
@@ -126,7 +149,8 @@ def _enqueue_revokes(
         granted[assignment_id].add((connector, resource, role))
         if state == JobState.RUNNING:
             running.add((assignment_id, connector, resource, role))
-    held = _granted_elsewhere(session, {assignment.subject_id for assignment in assignments})
+    subjects = {assignment.subject_id for assignment in assignments}
+    held = _granted_elsewhere(session, subjects, set(ids))
     jobs = []
     members: dict[str, set[str]] = defaultdict(set)  # directory group -> users to remove
     for assignment in assignments:
@@ -165,12 +189,13 @@ def _directory_group(connector: str, resource: str, in_directory: frozenset[str]
 
 
 def _granted_elsewhere(
-    session: Session, subjects: set[str]
+    session: Session, subjects: set[str], ending: set[str]
 ) -> dict[str, set[tuple[str, str, str]]]:
-    """Per person, (connector, resource, role) that a live assignment of theirs grants."""
+    """Per person, (connector, resource, role) that a live assignment of theirs grants, the
+    assignments of `ending` (still live in the database, ending now) left out."""
     held: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
     rows = session.execute(
-        select(Assignment.subject_id, Job.connector, Job.resource, Job.role)
+        select(Assignment.id, Assignment.subject_id, Job.connector, Job.resource, Job.role)
         .join(Job, Job.assignment_id == Assignment.id)
         .where(
             among(session, Assignment.subject_id, subjects),
@@ -179,8 +204,9 @@ def _granted_elsewhere(
             Job.state != JobState.FAILED,
         )
     )
-    for subject_id, connector, resource, role in rows:
-        held[subject_id].add((connector, resource, role))
+    for assignment_id, subject_id, connector, resource, role in rows:
+        if assignment_id not in ending:
+            held[subject_id].add((connector, resource, role))
     return held
 
 

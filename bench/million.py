@@ -395,7 +395,7 @@ def database_ms(application, call: Callable[[], object]) -> tuple[float, float]:
 
 def time_reconcile(application) -> list[Timing]:
     """One `policyd reconcile` pass (no --fix) over every granted resource, timed a page at a
-    time (at most 1,000 resources and 5,000 grants): each page's own time (reading its
+    time (at most 1,000 resources and PAGE_GRANTS grants): each page's own time (reading its
     grants, comparing, minus the connector's members_of calls), its CPU time (this process
     and its PostgreSQL backends, the directory connector included: what a shared machine's
     load does not inflate), and the whole pass."""

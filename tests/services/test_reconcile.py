@@ -162,6 +162,31 @@ def test_a_page_holds_at_most_its_grants_unless_one_resource_has_more(
     assert [[d.resource for d in page] for page in pages] == [[RESOURCE, "group:Sales.Ops"]]
 
 
+def test_pages_read_as_many_rows_as_the_last_page_needed_and_miss_nothing(
+    session, connectors, granted, clock
+):
+    """Twelve groups of two grants each, pages of at most four grants: the first page reads up
+    to `size` rows, the next ones about as many as it used; every group comes once, in order,
+    two to a page (the first page also holds Scope A's group, granted once), and together
+    they are reconcile's report."""
+    groups = [f"Paged.{number:02d}" for number in range(12)]
+    directory = DirectoryService(session)
+    for group in groups:
+        directory.put_group(ROOT, group, None, now=clock())
+        for user in ("bob", "olga"):
+            queue_grant(session, granted, clock, f"group:{group}", user)
+    session.commit()
+    pages = list(reconcile_pages(session, connectors, now=clock(), grants=4))
+    paged = [[d.resource for d in page if d.resource.startswith("group:Paged.")] for page in pages]
+    expected = [f"group:{group}" for group in groups]
+    assert [resource for page in paged for resource in page] == expected
+    assert [len(page) for page in paged] == [1, 2, 2, 2, 2, 2, 1]
+    whole = reconcile(session, connectors, now=clock())
+    assert [(d.resource, d.missing, d.unauthorised) for page in pages for d in page] == [
+        (d.resource, d.missing, d.unauthorised) for d in whole
+    ]
+
+
 def test_a_page_takes_every_role_of_its_resources_beyond_the_row_limit(
     session, connectors, granted, clock
 ):

@@ -5,13 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from policyd.api import create_app
 from policyd.api.context import components
 from policyd.cli import main
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
+from policyd.store import Database
+from policyd.store.models import Membership
 from tests.conftest import POLICIES
+
+READERS = "Group.ScopeA.Readers"  # what scope-a-readers grants through the directory
 
 
 @pytest.fixture
@@ -46,14 +51,20 @@ def granted(tmp_path):
 
 
 def test_worker_once_expires_access_and_revokes_it(runner, granted):
-    """One sweep ends the expired assignment, runs its revoke job and sends the notices
-    (the one of the grant, queued when it was delivered, and the one of the removal)."""
+    """One sweep ends the expired assignment, taking the member out of the directory group
+    in the same transaction (no revoke job), and sends the notices (the one of the grant,
+    queued when it was delivered, and the one of the removal)."""
     result = runner.invoke(main, ["worker", "--once", "--database-url", granted])
     assert result.exit_code == 0, result.output
-    assert "'expired': 1" in result.output and "'jobs': 3" in result.output
+    assert "'expired': 1" in result.output and "'jobs': 2" in result.output
     listed = runner.invoke(main, ["jobs", "list", "--database-url", granted])
-    done = [line for line in listed.output.splitlines() if " done " in line]
-    assert [line.split()[2] for line in done].count("revoke") == 1
+    kinds = [line.split()[2] for line in listed.output.splitlines() if " done " in line]
+    assert "revoke" not in kinds and kinds.count("notify") == 2
+    database = Database(granted)
+    with database.session() as session:
+        left = session.scalars(select(Membership.user_id).where(Membership.group_id == READERS))
+        assert list(left) == []
+    database.dispose()
     again = runner.invoke(main, ["worker", "--once", "--database-url", granted])
     assert "'expired': 0" in again.output
 

@@ -143,3 +143,25 @@ def test_the_expiry_task_revokes_directory_groups_in_its_transaction(
     session.expire_all()
     assert members(session) == []
     assert (assignment.state, revokes(session, assignment.id)) == ("removed", [])
+
+
+def test_a_shared_group_whose_grant_runs_for_one_of_two_ending_assignments_waits_for_it(
+    session, runtime, example_bundle, people, deliver, clock
+):
+    """Ada's two ending assignments grant the same group; a worker is still running the
+    second one's grant. The one revoke belongs to that assignment, so it waits for the grant
+    (through the directory too), and the other assignment is removed at once."""
+    runtime.activate(load_texts({"extra.yaml": EXTRA, **example_bundle.files}))
+    first = request(session, runtime, clock)
+    deliver(clock())
+    second = request(session, runtime, clock, package="scope-a-extra")
+    one, other = assignment_of(session, first.id), assignment_of(session, second.id)
+    grant = select(Job.id).where(Job.assignment_id == other.id, Job.kind == "grant")
+    (claimed,) = JobService(session).claim("worker-1", now=clock(), ids=[session.scalar(grant)])
+    assert (claimed.assignment_id, claimed.state) == (other.id, "running")
+    service = AssignmentService(session, runtime, in_directory=DIRECTORY)
+    service.end_many(SYSTEM, [one, other], "assignment.expired", now=clock())
+    session.commit()
+    assert (one.state, revokes(session, one.id)) == ("removed", [])
+    assert (other.state, revokes(session, other.id)) == ("expiring", ["queued"])
+    assert members(session) == ["ada"]  # until the grant is done and its revoke runs

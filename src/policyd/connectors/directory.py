@@ -16,6 +16,13 @@ from policyd.connectors.base import Connector, ConnectorContext, ConnectorError,
 GROUP_PREFIX = "group:"  # a resource of this connector: group:<id of a directory group>
 
 
+def group_of(resource: str) -> str | None:
+    """The directory group a resource of this connector names; None if it names none."""
+    if not resource.startswith(GROUP_PREFIX):
+        return None
+    return resource.removeprefix(GROUP_PREFIX) or None
+
+
 class MembershipConflictError(Exception):
     """Another writer changed the same group meanwhile; nothing of the call was kept."""
 
@@ -51,11 +58,12 @@ class DirectoryConnector:
         self._store: MembershipStore = context.memberships
 
     def _group(self, resource: str) -> str:
-        if not resource.startswith(GROUP_PREFIX) or not resource.removeprefix(GROUP_PREFIX):
+        group = group_of(resource)
+        if group is None:
             raise ConnectorError(
                 f"directory resources are group:<id>, not {resource!r}", retryable=False
             )
-        return resource.removeprefix(GROUP_PREFIX)
+        return group
 
     def grant(self, target: Target) -> None:
         if not self._store.add_one(self._group(target.resource), target.user_id):

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from policyd.connectors.directory import GROUP_PREFIX
+from policyd.connectors.directory import group_of
 from policyd.domain import AssignmentState, JobState, transition
 from policyd.services.actor import Actor
 from policyd.services.assignment_delivery import LIVE_STATES, assignment_view
@@ -75,7 +75,6 @@ def end_assignments(
         return
     transition(expiring, removed)
     update_many(session, done, state=removed, removed_at=now)
-    ended = [{**views[assignment.id], "state": expiring} for assignment in done]
     audit_many(
         session,
         actor,
@@ -84,11 +83,11 @@ def end_assignments(
             {
                 "action": f"assignment.{removed}",
                 "object": ("assignment", assignment.id),
-                "before": before,
-                "after": {**before, "state": removed},
+                "before": {**views[assignment.id], "state": expiring},
+                "after": {**views[assignment.id], "state": removed},
                 "version": assignment.version,
             }
-            for assignment, before in zip(done, ended, strict=True)
+            for assignment in done
         ],
     )
     notify_many(session, [("access_removed", a.id, a.subject_id) for a in done], now=now)
@@ -129,10 +128,11 @@ def _enqueue_revokes(
     person grants it too (reference counting).
 
     When several assignments of one person end together, the role they share is revoked
-    once. Revocations retry until they succeed: access is never left behind. A group of
+    once; if one of them has that grant still running in a worker, the revoke is that
+    assignment's, as JobService.claim makes a revoke wait for its own assignment's running
+    grant. Revocations retry until they succeed: access is never left behind. A group of
     policyd's directory granted through a connector of `in_directory` loses the member here
-    instead, unless that grant is running right now (its revoke job then waits for it, as
-    JobService.claim makes every revoke do).
+    instead, unless such a grant is running.
 
     Returns:
         The ids of the assignments that got revoke jobs.
@@ -140,15 +140,17 @@ def _enqueue_revokes(
     session.flush()
     ids = [assignment.id for assignment in assignments]
     granted: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
-    running: set[tuple[str, str, str, str]] = set()  # (assignment id, connector, resource, role)
-    for assignment_id, connector, resource, role, state in session.execute(
-        select(Job.assignment_id, Job.connector, Job.resource, Job.role, Job.state).where(
-            among(session, Job.assignment_id, ids), Job.kind == "grant"
-        )
+    # (person, connector, resource, role) -> the ending assignment whose grant of it a worker
+    # is running now: the revoke is that assignment's, so that it waits for the grant.
+    running: dict[tuple[str, str, str, str], str] = {}
+    for assignment_id, subject_id, connector, resource, role, state in session.execute(
+        select(
+            Job.assignment_id, Job.subject_id, Job.connector, Job.resource, Job.role, Job.state
+        ).where(among(session, Job.assignment_id, ids), Job.kind == "grant")
     ):
         granted[assignment_id].add((connector, resource, role))
         if state == JobState.RUNNING:
-            running.add((assignment_id, connector, resource, role))
+            running[(subject_id, connector, resource, role)] = assignment_id
     subjects = {assignment.subject_id for assignment in assignments}
     held = _granted_elsewhere(session, subjects, set(ids))
     jobs = []
@@ -157,8 +159,9 @@ def _enqueue_revokes(
         kept = held[assignment.subject_id]
         for connector, resource, role in sorted(granted[assignment.id] - kept):
             kept.add((connector, resource, role))
-            group = _directory_group(connector, resource, in_directory)
-            if group and (assignment.id, connector, resource, role) not in running:
+            waits = running.get((assignment.subject_id, connector, resource, role))
+            group = group_of(resource) if connector in in_directory else None
+            if group and waits is None:
                 members[group].add(assignment.subject_id)
                 continue
             jobs.append(
@@ -168,7 +171,7 @@ def _enqueue_revokes(
                     "resource": resource,
                     "role": role,
                     "subject_id": assignment.subject_id,
-                    "assignment_id": assignment.id,
+                    "assignment_id": waits or assignment.id,
                     "max_attempts": REVOKE_ATTEMPTS,
                 }
             )
@@ -177,15 +180,6 @@ def _enqueue_revokes(
         directory.remove_members(DIRECTORY_ACTOR, group, users, now=now)
     JobService(session).enqueue_many(jobs, now=now)
     return {job["assignment_id"] for job in jobs}
-
-
-def _directory_group(connector: str, resource: str, in_directory: frozenset[str]) -> str | None:
-    """The group of policyd's directory that `resource` names, if `connector` is one of
-    `in_directory`; a resource the directory connector would refuse is left to its job,
-    which records why."""
-    if connector not in in_directory or not resource.startswith(GROUP_PREFIX):
-        return None
-    return resource.removeprefix(GROUP_PREFIX) or None
 
 
 def _granted_elsewhere(

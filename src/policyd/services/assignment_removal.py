@@ -139,18 +139,7 @@ def _enqueue_revokes(
     """
     session.flush()
     ids = [assignment.id for assignment in assignments]
-    granted: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
-    # (person, connector, resource, role) -> the ending assignment whose grant of it a worker
-    # is running now: the revoke is that assignment's, so that it waits for the grant.
-    running: dict[tuple[str, str, str, str], str] = {}
-    for assignment_id, subject_id, connector, resource, role, state in session.execute(
-        select(
-            Job.assignment_id, Job.subject_id, Job.connector, Job.resource, Job.role, Job.state
-        ).where(among(session, Job.assignment_id, ids), Job.kind == "grant")
-    ):
-        granted[assignment_id].add((connector, resource, role))
-        if state == JobState.RUNNING:
-            running[(subject_id, connector, resource, role)] = assignment_id
+    granted, running = _grants_of(session, ids)
     subjects = {assignment.subject_id for assignment in assignments}
     held = _granted_elsewhere(session, subjects, set(ids))
     jobs = []
@@ -180,6 +169,25 @@ def _enqueue_revokes(
         directory.remove_members(DIRECTORY_ACTOR, group, users, now=now)
     JobService(session).enqueue_many(jobs, now=now)
     return {job["assignment_id"] for job in jobs}
+
+
+def _grants_of(
+    session: Session, ids: list[str]
+) -> tuple[dict[str, set[tuple[str, str, str]]], dict[tuple[str, str, str, str], str]]:
+    """What each assignment of `ids` granted ((connector, resource, role) by assignment), and
+    (person, connector, resource, role) -> the one of them whose grant of it a worker is
+    running now: the revoke is that assignment's, so that it waits for the grant."""
+    granted: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
+    running: dict[tuple[str, str, str, str], str] = {}
+    for assignment_id, subject_id, connector, resource, role, state in session.execute(
+        select(
+            Job.assignment_id, Job.subject_id, Job.connector, Job.resource, Job.role, Job.state
+        ).where(among(session, Job.assignment_id, ids), Job.kind == "grant")
+    ):
+        granted[assignment_id].add((connector, resource, role))
+        if state == JobState.RUNNING:
+            running[(subject_id, connector, resource, role)] = assignment_id
+    return granted, running
 
 
 def _granted_elsewhere(

@@ -24,14 +24,37 @@ ADA = Subject(id="ada", groups=frozenset({"Readers"}))
 
 
 def test_a_subject_is_served_for_ttl_seconds():
-    """Within the TTL the cached subject comes back; at the TTL it is read afresh."""
+    """Within the TTL the cached subject comes back; at the TTL it is read afresh (an entry
+    drawn to live the longest)."""
     ticks = Ticks()
-    cache = SubjectCache(2.0, clock=ticks)
+    cache = SubjectCache(2.0, clock=ticks, draw=lambda: 0.0)
     cache.put("ada", ADA, cache.generation)
     ticks.now += 1.999
     assert cache.get("ada") is ADA
     ticks.now += 0.001
     assert cache.get("ada") is None
+
+
+def test_subjects_cached_together_lapse_apart_within_the_last_quarter_of_the_ttl():
+    """Each entry lives between 0.75 x ttl and ttl, drawn at random: a worker's subjects,
+    read in its first requests, are not all read again in one burst of requests."""
+    ticks = Ticks()
+    cache = SubjectCache(2.0, clock=ticks)
+    ids = [f"user-{n}" for n in range(200)]
+    for subject_id in ids:
+        cache.put(subject_id, Subject(id=subject_id), cache.generation)
+    lapsed_at: dict[str, float] = {}
+    for step in range(1, 201):
+        ticks.now = 100.0 + step * 0.01
+        for subject_id in ids:
+            if subject_id not in lapsed_at and cache.get(subject_id) is None:
+                lapsed_at[subject_id] = ticks.now - 100.0
+    assert sorted(lapsed_at) == sorted(ids)
+    assert min(lapsed_at.values()) >= 1.5 - 1e-9 and max(lapsed_at.values()) <= 2.0 + 1e-9
+    # Spread over the quarter, not lapsing together: no tenth of it holds over half of them.
+    buckets = [round((at - 1.5) // 0.05) for at in lapsed_at.values()]
+    assert max(buckets.count(bucket) for bucket in set(buckets)) < 100
+    assert len(set(buckets)) >= 8
 
 
 def test_zero_seconds_turns_the_cache_off():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,10 @@ WATCHED_TABLES = frozenset(
     for model in (User, Group, Membership, Assignment, ConnectedOrganization, OrganizationDomain)
 )
 _MAX_ENTRIES = 10_000
+# An entry lives between (1 - SPREAD) x ttl and ttl, drawn at random: subjects read together (a
+# worker's first requests) lapse apart, so their reads from the database do not queue up in a
+# burst of requests every ttl seconds in every worker.
+SPREAD = 0.25
 _CHANGED = "policyd.subjects_changed"  # Session.info flag: a watched table was written
 
 
@@ -35,12 +40,19 @@ class SubjectCache:
     A commit that writes the directory or assignments through a watched session factory (see
     `watch`) clears the cache at once, so this process never decides on data older than its
     own last write. Writes by other processes become visible within `ttl` seconds
-    (POLICYD_SUBJECT_CACHE_SECONDS, default 2; 0 turns the cache off).
+    (POLICYD_SUBJECT_CACHE_SECONDS, default 2; 0 turns the cache off); each entry lapses at a
+    random moment of the last quarter of that (`SPREAD`).
     """
 
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        draw: Callable[[], float] = random.random,
+    ):
         self.ttl = ttl
         self._clock = clock
+        self._draw = draw  # uniform in [0, 1)
         self._entries: dict[str, tuple[Subject, float]] = {}
         self._generation = 0
         self._lock = threading.Lock()
@@ -66,7 +78,8 @@ class SubjectCache:
                 return
             if len(self._entries) >= _MAX_ENTRIES:
                 self._entries.clear()
-            self._entries[subject_id] = (subject, self._clock() + self.ttl)
+            lifetime = self.ttl * (1.0 - SPREAD * self._draw())
+            self._entries[subject_id] = (subject, self._clock() + lifetime)
 
     def clear(self) -> None:
         with self._lock:

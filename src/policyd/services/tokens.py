@@ -5,17 +5,35 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from policyd.services.actor import Actor, Role
 from policyd.services.audit import audit
 from policyd.services.errors import InvalidError, NotFoundError
 from policyd.store.models import ApiToken
+from policyd.store.prepared import PreparedRead, read_connection
 from policyd.store.query import page
 
 PREFIX = "pd_"
+
+
+class LiveToken(NamedTuple):
+    """What a request needs of a live API token."""
+
+    id: str
+    principal: str
+    role: str
+    expires_at: datetime | None
+
+
+_BY_HASH = PreparedRead(
+    select(
+        ApiToken.id, ApiToken.principal, ApiToken.role, ApiToken.expires_at, ApiToken.revoked_at
+    ).where(ApiToken.token_hash == bindparam("hash"))
+)
 
 
 def token_hash(token: str) -> str:
@@ -86,12 +104,18 @@ class TokenService:
         self.session.commit()
         return token, plain
 
-    def authenticate(self, plain: str, *, now: datetime) -> ApiToken | None:
-        """The live token behind `plain`, or None (unknown, revoked or expired)."""
-        token = self.session.scalar(
-            select(ApiToken).where(ApiToken.token_hash == token_hash(plain))
-        )
-        if token is None or token.revoked_at is not None:
+    def authenticate(self, plain: str, *, now: datetime) -> LiveToken | None:
+        """The live token behind `plain`, or None (unknown, revoked or expired), as committed:
+        read on the driver's cursor outside the session's transaction, because every serving
+        process checks its callers' tokens again every few seconds, in a request
+        (store/prepared.py)."""
+        with read_connection(self.session) as connection:
+            row = _BY_HASH.first(connection, {"hash": token_hash(plain)})
+        if row is None:
+            return None
+        token = LiveToken(*row[:4])
+        revoked_at = row[4]
+        if revoked_at is not None:
             return None
         if token.expires_at is not None and token.expires_at <= now:
             return None

@@ -19,9 +19,11 @@ from policyd.services.actor import Actor
 from policyd.services.audit import audit
 from policyd.services.errors import InvalidError, NotFoundError
 from policyd.store.models import PolicyVersion, Setting
+from policyd.store.prepared import PreparedRead, read_connection
 from policyd.store.query import page
 
 ACTIVE_KEY = "active_version"
+_ACTIVE = PreparedRead(select(Setting.value).where(Setting.key == ACTIVE_KEY))
 logger = logging.getLogger(__name__)
 
 
@@ -168,6 +170,14 @@ class VersionService:
         setting = self.session.get(Setting, ACTIVE_KEY)
         return setting.value if setting else None
 
+    def polled_active_id(self) -> str | None:
+        """`active_id` as committed, read on the driver's cursor outside the session's
+        transaction: what every serving process polls every few seconds, in a request
+        (store/prepared.py)."""
+        with read_connection(self.session) as connection:
+            row = _ACTIVE.first(connection, {})
+        return row[0] if row else None
+
     def list(self, *, offset: int = 0, limit: int = 50) -> tuple[list[PolicyVersion], int]:
         query = select(PolicyVersion).order_by(PolicyVersion.created_at.desc(), PolicyVersion.id)
         return page(self.session, query, offset, limit)
@@ -300,7 +310,7 @@ class PolicySync:
         """
         self._checked = time.monotonic()
         with self.sessions() as session:
-            active = VersionService(session).active_id()
+            active = VersionService(session).polled_active_id()
         if not self._wanted(active):
             return active
         if wait:

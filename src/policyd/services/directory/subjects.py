@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, literal, select, union_all
+from sqlalchemy import Connection, bindparam, literal, select, union_all
 
 from policyd.domain import AssignmentState, Subject, UserType
 from policyd.services.directory.base import DirectoryPart
 from policyd.services.directory.users import DELETED
 from policyd.services.errors import InvalidError, NotFoundError
 from policyd.store.models import Assignment, Membership, OrganizationDomain, User
+from policyd.store.prepared import PreparedRead, read_connection
 
 if TYPE_CHECKING:
     from policyd.services.subject_cache import SubjectCache
@@ -55,7 +56,13 @@ class Subjects(DirectoryPart):
         subject = cache.get(subject_id) if cache is not None else None
         if subject is None:
             generation = cache.generation if cache is not None else 0
-            subject = self._directory_subject(subject_id)
+            if cache is None:
+                subject = self._directory_subject(subject_id, self.session.connection())
+            else:
+                # A decision may use a subject up to the cache's ttl old: read as committed,
+                # outside the session's transaction, which would cost more than the read.
+                with read_connection(self.session) as connection:
+                    subject = self._directory_subject(subject_id, connection)
             if subject is None:
                 if trusted and supplied is not None:
                     return supplied
@@ -66,49 +73,59 @@ class Subjects(DirectoryPart):
             subject = _overlay(subject, supplied)
         return subject
 
-    def _directory_subject(self, subject_id: str) -> Subject | None:
+    def _directory_subject(self, subject_id: str, connection: Connection) -> Subject | None:
         if not subject_id.isascii():
             try:
                 subject_id.encode()
             except UnicodeEncodeError:
                 # No database driver can send it, so no stored user can have it.
                 raise InvalidError("the id is not valid Unicode text", field="subject.id") from None
-        connection = self.session.connection()  # Core statements: skip the ORM layer
-        user = connection.execute(_USER_ROW, {"uid": subject_id}).one_or_none()
+        user = _USER_ROW.first(connection, {"uid": subject_id})
         if user is None:
             return None
-        domain = user.email.rsplit("@", 1)[-1].strip().lower() if user.email else ""
-        related = connection.execute(_RELATED, {"uid": subject_id, "domain": domain}).all()
+        uid, email, kind, manager, organization, department, title, employee, attributes = user
+        domain = email.rsplit("@", 1)[-1].strip().lower() if email else ""
+        related = _RELATED.rows(connection, {"uid": subject_id, "domain": domain})
         try:
-            user_type = UserType(user.type)
+            user_type = UserType(kind)
         except ValueError:
-            raise InvalidError(f"user {user.id!r} has type {user.type!r}", field="type") from None
+            raise InvalidError(f"user {uid!r} has type {kind!r}", field="type") from None
         by_domain = next((value for kind, value in related if kind == "o"), None)
         return Subject(
-            id=user.id,
-            email=user.email,
+            id=uid,
+            email=email,
             type=user_type,
             groups=frozenset(value for kind, value in related if kind == "g"),
-            manager=user.manager_id,
-            organization=user.organization_id or by_domain,
+            manager=manager,
+            organization=organization or by_domain,
             packages=frozenset(value for kind, value in related if kind == "p"),
-            department=user.department,
-            job_title=user.job_title,
-            employee_type=user.employee_type,
-            attributes=dict(user.attributes or {}),
+            department=department,
+            job_title=title,
+            employee_type=employee,
+            attributes=dict(attributes or {}),
         )
 
 
-# Built once: constructing these per call cost more than running them (decisions' hot path).
-_USER_ROW = select(*USER_COLUMNS).where(User.id == bindparam("uid"), User.state != DELETED)
-_RELATED = union_all(
-    select(literal("g"), Membership.group_id).where(Membership.user_id == bindparam("uid")),
-    select(literal("p"), Assignment.package).where(
-        Assignment.subject_id == bindparam("uid"), Assignment.state.in_(ACTIVE_STATES)
-    ),
-    select(literal("o"), OrganizationDomain.organization_id).where(
-        OrganizationDomain.domain == bindparam("domain")
-    ),
+# Built and compiled once, run on the driver's cursor: a subject missed in the decisions'
+# cache is read in the middle of a request, and SQLAlchemy's execution cost more than these
+# indexed look-ups (store/prepared.py).
+_USER_ROW = PreparedRead(
+    select(*USER_COLUMNS).where(User.id == bindparam("uid"), User.state != DELETED)
+)
+_RELATED = PreparedRead(
+    union_all(
+        select(literal("g"), Membership.group_id).where(Membership.user_id == bindparam("uid")),
+        select(literal("p"), Assignment.package).where(
+            Assignment.subject_id == bindparam("uid"),
+            # One parameter each: PreparedRead takes no expanding IN.
+            Assignment.state.in_(
+                [bindparam(f"active_{n}", state) for n, state in enumerate(ACTIVE_STATES)]
+            ),
+        ),
+        select(literal("o"), OrganizationDomain.organization_id).where(
+            OrganizationDomain.domain == bindparam("domain")
+        ),
+    )
 )
 
 

@@ -31,6 +31,7 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
+import server_timing
 from throwaway import postgres_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,8 @@ P99_TARGET = 1.5  # decisions p99 over bare p99 at the fixed rate, at most
 CPU_TARGET = 1.3  # server CPU per decision over the echo's at the fixed rate, at most
 LAG_TARGET = 5.0  # seconds the decision log may be behind at the fixed rate, at most
 RATE_SHARE = 0.5  # the fixed rate: this share of the echo's saturated throughput
+DECISIONS_URI = "policyd.api:create_app()"  # what gunicorn serves, each
+BARE_URI = "bare_echo:app"
 
 # Directory users: id -> PUT /v1/users/<id> body; groups: id -> member ids.
 USERS: dict[str, dict[str, Any]] = {
@@ -548,11 +551,17 @@ def free_port() -> int:
 
 
 def start_server(
-    stack: ExitStack, name: str, app: str, tmp: Path, env: dict[str, str], workers: int
+    stack: ExitStack,
+    name: str,
+    app: str,
+    tmp: Path,
+    env: dict[str, str],
+    workers: int,
+    extra: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
     port = free_port()
     logfile = tmp / f"{name}.log"
-    command = [sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}"]
+    command = [sys.executable, "-m", "gunicorn", *extra, "--bind", f"{HOST}:{port}"]
     command += ["--workers", str(workers), "--worker-class", "sync", "--timeout", "60"]
     command += ["--log-level", "warning", "--chdir", str(tmp), app]
     with logfile.open("wb") as output:
@@ -816,16 +825,17 @@ def paced_rounds(
     bodies: list[bytes],
     servers: dict[str, tuple[subprocess.Popen[bytes], int]],
     log_at: tuple[str, str],
-) -> tuple[dict[str, Stats], list[float], float]:
+) -> tuple[dict[str, Stats], list[float], float, dict[str, list[tuple[float, float]]]]:
     """The fixed-rate comparison: `--paced-rounds` rounds, each driving both servers in turn
     (bare first in even rounds, decisions first in odd ones) for an equal share of
     `--paced-seconds`, so that both endpoints meet the machine's changing background alike;
     each endpoint's latencies are pooled over the rounds. Returns the pooled figures, each
-    round's p99 ratio (decisions/bare; their median is the p99 verdict) and the decision
+    round's p99 ratio (decisions/bare; their median is the p99 verdict), the decision
     log's largest lag during the decisions runs (`log_at`: the database URL and the spool
-    folder)."""
+    folder) and when each endpoint was driven (time.perf_counter, for --server-timing)."""
     seconds = args.paced_seconds / args.paced_rounds
     runs: dict[str, list[Run]] = {"bare": [], "decisions": []}
+    windows: dict[str, list[tuple[float, float]]] = {"bare": [], "decisions": []}
     lag = 0.0
     for round_number in range(args.paced_rounds):
         order = ["bare", "decisions"] if round_number % 2 == 0 else ["decisions", "bare"]
@@ -837,6 +847,7 @@ def paced_rounds(
                 f"(round {round_number + 1} of {args.paced_rounds})"
             )
             with LagSampler(*log_at) as sampler:
+                began = time.perf_counter()
                 runs[name].append(
                     drive_run(
                         port,
@@ -849,6 +860,7 @@ def paced_rounds(
                         rate=rate,
                     )
                 )
+                windows[name].append((began, time.perf_counter()))
             if name == "decisions":
                 lag = max(lag, sampler.worst)
     round_ratios = [
@@ -856,7 +868,7 @@ def paced_rounds(
         for b, d in zip(runs["bare"], runs["decisions"], strict=True)
     ]
     pooled = {name: stats_of(name, each) for name, each in runs.items()}
-    return pooled, round_ratios, lag
+    return pooled, round_ratios, lag, windows
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -906,6 +918,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=40.0,
         help="seconds each endpoint is driven at the fixed rate, over all rounds (default 40)",
     )
+    parser.add_argument(
+        "--server-timing",
+        action="store_true",
+        help="time each request inside the workers (wall, CPU, run-queue wait; gunicorn hooks,"
+        " bench/server_timing.py) and print where the fixed-rate runs' time went",
+    )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
     for setting in args.set:
@@ -931,11 +949,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         (tmp / "bare_echo.py").write_text(BARE_APP)
         env = {k: v for k, v in os.environ.items() if not k.startswith("POLICYD_")}
         real_env = env | config | {"POLICYD_DATABASE_URL": url, "POLICYD_POLICIES": str(POLICIES)}
+        hooks: list[str] = []
+        timing = tmp / "server-timing"
+        if args.server_timing:
+            if not server_timing.available():
+                raise SystemExit("--server-timing needs Linux's /proc/<pid>/task/<tid>/schedstat")
+            hooks, hook_env = server_timing.prepare(timing)
+            env |= hook_env
+            real_env |= hook_env
         real, real_port, real_log = start_server(
-            stack, "decisions", "policyd.api:create_app()", tmp, real_env, args.workers
+            stack, "decisions", DECISIONS_URI, tmp, real_env, args.workers, hooks
         )
         bare, bare_port, bare_log = start_server(
-            stack, "bare", "bare_echo:app", tmp, env, args.workers
+            stack, "bare", BARE_URI, tmp, env, args.workers, hooks
         )
         start_drainer(stack, args.drainer, tmp, real_env)
         wait_ready(real, real_port, real_log)
@@ -971,7 +997,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         decided += answered(results["decisions"])
         rate = RATE_SHARE * results["bare"].throughput
         servers = {"bare": (bare, bare_port), "decisions": (real, real_port)}
-        paced, round_ratios, lag = paced_rounds(
+        paced, round_ratios, lag, windows = paced_rounds(
             args, rate, token, bodies, servers, (url, config["POLICYD_SPOOL_DIR"])
         )
         decided += answered(paced["decisions"])
@@ -1004,6 +1030,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings | {"paced_round_p99_ratios": round_ratios},
             args.json,
         )
+        if args.server_timing:
+            stop_server(bare)  # the hooks write what they noted when a worker stops
+            inside = {
+                name: server_timing.summary(
+                    server_timing.within(server_timing.read(timing, app), windows[name])
+                )
+                for name, app in (("bare", BARE_URI), ("decisions", DECISIONS_URI))
+            }
+            if args.json:
+                print(json.dumps({"server_timing": inside}, indent=2))
+            else:
+                print()
+                print(server_timing.table(inside))
         failed = results["decisions"].errors + results["bare"].errors
         if failed:
             log(f"FAILED: {failed} requests without a 200 response")

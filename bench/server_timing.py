@@ -1,7 +1,8 @@
 """bench/http.py --server-timing: each request's time inside the gunicorn workers.
 
 Hooks in the workers (a gunicorn config file) note for every request, from gunicorn's
-`pre_request` to its `post_request` (the app and the writing of its answer): the wall time, the
+`pre_request` to its `post_request` (the app, the writing of its answer, and any work the app
+deferred until the answer was sent, which the client does not wait for): the wall time, the
 worker's CPU time and its wait in the run queue (from /proc/self/task/<tid>/schedstat, Linux).
 The bench keeps the requests of the fixed-rate runs by their moment (time.perf_counter is the
 same clock in every process here) and prints, per endpoint, where the time went. This is how
@@ -28,9 +29,10 @@ _schedstat = None
 
 
 def _now():
+    # The thread's CPU time as the kernel counts it now (schedstat's first field moves only
+    # at scheduler events), and the ns it has waited in the run queue (schedstat).
     os.lseek(_schedstat, 0, 0)
-    fields = os.read(_schedstat, 128).split()
-    return int(fields[0]), int(fields[1])  # ns on the CPU, ns waiting in the run queue
+    return time.thread_time_ns(), int(os.read(_schedstat, 128).split()[1])
 
 
 def post_worker_init(worker):

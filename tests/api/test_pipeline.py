@@ -12,6 +12,7 @@ from flask import Response, request
 from policyd import logs
 from policyd.api import create_app, decisions
 from policyd.api.context import components
+from policyd.api.pipeline import RequestPipeline, after_response
 from policyd.services.actor import SYSTEM
 from policyd.services.tokens import TokenService
 
@@ -236,3 +237,37 @@ def test_log_lines_written_during_a_request_carry_its_id(app, client, admin):
             "request_id": "log-7",
         }
     ]
+
+
+def test_work_deferred_by_a_request_runs_once_its_answer_is_sent(caplog):
+    """`after_response` work runs when the server closes the answer (after writing it),
+    under the request's id; a failing piece is logged and the rest still runs."""
+    events: list[str] = []
+
+    def handler(environ, start_response):
+        after_response(environ, lambda: events.append(f"refresh {logs.request_id.get()}"))
+        after_response(environ, lambda: 1 / 0)
+        after_response(environ, lambda: events.append("second"))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"answer"]
+
+    class Histogram:
+        def labels(self, *_labels):
+            return self
+
+        def observe(self, _seconds):
+            events.append("timed")
+
+    pipeline = RequestPipeline(
+        lambda environ, start_response: [],
+        {"latency": Histogram()},
+        routes={("GET", "/x"): ("x", handler)},
+    )
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/x", "HTTP_X_REQUEST_ID": "req-1"}
+    answer = pipeline(environ, lambda status, headers, exc_info=None: None)
+    assert b"".join(answer) == b"answer"
+    assert events == ["timed"]  # the answer is written before any deferred work
+    with caplog.at_level(logging.ERROR, logger="policyd.api.pipeline"):
+        answer.close()
+    assert events == ["timed", "refresh req-1", "second"]
+    assert "work deferred after a response failed" in caplog.text

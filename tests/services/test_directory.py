@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from policyd.domain import Subject, UserType
 from policyd.services.actor import Actor, Role
 from policyd.services.directory import KEEP, DirectoryService, check_id
 from policyd.services.directory.admin import DirectoryAdmin
 from policyd.services.errors import ConflictError, InvalidError, NotFoundError
-from policyd.store.models import AuditRecord
+from policyd.services.subject_cache import SubjectCache
+from policyd.store.models import AuditRecord, User
+from tests.services.test_subject_cache import Ticks
 
 ROOT = Actor("root", Role.ADMIN)
 SAM = {"email": "sam@contoso.com", "department": "Sales", "manager_id": "max"}
@@ -231,3 +233,32 @@ def test_directory_admin_commits_each_change(store, clock):
         DirectoryAdmin(writer).put_group(ROOT, "G", None, now=clock())
         DirectoryAdmin(writer).add_member(ROOT, "G", "ada", now=clock())
         assert DirectoryService(reader).members("G") == (["ada"], 1)
+
+
+def test_a_cached_subject_due_for_a_refresh_is_read_again_by_the_deferred_work(
+    directory, session, clock
+):
+    """A decision past half an entry's life gets the cached subject at once and hands the
+    refresh to `defer`; run, it reads what the directory holds now, so the next decision sees
+    a change made elsewhere before the entry would lapse. A subject gone from the directory
+    is dropped."""
+    ticks = Ticks()
+    cache = SubjectCache(2.0, clock=ticks, draw=lambda: 0.0)
+    first = directory.resolve_subject("sam", cache=cache)
+    assert first.department == "Sales"
+    # Another process changes sam (this process's cache is not told).
+    session.execute(update(User).where(User.id == "sam").values(department="Finance"))
+    deferred: list = []
+    ticks.now += 1.5
+    again = directory.resolve_subject("sam", cache=cache, defer=deferred.append)
+    assert again is first and len(deferred) == 1
+    assert directory.resolve_subject("sam", cache=cache, defer=deferred.append) is first
+    assert len(deferred) == 1  # handed out once
+    deferred.pop()()
+    assert directory.resolve_subject("sam", cache=cache).department == "Finance"
+    ticks.now += 1.5
+    session.execute(update(User).where(User.id == "sam").values(state="deleted"))
+    directory.resolve_subject("sam", cache=cache, defer=deferred.append)
+    deferred.pop()()
+    with pytest.raises(NotFoundError):
+        directory.resolve_subject("sam", cache=cache)

@@ -114,3 +114,24 @@ def test_commits_that_write_the_directory_clear_it(tmp_path):
     assert not cached_after(group)
     assert not cached_after(statement)
     engine.dispose()
+
+
+def test_an_entry_is_due_for_one_refresh_from_half_its_life():
+    """Before half its life an entry is not due; from then on the first lookup hands out the
+    refresh, later ones do not until it is put back (or the refresh failed); it still lapses
+    at its ttl."""
+    ticks = Ticks()
+    cache = SubjectCache(2.0, clock=ticks, draw=lambda: 0.0)
+    cache.put("ada", ADA, cache.generation)
+    ticks.now += 0.999
+    assert cache.lookup("ada") == (ADA, False)
+    ticks.now += 0.001
+    assert cache.lookup("ada") == (ADA, True)
+    assert cache.lookup("ada") == (ADA, False)
+    cache.refresh_failed("ada")
+    assert cache.lookup("ada") == (ADA, True)
+    newer = Subject(id="ada", groups=frozenset({"Writers"}))
+    cache.put("ada", newer, cache.generation)
+    assert cache.lookup("ada") == (newer, False)
+    ticks.now += 2.0
+    assert cache.lookup("ada") == (None, False)

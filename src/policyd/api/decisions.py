@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -30,7 +31,7 @@ from policyd.api.errors import (
     too_large_body,
 )
 from policyd.api.parser import BodyError, SchemaLoader, load_json
-from policyd.api.pipeline import note_outcome
+from policyd.api.pipeline import after_response, note_outcome
 from policyd.api.schemas import (
     DecisionInSchema,
     DecisionOutSchema,
@@ -136,6 +137,7 @@ class DecisionRoute:
                 subject,
                 data["request"] or _NO_OPTIONS,
                 now=now,
+                defer=partial(after_response, environ),
             )
         except AuthError as err:
             return self._error(error_body(err.status, err.message), _UNAUTHENTICATED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -14,7 +15,9 @@ from policyd.api.errors import json_response, too_large_body
 HEADER = "X-Request-ID"
 DECISIONS = ("decisions.Decisions", "POST")  # the endpoint whose answers count by outcome
 _OUTCOME = "policyd.decision_outcome"  # environ key the decisions view writes its outcome to
+_AFTER = "policyd.after_response"  # environ key: work to run once the answer is sent
 
+_log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Step = Callable[[dict[str, Any]], Response | None]  # an app-wide concern: None to go on
 
@@ -86,7 +89,9 @@ class RequestPipeline:
                 if answer is not None:
                     return answer(environ, start_with_id)
             handler = route[1] if route else self.wsgi_app
-            return handler(environ, start_with_id)
+            answer = handler(environ, start_with_id)
+            work = environ.get(_AFTER)
+            return answer if not work else AfterResponse(answer, work, rid)
         finally:
             logs.request_id.reset(token)
             if endpoint[0] is not None:
@@ -104,6 +109,42 @@ class RequestPipeline:
         if child is None:
             child = self._children[key] = self._metrics[metric].labels(*labels)
         return child
+
+
+def after_response(environ: dict[str, Any], work: Callable[[], None]) -> None:
+    """Run `work` once this request's answer is sent: the server closes the answer's
+    iterable after writing it (WSGI), and `AfterResponse.close` runs the work then. For work a
+    request found due that its caller need not wait for (a cached subject's refresh)."""
+    environ.setdefault(_AFTER, []).append(work)
+
+
+class AfterResponse:
+    """An answer's iterable whose `close` then runs the request's deferred work, each piece
+    under the request's id; a failure is logged, never raised to the server."""
+
+    def __init__(self, answer: Iterable[bytes], work: list[Callable[[], None]], rid: str):
+        self._answer = answer
+        self._work = work
+        self._rid = rid
+
+    def __iter__(self):
+        return iter(self._answer)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._answer, "close", None)
+            if close is not None:
+                close()
+        finally:
+            token = logs.request_id.set(self._rid)
+            try:
+                for work in self._work:
+                    try:
+                        work()
+                    except Exception:
+                        _log.exception("work deferred after a response failed")
+            finally:
+                logs.request_id.reset(token)
 
 
 def body_limit(app: Flask) -> Step:

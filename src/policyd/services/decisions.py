@@ -169,16 +169,18 @@ class DecisionService:
         request: RequestOptions,
         *,
         now: datetime,
+        defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> LoggedDecision:
         """Decide with no side effect but the decision log (spooled; without a log, committed
-        here).
+        here). `defer` takes work that need not hold up the answer (a cached subject due for a
+        refresh: the API runs it once the answer is sent).
 
         Raises:
             InvalidError: also when the database would refuse a value of the log entry.
         """
         if self.log is not None:
             logged, entry = self._decide(
-                actor, package, subject_id, supplied, request, now, self.subjects
+                actor, package, subject_id, supplied, request, now, self.subjects, defer
             )
             entry["result"] = JsonText(logged.result_json)
             self.log.append(entry)
@@ -187,7 +189,7 @@ class DecisionService:
             # The log is written on every call: skip the WAL flush wait (docs/storage.md).
             self.session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         logged, entry = self._decide(
-            actor, package, subject_id, supplied, request, now, self.subjects
+            actor, package, subject_id, supplied, request, now, self.subjects, defer
         )
         self.session.connection().execute(_INSERT_LOG, [entry])
         self.session.commit()
@@ -202,11 +204,12 @@ class DecisionService:
         request: RequestOptions,
         now: datetime,
         subjects: SubjectCache | None,
+        defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> tuple[LoggedDecision, dict[str, Any]]:
         authorize(actor, subject_id)
         trusted = actor.trusted or actor.role is Role.ADMIN
         subject = DirectoryService(self._open_session).resolve_subject(
-            subject_id, supplied, trusted=trusted, cache=subjects
+            subject_id, supplied, trusted=trusted, cache=subjects, defer=defer
         )
         try:
             decision = self.runtime.decide(package, subject, request, now=now)

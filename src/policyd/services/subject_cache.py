@@ -31,6 +31,10 @@ _MAX_ENTRIES = 10_000
 # worker's first requests) lapse apart, so their reads from the database do not queue up in a
 # burst of requests every ttl seconds in every worker.
 SPREAD = 0.25
+# Past this share of its life, a decision that uses an entry has it read again once its answer
+# is sent (`lookup`'s second value): a subject in use is refreshed off the requests' path and
+# only one not asked about for that long is read inside a request.
+REFRESH_AT = 0.5
 _CHANGED = "policyd.subjects_changed"  # Session.info flag: a watched table was written
 
 
@@ -41,7 +45,8 @@ class SubjectCache:
     `watch`) clears the cache at once, so this process never decides on data older than its
     own last write. Writes by other processes become visible within `ttl` seconds
     (POLICYD_SUBJECT_CACHE_SECONDS, default 2; 0 turns the cache off); each entry lapses at a
-    random moment of the last quarter of that (`SPREAD`).
+    random moment of the last quarter of that (`SPREAD`), and is due for a refresh from half
+    its life on (`REFRESH_AT`).
     """
 
     def __init__(
@@ -53,7 +58,8 @@ class SubjectCache:
         self.ttl = ttl
         self._clock = clock
         self._draw = draw  # uniform in [0, 1)
-        self._entries: dict[str, tuple[Subject, float]] = {}
+        self._entries: dict[str, tuple[Subject, float, float]] = {}  # subject, refresh, expiry
+        self._refreshing: set[str] = set()  # handed out by `lookup`, not put back yet
         self._generation = 0
         self._lock = threading.Lock()
 
@@ -63,10 +69,37 @@ class SubjectCache:
         return self._generation
 
     def get(self, subject_id: str) -> Subject | None:
+        return self.lookup(subject_id)[0]
+
+    def lookup(self, subject_id: str) -> tuple[Subject | None, bool]:
+        """The cached subject (None: none, or lapsed), and whether the caller should read it
+        again once it can (then `put` it, or `refresh_failed`): true once per entry past
+        `REFRESH_AT` of its life, so one caller refreshes it."""
         entry = self._entries.get(subject_id)
-        if entry is None or self._clock() >= entry[1]:
-            return None
-        return entry[0]
+        if entry is None:
+            return None, False
+        now = self._clock()
+        subject, refresh_at, expires_at = entry
+        if now >= expires_at:
+            return None, False
+        if now < refresh_at or subject_id in self._refreshing:
+            return subject, False
+        with self._lock:
+            if subject_id in self._refreshing:
+                return subject, False
+            self._refreshing.add(subject_id)
+        return subject, True
+
+    def forget(self, subject_id: str) -> None:
+        """Drop the entry (the directory no longer has the subject)."""
+        with self._lock:
+            self._entries.pop(subject_id, None)
+            self._refreshing.discard(subject_id)
+
+    def refresh_failed(self, subject_id: str) -> None:
+        """A refresh `lookup` handed out did not happen: the next use may try again."""
+        with self._lock:
+            self._refreshing.discard(subject_id)
 
     def put(self, subject_id: str, subject: Subject, generation: int) -> None:
         """Remember `subject`, unless the cache was cleared since `generation` was read (the
@@ -74,17 +107,19 @@ class SubjectCache:
         if self.ttl <= 0:
             return
         with self._lock:
+            self._refreshing.discard(subject_id)
             if generation != self._generation:
                 return
             if len(self._entries) >= _MAX_ENTRIES:
                 self._entries.clear()
-            lifetime = self.ttl * (1.0 - SPREAD * self._draw())
-            self._entries[subject_id] = (subject, self._clock() + lifetime)
+            now, lifetime = self._clock(), self.ttl * (1.0 - SPREAD * self._draw())
+            self._entries[subject_id] = (subject, now + lifetime * REFRESH_AT, now + lifetime)
 
     def clear(self) -> None:
         with self._lock:
             self._generation += 1
             self._entries.clear()
+            self._refreshing.clear()
 
     def watch(self, sessions: sessionmaker[Session]) -> None:
         """Clear the cache whenever a session from `sessions` commits a write to a watched

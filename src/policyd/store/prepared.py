@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, NamedTuple
 
-from sqlalchemy import CompoundSelect, Connection, Select
+from sqlalchemy import CompoundSelect, Connection, Engine, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -122,13 +122,14 @@ def _compile(statement: Select[Any] | CompoundSelect, dialect: Dialect) -> _Comp
 
 
 @contextmanager
-def read_connection(session: Session) -> Iterator[Connection]:
-    """A pooled connection of `session`'s engine for a `PreparedRead` outside the session's
-    transaction: beginning the session's costs about 30 µs, more than the read (a read that
-    must see the session's own writes takes `session.connection()` instead). A session bound
-    to a connection (a test's, inside its transaction) reads on that connection.
+def read_connection(bind: Session | Engine | Connection) -> Iterator[Connection]:
+    """A pooled connection for a `PreparedRead` outside a session's transaction: beginning the
+    session's costs about 30 µs, more than the read (a read that must see the session's own
+    writes takes `session.connection()` instead). Of `bind`'s engine; a session bound to a
+    connection (a test's, inside its transaction), or a connection, reads on that connection.
     """
-    bind = session.get_bind()
+    if isinstance(bind, Session):
+        bind = bind.get_bind()
     if isinstance(bind, Connection):
         yield bind
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,7 +25,6 @@ from tests.connectors.ldap_server import (
     Connect,
     Slapd,
     connect,
-    free_port,
     running_slapd,
     settings_for,
     slapd,
@@ -237,15 +237,42 @@ def test_health_binds_and_reads_the_root_dse(connect: Connect):
 @pytest.mark.parametrize("operation", ["health", "grant", "revoke", "members"])
 def test_an_unreachable_server_is_retryable(connect: Connect, operation: str):
     """Nothing listening on the port gives a retryable error on every operation."""
-    connector = connect(url=f"ldap://127.0.0.1:{free_port()}", connect_timeout=1)
-    call = {
-        "health": connector.health,
-        "grant": lambda: connector.grant(Target("bob", "group:Readers")),
-        "revoke": lambda: connector.revoke(Target("bob", "group:Readers")),
-        "members": lambda: connector.members("group:Readers"),
-    }[operation]
-    with pytest.raises(ConnectorError, match=r"127\.0\.0\.1") as raised:
-        call()
+    with socket.socket() as held:
+        # Bound but not listening: connections are refused, and the port cannot be picked as
+        # the client's own (a socket connected to itself would read back its bind request).
+        held.bind(("127.0.0.1", 0))
+        connector = connect(url=f"ldap://127.0.0.1:{held.getsockname()[1]}", connect_timeout=1)
+        call = {
+            "health": connector.health,
+            "grant": lambda: connector.grant(Target("bob", "group:Readers")),
+            "revoke": lambda: connector.revoke(Target("bob", "group:Readers")),
+            "members": lambda: connector.members("group:Readers"),
+        }[operation]
+        with pytest.raises(ConnectorError, match=r"127\.0\.0\.1") as raised:
+            call()
+    assert raised.value.retryable
+
+
+def test_a_server_whose_answer_is_not_ldap_is_retryable(connect: Connect):
+    """Bytes ldap3 cannot decode (another service on the port; a socket connected to itself
+    reads back its own bind request) give a retryable error naming the server, not ldap3's
+    KeyError."""
+    with socket.socket() as echo:
+        echo.bind(("127.0.0.1", 0))
+        echo.listen()
+        port = echo.getsockname()[1]
+
+        def answer_with_the_request() -> None:
+            conn, _ = echo.accept()
+            with conn:
+                conn.sendall(conn.recv(4096))  # as a socket connected to itself reads it
+
+        server = threading.Thread(target=answer_with_the_request, daemon=True)
+        server.start()
+        connector = connect(url=f"ldap://127.0.0.1:{port}", timeout=2)
+        with pytest.raises(ConnectorError, match=r"not LDAP") as raised:
+            connector.health()
+        server.join(timeout=5)
     assert raised.value.retryable
 
 

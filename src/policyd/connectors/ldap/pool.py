@@ -139,18 +139,25 @@ class Pool:
             conn.bind()
             self.check(conn, f"bind as {s.bind_dn or 'anonymous'}")
         except BaseException as error:
-            failure = self._failure(error, conn)
+            failure = self._failure(error, conn, opening=True)
             close_connection(conn)
             if failure is not None:
                 raise failure from error
             raise
         return conn
 
-    def _failure(self, error: BaseException, conn: ldap3.Connection) -> ConnectorError | None:
-        """`error` as a ConnectorError if it is one of ldap3's."""
-        if not isinstance(error, LDAPExceptionError):
-            return None
+    def _failure(
+        self, error: BaseException, conn: ldap3.Connection, *, opening: bool = False
+    ) -> ConnectorError | None:
+        """`error` as a ConnectorError if it is one of ldap3's; while `opening` (only ldap3's
+        code runs), any error: ldap3's decoder raises KeyError, IndexError, ... on an answer
+        that is not LDAP (another service on the port, a socket connected to itself)."""
         where = f"{self.settings.host}:{self.settings.port}"
+        if not isinstance(error, LDAPExceptionError):
+            if not opening or not isinstance(error, Exception) or isinstance(error, ConnectorError):
+                return None  # ours (the bind's result, checked), or not ldap3's to explain
+            reason = f"{type(error).__name__}: {error}"
+            return self.error(f"{where}: the answer is not LDAP ({reason})", retryable=True)
         detail = conn.last_error or str(error)  # str(error) is a nest of tuples for some
         # ldap3 mixes the original exception's type into its own: a certificate the server
         # presents and we do not trust is a setup problem, not an outage.

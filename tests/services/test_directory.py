@@ -238,10 +238,10 @@ def test_directory_admin_commits_each_change(store, clock):
 def test_a_cached_subject_due_for_a_refresh_is_read_again_by_the_deferred_work(
     directory, session, clock
 ):
-    """A decision past half an entry's life gets the cached subject at once and hands the
-    refresh to `defer`; run, it reads what the directory holds now, so the next decision sees
-    a change made elsewhere before the entry would lapse. A subject gone from the directory
-    is dropped."""
+    """A decision past three quarters of an entry's life gets the cached subject at once and
+    hands the refresh to `defer`; run, it reads what the directory holds now, so the next
+    decision sees a change made elsewhere before the entry would lapse. A subject gone from
+    the directory is dropped."""
     ticks = Ticks()
     cache = SubjectCache(2.0, clock=ticks, draw=lambda: 0.0)
     first = directory.resolve_subject("sam", cache=cache)

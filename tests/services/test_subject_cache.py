@@ -116,14 +116,14 @@ def test_commits_that_write_the_directory_clear_it(tmp_path):
     engine.dispose()
 
 
-def test_an_entry_is_due_for_one_refresh_from_half_its_life():
-    """Before half its life an entry is not due; from then on the first lookup hands out the
-    refresh, later ones do not until it is put back (or the refresh failed); it still lapses
-    at its ttl."""
+def test_an_entry_is_due_for_one_refresh_from_three_quarters_of_its_life():
+    """Before three quarters of its life an entry is not due; from then on the first lookup
+    hands out the refresh, later ones do not until it is put back (or the refresh failed);
+    it still lapses at its ttl."""
     ticks = Ticks()
     cache = SubjectCache(2.0, clock=ticks, draw=lambda: 0.0)
     cache.put("ada", ADA, cache.generation)
-    ticks.now += 0.999
+    ticks.now += 1.499
     assert cache.lookup("ada") == (ADA, False)
     ticks.now += 0.001
     assert cache.lookup("ada") == (ADA, True)

@@ -33,8 +33,9 @@ _MAX_ENTRIES = 10_000
 SPREAD = 0.25
 # Past this share of its life, a decision that uses an entry has it read again once its answer
 # is sent (`lookup`'s second value): a subject in use is refreshed off the requests' path and
-# only one not asked about for that long is read inside a request.
-REFRESH_AT = 0.5
+# only one not asked about for that long is read inside a request. Late, so that a subject in
+# use is read about as often as when it lapsed at its ttl (each refresh is a database read).
+REFRESH_AT = 0.75
 _CHANGED = "policyd.subjects_changed"  # Session.info flag: a watched table was written
 
 
@@ -45,8 +46,8 @@ class SubjectCache:
     `watch`) clears the cache at once, so this process never decides on data older than its
     own last write. Writes by other processes become visible within `ttl` seconds
     (POLICYD_SUBJECT_CACHE_SECONDS, default 2; 0 turns the cache off); each entry lapses at a
-    random moment of the last quarter of that (`SPREAD`), and is due for a refresh from half
-    its life on (`REFRESH_AT`).
+    random moment of the last quarter of that (`SPREAD`), and is due for a refresh from three
+    quarters of its life on (`REFRESH_AT`).
     """
 
     def __init__(

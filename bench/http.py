@@ -1023,13 +1023,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds": args.seconds,
             "warmup": args.warmup,
         }
-        report(
-            results["bare"],
-            results["decisions"],
-            (paced["bare"], paced["decisions"], rate, lag),
-            settings | {"paced_round_p99_ratios": round_ratios},
-            args.json,
-        )
+        inside: dict[str, dict[str, float]] = {}
         if args.server_timing:
             stop_server(bare)  # the hooks write what they noted when a worker stops
             inside = {
@@ -1038,11 +1032,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 for name, app in (("bare", BARE_URI), ("decisions", DECISIONS_URI))
             }
-            if args.json:
-                print(json.dumps({"server_timing": inside}, indent=2))
-            else:
-                print()
-                print(server_timing.table(inside))
+            settings["server_timing"] = inside  # in the one JSON document, with --json
+        report(
+            results["bare"],
+            results["decisions"],
+            (paced["bare"], paced["decisions"], rate, lag),
+            settings | {"paced_round_p99_ratios": round_ratios},
+            args.json,
+        )
+        if inside and not args.json:
+            print()
+            print(server_timing.table(inside))
         failed = results["decisions"].errors + results["bare"].errors
         if failed:
             log(f"FAILED: {failed} requests without a 200 response")

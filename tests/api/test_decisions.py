@@ -269,7 +269,9 @@ def test_a_new_version_is_picked_up_within_the_sync_interval(client, admin, data
         other_client = other.test_client()
 
         def version() -> str:
-            return other_client.post("/v1/decisions", json=body, headers=admin).json["version"]
+            # Closed as a server closes an answer once it is sent: the deferred poll runs then.
+            with other_client.post("/v1/decisions", json=body, headers=admin) as answer:
+                return answer.json["version"]
 
         before = version()
         published = client.post(
@@ -277,11 +279,29 @@ def test_a_new_version_is_picked_up_within_the_sync_interval(client, admin, data
         ).json["id"]
         assert version() == before  # not yet
         components(other).sync._checked -= 60  # the interval is over
-        # That request starts building the new version and is answered by a whole one.
-        assert version() in (before, published)
+        # That request is answered by the version it has, and polls once its answer is sent:
+        # the new version is built beside later requests, which a whole one answers.
+        assert version() == before
         components(other).sync.join()
         assert version() == published
     finally:
         components(other).decision_log.close()
         components(other).runtime.close()
         components(other).database.dispose()
+
+
+def test_a_due_version_poll_runs_once_the_decisions_answer_is_sent(app, client, admin, monkeypatch):
+    """No decision waits on the poll for a new version: the request that finds it due is
+    answered first, and the poll runs when the server closes that answer."""
+    sync = components(app).sync
+    polls: list[str] = []
+    monkeypatch.setattr(sync, "poll", lambda: polls.append("poll"))
+    sync._checked -= sync.interval  # the interval is over
+    with client.post("/v1/decisions", json=DECISION, headers=admin) as answered:
+        assert answered.status_code == 200
+        assert polls == []  # answered before polling
+        assert not sync.due  # taken by this request: the next ones do not poll too
+    assert polls == ["poll"]
+    with client.post("/v1/decisions", json=DECISION, headers=admin):
+        pass
+    assert polls == ["poll"]

@@ -16,12 +16,15 @@ from sqlalchemy.orm import Session
 
 from policyd.api import context
 from policyd.api.errors import error_body
+from policyd.api.pipeline import after_response
 from policyd.services.actor import Actor, Role
 from policyd.services.errors import ForbiddenError, InvalidError
 from policyd.services.tokens import PREFIX, TokenService, token_hash
 
 if TYPE_CHECKING:
     from policyd.api.components import Components
+
+REFRESH_AT = 0.75  # of a cached token's ttl: used past it, it is checked after the answer
 
 PUBLIC_ENDPOINTS = frozenset(
     {
@@ -42,11 +45,16 @@ class AuthError(Exception):
 
 
 def authenticate(
-    header: str, components: Components, session: Callable[[], Session], now: datetime
+    header: str,
+    components: Components,
+    session: Callable[[], Session],
+    now: datetime,
+    defer: Callable[[Callable[[], None]], None] | None = None,
 ) -> Actor:
     """The caller behind an Authorization header, for every route (the Flask hook below and
     the decisions route of the request pipeline): `components` are the app's, `session` opens
-    the database session a token not cached needs.
+    the database session a token not cached needs. With `defer`, a cached token due for its
+    check is checked by the work handed to it (a request's, once its answer is sent).
 
     Raises:
         AuthError: 401 without valid credentials.
@@ -57,12 +65,17 @@ def authenticate(
     trusted_apps = components.settings.trusted_apps
     if credential.startswith(PREFIX):
         cache = components.token_cache
-        hit = cache.get(credential, now)
+        hit, due = cache.lookup(credential, now, claim=defer is not None)
+        if due and defer is not None:
+            defer(functools.partial(_check_again, components, credential, cache.generation))
         if hit is None:
+            generation = cache.generation
             token = TokenService(session()).authenticate(credential, now=now)
             if token is None:
                 raise AuthError(401, "the token is unknown, revoked or expired")
-            hit = cache.put(credential, token.principal, Role(token.role), token.expires_at)
+            hit = cache.put(
+                credential, token.principal, Role(token.role), token.expires_at, generation
+            )
         principal, role = hit
         return Actor(principal, role, trusted=principal in trusted_apps)
     verifier = components.oidc
@@ -80,49 +93,104 @@ def bearer_credential(header: str) -> str | None:
     return credential
 
 
+def _check_again(components: Components, credential: str, generation: int) -> None:
+    """Check a cached token against the database again and keep (or drop) it: deferred work."""
+    cache = components.token_cache
+    try:
+        with components.database.session() as session:
+            token = TokenService(session).authenticate(credential, now=components.settings.clock())
+    except Exception:
+        cache.refresh_failed(credential)
+        raise  # logged by the deferred work's runner; the entry lapses at its ttl
+    if token is None:
+        cache.forget(credential)  # revoked or expired meanwhile: the next call is refused
+    else:
+        cache.put(credential, token.principal, Role(token.role), token.expires_at, generation)
+
+
 class TokenCache:
     """Valid tokens seen in the last `ttl` seconds, so most requests skip the token query.
 
     A revocation in this process evicts at once; in other processes it takes effect within
     `ttl` seconds (POLICYD_TOKEN_CACHE_SECONDS, default 5; 0 turns the cache off). Expiry is
-    still checked on every request.
+    still checked on every request. A token used past `REFRESH_AT` of its ttl is due for a
+    check: `lookup` hands it to one caller, who checks it once its answer is sent, so a token
+    in use is checked about every `REFRESH_AT` times ttl seconds without a request waiting on it.
     """
 
     def __init__(self, ttl: float):
         self.ttl = ttl
         self._entries: dict[str, tuple[str, Role, datetime | None, float]] = {}
+        self._refreshing: set[str] = set()  # keys handed out by `lookup`, not checked yet
+        self._generation = 0
         self._lock = threading.Lock()
 
+    @property
+    def generation(self) -> int:
+        """Read this before reading a token, and pass it to `put`."""
+        return self._generation
+
     def get(self, credential: str, now: datetime) -> tuple[str, Role] | None:
+        return self.lookup(credential, now)[0]
+
+    def lookup(
+        self, credential: str, now: datetime, *, claim: bool = False
+    ) -> tuple[tuple[str, Role] | None, bool]:
+        """The cached (principal, role), None if none or lapsed, and, with `claim`, whether
+        the caller should check the token again (then `put`, `forget` or `refresh_failed`)."""
         key = token_hash(credential)
         entry = self._entries.get(key)
         if entry is None:
-            return None
+            return None, False
         principal, role, expires_at, cached_at = entry
-        if time.monotonic() - cached_at > self.ttl or (expires_at and expires_at <= now):
+        age = time.monotonic() - cached_at
+        if age > self.ttl or (expires_at and expires_at <= now):
             with self._lock:
                 self._entries.pop(key, None)
-            return None
-        return principal, role
+            return None, False
+        hit = (principal, role)
+        if not claim or age < self.ttl * REFRESH_AT or key in self._refreshing:
+            return hit, False
+        with self._lock:
+            if key in self._refreshing:
+                return hit, False
+            self._refreshing.add(key)
+        return hit, True
 
     def put(
-        self, credential: str, principal: str, role: Role, expires_at: datetime | None
+        self,
+        credential: str,
+        principal: str,
+        role: Role,
+        expires_at: datetime | None,
+        generation: int | None = None,
     ) -> tuple[str, Role]:
-        if self.ttl > 0:
-            with self._lock:
+        """Remember a token just checked, unless the cache was cleared since `generation`
+        was read (a revocation may have come after the check)."""
+        key = token_hash(credential)
+        with self._lock:
+            self._refreshing.discard(key)
+            if self.ttl > 0 and (generation is None or generation == self._generation):
                 if len(self._entries) > 10_000:
                     self._entries.clear()
-                self._entries[token_hash(credential)] = (
-                    principal,
-                    role,
-                    expires_at,
-                    time.monotonic(),
-                )
+                self._entries[key] = (principal, role, expires_at, time.monotonic())
         return principal, role
+
+    def forget(self, credential: str) -> None:
+        key = token_hash(credential)
+        with self._lock:
+            self._entries.pop(key, None)
+            self._refreshing.discard(key)
+
+    def refresh_failed(self, credential: str) -> None:
+        with self._lock:
+            self._refreshing.discard(token_hash(credential))
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._refreshing.clear()
+            self._generation += 1
 
 
 def init_app(app: Flask) -> None:
@@ -136,6 +204,7 @@ def init_app(app: Flask) -> None:
                 context.components(),
                 context.session,
                 context.now(),
+                defer=functools.partial(after_response, request.environ),
             )
         except AuthError as err:
             response = current_app.json.response(error_body(err.status, err.message))

@@ -115,7 +115,10 @@ class DecisionRoute:
         components = self.components
         try:
             now = self.settings.clock()
-            actor = authenticate(environ.get("HTTP_AUTHORIZATION", ""), components, session, now)
+            defer = partial(after_response, environ)
+            actor = authenticate(
+                environ.get("HTTP_AUTHORIZATION", ""), components, session, now, defer
+            )
             check_role(actor, DECIDERS)
             refused = self._refused_query(environ)
             if refused is not None:
@@ -123,7 +126,9 @@ class DecisionRoute:
             data = self._input(environ)
             if isinstance(data, Response):
                 return data
-            components.sync.maybe_sync()
+            sync = components.sync
+            if sync.claim():  # the poll runs once the answer is sent: no decision waits on it
+                defer(sync.poll)
             subject = data["subject"]
             logged = DecisionService(
                 session,
@@ -137,7 +142,7 @@ class DecisionRoute:
                 subject,
                 data["request"] or _NO_OPTIONS,
                 now=now,
-                defer=partial(after_response, environ),
+                defer=defer,
             )
         except AuthError as err:
             return self._error(error_body(err.status, err.message), _UNAUTHENTICATED)

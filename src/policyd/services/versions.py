@@ -299,7 +299,24 @@ class PolicySync:
 
     def maybe_sync(self) -> None:
         if self.due:
-            self.sync(wait=not self.background)
+            self.poll()
+
+    def claim(self) -> bool:
+        """Whether a poll is due, taken by this caller, who then runs `poll` (the decision
+        route: once its answer is sent). The interval restarts now, so other callers find
+        none due meanwhile."""
+        if not self.due:
+            return False
+        with self._lock:
+            if not self.due:
+                return False
+            self._checked = time.monotonic()
+        return True
+
+    def poll(self) -> None:
+        """Follow the active version now (building a new one in the background with
+        `background`)."""
+        self.sync(wait=not self.background)
 
     def sync(self, *, wait: bool = True) -> str | None:
         """Follow the active version; returns its id.

@@ -621,8 +621,16 @@ def wait_ready(server: subprocess.Popen[bytes], port: int, logfile: Path) -> Non
     raise SystemExit(f"gunicorn on port {port} not ready after 60 s:\n{logfile.read_text()}")
 
 
-def preflight(decisions_port: int, bare_port: int, token: str, bodies: list[bytes]) -> None:
-    """One request per body to each server: decisions answer 200 as expected, bare echoes."""
+def preflight(
+    decisions_port: int, bare_port: int, token: str, bodies: list[bytes], *, calibrate: bool
+) -> None:
+    """One request per body to each server: decisions answer 200 as expected, bare echoes
+    (with `calibrate`, both are the echo)."""
+    if calibrate:
+        for port in (decisions_port, bare_port):
+            for body in bodies:
+                _check_echo(port, token, body)
+        return
     for (package, subject, expected), body in zip(MIX, bodies, strict=True):
         connection = Connection(decisions_port, 30.0)
         status, payload = connection.request(
@@ -634,11 +642,15 @@ def preflight(decisions_port: int, bare_port: int, token: str, bodies: list[byte
         outcome = json.loads(payload).get("decision")
         if outcome != expected:
             log(f"note: {package} for {subject} decided {outcome}, expected {expected}")
-        connection = Connection(bare_port, 30.0)
-        status, payload = connection.request(http_message("POST", bare_port, PATH, token, body))
-        connection.close()
-        if status != 200 or json.loads(payload) != json.loads(body):
-            raise SystemExit(f"bare echo of {body.decode()}: HTTP {status} {payload.decode()}")
+        _check_echo(bare_port, token, body)
+
+
+def _check_echo(port: int, token: str, body: bytes) -> None:
+    connection = Connection(port, 30.0)
+    status, payload = connection.request(http_message("POST", port, PATH, token, body))
+    connection.close()
+    if status != 200 or json.loads(payload) != json.loads(body):
+        raise SystemExit(f"bare echo of {body.decode()}: HTTP {status} {payload.decode()}")
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -810,6 +822,9 @@ def report(
     if bare.connections >= bare.requests:
         print("note: gunicorn sync workers close every connection, so each request reconnects")
     logged = settings["logged"]
+    if settings.get("calibrate"):
+        print("calibration: the bare echo served in both places; no decision was made or logged")
+        return summary
     print(
         f"decision log: {logged['answered']} decisions answered 200 (warm-up included); "
         f"stored when the load stopped {logged['stored_at_end']}, a second later "
@@ -924,8 +939,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="time each request inside the workers (wall, CPU, run-queue wait; gunicorn hooks,"
         " bench/server_timing.py) and print where the fixed-rate runs' time went",
     )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="an A/A run: the bare echo in the decisions server's place too (same drainer and"
+        " lag sampling), so the ratios show how far the bench's own verdict strays when the two"
+        " endpoints do not differ",
+    )
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     args = parser.parse_args(argv)
+    if args.calibrate and args.server_timing:
+        parser.error("--calibrate and --server-timing: both servers would note under one name")
     for setting in args.set:
         name, equals, _ = setting.partition("=")
         if not equals or not name.startswith("POLICYD_"):
@@ -957,8 +981,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             hooks, hook_env = server_timing.prepare(timing)
             env |= hook_env
             real_env |= hook_env
+        decisions_uri = BARE_URI if args.calibrate else DECISIONS_URI
         real, real_port, real_log = start_server(
-            stack, "decisions", DECISIONS_URI, tmp, real_env, args.workers, hooks
+            stack,
+            "decisions",
+            decisions_uri,
+            tmp,
+            env if args.calibrate else real_env,
+            args.workers,
+            hooks,
         )
         bare, bare_port, bare_log = start_server(
             stack, "bare", BARE_URI, tmp, env, args.workers, hooks
@@ -970,7 +1001,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dumps({"package": package, "subject": {"id": subject}}).encode()
             for package, subject, _ in MIX
         ]
-        preflight(real_port, bare_port, token, bodies)
+        preflight(real_port, bare_port, token, bodies, calibrate=args.calibrate)
         log(f"servers ready on ports {real_port} (decisions) and {bare_port} (bare)")
 
         results: dict[str, Stats] = {}
@@ -1007,6 +1038,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_server(real)  # what the drainer has not stored yet is drained below
         stored = count_logged(url, config)
         settings = {
+            "calibrate": args.calibrate,
             "workers": args.workers,
             "database": "postgresql" if args.database_url else "sqlite",
             "drainer": args.drainer,
@@ -1047,7 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if failed:
             log(f"FAILED: {failed} requests without a 200 response")
             return 1
-        if stored < decided:
+        if stored < decided and not args.calibrate:
             log(f"FAILED: {decided - stored} answered decisions missing from the log")
             return 1
     return 0

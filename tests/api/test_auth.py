@@ -109,9 +109,19 @@ def test_a_deferred_check_that_fails_leaves_the_token_to_its_ttl(
     assert "work deferred after a response failed" in caplog.text
     monkeypatch.undo()
     monkeypatch.setattr(auth.time, "monotonic", monotonic)
+    real = auth.TokenService.authenticate
+    checked: list[str] = []
+
+    def counting(self, plain, *, now):
+        checked.append(plain)
+        return real(self, plain, now=now)
+
+    monkeypatch.setattr(auth.TokenService, "authenticate", counting)
     # Handed out again to the next caller, who checks it (the database is back).
     with client.post("/v1/decisions", json=DECISION, headers=headers) as answered:
         assert answered.status_code != 401
+        assert checked == []  # not inside the request
+    assert checked == [headers["Authorization"][7:]]  # once its answer was sent
     assert (
         components(app).token_cache.lookup(headers["Authorization"][7:], NOW, claim=True)[1]
         is False

@@ -19,12 +19,11 @@ from policyd.api.errors import error_body
 from policyd.api.pipeline import after_response
 from policyd.services.actor import Actor, Role
 from policyd.services.errors import ForbiddenError, InvalidError
+from policyd.services.refresh_ahead import REFRESH_AT, RefreshClaims
 from policyd.services.tokens import PREFIX, TokenService, token_hash
 
 if TYPE_CHECKING:
     from policyd.api.components import Components
-
-REFRESH_AT = 0.75  # of a cached token's ttl: used past it, it is checked after the answer
 
 PUBLIC_ENDPOINTS = frozenset(
     {
@@ -121,7 +120,7 @@ class TokenCache:
     def __init__(self, ttl: float):
         self.ttl = ttl
         self._entries: dict[str, tuple[str, Role, datetime | None, float]] = {}
-        self._refreshing: set[str] = set()  # keys handed out by `lookup`, not checked yet
+        self._refreshing = RefreshClaims()  # keys handed out by `lookup`, not checked yet
         self._generation = 0
         self._lock = threading.Lock()
 
@@ -148,14 +147,8 @@ class TokenCache:
             with self._lock:
                 self._entries.pop(key, None)
             return None, False
-        hit = (principal, role)
-        if not claim or age < self.ttl * REFRESH_AT or key in self._refreshing:
-            return hit, False
-        with self._lock:
-            if key in self._refreshing:
-                return hit, False
-            self._refreshing.add(key)
-        return hit, True
+        due = claim and age >= self.ttl * REFRESH_AT and self._refreshing.take(key)
+        return (principal, role), due
 
     def put(
         self,
@@ -169,28 +162,27 @@ class TokenCache:
         was read (a revocation may have come after the check)."""
         key = token_hash(credential)
         with self._lock:
-            self._refreshing.discard(key)
             if self.ttl > 0 and (generation is None or generation == self._generation):
                 if len(self._entries) > 10_000:
                     self._entries.clear()
                 self._entries[key] = (principal, role, expires_at, time.monotonic())
+        self._refreshing.settle(key)  # after the new entry: no second check meanwhile
         return principal, role
 
     def forget(self, credential: str) -> None:
         key = token_hash(credential)
         with self._lock:
             self._entries.pop(key, None)
-            self._refreshing.discard(key)
+        self._refreshing.settle(key)
 
     def refresh_failed(self, credential: str) -> None:
-        with self._lock:
-            self._refreshing.discard(token_hash(credential))
+        self._refreshing.settle(token_hash(credential))
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._refreshing.clear()
             self._generation += 1
+        self._refreshing.clear()
 
 
 def init_app(app: Flask) -> None:

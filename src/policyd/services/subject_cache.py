@@ -12,6 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from policyd.domain import Subject
+from policyd.services.refresh_ahead import REFRESH_AT, RefreshClaims
 from policyd.store.models import (
     Assignment,
     ConnectedOrganization,
@@ -31,11 +32,6 @@ _MAX_ENTRIES = 10_000
 # worker's first requests) lapse apart, so their reads from the database do not queue up in a
 # burst of requests every ttl seconds in every worker.
 SPREAD = 0.25
-# Past this share of its life, a decision that uses an entry has it read again once its answer
-# is sent (`lookup`'s second value): a subject in use is refreshed off the requests' path and
-# only one not asked about for that long is read inside a request. Late, so that a subject in
-# use is read about as often as when it lapsed at its ttl (each refresh is a database read).
-REFRESH_AT = 0.75
 _CHANGED = "policyd.subjects_changed"  # Session.info flag: a watched table was written
 
 
@@ -60,7 +56,7 @@ class SubjectCache:
         self._clock = clock
         self._draw = draw  # uniform in [0, 1)
         self._entries: dict[str, tuple[Subject, float, float]] = {}  # subject, refresh, expiry
-        self._refreshing: set[str] = set()  # handed out by `lookup`, not put back yet
+        self._refreshing = RefreshClaims()  # handed out by `lookup`, not put back yet
         self._generation = 0
         self._lock = threading.Lock()
 
@@ -83,24 +79,17 @@ class SubjectCache:
         subject, refresh_at, expires_at = entry
         if now >= expires_at:
             return None, False
-        if now < refresh_at or subject_id in self._refreshing:
-            return subject, False
-        with self._lock:
-            if subject_id in self._refreshing:
-                return subject, False
-            self._refreshing.add(subject_id)
-        return subject, True
+        return subject, now >= refresh_at and self._refreshing.take(subject_id)
 
     def forget(self, subject_id: str) -> None:
         """Drop the entry (the directory no longer has the subject)."""
         with self._lock:
             self._entries.pop(subject_id, None)
-            self._refreshing.discard(subject_id)
+        self._refreshing.settle(subject_id)
 
     def refresh_failed(self, subject_id: str) -> None:
         """A refresh `lookup` handed out did not happen: the next use may try again."""
-        with self._lock:
-            self._refreshing.discard(subject_id)
+        self._refreshing.settle(subject_id)
 
     def put(self, subject_id: str, subject: Subject, generation: int) -> None:
         """Remember `subject`, unless the cache was cleared since `generation` was read (the
@@ -108,19 +97,19 @@ class SubjectCache:
         if self.ttl <= 0:
             return
         with self._lock:
-            self._refreshing.discard(subject_id)
-            if generation != self._generation:
-                return
-            if len(self._entries) >= _MAX_ENTRIES:
-                self._entries.clear()
-            now, lifetime = self._clock(), self.ttl * (1.0 - SPREAD * self._draw())
-            self._entries[subject_id] = (subject, now + lifetime * REFRESH_AT, now + lifetime)
+            if generation == self._generation:
+                if len(self._entries) >= _MAX_ENTRIES:
+                    self._entries.clear()
+                now, lifetime = self._clock(), self.ttl * (1.0 - SPREAD * self._draw())
+                expires_at = now + lifetime
+                self._entries[subject_id] = (subject, now + lifetime * REFRESH_AT, expires_at)
+        self._refreshing.settle(subject_id)  # after the new entry: no second refresh meanwhile
 
     def clear(self) -> None:
         with self._lock:
             self._generation += 1
             self._entries.clear()
-            self._refreshing.clear()
+        self._refreshing.clear()
 
     def watch(self, sessions: sessionmaker[Session]) -> None:
         """Clear the cache whenever a session from `sessions` commits a write to a watched

@@ -72,7 +72,7 @@ class Subjects(DirectoryPart):
             else:
                 # A decision may use a subject up to the cache's ttl old: read as committed,
                 # outside the session's transaction, which would cost more than the read.
-                with read_connection(self.session.get_bind()) as connection:
+                with read_connection(self.session) as connection:
                     subject = _directory_subject(subject_id, connection)
             if subject is None:
                 if trusted and supplied is not None:

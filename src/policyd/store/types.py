@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -31,17 +33,46 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class _Uuid7Clock:
+    """The 60 time bits of version 7 ids, strictly increasing within the process.
+
+    RFC 9562, section 6.2, method 3: the 48-bit Unix time in milliseconds, then 12 bits of the
+    millisecond's fraction (units of 1/4096 ms) where the RFC would put random bits. Two ids
+    drawn in the same unit, or after the wall clock stepped back, take the last value plus one,
+    so ids made one after another in a process sort in that order (a keyset walk by id meets
+    decisions in the order they were made). A forked child carries on from its parent's last
+    value under a lock of its own.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()  # one held by another thread at fork time stays held
+
+    def next(self) -> int:
+        now = time.time_ns() * 4096 // 1_000_000
+        with self._lock:
+            self._last = max(now, self._last + 1)
+            return self._last
+
+
+_clock = _Uuid7Clock()
+
+
 def new_id() -> str:
     """A new id: UUID text (version 7, time-ordered, RFC 9562), 36 characters: the Unix time
-    in milliseconds, then 74 random bits (policyd.randomness).
+    in milliseconds and its fraction (`_Uuid7Clock`), then 62 random bits
+    (policyd.randomness).
 
     Ids that grow with time keep every primary-key index appending at its right edge: a batch
     of decision-log rows then dirties a few index pages instead of one page per row (random
     version 4 ids), which made each flush and each SQLite checkpoint costlier as the table grew.
     The random bits keep ids unguessable.
     """
-    millis = time.time_ns() // 1_000_000
-    random = random_bytes(10).hex()
-    clock = f"{millis & 0xFFFF_FFFF_FFFF:012x}"
-    variant = "89ab"[int(random[3], 16) & 3]  # RFC 9562: 10xx
-    return f"{clock[:8]}-{clock[8:]}-7{random[:3]}-{variant}{random[4:7]}-{random[7:19]}"
+    clock = f"{_clock.next() & 0xFFF_FFFF_FFFF_FFFF:015x}"
+    random = random_bytes(8).hex()
+    variant = "89ab"[int(random[0], 16) & 3]  # RFC 9562: 10xx
+    return f"{clock[:8]}-{clock[8:12]}-7{clock[12:]}-{variant}{random[1:4]}-{random[4:16]}"

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.dialects import postgresql, sqlite
 
 from policyd.services.decision_log.codec import (
+    COLUMNS,
+    TABLE,
     JsonText,
     compact_encoder,
     decode,
     encode,
     entry_time,
+    row_values,
 )
 from policyd.services.errors import InvalidError
-from tests.spool_support import entry
+from tests.spool_support import entry, line
 
 
 def test_a_line_holds_json_text_per_column():
@@ -70,3 +76,39 @@ def test_compact_encoder_writes_what_json_encoder_writes(allow_nan):
     else:
         with pytest.raises(ValueError):
             encode_compact([float("nan")])
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+    ),
+    offset=st.sampled_from([timedelta(0), timedelta(hours=5, minutes=30), -timedelta(hours=8)]),
+)
+@pytest.mark.parametrize("name", ["sqlite", "postgresql"])
+def test_row_values_bind_at_as_the_column_type_does(name, moment, offset):
+    """Each dialect's driver gets for `at` what SQLAlchemy's own binding of the column gives
+    (the same stored text on SQLite, microseconds or none, whatever the written offset), and
+    the columns in table order, JSON columns as their text."""
+    dialect = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect()}[name]
+    written = moment.astimezone(timezone(offset))
+    line = encode(entry(1, written), allow_nan=False, strict=True).rstrip(b"\n")
+    bad: list = []
+    (values,) = row_values([line], bad, dialect)
+    bind = TABLE.c.at.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+    expected = decode(line)
+    expected["at"] = bind(moment)
+    assert values == tuple(expected[name] for name in COLUMNS) and not bad
+
+
+def test_row_values_keep_lines_that_are_no_entry_aside():
+    """A line that is no entry, or whose moment has no offset, is added to `bad` and left
+    out; the rest are still given, a moment written another ISO 8601 way (a week date) by
+    the column type's own binding."""
+    good = line(1, datetime(2026, 3, 2, 12, 0, 0, 5, tzinfo=UTC)).rstrip(b"\n")
+    naive = good.replace(b'+00:00"', b'"')
+    week = good.replace(b'"2026-03-02T', b'"2026-W10-1T')
+    bad: list = []
+    values = row_values([b"no entry", naive, week, good], bad, sqlite.dialect())
+    assert [each for each, _ in bad] == [b"no entry", naive]
+    at = COLUMNS.index("at")
+    assert [row[at] for row in values] == ["2026-03-02 12:00:00.000005"] * 2

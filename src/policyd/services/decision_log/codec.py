@@ -6,9 +6,11 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from json.encoder import c_make_encoder, encode_basestring_ascii
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import String, Table
+from sqlalchemy.engine import Dialect
 
 from policyd.services.errors import InvalidError
 from policyd.store.models import DecisionRecord
@@ -102,15 +104,48 @@ def parse(line: bytes) -> dict[str, Any]:
     return row
 
 
-def decoded(lines: list[bytes], bad: list[Refused]) -> list[dict[str, Any]]:
-    """The rows in `lines`; lines that are no entry are added to `bad`."""
-    rows = []
+def row_values(lines: list[bytes], bad: list[Refused], dialect: Dialect) -> list[tuple]:
+    """The `COLUMNS` values of the entries in `lines`, in order, as `dialect`'s driver takes
+    them (`at` as the column type binds it, the JSON columns as text); lines that are no
+    entry are added to `bad`."""
+    at = _at_binder(dialect)
+    values = []
     for line in lines:
         try:
-            rows.append(decode(line))
+            row = parse(line)
+            row["at"] = at(row["at"])
         except (ValueError, KeyError, TypeError):
             bad.append((line, NOT_AN_ENTRY))
-    return rows
+            continue
+        values.append(_IN_ORDER(row))
+    return values
+
+
+_IN_ORDER = itemgetter(*COLUMNS)
+
+
+def _at_binder(dialect: Dialect) -> Callable[[str], Any]:
+    """ISO 8601 text of `at` -> what `dialect`'s driver is given for it: the whole bind
+    processing of the column's type (UTCDateTime, then the dialect's own), so that the same
+    moment is always the same stored value and comparisons hold."""
+    bind = TABLE.c.at.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+    if dialect.name != "sqlite":
+        return lambda text: bind(datetime.fromisoformat(text))
+
+    def sqlite_text(text: str) -> str:
+        moment = datetime.fromisoformat(text)  # refuses what is no moment
+        if (
+            len(text) == 32  # 2026-12-07T10:05:43.123456+00:00, as encode writes it
+            and text[26:] == "+00:00"
+            and text[4] == text[7] == "-"
+            and text[10] == "T"
+            and text[19] == "."
+        ):
+            # SQLite stores it as text: the same as `bind` makes, without its calls.
+            return f"{text[:10]} {text[11:26]}"
+        return bind(moment)
+
+    return sqlite_text
 
 
 def copy_values(lines: list[bytes], bad: list[Refused]) -> Iterator[list[Any]]:

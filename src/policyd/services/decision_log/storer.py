@@ -6,15 +6,13 @@ import functools
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Table, delete, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from policyd.services.decision_log.codec import COLUMNS, JSON_COLUMNS, TABLE, Refused
+from policyd.services.decision_log.codec import COLUMNS, JSON_COLUMNS, TABLE, Refused, row_values
 from policyd.services.decision_log.codec import copy_values as _copy_values
-from policyd.services.decision_log.codec import decoded as _decoded
 from policyd.store.models import SpoolProgress
 from policyd.store.query import copy_rows
 from policyd.store.spool import Pending
@@ -83,7 +81,7 @@ class Storer:
             with self.engine.begin() as connection:
                 for start in range(0, len(batch.records), _CHUNK):
                     chunk = batch.records[start : start + _CHUNK]
-                    insert_rows(connection, _decoded(chunk, bad))
+                    insert_rows(connection, row_values(chunk, bad, connection.dialect))
                 _set_offset(connection, batch.name, batch.end)
         except OperationalError:
             raise
@@ -116,10 +114,9 @@ class Storer:
     def _store_one_by_one(self, lines: list[bytes]) -> list[Refused]:
         refused: list[Refused] = []
         for line in lines:
-            rows = _decoded([line], refused)
             try:
                 with self.engine.begin() as connection:
-                    insert_rows(connection, rows)
+                    insert_rows(connection, row_values([line], refused, connection.dialect))
             except OperationalError:
                 raise
             except Exception as err:
@@ -141,11 +138,12 @@ class Storer:
 def _insert(connection: Connection, lines: list[bytes]) -> list[Refused]:
     """Insert the entries in `lines`; the lines that are no entry."""
     bad: list[Refused] = []
-    if connection.dialect.name == "postgresql":
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
         copy_rows(connection, TABLE, COLUMNS, _copy_values(lines, bad))
     else:
         for start in range(0, len(lines), _CHUNK):
-            insert_rows(connection, _decoded(lines[start : start + _CHUNK], bad))
+            insert_rows(connection, row_values(lines[start : start + _CHUNK], bad, dialect))
     return bad
 
 
@@ -168,22 +166,14 @@ def _set_offset(connection: Connection, name: str, offset: int) -> None:
     connection.execute(_UPSERT_OFFSET_ANYWAY, {"spool": name, "end": offset})
 
 
-def insert_rows(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert decoded spool rows into `decisions`, skipping ids that are already stored.
+def insert_rows(connection: Connection, values: list[tuple]) -> None:
+    """Insert spool rows (`row_values`) into `decisions`, skipping ids already stored.
 
     One driver-level executemany: the JSON columns arrive as JSON text and are stored as is,
     so the storer never decodes and re-encodes them (a third of its cost).
     """
-    if not rows:
-        return
-    dialect = connection.dialect
-    # The column type's whole processing (to the driver's text on SQLite), as SQLAlchemy binds
-    # it everywhere else: the same text for the same moment, so comparisons hold.
-    at = TABLE.c.at.type.dialect_impl(dialect).bind_processor(dialect)
-    params = [
-        tuple(at(row[name]) if name == "at" else row[name] for name in COLUMNS) for row in rows
-    ]
-    connection.exec_driver_sql(_insert_sql(dialect.name), params)
+    if values:
+        connection.exec_driver_sql(_insert_sql(connection.dialect.name), values)
 
 
 @functools.cache

@@ -211,8 +211,8 @@ if crash == "before-commit":
     event.listen(database.engine, "commit", lambda _: os.kill(os.getpid(), signal.SIGKILL))
 else:
     store = drainer.storer.store
-    def store_then_die(batch):
-        store(batch)
+    def store_then_die(batch, *rest):
+        store(batch, *rest)
         os.kill(os.getpid(), signal.SIGKILL)
     drainer.storer.store = store_then_die
 drainer.drain()

@@ -235,7 +235,7 @@ class Settings:
     decision_log_interval: float = _setting(
         "POLICYD_DECISION_LOG_INTERVAL",
         parse_seconds,
-        0.1,
+        0.5,
         "Seconds between a drainer's passes over the decision-log spool.",
     )
     decision_log_retention: int = _setting(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
-from policyd.services.decision_log import Drainer
+from policyd.services.decision_log import SLICE_PAUSE, Drainer, storer
 from policyd.store.spool import SUFFIX, Spool, open_files
 from tests.spool_support import (
     AT,
@@ -103,3 +104,39 @@ def test_lag_estimates_the_entries_of_a_large_backlog(store, folder, drainer):
     lag = drainer.lag(count=len(line(500)) * 100)
     assert lag.estimated and 900 <= lag.entries <= 1100
     assert not drainer.lag().estimated and drainer.lag().entries == 1000
+
+
+def test_a_resting_pass_rests_between_slices_and_stores_the_same(
+    store, folder, drainer, monkeypatch
+):
+    """With `pause`, a pass rests after each slice of 32 entries it inserts but the last (on
+    SQLite; on PostgreSQL a batch is one COPY), and stores every entry once; a pass without
+    it, as a read catching up makes, never rests. The drainer beside the servers rests."""
+    rests: list[float] = []
+    monkeypatch.setattr(storer.time, "sleep", rests.append)
+    spool(folder, 0, 100)
+    assert drainer.drain(pause=0.25) == 100
+    sqlite = store.engine.dialect.name == "sqlite"
+    assert rests == ([0.25] * 3 if sqlite else [])  # slices of 32, 32, 32 and 4
+    spool(folder, 100, 40)
+    rests.clear()
+    assert drainer.drain() == 40 and rests == []
+    assert sorted(stored_subjects(store.url)) == subjects(0, 140)
+    stop = threading.Event()
+    spool(folder, 140, 33)
+    monkeypatch.setattr(drainer, "drain", _once(drainer.drain, stop))
+    drainer.run(stop, interval=60)
+    assert rests == ([SLICE_PAUSE] if sqlite else [])
+    assert sorted(stored_subjects(store.url)) == subjects(0, 173)
+
+
+def _once(drain, stop: threading.Event):
+    """`drain`, which sets `stop` after its first pass (so `run` makes exactly one)."""
+
+    def drain_once(**options):
+        try:
+            return drain(**options)
+        finally:
+            stop.set()
+
+    return drain_once

@@ -21,7 +21,13 @@ from sqlalchemy.exc import OperationalError
 
 from policyd.periodic import WORKER, TaskContext, periodic_task
 from policyd.services.decision_log.codec import JsonText, compact_encoder, decode, encode
-from policyd.services.decision_log.drainer import DRAIN_INTERVAL, Drainer, Lag, default_folder
+from policyd.services.decision_log.drainer import (
+    DRAIN_INTERVAL,
+    SLICE_PAUSE,
+    Drainer,
+    Lag,
+    default_folder,
+)
 from policyd.services.decision_log.retention import drop_expired_entries, ensure_partitions
 from policyd.services.decision_log.storer import REJECTED, insert_rows
 from policyd.store.spool import Spool
@@ -169,7 +175,7 @@ def prepare_partitions(context: TaskContext, now: datetime) -> int:
 )
 def drain_decision_log(context: TaskContext, now: datetime) -> int:
     """Store the decision-log entries this host's servers spooled, each exactly once."""
-    return context.drainer.drain() if context.drainer is not None else 0
+    return context.drainer.drain(pause=SLICE_PAUSE) if context.drainer is not None else 0
 
 
 def check_lag(decision_log: DecisionLog, behind: bool) -> bool:
@@ -195,6 +201,7 @@ def check_lag(decision_log: DecisionLog, behind: bool) -> bool:
 __all__ = [
     "DRAIN_INTERVAL",
     "REJECTED",
+    "SLICE_PAUSE",
     "DecisionLog",
     "Drainer",
     "JsonText",

@@ -21,7 +21,12 @@ from policyd.store.spool import SpoolFile, open_files, peek_files
 
 log = logging.getLogger(__name__)
 
-DRAIN_INTERVAL = 0.1  # seconds between passes (POLICYD_DECISION_LOG_INTERVAL)
+DRAIN_INTERVAL = 0.5  # seconds between passes (POLICYD_DECISION_LOG_INTERVAL)
+# Seconds a drainer's pass rests after each slice of entries it inserts (SQLite): its core
+# goes idle often, so the scheduler moves requests waiting on the other core onto it. A pass
+# at idle CPU priority that ran for milliseconds on end held its core all along (only an
+# idle core pulls waiting work), and requests queued behind each other on the other one.
+SLICE_PAUSE = 0.0003
 _READ = 1 << 20  # bytes of a file read, and stored in one transaction, at a time
 _COUNT = 64 << 20  # bytes whose entries `lag` counts; past that it estimates
 
@@ -73,12 +78,16 @@ class Drainer:
             self._pid, self._lock, self._offsets = os.getpid(), threading.Lock(), {}
         return self._lock
 
-    def drain(self, *, limit: int | None = None, only: str | None = None) -> int:
+    def drain(
+        self, *, limit: int | None = None, only: str | None = None, pause: float = 0.0
+    ) -> int:
         """One pass: store what is spooled now; the number of entries handled.
 
         Args:
             limit: stop after about this many bytes (a read catching up stays short).
             only: the name of the one file to drain (a process that stops drains its own).
+            pause: seconds to rest after each slice of entries inserted (`SLICE_PAUSE` for
+                a drainer beside the servers; a read catching up does not rest).
 
         Raises:
             OperationalError: the database is unavailable; what is not stored stays spooled.
@@ -91,18 +100,18 @@ class Drainer:
                         files.append(file)
                     else:
                         file.close()  # and its lock, for the drainer whose file it is
-                return self._drain_files(files, limit)
+                return self._drain_files(files, limit, pause)
             finally:
                 for file in files:
                     file.close()
 
-    def _drain_files(self, files: list[SpoolFile], limit: int | None) -> int:
+    def _drain_files(self, files: list[SpoolFile], limit: int | None, pause: float) -> int:
         unknown = [f.name for f in files if f.released or f.name not in self._offsets]
         offsets = self._offsets | self.storer.stored_offsets(unknown)
         self._offsets = {f.name: offsets.get(f.name, 0) for f in files if not f.released}
         handled, budget = 0, limit
         for file in files:
-            count, used = self._drain_file(file, offsets.get(file.name, 0), budget)
+            count, used = self._drain_file(file, offsets.get(file.name, 0), budget, pause)
             handled += count
             if budget is not None:
                 budget -= used
@@ -110,7 +119,9 @@ class Drainer:
                     break
         return handled
 
-    def _drain_file(self, file: SpoolFile, offset: int, budget: int | None) -> tuple[int, int]:
+    def _drain_file(
+        self, file: SpoolFile, offset: int, budget: int | None, pause: float
+    ) -> tuple[int, int]:
         """Store `file` from `offset`; (entries handled, bytes read). A released file that
         holds no complete record past its stored offset any more is removed."""
         goal, handled, start = file.size(), 0, offset
@@ -119,7 +130,7 @@ class Drainer:
             batch = file.read(offset, goal, chunk)
             if batch is None:
                 break
-            offset, count = self.storer.store(batch)
+            offset, count = self.storer.store(batch, pause)
             handled += count
             if not file.released:
                 self._offsets[file.name] = offset
@@ -135,8 +146,8 @@ class Drainer:
         return handled, offset - start
 
     def run(self, stop: threading.Event, interval: float = DRAIN_INTERVAL) -> None:
-        """Drain every `interval` seconds until `stop` is set; errors are logged once per
-        outage and the pass is retried."""
+        """Drain every `interval` seconds, resting `SLICE_PAUSE` after each slice, until
+        `stop` is set; errors are logged once per outage and the pass is retried."""
         outage = Outage(
             log,
             "decision log: storing spooled entries failed; retrying",
@@ -144,7 +155,7 @@ class Drainer:
         )
         while True:
             try:
-                self.drain()
+                self.drain(pause=SLICE_PAUSE)
             except Exception:
                 outage.failed()
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -45,8 +46,9 @@ class Storer:
         self.engine = engine
         self.folder = folder
 
-    def store(self, batch: Pending) -> tuple[int, int]:
-        """Store `batch` and move its file's offset to `batch.end`, in one transaction.
+    def store(self, batch: Pending, pause: float = 0.0) -> tuple[int, int]:
+        """Store `batch` and move its file's offset to `batch.end`, in one transaction;
+        on SQLite, resting `pause` seconds after each slice of `_CHUNK` entries but the last.
 
         Returns:
             The file's stored offset (`batch.end`, or where another transaction had got to
@@ -60,7 +62,7 @@ class Storer:
             with self.engine.begin() as connection:
                 stored = _move_offset(connection, batch)
                 if stored is None:
-                    bad = _insert(connection, batch.records)
+                    bad = _insert(connection, batch.records, pause)
         except OperationalError:
             raise  # everything stays spooled for a retry
         except Exception:
@@ -135,14 +137,18 @@ class Storer:
                 )
 
 
-def _insert(connection: Connection, lines: list[bytes]) -> list[Refused]:
-    """Insert the entries in `lines`; the lines that are no entry."""
+def _insert(connection: Connection, lines: list[bytes], pause: float = 0.0) -> list[Refused]:
+    """Insert the entries in `lines`, resting `pause` seconds between slices on SQLite (one
+    COPY on PostgreSQL, whose server does the work in a process of its own); the lines that
+    are no entry."""
     bad: list[Refused] = []
     dialect = connection.dialect
     if dialect.name == "postgresql":
         copy_rows(connection, TABLE, COLUMNS, _copy_values(lines, bad))
     else:
         for start in range(0, len(lines), _CHUNK):
+            if start and pause:
+                time.sleep(pause)
             insert_rows(connection, row_values(lines[start : start + _CHUNK], bad, dialect))
     return bad
 

@@ -922,16 +922,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--paced-rounds",
         type=int,
-        default=10,
+        default=20,
         help="rounds the fixed-rate runs are split into, alternating which server goes first;"
         " the p99 verdict takes the median of the rounds' ratios, the table pools each"
-        " endpoint's latencies over them (default 10)",
+        " endpoint's latencies over them (default 20: one run's median of 10 strayed by 0.2"
+        " or more between runs of the same code)",
     )
     parser.add_argument(
         "--paced-seconds",
         type=float,
-        default=40.0,
-        help="seconds each endpoint is driven at the fixed rate, over all rounds (default 40)",
+        default=80.0,
+        help="seconds each endpoint is driven at the fixed rate, over all rounds (default 80)",
     )
     parser.add_argument(
         "--server-timing",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import operator
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -190,10 +191,18 @@ def insert_many(session: Session, model: type, rows: Sequence[dict[str, Any]]) -
 
 
 def copy_rows(
-    connection: Connection, table: Table, names: Sequence[str], rows: Iterable[Sequence[Any]]
+    connection: Connection,
+    table: Table,
+    names: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    pause: float = 0.0,
+    every: int = 32,
 ) -> int:
     """COPY `rows` (values in the order of `names`, already as PostgreSQL takes them in
-    text form: str, numbers, None) into `table` in the connection's transaction.
+    text form: str, numbers, None) into `table` in the connection's transaction; with
+    `pause`, resting that many seconds after each `every` rows, so that neither this process
+    nor the server storing what it was sent holds a core for long.
 
     No conversion and no ON CONFLICT: for callers that know their rows are new, such as the
     decision-log drainer (an INSERT per row costs the server and psycopg several times more).
@@ -209,6 +218,8 @@ def copy_rows(
         for row in rows:
             copy.write_row(row)
             sent += 1
+            if pause and sent % every == 0:
+                time.sleep(pause)
     return sent
 
 

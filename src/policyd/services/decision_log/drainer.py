@@ -22,7 +22,7 @@ from policyd.store.spool import SpoolFile, open_files, peek_files
 log = logging.getLogger(__name__)
 
 DRAIN_INTERVAL = 0.5  # seconds between passes (POLICYD_DECISION_LOG_INTERVAL)
-# Seconds a drainer's pass rests after each slice of entries it inserts (SQLite): its core
+# Seconds a drainer's pass rests between the slices of entries it stores (32): its core
 # goes idle often, so the scheduler moves requests waiting on the other core onto it. A pass
 # at idle CPU priority that ran for milliseconds on end held its core all along (only an
 # idle core pulls waiting work), and requests queued behind each other on the other one.

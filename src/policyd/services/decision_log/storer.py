@@ -47,8 +47,8 @@ class Storer:
         self.folder = folder
 
     def store(self, batch: Pending, pause: float = 0.0) -> tuple[int, int]:
-        """Store `batch` and move its file's offset to `batch.end`, in one transaction;
-        on SQLite, resting `pause` seconds after each slice of `_CHUNK` entries but the last.
+        """Store `batch` and move its file's offset to `batch.end`, in one transaction,
+        resting `pause` seconds between slices of `_CHUNK` entries.
 
         Returns:
             The file's stored offset (`batch.end`, or where another transaction had got to
@@ -138,13 +138,12 @@ class Storer:
 
 
 def _insert(connection: Connection, lines: list[bytes], pause: float = 0.0) -> list[Refused]:
-    """Insert the entries in `lines`, resting `pause` seconds between slices on SQLite (one
-    COPY on PostgreSQL, whose server does the work in a process of its own); the lines that
-    are no entry."""
+    """Insert the entries in `lines` (one COPY on PostgreSQL), resting `pause` seconds
+    between slices of `_CHUNK` entries; the lines that are no entry."""
     bad: list[Refused] = []
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        copy_rows(connection, TABLE, COLUMNS, _copy_values(lines, bad))
+        copy_rows(connection, TABLE, COLUMNS, _copy_values(lines, bad), pause=pause, every=_CHUNK)
     else:
         for start in range(0, len(lines), _CHUNK):
             if start and pause:

@@ -201,8 +201,8 @@ def copy_rows(
 ) -> int:
     """COPY `rows` (values in the order of `names`, already as PostgreSQL takes them in
     text form: str, numbers, None) into `table` in the connection's transaction; with
-    `pause`, resting that many seconds after each `every` rows, so that neither this process
-    nor the server storing what it was sent holds a core for long.
+    `pause`, resting that many seconds between slices of `every` rows, so that neither this
+    process nor the server storing what it was sent holds a core for long.
 
     No conversion and no ON CONFLICT: for callers that know their rows are new, such as the
     decision-log drainer (an INSERT per row costs the server and psycopg several times more).
@@ -216,10 +216,10 @@ def copy_rows(
     cursor = connection.connection.driver_connection.cursor()
     with cursor, cursor.copy(statement) as copy:
         for row in rows:
+            if pause and sent and sent % every == 0:
+                time.sleep(pause)
             copy.write_row(row)
             sent += 1
-            if pause and sent % every == 0:
-                time.sleep(pause)
     return sent
 
 

@@ -97,7 +97,7 @@ def test_row_values_bind_at_as_the_column_type_does(name, moment, offset):
     bind = TABLE.c.at.type.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
     expected = decode(line)
     expected["at"] = bind(moment)
-    assert values == tuple(expected[name] for name in COLUMNS) and not bad
+    assert values == tuple(expected[column] for column in COLUMNS) and not bad
 
 
 def test_row_values_keep_lines_that_are_no_entry_aside():

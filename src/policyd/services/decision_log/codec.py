@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -124,6 +125,7 @@ def row_values(lines: list[bytes], bad: list[Refused], dialect: Dialect) -> list
 _IN_ORDER = itemgetter(*COLUMNS)
 
 
+@functools.lru_cache(maxsize=8)  # per engine's dialect: made once, not per slice of entries
 def _at_binder(dialect: Dialect) -> Callable[[str], Any]:
     """ISO 8601 text of `at` -> what `dialect`'s driver is given for it: the whole bind
     processing of the column's type (UTCDateTime, then the dialect's own), so that the same
